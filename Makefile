@@ -1,0 +1,33 @@
+# Two commands for a fresh machine:
+#   make demo   create .venv, install vaekit (CPU torch), train + evaluate a small VAE
+#   make test   create .venv, install vaekit with test extras, run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Real datasets beside the checkout (offline machines); otherwise the user cache / download.
+DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export VAEKIT_DATA := $(or $(VAEKIT_DATA),$(DATA))
+
+.PHONY: demo test install bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/vaekit demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/iwae_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
