@@ -1,0 +1,161 @@
+"""The model protocol that every vaekit latent-variable model implements.
+
+Objectives (:mod:`vaekit.objectives`), estimators (:mod:`vaekit.inference`), the
+training loop (:mod:`vaekit.training`) and analysis never special-case a model: they
+only call the methods below.
+
+Latents are always named: a model's latent state is a ``dict[str, Tensor]`` even when
+there is a single latent (``{"z": z}``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+__all__ = ["ElboTerms", "LatentVariableModel"]
+
+
+@dataclass
+class ElboTerms:
+    """Per-example pieces of the evidence lower bound, one entry per named latent.
+
+    Attributes
+    ----------
+    rec : Tensor of shape (batch,)
+        Reconstruction log-likelihood ``log p(x | z)`` at one posterior sample.
+    kl : dict of str to Tensor of shape (batch,)
+        ``KL(q(z_name | x) || p(z_name))`` per named latent: closed form where it exists,
+        otherwise the single-sample Monte Carlo value ``log q - log p``.
+    log_q : dict of str to Tensor of shape (batch,)
+        ``log q(z_name | x)`` at the sample (used by entropy warm-up schedules).
+    log_p : dict of str to Tensor of shape (batch,)
+        ``log p(z_name)`` (or ``log p(z_name | parents)``) at the sample.
+    extras : dict of str to Tensor
+        Model-specific per-example diagnostics (never part of the loss).
+
+    Examples
+    --------
+    >>> import torch
+    >>> t = ElboTerms(rec=torch.tensor([-3.0]), kl={"z": torch.tensor([1.0])})
+    >>> t.elbo
+    tensor([-4.])
+    """
+
+    rec: Tensor
+    kl: dict[str, Tensor]
+    log_q: dict[str, Tensor] = field(default_factory=dict)
+    log_p: dict[str, Tensor] = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def kl_total(self) -> Tensor:
+        """Sum of the KL terms over all named latents, shape (batch,)."""
+        return torch.stack(list(self.kl.values()), 0).sum(0) if self.kl else torch.zeros_like(self.rec)
+
+    @property
+    def elbo(self) -> Tensor:
+        """``rec - sum(kl)``, shape (batch,)."""
+        return self.rec - self.kl_total
+
+
+class LatentVariableModel(nn.Module):
+    """Base class of every vaekit model (the protocol of ARCHITECTURE.md).
+
+    Subclasses implement :meth:`elbo_terms` and :meth:`log_weights`; models whose
+    latents are per example (all VAEs) also implement :meth:`encode`, :meth:`decode`,
+    :meth:`log_joint`, :meth:`sample_prior` and :meth:`sample`.
+
+    Attributes
+    ----------
+    data_shape : tuple of int
+        Shape of one example ``x`` (without the batch dimension).
+    latent_names : tuple of str
+        Names of the latent variables, in generative order (top first).
+    """
+
+    data_shape: tuple[int, ...] = ()
+    latent_names: tuple[str, ...] = ("z",)
+
+    # ------------------------------------------------------------------ protocol
+    def elbo_terms(self, batch: Any) -> ElboTerms:
+        """Per-example reconstruction log-likelihood and KL per named latent."""
+        raise NotImplementedError
+
+    def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
+        """Importance log-weights ``log p(x, z_i) - log q(z_i | x)``, ``z_i ~ q(z | x)``.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, *data_shape)
+        k : int
+            Number of posterior samples per example.
+
+        Returns
+        -------
+        Tensor of shape (k, batch)
+        """
+        raise NotImplementedError
+
+    def encode(self, x: Tensor) -> dict[str, Distribution]:
+        """Posterior distribution of every named latent given ``x``."""
+        raise NotImplementedError
+
+    def decode(self, z: dict[str, Tensor]) -> Distribution:
+        """Distribution over ``x`` given the latents (batch shape = leading dims of z)."""
+        raise NotImplementedError
+
+    def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
+        """``log p(x, z)`` with shape = the leading (sample, batch) dims of ``z``."""
+        raise NotImplementedError
+
+    def sample_prior(self, n: int) -> dict[str, Tensor]:
+        """``n`` draws of every named latent from the prior, each of shape (n, ...)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, n: int, *, mean: bool = True) -> Tensor:
+        """Generate ``n`` examples: decode prior samples.
+
+        Parameters
+        ----------
+        n : int
+            Number of examples.
+        mean : bool
+            Return the mean of p(x | z) (smooth images) instead of a draw from it.
+
+        Returns
+        -------
+        Tensor of shape (n, *data_shape)
+        """
+        px = self.decode(self.sample_prior(n))
+        return px.mean if mean else px.sample()
+
+    # ------------------------------------------------------------------ helpers
+    def validate_data(self, x: Any, name: str = "x") -> Tensor:
+        """Check that ``x`` is a finite float tensor of shape (batch, *data_shape).
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not a floating-point tensor.
+        ValueError
+            If its trailing shape is not ``data_shape``, it is empty, or holds NaN/inf.
+        """
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (batch, {', '.join(map(str, self.data_shape))}), got {type(x).__name__}")
+        if not torch.is_floating_point(x):
+            raise TypeError(f"{name} must be a floating-point tensor (float32/float64/bfloat16), got dtype {x.dtype}; convert with x.float()")
+        shape = tuple(self.data_shape)
+        if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+            raise ValueError(f"{name} has shape {tuple(x.shape)} but this model expects (batch, {', '.join(map(str, shape))}) (data_shape={shape})")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} is empty (batch size 0); pass at least one example")
+        if not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"{name} contains {bad} NaN/inf value(s); clean or impute the data first")
+        return x

@@ -1,0 +1,182 @@
+"""Training objectives: the ELBO with KL weighting (constant, warm-up, entropy warm-up,
+free bits) and the importance-weighted (IWAE) bound.
+
+An objective is a small callable object: ``objective(model, batch, step)`` returns the
+scalar loss to minimise and a dict of per-batch metrics (python floats are *not*
+produced here: metrics stay tensors so the training loop decides when to synchronise).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from .models.base import ElboTerms, LatentVariableModel
+
+__all__ = ["KLWeight", "Objective", "ELBO", "IWAE", "logmeanexp"]
+
+
+def logmeanexp(x: Tensor, dim: int = 0) -> Tensor:
+    """``log(mean(exp(x)))`` along ``dim``, computed stably.
+
+    >>> logmeanexp(torch.log(torch.tensor([1.0, 3.0])))
+    tensor(0.6931)
+    """
+    return torch.logsumexp(x, dim) - math.log(x.shape[dim])
+
+
+class KLWeight:
+    r"""The weight :math:`\beta_t` put on the KL (or entropy) term at training step ``t``.
+
+    Parameters
+    ----------
+    value : float
+        Final weight (1.0 is the true ELBO).
+    warmup_steps : int
+        Number of steps over which the weight rises from ``start`` to ``value``;
+        0 means constant.
+    start : float
+        Weight at step 0 when warming up.
+    shape : {"linear", "logistic"}
+        Shape of the ramp.
+
+    Examples
+    --------
+    >>> w = KLWeight(1.0, warmup_steps=100)
+    >>> w(0), w(50), w(100), w(1000)
+    (0.0, 0.5, 1.0, 1.0)
+    """
+
+    def __init__(self, value: float = 1.0, warmup_steps: int = 0, start: float = 0.0,
+                 shape: Literal["linear", "logistic"] = "linear") -> None:
+        if value < 0:
+            raise ValueError(f"kl weight value must be >= 0, got {value}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if shape not in ("linear", "logistic"):
+            raise ValueError(f"shape must be 'linear' or 'logistic', got {shape!r}")
+        self.value, self.warmup_steps, self.start, self.shape = float(value), int(warmup_steps), float(start), shape
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_steps == 0 or step >= self.warmup_steps:
+            return self.value
+        t = max(step, 0) / self.warmup_steps
+        if self.shape == "logistic":
+            t = 1.0 / (1.0 + math.exp(-12.0 * (t - 0.5)))
+        return self.start + (self.value - self.start) * t
+
+    def __repr__(self) -> str:
+        return f"KLWeight(value={self.value}, warmup_steps={self.warmup_steps}, start={self.start}, shape={self.shape!r})"
+
+
+class Objective:
+    """Base class: ``loss, metrics = objective(model, batch, step)``."""
+
+    def __call__(self, model: LatentVariableModel, batch: Any, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+
+class ELBO(Objective):
+    r"""Negative ELBO with a scheduled KL weight and optional free bits.
+
+    With ``warmup="kl"`` the per-example loss is
+    :math:`-\log p(x|z) + \beta_t \sum_l \mathrm{KL}_l`;
+    with ``warmup="entropy"`` (the schedule of Cremer et al. 2018) only the
+    :math:`-\log q` term is annealed:
+    :math:`-[\log p(x|z) + \log p(z) - \beta_t \log q(z|x)]`.
+
+    Free bits (Kingma et al. 2016) replace each named latent's batch-mean KL by
+    ``max(free_bits * dim_l, KL_l)``, so no latent is pushed below ``free_bits`` nats
+    per dimension.
+
+    Parameters
+    ----------
+    kl_weight : float
+        Final KL weight (beta); 1.0 is the ELBO.
+    warmup_steps : int
+        Linear warm-up of the weight from 0 over this many steps (0 = constant).
+    warmup : {"kl", "entropy"}
+        Which term the weight multiplies.
+    free_bits : float
+        Nats per latent dimension below which the KL is not penalised (0 = off).
+
+    Examples
+    --------
+    >>> obj = ELBO(kl_weight=1.0, warmup_steps=10)
+    >>> obj.weight(5)
+    0.5
+    """
+
+    def __init__(self, kl_weight: float = 1.0, warmup_steps: int = 0,
+                 warmup: Literal["kl", "entropy"] = "kl", free_bits: float = 0.0) -> None:
+        if warmup not in ("kl", "entropy"):
+            raise ValueError(f"warmup must be 'kl' or 'entropy', got {warmup!r}")
+        if free_bits < 0:
+            raise ValueError(f"free_bits must be >= 0, got {free_bits}")
+        self.weight = KLWeight(kl_weight, warmup_steps)
+        self.warmup = warmup
+        self.free_bits = float(free_bits)
+
+    def __call__(self, model: LatentVariableModel, batch: Any, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+        terms: ElboTerms = model.elbo_terms(batch)
+        beta = self.weight(step)
+        rec = terms.rec.mean()
+        if self.warmup == "entropy":
+            if set(terms.log_q) != set(terms.kl):
+                raise ValueError("warmup='entropy' needs log_q and log_p for every latent from the model's elbo_terms")
+            log_p = sum(v.mean() for v in terms.log_p.values())
+            log_q = sum(v.mean() for v in terms.log_q.values())
+            loss = -(rec + log_p - beta * log_q)
+        else:
+            kl = 0.0
+            for name, v in terms.kl.items():
+                m = v.mean()
+                if self.free_bits > 0:
+                    dim = _latent_dim(model, name)
+                    m = torch.clamp(m, min=self.free_bits * dim)
+                kl = kl + m
+            loss = -rec + beta * kl
+        metrics = {"loss": loss.detach(), "elbo": terms.elbo.mean().detach(), "rec": rec.detach()}
+        for name, v in terms.kl.items():
+            metrics[f"kl/{name}"] = v.mean().detach()
+        return loss, metrics
+
+    def __repr__(self) -> str:
+        return f"ELBO(weight={self.weight!r}, warmup={self.warmup!r}, free_bits={self.free_bits})"
+
+
+def _latent_dim(model: LatentVariableModel, name: str) -> int:
+    dims = getattr(model, "latent_dims", None)
+    if not dims or name not in dims:
+        raise ValueError(f"free_bits needs model.latent_dims[{name!r}] (the number of dimensions of latent {name!r})")
+    return int(dims[name])
+
+
+class IWAE(Objective):
+    r"""Negative importance-weighted bound with ``k`` samples (Burda et al. 2016).
+
+    :math:`\mathcal{L}_k = \mathbb{E}\left[\log \frac{1}{k}\sum_{i=1}^k w_i\right]`,
+    :math:`w_i = p(x, z_i) / q(z_i | x)`.  ``k=1`` is the ELBO.
+
+    Parameters
+    ----------
+    k : int
+        Number of importance samples per example (>= 1).
+    """
+
+    def __init__(self, k: int = 5) -> None:
+        if int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.k = int(k)
+
+    def __call__(self, model: LatentVariableModel, batch: Any, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+        lw = model.log_weights(batch, self.k)  # (k, batch)
+        bound = logmeanexp(lw, 0).mean()
+        loss = -bound
+        return loss, {"loss": loss.detach(), f"iwae{self.k}": bound.detach(), "elbo": lw.mean().detach()}
+
+    def __repr__(self) -> str:
+        return f"IWAE(k={self.k})"
