@@ -1,1 +1,12 @@
-"""vaekit.distributions"""
+"""Posterior, prior and observation families, all ``torch.distributions`` compatible."""
+
+from .base import ConditionalDistribution, rsample_and_log_prob
+from .gaussian import DiagonalGaussian, DiagonalNormal, LearnedGaussian, StandardNormal
+from .kl import kl_divergence
+from .likelihoods import Bernoulli, DiscretizedLogistic, DiscretizedLogisticDistribution, Gaussian, Likelihood
+
+__all__ = [
+    "ConditionalDistribution", "rsample_and_log_prob", "DiagonalNormal", "DiagonalGaussian", "StandardNormal",
+    "LearnedGaussian", "kl_divergence", "Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic",
+    "DiscretizedLogisticDistribution",
+]

@@ -1,0 +1,158 @@
+"""Diagonal Gaussian posterior and Gaussian priors."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Size, Tensor, nn
+from torch.distributions import Independent, Normal, register_kl
+
+from .base import ConditionalDistribution
+
+__all__ = ["DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class DiagonalNormal(Independent):
+    r"""Multivariate normal with diagonal covariance over the last dimension.
+
+    A :class:`torch.distributions.Independent` ``Normal`` that also draws and scores in one
+    pass: with :math:`z = \mu + \sigma\epsilon`,
+    :math:`\log q(z) = -\tfrac12\sum_j (\epsilon_j^2 + \log 2\pi) - \sum_j \log\sigma_j`.
+
+    Parameters
+    ----------
+    loc : Tensor of shape (*batch, d)
+    scale : Tensor of shape (*batch, d), positive
+
+    Examples
+    --------
+    >>> q = DiagonalNormal(torch.zeros(2, 3), torch.ones(2, 3))
+    >>> z, lp = q.rsample_and_log_prob((4,))
+    >>> z.shape, lp.shape, torch.allclose(lp, q.log_prob(z))
+    (torch.Size([4, 2, 3]), torch.Size([4, 2]), True)
+    """
+
+    def __init__(self, loc: Tensor, scale: Tensor, validate_args: bool | None = False) -> None:
+        super().__init__(Normal(loc, scale, validate_args=validate_args), 1, validate_args=validate_args)
+
+    @property
+    def loc(self) -> Tensor:
+        return self.base_dist.loc
+
+    @property
+    def scale(self) -> Tensor:
+        return self.base_dist.scale
+
+    def rsample_and_log_prob(self, sample_shape: Size = Size()) -> tuple[Tensor, Tensor]:
+        loc, scale = self.loc, self.scale
+        eps = torch.randn(Size(sample_shape) + loc.shape, dtype=loc.dtype, device=loc.device)
+        z = loc + scale * eps
+        log_prob = -0.5 * (eps.pow(2) + _LOG_2PI).sum(-1) - scale.log().sum(-1)
+        return z, log_prob
+
+    def expand(self, batch_shape, _instance=None):  # keep the subclass under expand()
+        batch_shape = Size(batch_shape)
+        return DiagonalNormal(self.loc.expand(batch_shape + self.event_shape), self.scale.expand(batch_shape + self.event_shape))
+
+
+@register_kl(DiagonalNormal, DiagonalNormal)
+def _kl_diagonal_normal(q: DiagonalNormal, p: DiagonalNormal) -> Tensor:
+    var_ratio = (q.scale / p.scale).pow(2)
+    t = ((q.loc - p.loc) / p.scale).pow(2)
+    return 0.5 * (var_ratio + t - 1 - var_ratio.log()).sum(-1)
+
+
+def _positive(raw: Tensor, kind: str, min_scale: float) -> Tensor:
+    return (F.softplus(raw) if kind == "softplus" else raw.exp()) + min_scale
+
+
+class DiagonalGaussian(ConditionalDistribution):
+    r"""Amortized factorized-Gaussian posterior :math:`q(z|x) = \mathcal N(\mu(h), \mathrm{diag}\,\sigma(h)^2)`.
+
+    A linear layer maps the encoder features ``h`` to :math:`(\mu, \rho)`; the scale is
+    :math:`\sigma = \mathrm{softplus}(\rho) + \sigma_{\min}` (default; gradients stay bounded
+    for large :math:`\rho`) or :math:`\sigma = \exp(\rho) + \sigma_{\min}` (the log-variance
+    style of most papers, ``scale="exp"``).
+
+    Parameters
+    ----------
+    context_features : int
+        Size of the encoder output ``h``.
+    latent_features : int
+        Dimension of ``z``.
+    scale : {"softplus", "exp"}
+        Scale parametrisation.
+    min_scale : float
+        Floor added to the scale (keeps log q finite).
+
+    Examples
+    --------
+    >>> q = DiagonalGaussian(context_features=8, latent_features=2)
+    >>> d = q(torch.randn(5, 8))
+    >>> d.batch_shape, d.event_shape
+    (torch.Size([5]), torch.Size([2]))
+    """
+
+    def __init__(self, context_features: int, latent_features: int, scale: Literal["softplus", "exp"] = "softplus",
+                 min_scale: float = 1e-5) -> None:
+        super().__init__()
+        if context_features < 1 or latent_features < 1:
+            raise ValueError(f"context_features and latent_features must be >= 1, got {context_features} and {latent_features}")
+        if scale not in ("softplus", "exp"):
+            raise ValueError(f"scale must be 'softplus' or 'exp', got {scale!r}")
+        if min_scale < 0:
+            raise ValueError(f"min_scale must be >= 0, got {min_scale}")
+        self.context_features, self.latent_features = int(context_features), int(latent_features)
+        self.scale_kind, self.min_scale = scale, float(min_scale)
+        self.linear = nn.Linear(self.context_features, 2 * self.latent_features)
+
+    def forward(self, context: Tensor | None = None) -> DiagonalNormal:
+        if context is None:
+            raise ValueError("DiagonalGaussian is a posterior: it needs the encoder features as context")
+        loc, raw = self.linear(context).chunk(2, dim=-1)
+        return DiagonalNormal(loc, _positive(raw, self.scale_kind, self.min_scale))
+
+
+class StandardNormal(ConditionalDistribution):
+    """Fixed prior :math:`p(z) = \\mathcal N(0, I)`.
+
+    >>> StandardNormal(3)().log_prob(torch.zeros(3))
+    tensor(-2.7568)
+    """
+
+    def __init__(self, latent_features: int) -> None:
+        super().__init__()
+        if latent_features < 1:
+            raise ValueError(f"latent_features must be >= 1, got {latent_features}")
+        self.latent_features = int(latent_features)
+        self.register_buffer("loc", torch.zeros(self.latent_features), persistent=False)
+        self.register_buffer("scale", torch.ones(self.latent_features), persistent=False)
+
+    def forward(self, context: Tensor | None = None) -> DiagonalNormal:
+        return DiagonalNormal(self.loc, self.scale)
+
+
+class LearnedGaussian(ConditionalDistribution):
+    """Prior with trainable mean and diagonal scale (softplus parametrisation), initialised at N(0, I).
+
+    >>> p = LearnedGaussian(2)
+    >>> torch.allclose(p().scale, torch.ones(2))
+    True
+    """
+
+    def __init__(self, latent_features: int, min_scale: float = 1e-4) -> None:
+        super().__init__()
+        if latent_features < 1:
+            raise ValueError(f"latent_features must be >= 1, got {latent_features}")
+        self.latent_features, self.min_scale = int(latent_features), float(min_scale)
+        self.loc = nn.Parameter(torch.zeros(self.latent_features))
+        # softplus(raw) + min_scale == 1 at initialisation
+        self.raw_scale = nn.Parameter(torch.full((self.latent_features,), math.log(math.expm1(1.0 - self.min_scale))))
+
+    def forward(self, context: Tensor | None = None) -> DiagonalNormal:
+        return DiagonalNormal(self.loc, _positive(self.raw_scale, "softplus", self.min_scale))

@@ -1,0 +1,60 @@
+"""KL divergence between a posterior and a prior: closed form when registered, else Monte Carlo."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+__all__ = ["kl_divergence", "KL_METHODS"]
+
+KL_METHODS = ("auto", "analytic", "mc")
+
+
+def kl_divergence(q: Distribution, p: Distribution, z: Tensor | None = None, log_q: Tensor | None = None,
+                  method: Literal["auto", "analytic", "mc"] = "auto") -> Tensor:
+    r"""``KL(q || p)`` per example.
+
+    ``"analytic"`` uses the closed form registered with
+    :func:`torch.distributions.kl.register_kl` (error if there is none); ``"mc"`` the
+    single-sample estimate :math:`\log q(z) - \log p(z)` at the given sample ``z``;
+    ``"auto"`` the closed form when one is registered, else Monte Carlo.
+
+    Parameters
+    ----------
+    q, p : Distribution
+        Posterior and prior (p broadcasts against q's batch shape).
+    z : Tensor of shape (*sample, *batch, *event), optional
+        Sample from q, required for Monte Carlo.
+    log_q : Tensor of shape (*sample, *batch), optional
+        ``q.log_prob(z)`` if already known (flows compute it while sampling).
+    method : {"auto", "analytic", "mc"}
+
+    Returns
+    -------
+    Tensor of shape (*batch,) (analytic) or (*sample, *batch) (Monte Carlo)
+
+    Examples
+    --------
+    >>> from vaekit.distributions import DiagonalNormal
+    >>> q, p = DiagonalNormal(torch.ones(2), torch.ones(2)), DiagonalNormal(torch.zeros(2), torch.ones(2))
+    >>> kl_divergence(q, p)
+    tensor(1.)
+    """
+    if method not in KL_METHODS:
+        raise ValueError(f"method must be one of {KL_METHODS}, got {method!r}")
+    if method != "mc":
+        try:
+            return torch.distributions.kl_divergence(q, p)
+        except NotImplementedError:
+            if method == "analytic":
+                raise NotImplementedError(
+                    f"no closed-form KL is registered for {type(q).__name__} || {type(p).__name__}; use method='mc' or 'auto'"
+                ) from None
+    if z is None:
+        raise ValueError("Monte Carlo KL needs the posterior sample z")
+    if log_q is None:
+        log_q = q.log_prob(z)
+    return log_q - p.log_prob(z)

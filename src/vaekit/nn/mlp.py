@@ -1,0 +1,82 @@
+"""Multilayer perceptron."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+__all__ = ["MLP", "activation", "ACTIVATIONS"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """An activation module by name (one of ``ACTIVATIONS``).
+
+    >>> activation("elu")
+    ELU(alpha=1.0)
+    """
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; accepted: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class MLP(nn.Sequential):
+    """Fully connected network ``in_features -> hidden... -> out_features``.
+
+    Acts on the last dimension; leading dimensions (samples, batch) are kept. Models
+    flatten each example before an MLP (``flat_input = True`` tells them to), so an
+    ``MLP(784, ...)`` encoder works on images of shape (batch, 1, 28, 28).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    hidden : sequence of int
+        Hidden layer sizes (empty: a single linear map).
+    activation : str
+        Hidden activation, one of ``ACTIVATIONS``.
+    dropout : float
+        Dropout probability after each hidden activation.
+    output_activation : str or None
+        Optional activation after the last layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = MLP(784, 50, hidden=[200, 200], activation="elu")
+    >>> net(torch.zeros(3, 784)).shape
+    torch.Size([3, 50])
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (), activation: str = "relu",
+                 dropout: float = 0.0, output_activation: str | None = None) -> None:
+        if in_features < 1 or out_features < 1 or any(h < 1 for h in hidden):
+            raise ValueError(f"layer sizes must be >= 1, got in_features={in_features}, hidden={list(hidden)}, out_features={out_features}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        sizes = [int(in_features), *map(int, hidden), int(out_features)]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(_activation(activation))
+                if dropout > 0:
+                    layers.append(nn.Dropout(dropout))
+        if output_activation is not None:
+            layers.append(_activation(output_activation))
+        super().__init__(*layers)
+        self.in_features, self.out_features = sizes[0], sizes[-1]
+
+    flat_input = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"MLP expects inputs of shape (..., {self.in_features}) (in_features), got {tuple(x.shape)}")
+        return super().forward(x)
+
+
+_activation = activation
