@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from ._recording import Configurable
 from .models.base import ElboTerms, LatentVariableModel
 
 __all__ = ["KLWeight", "Objective", "ELBO", "IWAE", "logmeanexp"]
@@ -72,7 +73,7 @@ class KLWeight:
         return f"KLWeight(value={self.value}, warmup_steps={self.warmup_steps}, start={self.start}, shape={self.shape!r})"
 
 
-class Objective:
+class Objective(Configurable):
     """Base class: ``loss, metrics = objective(model, batch, step)``."""
 
     def __call__(self, model: LatentVariableModel, batch: Any, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:

@@ -13,10 +13,12 @@ import torch
 from torch import Size, Tensor, nn
 from torch.distributions import Distribution
 
+from .._recording import Configurable
+
 __all__ = ["ConditionalDistribution", "rsample_and_log_prob"]
 
 
-class ConditionalDistribution(nn.Module):
+class ConditionalDistribution(Configurable, nn.Module):
     """Base class of posterior and prior families.
 
     ``forward(context)`` returns a distribution whose batch shape is the leading shape of

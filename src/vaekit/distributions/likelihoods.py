@@ -17,10 +17,12 @@ from torch import Size, Tensor, nn
 from torch.distributions import Bernoulli as _Bernoulli
 from torch.distributions import Distribution, Independent, Normal, constraints
 
+from .._recording import Configurable
+
 __all__ = ["Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic", "DiscretizedLogisticDistribution"]
 
 
-class Likelihood(nn.Module):
+class Likelihood(Configurable, nn.Module):
     """Base class: ``forward(params, event_ndim)`` returns a distribution over x."""
 
     params_per_dim: int = 1

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from .._recording import Configurable
+
 __all__ = ["ElboTerms", "LatentVariableModel"]
 
 
@@ -63,7 +65,7 @@ class ElboTerms:
         return self.rec - self.kl_total
 
 
-class LatentVariableModel(nn.Module):
+class LatentVariableModel(Configurable, nn.Module):
     """Base class of every vaekit model (the protocol of ARCHITECTURE.md).
 
     Subclasses implement :meth:`elbo_terms` and :meth:`log_weights`; models whose

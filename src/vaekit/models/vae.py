@@ -13,7 +13,6 @@ from torch.distributions import Distribution
 from ..distributions import (Bernoulli, ConditionalDistribution, DiagonalGaussian, DiscretizedLogistic, Gaussian,
                              Likelihood, StandardNormal, kl_divergence, rsample_and_log_prob)
 from ..nn import MLP, ConvDecoder, ConvEncoder
-from ..nn import activation as act
 from .base import ElboTerms, LatentVariableModel
 
 __all__ = ["VAE", "mlp_vae", "conv_vae", "make_likelihood"]
@@ -175,13 +174,13 @@ def mlp_vae(data_shape: Sequence[int], latent_features: int = 50, hidden: Sequen
     """
     from ..distributions import LearnedGaussian
 
+    hidden = list(hidden)
+    if not hidden:
+        raise ValueError("hidden must name at least one hidden layer size; build VAE(...) directly for a linear encoder")
     lik = make_likelihood(likelihood)
     d = math.prod(data_shape)
-    hidden = list(hidden)
-    enc_out = hidden[-1] if hidden else d
-    enc = MLP(d, enc_out, hidden[:-1], activation, output_activation=activation) if hidden else nn.Identity()
-    if not hidden:
-        enc.flat_input = True  # type: ignore[attr-defined]
+    enc_out = hidden[-1]
+    enc = MLP(d, enc_out, hidden[:-1], activation, output_activation=activation)
     dec = MLP(latent_features, lik.params_per_dim * d, hidden[::-1], activation)
     prior = LearnedGaussian(latent_features) if learned_prior else None
     return VAE(enc, DiagonalGaussian(enc_out, latent_features), dec, lik, data_shape, prior=prior)
@@ -200,6 +199,6 @@ def conv_vae(data_shape: Sequence[int], latent_features: int = 32, channels: Seq
     if h != w:
         raise ValueError(f"conv_vae needs square images, got {h}x{w}")
     lik = make_likelihood(likelihood)
-    enc = ConvEncoder(c, h, features, channels, activation)
     dec = ConvDecoder(latent_features, c * lik.params_per_dim, h, list(channels)[::-1], activation)
-    return VAE(nn.Sequential(enc, act(activation)), DiagonalGaussian(features, latent_features), dec, lik, data_shape)
+    enc = ConvEncoder(c, h, features, channels, activation, output_activation=activation)
+    return VAE(enc, DiagonalGaussian(features, latent_features), dec, lik, data_shape)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from .._recording import Configurable
 from .mlp import activation as _activation
 
 __all__ = ["ConvEncoder", "ConvDecoder"]
@@ -23,7 +24,7 @@ def _check(image_size: int, channels: Sequence[int]) -> int:
     return side
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(Configurable, nn.Module):
     """Stride-2 convolutions then a linear map to ``out_features``.
 
     Parameters
@@ -36,6 +37,8 @@ class ConvEncoder(nn.Module):
     channels : sequence of int
         Output channels of each stride-2 stage.
     activation : str
+    output_activation : str or None
+        Optional activation after the final linear map.
 
     Examples
     --------
@@ -45,7 +48,7 @@ class ConvEncoder(nn.Module):
     """
 
     def __init__(self, in_channels: int, image_size: int, out_features: int, channels: Sequence[int] = (32, 64),
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", output_activation: str | None = None) -> None:
         super().__init__()
         side = _check(image_size, channels)
         layers: list[nn.Module] = []
@@ -55,15 +58,16 @@ class ConvEncoder(nn.Module):
             c_in = c
         self.convs = nn.Sequential(*layers)
         self.linear = nn.Linear(c_in * side * side, out_features)
+        self.out_act = _activation(output_activation) if output_activation else nn.Identity()
         self.in_channels, self.image_size = in_channels, image_size
 
     def forward(self, x: Tensor) -> Tensor:
         lead = x.shape[:-3]
         h = self.convs(x.reshape(-1, *x.shape[-3:]))
-        return self.linear(h.flatten(1)).reshape(*lead, -1)
+        return self.out_act(self.linear(h.flatten(1))).reshape(*lead, -1)
 
 
-class ConvDecoder(nn.Module):
+class ConvDecoder(Configurable, nn.Module):
     """Linear map to a small feature map, then stride-2 transposed convolutions.
 
     Parameters

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from .._recording import Configurable
+
 __all__ = ["MLP", "activation", "ACTIVATIONS"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -25,7 +27,7 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-class MLP(nn.Sequential):
+class MLP(Configurable, nn.Sequential):
     """Fully connected network ``in_features -> hidden... -> out_features``.
 
     Acts on the last dimension; leading dimensions (samples, batch) are kept. Models
