@@ -1,1 +1,9 @@
-"""vaekit.inference"""
+"""Estimators on trained models: the IWAE log-likelihood (more to come: AIS, gaps).
+
+Every estimator sees a model only through the protocol of
+:class:`vaekit.models.LatentVariableModel`.
+"""
+
+from .iwae import IWAEResult, iwae_log_likelihood
+
+__all__ = ["IWAEResult", "iwae_log_likelihood"]
