@@ -1,0 +1,131 @@
+"""Input checks shared by every data module (private).
+
+Every check raises a ``ValueError``/``TypeError`` that names the argument, the value seen
+and what is accepted, and none of them changes any state.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "BINARIZE_MODES",
+    "as_data_tensor",
+    "as_label_tensor",
+    "check_binarize",
+    "check_fraction",
+    "check_int",
+]
+
+BINARIZE_MODES = ("none", "dynamic", "threshold")
+
+
+def check_binarize(binarize: Any) -> str:
+    """Return ``binarize`` if it is one of :data:`BINARIZE_MODES`, else raise ``ValueError``."""
+    if not isinstance(binarize, str) or binarize not in BINARIZE_MODES:
+        raise ValueError(f"binarize={binarize!r} is not accepted; use one of {list(BINARIZE_MODES)}")
+    return binarize
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a real number in ``[0, 1)``, else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float in [0, 1); got {value!r} of type {type(value).__name__}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name}={value!r} is outside [0, 1); use e.g. {name}=0.1 (0 means no split)")
+    return float(value)
+
+
+def check_int(name: str, value: Any, *, minimum: int = 0) -> int:
+    """Return ``value`` if it is an int ``>= minimum`` (bools are rejected), else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r} of type {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}={value!r} must be >= {minimum}")
+    return int(value)
+
+
+def _to_numpy(name: str, value: Any) -> np.ndarray:
+    if isinstance(value, Tensor):
+        value = value.detach().cpu()
+        return (value.float() if value.dtype == torch.bfloat16 else value).numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    raise TypeError(f"{name} must be a numpy array or a torch Tensor; got {type(value).__name__}")
+
+
+def as_data_tensor(name: str, value: Any, *, unit_interval: bool = False) -> Tensor:
+    """Check an array of examples and return it as a float32 tensor.
+
+    Parameters
+    ----------
+    name : str
+        Name used in error messages (the argument, or the file and key it came from).
+    value : ndarray or Tensor of shape (n, *data_shape)
+        Numeric (bool, integer or floating) values; at least 2 dimensions, at least one
+        example, every value finite after conversion to float32.
+    unit_interval : bool
+        Also require every value to lie in ``[0, 1]`` (needed to binarize).
+
+    Returns
+    -------
+    Tensor of shape (n, *data_shape), float32, on the CPU
+    """
+    array = _to_numpy(name, value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold numbers (bool, int or float); got dtype {array.dtype}. "
+            "Convert strings or objects to a numeric array first."
+        )
+    if array.ndim < 2:
+        raise ValueError(
+            f"{name} must have shape (n_examples, *data_shape) with at least 2 dimensions; got shape "
+            f"{tuple(array.shape)} (use x[:, None] for one feature per example)"
+        )
+    if array.shape[0] == 0 or array.size == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(array.shape)}); it needs at least one example")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is reported below
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(f"{name} contains {bad} non-finite values (NaN or inf, possibly after conversion to float32)")
+    if unit_interval:
+        lo, hi = float(tensor.min()), float(tensor.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"{name} must lie in [0, 1] to be binarized; its values span [{lo:g}, {hi:g}]. "
+                "Rescale it first or use binarize='none'."
+            )
+    return tensor
+
+
+def as_label_tensor(name: str, value: Any, n: int) -> Tensor:
+    """Check integer class labels and return them as an int64 tensor.
+
+    Parameters
+    ----------
+    name : str
+        Name used in error messages.
+    value : ndarray or Tensor of shape (n,)
+        Integer (or integral floating) labels, one per example.
+    n : int
+        Number of examples the labels must match.
+
+    Returns
+    -------
+    Tensor of shape (n,), int64
+    """
+    array = _to_numpy(name, value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold integer class labels; got dtype {array.dtype}")
+    if array.ndim != 1 or array.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), one label per example; got shape {tuple(array.shape)}")
+    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()):
+        raise ValueError(f"{name} must hold integer class labels; got non-integer floating values")
+    return torch.from_numpy(np.ascontiguousarray(array).astype(np.int64))
