@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from jsonargparse import ArgumentParser
 
-from vaekit.data import MNIST, ArrayFile, DataModule, Digits
+from vaekit._recording import to_config
+from vaekit.data import MNIST, ArrayData, ArrayFile, DataModule, Digits, FashionMNIST
 
 
 def _parser() -> ArgumentParser:
@@ -51,3 +53,13 @@ def test_array_file_and_digits_from_yaml(tmp_path: Path) -> None:
 def test_bad_yaml_names_the_key(init_args: str, match: str) -> None:
     with pytest.raises(Exception, match=match):
         _parser().parse_string(f"data:\n  class_path: vaekit.data.MNIST\n  init_args: {init_args}\n")
+
+
+def test_python_built_modules_round_trip_through_config() -> None:
+    original = FashionMNIST(binarize="threshold", flatten=True, val_size=123)
+    cfg = to_config(original)
+    assert cfg["init_args"] == {"root": None, "binarize": "threshold", "flatten": True, "val_size": 123, "download": True}
+    rebuilt = _build(yaml.safe_dump({"data": cfg}))
+    assert type(rebuilt) is FashionMNIST and (rebuilt.val_size, rebuilt.binarize, rebuilt.flatten) == (123, "threshold", True)
+    with pytest.raises(TypeError, match="x is a ndarray, which cannot be written to a config"):
+        to_config(ArrayData(np.zeros((3, 2))), "data")

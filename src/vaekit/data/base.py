@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vaekit._recording import Configurable
+
 __all__ = ["DataModule", "Splits"]
 
 
@@ -34,13 +36,14 @@ class Splits:
     test_labels: Tensor | None = None
 
 
-class DataModule:
+class DataModule(Configurable):
     """Base class of every vaekit dataset: three splits held in memory, plus an augmentation.
 
     Subclasses store and check their (plain, typed) constructor arguments in ``__init__``
     and implement :meth:`_load`; the base class does the rest in :meth:`setup`. Nothing is
     read before :meth:`setup` is called, so a config can name a dataset that is not on this
-    machine yet.
+    machine yet. Constructor arguments are recorded (:class:`vaekit._recording.Configurable`),
+    so a data module built in Python can be written back to a config.
 
     After :meth:`setup`:
 
