@@ -1,1 +1,19 @@
-"""vaekit.training"""
+"""The training engine: one loop for every model, on Lightning Fabric.
+
+:class:`Trainer` trains any :class:`~vaekit.models.LatentVariableModel` with an objective
+(:mod:`vaekit.objectives`) on a :class:`~vaekit.data.DataModule`, and writes a
+:class:`RunDir` with checkpoints (:func:`load_checkpoint`), metrics, TensorBoard events
+and a log.
+"""
+
+from .checkpoint import get_rng_state, load_checkpoint, load_weights, save_checkpoint, save_weights, set_rng_state
+from .ema import EMA
+from .loggers import MetricsWriter, read_metrics
+from .rundir import RunDir
+from .schedules import LRSchedule, cosine_lr, iwae_lr, iwae_stage
+from .state import FitResult, LoopState
+from .trainer import Trainer
+
+__all__ = ["Trainer", "FitResult", "LoopState", "RunDir", "load_checkpoint", "save_checkpoint", "load_weights",
+           "save_weights", "get_rng_state", "set_rng_state", "EMA", "LRSchedule", "cosine_lr", "iwae_lr", "iwae_stage",
+           "MetricsWriter", "read_metrics"]

@@ -1,0 +1,415 @@
+"""The body of :meth:`vaekit.training.Trainer.fit`: set-up on Fabric, the step, validation, checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from types import MethodType
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import __version__
+from .batches import IndexBatches, LoaderBatches
+from .checkpoint import CHECKPOINT_FORMAT, get_rng_state, save_checkpoint, save_weights, set_rng_state, to_plain
+from .ema import EMA
+from .loggers import LOGGER_NAME, MetricsWriter, log_to_file, progress_bar
+from .rundir import RunDir
+from .schedules import LRSchedule
+from .state import FitResult, LoopState
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+__all__ = ["FitLoop"]
+
+log = logging.getLogger(LOGGER_NAME)
+
+
+class FitLoop:
+    """One call of :meth:`Trainer.fit` (internal; built and run by the trainer)."""
+
+    def __init__(self, trainer: Trainer, model: nn.Module, data: Any, train: Any, val: Tensor | None,
+                 objective: Any, run: RunDir | None, checkpoint: dict[str, Any] | None, config: Any) -> None:
+        self.t, self.model, self.data, self.train, self.val = trainer, model, data, train, val
+        self.objective, self.rundir, self.ckpt = objective, run, checkpoint
+        self.config = to_plain(config) if config is not None else None
+        self.state = LoopState()
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_fabric(self) -> None:
+        from lightning_fabric import Fabric
+        from lightning_fabric.connector import _is_using_cli
+        from lightning_fabric.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+        t = self.t
+        fabric = Fabric(accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
+                        precision=t.precision)  # type: ignore[arg-type]
+        if isinstance(fabric.strategy.launcher, _MultiProcessingLauncher):
+            raise ValueError(f"strategy={t.strategy!r} spawns processes, which Trainer.fit does not support; use "
+                             f"strategy='ddp' (launched by torchrun, SLURM or Fabric's own script launcher)")
+        if not _is_using_cli():
+            fabric.launch()
+        self.fabric, self.rank, self.world = fabric, fabric.global_rank, fabric.world_size
+        if t.compile and self.world > 1:
+            raise ValueError("compile=True is supported with a single process only (for now)")
+        n, need = len(self.train), self.world * (t.batch_size if t.drop_last else 1)
+        if n < need:
+            raise ValueError(f"data.train has {n} examples, fewer than the {need} needed for {self.world} process(es)"
+                             f"{f' with drop_last and batch_size={t.batch_size}' if t.drop_last else ''}")
+        if self.val is not None and len(self.val) < self.world:
+            raise ValueError(f"data.val has {len(self.val)} examples, fewer than the {self.world} processes")
+        fabric.seed_everything(t.seed + self.rank, verbose=False)
+
+    def _setup_model(self) -> None:
+        t, fabric, model = self.t, self.fabric, self.model
+        self.fmodel = fabric.setup_module(model)
+        if self.world > 1:
+            for name in ("elbo_terms", "log_weights"):
+                if isinstance(getattr(model, name, None), MethodType):
+                    self.fmodel.mark_forward_method(name)
+        self.params = params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"{type(model).__name__} has no trainable parameters")
+        cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
+        self.fused = fabric.device.type == "cuda"
+        self.optimizer = cls(params, lr=t.lr, betas=t.adam_betas, eps=t.adam_eps, weight_decay=t.weight_decay,
+                             **({"fused": True} if self.fused else {}))
+        self.fopt = fabric.setup_optimizers(self.optimizer)
+        if isinstance(self.train, Tensor):
+            self.batches: IndexBatches | LoaderBatches = IndexBatches(
+                fabric.to_device(self.train), t.batch_size, t.seed, self.rank, self.world, t.drop_last)
+        else:
+            self.batches = LoaderBatches(self.train, t.batch_size, t.seed, self.rank, self.world, t.drop_last,
+                                         t.num_workers)
+        self.val_device = fabric.to_device(self.val) if self.val is not None else None
+        nb = len(self.batches)
+        total = t.max_epochs * nb if t.max_steps is None else min(t.max_steps, t.max_epochs * nb)
+        self.total_steps = total
+        self.schedule = LRSchedule(t.lr_schedule, t.lr, total_steps=total, min_lr=t.min_lr,
+                                   patience=t.plateau_patience, factor=t.plateau_factor)
+        self.ema = EMA(model, t.ema_decay) if t.ema_decay is not None else None
+        self.convert = fabric.strategy.precision.convert_input
+        objective, fmodel = self.objective, self.fmodel
+
+        def loss_fn(x: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+            return objective(fmodel, x, step)
+
+        self.loss_fn = torch.compile(loss_fn) if t.compile else loss_fn
+
+    def _probe(self) -> None:
+        """Run the objective once, without gradients or RNG use, to check it and learn its metric names."""
+        probe = self.val_device if self.val_device is not None else self.train
+        probe = probe[: min(8, len(probe))] if isinstance(probe, Tensor) else next(iter(self.batches.epoch(0)))
+        dev = self.fabric.device
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
+            was = self.model.training
+            self.model.eval()
+            try:
+                with self.fabric.autocast():
+                    loss, metrics = self.objective(self.model, self.convert(self.fabric.to_device(probe)), 0)
+            finally:
+                self.model.train(was)
+        if not isinstance(loss, Tensor) or loss.dim() != 0:
+            raise ValueError(f"the objective must return a scalar loss tensor, got {type(loss).__name__} "
+                             f"of shape {tuple(getattr(loss, 'shape', ()))}")
+        if self.val is not None and self.t.monitor not in metrics:
+            raise ValueError(f"monitor={self.t.monitor!r} is not a metric of {type(self.objective).__name__}; "
+                             f"it returns {sorted(metrics)}")
+
+    def _setup_run(self) -> None:
+        t, model = self.t, self.model
+        if self.rank == 0:
+            if self.ckpt is not None:
+                assert self.rundir is not None
+                if self.config is not None:
+                    self.rundir.write_config(self.config)
+                config = self.config if self.config is not None else self.rundir.read_config()
+            else:
+                cls = type(model)
+                config = self.config if self.config is not None else {
+                    "trainer": t.get_params(), "model": {"class_path": f"{cls.__module__}.{cls.__qualname__}"}}
+                if self.rundir is None:
+                    self.rundir = RunDir.create(t.root_dir, cls.__name__, config)
+                elif self.rundir.config_file.is_file():  # laid out already (RunDir.create), still empty
+                    self.rundir.write_config(config)
+                else:
+                    self.rundir = RunDir.init(self.rundir.path, config)
+            self.config = config
+        path = self.fabric.broadcast(str(self.rundir.path) if self.rank == 0 else None, src=0)  # type: ignore[union-attr]
+        self.rundir = RunDir(path) if self.rank != 0 else self.rundir
+        if self.ckpt is not None:
+            self._restore(self.ckpt)
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        for group in self.optimizer.param_groups:  # a checkpoint from another device keeps our kernels
+            group["fused"] = True if self.fused else None
+            group["foreach"] = None
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        if self.ema is not None:
+            if ckpt["ema"] is None:
+                log.warning("the checkpoint has no EMA state; the average restarts from the current weights")
+            else:
+                self.ema.load_state_dict(ckpt["ema"])
+        self.state = LoopState.from_state_dict(ckpt["loop"])
+        self.state.acc = {k: self.fabric.to_device(v) for k, v in self.state.acc.items()}
+        rng = ckpt["rng"]
+        if len(rng) == self.world:
+            set_rng_state(rng[self.rank])
+        elif self.rank == 0:
+            log.warning(f"the checkpoint was written by {len(rng)} process(es), this run has {self.world}: "
+                        f"random streams are reseeded, so the continuation is not bit-exact")
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> FitResult:
+        """Set up, train until a stop condition, and return the result."""
+        self._setup_fabric()
+        self._setup_model()
+        self._probe()
+        self._setup_run()
+        assert self.rundir is not None
+        zero = self.rank == 0
+        with log_to_file(self.rundir.log if zero else None, console=zero):
+            self.writer = MetricsWriter(self.rundir, resume_step=self.state.global_step if self.ckpt else None) if zero else None
+            self.bar = progress_bar(self.total_steps, min(self.state.global_step, self.total_steps),
+                                    enabled=self.t.progress_bar and zero)
+            try:
+                self._announce()
+                reason = self._finish(self._train())
+            finally:
+                self.bar.close()
+                if self.writer is not None:
+                    self.writer.close()
+        if self.ema is not None:
+            self.ema.copy_to(self.model)
+        self.fabric.barrier()
+        s = self.state
+        return FitResult(run_dir=self.rundir, global_step=s.global_step, epoch=s.epoch,
+                         best_metric=self._best(), skipped_steps=s.skipped_steps, stop_reason=reason)
+
+    def _info(self, msg: str) -> None:
+        if self.rank == 0:
+            log.info(msg)
+
+    def _best(self) -> float | None:
+        b = self.state.best_metric
+        return None if not math.isfinite(b) else (b if self.t.monitor_mode == "min" else -b)
+
+    def _announce(self) -> None:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        s, dev = self.state, self.fabric.device
+        self._info(f"Training {type(self.model).__name__} ({n_params:,} parameters) with "
+                   f"{type(self.objective).__name__} on {dev.type} x{self.world}, precision {self.t.precision}; "
+                   f"{len(self.train)} train / {0 if self.val is None else len(self.val)} val examples, "
+                   f"{len(self.batches)} batches per epoch; run directory {self.rundir.path}")
+        if self.ckpt is not None:
+            self._info(f"Resuming from {self.ckpt['path']} at step {s.global_step} "
+                       f"(epoch {s.epoch}, batch {s.batch_in_epoch})")
+        self._tick, self._samples = time.perf_counter(), 0
+
+    def _train(self) -> str:
+        t, s = self.t, self.state
+        while True:
+            if t.max_steps is not None and s.global_step >= t.max_steps:
+                return "max_steps"
+            if s.epoch >= t.max_epochs:
+                return "max_epochs"
+            for batch in self.batches.epoch(s.epoch, s.batch_in_epoch):
+                reason = self._step(batch)
+                if reason is not None:
+                    return reason
+
+    def _step(self, batch: Any) -> str | None:
+        t, s, fabric = self.t, self.state, self.fabric
+        x = batch if isinstance(self.batches, IndexBatches) else fabric.to_device(batch)
+        augment = getattr(self.data, "augment", None)
+        x = self.convert(augment(x) if augment is not None else x)
+        lr = self.schedule.apply(self.optimizer, s.global_step, s.epoch)
+        with fabric.autocast():
+            loss, metrics = self.loss_fn(x, s.global_step)
+        fabric.backward(loss)
+        if t.grad_clip is not None:
+            gnorm = fabric.clip_gradients(self.fmodel, self.fopt, max_norm=t.grad_clip, error_if_nonfinite=False)
+        else:
+            gnorm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        bad = (~torch.isfinite(loss.detach())).float()
+        if self.world > 1:
+            bad = fabric.all_reduce(bad, reduce_op="sum")
+        bad_v, gnorm_v = torch.stack([bad.float(), gnorm.float().to(bad.device)]).tolist()
+        ok = bad_v == 0 and math.isfinite(gnorm_v) and (t.skip_threshold is None or gnorm_v <= t.skip_threshold)
+        if ok:
+            self.fopt.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            s.consecutive_skips = 0
+            for k, v in {**metrics, "grad_norm": gnorm}.items():
+                v = torch.as_tensor(v, device=fabric.device).detach().float()
+                s.acc[k] = s.acc[k] + v if k in s.acc else v.clone()
+            s.acc_steps += 1
+        else:
+            s.skipped_steps += 1
+            s.consecutive_skips += 1
+            if self.rank == 0:
+                log.warning(f"step {s.global_step + 1}: skipped (loss {float(loss.detach()):.4g}, gradient norm "
+                            f"{gnorm_v:.4g}{'' if t.skip_threshold is None else f', threshold {t.skip_threshold:g}'}); "
+                            f"{s.skipped_steps} skipped so far, {s.consecutive_skips} in a row")
+        self.fopt.zero_grad(set_to_none=True)
+        step_epoch = s.epoch
+        s.global_step += 1
+        s.batch_in_epoch += 1
+        self._samples += len(x) * self.world
+        epoch_end = s.batch_in_epoch == len(self.batches)
+        if epoch_end:
+            s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+        self.bar.update(1)
+        if s.global_step % t.log_every_steps == 0:
+            self._log_train(step_epoch, lr)
+        if s.consecutive_skips >= t.max_consecutive_skips:
+            return "too_many_skips"
+        reason = None
+        if ((t.val_every_steps is not None and s.global_step % t.val_every_steps == 0)
+                or (epoch_end and t.val_every_epochs is not None and s.epoch % t.val_every_epochs == 0)):
+            reason = self._validate(step_epoch)
+        if reason is None and t.checkpoint_every_steps is not None and s.global_step % t.checkpoint_every_steps == 0:
+            reason = self._save([self.rundir.step_checkpoint(s.global_step), self.rundir.last_checkpoint],
+                                [self.rundir.last_weights])
+        if reason is None and t.max_steps is not None and s.global_step >= t.max_steps:
+            reason = "max_steps"
+        if reason is None and s.epoch >= t.max_epochs:
+            reason = "max_epochs"
+        return reason
+
+    def _log_train(self, epoch: int, lr: float) -> None:
+        s = self.state
+        names = sorted(s.acc)
+        values: dict[str, float] = {}
+        if names:
+            vec = torch.stack([s.acc[n] for n in names]) / max(s.acc_steps, 1)
+            if self.world > 1:
+                vec = self.fabric.all_reduce(vec, reduce_op="mean")
+            values.update(zip(names, vec.tolist()))
+        now = time.perf_counter()
+        speed = self._samples / max(now - self._tick, 1e-9)
+        self._tick, self._samples = now, 0
+        values.update(lr=lr, skipped_steps=float(s.skipped_steps), samples_per_s=speed)
+        s.acc, s.acc_steps = {}, 0
+        if self.writer is not None:
+            self.writer.log(values, step=s.global_step, epoch=epoch, split="train")
+        if "loss" in values:
+            self.bar.set_postfix(loss=f"{values['loss']:.4g}", samples_s=f"{speed:,.0f}", refresh=False)
+
+    # ------------------------------------------------------------------ validation and checkpoints
+    @torch.no_grad()
+    def _evaluate(self, x: Tensor) -> dict[str, float]:
+        """Mean of every objective metric over ``x`` (this rank's share, then reduced)."""
+        ebs = self.t.eval_batch_size or self.t.batch_size
+        shard = x[self.rank::self.world]
+        sums: dict[str, Tensor] = {}
+        was = self.model.training
+        self.model.eval()
+        try:
+            for i in range(0, len(shard), ebs):
+                b = self.convert(shard[i:i + ebs])
+                with self.fabric.autocast():
+                    _, metrics = self.objective(self.model, b, self.state.global_step)
+                for k, v in metrics.items():
+                    v = torch.as_tensor(v, device=self.fabric.device).float() * len(b)
+                    sums[k] = sums[k] + v if k in sums else v
+        finally:
+            self.model.train(was)
+        names = sorted(sums)
+        vec = torch.stack([sums[k] for k in names] + [torch.tensor(float(len(shard)), device=self.fabric.device)])
+        if self.world > 1:
+            vec = self.fabric.all_reduce(vec, reduce_op="sum")
+        out = vec.tolist()
+        return {k: v / out[-1] for k, v in zip(names, out)}
+
+    def _validate(self, epoch: int) -> str | None:
+        t, s = self.t, self.state
+        if s.last_val_step == s.global_step:
+            return None
+        s.last_val_step = s.global_step
+        improved = False
+        if self.val_device is not None:
+            if self.ema is not None:
+                with self.ema.swapped(self.model):
+                    values = self._evaluate(self.val_device)
+            else:
+                values = self._evaluate(self.val_device)
+            s.validations += 1
+            if self.writer is not None:
+                self.writer.log(values, step=s.global_step, epoch=epoch, split="val")
+            m = values[t.monitor]
+            key = m if t.monitor_mode == "min" else -m
+            improved = math.isfinite(key) and key < s.best_metric
+            if improved:
+                s.best_metric, s.bad_validations = key, 0
+            else:
+                s.bad_validations += 1
+            if self.schedule.observe(key):
+                self._info(f"step {s.global_step}: no improvement in {t.plateau_patience} validations, "
+                           f"learning rate reduced to {self.schedule.lr(s.global_step, s.epoch):.3g}")
+            self._info(f"epoch {epoch} step {s.global_step}: val " + " ".join(f"{k}={v:.4f}" for k, v in values.items())
+                       + (" (best)" if improved else f" (best {t.monitor}={self._best():.4f})" if self._best() is not None else ""))
+        paths, weights = [self.rundir.last_checkpoint], [self.rundir.last_weights]
+        if improved:
+            paths.append(self.rundir.best_checkpoint)
+            weights.append(self.rundir.best_weights)
+        reason = self._save(paths, weights)
+        if reason is None and t.early_stopping_patience is not None and s.bad_validations >= t.early_stopping_patience:
+            self._info(f"early stopping: no improvement of val {t.monitor} in {s.bad_validations} validations")
+            return "early_stopping"
+        return reason
+
+    def _weights_finite(self) -> bool:
+        tensors = [p.detach() for p in self.model.parameters()]
+        if self.ema is not None:
+            tensors += list(self.ema.shadow.values())
+        return bool(torch.stack([torch.isfinite(p).all() for p in tensors]).all())
+
+    def _save(self, paths: list[Path], weight_paths: list[Path]) -> str | None:
+        """Write checkpoints (rank 0) after checking that the weights are finite; returns a stop reason or None."""
+        if not self._weights_finite():
+            if self.rank == 0:
+                log.error(f"step {self.state.global_step}: the weights are no longer finite; nothing was written, the "
+                          f"last good checkpoint in {self.rundir.checkpoints} is kept. Stopping.")
+            return "non_finite_weights"
+        rng = [get_rng_state()]
+        if self.world > 1:
+            rng = [None] * self.world
+            torch.distributed.all_gather_object(rng, get_rng_state())
+        if self.rank == 0:
+            state = {
+                "format": CHECKPOINT_FORMAT, "format_version": 1, "vaekit_version": __version__,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
+                "loop": self.state.state_dict(), "rng": rng, "config": self.config or {},
+                "trainer": self.t.get_params(),
+            }
+            for p in paths:
+                save_checkpoint(p, state)
+            weights = self.ema.model_state_dict(self.model) if self.ema is not None else self.model.state_dict()
+            for w in weight_paths:
+                save_weights(w, weights)
+        self._saved_step = self.state.global_step
+        return None
+
+    def _finish(self, reason: str) -> str:
+        s = self.state
+        if reason in ("max_epochs", "max_steps", "early_stopping") and getattr(self, "_saved_step", -1) != s.global_step:
+            saved = self._save([self.rundir.last_checkpoint], [self.rundir.last_weights])
+            reason = saved or reason
+        if reason == "too_many_skips" and self.rank == 0:
+            log.error(f"Training stopped: {s.consecutive_skips} steps in a row were skipped (non-finite loss or "
+                      f"gradient, or gradient norm above skip_threshold). No checkpoint was overwritten; the last good "
+                      f"one is {self.rundir.last_checkpoint}")
+        best = self._best()
+        self._info(f"Stopped ({reason}) at step {s.global_step}, epoch {s.epoch}; {s.skipped_steps} skipped steps"
+                   + (f"; best val {self.t.monitor}={best:.4f}" if best is not None else "")
+                   + f". Run directory: {self.rundir.path}")
+        return reason

@@ -1,0 +1,349 @@
+"""The :class:`Trainer`: one training loop for every vaekit model, on Lightning Fabric."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..objectives import ELBO, Objective
+from .checkpoint import load_checkpoint
+from .rundir import RunDir
+from .schedules import SCHEDULES
+from .state import FitResult
+
+__all__ = ["Trainer"]
+
+_PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true")
+_OPTIMIZERS = ("adam", "adamw")
+
+
+class Trainer:
+    """Trains any :class:`~vaekit.models.LatentVariableModel` with an objective on a data module.
+
+    The constructor only checks and stores its (plain, typed) arguments, so a YAML section
+    ``trainer: {max_epochs: 100, lr: 3e-4}`` builds it through jsonargparse. Everything
+    happens in :meth:`fit`.
+
+    Parameters
+    ----------
+    max_epochs : int
+        Stop after this many epochs (>= 1). The IWAE schedule spans 3280 epochs.
+    max_steps : int, optional
+        Also stop after this many optimizer steps (skipped steps count).
+    batch_size : int
+        Training examples per step *on each process* (the global batch is
+        ``batch_size * world_size``).
+    eval_batch_size : int, optional
+        Examples per validation batch (default: ``batch_size``).
+    drop_last : bool
+        Drop the last, smaller training batch of each epoch.
+    num_workers : int
+        ``DataLoader`` workers, used only when the training split is a ``Dataset`` rather
+        than an in-memory tensor (tensors are batched by index on the device).
+    optimizer : {"adam", "adamw"}
+        Adam or AdamW (fused kernels on CUDA).
+    lr : float
+        Base learning rate.
+    weight_decay : float
+        L2 penalty (Adam) or decoupled weight decay (AdamW).
+    adam_eps : float
+        Adam's epsilon (1e-4 in Burda et al. / Cremer et al.).
+    adam_betas : tuple of float
+        Adam's (beta1, beta2).
+    lr_schedule : {"constant", "cosine", "plateau", "iwae"}
+        See :mod:`vaekit.training.schedules`.
+    plateau_patience : int
+        Validations without improvement before the ``"plateau"`` schedule reduces the rate.
+    plateau_factor : float
+        Factor applied by the ``"plateau"`` schedule, in (0, 1).
+    min_lr : float
+        Floor of the ``"cosine"`` and ``"plateau"`` schedules.
+    grad_clip : float, optional
+        Clip the global gradient norm to this value.
+    skip_threshold : float, optional
+        Skip (no update) any step whose gradient norm, before clipping, exceeds this.
+        Steps with a non-finite loss or gradient norm are always skipped.
+    max_consecutive_skips : int
+        Stop training when this many steps in a row were skipped.
+    ema_decay : float, optional
+        Keep an exponential moving average of the weights with this decay; validation,
+        ``*.safetensors`` and the model returned by :meth:`fit` then use the average.
+    val_every_epochs : int, optional
+        Validate after every this many epochs (``None``: not by epoch).
+    val_every_steps : int, optional
+        Validate after every this many steps (``None``: not by step).
+    monitor : str
+        Validation metric (a key of the objective's metrics) that decides the best
+        checkpoint, early stopping and the ``"plateau"`` schedule.
+    monitor_mode : {"min", "max"}
+        Whether lower (``"min"``, e.g. ``"loss"``) or higher (``"max"``, e.g. ``"elbo"``)
+        is better.
+    early_stopping_patience : int, optional
+        Stop after this many validations in a row without improvement.
+    checkpoint_every_steps : int, optional
+        Also write ``checkpoints/step-N.ckpt`` (and refresh ``last.ckpt``) every this many steps.
+    log_every_steps : int
+        Write the mean training metrics of the last this many steps.
+    accelerator, strategy : str
+        Lightning Fabric's ``accelerator`` ("auto", "cpu", "cuda", ...) and ``strategy``
+        ("auto", "ddp", ...).
+    devices : int, str or list of int
+        Fabric's ``devices`` ("auto", a count, or device indices).
+    num_nodes : int
+        Number of machines (multi-node DDP, launched by ``torchrun`` or SLURM).
+    precision : {"32-true", "64-true", "bf16-mixed", "bf16-true"}
+        Fabric precision.
+    seed : int
+        Seeds torch, numpy and ``random`` (process ``r`` uses ``seed + r``) and the
+        per-epoch data permutations.
+    compile : bool
+        Compile the objective with ``torch.compile`` (single process only, for now).
+    progress_bar : bool
+        Show a tqdm bar with the loss and throughput.
+    root_dir : str
+        Where new run directories go (``<root_dir>/<model class>/<timestamp>/``) when
+        :meth:`fit` gets no ``run_dir``.
+
+    Examples
+    --------
+    >>> Trainer(max_epochs=3, lr=3e-4).lr
+    0.0003
+    >>> Trainer(batch_size=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be an int >= 1, got 0
+    """
+
+    def __init__(self, *, max_epochs: int = 10, max_steps: int | None = None, batch_size: int = 100,
+                 eval_batch_size: int | None = None, drop_last: bool = False, num_workers: int = 0,
+                 optimizer: Literal["adam", "adamw"] = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
+                 adam_eps: float = 1e-8, adam_betas: tuple[float, float] = (0.9, 0.999),
+                 lr_schedule: Literal["constant", "cosine", "plateau", "iwae"] = "constant",
+                 plateau_patience: int = 10, plateau_factor: float = 0.5, min_lr: float = 0.0,
+                 grad_clip: float | None = None, skip_threshold: float | None = None,
+                 max_consecutive_skips: int = 20, ema_decay: float | None = None,
+                 val_every_epochs: int | None = 1, val_every_steps: int | None = None, monitor: str = "loss",
+                 monitor_mode: Literal["min", "max"] = "min", early_stopping_patience: int | None = None,
+                 checkpoint_every_steps: int | None = None, log_every_steps: int = 50,
+                 accelerator: str = "auto", devices: int | str | list[int] = "auto", strategy: str = "auto",
+                 num_nodes: int = 1, precision: Literal["32-true", "64-true", "bf16-mixed", "bf16-true"] = "32-true",
+                 seed: int = 0, compile: bool = False, progress_bar: bool = True, root_dir: str = "runs") -> None:
+        _int("max_epochs", max_epochs, 1)
+        _int("batch_size", batch_size, 1)
+        _int("num_workers", num_workers, 0)
+        _int("max_consecutive_skips", max_consecutive_skips, 1)
+        _int("plateau_patience", plateau_patience, 1)
+        _int("log_every_steps", log_every_steps, 1)
+        _int("num_nodes", num_nodes, 1)
+        _int("seed", seed, 0)
+        for name, value in (("max_steps", max_steps), ("eval_batch_size", eval_batch_size),
+                            ("val_every_epochs", val_every_epochs), ("val_every_steps", val_every_steps),
+                            ("early_stopping_patience", early_stopping_patience),
+                            ("checkpoint_every_steps", checkpoint_every_steps)):
+            if value is not None:
+                _int(name, value, 1)
+        _choice("optimizer", optimizer, _OPTIMIZERS)
+        _choice("lr_schedule", lr_schedule, SCHEDULES)
+        _choice("precision", precision, _PRECISIONS)
+        _choice("monitor_mode", monitor_mode, ("min", "max"))
+        _float("lr", lr, 0.0, strict=True)
+        _float("weight_decay", weight_decay, 0.0)
+        _float("adam_eps", adam_eps, 0.0, strict=True)
+        _float("min_lr", min_lr, 0.0)
+        if not (isinstance(plateau_factor, (int, float)) and 0.0 < plateau_factor < 1.0):
+            raise ValueError(f"plateau_factor must be a float in (0, 1), got {plateau_factor!r}")
+        if (not isinstance(adam_betas, (tuple, list)) or len(adam_betas) != 2
+                or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in adam_betas)):
+            raise ValueError(f"adam_betas must be two floats in [0, 1), got {adam_betas!r}")
+        for name, value in (("grad_clip", grad_clip), ("skip_threshold", skip_threshold)):
+            if value is not None:
+                _float(name, value, 0.0, strict=True)
+        if ema_decay is not None and not (isinstance(ema_decay, (int, float)) and 0.0 <= ema_decay < 1.0):
+            raise ValueError(f"ema_decay must be None or a float in [0, 1), got {ema_decay!r}")
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"monitor must be the name of a metric of the objective, e.g. 'loss', got {monitor!r}")
+        if not isinstance(devices, (int, str, list)) or isinstance(devices, bool):
+            raise TypeError(f"devices must be an int, a str ('auto', '0,1') or a list of ints, got {devices!r}")
+        for name, value in (("accelerator", accelerator), ("strategy", strategy), ("root_dir", root_dir)):
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"{name} must be a non-empty str, got {value!r}")
+        self.max_epochs, self.max_steps, self.batch_size = max_epochs, max_steps, batch_size
+        self.eval_batch_size, self.drop_last, self.num_workers = eval_batch_size, bool(drop_last), num_workers
+        self.optimizer, self.lr, self.weight_decay, self.adam_eps = optimizer, float(lr), float(weight_decay), float(adam_eps)
+        self.adam_betas = (float(adam_betas[0]), float(adam_betas[1]))
+        self.lr_schedule, self.plateau_patience, self.plateau_factor = lr_schedule, plateau_patience, float(plateau_factor)
+        self.min_lr, self.grad_clip, self.skip_threshold = float(min_lr), grad_clip, skip_threshold
+        self.max_consecutive_skips, self.ema_decay = max_consecutive_skips, ema_decay
+        self.val_every_epochs, self.val_every_steps = val_every_epochs, val_every_steps
+        self.monitor, self.monitor_mode, self.early_stopping_patience = monitor, monitor_mode, early_stopping_patience
+        self.checkpoint_every_steps, self.log_every_steps = checkpoint_every_steps, log_every_steps
+        self.accelerator, self.devices, self.strategy, self.num_nodes = accelerator, devices, strategy, num_nodes
+        self.precision, self.seed, self.compile = precision, seed, bool(compile)
+        self.progress_bar, self.root_dir = bool(progress_bar), root_dir
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments, as plain values (what ``config.yaml`` stores)."""
+        import inspect
+
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        out = {n: getattr(self, n) for n in names}
+        out["adam_betas"] = list(self.adam_betas)
+        return out
+
+    def __repr__(self) -> str:
+        defaults = type(self)().get_params()
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        return f"Trainer({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, model: nn.Module, data: Any, objective: Objective | None = None, *,
+            run_dir: RunDir | str | Path | None = None, resume: str | Path | None = None,
+            config: dict[str, Any] | None = None) -> FitResult:
+        """Train ``model`` on ``data`` and write a run directory.
+
+        Parameters
+        ----------
+        model : LatentVariableModel
+            The model; it ends holding the trained weights (the EMA weights when
+            ``ema_decay`` is set), on the training device, unwrapped.
+        data : DataModule
+            Anything with ``setup()``, ``train`` (Tensor of shape (n, *data_shape) or a
+            ``Dataset``), ``val`` (Tensor or None) and ``augment(x) -> x``.
+        objective : Objective, optional
+            ``loss, metrics = objective(model, batch, step)``; default :class:`~vaekit.objectives.ELBO`.
+        run_dir : RunDir, str or Path, optional
+            Where to write; an existing empty directory or a new one. Default: a new
+            ``<root_dir>/<model class>/<YYYYmmdd-HHMMSS>/``.
+        resume : str or Path, optional
+            A run directory (continue from its ``checkpoints/last.ckpt``) or a ``.ckpt``
+            file inside one. Training continues exactly where it stopped, in the same directory.
+        config : dict, optional
+            The resolved config, written to ``config.yaml`` and stored in every checkpoint.
+
+        Returns
+        -------
+        FitResult
+        """
+        from .loop import FitLoop
+
+        objective = objective if objective is not None else ELBO()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module implementing the LatentVariableModel protocol, "
+                            f"got {type(model).__name__}")
+        if not callable(objective):
+            raise TypeError(f"objective must be callable as objective(model, batch, step), got {type(objective).__name__}")
+        if resume is not None and run_dir is not None:
+            raise ValueError("pass either run_dir (a new run) or resume (an existing run), not both")
+        if config is not None and not isinstance(config, dict) and not hasattr(config, "as_dict"):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        train, val = self._check_data(data)
+        validate = getattr(model, "validate_data", None)
+        if callable(validate):  # on one augmented batch (e.g. dynamically binarized), without using the RNG
+            augment = getattr(data, "augment", None)
+            with torch.random.fork_rng(devices=[]):
+                head = _head(train, self.batch_size)
+                validate(augment(head) if callable(augment) else head, "data.train")
+            if val is not None:
+                validate(val[: self.batch_size], "data.val")
+        needs_val = [n for n, on in (("early_stopping_patience", self.early_stopping_patience is not None),
+                                     ("lr_schedule='plateau'", self.lr_schedule == "plateau")) if on]
+        if needs_val and (val is None or (self.val_every_epochs is None and self.val_every_steps is None)):
+            raise ValueError(f"{' and '.join(needs_val)} need validation: data.val is "
+                             f"{'None' if val is None else 'set'}, val_every_epochs={self.val_every_epochs}, "
+                             f"val_every_steps={self.val_every_steps}")
+        run, checkpoint = None, None
+        if resume is not None:
+            run, ckpt_path = _resolve_resume(resume)
+            checkpoint = load_checkpoint(ckpt_path)
+            checkpoint["path"] = str(ckpt_path)
+        elif run_dir is not None:
+            run = _fresh_run_dir(run_dir)
+        return FitLoop(self, model, data, train, val, objective, run, checkpoint, config).run()
+
+    def _check_data(self, data: Any) -> tuple[Any, Tensor | None]:
+        for attr in ("train", "val"):
+            if not hasattr(data, attr) and not hasattr(type(data), attr):
+                raise TypeError(f"data must be a vaekit.data.DataModule (with setup(), train, val, augment), "
+                                f"got {type(data).__name__} without {attr!r}")
+        if callable(getattr(data, "setup", None)):
+            data.setup()
+        train, val = data.train, data.val
+        if train is None or len(train) == 0:
+            raise ValueError(f"the training split is empty (data.train={'None' if train is None else len(train)} "
+                             f"examples); a DataModule needs at least one training example")
+        if isinstance(train, Tensor):
+            if not torch.is_floating_point(train):
+                raise TypeError(f"data.train must be a floating-point tensor, got dtype {train.dtype}")
+            if not bool(torch.isfinite(train).all()):
+                bad = int((~torch.isfinite(train)).sum())
+                raise ValueError(f"data.train contains {bad} NaN/inf value(s); clean or impute the data first")
+        if val is not None:
+            if not isinstance(val, Tensor):
+                raise TypeError(f"data.val must be a Tensor or None, got {type(val).__name__}")
+            if len(val) == 0:
+                val = None
+            elif not bool(torch.isfinite(val).all()):
+                bad = int((~torch.isfinite(val)).sum())
+                raise ValueError(f"data.val contains {bad} NaN/inf value(s); clean or impute the data first")
+        return train, val
+
+
+def _head(train: Any, n: int) -> Any:
+    """The first ``n`` training examples as one batch."""
+    if isinstance(train, Tensor):
+        return train[:n]
+    from torch.utils.data import default_collate
+
+    return default_collate([train[i] for i in range(min(n, len(train)))])
+
+
+def _fresh_run_dir(run_dir: RunDir | str | Path) -> RunDir:
+    """Check that ``run_dir`` can hold a new run: absent, empty, or a laid-out run with no checkpoint yet."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    path = run.path
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return run
+    try:
+        run = RunDir.open(path)
+    except ValueError:
+        raise ValueError(f"run_dir={str(path)!r} exists and is neither empty nor a new run directory; "
+                         f"pass a new path") from None
+    if any(run.checkpoints.iterdir()) or len(run.metrics.read_text().splitlines()) > 1:
+        raise ValueError(f"run_dir={str(path)!r} already holds a run (checkpoints or metrics); pass a new path, "
+                         f"or resume={str(path)!r} to continue it")
+    return run
+
+
+def _resolve_resume(resume: str | Path) -> tuple[RunDir, Path]:
+    path = Path(resume)
+    if not path.exists():
+        raise FileNotFoundError(f"resume={str(path)!r} does not exist; pass a run directory or a .ckpt file inside one")
+    if path.is_file():
+        run = RunDir.open(path.parent.parent)
+        if path.parent.resolve() != run.checkpoints.resolve():
+            raise ValueError(f"resume={str(path)!r}: a checkpoint to resume must lie in a run's checkpoints/ folder")
+        return run, path
+    run = RunDir.open(path)
+    if not run.last_checkpoint.is_file():
+        raise FileNotFoundError(f"resume={str(path)!r}: the run directory has no checkpoints/last.ckpt to resume from")
+    return run, run.last_checkpoint
+
+
+def _int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def _float(name: str, value: Any, low: float, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= low if strict else value < low):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")

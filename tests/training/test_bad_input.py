@@ -1,0 +1,129 @@
+"""Bad input: a clear error naming the argument, before anything is written."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from training_helpers import StandInData, TinyVAE, make_data
+
+from vaekit.training import RunDir, Trainer
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+    ({"batch_size": -5}, "batch_size must be an int >= 1, got -5"),
+    ({"max_epochs": 0}, "max_epochs must be an int >= 1, got 0"),
+    ({"max_steps": 0}, "max_steps must be an int >= 1, got 0"),
+    ({"optimizer": "sgd"}, r"optimizer must be one of \['adam', 'adamw'\], got 'sgd'"),
+    ({"lr_schedule": "linear"}, r"lr_schedule must be one of \['constant', 'cosine', 'plateau', 'iwae'\], got 'linear'"),
+    ({"precision": "16"}, r"precision must be one of \['32-true', '64-true', 'bf16-mixed', 'bf16-true'\], got '16'"),
+    ({"lr": 0.0}, "lr must be a finite number > 0.0, got 0.0"),
+    ({"lr": math.nan}, "lr must be a finite number > 0.0, got nan"),
+    ({"adam_betas": (0.9,)}, "adam_betas must be two floats"),
+    ({"plateau_factor": 1.5}, r"plateau_factor must be a float in \(0, 1\), got 1.5"),
+    ({"ema_decay": 1.0}, r"ema_decay must be None or a float in \[0, 1\), got 1.0"),
+    ({"grad_clip": -1.0}, "grad_clip must be a finite number > 0.0, got -1.0"),
+    ({"val_every_steps": 0}, "val_every_steps must be an int >= 1, got 0"),
+    ({"monitor_mode": "up"}, r"monitor_mode must be one of \['min', 'max'\], got 'up'"),
+    ({"max_consecutive_skips": True}, "max_consecutive_skips must be an int >= 1, got True"),
+])
+def test_constructor_rejects(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Trainer(**kwargs)
+
+
+def _trainer(tmp_path: Path, **kw) -> Trainer:
+    return Trainer(**{"batch_size": 8, "max_epochs": 1, "progress_bar": False, "root_dir": str(tmp_path / "runs"), **kw})
+
+
+def _nothing_written(tmp_path: Path) -> bool:
+    return not (tmp_path / "runs").exists()
+
+
+def test_empty_train_split(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="the training split is empty"):
+        _trainer(tmp_path).fit(TinyVAE(), StandInData(torch.zeros(0, 6)))
+    with pytest.raises(ValueError, match="the training split is empty"):
+        _trainer(tmp_path).fit(TinyVAE(), StandInData(None))
+    assert _nothing_written(tmp_path)
+
+
+def test_nan_and_inf_in_data(tmp_path: Path) -> None:
+    data = make_data()
+    data.train[3, 2] = math.nan
+    data.train[5, 0] = math.inf
+    with pytest.raises(ValueError, match=r"data.train contains 2 NaN/inf value\(s\)"):
+        _trainer(tmp_path).fit(TinyVAE(), data)
+    data = make_data()
+    data.val[0, 0] = math.nan
+    with pytest.raises(ValueError, match=r"data.val contains 1 NaN/inf value\(s\)"):
+        _trainer(tmp_path).fit(TinyVAE(), data)
+    assert _nothing_written(tmp_path)
+
+
+def test_data_shape_must_match_the_model(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"data.train has shape \(8, 5\) but this model expects \(batch, 6\)"):
+        _trainer(tmp_path).fit(TinyVAE(d_x=6), make_data(d_x=5))
+    with pytest.raises(TypeError, match="data.train must be a floating-point tensor"):
+        _trainer(tmp_path).fit(TinyVAE(), StandInData(torch.zeros(10, 6, dtype=torch.long)))
+    assert _nothing_written(tmp_path)
+
+
+def test_wrong_argument_types(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        _trainer(tmp_path).fit("vae", make_data())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="data must be a vaekit.data.DataModule"):
+        _trainer(tmp_path).fit(TinyVAE(), torch.zeros(4, 6))
+    with pytest.raises(ValueError, match="pass either run_dir"):
+        _trainer(tmp_path).fit(TinyVAE(), make_data(), run_dir=tmp_path / "a", resume=tmp_path / "b")
+    assert _nothing_written(tmp_path)
+
+
+def test_options_that_need_validation(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"early_stopping_patience need validation: data.val is None"):
+        _trainer(tmp_path, early_stopping_patience=2).fit(TinyVAE(), make_data(n_val=0))
+    with pytest.raises(ValueError, match=r"lr_schedule='plateau' need validation: .*val_every_epochs=None"):
+        _trainer(tmp_path, lr_schedule="plateau", val_every_epochs=None).fit(TinyVAE(), make_data())
+    with pytest.raises(ValueError, match=r"monitor='nll' is not a metric of ELBO; it returns \['elbo', 'kl/z', 'loss', 'rec'\]"):
+        _trainer(tmp_path, monitor="nll").fit(TinyVAE(), make_data())
+    assert _nothing_written(tmp_path)
+
+
+def test_resume_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"resume='.*nowhere' does not exist"):
+        _trainer(tmp_path).fit(TinyVAE(), make_data(), resume=tmp_path / "nowhere")
+    (tmp_path / "not_a_run").mkdir()
+    with pytest.raises(ValueError, match=r"not a vaekit run directory: missing config.yaml, checkpoints/, metrics.csv"):
+        _trainer(tmp_path).fit(TinyVAE(), make_data(), resume=tmp_path / "not_a_run")
+    run = RunDir.create(tmp_path / "other", "m")
+    with pytest.raises(FileNotFoundError, match="has no checkpoints/last.ckpt to resume from"):
+        _trainer(tmp_path).fit(TinyVAE(), make_data(), resume=run.path)
+    run.last_checkpoint.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match=r"checkpoint '.*last.ckpt' is truncated or corrupt"):
+        _trainer(tmp_path).fit(TinyVAE(), make_data(), resume=run.path)
+    stray = tmp_path / "stray.ckpt"
+    stray.write_bytes(b"x")
+    with pytest.raises(ValueError, match="not a vaekit run directory"):
+        _trainer(tmp_path).fit(TinyVAE(), make_data(), resume=stray)
+    assert _nothing_written(tmp_path)
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["last.ckpt"]
+
+
+def test_run_dir_that_holds_something_else(tmp_path: Path) -> None:
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="exists and is neither empty nor a new run directory"):
+        _trainer(tmp_path).fit(TinyVAE(), make_data(), run_dir=tmp_path / "busy")
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
+
+
+def test_more_processes_than_examples_and_no_parameters(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fewer than the 8 needed for 1 process"):
+        _trainer(tmp_path, drop_last=True).fit(TinyVAE(), make_data(n=5))
+    frozen = TinyVAE().requires_grad_(False)
+    with pytest.raises(ValueError, match="TinyVAE has no trainable parameters"):
+        _trainer(tmp_path).fit(frozen, make_data())
+    assert _nothing_written(tmp_path)
