@@ -94,3 +94,17 @@ def test_resume_from_an_explicit_step_checkpoint(tmp_path: Path, reference: tupl
     fresh = _model()
     res = Trainer(**KW).fit(fresh, _data(), resume=first.run_dir.step_checkpoint(8))
     assert res.global_step == 20 and same_weights(weights(fresh), ref_weights)
+
+
+def test_resume_to_train_longer_and_after_a_batch_size_change(tmp_path: Path) -> None:
+    base = dict(batch_size=16, progress_bar=False, root_dir=str(tmp_path))
+    first = Trainer(max_epochs=2, **base).fit(_model(), _data())  # 4 batches per epoch
+    res = Trainer(max_epochs=4, **base).fit(_model(), _data(), resume=first.run_dir.path)
+    assert (res.global_step, res.epoch, res.stop_reason) == (16, 4, "max_epochs")
+    val_steps = [r[0] for r in _rows(first.run_dir.path) if r[2] == "val" and r[3] == "loss"]
+    assert val_steps == [4, 8, 12, 16]
+    mid = Trainer(max_steps=3, **base).fit(_model(), _data())  # stops at batch 3 of epoch 0
+    res = Trainer(max_epochs=2, **{**base, "batch_size": 32}).fit(_model(), _data(), resume=mid.run_dir.path)
+    # an epoch now has 2 batches: batch 3 does not exist, so epoch 1 starts at once
+    assert (res.global_step, res.epoch) == (5, 2)
+    assert "continuing with epoch 1" in mid.run_dir.log.read_text()

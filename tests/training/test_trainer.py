@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils.data import Dataset
-from training_helpers import StandInData, TinyVAE, make_data, same_weights, weights
+from training_helpers import ReconMSE, StandInData, TinyVAE, make_data, same_weights, weights
 
 from vaekit.objectives import IWAE
-from vaekit.training import FitResult, RunDir, Trainer, load_checkpoint, load_weights, read_metrics
+from vaekit.training import FitResult, RunDir, Trainer, evaluate_objective, load_checkpoint, load_weights, read_metrics
 
 
 def _fit(tmp_path: Path, model: TinyVAE | None = None, data: StandInData | None = None, objective=None, *,
@@ -146,3 +146,21 @@ def test_existing_fresh_run_dir_is_used(tmp_path: Path) -> None:
         _fit(tmp_path, run_dir=run.path, max_epochs=1)
     res = _fit(tmp_path, run_dir=tmp_path / "new" / "dir", max_epochs=1)
     assert (tmp_path / "new" / "dir" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_evaluate_objective_is_a_per_example_mean_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    model = TinyVAE()
+    x = make_data(n_val=16).val
+    with torch.no_grad():
+        whole = ReconMSE()(model, x)[0].item()
+    for bs in (1, 3, 16, 100):
+        assert evaluate_objective(ReconMSE(), model, x, batch_size=bs)["loss"] == pytest.approx(whole, rel=1e-6)
+    assert model.training  # mode restored
+
+
+def test_get_params_round_trips_through_the_constructor() -> None:
+    t = Trainer(max_epochs=7, adam_betas=(0.5, 0.9), devices=[0], lr_schedule="cosine")
+    again = Trainer(**t.get_params())
+    assert again.get_params() == t.get_params()
+    assert repr(t) == "Trainer(max_epochs=7, adam_betas=[0.5, 0.9], lr_schedule='cosine', devices=[0])"

@@ -8,6 +8,7 @@ and a log.
 
 from .checkpoint import get_rng_state, load_checkpoint, load_weights, save_checkpoint, save_weights, set_rng_state
 from .ema import EMA
+from .evaluate import evaluate_objective
 from .loggers import MetricsWriter, read_metrics
 from .rundir import RunDir
 from .schedules import LRSchedule, cosine_lr, iwae_lr, iwae_stage
@@ -15,5 +16,5 @@ from .state import FitResult, LoopState
 from .trainer import Trainer
 
 __all__ = ["Trainer", "FitResult", "LoopState", "RunDir", "load_checkpoint", "save_checkpoint", "load_weights",
-           "save_weights", "get_rng_state", "set_rng_state", "EMA", "LRSchedule", "cosine_lr", "iwae_lr", "iwae_stage",
-           "MetricsWriter", "read_metrics"]
+           "save_weights", "get_rng_state", "set_rng_state", "EMA", "evaluate_objective", "LRSchedule", "cosine_lr",
+           "iwae_lr", "iwae_stage", "MetricsWriter", "read_metrics"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from types import MethodType
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from .. import __version__
 from .batches import IndexBatches, LoaderBatches
 from .checkpoint import CHECKPOINT_FORMAT, get_rng_state, save_checkpoint, save_weights, set_rng_state, to_plain
 from .ema import EMA
+from .evaluate import evaluate_objective
 from .loggers import LOGGER_NAME, MetricsWriter, log_to_file, progress_bar
 from .rundir import RunDir
 from .schedules import LRSchedule
@@ -38,6 +40,7 @@ class FitLoop:
         self.objective, self.rundir, self.ckpt = objective, run, checkpoint
         self.config = to_plain(config) if config is not None else None
         self.state = LoopState()
+        self._saved_step = -1
 
     # ------------------------------------------------------------------ set-up
     def _setup_fabric(self) -> None:
@@ -102,15 +105,19 @@ class FitLoop:
 
     def _probe(self) -> None:
         """Run the objective once, without gradients or RNG use, to check it and learn its metric names."""
-        probe = self.val_device if self.val_device is not None else self.train
-        probe = probe[: min(8, len(probe))] if isinstance(probe, Tensor) else next(iter(self.batches.epoch(0)))
         dev = self.fabric.device
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
+            if self.val_device is not None:
+                probe = self.val_device[:8]
+            else:
+                probe = self.fabric.to_device(next(iter(self.batches.epoch(0))))
+                augment = getattr(self.data, "augment", None)
+                probe = augment(probe) if augment is not None else probe
             was = self.model.training
             self.model.eval()
             try:
                 with self.fabric.autocast():
-                    loss, metrics = self.objective(self.model, self.convert(self.fabric.to_device(probe)), 0)
+                    loss, metrics = self.objective(self.model, self.convert(probe), 0)
             finally:
                 self.model.train(was)
         if not isinstance(loss, Tensor) or loss.dim() != 0:
@@ -141,8 +148,6 @@ class FitLoop:
             self.config = config
         path = self.fabric.broadcast(str(self.rundir.path) if self.rank == 0 else None, src=0)  # type: ignore[union-attr]
         self.rundir = RunDir(path) if self.rank != 0 else self.rundir
-        if self.ckpt is not None:
-            self._restore(self.ckpt)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -156,8 +161,14 @@ class FitLoop:
                 log.warning("the checkpoint has no EMA state; the average restarts from the current weights")
             else:
                 self.ema.load_state_dict(ckpt["ema"])
-        self.state = LoopState.from_state_dict(ckpt["loop"])
-        self.state.acc = {k: self.fabric.to_device(v) for k, v in self.state.acc.items()}
+        self.state = s = LoopState.from_state_dict(ckpt["loop"])
+        s.acc = {k: self.fabric.to_device(v) for k, v in s.acc.items()}
+        self._saved_step = s.global_step
+        if s.batch_in_epoch >= len(self.batches):  # batch size or data changed since the checkpoint
+            if self.rank == 0:
+                log.warning(f"the checkpoint stopped at batch {s.batch_in_epoch} of epoch {s.epoch}, but an epoch now "
+                            f"has {len(self.batches)} batches; continuing with epoch {s.epoch + 1}")
+            s.epoch, s.batch_in_epoch = s.epoch + 1, 0
         rng = ckpt["rng"]
         if len(rng) == self.world:
             set_rng_state(rng[self.rank])
@@ -175,6 +186,8 @@ class FitLoop:
         assert self.rundir is not None
         zero = self.rank == 0
         with log_to_file(self.rundir.log if zero else None, console=zero):
+            if self.ckpt is not None:
+                self._restore(self.ckpt)
             self.writer = MetricsWriter(self.rundir, resume_step=self.state.global_step if self.ckpt else None) if zero else None
             self.bar = progress_bar(self.total_steps, min(self.state.global_step, self.total_steps),
                                     enabled=self.t.progress_bar and zero)
@@ -304,31 +317,6 @@ class FitLoop:
             self.bar.set_postfix(loss=f"{values['loss']:.4g}", samples_s=f"{speed:,.0f}", refresh=False)
 
     # ------------------------------------------------------------------ validation and checkpoints
-    @torch.no_grad()
-    def _evaluate(self, x: Tensor) -> dict[str, float]:
-        """Mean of every objective metric over ``x`` (this rank's share, then reduced)."""
-        ebs = self.t.eval_batch_size or self.t.batch_size
-        shard = x[self.rank::self.world]
-        sums: dict[str, Tensor] = {}
-        was = self.model.training
-        self.model.eval()
-        try:
-            for i in range(0, len(shard), ebs):
-                b = self.convert(shard[i:i + ebs])
-                with self.fabric.autocast():
-                    _, metrics = self.objective(self.model, b, self.state.global_step)
-                for k, v in metrics.items():
-                    v = torch.as_tensor(v, device=self.fabric.device).float() * len(b)
-                    sums[k] = sums[k] + v if k in sums else v
-        finally:
-            self.model.train(was)
-        names = sorted(sums)
-        vec = torch.stack([sums[k] for k in names] + [torch.tensor(float(len(shard)), device=self.fabric.device)])
-        if self.world > 1:
-            vec = self.fabric.all_reduce(vec, reduce_op="sum")
-        out = vec.tolist()
-        return {k: v / out[-1] for k, v in zip(names, out)}
-
     def _validate(self, epoch: int) -> str | None:
         t, s = self.t, self.state
         if s.last_val_step == s.global_step:
@@ -336,11 +324,10 @@ class FitLoop:
         s.last_val_step = s.global_step
         improved = False
         if self.val_device is not None:
-            if self.ema is not None:
-                with self.ema.swapped(self.model):
-                    values = self._evaluate(self.val_device)
-            else:
-                values = self._evaluate(self.val_device)
+            ebs = t.eval_batch_size or t.batch_size
+            with self.ema.swapped(self.model) if self.ema is not None else nullcontext():
+                values = evaluate_objective(self.objective, self.model, self.val_device, batch_size=ebs,
+                                            step=s.global_step, fabric=self.fabric)
             s.validations += 1
             if self.writer is not None:
                 self.writer.log(values, step=s.global_step, epoch=epoch, split="val")
@@ -354,8 +341,9 @@ class FitLoop:
             if self.schedule.observe(key):
                 self._info(f"step {s.global_step}: no improvement in {t.plateau_patience} validations, "
                            f"learning rate reduced to {self.schedule.lr(s.global_step, s.epoch):.3g}")
-            self._info(f"epoch {epoch} step {s.global_step}: val " + " ".join(f"{k}={v:.4f}" for k, v in values.items())
-                       + (" (best)" if improved else f" (best {t.monitor}={self._best():.4f})" if self._best() is not None else ""))
+            best = "new best" if improved else f"best {t.monitor}={self._best():.4f}" if self._best() is not None else ""
+            self._info(f"epoch {epoch} step {s.global_step}: val "
+                       + " ".join(f"{k}={v:.4f}" for k, v in values.items()) + (f" ({best})" if best else ""))
         paths, weights = [self.rundir.last_checkpoint], [self.rundir.last_weights]
         if improved:
             paths.append(self.rundir.best_checkpoint)
@@ -401,7 +389,7 @@ class FitLoop:
 
     def _finish(self, reason: str) -> str:
         s = self.state
-        if reason in ("max_epochs", "max_steps", "early_stopping") and getattr(self, "_saved_step", -1) != s.global_step:
+        if reason in ("max_epochs", "max_steps", "early_stopping") and self._saved_step != s.global_step:
             saved = self._save([self.rundir.last_checkpoint], [self.rundir.last_weights])
             reason = saved or reason
         if reason == "too_many_skips" and self.rank == 0:
