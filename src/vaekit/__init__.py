@@ -1,3 +1,36 @@
-"""vaekit: variational latent-variable models in PyTorch."""
+"""vaekit: variational latent-variable models in PyTorch.
+
+The most used names are importable from the top level (loaded on first use, so
+``import vaekit`` stays light):
+
+- models: :class:`~vaekit.models.VAE`, :func:`~vaekit.models.mlp_vae`, :func:`~vaekit.models.conv_vae`
+- objectives: :class:`~vaekit.objectives.ELBO`, :class:`~vaekit.objectives.IWAE`
+- training: :class:`~vaekit.training.Trainer`
+- run directories: :func:`~vaekit.runs.load`
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "VAE": "vaekit.models", "mlp_vae": "vaekit.models", "conv_vae": "vaekit.models", "LatentVariableModel": "vaekit.models",
+    "ELBO": "vaekit.objectives", "IWAE": "vaekit.objectives",
+    "Trainer": "vaekit.training",
+    "load": "vaekit.runs",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,192 @@
+"""Configs are the constructors: jsonargparse reads YAML into the typed ``__init__`` signatures.
+
+A ``vaekit fit`` config has four sections and two plain keys::
+
+    name: mnist_vae            # run name: runs/<name>/<timestamp>/
+    runs_dir: runs
+    model:     {class_path: vaekit.models.VAE, init_args: {...}}   # any LatentVariableModel
+    data:      {class_path: vaekit.data.MNIST, init_args: {...}}   # any DataModule
+    objective: {class_path: vaekit.objectives.ELBO, init_args: {...}}
+    trainer:   {max_epochs: 10, lr: 1e-3, ...}                     # vaekit.training.Trainer
+
+A new encoder, flow or model needs no registry: any importable class whose constructor
+is typed can be named by ``class_path``. Before jsonargparse sees a YAML file,
+:func:`check_config_keys` walks it and rejects unknown keys with the list of accepted ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from .data import DataModule
+from .models import LatentVariableModel
+from .objectives import ELBO, Objective
+from .training import Trainer
+
+__all__ = ["fit_config", "fit_namespace", "build_fit_parser", "build_model_parser", "check_config_keys", "instantiate", "ConfigError", "TOP_LEVEL_KEYS"]
+
+TOP_LEVEL_KEYS = ("name", "runs_dir", "model", "data", "objective", "trainer", "config")
+
+
+class ConfigError(ValueError):
+    """A config key or value that the constructors do not accept."""
+
+
+def build_model_parser() -> ArgumentParser:
+    """Parser with only the ``model`` section (what :func:`vaekit.load` needs)."""
+    parser = ArgumentParser(exit_on_error=False, default_env=False)
+    parser.add_subclass_arguments(LatentVariableModel, "model", required=True)
+    return parser
+
+
+def build_fit_parser(prog: str = "vaekit fit") -> ArgumentParser:
+    """The ``vaekit fit`` parser: ``--config``, ``--name``, ``--runs_dir``, ``--model.*``, ``--data.*``,
+    ``--objective.*``, ``--trainer.*`` and ``--print_config``."""
+    parser = ArgumentParser(prog=prog, description="Train a latent-variable model; writes runs/<name>/<timestamp>/.",
+                            exit_on_error=False, default_env=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML config (sections model, data, objective, trainer)")
+    parser.add_argument("--name", type=str, default="run", help="run name: runs/<name>/<timestamp>/")
+    parser.add_argument("--runs_dir", type=str, default="runs", help="root folder of run directories")
+    parser.add_subclass_arguments(LatentVariableModel, "model", required=True)
+    parser.add_subclass_arguments(DataModule, "data", required=True)
+    parser.add_subclass_arguments(Objective, "objective", required=False)
+    parser.set_defaults(objective={"class_path": "vaekit.objectives.ELBO"})
+    parser.add_class_arguments(Trainer, "trainer")
+    return parser
+
+
+def instantiate(parser: ArgumentParser, cfg: Namespace) -> Namespace:
+    """Build the objects of a parsed config (``model``, ``data``, ``objective``, ``trainer``...)."""
+    init = parser.instantiate_classes(cfg) if not hasattr(parser, "instantiate") else parser.instantiate(cfg)
+    if getattr(init, "objective", None) is None and "objective" in cfg:
+        init.objective = ELBO()
+    return init
+
+
+def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None = None) -> Any:
+    """Instantiate a parsed fit config and train; the resolved config goes to ``config.yaml``.
+
+    A new run goes to ``<runs_dir>/<name>/<YYYYmmdd-HHMMSS>/``; with ``resume`` the run
+    directory given continues from its last checkpoint.
+    """
+    import time
+    from pathlib import Path
+
+    import yaml
+
+    resolved = yaml.safe_load(parser.dump(cfg, skip_none=False))
+    resolved.pop("config", None)
+    init = instantiate(parser, cfg)
+    if resume is not None:
+        return init.trainer.fit(init.model, init.data, init.objective, resume=resume, config=resolved)
+    run_dir = Path(cfg.runs_dir) / cfg.name / time.strftime("%Y%m%d-%H%M%S")
+    return init.trainer.fit(init.model, init.data, init.objective, run_dir=run_dir, config=resolved)
+
+
+def fit_config(config: Mapping[str, Any], *, resume: str | None = None) -> Any:
+    """Train from a config dict (the same tree as a YAML file). Returns the :class:`FitResult`.
+
+    Unknown keys are rejected by :func:`check_config_keys` before anything is built.
+    """
+    check_config_keys(config)
+    parser = build_fit_parser()
+    cfg = parser.parse_object(dict(config))
+    return fit_namespace(parser, cfg, resume=resume)
+
+
+# ---------------------------------------------------------------------------------- key check
+def _accepted(cls: Any) -> list[str] | None:
+    """Constructor parameter names of ``cls`` (None when it takes ``**kwargs``)."""
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return [n for n, p in sig.parameters.items() if p.kind is not p.VAR_POSITIONAL]
+
+
+def _import(path: str, where: str) -> Any:
+    module, _, attr = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"{where}.class_path: cannot import {path!r}; give the full dotted path of a class, "
+                          f"e.g. 'vaekit.models.VAE'") from None
+
+
+def _unknown(key: str, where: str, accepted: list[str]) -> ConfigError:
+    near = difflib.get_close_matches(key, accepted, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return ConfigError(f"unknown config key {key!r} in {where}{hint}; accepted keys: {', '.join(sorted(accepted))}")
+
+
+def _check_class_spec(spec: Mapping[str, Any], where: str) -> None:
+    extra = set(spec) - {"class_path", "init_args", "dict_kwargs"}
+    if "class_path" not in spec:
+        return
+    cls = _import(str(spec["class_path"]), where)
+    if extra:
+        # jsonargparse also accepts init args next to class_path
+        spec = {"class_path": spec["class_path"], "init_args": {**{k: spec[k] for k in extra}, **(spec.get("init_args") or {})}}
+    init_args = spec.get("init_args") or {}
+    if not isinstance(init_args, Mapping):
+        raise ConfigError(f"{where}.init_args must be a mapping of constructor arguments, got {type(init_args).__name__}")
+    _check_args(cls, init_args, f"{where} ({spec['class_path']})")
+
+
+def _check_args(cls: Any, args: Mapping[str, Any], where: str) -> None:
+    accepted = _accepted(cls)
+    if accepted is not None:
+        for key in args:
+            if key not in accepted:
+                raise _unknown(key, where, accepted)
+    for key, value in args.items():
+        if isinstance(value, Mapping) and "class_path" in value:
+            _check_class_spec(value, f"{where}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping) and "class_path" in item:
+                    _check_class_spec(item, f"{where}.{key}[{i}]")
+
+
+def check_config_keys(cfg: Mapping[str, Any]) -> None:
+    """Reject unknown keys anywhere in a fit config, naming the key and the accepted ones.
+
+    Parameters
+    ----------
+    cfg : mapping
+        A config as read from YAML.
+
+    Raises
+    ------
+    ConfigError
+        For the first unknown key, with a close-match suggestion.
+
+    Examples
+    --------
+    >>> check_config_keys({"trainer": {"max_epoch": 3}})
+    Traceback (most recent call last):
+    ...
+    vaekit.config.ConfigError: unknown config key 'max_epoch' in trainer (did you mean 'max_epochs'?); accepted keys: ...
+    """
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(cfg).__name__}")
+    for key, value in cfg.items():
+        if key not in TOP_LEVEL_KEYS:
+            raise _unknown(key, "the top level", [k for k in TOP_LEVEL_KEYS if k != "config"])
+        if key == "trainer" and isinstance(value, Mapping):
+            _check_args(Trainer, value, "trainer")
+        elif key in ("model", "data", "objective") and isinstance(value, Mapping):
+            if "class_path" not in value:
+                raise ConfigError(f"{key} needs a class_path (e.g. {_EXAMPLES[key]!r}) and its init_args")
+            _check_class_spec(value, key)
+
+
+_EXAMPLES = {"model": "vaekit.models.VAE", "data": "vaekit.data.MNIST", "objective": "vaekit.objectives.ELBO"}

@@ -1,0 +1,170 @@
+"""Reading run directories: rebuild a trained model, evaluate it, sample from it.
+
+Everything here works from ``config.yaml`` and safetensors weights alone; nothing is
+unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from .analysis import save_image_grid
+from .data import DataModule
+from .inference import iwae_log_likelihood
+from .models import LatentVariableModel
+from .training import RunDir
+from .training.checkpoint import load_weights
+from .training.loggers import MetricsWriter, read_metrics
+
+__all__ = ["load", "load_data", "evaluate_run", "sample_run", "reconstruct", "save_reconstructions"]
+
+Checkpoint = Literal["best", "last"]
+
+
+def _build(section: str, spec: Any, base: type, run: RunDir) -> Any:
+    from jsonargparse import ArgumentParser
+
+    if not spec:
+        raise ValueError(f"{run.config_file} has no '{section}' section, so the {section} cannot be rebuilt "
+                         f"(it was trained with objects that could not be written to a config)")
+    parser = ArgumentParser(exit_on_error=False, default_env=False)
+    parser.add_subclass_arguments(base, section, required=True)
+    try:
+        cfg = parser.parse_object({section: spec})
+        init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
+    except Exception as e:  # jsonargparse wraps the constructor's own error
+        raise ValueError(f"cannot rebuild the {section} from {run.config_file}: {e}") from e
+    return getattr(init, section)
+
+
+def load(run_dir: str | os.PathLike[str], *, checkpoint: Checkpoint = "best", device: str | torch.device = "cpu") -> LatentVariableModel:
+    """The trained model of a run directory, rebuilt from ``config.yaml`` + safetensors weights.
+
+    Parameters
+    ----------
+    run_dir : path
+        A directory written by ``vaekit fit`` / :meth:`vaekit.training.Trainer.fit`.
+    checkpoint : {"best", "last"}
+        Which weights: the best validation loss (falls back to last if there was no
+        validation) or the last step.
+    device : str or torch.device
+
+    Returns
+    -------
+    LatentVariableModel in eval mode.
+    """
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    run = RunDir.open(run_dir)
+    model = _build("model", run.read_config().get("model"), LatentVariableModel, run)
+    path = run.best_weights if checkpoint == "best" and run.best_weights.is_file() else run.last_weights
+    if not path.is_file():
+        raise FileNotFoundError(f"{run.path} has no saved weights ({path.name} is missing): the run never reached a checkpoint")
+    state = load_weights(path)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"weights in {path} do not match the model in {run.config_file}: "
+                         f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+    return model.to(device).eval()
+
+
+def load_data(run_dir: str | os.PathLike[str]) -> DataModule:
+    """The (not yet set up) data module of a run, rebuilt from its ``config.yaml``."""
+    run = RunDir.open(run_dir)
+    return _build("data", run.read_config().get("data"), DataModule, run)
+
+
+def _split(data: DataModule, split: str) -> Tensor:
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    data.setup()
+    x = getattr(data, split)
+    if x is None:
+        have = [s for s in ("train", "val", "test") if getattr(data, s) is not None]
+        raise ValueError(f"{type(data).__name__} has no {split!r} split; available: {have}")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"evaluation needs an in-memory {split} split (a Tensor), got {type(x).__name__}")
+    return x
+
+
+def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: str = "test", n_points: int | None = None,
+                 batch_size: int | None = None, checkpoint: Checkpoint = "best", device: str | None = None,
+                 seed: int = 0) -> dict[str, Any]:
+    """ELBO and IWAE log-likelihood of a run's model on one split; written to ``eval/``.
+
+    Both come from the same ``iwae_k`` log-weights per example: the IWAE estimate is their
+    log-mean-exp, the ELBO their mean. Writes ``eval/evaluate-<split>-k<k>.json`` and
+    appends the numbers to ``metrics.csv`` (split ``"<split>"``).
+
+    Returns
+    -------
+    dict with ``elbo``, ``elbo_stderr``, ``iwae``, ``iwae_stderr``, ``k``, ``n``, ``seconds``...
+    """
+    if int(iwae_k) < 1:
+        raise ValueError(f"iwae_k must be >= 1, got {iwae_k}")
+    if n_points is not None and int(n_points) < 1:
+        raise ValueError(f"n_points must be >= 1, got {n_points}")
+    run = RunDir.open(run_dir)
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load(run.path, checkpoint=checkpoint, device=dev)
+    x = _split(load_data(run.path), split)
+    if n_points is not None:
+        x = x[: int(n_points)]
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    res = iwae_log_likelihood(model, x, k=int(iwae_k), batch_size=batch_size, device=dev)
+    seconds = time.perf_counter() - t0
+    elbo = res.elbo_per_example
+    out = {
+        "split": split, "n": int(x.shape[0]), "k": int(iwae_k), "checkpoint": checkpoint, "device": str(dev),
+        "iwae": res.mean, "iwae_stderr": res.stderr,
+        "elbo": float(elbo.mean()), "elbo_stderr": float(elbo.std(unbiased=True) / math.sqrt(len(elbo))) if len(elbo) > 1 else 0.0,
+        "seconds": seconds,
+    }
+    path = run.eval / f"evaluate-{split}-k{int(iwae_k)}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    rows = read_metrics(run.metrics)
+    step, epoch = (rows[-1]["step"], rows[-1]["epoch"]) if rows else (0, 0)
+    writer = MetricsWriter(run, tensorboard=False)
+    writer.log({"elbo": out["elbo"], f"iwae_k{int(iwae_k)}": out["iwae"]}, step=step, epoch=epoch, split=split)
+    writer.close()
+    out["path"] = str(path)
+    return out
+
+
+@torch.no_grad()
+def reconstruct(model: LatentVariableModel, x: Tensor) -> Tensor:
+    """Mean of p(x | z) at the posterior mean of every latent, shape (batch, *data_shape)."""
+    q = model.encode(x)
+    return model.decode({k: d.mean for k, d in q.items()}).mean
+
+
+def save_reconstructions(model: LatentVariableModel, x: Tensor, path: str | os.PathLike[str], n: int = 32) -> Path:
+    """PNG with originals and reconstructions interleaved row by row (images only)."""
+    x = x[:n].to(next(model.parameters()).device)
+    rec = reconstruct(model, x)
+    cols = min(8, x.shape[0])
+    rows = []
+    for i in range(0, x.shape[0], cols):
+        rows += [x[i:i + cols], rec[i:i + cols]]
+    return save_image_grid(torch.cat(rows), path, model.data_shape, ncols=cols, title="data (odd rows) / reconstruction (even rows)")
+
+
+def sample_run(run_dir: str | os.PathLike[str], n: int = 64, out: str | os.PathLike[str] | None = None, *,
+               checkpoint: Checkpoint = "best", seed: int = 0, mean: bool = True) -> Path:
+    """Draw ``n`` samples from a run's model and save them as a PNG grid (default ``eval/samples.png``)."""
+    if int(n) < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    run = RunDir.open(run_dir)
+    model = load(run.path, checkpoint=checkpoint)
+    torch.manual_seed(seed)
+    x = model.sample(int(n), mean=mean)
+    return save_image_grid(x, Path(out) if out else run.eval / "samples.png", model.data_shape, title=f"{n} samples")
