@@ -73,12 +73,16 @@ class Trainer:
         Keep an exponential moving average of the weights with this decay; validation,
         ``*.safetensors`` and the model returned by :meth:`fit` then use the average.
     val_every_epochs : int, optional
-        Validate after every this many epochs (``None``: not by epoch).
+        Validate after every this many epochs (``None``: not by epoch). Every validation
+        point writes ``last.ckpt``, also when the data has no validation split.
     val_every_steps : int, optional
         Validate after every this many steps (``None``: not by step).
     monitor : str
         Validation metric (a key of the objective's metrics) that decides the best
-        checkpoint, early stopping and the ``"plateau"`` schedule.
+        checkpoint, early stopping and the ``"plateau"`` schedule. Validation calls the
+        objective at the current step, so during a KL warm-up ``"loss"`` carries the
+        current weight; monitor ``"elbo"`` (with ``monitor_mode="max"``) to compare
+        checkpoints across the warm-up.
     monitor_mode : {"min", "max"}
         Whether lower (``"min"``, e.g. ``"loss"``) or higher (``"max"``, e.g. ``"elbo"``)
         is better.
@@ -107,6 +111,18 @@ class Trainer:
     root_dir : str
         Where new run directories go (``<root_dir>/<model class>/<timestamp>/``) when
         :meth:`fit` gets no ``run_dir``.
+
+    Notes
+    -----
+    Each step: the training batch (``data.augment`` applied) goes through
+    ``objective(model, batch, step)``; the loss is back-propagated (gradients averaged
+    across processes by DDP); the gradient norm is computed (and clipped); a step whose loss
+    or gradient norm is not finite, or whose norm exceeds ``skip_threshold``, makes no
+    update and is counted. ``metrics.csv`` gets, every ``log_every_steps``, the mean of
+    each objective metric over the steps not skipped, plus ``grad_norm``, ``lr``,
+    ``skipped_steps`` and ``samples_per_s`` (split ``"train"``), and after each validation
+    the mean of each metric over the validation split (split ``"val"``). Step numbers count
+    the optimizer steps done (the first row of a run is at step ``log_every_steps``).
 
     Examples
     --------
@@ -227,6 +243,22 @@ class Trainer:
         Returns
         -------
         FitResult
+
+        Raises
+        ------
+        ValueError, TypeError
+            For bad input (empty or non-finite data, data that does not fit the model, a
+            ``resume`` path that is not a run, ...), before anything is written.
+
+        Notes
+        -----
+        Checkpoints (``checkpoints/last.ckpt``, ``best.ckpt``, ``step-N.ckpt``) hold the
+        model, optimizer, schedule and EMA states, the loop position (epoch, batch within
+        the epoch, step), the RNG states of every process, the best metric, the skip
+        counters, the config and the vaekit version, as plain containers that
+        ``torch.load(path, weights_only=True)`` reads (use :func:`load_checkpoint`). They
+        are written atomically by rank 0, and never with non-finite weights.
+        ``last.safetensors`` / ``best.safetensors`` hold the inference weights.
         """
         from .loop import FitLoop
 
