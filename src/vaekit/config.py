@@ -19,10 +19,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from lightning_fabric.utilities.seed import seed_everything
 
 from .data import DataModule
 from .models import LatentVariableModel
@@ -80,8 +82,12 @@ def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None 
 
     import yaml
 
-    resolved = yaml.safe_load(parser.dump(cfg, skip_none=False))
+    with warnings.catch_warnings():  # skip_none is deprecated in newer jsonargparse, still the right meaning
+        warnings.simplefilter("ignore")
+        resolved = yaml.safe_load(parser.dump(cfg, skip_none=False))
     resolved.pop("config", None)
+    # weights are initialised while the config is instantiated: seed first, so a run is repeatable
+    seed_everything(int(resolved.get("trainer", {}).get("seed", 0)), verbose=False)
     init = instantiate(parser, cfg)
     if resume is not None:
         return init.trainer.fit(init.model, init.data, init.objective, resume=resume, config=resolved)

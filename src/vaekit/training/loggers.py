@@ -153,6 +153,6 @@ def log_to_file(path: str | os.PathLike[str] | None, *, console: bool = True) ->
 
 
 def progress_bar(total: int, initial: int, *, enabled: bool) -> Any:
-    """A tqdm bar over optimizer steps (a no-op bar when disabled)."""
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
+    """A tqdm bar over optimizer steps (a no-op bar when disabled, or when stderr is not a terminal)."""
+    return tqdm(total=total, initial=initial, disable=None if enabled else True, unit="step", dynamic_ncols=True,
                 file=sys.stderr, leave=True)

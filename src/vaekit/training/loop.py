@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import __version__
+from .._recording import to_config
 from .batches import IndexBatches, LoaderBatches
 from .checkpoint import CHECKPOINT_FORMAT, get_rng_state, save_checkpoint, save_weights, set_rng_state, to_plain
 from .ema import EMA
@@ -137,8 +138,7 @@ class FitLoop:
                 config = self.config if self.config is not None else self.rundir.read_config()
             else:
                 cls = type(model)
-                config = self.config if self.config is not None else {
-                    "trainer": t.get_params(), "model": {"class_path": f"{cls.__module__}.{cls.__qualname__}"}}
+                config = self.config if self.config is not None else _describe(t, model, self.data, self.objective)
                 if self.rundir is None:
                     self.rundir = RunDir.create(t.root_dir, cls.__name__, config)
                 elif self.rundir.config_file.is_file():  # laid out already (RunDir.create), still empty
@@ -401,3 +401,17 @@ class FitLoop:
                    + (f"; best val {self.t.monitor}={best:.4f}" if best is not None else "")
                    + f". Run directory: {self.rundir.path}")
         return reason
+
+
+def _describe(trainer: Any, model: nn.Module, data: Any, objective: Any) -> dict[str, Any]:
+    """The config of a run started from Python: every section whose objects recorded their
+    constructor arguments (vaekit classes do), so ``vaekit.load`` can rebuild the model.
+    A section that cannot be written (e.g. ``ArrayData`` holding arrays) is left out."""
+    config: dict[str, Any] = {"name": type(model).__name__, "runs_dir": str(trainer.root_dir)}
+    for key, obj in (("model", model), ("data", data), ("objective", objective)):
+        try:
+            config[key] = to_config(obj, key)
+        except TypeError as e:
+            logging.getLogger(LOGGER_NAME).debug("config section %r not written: %s", key, e)
+    config["trainer"] = trainer.get_params()
+    return config

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+
+TINY = {
+    "name": "tiny",
+    "model": {"class_path": "vaekit.models.VAE", "init_args": {
+        "encoder": {"class_path": "vaekit.nn.MLP", "init_args": {"in_features": 64, "out_features": 32, "output_activation": "elu"}},
+        "posterior": {"class_path": "vaekit.distributions.DiagonalGaussian", "init_args": {"context_features": 32, "latent_features": 4}},
+        "decoder": {"class_path": "vaekit.nn.MLP", "init_args": {"in_features": 4, "out_features": 64, "hidden": [32]}},
+        "likelihood": {"class_path": "vaekit.distributions.Bernoulli"},
+        "data_shape": [64],
+    }},
+    "data": {"class_path": "vaekit.data.Digits", "init_args": {"binarize": "dynamic", "flatten": True, "test_fraction": 0.2}},
+    "objective": {"class_path": "vaekit.objectives.ELBO", "init_args": {"warmup_steps": 10}},
+    "trainer": {"max_epochs": 2, "batch_size": 64, "progress_bar": False, "seed": 3},
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path, monkeypatch):
+    """A 2-epoch Digits VAE config written to tmp_path/tiny.yaml; cwd is tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY, sort_keys=False))
+    return path
