@@ -217,3 +217,22 @@ def test_corrupt_npz_is_a_zip_error_wrapped(tmp_path: Path) -> None:
 def test_subclass_must_implement_load() -> None:
     with pytest.raises(NotImplementedError, match="_load"):
         DataModule().setup()
+
+
+def test_standardize_uses_training_statistics_only():
+    import numpy as np
+    import pytest
+    import torch
+
+    from vaekit.data import ArrayData
+
+    rng = np.random.default_rng(0)
+    x = rng.normal([5.0, -2.0, 0.0], [3.0, 0.5, 0.0], size=(200, 3))
+    data = ArrayData(x, val_fraction=0.25, test_x=x[:10] * 2, standardize=True)
+    data.setup()
+    torch.testing.assert_close(data.train.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(data.train.std(0, unbiased=False)[:2], torch.ones(2), atol=1e-5, rtol=0)
+    assert torch.all(data.train[:, 2] == 0)  # a constant feature is centred, not divided by zero
+    torch.testing.assert_close(data.unstandardize(data.test), torch.as_tensor(x[:10] * 2, dtype=torch.float32), atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="standardize=True cannot be combined with binarize='dynamic'"):
+        ArrayData(np.random.rand(10, 2), binarize="dynamic", standardize=True)

@@ -97,6 +97,9 @@ class ArrayData(DataModule):
         Seed of the train/validation split.
     binarize : {"none", "dynamic", "threshold"}
         See :class:`~vaekit.data.DataModule`; values must be in [0, 1] unless "none".
+    standardize : bool
+        Centre and scale every feature by the training split's mean and standard deviation
+        (kept in ``feature_mean`` / ``feature_std``; :meth:`unstandardize` maps back).
 
     Examples
     --------
@@ -117,6 +120,7 @@ class ArrayData(DataModule):
         test_labels: ArrayLike | None = None,
         seed: int = 0,
         binarize: Literal["none", "dynamic", "threshold"] = "none",
+        standardize: bool = False,
     ) -> None:
         binarize = check_binarize(binarize)
         val_fraction = check_fraction("val_fraction", val_fraction)
@@ -135,7 +139,9 @@ class ArrayData(DataModule):
         elif test_labels is not None:
             raise ValueError("test_labels was given without test_x")
         split = _splits(x_t, y_t, val_fraction, test, seed)  # raises if nothing is left to train on
-        self.binarize, self.val_fraction, self.seed = binarize, val_fraction, seed
+        if standardize and binarize != "none":
+            raise ValueError(f"standardize=True cannot be combined with binarize={binarize!r}")
+        self.binarize, self.val_fraction, self.seed, self.standardize = binarize, val_fraction, seed, bool(standardize)
         self._split = split
 
     def _load(self) -> Splits:
@@ -160,6 +166,8 @@ class ArrayFile(DataModule):
     test_key, test_labels_key : str, optional
         Arrays of test examples and labels in a ``.npz``.
     binarize : {"none", "dynamic", "threshold"}
+    standardize : bool
+        As in :class:`ArrayData`.
 
     Examples
     --------
@@ -183,6 +191,7 @@ class ArrayFile(DataModule):
         test_key: str | None = None,
         test_labels_key: str | None = None,
         binarize: Literal["none", "dynamic", "threshold"] = "none",
+        standardize: bool = False,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str; got {path!r} of type {type(path).__name__}")
@@ -200,6 +209,9 @@ class ArrayFile(DataModule):
         self.val_fraction = check_fraction("val_fraction", val_fraction)
         self.seed = check_int("seed", seed)
         self.binarize = check_binarize(binarize)
+        if standardize and self.binarize != "none":
+            raise ValueError(f"standardize=True cannot be combined with binarize={self.binarize!r}")
+        self.standardize = bool(standardize)
 
     def _read(self) -> dict[str, np.ndarray | None]:
         path = Path(self.path).expanduser()

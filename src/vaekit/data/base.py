@@ -34,6 +34,8 @@ class Splits:
     val_labels: Tensor | None = None
     test: Tensor | None = None
     test_labels: Tensor | None = None
+    feature_mean: Tensor | None = None
+    feature_std: Tensor | None = None
 
 
 class DataModule(Configurable):
@@ -85,6 +87,11 @@ class DataModule(Configurable):
     flatten: bool = False
     #: Seed of the one-off draw that binarizes ``val`` and ``test`` when ``binarize="dynamic"``.
     eval_binarize_seed: int = 0
+    #: Standardize every feature with the training split's mean and standard deviation.
+    standardize: bool = False
+    #: Per-feature mean and standard deviation used by ``standardize`` (set by setup), shape data_shape.
+    feature_mean: Tensor | None = None
+    feature_std: Tensor | None = None
 
     train: Tensor | Dataset | None = None
     val: Tensor | None = None
@@ -162,6 +169,17 @@ class DataModule(Configurable):
                 x = getattr(out, name)
                 if x is not None:
                     setattr(out, name, x.reshape(x.shape[0], -1))
+        if self.standardize:
+            if self.binarize != "none":
+                raise ValueError(f"standardize=True cannot be combined with binarize={self.binarize!r}")
+            mean = out.train.mean(0)
+            std = out.train.std(0, unbiased=False) if len(out.train) > 1 else torch.ones_like(mean)
+            std = torch.where(std > 1e-8, std, torch.ones_like(std))  # constant features are only centred
+            for name in ("train", "val", "test"):
+                x = getattr(out, name)
+                if x is not None:
+                    setattr(out, name, (x - mean) / std)
+            out.feature_mean, out.feature_std = mean, std
         if self.binarize == "threshold":
             for name in ("train", "val", "test"):
                 x = getattr(out, name)
@@ -175,7 +193,26 @@ class DataModule(Configurable):
                     setattr(out, name, torch.bernoulli(x, generator=generator))
         return out
 
+    def unstandardize(self, x: Tensor) -> Tensor:
+        """Map standardized values (e.g. model samples) back to the original feature scale.
+
+        >>> import torch
+        >>> from vaekit.data import ArrayData
+        >>> data = ArrayData(torch.tensor([[1.0, 10.0], [3.0, 30.0]]), val_fraction=0.0, standardize=True)
+        >>> data.setup()
+        >>> data.train
+        tensor([[-1., -1.],
+                [ 1.,  1.]])
+        >>> data.unstandardize(data.train)
+        tensor([[ 1., 10.],
+                [ 3., 30.]])
+        """
+        if self.feature_mean is None or self.feature_std is None:
+            return x
+        return x * self.feature_std.to(x) + self.feature_mean.to(x)
+
     def _assign(self, splits: Splits) -> None:
+        self.feature_mean, self.feature_std = splits.feature_mean, splits.feature_std
         self.train, self.val, self.test = splits.train, splits.val, splits.test
         self.train_labels, self.val_labels = splits.train_labels, splits.val_labels
         self.test_labels = splits.test_labels
