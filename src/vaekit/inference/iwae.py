@@ -38,7 +38,7 @@ __all__ = ["IWAEResult", "iwae_log_likelihood"]
 _DEFAULT_BUDGET = {"cpu": 2**22, "accelerator": 2**28}
 
 
-@dataclass
+@dataclass(eq=False)
 class IWAEResult:
     """Per-example IWAE estimates of ``log p(x)`` and their summary.
 
