@@ -44,7 +44,9 @@ def test_protocol_shapes(name):
     z = model.sample_prior(4)
     assert set(z) == set(model.latent_names)
     assert model.decode(z).batch_shape == (4,) and model.decode(z).event_shape == tuple(model.data_shape)
-    assert model.log_joint(x, {k: v.sample() for k, v in q.items()}).shape == (6,)
+    zq = {k: v.sample((2,)) for k, v in q.items()}
+    assert model.log_joint(x, zq).shape == (2, 6)
+    torch.testing.assert_close(model.log_joint(x, zq) - model.log_prior(zq), model.decode(zq).log_prob(x))
     assert model.sample(3).shape == (3, *model.data_shape)
 
 

@@ -115,6 +115,13 @@ class LatentVariableModel(Configurable, nn.Module):
         """``log p(x, z)`` with shape = the leading (sample, batch) dims of ``z``."""
         raise NotImplementedError
 
+    def log_prior(self, z: dict[str, Tensor]) -> Tensor:
+        """``log p(z)`` summed over the named latents, shape = leading (sample, batch) dims of ``z``.
+
+        ``log_joint(x, z) - log_prior(z)`` is ``log p(x | z)``: AIS anneals that term.
+        """
+        raise NotImplementedError
+
     def sample_prior(self, n: int) -> dict[str, Tensor]:
         """``n`` draws of every named latent from the prior, each of shape (n, ...)."""
         raise NotImplementedError

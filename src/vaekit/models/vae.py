@@ -129,9 +129,11 @@ class VAE(LatentVariableModel):
         z, log_q = rsample_and_log_prob(q, (k,))
         return self.decode(z).log_prob(x) + self.prior().log_prob(z) - log_q
 
+    def log_prior(self, z: dict[str, Tensor]) -> Tensor:
+        return self.prior().log_prob(z[self.latent_name])
+
     def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
-        zz = z[self.latent_name]
-        return self.decode(zz).log_prob(x) + self.prior().log_prob(zz)
+        return self.decode(z).log_prob(x) + self.log_prior(z)
 
     def sample_prior(self, n: int) -> dict[str, Tensor]:
         if int(n) < 1:
