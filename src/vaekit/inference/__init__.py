@@ -5,5 +5,6 @@ Every estimator sees a model only through the protocol of
 """
 
 from .iwae import IWAEResult, iwae_log_likelihood
+from .local_opt import LocalOptResult, optimize_local_posterior
 
-__all__ = ["IWAEResult", "iwae_log_likelihood"]
+__all__ = ["IWAEResult", "iwae_log_likelihood", "LocalOptResult", "optimize_local_posterior"]
