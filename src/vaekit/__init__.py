@@ -21,6 +21,7 @@ _LAZY = {
     "ELBO": "vaekit.objectives", "IWAE": "vaekit.objectives",
     "Trainer": "vaekit.training",
     "load": "vaekit.runs",
+    "Configurable": "vaekit._recording",
 }
 
 __all__ = ["__version__", *_LAZY]

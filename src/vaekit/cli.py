@@ -47,8 +47,11 @@ def fit_from_args(argv: Sequence[str]) -> Any:
             raise CLIError("--resume needs a run directory: vaekit fit --resume runs/NAME/TIMESTAMP")
         resume = argv[i + 1]
         del argv[i:i + 2]
+        run_path = Path(resume)
+        if run_path.is_file():  # a checkpoint inside a run: runs/NAME/TIME/checkpoints/step-N.ckpt
+            run_path = run_path.parent.parent
         try:
-            run = RunDir.open(resume)
+            run = RunDir.open(run_path)
         except (FileNotFoundError, ValueError) as e:
             raise CLIError(f"--resume: {e}") from None
         saved = run.read_config()

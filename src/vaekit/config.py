@@ -2,12 +2,12 @@
 
 A ``vaekit fit`` config has four sections and two plain keys::
 
-    name: mnist_vae            # run name: runs/<name>/<timestamp>/
-    runs_dir: runs
     model:     {class_path: vaekit.models.VAE, init_args: {...}}   # any LatentVariableModel
     data:      {class_path: vaekit.data.MNIST, init_args: {...}}   # any DataModule
     objective: {class_path: vaekit.objectives.ELBO, init_args: {...}}
-    trainer:   {max_epochs: 10, lr: 1e-3, ...}                     # vaekit.training.Trainer
+    trainer:   {max_epochs: 10, lr: 1e-3, run_name: mnist_vae, ...} # vaekit.training.Trainer
+
+The run goes to ``<trainer.root_dir>/<trainer.run_name>/<YYYYmmdd-HHMMSS>/``.
 
 A new encoder, flow or model needs no registry: any importable class whose constructor
 is typed can be named by ``class_path``. Before jsonargparse sees a YAML file,
@@ -33,7 +33,7 @@ from .training import Trainer
 
 __all__ = ["fit_config", "fit_namespace", "build_fit_parser", "build_model_parser", "check_config_keys", "instantiate", "ConfigError", "TOP_LEVEL_KEYS"]
 
-TOP_LEVEL_KEYS = ("name", "runs_dir", "model", "data", "objective", "trainer", "config")
+TOP_LEVEL_KEYS = ("model", "data", "objective", "trainer", "config")
 
 
 class ConfigError(ValueError):
@@ -48,13 +48,12 @@ def build_model_parser() -> ArgumentParser:
 
 
 def build_fit_parser(prog: str = "vaekit fit") -> ArgumentParser:
-    """The ``vaekit fit`` parser: ``--config``, ``--name``, ``--runs_dir``, ``--model.*``, ``--data.*``,
-    ``--objective.*``, ``--trainer.*`` and ``--print_config``."""
-    parser = ArgumentParser(prog=prog, description="Train a latent-variable model; writes runs/<name>/<timestamp>/.",
+    """The ``vaekit fit`` parser: ``--config``, ``--model.*``, ``--data.*``, ``--objective.*``,
+    ``--trainer.*`` and ``--print_config``."""
+    parser = ArgumentParser(prog=prog, description="Train a latent-variable model; writes "
+                            "<trainer.root_dir>/<trainer.run_name>/<timestamp>/.",
                             exit_on_error=False, default_env=False)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML config (sections model, data, objective, trainer)")
-    parser.add_argument("--name", type=str, default="run", help="run name: runs/<name>/<timestamp>/")
-    parser.add_argument("--runs_dir", type=str, default="runs", help="root folder of run directories")
     parser.add_subclass_arguments(LatentVariableModel, "model", required=True)
     parser.add_subclass_arguments(DataModule, "data", required=True)
     parser.add_subclass_arguments(Objective, "objective", required=False)
@@ -74,12 +73,10 @@ def instantiate(parser: ArgumentParser, cfg: Namespace) -> Namespace:
 def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None = None) -> Any:
     """Instantiate a parsed fit config and train; the resolved config goes to ``config.yaml``.
 
-    A new run goes to ``<runs_dir>/<name>/<YYYYmmdd-HHMMSS>/``; with ``resume`` the run
+    A new run goes to ``<trainer.root_dir>/<trainer.run_name>/<YYYYmmdd-HHMMSS>/`` (created
+    by the trainer once the data and model have been checked); with ``resume`` the run
     directory given continues from its last checkpoint.
     """
-    import time
-    from pathlib import Path
-
     import yaml
 
     with warnings.catch_warnings():  # skip_none is deprecated in newer jsonargparse, still the right meaning
@@ -91,8 +88,7 @@ def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None 
     init = instantiate(parser, cfg)
     if resume is not None:
         return init.trainer.fit(init.model, init.data, init.objective, resume=resume, config=resolved)
-    run_dir = Path(cfg.runs_dir) / cfg.name / time.strftime("%Y%m%d-%H%M%S")
-    return init.trainer.fit(init.model, init.data, init.objective, run_dir=run_dir, config=resolved)
+    return init.trainer.fit(init.model, init.data, init.objective, config=resolved)
 
 
 def fit_config(config: Mapping[str, Any], *, resume: str | None = None) -> Any:

@@ -38,7 +38,6 @@ def demo_config(dataset: str = "mnist", *, epochs: int | None = None, runs_dir: 
     epochs = epochs if epochs is not None else (2 if dataset == "mnist" else 60)
     mlp = "vaekit.nn.MLP"
     return {
-        "name": "demo", "runs_dir": runs_dir,
         "model": {"class_path": "vaekit.models.VAE", "init_args": {
             "encoder": {"class_path": mlp, "init_args": {"in_features": d, "out_features": 256, "activation": "elu",
                                                          "output_activation": "elu"}},
@@ -52,7 +51,7 @@ def demo_config(dataset: str = "mnist", *, epochs: int | None = None, runs_dir: 
         "data": data,
         "objective": {"class_path": "vaekit.objectives.ELBO", "init_args": {"warmup_steps": 200}},
         "trainer": {"max_epochs": epochs, "batch_size": 100, "lr": 1e-3, "val_every_epochs": 1, "log_every_steps": 50,
-                    "seed": 0},
+                    "seed": 0, "root_dir": runs_dir, "run_name": "demo"},
     }
 
 
@@ -76,8 +75,9 @@ def run_demo(runs_dir: str = "runs", epochs: int | None = None, iwae_k: int | No
     from .data import search_dirs
     from .runs import evaluate_run, load, load_data, sample_run, save_reconstructions
 
-    print("vaekit demo: training a small VAE (MLP 784-256-(16), Bernoulli) on binarized MNIST, then estimating "
-          "log p(x) with IWAE and saving samples and reconstructions as PNG (about 1-2 minutes on 2 CPU cores)", flush=True)
+    print("vaekit demo: training a small VAE (MLP encoder and decoder, 16 latent dimensions, Bernoulli pixels) on "
+          "binarized MNIST (offline: scikit-learn's 8x8 digits), then estimating log p(x) with IWAE and saving samples "
+          "and reconstructions as PNG (about 1-2 minutes on 2 CPU cores)", flush=True)
     dataset = "mnist"
     if force_digits:
         dataset = "digits"

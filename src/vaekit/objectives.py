@@ -117,6 +117,9 @@ class ELBO(Objective):
             raise ValueError(f"warmup must be 'kl' or 'entropy', got {warmup!r}")
         if free_bits < 0:
             raise ValueError(f"free_bits must be >= 0, got {free_bits}")
+        if free_bits > 0 and warmup == "entropy":
+            raise ValueError("free_bits applies to KL terms, but warmup='entropy' weights log q instead; use "
+                             "warmup='kl' with free_bits, or free_bits=0 with warmup='entropy'")
         self.weight = KLWeight(kl_weight, warmup_steps)
         self.warmup = warmup
         self.free_bits = float(free_bits)

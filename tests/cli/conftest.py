@@ -5,7 +5,6 @@ import yaml
 
 
 TINY = {
-    "name": "tiny",
     "model": {"class_path": "vaekit.models.VAE", "init_args": {
         "encoder": {"class_path": "vaekit.nn.MLP", "init_args": {"in_features": 64, "out_features": 32, "output_activation": "elu"}},
         "posterior": {"class_path": "vaekit.distributions.DiagonalGaussian", "init_args": {"context_features": 32, "latent_features": 4}},
@@ -15,7 +14,7 @@ TINY = {
     }},
     "data": {"class_path": "vaekit.data.Digits", "init_args": {"binarize": "dynamic", "flatten": True, "test_fraction": 0.2}},
     "objective": {"class_path": "vaekit.objectives.ELBO", "init_args": {"warmup_steps": 10}},
-    "trainer": {"max_epochs": 2, "batch_size": 64, "progress_bar": False, "seed": 3},
+    "trainer": {"max_epochs": 2, "batch_size": 64, "progress_bar": False, "seed": 3, "run_name": "tiny"},
 }
 
 

@@ -47,11 +47,11 @@ def test_fit_evaluate_sample_and_load(tiny_config, tmp_path, capsys):
 
 
 def test_resume_continues_to_the_same_weights(tiny_config, tmp_path):
-    assert main(["fit", "--config", str(tiny_config), "--name", "full"]) == 0
-    assert main(["fit", "--config", str(tiny_config), "--name", "cut", "--trainer.max_epochs", "1"]) == 0
+    assert main(["fit", "--config", str(tiny_config), "--trainer.run_name", "full"]) == 0
+    assert main(["fit", "--config", str(tiny_config), "--trainer.run_name", "cut", "--trainer.max_epochs", "1"]) == 0
     (full,) = [p for p in _runs(tmp_path) if p.parent.name == "full"]
     (cut,) = [p for p in _runs(tmp_path) if p.parent.name == "cut"]
-    assert main(["fit", "--resume", str(cut), "--trainer.max_epochs", "2"]) == 0
+    assert main(["fit", "--resume", str(cut / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2"]) == 0
     a = vaekit.load(full, checkpoint="last").state_dict()
     b = vaekit.load(cut, checkpoint="last").state_dict()
     for k in a:
@@ -75,6 +75,7 @@ def test_bad_overrides_are_named(tiny_config, tmp_path, capsys, args, message):
     (lambda c: c["model"]["init_args"]["encoder"]["init_args"].update(hiden=[3]),
      "unknown config key 'hiden' in model (vaekit.models.VAE).encoder (vaekit.nn.MLP) (did you mean 'hidden'?); accepted keys: activation"),
     (lambda c: c.update(trainr={}), "unknown config key 'trainr' in the top level (did you mean 'trainer'?)"),
+    (lambda c: c.update(runs_dir="runs"), "unknown config key 'runs_dir' in the top level"),
     (lambda c: c["data"].update(class_path="vaekit.data.NoSuchData"), "cannot import 'vaekit.data.NoSuchData'"),
     (lambda c: c["model"]["init_args"].update(data_shape=[65]), "shape"),
 ])

@@ -127,3 +127,19 @@ def test_more_processes_than_examples_and_no_parameters(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="TinyVAE has no trainable parameters"):
         _trainer(tmp_path).fit(frozen, make_data())
     assert _nothing_written(tmp_path)
+
+
+def test_torchrun_without_ddp_settings_is_refused(tmp_path, monkeypatch):
+    """A process launched as one of several (WORLD_SIZE > 1) must not silently train alone."""
+    import pytest
+    import torch
+
+    from vaekit.data import ArrayData
+    from vaekit.models import mlp_vae
+    from vaekit.training import Trainer
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    data = ArrayData(torch.bernoulli(torch.full((16, 6), 0.5)), val_fraction=0.25)
+    with pytest.raises(ValueError, match="WORLD_SIZE=2.*every process would train alone"):
+        Trainer(max_epochs=1, progress_bar=False, root_dir=str(tmp_path)).fit(mlp_vae([6], 2, [4]), data)
+    assert not any(tmp_path.iterdir())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -55,6 +56,11 @@ class FitLoop:
         if isinstance(fabric.strategy.launcher, _MultiProcessingLauncher):
             raise ValueError(f"strategy={t.strategy!r} spawns processes, which Trainer.fit does not support; use "
                              f"strategy='ddp' (launched by torchrun, SLURM or Fabric's own script launcher)")
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched > 1 and fabric.world_size == 1:
+            raise ValueError(f"this process was launched as one of WORLD_SIZE={launched} (torchrun or SLURM), but the "
+                             f"trainer has devices={t.devices!r}, strategy={t.strategy!r}, so every process would train "
+                             f"alone; pass trainer.devices=<processes per machine> and trainer.strategy='ddp'")
         if not _is_using_cli():
             fabric.launch()
         self.fabric, self.rank, self.world = fabric, fabric.global_rank, fabric.world_size
@@ -140,7 +146,7 @@ class FitLoop:
                 cls = type(model)
                 config = self.config if self.config is not None else _describe(t, model, self.data, self.objective)
                 if self.rundir is None:
-                    self.rundir = RunDir.create(t.root_dir, cls.__name__, config)
+                    self.rundir = RunDir.create(t.root_dir, t.run_name or cls.__name__, config)
                 elif self.rundir.config_file.is_file():  # laid out already (RunDir.create), still empty
                     self.rundir.write_config(config)
                 else:
@@ -407,11 +413,13 @@ def _describe(trainer: Any, model: nn.Module, data: Any, objective: Any) -> dict
     """The config of a run started from Python: every section whose objects recorded their
     constructor arguments (vaekit classes do), so ``vaekit.load`` can rebuild the model.
     A section that cannot be written (e.g. ``ArrayData`` holding arrays) is left out."""
-    config: dict[str, Any] = {"name": type(model).__name__, "runs_dir": str(trainer.root_dir)}
+    config: dict[str, Any] = {}
     for key, obj in (("model", model), ("data", data), ("objective", objective)):
         try:
             config[key] = to_config(obj, key)
         except TypeError as e:
-            logging.getLogger(LOGGER_NAME).debug("config section %r not written: %s", key, e)
+            consequence = "vaekit.load() cannot rebuild this run's model" if key == "model" else "it is left out"
+            log.warning(f"config.yaml: the {key} section cannot be written ({e}); {consequence}. Build it from classes "
+                        f"that record their arguments (vaekit's, or yours deriving from vaekit.Configurable)")
     config["trainer"] = trainer.get_params()
     return config

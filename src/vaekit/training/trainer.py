@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,9 @@ __all__ = ["Trainer"]
 
 _PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true")
 _OPTIMIZERS = ("adam", "adamw")
+
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
 class Trainer:
@@ -109,8 +113,10 @@ class Trainer:
     progress_bar : bool
         Show a tqdm bar with the loss and throughput.
     root_dir : str
-        Where new run directories go (``<root_dir>/<model class>/<timestamp>/``) when
-        :meth:`fit` gets no ``run_dir``.
+        Where new run directories go: ``<root_dir>/<run_name>/<YYYYmmdd-HHMMSS>/`` when
+        :meth:`fit` gets no ``run_dir`` (a ``-1``, ``-2``... suffix if that exists).
+    run_name : str, optional
+        Name of the run folder (default: the model's class name).
 
     Notes
     -----
@@ -147,7 +153,8 @@ class Trainer:
                  checkpoint_every_steps: int | None = None, log_every_steps: int = 50,
                  accelerator: str = "auto", devices: int | str | list[int] = "auto", strategy: str = "auto",
                  num_nodes: int = 1, precision: Literal["32-true", "64-true", "bf16-mixed", "bf16-true"] = "32-true",
-                 seed: int = 0, compile: bool = False, progress_bar: bool = True, root_dir: str = "runs") -> None:
+                 seed: int = 0, compile: bool = False, progress_bar: bool = True, root_dir: str = "runs",
+                 run_name: str | None = None) -> None:
         _int("max_epochs", max_epochs, 1)
         _int("batch_size", batch_size, 1)
         _int("num_workers", num_workers, 0)
@@ -199,7 +206,9 @@ class Trainer:
         self.checkpoint_every_steps, self.log_every_steps = checkpoint_every_steps, log_every_steps
         self.accelerator, self.devices, self.strategy, self.num_nodes = accelerator, devices, strategy, num_nodes
         self.precision, self.seed, self.compile = precision, seed, bool(compile)
-        self.progress_bar, self.root_dir = bool(progress_bar), root_dir
+        if run_name is not None and (not isinstance(run_name, str) or not _RUN_NAME.match(run_name)):
+            raise ValueError(f"run_name must be letters, digits, '_', '.', '+', '-', got {run_name!r}")
+        self.progress_bar, self.root_dir, self.run_name = bool(progress_bar), root_dir, run_name
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments, as plain values (what ``config.yaml`` stores)."""
