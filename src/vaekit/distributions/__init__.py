@@ -10,3 +10,9 @@ __all__ = [
     "LearnedGaussian", "kl_divergence", "Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic",
     "DiscretizedLogisticDistribution",
 ]
+
+from .flows import (IAF, POSTERIORS, AuxiliaryFlow, FlowDistribution, NeuralSplineFlow, PlanarFlow, RadialFlow,
+                    RealNVPFlow, SylvesterFlow, make_posterior)
+
+__all__ += ["PlanarFlow", "RadialFlow", "SylvesterFlow", "RealNVPFlow", "AuxiliaryFlow", "IAF", "NeuralSplineFlow",
+            "FlowDistribution", "make_posterior", "POSTERIORS"]

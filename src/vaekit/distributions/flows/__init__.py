@@ -1,0 +1,37 @@
+r"""Flow posterior families: amortized :math:`q(z|x)` beyond the diagonal Gaussian.
+
+Each family is a :class:`~vaekit.distributions.ConditionalDistribution` whose
+``forward(context)`` returns a ``torch.distributions.Distribution`` with batch shape
+``context.shape[:-1]``, event shape ``(latent_features,)``, ``rsample()`` and
+``rsample_and_log_prob(sample_shape)`` (draw and log-density in one pass). ``log_prob`` of
+arbitrary points works where the flow inverts cheaply (radial, RealNVP, IAF, NSF) and
+raises ``NotImplementedError`` elsewhere (planar, Sylvester; the auxiliary flow's
+density term is a bound, not a density). The KL to the prior is then Monte Carlo,
+chosen automatically by :func:`vaekit.distributions.kl_divergence`.
+
+========================== =============================================== ==================
+name (``make_posterior``)  class                                           ``log_prob(z)``
+========================== =============================================== ==================
+``planar``                 :class:`PlanarFlow`                             no
+``radial``                 :class:`RadialFlow`                             yes (closed form)
+``sylvester_*``            :class:`SylvesterFlow` (``kind=...``)           no
+``realnvp``                :class:`RealNVPFlow`                            yes
+``af``                     :class:`AuxiliaryFlow`                          no (a bound)
+``iaf``                    :class:`IAF`                                    yes (d passes)
+``nsf``                    :class:`NeuralSplineFlow`                       yes (d passes)
+========================== =============================================== ==================
+"""
+
+from ._base import FlowDistribution, FlowPosterior
+from .autoregressive import IAF, NeuralSplineFlow
+from .auxiliary import AuxiliaryFlow, AuxiliaryFlowDistribution
+from .coupling import AffineCoupling, RealNVPFlow
+from .factory import POSTERIORS, make_posterior
+from .planar import PlanarFlow
+from .radial import RadialFlow
+from .sylvester import SylvesterFlow
+
+__all__ = [
+    "FlowDistribution", "FlowPosterior", "PlanarFlow", "RadialFlow", "SylvesterFlow", "RealNVPFlow", "AffineCoupling",
+    "AuxiliaryFlow", "AuxiliaryFlowDistribution", "IAF", "NeuralSplineFlow", "make_posterior", "POSTERIORS",
+]

@@ -1,0 +1,179 @@
+r"""Sylvester normalizing flows (van den Berg, Hasenclever, Tomczak & Welling 2018), amortized.
+
+Each step is a planar flow with an :math:`M`-dimensional bottleneck,
+
+.. math:: f(z) = z + Q R\,h(\tilde R Q^\top z + b),
+
+where :math:`Q \in \mathbb R^{d\times M}` has orthonormal columns, :math:`R, \tilde R` are
+upper-triangular :math:`M\times M` and :math:`h = \tanh`. By Sylvester's determinant
+identity and the triangularity of :math:`\tilde R R`,
+
+.. math:: \log\left|\det\frac{\partial f}{\partial z}\right|
+          = \sum_{i=1}^M \log\left|1 + \tilde R_{ii} R_{ii}\,h'\big((\tilde R Q^\top z + b)_i\big)\right|.
+
+The step is invertible when :math:`\tilde R_{ii} R_{ii} > -1/\|h'\|_\infty = -1`, enforced as
+in the paper with :math:`R_{ii} = \tanh(\cdot)`, :math:`\tilde R_{ii} = \tanh(\cdot)`. All of
+:math:`R, \tilde R` (their strict upper triangles are the upper and the transposed lower
+triangle of one amortized :math:`M\times M` matrix), the diagonals, :math:`b` and :math:`Q`
+come from the context for every datapoint. :math:`Q` is built three ways:
+
+``"orthogonal"`` (O-SNF)
+    an amortized :math:`d\times M` matrix, scaled to unit Frobenius norm and
+    orthogonalised by the iteration of Björck & Bowie (1971),
+    :math:`Q \leftarrow Q\,(I + \tfrac12(I - Q^\top Q))`, run until
+    :math:`\max|Q^\top Q - I| < \sqrt{\varepsilon}` and then two more steps (quadratic
+    convergence takes it to rounding level), at most ``bjorck_max_steps`` steps. Inside
+    :func:`torch.func.vmap`, where a data-dependent stop is impossible, all
+    ``bjorck_max_steps`` steps run.
+``"householder"`` (H-SNF)
+    :math:`M = d` and :math:`Q = H_1\cdots H_K`, a product of ``n_householder`` amortized
+    reflections :math:`H_k = I - 2 v_k v_k^\top / \|v_k\|^2`.
+``"triangular"`` (T-SNF)
+    :math:`M = d` and :math:`Q` alternates between the identity and the reversal
+    permutation from step to step.
+
+The inverse has no closed form, so the returned distribution only scores its own samples
+(``log_prob`` raises ``NotImplementedError``; use
+:func:`~vaekit.distributions.rsample_and_log_prob`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ._base import FlowPosterior, check_int
+
+__all__ = ["SylvesterFlow", "SYLVESTER_KINDS"]
+
+SYLVESTER_KINDS = ("orthogonal", "householder", "triangular")
+
+
+def _orthogonalize(a: Tensor, max_steps: int) -> Tensor:
+    """Björck-Bowie iteration towards the nearest matrix with orthonormal columns; (..., d, M)."""
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    q = a / a.flatten(-2).norm(dim=-1)[..., None, None].clamp_min(torch.finfo(a.dtype).tiny)
+    tol, extra, check = torch.finfo(a.dtype).eps ** 0.5, -1, True
+    for _ in range(max_steps):
+        q = q @ (1.5 * eye - 0.5 * q.mT @ q)
+        if extra > 0:
+            extra -= 1
+            if extra == 0:
+                break
+        elif check:
+            try:
+                if bool(((q.mT @ q - eye).abs().amax() < tol).all()):
+                    extra = 2
+            except RuntimeError:  # under torch.func.vmap: no data-dependent stop, run every step
+                check = False
+    return q
+
+
+def _householder(v: Tensor) -> Tensor:
+    """Product of the reflections ``I - 2 v v^T / |v|^2`` for v in (..., K, d); returns (..., d, d)."""
+    d = v.shape[-1]
+    q = torch.eye(d, dtype=v.dtype, device=v.device).expand(*v.shape[:-2], d, d)
+    v = v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
+    for k in range(v.shape[-2]):
+        vk = v[..., k, :]
+        q = q - 2 * (q @ vk.unsqueeze(-1)) @ vk.unsqueeze(-2)
+    return q
+
+
+def _matvec(m: Tensor, x: Tensor) -> Tensor:
+    """``m @ x`` for m (*batch, a, b) and x (*sample, *batch, b)."""
+    return (x.unsqueeze(-2) @ m.mT).squeeze(-2)
+
+
+class SylvesterFlow(FlowPosterior):
+    r"""Amortized Sylvester-flow posterior :math:`q(z_T|x)`: orthogonal, Householder or triangular.
+
+    See the module docstring for the step, its log-determinant, the invertibility
+    constraint and how each ``kind`` builds :math:`Q`. The base :math:`q_0(z_0|x)` is a
+    :class:`~vaekit.distributions.DiagonalGaussian` of the context.
+
+    Parameters
+    ----------
+    context_features : int
+        Width ``C`` of the encoder features.
+    latent_features : int
+        Dimension ``d`` of ``z``.
+    kind : {"orthogonal", "householder", "triangular"}
+        How :math:`Q` is built.
+    n_flows : int
+        Number of Sylvester steps ``T`` (>= 1).
+    n_orthogonal : int, optional
+        Bottleneck :math:`M` of the orthogonal kind, ``1 <= M <= d`` (default ``d``).
+        Only for ``kind="orthogonal"``.
+    n_householder : int
+        Reflections per step for ``kind="householder"`` (>= 1).
+
+    Examples
+    --------
+    >>> q = SylvesterFlow(8, 4, kind="householder", n_flows=2, n_householder=3)
+    >>> z, log_q = q(torch.randn(5, 8)).rsample_and_log_prob((2,))
+    >>> z.shape, log_q.shape
+    (torch.Size([2, 5, 4]), torch.Size([2, 5]))
+    """
+
+    bjorck_max_steps: int = 100
+
+    def __init__(self, context_features: int, latent_features: int,
+                 kind: Literal["orthogonal", "householder", "triangular"] = "orthogonal", n_flows: int = 4,
+                 n_orthogonal: int | None = None, n_householder: int = 2) -> None:
+        if kind not in SYLVESTER_KINDS:
+            raise ValueError(f"kind must be one of {list(SYLVESTER_KINDS)}, got {kind!r}")
+        super().__init__(context_features, latent_features, n_flows)
+        d, c, t = self.latent_features, self.context_features, self.n_flows
+        self.kind = kind
+        if kind == "orthogonal":
+            m = d if n_orthogonal is None else check_int("n_orthogonal", n_orthogonal, 1)
+            if m > d:
+                raise ValueError(f"n_orthogonal must be <= latent_features={d}, got {n_orthogonal}")
+            self.amortize_q: nn.Linear | None = nn.Linear(c, t * d * m)
+        elif kind == "householder":
+            m, self.n_householder = d, check_int("n_householder", n_householder, 1)
+            self.amortize_q = nn.Linear(c, t * self.n_householder * d)
+        else:
+            m, self.amortize_q = d, None
+        self.bottleneck = m
+        self.amortize_r = nn.Linear(c, t * m * m)
+        self.amortize_diag = nn.Linear(c, t * 2 * m)
+        self.amortize_b = nn.Linear(c, t * m)
+
+    def _flow_parameters(self, context: Tensor) -> dict[str, Tensor | None]:
+        t, m, d = self.n_flows, self.bottleneck, self.latent_features
+        full = self.amortize_r(context).unflatten(-1, (t, m, m))
+        diag_r, diag_rt = torch.tanh(self.amortize_diag(context).unflatten(-1, (t, 2, m))).unbind(-2)
+        params: dict[str, Tensor | None] = {
+            "r": full.triu(1) + torch.diag_embed(diag_r),
+            "r_tilde": full.mT.triu(1) + torch.diag_embed(diag_rt),
+            "diag": diag_r * diag_rt,
+            "b": self.amortize_b(context).unflatten(-1, (t, m)),
+            "q": None,
+        }
+        if self.kind == "orthogonal":
+            params["q"] = _orthogonalize(self.amortize_q(context).unflatten(-1, (t, d, m)), self.bjorck_max_steps)
+        elif self.kind == "householder":
+            params["q"] = _householder(self.amortize_q(context).unflatten(-1, (t, self.n_householder, d)))
+        return params  # matrices (*batch, T, ., .), vectors (*batch, T, M)
+
+    def _flow(self, params: Any, z: Tensor) -> tuple[Tensor, Tensor]:
+        logdet = z.new_zeros(z.shape[:-1])
+        for t in range(self.n_flows):
+            q = None if params["q"] is None else params["q"][..., t, :, :]
+            flip = q is None and t % 2 == 1
+            if q is None:
+                qz = z.flip(-1) if flip else z
+            else:
+                qz = _matvec(q.mT, z)
+            h = torch.tanh(_matvec(params["r_tilde"][..., t, :, :], qz) + params["b"][..., t, :])
+            rh = _matvec(params["r"][..., t, :, :], h)
+            if q is None:
+                z = z + (rh.flip(-1) if flip else rh)
+            else:
+                z = z + _matvec(q, rh)
+            logdet = logdet + torch.log1p(params["diag"][..., t, :] * (1 - h.pow(2))).sum(-1)
+        return z, logdet
