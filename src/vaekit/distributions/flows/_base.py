@@ -14,7 +14,6 @@ one pass.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -54,6 +53,7 @@ class FlowDistribution(Distribution):
 
     Examples
     --------
+    >>> import math
     >>> base = DiagonalNormal(torch.zeros(2, 3), torch.ones(2, 3))
     >>> q = FlowDistribution(base, lambda z: (2 * z, torch.full(z.shape[:-1], 3 * math.log(2))),
     ...                      lambda z: (z / 2, torch.full(z.shape[:-1], 3 * math.log(2))))
