@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from torch.distributions import MultivariateNormal
+from linear_vae import d, exact_numbers, linear_vae, simulate
 
-from vaekit.distributions import DiagonalGaussian, Gaussian
+from vaekit.distributions import DiagonalGaussian
 from vaekit.inference.local_opt import optimize_local_posterior
-from vaekit.models import VAE, mlp_vae
-from vaekit.nn import MLP
-
-D, d, SIGMA = 6, 2, 0.7
-
-
-def _linear_vae(seed: int = 0) -> tuple[VAE, torch.Tensor, torch.Tensor]:
-    """A VAE whose decoder is x = W z + b + N(0, sigma^2): exact log p(x) and posterior are known."""
-    g = torch.Generator().manual_seed(seed)
-    w, u = torch.randn(D, generator=g), torch.randn(D, generator=g)
-    W = torch.stack([w, 0.9 * w + 0.4 * u], 1)  # nearly parallel columns: a strongly correlated posterior
-    b = torch.randn(D, generator=g) * 0.3
-    torch.manual_seed(seed)
-    model = VAE(MLP(D, 8, [16], activation="tanh"), DiagonalGaussian(8, d), MLP(d, D), Gaussian(scale=SIGMA), [D])
-    with torch.no_grad():
-        model.decoder[0].weight.copy_(W)
-        model.decoder[0].bias.copy_(b)
-    return model, W, b
-
-
-def _exact(W, b, x):
-    cov_x = W @ W.T + SIGMA**2 * torch.eye(D)
-    log_px = MultivariateNormal(b, cov_x).log_prob(x).double()
-    prec = torch.eye(d) + W.T @ W / SIGMA**2  # posterior precision
-    # the best factorized Gaussian has the exact mean and variances 1/prec_jj; its KL to the posterior:
-    ffg_gap = 0.5 * (torch.log(torch.diagonal(prec)).sum() - torch.logdet(prec))
-    return log_px, float(ffg_gap)
-
+from vaekit.models import mlp_vae
 
 def test_ffg_local_optimum_matches_the_closed_form_gap():
-    model, W, b = _linear_vae()
-    torch.manual_seed(1)
-    x = (torch.randn(24, d) @ W.T + b + SIGMA * torch.randn(24, D))
-    log_px, ffg_gap = _exact(W, b, x)
+    model, W, b = linear_vae()
+    x = simulate(W, b, 24, seed=1)
+    log_px, ffg_gap = exact_numbers(W, b, x)
     assert ffg_gap > 0.05  # the posterior is correlated, so FFG cannot be exact
     res = optimize_local_posterior(model, x, k=16, lr=2e-2, max_steps=3000, check_every=50, patience=8, eval_k=4000)
     amortized_gap = (log_px - res.initial_elbo).mean()
@@ -55,11 +25,10 @@ def test_ffg_local_optimum_matches_the_closed_form_gap():
 
 
 def test_from_scratch_reaches_the_same_optimum_and_model_is_untouched():
-    model, W, b = _linear_vae(seed=2)
+    model, W, b = linear_vae(seed=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    torch.manual_seed(3)
-    x = (torch.randn(8, d) @ W.T + b + SIGMA * torch.randn(8, D))
-    log_px, ffg_gap = _exact(W, b, x)
+    x = simulate(W, b, 8, seed=3)
+    log_px, ffg_gap = exact_numbers(W, b, x)
     res = optimize_local_posterior(model, x, family=DiagonalGaussian(8, d), init="scratch", k=16, lr=2e-2,
                                    max_steps=3000, check_every=50, patience=8, eval_k=4000, batch_size=3)
     assert (log_px - res.elbo).mean() == pytest.approx(ffg_gap, abs=0.06)
