@@ -11,6 +11,7 @@ import math
 import os
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -97,19 +98,36 @@ def _split(data: DataModule, split: str) -> Tensor:
 
 def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: str = "test", n_points: int | None = None,
                  batch_size: int | None = None, checkpoint: Checkpoint = "best", device: str | None = None,
-                 seed: int = 0) -> dict[str, Any]:
-    """ELBO and IWAE log-likelihood of a run's model on one split; written to ``eval/``.
+                 seed: int = 0, ais_chains: int | None = None, ais_steps: int | None = None,
+                 local_opt: Sequence[str] = (), local_opt_steps: int = 10000) -> dict[str, Any]:
+    """ELBO and IWAE log-likelihood of a run's model on one split, optionally AIS and the gap table.
 
-    Both come from the same ``iwae_k`` log-weights per example: the IWAE estimate is their
-    log-mean-exp, the ELBO their mean. Writes ``eval/evaluate-<split>-k<k>.json`` and
-    appends the numbers to ``metrics.csv`` (split ``"<split>"``).
+    ELBO and IWAE come from the same ``iwae_k`` log-weights per example: the IWAE estimate
+    is their log-mean-exp, the ELBO their mean. Writes ``eval/evaluate-<split>-k<k>.json``
+    and appends the numbers to ``metrics.csv`` (split ``"<split>"``). With ``ais_chains`` /
+    ``ais_steps`` (AIS) or ``local_opt`` (families to optimise per datapoint, e.g.
+    ``["ffg", "af"]``) it also computes the inference-gap decomposition
+    (:func:`vaekit.inference.gaps.inference_gaps`) and writes ``eval/gaps-<split>.{md,json,csv}``.
 
     Returns
     -------
-    dict with ``elbo``, ``elbo_stderr``, ``iwae``, ``iwae_stderr``, ``k``, ``n``, ``seconds``...
+    dict with ``elbo``, ``elbo_stderr``, ``iwae``, ``iwae_stderr``, ``k``, ``n``, ``seconds``,
+    and ``gaps`` (the gap column) when asked for.
     """
     if int(iwae_k) < 1:
         raise ValueError(f"iwae_k must be >= 1, got {iwae_k}")
+    for name, value in (("ais_chains", ais_chains), ("ais_steps", ais_steps), ("local_opt_steps", local_opt_steps)):
+        if value is not None and int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    local_opt = list(local_opt)
+    if local_opt:
+        from .distributions.flows.factory import POSTERIORS
+        from .inference.gaps import LOCAL_ALIASES
+
+        unknown = [f for f in local_opt if LOCAL_ALIASES.get(f, f) not in POSTERIORS]
+        if unknown:
+            raise ValueError(f"local_opt: unknown famil{'y' if len(unknown) == 1 else 'ies'} {unknown}; accepted: "
+                             f"{', '.join([*LOCAL_ALIASES, *POSTERIORS])}")
     if n_points is not None and int(n_points) < 1:
         raise ValueError(f"n_points must be >= 1, got {n_points}")
     run = RunDir.open(run_dir)
@@ -137,14 +155,33 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     writer.log({"elbo": out["elbo"], f"iwae_k{int(iwae_k)}": out["iwae"]}, step=step, epoch=epoch, split=split)
     writer.close()
     out["path"] = str(path)
+    if ais_chains is not None or ais_steps is not None or local_opt:
+        from .inference.gaps import inference_gaps, write_gap_report
+
+        ais = None
+        if ais_chains is not None or ais_steps is not None:
+            ais = {"n_chains": int(ais_chains or 16), "n_steps": int(ais_steps or 1000)}
+        col = inference_gaps(model, x, local_opt=local_opt, ais=ais, iwae=res, device=dev,
+                             local_opt_kwargs={"max_steps": int(local_opt_steps)}, label=run.path.parent.name)
+        paths = write_gap_report([col], run.eval, stem=f"gaps-{split}")
+        out["gaps"] = col.to_dict()
+        out["gaps_path"] = str(paths["md"])
     return out
 
 
 @torch.no_grad()
 def reconstruct(model: LatentVariableModel, x: Tensor) -> Tensor:
-    """Mean of p(x | z) at the posterior mean of every latent, shape (batch, *data_shape)."""
-    q = model.encode(x)
-    return model.decode({k: d.mean for k, d in q.items()}).mean
+    """Mean of p(x | z) at the posterior mean of every latent, shape (batch, *data_shape).
+
+    Posterior families without a closed-form mean (flows) contribute one sample instead.
+    """
+    z = {}
+    for name, q in model.encode(x).items():
+        try:
+            z[name] = q.mean
+        except NotImplementedError:
+            z[name] = q.sample()
+    return model.decode(z).mean
 
 
 def save_reconstructions(model: LatentVariableModel, x: Tensor, path: str | os.PathLike[str], n: int = 32) -> Path:
