@@ -76,11 +76,18 @@ class LinearGaussian(LatentVariableModel):
     def encode(self, x: Tensor) -> dict[str, Independent]:
         return {"z": Independent(Normal(x @ self.A.T + self.c, self.log_s.exp()), 1)}
 
-    def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
+    def log_prior(self, z: dict[str, Tensor]) -> Tensor:
         zz = z["z"]
-        log_prior = -0.5 * (zz**2).sum(-1) - 0.5 * zz.shape[-1] * math.log(2 * math.pi)
-        log_lik = Independent(Normal(zz @ self.W.T + self.b, self.sigma), 1).log_prob(x)
-        return log_prior + log_lik
+        return -0.5 * (zz**2).sum(-1) - 0.5 * zz.shape[-1] * math.log(2 * math.pi)
+
+    def decode(self, z: dict[str, Tensor]) -> Independent:
+        return Independent(Normal(z["z"] @ self.W.T + self.b, self.sigma), 1)
+
+    def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
+        return self.log_prior(z) + self.decode(z).log_prob(x)
+
+    def sample_prior(self, n: int) -> dict[str, Tensor]:
+        return {"z": torch.randn(n, self.W.shape[1], dtype=torch.float64, device=self.W.device)}
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
         q = self.encode(x)["z"]

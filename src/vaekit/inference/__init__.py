@@ -1,10 +1,12 @@
-"""Estimators on trained models: the IWAE log-likelihood (more to come: AIS, gaps).
+"""Estimators on trained models: the IWAE log-likelihood, AIS and BDMC (more to come: gaps).
 
 Every estimator sees a model only through the protocol of
 :class:`vaekit.models.LatentVariableModel`.
 """
 
+from .ais import AISResult, BDMCResult, ais_log_likelihood, ais_schedule, bdmc, combine_max, reverse_ais
 from .iwae import IWAEResult, iwae_log_likelihood
 from .local_opt import LocalOptResult, optimize_local_posterior
 
-__all__ = ["IWAEResult", "iwae_log_likelihood", "LocalOptResult", "optimize_local_posterior"]
+__all__ = ["IWAEResult", "iwae_log_likelihood", "AISResult", "BDMCResult", "ais_log_likelihood", "ais_schedule", "bdmc",
+           "combine_max", "reverse_ais", "LocalOptResult", "optimize_local_posterior"]
