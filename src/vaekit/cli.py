@@ -117,12 +117,24 @@ def _evaluate(argv: Sequence[str]) -> None:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ais-chains", type=int, default=None, help="run AIS with this many chains per example")
+    p.add_argument("--ais-steps", type=int, default=None, help="AIS intermediate distributions (default 1000 with AIS)")
+    p.add_argument("--local-opt", nargs="+", default=[], metavar="FAMILY",
+                   help="optimise these posterior families per datapoint (e.g. ffg af) and write the gap table")
+    p.add_argument("--local-opt-steps", type=int, default=10000, help="maximum local-optimisation steps per batch")
     a = p.parse_args(argv)
     out = evaluate_run(a.run_dir, iwae_k=a.iwae_k, split=a.split, n_points=a.n_points, batch_size=a.batch_size,
-                       checkpoint=a.checkpoint, device=a.device, seed=a.seed)
+                       checkpoint=a.checkpoint, device=a.device, seed=a.seed, ais_chains=a.ais_chains,
+                       ais_steps=a.ais_steps, local_opt=a.local_opt, local_opt_steps=a.local_opt_steps)
     print(f"{a.split}: n={out['n']}  ELBO {out['elbo']:.3f} ± {out['elbo_stderr']:.3f}  "
           f"IWAE(k={out['k']}) log p(x) {out['iwae']:.3f} ± {out['iwae_stderr']:.3f} nats  ({out['seconds']:.1f} s on {out['device']})")
     print(f"written: {out['path']}")
+    if "gaps" in out:
+        from .inference.gaps import GapColumn, gap_table
+
+        fields = {k: out["gaps"][k] for k in GapColumn.__dataclass_fields__}
+        print(gap_table([GapColumn(**fields)]))
+        print(f"written: {out['gaps_path']} (and .json, .csv)")
 
 
 def _sample(argv: Sequence[str]) -> None:

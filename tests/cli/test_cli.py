@@ -123,3 +123,19 @@ def test_print_config_and_console_script(tiny_config, tmp_path):
     assert not (tmp_path / "runs").exists()
     help_ = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=60)
     assert help_.returncode == 0 and "evaluate" in help_.stdout
+
+
+def test_evaluate_with_ais_and_local_optimisation_writes_the_gap_table(tiny_config, tmp_path, capsys):
+    assert main(["fit", "--config", str(tiny_config), "--trainer.max_epochs", "1"]) == 0
+    (run,) = _runs(tmp_path)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--iwae-k", "20", "--n-points", "6", "--ais-chains", "2", "--ais-steps", "10",
+                 "--local-opt", "ffg", "af", "--local-opt-steps", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "| Amortization gap |" in printed and "L[q*_AF]" in printed
+    gaps = json.loads((run / "eval" / "gaps-test.json").read_text())[0]
+    assert gaps["log_px_source"] == "max(AIS, IWAE)" and set(gaps["local"]) == {"gaussian", "af"}
+    assert gaps["approximation_gap"] + gaps["amortization_gap"] == pytest.approx(gaps["inference_gap"])
+    assert (run / "eval" / "gaps-test.csv").is_file() and (run / "eval" / "gaps-test.md").is_file()
+    assert main(["evaluate", str(run), "--local-opt", "fgg"]) == 2
+    assert "unknown family ['fgg']" in capsys.readouterr().err

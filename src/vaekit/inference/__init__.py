@@ -1,12 +1,14 @@
-"""Estimators on trained models: the IWAE log-likelihood, AIS and BDMC (more to come: gaps).
+"""Estimators on trained models: the IWAE log-likelihood, AIS and BDMC, local optimisation, inference gaps.
 
 Every estimator sees a model only through the protocol of
 :class:`vaekit.models.LatentVariableModel`.
 """
 
 from .ais import AISResult, BDMCResult, ais_log_likelihood, ais_schedule, bdmc, combine_max, reverse_ais
+from .gaps import GapColumn, gap_table, inference_gaps, write_gap_report
 from .iwae import IWAEResult, iwae_log_likelihood
 from .local_opt import LocalOptResult, optimize_local_posterior
 
 __all__ = ["IWAEResult", "iwae_log_likelihood", "AISResult", "BDMCResult", "ais_log_likelihood", "ais_schedule", "bdmc",
-           "combine_max", "reverse_ais", "LocalOptResult", "optimize_local_posterior"]
+           "combine_max", "reverse_ais", "LocalOptResult", "optimize_local_posterior", "GapColumn", "gap_table",
+           "inference_gaps", "write_gap_report"]

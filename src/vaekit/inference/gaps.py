@@ -1,0 +1,250 @@
+r"""The inference-gap decomposition of Cremer, Li & Duvenaud (2018), Table 2.
+
+For a trained model and test points :math:`x`:
+
+.. math::
+
+    \underbrace{\log p(x) - \mathcal L[q]}_{\text{inference gap}}
+    = \underbrace{\log p(x) - \mathcal L[q^*]}_{\text{approximation gap}}
+    + \underbrace{\mathcal L[q^*] - \mathcal L[q]}_{\text{amortization gap}},
+
+where :math:`q` is the amortized posterior, :math:`q^*` the best posterior of the same
+family for each datapoint (found by :func:`~vaekit.inference.optimize_local_posterior`),
+and :math:`\log p(x)` is estimated by :math:`\log \hat p(x)` = the per-example maximum of the
+AIS and IWAE estimates, as the paper did (labelled as such: the maximum of two stochastic
+estimates is not itself an unbiased bound). Without AIS, :math:`\log \hat p(x)` is IWAE.
+
+:func:`inference_gaps` computes one column (one model); :func:`write_gap_report` writes
+the table of several columns as Markdown, JSON and CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..distributions import ConditionalDistribution, DiagonalGaussian
+from ..models.base import LatentVariableModel
+from .iwae import IWAEResult, iwae_log_likelihood
+from .local_opt import optimize_local_posterior
+
+__all__ = ["GapColumn", "inference_gaps", "gap_table", "write_gap_report", "family_name", "LOCAL_ALIASES"]
+
+#: Names accepted for local-optimisation families besides vaekit.distributions.flows.POSTERIORS.
+LOCAL_ALIASES = {"ffg": "gaussian"}
+
+
+@dataclass
+class GapColumn:
+    """One model's column of the gap table (all values are means over the test points, in nats).
+
+    Attributes
+    ----------
+    label : str
+        Column title (e.g. the model's posterior family or run name).
+    own : str
+        Short name of the model's amortized family (``"gaussian"``, ``"af"``...).
+    n : int
+        Test points.
+    log_px : float
+        :math:`\\log \\hat p(x)`: mean of the per-example ``max(AIS, IWAE)`` (or IWAE alone).
+    log_px_source : str
+        ``"max(AIS, IWAE)"`` or ``"IWAE"``.
+    iwae, ais : float or None
+        The two estimates' means (``ais`` is None when AIS was not run).
+    local : dict of str to float
+        :math:`\\mathcal L[q^*_f]` for every locally optimised family ``f``.
+    elbo : float
+        :math:`\\mathcal L[q]` of the amortized posterior.
+    settings : dict
+    """
+
+    label: str
+    own: str
+    n: int
+    log_px: float
+    log_px_source: str
+    iwae: float
+    ais: float | None
+    local: dict[str, float]
+    elbo: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def approximation_gap(self) -> float | None:
+        """:math:`\\log \\hat p(x) - \\mathcal L[q^*]` with :math:`q^*` in the model's own family."""
+        return self.log_px - self.local[self.own] if self.own in self.local else None
+
+    @property
+    def amortization_gap(self) -> float | None:
+        """:math:`\\mathcal L[q^*] - \\mathcal L[q]`."""
+        return self.local[self.own] - self.elbo if self.own in self.local else None
+
+    @property
+    def inference_gap(self) -> float:
+        """:math:`\\log \\hat p(x) - \\mathcal L[q]`."""
+        return self.log_px - self.elbo
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the fields plus the three gaps."""
+        return {**asdict(self), "approximation_gap": self.approximation_gap, "amortization_gap": self.amortization_gap,
+                "inference_gap": self.inference_gap}
+
+
+def family_name(posterior: ConditionalDistribution) -> str:
+    """Short name of a posterior family (as :func:`vaekit.distributions.make_posterior` names it).
+
+    >>> family_name(DiagonalGaussian(4, 2))
+    'gaussian'
+    """
+    from ..distributions.flows.factory import _TABLE
+
+    for name, ctor in _TABLE.items():
+        cls = getattr(ctor, "func", ctor)
+        kind = getattr(ctor, "keywords", {}).get("kind")
+        if type(posterior) is cls and (kind is None or getattr(posterior, "kind", None) == kind):
+            return name
+    return type(posterior).__name__
+
+
+def _local_family(name: str, model: Any) -> tuple[ConditionalDistribution | None, str]:
+    """(family module or None for the model's own, init) for a local-optimisation family name."""
+    from ..distributions.flows.factory import POSTERIORS, make_posterior
+
+    canonical = LOCAL_ALIASES.get(name, name)
+    if canonical not in POSTERIORS:
+        raise ValueError(f"unknown local-optimisation family {name!r}; accepted: "
+                         f"{', '.join([*LOCAL_ALIASES, *POSTERIORS])}")
+    own = model.posterior
+    if canonical == family_name(own):
+        return None, "amortized"
+    width = int(getattr(own, "context_features", 2 * own.latent_features))
+    return make_posterior(canonical, width, own.latent_features), "scratch"
+
+
+def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence[str] = ("ffg",), iwae_k: int = 5000,
+                   ais: dict[str, Any] | None = None, local_opt_kwargs: dict[str, Any] | None = None,
+                   label: str | None = None, batch_size: int | None = None,
+                   device: str | torch.device | None = None, iwae: IWAEResult | None = None) -> GapColumn:
+    """One column of the gap table for ``model`` on test points ``x``.
+
+    Parameters
+    ----------
+    model : LatentVariableModel
+        A single-latent model with an encoder and a posterior family (e.g. a VAE).
+    x : Tensor of shape (n, *data_shape)
+    local_opt : sequence of str
+        Families to optimise per datapoint (``"ffg"``/``"gaussian"``, ``"af"``, any name of
+        :data:`vaekit.distributions.flows.POSTERIORS`). The model's own family is started
+        from the amortized posterior; other families from scratch.
+    iwae_k : int
+        Samples of the IWAE estimate (which also gives :math:`\\mathcal L[q]`).
+    ais : dict, optional
+        Keyword arguments of :func:`vaekit.inference.ais_log_likelihood` (e.g.
+        ``{"n_chains": 100, "n_steps": 10000}``); None skips AIS.
+    local_opt_kwargs : dict, optional
+        Keyword arguments of :func:`~vaekit.inference.optimize_local_posterior`.
+    label : str, optional
+        Column title (default: the model's family name).
+    batch_size : int, optional
+    device : str or torch.device, optional
+    iwae : IWAEResult, optional
+        An IWAE result already computed on the same ``x`` (it is reused instead of
+        recomputed).
+
+    Returns
+    -------
+    GapColumn
+
+    Examples
+    --------
+    >>> from vaekit.models import mlp_vae
+    >>> model = mlp_vae([20], 2, hidden=[8])
+    >>> x = torch.bernoulli(torch.full((3, 20), 0.3))
+    >>> col = inference_gaps(model, x, iwae_k=20, local_opt=["ffg"],
+    ...                      local_opt_kwargs={"max_steps": 20, "check_every": 10, "eval_k": 20})
+    >>> col.own, sorted(col.local), col.log_px_source
+    ('gaussian', ['gaussian'], 'IWAE')
+    """
+    families = [(LOCAL_ALIASES.get(n, n), *_local_family(n, model)) for n in local_opt]  # checks names first
+    t0 = time.perf_counter()
+    if iwae is not None and iwae.per_example.shape[0] != x.shape[0]:
+        raise ValueError(f"iwae holds {iwae.per_example.shape[0]} examples but x has {x.shape[0]}")
+    iw = iwae if iwae is not None else iwae_log_likelihood(model, x, k=iwae_k, batch_size=batch_size, device=device)
+    iwae_k = iw.k
+    log_px, source, ais_mean = iw.per_example, "IWAE", None
+    if ais is not None:
+        from .ais import ais_log_likelihood, combine_max
+
+        a = ais_log_likelihood(model, x, device=device, **ais)
+        ais_mean = a.mean
+        log_px, source = combine_max(a, iw), "max(AIS, IWAE)"
+    local: dict[str, float] = {}
+    for name, family, init in families:
+        res = optimize_local_posterior(model, x, family=family, init=init, device=device, **(local_opt_kwargs or {}))
+        local[name] = res.mean
+    own = family_name(model.posterior)  # type: ignore[arg-type]
+    settings = {"iwae_k": iwae_k, "ais": ais, "local_opt": list(local_opt), "local_opt_kwargs": local_opt_kwargs or {},
+                "seconds": time.perf_counter() - t0}
+    return GapColumn(label=label or own, own=own, n=int(x.shape[0]), log_px=float(log_px.mean()), log_px_source=source,
+                     iwae=iw.mean, ais=ais_mean, local=local, elbo=float(iw.elbo_per_example.mean()), settings=settings)
+
+
+def _rows(columns: Sequence[GapColumn]) -> list[tuple[str, list[float | None]]]:
+    names = sorted({f for c in columns for f in c.local}, key=lambda f: (f != "af", f))
+    rows: list[tuple[str, list[float | None]]] = [("log p̂(x)", [c.log_px for c in columns])]
+    rows += [(f"L[q*_{'FFG' if f == 'gaussian' else f.upper()}]", [c.local.get(f) for c in columns]) for f in names]
+    rows += [("L[q]", [c.elbo for c in columns]), ("Approximation gap", [c.approximation_gap for c in columns]),
+             ("Amortization gap", [c.amortization_gap for c in columns])]
+    return rows
+
+
+def gap_table(columns: Sequence[GapColumn]) -> str:
+    """The table as Markdown: one column per model, the rows of Cremer et al. Table 2.
+
+    >>> col = GapColumn("q_FFG", "gaussian", 10, -90.0, "IWAE", -90.0, None, {"gaussian": -91.5}, -93.0)
+    >>> print(gap_table([col]))
+    | | q_FFG |
+    |---|---|
+    | log p̂(x) | -90.00 |
+    | L[q*_FFG] | -91.50 |
+    | L[q] | -93.00 |
+    | Approximation gap | 1.50 |
+    | Amortization gap | 1.50 |
+    <BLANKLINE>
+    log p̂(x): IWAE. Nats, means over 10 test points.
+    """
+    fmt = lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"  # noqa: E731
+    lines = ["| | " + " | ".join(c.label for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(fmt(v) for v in values) + " |" for name, values in _rows(columns)]
+    sources = sorted({c.log_px_source for c in columns})
+    ns = sorted({c.n for c in columns})
+    lines += ["", f"log p̂(x): {', '.join(sources)}. Nats, means over {', '.join(map(str, ns))} test points."]
+    return "\n".join(lines)
+
+
+def write_gap_report(columns: Sequence[GapColumn], folder: str | Path, stem: str = "gaps") -> dict[str, Path]:
+    """Write ``<stem>.md``, ``<stem>.json`` and ``<stem>.csv`` (long format: row, model, value) to ``folder``."""
+    if not columns:
+        raise ValueError("columns is empty: compute at least one GapColumn with inference_gaps")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"md": folder / f"{stem}.md", "json": folder / f"{stem}.json", "csv": folder / f"{stem}.csv"}
+    paths["md"].write_text(gap_table(columns) + "\n", encoding="utf-8")
+    paths["json"].write_text(json.dumps([c.to_dict() for c in columns], indent=2) + "\n", encoding="utf-8")
+    with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["row", "model", "value"])
+        for name, values in _rows(columns):
+            for c, v in zip(columns, values):
+                w.writerow([name, c.label, "" if v is None else repr(float(v))])
+    return paths
