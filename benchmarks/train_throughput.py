@@ -1,0 +1,420 @@
+"""Training throughput of the Cremer et al. MNIST VAE: vaekit's ``Trainer.fit`` against plain PyTorch.
+
+Model (every method): 784-200-200-(50) ELU encoder and 50-200-200-784 ELU decoder, factorized
+Gaussian posterior (scale ``softplus + 1e-5``), standard normal prior, Bernoulli likelihood,
+negative ELBO with the analytic KL, Adam (lr 1e-3, eps 1e-4), batch 100, float32. Data: the
+binarized MNIST training split (``vaekit.data.BinarizedMNIST`` from ``--data-root``,
+``VAEKIT_DATA`` or ``../shared/data``), or random binary images of the same shape when it is
+not found (said in the output and in the ``data`` column).
+
+Methods, all in this one process, on the same data:
+
+``plain``
+    What every user would write first: a hand-written ``nn.Module`` (``PlainVAE``),
+    ``DataLoader(TensorDataset(x), batch_size=100, shuffle=True)``, default ``torch.optim.Adam``,
+    batches moved to the device one by one.
+``plain-ondevice``
+    The same model with the data moved to the device once and batched by a random permutation,
+    and ``Adam(fused=True)``: the "data on device + fused Adam" reference point of issue 2.
+``vaekit``
+    ``vaekit.training.Trainer(...).fit(mlp_vae([784]), ArrayData(x, val_fraction=0))``: the
+    normal ``vaekit fit`` path, with validation off (``val_every_epochs=None``, no ``val``
+    split), no periodic checkpoints (``checkpoint_every_steps=None``; ``fit`` still writes
+    ``last.ckpt`` once, after the timed window), progress bar off, and everything else at its
+    default (``metrics.csv`` + TensorBoard rows every 50 steps, the per-step gradient norm and
+    non-finite check).
+``vaekit-compile``
+    The same with ``Trainer(compile=True)`` (``torch.compile`` of the objective;
+    ``torch._dynamo.reset()`` before each fit, so every repeat compiles afresh).
+
+How time is measured (the same for every method): a global optimizer hook
+(``torch.optim.optimizer.register_optimizer_step_post_hook``) runs after every
+``optimizer.step()`` and records ``time.perf_counter()`` after step ``warmup`` and then after
+every ``--block`` steps (50, vaekit's ``log_every_steps``) up to step ``warmup + steps``; each
+run takes ``warmup + steps + 1`` steps. So the timed window holds whole training steps in
+steady state (data fetch, forward, backward, optimizer, and for vaekit the loop's per-step work
+plus exactly one ``metrics.csv``/TensorBoard row per block) and excludes set-up, the warm-up
+(allocator, ``torch.compile``, cuBLAS heuristics) and ``fit``'s final checkpoint. On CUDA the
+hook synchronises before each timestamp (once per block). Each method runs ``--repeats``
+times, the methods interleaved run by run, so that a change of machine load hits all of them
+alike. ``samples_per_s`` (and ``ms_per_step``, ``ratio_to_plain``) come from the median block
+time over all blocks of all runs: on a shared CPU, bursts of other processes only ever add
+time, and the median block ignores them where a whole-window mean would not; the whole-window
+throughput of the median run and of the best run are reported beside it
+(``samples_per_s_runs``, ``samples_per_s_best``). ``load_avg`` is the 1-minute load average
+at the start and the end.
+
+Ops and kernels per step: one more run of each method profiles ``--profile-steps`` steps after
+the warm-up with ``torch.profiler`` (started and stopped by the same optimizer hook, outside
+the timed runs). ``aten_ops_per_step`` counts the ATen operators called from Python or the
+autograd engine (not those nested inside another operator): the dispatch overhead on a CPU.
+On CUDA, ``kernels_per_step`` counts the GPU kernels (memcpy/memset excluded) and
+``launches_per_step`` the host-side launch calls (``cudaLaunchKernel``, ``cuLaunchKernel``,
+``cudaGraphLaunch``, ...): launch overhead, not arithmetic, bounds this small model there.
+
+Appends one CSV row per method to ``<out-dir>/train_throughput.csv``, writes the table of this
+run to ``<out-dir>/train_throughput_cuda.md`` or ``train_throughput_cpu_<threads>threads.md``
+(replacing the previous run's) and prints it.
+
+Usage::
+
+    python benchmarks/train_throughput.py --threads 2                 # this CPU
+    python benchmarks/train_throughput.py --device cuda               # a GPU
+    python benchmarks/train_throughput.py --methods plain vaekit --steps 200 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils.data import DataLoader, TensorDataset
+
+import iwae_speed  # a sibling script (benchmarks/ is on sys.path when a script in it runs): device name, commit
+
+HERE = Path(__file__).resolve().parent
+METHODS = ("plain", "plain-ondevice", "vaekit", "vaekit-compile")
+FIELDS = ["date", "commit", "device", "device_name", "torch", "threads", "load_avg_start", "load_avg_end", "data",
+          "n_train", "batch_size", "warmup_steps", "steps", "block", "repeats", "method", "samples_per_s",
+          "ms_per_step", "ratio_to_plain", "samples_per_s_runs", "samples_per_s_best", "aten_ops_per_step",
+          "kernels_per_step", "launches_per_step", "note"]
+LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch",
+                "cuGraphLaunch", "cudaLaunchCooperativeKernel")
+
+
+class PlainVAE(nn.Module):
+    """The hand-written baseline: 784-200-200-(50) ELU, Gaussian posterior, Bernoulli likelihood.
+
+    ``forward(x)`` with x : Tensor of shape (batch, 784) in {0, 1} returns the negative ELBO
+    averaged over the batch (BCE-with-logits reconstruction + analytic KL to N(0, I)).
+    """
+
+    def __init__(self, d: int = 784, hidden: int = 200, latent: int = 50) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(d, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
+                                     nn.Linear(hidden, 2 * latent))
+        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
+                                     nn.Linear(hidden, d))
+
+    def forward(self, x: Tensor) -> Tensor:
+        mu, raw = self.encoder(x).chunk(2, dim=-1)
+        sigma = F.softplus(raw) + 1e-5
+        z = mu + sigma * torch.randn_like(sigma)
+        rec = F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(-1)
+        kl = 0.5 * (mu.square() + sigma.square() - 1.0).sum(-1) - sigma.log().sum(-1)
+        return (rec + kl).mean()
+
+
+class StepClock:
+    """Timestamps after every ``block``-th ``optimizer.step()`` (a global hook), with optional profiling.
+
+    Parameters
+    ----------
+    device : torch.device
+        CUDA is synchronised before each timestamp.
+    start, stop : int
+        Hook calls (1-based optimizer steps) that open and close the timed window.
+    block : int
+        Steps between timestamps inside the window.
+    profile : bool
+        Also run ``torch.profiler`` from step ``start`` to step ``stop``.
+    """
+
+    def __init__(self, device: torch.device, start: int, stop: int, block: int, profile: bool = False) -> None:
+        self.device, self.start, self.stop, self.block = device, start, stop, block
+        self.times: dict[int, float] = {}
+        self.calls = 0
+        self.prof: Any = None
+        if profile:
+            acts = [torch.profiler.ProfilerActivity.CPU]
+            if device.type == "cuda":
+                acts.append(torch.profiler.ProfilerActivity.CUDA)
+            self.prof = torch.profiler.profile(activities=acts)
+
+    def __call__(self, *_: Any) -> None:
+        self.calls += 1
+        c = self.calls
+        if self.start <= c <= self.stop and ((c - self.start) % self.block == 0 or c == self.stop):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.times[c] = time.perf_counter()
+            if self.prof is not None and c in (self.start, self.stop):
+                (self.prof.start if c == self.start else self.prof.stop)()
+
+    def __enter__(self) -> StepClock:
+        self.handle = register_optimizer_step_post_hook(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.remove()
+        if self.prof is not None and self.start <= self.calls < self.stop:
+            self.prof.stop()
+
+    def seconds(self) -> float:
+        """Time between the two window edges."""
+        if self.start not in self.times or self.stop not in self.times:
+            raise RuntimeError(f"the optimizer hook ran {self.calls} times, fewer than the {self.stop} steps needed: "
+                               f"the training step no longer calls optimizer.step() per step (e.g. a captured CUDA "
+                               f"graph); time whole fits of two lengths instead")
+        return self.times[self.stop] - self.times[self.start]
+
+    def block_seconds(self) -> list[float]:
+        """Time of each whole block of ``block`` steps in the window."""
+        edges = sorted(self.times)
+        return [self.times[b] - self.times[a] for a, b in zip(edges[:-1], edges[1:]) if b - a == self.block]
+
+
+def plain_batches(x: Tensor, device: torch.device, batch_size: int, ondevice: bool) -> Iterator[Tensor]:
+    """Endless shuffled batches of x: through a ``DataLoader``, or by index with x on the device."""
+    if ondevice:
+        xd = x.to(device)
+        while True:
+            perm = torch.randperm(len(xd), device=device)
+            for i in range(0, len(xd), batch_size):
+                yield xd[perm[i:i + batch_size]]
+    loader = DataLoader(TensorDataset(x), batch_size=batch_size, shuffle=True)
+    while True:
+        for (xb,) in loader:
+            yield xb.to(device, non_blocking=True)
+
+
+def run_plain(x: Tensor, device: torch.device, batch_size: int, n_steps: int, ondevice: bool) -> None:
+    """Train ``PlainVAE`` for ``n_steps`` steps (``ondevice``: data on the device and fused Adam)."""
+    model = PlainVAE(x.shape[1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4, **({"fused": True} if ondevice else {}))
+    for _, xb in zip(range(n_steps), plain_batches(x, device, batch_size, ondevice)):
+        loss = model(xb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def run_vaekit(x: Tensor, device: torch.device, batch_size: int, n_steps: int, compile: bool) -> None:
+    """``Trainer.fit`` of ``mlp_vae([784])`` for ``n_steps`` steps in a temporary run directory."""
+    from vaekit.data import ArrayData
+    from vaekit.models import mlp_vae
+    from vaekit.training import Trainer
+
+    if compile:
+        torch._dynamo.reset()
+    with tempfile.TemporaryDirectory() as root:
+        trainer = Trainer(max_epochs=10**6, max_steps=n_steps, batch_size=batch_size, lr=1e-3, adam_eps=1e-4,
+                          val_every_epochs=None, val_every_steps=None, checkpoint_every_steps=None,
+                          progress_bar=False, accelerator=device.type, devices=1, compile=compile, root_dir=root)
+        config = {"benchmark": "benchmarks/train_throughput.py", "trainer": trainer.get_params()}
+        trainer.fit(mlp_vae([x.shape[1]]), ArrayData(x, val_fraction=0.0), config=config)
+
+
+def count_ops(prof: Any, steps: int) -> dict[str, float]:
+    """ATen ops (top level), GPU kernels and launch calls per step from a finished profile."""
+    ops = kernels = launches = 0
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            kernels += not e.name.startswith(("Memcpy", "Memset", "[memory]"))
+        elif e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")):
+            ops += 1
+        elif e.name in LAUNCH_CALLS:
+            launches += 1
+    return {"aten_ops_per_step": ops / steps, "kernels_per_step": kernels / steps, "launches_per_step": launches / steps}
+
+
+def load_train(root: str, n: int, seed: int) -> tuple[Tensor, str]:
+    """``n`` binarized-MNIST training images as (n, 784) float32 (repeated if n > 50000), or random ones."""
+    try:
+        from vaekit.data import BinarizedMNIST
+
+        data = BinarizedMNIST(root, flatten=True, download=False)
+        data.setup()
+        x, source = data.train, "binarized_mnist train"
+    except Exception as err:  # noqa: BLE001 - any failure to find the data falls back, loudly
+        print(f"NOTE: binarized MNIST not found under {root!r} ({type(err).__name__}: {err}); "
+              f"timing on random binary images of the same shape")
+        g = torch.Generator().manual_seed(seed)
+        x, source = torch.bernoulli(torch.full((n, 784), 0.13), generator=g), "random binary"
+    if len(x) < n:
+        x = x.repeat(math.ceil(n / len(x)), 1)
+    return x[:n].contiguous(), source
+
+
+def device_name(device: torch.device) -> str:
+    """GPU name, or the CPU model name from /proc/cpuinfo with the logical core count."""
+    name = iwae_speed.device_name(device)
+    return name if device.type == "cuda" else f"{name} ({os.cpu_count()} logical cores)"
+
+
+def measure(fn: Callable[[int], None], device: torch.device, warmup: int, steps: int, block: int,
+            profile: bool = False) -> StepClock:
+    """Run ``fn(warmup + steps + 1)`` under a :class:`StepClock` timing steps ``warmup + 1 ..``."""
+    with StepClock(device, warmup + 1, warmup + steps + 1, block, profile) as clock:
+        fn(warmup + steps + 1)
+    clock.seconds()  # raises if the window was not seen
+    return clock
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--steps", type=int, default=500, help="timed steps per run (default 500: one epoch of 50k)")
+    p.add_argument("--epochs", type=float, default=None, help="timed epochs per run (overrides --steps)")
+    p.add_argument("--warmup-steps", type=int, default=50, help="untimed steps before the window")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per method")
+    p.add_argument("--block", type=int, default=50, help="steps per timed block (default: vaekit's log_every_steps)")
+    p.add_argument("--profile-steps", type=int, default=5, help="steps profiled for op/kernel counts (0: none)")
+    p.add_argument("--profile-table", type=int, default=0, help="print the top N ops of each profile by self time")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--n-train", type=int, default=50000)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--data-root", default=os.environ.get("VAEKIT_DATA") or str(HERE.parent.parent / "shared" / "data"))
+    p.add_argument("--out-dir", type=Path, default=HERE / "results")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    for name in ("steps", "warmup_steps", "repeats", "block", "batch_size", "n_train", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "warmup_steps" else 1):
+            p.error(f"--{name.replace('_', '-')} must be >= {0 if name == 'warmup_steps' else 1}, got {value}")
+    if args.profile_steps < 0 or args.profile_table < 0:
+        p.error("--profile-steps and --profile-table must be >= 0")
+    if args.epochs is not None:
+        if args.epochs <= 0:
+            p.error(f"--epochs must be > 0, got {args.epochs}")
+        args.steps = max(1, round(args.epochs * math.ceil(args.n_train / args.batch_size)))
+    args.block = min(args.block, args.steps)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA device here")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    quiet = logging.StreamHandler()  # keeps vaekit's INFO lines (one per fit) off the console, warnings pass
+    quiet.setLevel(logging.WARNING)
+    logging.getLogger("vaekit").addHandler(quiet)
+    load0 = os.getloadavg()[0]
+    x, source = load_train(args.data_root, args.n_train, args.seed)
+    name = device_name(device)
+    print(f"Training throughput, batch {args.batch_size}, {len(x)} examples ({source}) on {device} ({name}), "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load0:.2f}; "
+          f"{args.repeats} x {args.steps} timed steps after {args.warmup_steps} warm-up steps per method")
+
+    runners: dict[str, Callable[[int], None]] = {
+        "plain": lambda n: run_plain(x, device, args.batch_size, n, ondevice=False),
+        "plain-ondevice": lambda n: run_plain(x, device, args.batch_size, n, ondevice=True),
+        "vaekit": lambda n: run_vaekit(x, device, args.batch_size, n, compile=False),
+        "vaekit-compile": lambda n: run_vaekit(x, device, args.batch_size, n, compile=True),
+    }
+    clocks: dict[str, list[StepClock]] = {m: [] for m in args.methods}
+    notes: dict[str, str] = {}
+    for rep in range(args.repeats):
+        for m in args.methods:
+            if m in notes:
+                continue
+            torch.manual_seed(args.seed + rep)
+            try:
+                clocks[m].append(measure(runners[m], device, args.warmup_steps, args.steps, args.block))
+            except Exception as err:  # noqa: BLE001 - e.g. torch.compile without a working compiler
+                if m != "vaekit-compile":
+                    raise
+                notes[m] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+                print(f"  {m}: {notes[m]}")
+        print(f"  run {rep + 1}/{args.repeats}: " + ", ".join(
+            f"{m} {args.steps * args.batch_size / c[-1].seconds():,.0f}/s" for m, c in clocks.items() if c))
+
+    counts: dict[str, dict[str, float]] = {}
+    if args.profile_steps:
+        for m in args.methods:
+            if m in notes:
+                continue
+            torch.manual_seed(args.seed)
+            clock = measure(runners[m], device, args.warmup_steps, args.profile_steps, args.profile_steps, profile=True)
+            counts[m] = count_ops(clock.prof, args.profile_steps)
+            if args.profile_table:
+                sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+                print(f"\nprofile of {m} ({args.profile_steps} steps):")
+                print(clock.prof.key_averages().table(sort_by=sort, row_limit=args.profile_table))
+    load1 = os.getloadavg()[0]
+
+    bs = args.batch_size
+    speed = {m: bs * args.block / statistics.median(b) for m, c in clocks.items()
+             if (b := [t for clock in c for t in clock.block_seconds()])}
+    common = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": iwae_speed.git_commit(),
+              "device": str(device), "device_name": name, "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "load_avg_start": f"{load0:.2f}", "load_avg_end": f"{load1:.2f}",
+              "data": source, "n_train": len(x), "batch_size": bs, "warmup_steps": args.warmup_steps,
+              "steps": args.steps, "block": args.block, "repeats": args.repeats}
+    rows = []
+    for m in args.methods:
+        row = {**common, **dict.fromkeys(FIELDS[FIELDS.index("samples_per_s"):], ""), "method": m,
+               "note": notes.get(m, "")}
+        if m in speed:
+            runs = [args.steps * bs / c.seconds() for c in clocks[m]]
+            row.update(samples_per_s=f"{speed[m]:.0f}", ms_per_step=f"{1e3 * bs / speed[m]:.3f}",
+                       samples_per_s_runs=f"{statistics.median(runs):.0f}", samples_per_s_best=f"{max(runs):.0f}",
+                       ratio_to_plain=f"{speed[m] / speed['plain']:.3f}" if "plain" in speed else "")
+        if m in counts:
+            row.update(aten_ops_per_step=f"{counts[m]['aten_ops_per_step']:.1f}")
+            if device.type == "cuda":
+                row.update(kernels_per_step=f"{counts[m]['kernels_per_step']:.1f}",
+                           launches_per_step=f"{counts[m]['launches_per_step']:.1f}")
+        rows.append(row)
+    write_results(args.out_dir, device, rows, argv)
+    return rows
+
+
+def write_results(out_dir: Path, device: torch.device, rows: list[dict[str, Any]], argv: list[str] | None) -> None:
+    """Append ``rows`` to the CSV, write this run's markdown table, and print it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "train_throughput.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    cols = [("method", "method"), ("samples/s", "samples_per_s"), ("ms/step", "ms_per_step"),
+            ("ratio to plain", "ratio_to_plain"), ("samples/s, median run", "samples_per_s_runs"),
+            ("samples/s, best run", "samples_per_s_best"), ("ATen ops/step", "aten_ops_per_step")]
+    if device.type == "cuda":
+        cols += [("kernels/step", "kernels_per_step"), ("launches/step", "launches_per_step")]
+    cols.append(("note", "note"))
+    r0 = rows[0]
+    cmd = " ".join(["python benchmarks/train_throughput.py", *(argv if argv is not None else sys.argv[1:])])
+    head = (f"Training throughput, Cremer et al. MNIST VAE (784-200-200-(50) ELU, Bernoulli, Adam), batch "
+            f"{r0['batch_size']}, {r0['n_train']} examples ({r0['data']}).\n\n"
+            f"- date {r0['date']}, commit {r0['commit'] or '?'}, `{cmd}`\n"
+            f"- device: {r0['device']} ({r0['device_name']}), torch {r0['torch']}, {r0['threads']} threads\n"
+            f"- load average (1 min) {r0['load_avg_start']} at the start, {r0['load_avg_end']} at the end\n"
+            f"- each method: {r0['repeats']} runs (interleaved) of {r0['warmup_steps']} warm-up steps, then "
+            f"{r0['steps']} timed steps in blocks of {r0['block']}; samples/s and ms/step from the median block "
+            f"time over all runs, ratio = samples/s over plain's; whole-window samples/s of the median and best "
+            f"run beside them\n\n")
+    table = ("| " + " | ".join(h for h, _ in cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
+             + "".join("| " + " | ".join(str(r[k]) for _, k in cols) + " |\n" for r in rows))
+    md = out_dir / (f"train_throughput_{device.type}.md" if device.type == "cuda"
+                    else f"train_throughput_{device.type}_{r0['threads']}threads.md")
+    md.write_text(
+        "# Training throughput\n\n" + head + table
+        + "\nMethod and columns: see the docstring of benchmarks/train_throughput.py.\n")
+    print("\n" + head + table + f"\nappended to {path}; table in {md}")
+
+
+if __name__ == "__main__":
+    main()
