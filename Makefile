@@ -25,9 +25,14 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# speed on this machine (CPU, or add DEVICE=cuda); results go to benchmarks/results/ with the device named
+DEVICE ?= cpu
 bench: $(VENV)/.installed
-	$(PY) benchmarks/train_throughput.py
-	$(PY) benchmarks/iwae_speed.py
+	$(PY) benchmarks/train_throughput.py --device $(DEVICE)
+	$(PY) benchmarks/iwae_speed.py --device $(DEVICE)
+	$(PY) benchmarks/ais_speed.py --device $(DEVICE)
+	$(PY) benchmarks/local_opt_speed.py --device $(DEVICE)
+	$(PY) benchmarks/reproduce_cremer2018.py --short --device $(DEVICE)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
