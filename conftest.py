@@ -1,4 +1,4 @@
-"""Test-wide settings."""
+"""Test-wide settings (at the repository root, so that doctest collection of tests/ does not import it twice)."""
 
 import torch
 
