@@ -70,10 +70,13 @@ def load(run_dir: str | os.PathLike[str], *, checkpoint: Checkpoint = "best", de
     if not path.is_file():
         raise FileNotFoundError(f"{run.path} has no saved weights ({path.name} is missing): the run never reached a checkpoint")
     state = load_weights(path)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in state.items()}
+    if have != saved:
+        diff = sorted(k for k in have.keys() | saved.keys() if have.get(k) != saved.get(k))[:5]
         raise ValueError(f"weights in {path} do not match the model in {run.config_file}: "
-                         f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+                         + ", ".join(f"{k}: config {have.get(k)} vs weights {saved.get(k)}" for k in diff))
+    model.load_state_dict(state)
     return model.to(device).eval()
 
 

@@ -139,3 +139,17 @@ def test_evaluate_with_ais_and_local_optimisation_writes_the_gap_table(tiny_conf
     assert (run / "eval" / "gaps-test.csv").is_file() and (run / "eval" / "gaps-test.md").is_file()
     assert main(["evaluate", str(run), "--local-opt", "fgg"]) == 2
     assert "unknown family ['fgg']" in capsys.readouterr().err
+
+
+def test_failed_resume_leaves_the_run_intact(tiny_config, tmp_path, capsys):
+    assert main(["fit", "--config", str(tiny_config), "--trainer.max_epochs", "1"]) == 0
+    (run,) = _runs(tmp_path)
+    config_before = (run / "config.yaml").read_text()
+    ckpt_before = (run / "checkpoints" / "last.ckpt").read_bytes()
+    args = ["fit", "--resume", str(run), "--model.init_args.posterior.init_args.latent_features", "5",
+            "--model.init_args.decoder.init_args.in_features", "5"]
+    assert main(args) == 2
+    assert "does not match the checkpoint" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == config_before
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == ckpt_before
+    assert vaekit.load(run).sample(1).shape == (1, 64)

@@ -283,13 +283,13 @@ class Trainer:
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         train, val = self._check_data(data)
         validate = getattr(model, "validate_data", None)
-        if callable(validate):  # on one augmented batch (e.g. dynamically binarized), without using the RNG
+        if callable(validate):  # every example as the model will see it (augmented), without using the RNG
             augment = getattr(data, "augment", None)
             with torch.random.fork_rng(devices=[]):
-                head = _head(train, self.batch_size)
-                validate(augment(head) if callable(augment) else head, "data.train")
-            if val is not None:
-                validate(val[: self.batch_size], "data.val")
+                for chunk in _chunks(train, 10_000):
+                    validate(augment(chunk) if callable(augment) else chunk, "data.train")
+            for chunk in _chunks(val, 10_000) if val is not None else ():
+                validate(chunk, "data.val")
         needs_val = [n for n, on in (("early_stopping_patience", self.early_stopping_patience is not None),
                                      ("lr_schedule='plateau'", self.lr_schedule == "plateau")) if on]
         if needs_val and (val is None or (self.val_every_epochs is None and self.val_every_steps is None)):
@@ -301,6 +301,7 @@ class Trainer:
             run, ckpt_path = _resolve_resume(resume)
             checkpoint = load_checkpoint(ckpt_path)
             checkpoint["path"] = str(ckpt_path)
+            _check_same_model(model, checkpoint["model"], ckpt_path)
         elif run_dir is not None:
             run = _fresh_run_dir(run_dir)
         return FitLoop(self, model, data, train, val, objective, run, checkpoint, config).run()
@@ -333,13 +334,25 @@ class Trainer:
         return train, val
 
 
-def _head(train: Any, n: int) -> Any:
-    """The first ``n`` training examples as one batch."""
-    if isinstance(train, Tensor):
-        return train[:n]
+def _chunks(data: Any, n: int) -> Any:
+    """The examples of a Tensor in batches of ``n`` (a Dataset: its first ``n`` examples only)."""
+    if isinstance(data, Tensor):
+        yield from data.split(n)
+        return
     from torch.utils.data import default_collate
 
-    return default_collate([train[i] for i in range(min(n, len(train)))])
+    yield default_collate([data[i] for i in range(min(n, len(data)))])
+
+
+def _check_same_model(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """A resumed model must have the checkpoint's parameters and shapes (checked before anything is written)."""
+    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in state.items()}
+    if have != saved:
+        diff = sorted(k for k in have.keys() | saved.keys() if have.get(k) != saved.get(k))[:5]
+        raise ValueError(f"the model does not match the checkpoint {str(path)!r} it should resume from (first "
+                         f"differences: {', '.join(f'{k}: model {have.get(k)} vs checkpoint {saved.get(k)}' for k in diff)}); "
+                         f"resume with the run's own config")
 
 
 def _fresh_run_dir(run_dir: RunDir | str | Path) -> RunDir:
