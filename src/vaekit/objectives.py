@@ -9,13 +9,16 @@ produced here: metrics stay tensors so the training loop decides when to synchro
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
 
+from ._checks import check_int
 from ._recording import Configurable
-from .models.base import ElboTerms, LatentVariableModel
+
+if TYPE_CHECKING:
+    from .models.base import ElboTerms, LatentVariableModel
 
 __all__ = ["KLWeight", "Objective", "ELBO", "IWAE", "logmeanexp"]
 
@@ -125,7 +128,7 @@ class ELBO(Objective):
         self.free_bits = float(free_bits)
 
     def __call__(self, model: LatentVariableModel, batch: Any, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
-        terms: ElboTerms = model.elbo_terms(batch)
+        terms = model.elbo_terms(batch)
         beta = self.weight(step)
         rec = terms.rec.mean()
         if self.warmup == "entropy":
@@ -172,9 +175,7 @@ class IWAE(Objective):
     """
 
     def __init__(self, k: int = 5) -> None:
-        if int(k) < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        self.k = int(k)
+        self.k = check_int("k", k)
 
     def __call__(self, model: LatentVariableModel, batch: Any, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
         lw = model.log_weights(batch, self.k)  # (k, batch)

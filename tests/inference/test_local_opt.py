@@ -58,3 +58,10 @@ def test_bad_arguments(kwargs, message):
     x = torch.bernoulli(torch.full((2, 20), 0.4))
     with pytest.raises((ValueError, TypeError), match=message):
         optimize_local_posterior(model, x, **kwargs)
+
+
+@pytest.mark.parametrize("tol", [float("nan"), -1.0])
+def test_tol_must_be_finite_and_non_negative(tol):
+    model = mlp_vae([20], 3, hidden=[16])
+    with pytest.raises(ValueError, match="tol must be a finite number >= 0"):
+        optimize_local_posterior(model, torch.bernoulli(torch.full((2, 20), 0.4)), tol=tol)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Size, Tensor, nn
 from torch.distributions import Independent, Normal, register_kl
 
+from .._checks import check_float, check_int
 from .base import ConditionalDistribution
 
 __all__ = ["DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian"]
@@ -101,12 +102,11 @@ class DiagonalGaussian(ConditionalDistribution):
     def __init__(self, context_features: int, latent_features: int, scale: Literal["softplus", "exp"] = "softplus",
                  min_scale: float = 1e-5) -> None:
         super().__init__()
-        if context_features < 1 or latent_features < 1:
-            raise ValueError(f"context_features and latent_features must be >= 1, got {context_features} and {latent_features}")
+        check_int("context_features", context_features)
+        check_int("latent_features", latent_features)
         if scale not in ("softplus", "exp"):
             raise ValueError(f"scale must be 'softplus' or 'exp', got {scale!r}")
-        if min_scale < 0:
-            raise ValueError(f"min_scale must be >= 0, got {min_scale}")
+        check_float("min_scale", min_scale, 0)
         self.context_features, self.latent_features = int(context_features), int(latent_features)
         self.scale_kind, self.min_scale = scale, float(min_scale)
         self.linear = nn.Linear(self.context_features, 2 * self.latent_features)
@@ -127,8 +127,7 @@ class StandardNormal(ConditionalDistribution):
 
     def __init__(self, latent_features: int) -> None:
         super().__init__()
-        if latent_features < 1:
-            raise ValueError(f"latent_features must be >= 1, got {latent_features}")
+        check_int("latent_features", latent_features)
         self.latent_features = int(latent_features)
         self.register_buffer("loc", torch.zeros(self.latent_features), persistent=False)
         self.register_buffer("scale", torch.ones(self.latent_features), persistent=False)
@@ -147,8 +146,8 @@ class LearnedGaussian(ConditionalDistribution):
 
     def __init__(self, latent_features: int, min_scale: float = 1e-4) -> None:
         super().__init__()
-        if latent_features < 1:
-            raise ValueError(f"latent_features must be >= 1, got {latent_features}")
+        check_int("latent_features", latent_features)
+        check_float("min_scale", min_scale, 0, 1, high_open=True)
         self.latent_features, self.min_scale = int(latent_features), float(min_scale)
         self.loc = nn.Parameter(torch.zeros(self.latent_features))
         # softplus(raw) + min_scale == 1 at initialisation

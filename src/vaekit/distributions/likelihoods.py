@@ -17,6 +17,7 @@ from torch import Size, Tensor, nn
 from torch.distributions import Bernoulli as _Bernoulli
 from torch.distributions import Distribution, Independent, Normal, constraints
 
+from .._checks import check_float, check_int
 from .._recording import Configurable
 
 __all__ = ["Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic", "DiscretizedLogisticDistribution"]
@@ -99,12 +100,15 @@ class Gaussian(Likelihood):
         super().__init__()
         if variance not in ("fixed", "learned", "predicted"):
             raise ValueError(f"variance must be 'fixed', 'learned' or 'predicted', got {variance!r}")
-        if scale <= 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
+        check_float("scale", scale, 0, low_open=True)
+        check_float("min_scale", min_scale, 0)
+        if variance == "learned" and scale > 1e6:
+            raise ValueError(f"scale must be <= 1e6 for variance='learned', got {scale}")
         self.variance, self.min_scale = variance, float(min_scale)
         self.params_per_dim = 2 if variance == "predicted" else 1
         if variance == "learned":
-            self.raw_scale = nn.Parameter(torch.tensor(math.log(math.expm1(max(scale - self.min_scale, 1e-6)))))
+            raw = max(scale - self.min_scale, 1e-6)
+            self.raw_scale = nn.Parameter(torch.tensor(raw + math.log(-math.expm1(-raw))))  # softplus^-1, stable
         else:
             self.register_buffer("fixed_scale", torch.tensor(float(scale)), persistent=False)
 
@@ -181,7 +185,9 @@ class DiscretizedLogistic(Likelihood):
     Examples
     --------
     >>> lik = DiscretizedLogistic()
-    >>> px = lik(torch.zeros(1, 2, 3), event_ndim=1)   # loc=0, log_scale=0 for 3 pixels
+    >>> px = lik(torch.zeros(1, 6), event_ndim=1)   # loc=0 and log_scale=0 for 3 pixels
+    >>> px.event_shape
+    torch.Size([3])
     >>> levels = torch.arange(256.0) / 255
     >>> total = DiscretizedLogisticDistribution(torch.zeros(256), torch.zeros(256)).log_prob(levels).exp().sum()
     >>> round(float(total), 4)
@@ -192,8 +198,8 @@ class DiscretizedLogistic(Likelihood):
 
     def __init__(self, n_bins: int = 256, min_log_scale: float = -7.0) -> None:
         super().__init__()
-        if n_bins < 2:
-            raise ValueError(f"n_bins must be >= 2, got {n_bins}")
+        check_int("n_bins", n_bins, 2)
+        check_float("min_log_scale", min_log_scale)
         self.n_bins, self.min_log_scale = int(n_bins), float(min_log_scale)
 
     def forward(self, params: Tensor, event_ndim: int) -> Distribution:
@@ -203,3 +209,9 @@ class DiscretizedLogistic(Likelihood):
     def validate(self, x: Tensor, name: str = "x") -> None:
         if float(x.min()) < 0 or float(x.max()) > 1:
             raise ValueError(f"{name} must lie in [0, 1] for DiscretizedLogistic, got values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+        levels = x * (self.n_bins - 1)
+        off = (levels - levels.round()).abs().max()
+        if float(off) > 1e-3:
+            raise ValueError(f"{name} is not on the grid of {self.n_bins} levels k/{self.n_bins - 1} that "
+                             f"DiscretizedLogistic(n_bins={self.n_bins}) scores (largest offset {float(off):.3g} levels); "
+                             "quantise the data or choose n_bins to match it")

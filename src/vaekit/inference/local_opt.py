@@ -10,15 +10,17 @@ the inference-gap decomposition of Cremer, Li & Duvenaud (2018):
 Vectorized: every example of a batch gets its own copy of the family's parameters and its
 own context vector (stacked with :func:`torch.func.stack_module_state`), the per-example
 ELBOs are evaluated with :func:`torch.func.vmap`, and one optimiser step updates the whole
-batch. Each example's gradient touches only its own parameters, so the batch size changes
-the speed, never the answer.
+batch. Each example's gradient touches only its own parameters; the batch shares only the
+stopping rule (below), so the batch size changes the speed and when a batch stops, not
+the objective.
 
 Initialisation: ``"amortized"`` starts each copy from the trained posterior network and
 the context from the encoder's features for that example (so the first iterate is the
 amortized :math:`q`); ``"scratch"`` starts from the family module as given and a zero
-context. The best iterate of each example (judged at the convergence checks against the
-starting point) is kept, so with ``"amortized"`` the result does not end below where it
-started, up to estimation noise.
+context. At every convergence check each example's current parameters are scored with
+``check_k`` fresh samples and kept if they beat its best so far (the starting point's
+``eval_k``-sample score included), so with ``"amortized"`` the result does not end below
+where it started, up to estimation noise.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..distributions import ConditionalDistribution, rsample_and_log_prob
 from ..models.base import LatentVariableModel
-from .iwae import _check_positive_int, _resolve_device
+from .._checks import check_float, check_int
+from .iwae import _resolve_device
 
 __all__ = ["LocalOptResult", "optimize_local_posterior"]
 
@@ -93,7 +96,7 @@ def _amortized_parts(model: LatentVariableModel) -> tuple[nn.Module, Conditional
 def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: ConditionalDistribution | None = None,
                              init: Literal["amortized", "scratch"] = "amortized", k: int = 10, lr: float = 1e-3,
                              max_steps: int = 10000, check_every: int = 100, patience: int = 10, tol: float = 1e-3,
-                             eval_k: int = 1000, batch_size: int | None = None,
+                             eval_k: int = 1000, check_k: int = 100, batch_size: int | None = None,
                              device: str | torch.device | None = None) -> LocalOptResult:
     r"""Optimise a posterior per datapoint (vectorized over the batch) and return its ELBO.
 
@@ -119,12 +122,16 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
     max_steps : int
         Hard cap on optimiser steps per batch.
     check_every, patience : int
-        Every ``check_every`` steps the mean of each example's ELBO over those steps is
-        compared with its best so far; the batch stops after ``patience`` checks in a row
-        in which the batch mean did not improve by more than ``tol`` nats.
+        Every ``check_every`` steps each example's current parameters are scored with
+        ``check_k`` samples and kept if better than its best so far; the batch stops after
+        ``patience`` checks in a row in which the mean of the best scores did not improve
+        by more than ``tol`` nats.
     tol : float
+        Improvement (nats, >= 0) that resets the patience counter.
     eval_k : int
         Samples for the final ELBO estimates (and the initial ones).
+    check_k : int
+        Samples for the scores at the checks.
     batch_size : int, optional
         Examples optimised together (default: all, at most 1000).
     device : str or torch.device, optional
@@ -145,14 +152,14 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
     (torch.Size([4]), torch.float64)
     """
     for name, value in (("k", k), ("max_steps", max_steps), ("check_every", check_every), ("patience", patience),
-                        ("eval_k", eval_k)):
-        _check_positive_int(name, value)
+                        ("eval_k", eval_k), ("check_k", check_k)):
+        check_int(name, value)
     if batch_size is not None:
-        _check_positive_int("batch_size", batch_size)
+        check_int("batch_size", batch_size)
     if init not in ("amortized", "scratch"):
         raise ValueError(f"init must be 'amortized' or 'scratch', got {init!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    check_float("lr", lr, 0, low_open=True)
+    check_float("tol", tol, 0)
     features, own = _amortized_parts(model)
     family = own if family is None else family
     if not isinstance(family, ConditionalDistribution):
@@ -176,7 +183,7 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
         for p, _ in frozen:
             p.requires_grad_(False)
         parts = [_optimize_batch(model, x[i:i + bs].to(dev), features, own if init == "amortized" else family, init,
-                                 k, lr, max_steps, check_every, patience, tol, eval_k)
+                                 k, lr, max_steps, check_every, patience, tol, eval_k, check_k)
                  for i in range(0, x.shape[0], bs)]
     finally:
         for p, flag in frozen:
@@ -188,7 +195,7 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
 
 def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family: ConditionalDistribution, init: str,
                     k: int, lr: float, max_steps: int, check_every: int, patience: int, tol: float,
-                    eval_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                    eval_k: int, check_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     n = x.shape[0]
     name = model.latent_names[0]
     template = copy.deepcopy(family).to(x.device)
@@ -206,14 +213,14 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family
 
     batched = vmap(elbo_one, in_dims=(0, 0, 0, 0, None), randomness="different")
 
-    def estimate(p: dict[str, Tensor], h: Tensor) -> Tensor:
+    def estimate(p: dict[str, Tensor], h: Tensor, samples: int = eval_k) -> Tensor:
         with torch.no_grad():
-            chunks, left = [], eval_k
+            chunks, left = [], samples
             while left > 0:  # bounded memory: at most k_chunk samples per example at once
                 m = min(left, 256)
                 chunks.append(batched(p, buffers, h, x, m).double() * m)
                 left -= m
-            return torch.stack(chunks).sum(0) / eval_k
+            return torch.stack(chunks).sum(0) / samples
 
     initial = estimate(params, context)
     best = {key: v.detach().clone() for key, v in params.items()}
@@ -221,20 +228,17 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family
     # the starting point is a candidate: with init="amortized" an example keeps the amortized q unless it improves
     best_val = initial.clone() if init == "amortized" else torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
     opt = torch.optim.Adam([*params.values(), context], lr=lr)
-    window = torch.zeros(n, dtype=torch.float64, device=x.device)
     stale, step, converged, best_mean = 0, 0, False, -math.inf
     while step < max_steps:
         elbo = batched(params, buffers, context, x, k)
         opt.zero_grad(set_to_none=True)
         (-elbo.sum()).backward()
         opt.step()
-        window += elbo.detach().double()
         step += 1
         if step % check_every == 0:
-            avg = window / check_every
-            window.zero_()
-            better = avg > best_val
-            best_val = torch.where(better, avg, best_val)
+            score = estimate(params, context, check_k)  # the parameters that would be kept, scored afresh
+            better = score > best_val
+            best_val = torch.where(better, score, best_val)
             with torch.no_grad():
                 for key, v in params.items():
                     best[key][better] = v.detach()[better]

@@ -12,6 +12,7 @@ from torch.distributions import Distribution
 
 from ..distributions import (Bernoulli, ConditionalDistribution, DiagonalGaussian, DiscretizedLogistic, Gaussian,
                              Likelihood, StandardNormal, kl_divergence, rsample_and_log_prob)
+from .._checks import check_int
 from ..nn import MLP, ConvDecoder, ConvEncoder
 from .base import ElboTerms, LatentVariableModel
 
@@ -72,7 +73,8 @@ class VAE(LatentVariableModel):
         if kl not in ("auto", "analytic", "mc"):
             raise ValueError(f"kl must be 'auto', 'analytic' or 'mc', got {kl!r}")
         for arg, value, cls in (("encoder", encoder, nn.Module), ("decoder", decoder, nn.Module),
-                                ("posterior", posterior, ConditionalDistribution), ("likelihood", likelihood, Likelihood)):
+                                ("posterior", posterior, ConditionalDistribution), ("likelihood", likelihood, Likelihood),
+                                ("prior", prior if prior is not None else StandardNormal(1), ConditionalDistribution)):
             if not isinstance(value, cls):
                 raise TypeError(f"{arg} must be a {cls.__name__}, got {type(value).__name__}")
         self.encoder, self.posterior, self.decoder, self.likelihood = encoder, posterior, decoder, likelihood
@@ -125,6 +127,7 @@ class VAE(LatentVariableModel):
         return ElboTerms(rec=rec, kl={n: kl}, log_q={n: log_q}, log_p={n: log_p})
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
+        k = check_int("k", k)
         q = self.encode(x)[self.latent_name]
         z, log_q = rsample_and_log_prob(q, (k,))
         return self.decode(z).log_prob(x) + self.prior().log_prob(z) - log_q
@@ -136,9 +139,7 @@ class VAE(LatentVariableModel):
         return self.decode(z).log_prob(x) + self.log_prior(z)
 
     def sample_prior(self, n: int) -> dict[str, Tensor]:
-        if int(n) < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        return {self.latent_name: self.prior().sample((int(n),))}
+        return {self.latent_name: self.prior().sample((check_int("n", n),))}
 
     def forward(self, x: Tensor) -> ElboTerms:
         """Same as :meth:`elbo_terms` (so DDP wrappers see a forward)."""
