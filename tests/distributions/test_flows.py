@@ -248,26 +248,26 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"unknown posterior 'maf'; accepted: gaussian, planar, radial"):
         make_posterior("maf", C, D)
     for name in POSTERIORS[1:]:
-        with pytest.raises(ValueError, match=r"n_flows must be an integer >= 1, got 0"):
+        with pytest.raises(ValueError, match=r"n_flows must be an int >= 1, got 0"):
             make_posterior(name, C, D, n_flows=0)
     for name in ("realnvp", "af", "iaf", "nsf"):
         with pytest.raises(ValueError, match=r"hidden must be a list of positive integers, got \[16, -4\]"):
             make_posterior(name, C, D, hidden=[16, -4])
         with pytest.raises(ValueError, match="activation must be one of"):
             make_posterior(name, C, D, activation="swish")
-    with pytest.raises(ValueError, match="latent_features must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="latent_features must be an int >= 1, got 0"):
         PlanarFlow(C, 0)
     with pytest.raises(ValueError, match="kind must be one of"):
         SylvesterFlow(C, D, kind="cayley")
     with pytest.raises(ValueError, match="n_orthogonal must be <= latent_features=3, got 4"):
         SylvesterFlow(C, D, n_orthogonal=4)
-    with pytest.raises(ValueError, match="n_householder must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="n_householder must be an int >= 1, got 0"):
         SylvesterFlow(C, D, kind="householder", n_householder=0)
-    with pytest.raises(ValueError, match="bins must be an integer >= 2, got 1"):
+    with pytest.raises(ValueError, match="bins must be an int >= 2, got 1"):
         NeuralSplineFlow(C, D, bins=1)
     with pytest.raises(ValueError, match="bound must be a number > 0, got 0"):
         NeuralSplineFlow(C, D, bound=0)
-    with pytest.raises(ValueError, match="aux_features must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="aux_features must be an int >= 1, got 0"):
         AuxiliaryFlow(C, D, aux_features=0)
 
 

@@ -116,10 +116,12 @@ def family_name(posterior: ConditionalDistribution) -> str:
     return type(posterior).__name__
 
 
-def _local_family(name: str, model: Any) -> tuple[ConditionalDistribution | None, str]:
-    """(family module or None for the model's own, init) for a local-optimisation family name."""
+def _local_family(name: str | ConditionalDistribution, model: Any) -> tuple[ConditionalDistribution | None, str]:
+    """(family module or None for the model's own, init) for a local-optimisation family name or module."""
     from ..distributions.flows.factory import POSTERIORS, make_posterior
 
+    if isinstance(name, ConditionalDistribution):  # any family, configured by the caller
+        return name, "scratch"
     canonical = LOCAL_ALIASES.get(name, name)
     if canonical not in POSTERIORS:
         raise ValueError(f"unknown local-optimisation family {name!r}; accepted: "
@@ -142,10 +144,12 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     model : LatentVariableModel
         A single-latent model with an encoder and a posterior family (e.g. a VAE).
     x : Tensor of shape (n, *data_shape)
-    local_opt : sequence of str
-        Families to optimise per datapoint (``"ffg"``/``"gaussian"``, ``"af"``, any name of
-        :data:`vaekit.distributions.flows.POSTERIORS`). The model's own family is started
-        from the amortized posterior; other families from scratch.
+    local_opt : sequence of str or ConditionalDistribution
+        Families to optimise per datapoint: names (``"ffg"``/``"gaussian"``, ``"af"``, any
+        name of :data:`vaekit.distributions.flows.POSTERIORS`, built with default settings)
+        or family modules configured by the caller (optimised from scratch, listed under
+        their :func:`family_name`). The model's own family, given by name, is started from
+        the amortized posterior; other families from scratch.
     iwae_k : int
         Samples of the IWAE estimate (which also gives :math:`\\mathcal L[q]`).
     ais : dict, optional
@@ -175,7 +179,10 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     >>> col.own, sorted(col.local), col.log_px_source
     ('gaussian', ['gaussian'], 'IWAE')
     """
-    families = [(LOCAL_ALIASES.get(n, n), *_local_family(n, model)) for n in local_opt]  # checks names first
+    if ais is not None and "device" in ais:
+        raise ValueError("ais must not contain 'device': pass device= to inference_gaps")
+    families = [(family_name(n) if isinstance(n, ConditionalDistribution) else LOCAL_ALIASES.get(n, n),
+                 *_local_family(n, model)) for n in local_opt]  # checks names before any work
     t0 = time.perf_counter()
     if iwae is not None and iwae.per_example.shape[0] != x.shape[0]:
         raise ValueError(f"iwae holds {iwae.per_example.shape[0]} examples but x has {x.shape[0]}")
@@ -193,7 +200,8 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
         res = optimize_local_posterior(model, x, family=family, init=init, device=device, **(local_opt_kwargs or {}))
         local[name] = res.mean
     own = family_name(model.posterior)  # type: ignore[arg-type]
-    settings = {"iwae_k": iwae_k, "ais": ais, "local_opt": list(local_opt), "local_opt_kwargs": local_opt_kwargs or {},
+    settings = {"iwae_k": iwae_k, "ais": ais, "local_opt": [name for name, _, _ in families],
+                "local_opt_kwargs": local_opt_kwargs or {},
                 "seconds": time.perf_counter() - t0}
     return GapColumn(label=label or own, own=own, n=int(x.shape[0]), log_px=float(log_px.mean()), log_px_source=source,
                      iwae=iw.mean, ais=ais_mean, local=local, elbo=float(iw.elbo_per_example.mean()), settings=settings)

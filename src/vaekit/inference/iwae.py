@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from numbers import Integral
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._checks import check_int
 from ..models.base import LatentVariableModel
 
 __all__ = ["IWAEResult", "iwae_log_likelihood"]
@@ -282,12 +282,7 @@ def _resolve_device(model: LatentVariableModel, x: Tensor,
     return own if own is not None else device
 
 
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int >= 1, got {value!r} of type {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value}")
-    return int(value)
+_check_positive_int = check_int  # kept for the other estimators that import it
 
 
 def _finite_or_none(v: float) -> float | None:

@@ -23,6 +23,7 @@ from torch import Size, Tensor, nn
 from torch.distributions import Distribution, constraints
 from torch.func import functional_call
 
+from ..._checks import check_int
 from ..base import ConditionalDistribution
 from ..gaussian import DiagonalGaussian, DiagonalNormal
 
@@ -150,13 +151,6 @@ def compose(z: Tensor, steps: Iterable[Transform]) -> tuple[Tensor, Tensor]:
         z, ld = step(z)
         logdet = logdet + ld
     return z, logdet
-
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int ``>= minimum`` or a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def check_hidden(hidden: Sequence[int], name: str = "hidden") -> list[int]:
