@@ -118,7 +118,7 @@ def _evaluate(argv: Sequence[str]) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ais-chains", type=int, default=None, help="run AIS with this many chains per example")
-    p.add_argument("--ais-steps", type=int, default=None, help="AIS intermediate distributions (default 1000 with AIS)")
+    p.add_argument("--ais-steps", type=int, default=None, help="AIS annealing steps T (T+1 distributions; default 1000 with AIS)")
     p.add_argument("--local-opt", nargs="+", default=[], metavar="FAMILY",
                    help="optimise these posterior families per datapoint (e.g. ffg af) and write the gap table")
     p.add_argument("--local-opt-steps", type=int, default=10000, help="maximum local-optimisation steps per batch")

@@ -136,6 +136,10 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     run = RunDir.open(run_dir)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load(run.path, checkpoint=checkpoint, device=dev)
+    if local_opt:
+        from .inference.local_opt import amortized_parts
+
+        amortized_parts(model)  # fails before anything is written for models local optimisation cannot handle
     x = _split(load_data(run.path), split)
     if n_points is not None:
         x = x[: int(n_points)]

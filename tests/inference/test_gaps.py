@@ -62,3 +62,11 @@ def test_bad_family_name_fails_before_any_work():
         inference_gaps(model, torch.zeros(2, 12), local_opt=["fgg"])
     with pytest.raises(ValueError, match="columns is empty"):
         write_gap_report([], "unused")
+
+
+def test_models_without_a_posterior_family_are_refused_up_front():
+    from linear_gaussian import LinearGaussian, orthogonal_columns
+
+    model = LinearGaussian(orthogonal_columns(5, 2, [1.0, 2.0]).float(), torch.zeros(5), 0.5)
+    with pytest.raises(TypeError, match="single-latent model with an encoder and a posterior family"):
+        inference_gaps(model, torch.zeros(2, 5), local_opt=["ffg"])

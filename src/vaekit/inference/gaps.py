@@ -35,7 +35,7 @@ from torch import Tensor
 from ..distributions import ConditionalDistribution, DiagonalGaussian
 from ..models.base import LatentVariableModel
 from .iwae import IWAEResult, iwae_log_likelihood
-from .local_opt import optimize_local_posterior
+from .local_opt import amortized_parts, optimize_local_posterior
 
 __all__ = ["GapColumn", "inference_gaps", "gap_table", "write_gap_report", "family_name", "LOCAL_ALIASES"]
 
@@ -181,6 +181,7 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     """
     if ais is not None and "device" in ais:
         raise ValueError("ais must not contain 'device': pass device= to inference_gaps")
+    _, own_family = amortized_parts(model)  # a clear TypeError before any work for models without a posterior
     families = [(family_name(n) if isinstance(n, ConditionalDistribution) else LOCAL_ALIASES.get(n, n),
                  *_local_family(n, model)) for n in local_opt]  # checks names before any work
     t0 = time.perf_counter()
@@ -199,7 +200,7 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     for name, family, init in families:
         res = optimize_local_posterior(model, x, family=family, init=init, device=device, **(local_opt_kwargs or {}))
         local[name] = res.mean
-    own = family_name(model.posterior)  # type: ignore[arg-type]
+    own = family_name(own_family)
     settings = {"iwae_k": iwae_k, "ais": ais, "local_opt": [name for name, _, _ in families],
                 "local_opt_kwargs": local_opt_kwargs or {},
                 "seconds": time.perf_counter() - t0}

@@ -39,7 +39,7 @@ from ..models.base import LatentVariableModel
 from .._checks import check_float, check_int
 from .iwae import _resolve_device
 
-__all__ = ["LocalOptResult", "optimize_local_posterior"]
+__all__ = ["LocalOptResult", "optimize_local_posterior", "amortized_parts"]
 
 
 @dataclass(eq=False)
@@ -84,7 +84,14 @@ class LocalOptResult:
                 "converged_fraction": float(self.converged.float().mean())}
 
 
-def _amortized_parts(model: LatentVariableModel) -> tuple[nn.Module, ConditionalDistribution]:
+def amortized_parts(model: LatentVariableModel) -> tuple[Any, ConditionalDistribution]:
+    """``(features, posterior)`` of a single-latent model with an encoder and a posterior family.
+
+    Raises
+    ------
+    TypeError
+        For models without them (local optimisation and the gap analysis need them).
+    """
     features = getattr(model, "_features", None)
     posterior = getattr(model, "posterior", None)
     if not callable(features) or not isinstance(posterior, ConditionalDistribution) or len(model.latent_names) != 1:
@@ -124,8 +131,8 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
     check_every, patience : int
         Every ``check_every`` steps each example's current parameters are scored with
         ``check_k`` samples and kept if better than its best so far; the batch stops after
-        ``patience`` checks in a row in which the mean of the best scores did not improve
-        by more than ``tol`` nats.
+        ``patience`` checks in a row in which the batch mean of the current scores did not
+        beat its best by more than ``tol`` nats.
     tol : float
         Improvement (nats, >= 0) that resets the patience counter.
     eval_k : int
@@ -160,7 +167,7 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
         raise ValueError(f"init must be 'amortized' or 'scratch', got {init!r}")
     check_float("lr", lr, 0, low_open=True)
     check_float("tol", tol, 0)
-    features, own = _amortized_parts(model)
+    features, own = amortized_parts(model)
     family = own if family is None else family
     if not isinstance(family, ConditionalDistribution):
         raise TypeError(f"family must be a vaekit ConditionalDistribution, got {type(family).__name__}")
@@ -225,8 +232,9 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family
     initial = estimate(params, context)
     best = {key: v.detach().clone() for key, v in params.items()}
     best_ctx = context.detach().clone()
-    # the starting point is a candidate: with init="amortized" an example keeps the amortized q unless it improves
-    best_val = initial.clone() if init == "amortized" else torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
+    # the starting point is a candidate: an example keeps its start unless a checked iterate beats it, so a run
+    # that diverges (too large a learning rate) ends where it started instead of at the diverged parameters
+    best_val = initial.clone()
     opt = torch.optim.Adam([*params.values(), context], lr=lr)
     stale, step, converged, best_mean = 0, 0, False, -math.inf
     while step < max_steps:
@@ -243,7 +251,7 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family
                 for key, v in params.items():
                     best[key][better] = v.detach()[better]
                 best_ctx[better] = context.detach()[better]
-            mean = float(best_val.mean())
+            mean = float(score.mean())  # the current iterate, not the running best (a max of noisy scores creeps up)
             if mean > best_mean + tol:
                 best_mean, stale = mean, 0
             else:
