@@ -71,7 +71,7 @@ class PlanarFlow(FlowPosterior):
         super().__init__(context_features, latent_features, n_flows)
         self.amortize = nn.Linear(self.context_features, self.n_flows * (2 * self.latent_features + 1))
 
-    def _flow_parameters(self, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _flow_parameters(self, context: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         d = self.latent_features
         p = self.amortize(context).unflatten(-1, (self.n_flows, 2 * d + 1))
         u, w, b = p[..., :d], p[..., d:2 * d], p[..., 2 * d]
