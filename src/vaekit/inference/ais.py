@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ..models.base import LatentVariableModel
+from ..nn.modes import eval_mode
 from ._ais_results import AISResult, BDMCResult
 from ._hmc import LatentPacker, anneal
 from .iwae import _DEFAULT_BUDGET, _check_positive_int, _resolve_device
@@ -286,15 +287,9 @@ def bdmc(
                                step_size_bounds, batch_size)
     n_examples = _check_positive_int("n_examples", n_examples)
     model, _, device = _check_model_data(model, None, device, ("log_joint", "log_prior", "sample_prior", "decode"))
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            z = {k: v.to(device) for k, v in model.sample_prior(n_examples).items()}
-            x = model.decode(z).sample()
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with eval_mode(model), torch.no_grad():
+        z = {k: v.to(device) for k, v in model.sample_prior(n_examples).items()}
+        x = model.decode(z).sample()
     x = model.validate_data(x, "simulated x")
     forward = _run(model, x, None, "forward", settings, adapt, device, progress, return_diagnostics)
     reverse = _run(model, x, _check_z_init(z, n_examples, n_chains), "reverse", settings, adapt, device, progress,
@@ -400,11 +395,9 @@ def _run(model: LatentVariableModel, x: Tensor, z_init: dict[str, Tensor] | None
     betas = ais_schedule(steps, settings["schedule"])
     if direction == "reverse":
         betas = betas.flip(0)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     parts: dict[str, list[Tensor]] = {"lw": [], "acc": [], "eps": [], "trace_acc": [], "trace_eps": []}
     start_time = time.perf_counter()
-    try:
+    with eval_mode(model):
         with tqdm(total=math.ceil(n / batch_size) * steps, desc=f"AIS ({direction})", disable=not progress) as bar:
             for lo in range(0, n, batch_size):
                 xb = x[lo:lo + batch_size].to(device)
@@ -419,9 +412,6 @@ def _run(model: LatentVariableModel, x: Tensor, z_init: dict[str, Tensor] | None
                     z = packer.pack(zb, 2).to(device)
                 for key, value in zip(parts, anneal(model, xb, packer, z, betas, settings, adapt, bar)):
                     parts[key].append(value)
-    finally:
-        for m, mode in modes:
-            m.training = mode
     lw = torch.cat(parts["lw"], 1).T  # (n, chains), float64: forward log w or reverse -log u
     trace = None
     if return_diagnostics and steps > 1:

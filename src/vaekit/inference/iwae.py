@@ -29,6 +29,7 @@ from torch import Tensor
 
 from .._checks import check_int
 from ..models.base import LatentVariableModel
+from ..nn.modes import eval_mode
 
 __all__ = ["IWAEResult", "iwae_log_likelihood"]
 
@@ -207,14 +208,8 @@ def iwae_log_likelihood(
     n = int(x.shape[0])
     batch_size, chunk_size = _plan(n, k, x, device, batch_size, chunk_size, max_elements)
 
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            lse, mean_lw = _estimate(model, x, k, batch_size, chunk_size, device, progress)
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with eval_mode(model), torch.no_grad():
+        lse, mean_lw = _estimate(model, x, k, batch_size, chunk_size, device, progress)
     bad = torch.isnan(lse) | (lse == math.inf)
     if bool(bad.any()):
         first = int(bad.nonzero()[0, 0])

@@ -36,6 +36,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..distributions import ConditionalDistribution, rsample_and_log_prob
 from ..models.base import LatentVariableModel
+from ..nn.modes import eval_mode
 from .._checks import check_float, check_int
 from .iwae import _resolve_device
 
@@ -184,18 +185,16 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
     dev = _resolve_device(model, x, device)
     bs = min(int(batch_size or 1000), x.shape[0])
     frozen = [(p, p.requires_grad) for p in model.parameters()]
-    was_training = model.training
-    model.eval()
     try:
         for p, _ in frozen:
             p.requires_grad_(False)
-        parts = [_optimize_batch(model, x[i:i + bs].to(dev), features, own if init == "amortized" else family, init,
-                                 k, lr, max_steps, check_every, patience, tol, eval_k, check_k)
-                 for i in range(0, x.shape[0], bs)]
+        with eval_mode(model):
+            parts = [_optimize_batch(model, x[i:i + bs].to(dev), features, own if init == "amortized" else family,
+                                     init, k, lr, max_steps, check_every, patience, tol, eval_k, check_k)
+                     for i in range(0, x.shape[0], bs)]
     finally:
         for p, flag in frozen:
             p.requires_grad_(flag)
-        model.train(was_training)
     cat = [torch.cat([p[j] for p in parts]) for j in range(4)]
     return LocalOptResult(*cat, family=type(family).__name__)
 

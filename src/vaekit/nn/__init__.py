@@ -2,5 +2,6 @@
 
 from .conv import ConvDecoder, ConvEncoder
 from .mlp import MLP, activation
+from .modes import eval_mode
 
-__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "activation"]
+__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "activation", "eval_mode"]

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..nn.modes import eval_mode
+
 __all__ = ["evaluate_objective"]
 
 
@@ -51,9 +53,7 @@ def evaluate_objective(objective: Any, model: nn.Module, x: Tensor, *, batch_siz
     device = fabric.device if fabric is not None else x.device
     shard = x[rank::world]
     sums: dict[str, Tensor] = {}
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for i in range(0, len(shard), batch_size):
             b = shard[i:i + batch_size]
             if fabric is not None:
@@ -65,8 +65,6 @@ def evaluate_objective(objective: Any, model: nn.Module, x: Tensor, *, batch_siz
             for k, v in metrics.items():
                 v = torch.as_tensor(v, device=device).float() * len(b)
                 sums[k] = sums[k] + v if k in sums else v
-    finally:
-        model.train(was)
     names = sorted(sums)
     vec = torch.stack([sums[k] for k in names] + [torch.tensor(float(len(shard)), device=device)])
     if world > 1:

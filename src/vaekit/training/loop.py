@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from .._recording import to_config
+from ..nn.modes import eval_mode
 from .batches import IndexBatches, LoaderBatches
 from .checkpoint import CHECKPOINT_FORMAT, get_rng_state, save_checkpoint, save_weights, set_rng_state, to_plain
 from .ema import EMA
@@ -125,13 +126,8 @@ class FitLoop:
                 probe = self.fabric.to_device(next(iter(self.batches.epoch(0))))
                 augment = getattr(self.data, "augment", None)
                 probe = augment(probe) if augment is not None else probe
-            was = self.model.training
-            self.model.eval()
-            try:
-                with self.fabric.autocast():
-                    loss, metrics = self.objective(self.model, self.convert(probe), 0)
-            finally:
-                self.model.train(was)
+            with eval_mode(self.model), self.fabric.autocast():
+                loss, metrics = self.objective(self.model, self.convert(probe), 0)
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             raise ValueError(f"the objective must return a scalar loss tensor, got {type(loss).__name__} "
                              f"of shape {tuple(getattr(loss, 'shape', ()))}")
