@@ -22,7 +22,7 @@ from .data import DataModule
 from .inference import iwae_log_likelihood
 from .models import LatentVariableModel
 from .training import RunDir
-from .training.checkpoint import load_weights
+from .training.checkpoint import load_weights, shape_mismatches
 from .training.loggers import MetricsWriter, read_metrics
 
 __all__ = ["load", "load_data", "evaluate_run", "sample_run", "reconstruct", "save_reconstructions"]
@@ -70,12 +70,9 @@ def load(run_dir: str | os.PathLike[str], *, checkpoint: Checkpoint = "best", de
     if not path.is_file():
         raise FileNotFoundError(f"{run.path} has no saved weights ({path.name} is missing): the run never reached a checkpoint")
     state = load_weights(path)
-    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    saved = {k: tuple(v.shape) for k, v in state.items()}
-    if have != saved:
-        diff = sorted(k for k in have.keys() | saved.keys() if have.get(k) != saved.get(k))[:5]
-        raise ValueError(f"weights in {path} do not match the model in {run.config_file}: "
-                         + ", ".join(f"{k}: config {have.get(k)} vs weights {saved.get(k)}" for k in diff))
+    diff = shape_mismatches(model, state)
+    if diff:
+        raise ValueError(f"weights in {path} do not match the model in {run.config_file}: {', '.join(diff)}")
     model.load_state_dict(state)
     return model.to(device).eval()
 

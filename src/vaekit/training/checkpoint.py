@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = ["CHECKPOINT_FORMAT", "REQUIRED_KEYS", "save_checkpoint", "load_checkpoint", "save_weights",
            "load_weights", "get_rng_state", "set_rng_state", "to_plain"]
@@ -210,3 +210,15 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     return str(obj)
+
+
+def shape_mismatches(model: nn.Module, state: Mapping[str, Tensor], limit: int = 5) -> list[str]:
+    """Up to ``limit`` entries whose name or shape differ between ``model.state_dict()`` and ``state``.
+
+    >>> shape_mismatches(nn.Linear(2, 3), {"weight": torch.zeros(3, 2), "bias": torch.zeros(4)})
+    ['bias: model (3,) vs saved (4,)']
+    """
+    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in state.items()}
+    keys = sorted(k for k in have.keys() | saved.keys() if have.get(k) != saved.get(k))[:limit]
+    return [f"{k}: model {have.get(k)} vs saved {saved.get(k)}" for k in keys]

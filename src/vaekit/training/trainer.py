@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..objectives import ELBO, Objective
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, shape_mismatches
 from .rundir import RunDir
 from .schedules import SCHEDULES
 from .state import FitResult
@@ -346,13 +346,10 @@ def _chunks(data: Any, n: int) -> Any:
 
 def _check_same_model(model: nn.Module, state: dict[str, Any], path: Path) -> None:
     """A resumed model must have the checkpoint's parameters and shapes (checked before anything is written)."""
-    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    saved = {k: tuple(v.shape) for k, v in state.items()}
-    if have != saved:
-        diff = sorted(k for k in have.keys() | saved.keys() if have.get(k) != saved.get(k))[:5]
+    diff = shape_mismatches(model, state)
+    if diff:
         raise ValueError(f"the model does not match the checkpoint {str(path)!r} it should resume from (first "
-                         f"differences: {', '.join(f'{k}: model {have.get(k)} vs checkpoint {saved.get(k)}' for k in diff)}); "
-                         f"resume with the run's own config")
+                         f"differences: {', '.join(diff)}); resume with the run's own config")
 
 
 def _fresh_run_dir(run_dir: RunDir | str | Path) -> RunDir:
