@@ -1,7 +1,9 @@
-"""The ``vaekit`` command: ``fit``, ``evaluate``, ``sample``, ``demo``.
+"""The ``vaekit`` command: ``fit``, ``evaluate``, ``sample``, ``demo``, ``analyze``, ``graph``, ``embed``, ``new``.
 
 ``vaekit fit`` is jsonargparse over the typed constructors (see :mod:`vaekit.config`);
-the other subcommands read a run directory.
+``evaluate``, ``sample``, ``analyze`` and ``graph`` read a run directory. Subcommands other
+than ``fit``/``evaluate``/``sample``/``demo`` live in :mod:`vaekit.commands` (one module each,
+with ``main(argv)``) and are imported only when used.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,10 @@ commands:
   evaluate   ELBO and IWAE log-likelihood:       vaekit evaluate RUN_DIR [--iwae-k 5000] [--split test]
   sample     draw samples to a PNG grid:         vaekit sample RUN_DIR -n 64 --out samples.png
   demo       train + evaluate a small VAE on MNIST (offline fallback: scikit-learn digits)
+  analyze    analysis toolkit on a trained run:  vaekit analyze RUN_DIR   (writes RUN_DIR/eval/analysis/)
+  graph      draw a model's block graph:         vaekit graph RUN_DIR --out graph.png
+  embed      embed data like t-SNE/UMAP:         vaekit embed DATA --n-components 2 --out Z.npy
+  new        write a template to start from:     vaekit new model NAME | vaekit new dataset NAME
 
 Run 'vaekit <command> --help' for the options of a command.
 """
@@ -164,7 +170,21 @@ def _demo(argv: Sequence[str]) -> None:
     run_demo(runs_dir=a.runs_dir, epochs=a.epochs, iwae_k=a.iwae_k, force_digits=a.offline_digits)
 
 
-COMMANDS = {"fit": fit_from_args, "evaluate": _evaluate, "sample": _sample, "demo": _demo}
+def _command_module(name: str) -> Callable[[Sequence[str]], Any]:
+    """A subcommand that lives in ``vaekit.commands.<name>`` (its ``main(argv)``), imported on use."""
+
+    def run(argv: Sequence[str]) -> Any:
+        import importlib
+
+        return importlib.import_module(f"vaekit.commands.{name}").main(argv)
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], Any]] = {
+    "fit": fit_from_args, "evaluate": _evaluate, "sample": _sample, "demo": _demo,
+    **{name: _command_module(name) for name in ("analyze", "graph", "embed", "new")},
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

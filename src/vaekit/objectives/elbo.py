@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from ._checks import check_int
-from ._recording import Configurable
+from .._checks import check_int
+from .._recording import Configurable
 
 if TYPE_CHECKING:
-    from .models.base import ElboTerms, LatentVariableModel
+    from ..models.base import ElboTerms, LatentVariableModel
 
 __all__ = ["KLWeight", "Objective", "ELBO", "IWAE", "logmeanexp"]
 
