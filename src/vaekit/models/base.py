@@ -19,7 +19,7 @@ from torch.distributions import Distribution
 
 from .._recording import Configurable
 
-__all__ = ["ElboTerms", "LatentVariableModel"]
+__all__ = ["ElboTerms", "LatentVariableModel", "ValidationReport"]
 
 
 @dataclass
@@ -63,6 +63,32 @@ class ElboTerms:
     def elbo(self) -> Tensor:
         """``rec - sum(kl)``, shape (batch,)."""
         return self.rec - self.kl_total
+
+
+@dataclass
+class ValidationReport:
+    """What a model adds to each validation of the training loop (see
+    :meth:`LatentVariableModel.validation_report`).
+
+    Attributes
+    ----------
+    metrics : dict of str to float
+        Scalars logged to ``metrics.csv`` (split ``"val"``) and the console beside the
+        objective's metrics, e.g. ``{"accuracy": 0.91, "group_accuracy_p10": 0.7}``.
+    tables : dict of str to list of dict
+        Long-format rows per table name; the loop appends each table's rows, with ``epoch``
+        and ``step`` columns in front, to ``eval/<name>.csv`` in the run directory (one
+        file for the whole run, never one per epoch).
+
+    Examples
+    --------
+    >>> r = ValidationReport({"accuracy": 0.5}, {"groups": [{"level": 0, "group": "a", "metric": "accuracy", "value": 0.5}]})
+    >>> r.metrics["accuracy"], len(r.tables["groups"])
+    (0.5, 1)
+    """
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class LatentVariableModel(Configurable, nn.Module):
@@ -143,6 +169,19 @@ class LatentVariableModel(Configurable, nn.Module):
         """
         px = self.decode(self.sample_prior(n))
         return px.mean if mean else px.sample()
+
+    # ------------------------------------------------------------------ optional hooks of the training loop
+    # bind_data(data) -> dict: called by Trainer.fit once data.setup() has run and before the model's
+    #     data is validated or its optimizer is built. A model whose size depends on the data (group
+    #     tables sized by the groups seen in training) creates its parameters here and returns the
+    #     constructor arguments it derived (e.g. {"group_names": [...], "n_train": 7185}); the trainer
+    #     merges them into config.yaml's model.init_args, so vaekit.load rebuilds the same model.
+    #     On resume it is called again and must leave an already-sized model unchanged (or raise if the
+    #     data no longer matches).
+    # validation_report(val, batch_size) -> ValidationReport: called after each validation with the
+    #     whole validation split (a Tensor or a dict of Tensors, on the training device), in eval mode
+    #     without gradients; its metrics are logged beside the objective's and its tables appended to
+    #     eval/<name>.csv.
 
     # ------------------------------------------------------------------ helpers
     def validate_data(self, x: Any, name: str = "x") -> Tensor:
