@@ -55,6 +55,25 @@ class Configurable:
         cls.__init__ = __init__  # type: ignore[method-assign]
 
 
+def update_recorded_args(obj: Any, updates: Mapping[str, Any]) -> None:
+    """Overwrite some of the constructor arguments ``obj`` recorded (e.g. sizes a model derived
+    from its data in ``bind_data``), so :func:`to_config` rebuilds the object as it is now.
+
+    >>> class Foo(Configurable):
+    ...     def __init__(self, a: int, n: int | None = None):
+    ...         self.a, self.n = a, n
+    >>> f = Foo(1)
+    >>> update_recorded_args(f, {"n": 5})
+    >>> to_config(f)["init_args"]
+    {'a': 1, 'n': 5}
+    """
+    rec = getattr(obj, "__dict__", {}).get(_ATTR)
+    if rec is None or rec[1] is None:
+        return
+    cls, params = rec
+    object.__setattr__(obj, _ATTR, (cls, {**params, **dict(updates)}))
+
+
 def has_config(obj: Any) -> bool:
     """Whether ``obj`` recorded its constructor arguments."""
     rec = getattr(obj, "__dict__", {}).get(_ATTR)

@@ -3,14 +3,72 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Union
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["epoch_permutation", "rank_indices", "IndexBatches", "LoaderBatches"]
+__all__ = ["Batch", "batch_len", "take", "check_batch_dict", "epoch_permutation", "rank_indices", "IndexBatches",
+           "LoaderBatches"]
+
+#: One split or batch of in-memory data: a Tensor of examples, or a dict of Tensors that share
+#: their first dimension (e.g. ``{"x": ..., "y": ..., "groups": ...}`` for grouped data).
+Batch = Union[Tensor, dict[str, Tensor]]
+
+
+def batch_len(b: Batch) -> int:
+    """Number of examples in a Tensor or a dict of Tensors.
+
+    >>> batch_len({"x": torch.zeros(3, 2), "y": torch.zeros(3)})
+    3
+    """
+    if isinstance(b, Mapping):
+        return len(next(iter(b.values()))) if b else 0
+    return len(b)
+
+
+def take(b: Batch, index: Tensor | slice) -> Batch:
+    """The examples ``index`` (indices or a slice) of a Tensor or of every Tensor of a dict.
+
+    >>> take({"x": torch.arange(4), "y": torch.arange(4) * 10}, slice(1, 3))
+    {'x': tensor([1, 2]), 'y': tensor([10, 20])}
+    """
+    if isinstance(b, Mapping):
+        return {k: v[index] for k, v in b.items()}
+    return b[index]
+
+
+def check_batch_dict(b: Mapping[str, Any], name: str) -> None:
+    """Check that a dict split holds Tensors with the same (non-zero) first dimension and finite floats.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the split, the key and what was found.
+
+    >>> check_batch_dict({"x": torch.zeros(2, 3), "y": torch.zeros(3)}, "data.train")
+    Traceback (most recent call last):
+    ...
+    ValueError: data.train['y'] has 3 examples but data.train['x'] has 2; every tensor of a split needs the same first dimension
+    """
+    if not b:
+        raise ValueError(f"{name} is an empty dict; a split holds at least one tensor")
+    first = None
+    for k, v in b.items():
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{name}[{k!r}] must be a torch.Tensor, got {type(v).__name__}")
+        if v.dim() == 0:
+            raise ValueError(f"{name}[{k!r}] is a 0-dim tensor; every tensor of a split has the examples first")
+        if first is None:
+            first = (k, len(v))
+        elif len(v) != first[1]:
+            raise ValueError(f"{name}[{k!r}] has {len(v)} examples but {name}[{first[0]!r}] has {first[1]}; every "
+                             f"tensor of a split needs the same first dimension")
+        if torch.is_floating_point(v) and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise ValueError(f"{name}[{k!r}] contains {bad} NaN/inf value(s); clean or impute the data first")
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
@@ -58,8 +116,9 @@ class IndexBatches:
 
     Parameters
     ----------
-    x : Tensor of shape (n, *data_shape)
-        The training split, on the training device.
+    x : Tensor of shape (n, *data_shape), or dict of str to Tensor
+        The training split, on the training device (a dict: Tensors sharing the first
+        dimension, batched together).
     batch_size : int
         Examples per batch on this rank.
     seed : int
@@ -76,19 +135,20 @@ class IndexBatches:
     (3, [4, 4, 2], [2])
     """
 
-    def __init__(self, x: Tensor, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+    def __init__(self, x: Batch, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  drop_last: bool = False) -> None:
         self.x, self.batch_size, self.seed = x, int(batch_size), int(seed)
         self.rank, self.world_size, self.drop_last = int(rank), int(world_size), bool(drop_last)
 
     def __len__(self) -> int:
-        return num_batches(len(self.x), self.batch_size, self.world_size, self.drop_last)
+        return num_batches(batch_len(self.x), self.batch_size, self.world_size, self.drop_last)
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[Tensor]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch``, from batch number ``start`` on."""
-        idx = rank_indices(len(self.x), self.seed, epoch, self.rank, self.world_size).to(self.x.device)
+        device = next(iter(self.x.values())).device if isinstance(self.x, Mapping) else self.x.device
+        idx = rank_indices(batch_len(self.x), self.seed, epoch, self.rank, self.world_size).to(device)
         for b in range(start, len(self)):
-            yield self.x[idx[b * self.batch_size:(b + 1) * self.batch_size]]
+            yield take(self.x, idx[b * self.batch_size:(b + 1) * self.batch_size])
 
 
 class _EpochSampler(Sampler[int]):

@@ -8,12 +8,13 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.modes import eval_mode
+from .batches import Batch, batch_len, take
 
 __all__ = ["evaluate_objective"]
 
 
 @torch.no_grad()
-def evaluate_objective(objective: Any, model: nn.Module, x: Tensor, *, batch_size: int = 1000, step: int = 0,
+def evaluate_objective(objective: Any, model: nn.Module, x: Batch, *, batch_size: int = 1000, step: int = 0,
                        fabric: Any | None = None) -> dict[str, float]:
     """Mean of every metric of ``objective`` over ``x``, in eval mode and without gradients.
 
@@ -26,8 +27,8 @@ def evaluate_objective(objective: Any, model: nn.Module, x: Tensor, *, batch_siz
         ``loss, metrics = objective(model, batch, step)``.
     model : nn.Module
         Put in eval mode for the pass, then back in its previous mode.
-    x : Tensor of shape (n, *data_shape)
-        The split, on the model's device.
+    x : Tensor of shape (n, *data_shape), or dict of str to Tensor
+        The split, on the model's device (a dict: Tensors sharing the first dimension).
     batch_size : int
         Examples per batch.
     step : int
@@ -50,12 +51,14 @@ def evaluate_objective(objective: Any, model: nn.Module, x: Tensor, *, batch_siz
     ['elbo', 'kl/z', 'loss', 'rec']
     """
     rank, world = (fabric.global_rank, fabric.world_size) if fabric is not None else (0, 1)
-    device = fabric.device if fabric is not None else x.device
-    shard = x[rank::world]
+    device = fabric.device if fabric is not None else (next(iter(x.values())) if isinstance(x, dict) else x).device
+    shard = take(x, slice(rank, None, world))
+    n = batch_len(shard)
     sums: dict[str, Tensor] = {}
     with eval_mode(model):
-        for i in range(0, len(shard), batch_size):
-            b = shard[i:i + batch_size]
+        for i in range(0, n, batch_size):
+            b = take(shard, slice(i, i + batch_size))
+            nb = batch_len(b)
             if fabric is not None:
                 b = fabric.strategy.precision.convert_input(b)
                 with fabric.autocast():
@@ -63,10 +66,10 @@ def evaluate_objective(objective: Any, model: nn.Module, x: Tensor, *, batch_siz
             else:
                 _, metrics = objective(model, b, step)
             for k, v in metrics.items():
-                v = torch.as_tensor(v, device=device).float() * len(b)
+                v = torch.as_tensor(v, device=device).float() * nb
                 sums[k] = sums[k] + v if k in sums else v
     names = sorted(sums)
-    vec = torch.stack([sums[k] for k in names] + [torch.tensor(float(len(shard)), device=device)])
+    vec = torch.stack([sums[k] for k in names] + [torch.tensor(float(n), device=device)])
     if world > 1:
         vec = fabric.all_reduce(vec, reduce_op="sum")  # type: ignore[union-attr]
     out = vec.tolist()

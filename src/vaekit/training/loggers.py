@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .rundir import METRICS_HEADER, RunDir
 
-__all__ = ["MetricsWriter", "log_to_file", "read_metrics", "progress_bar", "LOGGER_NAME"]
+__all__ = ["MetricsWriter", "append_table", "truncate_tables", "log_to_file", "read_metrics", "progress_bar", "LOGGER_NAME"]
 
 #: Name of the logger every vaekit message goes through.
 LOGGER_NAME = "vaekit"
@@ -82,6 +82,56 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     with open(path, newline="", encoding="utf-8") as f:
         return [{"step": int(r["step"]), "epoch": int(r["epoch"]), "split": r["split"], "name": r["name"],
                  "value": float(r["value"])} for r in csv.DictReader(f)]
+
+
+def append_table(path: str | os.PathLike[str], rows: list[Mapping[str, Any]], *, epoch: int, step: int) -> None:
+    """Append long-format rows to a CSV table of the run (``eval/<name>.csv``), with ``epoch``
+    and ``step`` columns in front; the header is written with the first rows.
+
+    One file holds the whole run: a later call must give rows with the same columns.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "groups.csv"
+    >>> append_table(p, [{"group": "a", "value": 0.5}], epoch=0, step=10)
+    >>> append_table(p, [{"group": "a", "value": 0.75}], epoch=1, step=20)
+    >>> p.read_text().splitlines()
+    ['epoch,step,group,value', '0,10,a,0.5', '1,20,a,0.75']
+    """
+    if not rows:
+        return
+    path = Path(path)
+    columns = list(rows[0])
+    for r in rows:
+        if list(r) != columns:
+            raise ValueError(f"rows of table {path.name} must all have the columns {columns}, got {list(r)}")
+    header = ["epoch", "step", *columns]
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, newline="", encoding="utf-8") as f:
+            existing = next(csv.reader(f), [])
+        if existing != header:
+            raise ValueError(f"{path} has columns {existing}, but the new rows have {header}")
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        if new:
+            w.writerow(header)
+        w.writerows([[epoch, step, *(r[c] for c in columns)] for r in rows])
+
+
+def truncate_tables(folder: str | os.PathLike[str], last_step: int) -> None:
+    """Drop the rows past ``last_step`` from every ``epoch,step,...`` table in ``folder`` (on resume)."""
+    for path in sorted(Path(folder).glob("*.csv")):
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        if not rows or rows[0][:2] != ["epoch", "step"]:
+            continue
+        kept = [r for r in rows[1:] if r and int(r[1]) <= last_step]
+        if len(kept) == len(rows) - 1:
+            continue
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f, lineterminator="\n").writerows([rows[0], *kept])
+        os.replace(tmp, path)
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:

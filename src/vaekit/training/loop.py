@@ -17,11 +17,11 @@ from torch import Tensor, nn
 from .. import __version__
 from .._recording import to_config
 from ..nn.modes import eval_mode
-from .batches import IndexBatches, LoaderBatches
+from .batches import IndexBatches, LoaderBatches, batch_len, take
 from .checkpoint import CHECKPOINT_FORMAT, get_rng_state, save_checkpoint, save_weights, set_rng_state, to_plain
 from .ema import EMA
 from .evaluate import evaluate_objective
-from .loggers import LOGGER_NAME, MetricsWriter, log_to_file, progress_bar
+from .loggers import LOGGER_NAME, MetricsWriter, append_table, log_to_file, truncate_tables, progress_bar
 from .rundir import RunDir
 from .schedules import LRSchedule
 from .state import FitResult, LoopState
@@ -67,12 +67,12 @@ class FitLoop:
         self.fabric, self.rank, self.world = fabric, fabric.global_rank, fabric.world_size
         if t.compile and self.world > 1:
             raise ValueError("compile=True is supported with a single process only (for now)")
-        n, need = len(self.train), self.world * (t.batch_size if t.drop_last else 1)
+        n, need = batch_len(self.train), self.world * (t.batch_size if t.drop_last else 1)
         if n < need:
             raise ValueError(f"data.train has {n} examples, fewer than the {need} needed for {self.world} process(es)"
                              f"{f' with drop_last and batch_size={t.batch_size}' if t.drop_last else ''}")
-        if self.val is not None and len(self.val) < self.world:
-            raise ValueError(f"data.val has {len(self.val)} examples, fewer than the {self.world} processes")
+        if self.val is not None and batch_len(self.val) < self.world:
+            raise ValueError(f"data.val has {batch_len(self.val)} examples, fewer than the {self.world} processes")
         fabric.seed_everything(t.seed + self.rank, verbose=False)
 
     def _setup_model(self) -> None:
@@ -95,7 +95,7 @@ class FitLoop:
             self.fused = False
             self.optimizer = cls(params, lr=t.lr, betas=t.adam_betas, eps=t.adam_eps, weight_decay=t.weight_decay)
         self.fopt = fabric.setup_optimizers(self.optimizer)
-        if isinstance(self.train, Tensor):
+        if isinstance(self.train, (Tensor, dict)):
             self.batches: IndexBatches | LoaderBatches = IndexBatches(
                 fabric.to_device(self.train), t.batch_size, t.seed, self.rank, self.world, t.drop_last)
         else:
@@ -121,7 +121,7 @@ class FitLoop:
         dev = self.fabric.device
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
             if self.val_device is not None:
-                probe = self.val_device[:8]
+                probe = take(self.val_device, slice(0, 8))
             else:
                 probe = self.fabric.to_device(next(iter(self.batches.epoch(0))))
                 augment = getattr(self.data, "augment", None)
@@ -195,6 +195,8 @@ class FitLoop:
         with log_to_file(self.rundir.log if zero else None, console=zero):
             if self.ckpt is not None:
                 self._restore(self.ckpt)
+                if zero:
+                    truncate_tables(self.rundir.eval, self.state.global_step)
             self.writer = MetricsWriter(self.rundir, resume_step=self.state.global_step if self.ckpt else None) if zero else None
             self.bar = progress_bar(self.total_steps, min(self.state.global_step, self.total_steps),
                                     enabled=self.t.progress_bar and zero)
@@ -225,7 +227,7 @@ class FitLoop:
         s, dev = self.state, self.fabric.device
         self._info(f"Training {type(self.model).__name__} ({n_params:,} parameters) with "
                    f"{type(self.objective).__name__} on {dev.type} x{self.world}, precision {self.t.precision}; "
-                   f"{len(self.train)} train / {0 if self.val is None else len(self.val)} val examples, "
+                   f"{batch_len(self.train)} train / {0 if self.val is None else batch_len(self.val)} val examples, "
                    f"{len(self.batches)} batches per epoch; run directory {self.rundir.path}")
         if self.ckpt is not None:
             self._info(f"Resuming from {self.ckpt['path']} at step {s.global_step} "
@@ -282,7 +284,7 @@ class FitLoop:
         step_epoch = s.epoch
         s.global_step += 1
         s.batch_in_epoch += 1
-        self._samples += len(x) * self.world
+        self._samples += batch_len(x) * self.world
         epoch_end = s.batch_in_epoch == len(self.batches)
         if epoch_end:
             s.epoch, s.batch_in_epoch = s.epoch + 1, 0
@@ -348,6 +350,7 @@ class FitLoop:
             if self.schedule.observe(key):
                 self._info(f"step {s.global_step}: no improvement in {t.plateau_patience} validations, "
                            f"learning rate reduced to {self.schedule.lr(s.global_step, s.epoch):.3g}")
+            self._report(epoch, ebs)
             best = "new best" if improved else f"best {t.monitor}={self._best():.4f}" if self._best() is not None else ""
             self._info(f"epoch {epoch} step {s.global_step}: val "
                        + " ".join(f"{k}={v:.4f}" for k, v in values.items()) + (f" ({best})" if best else ""))
@@ -360,6 +363,23 @@ class FitLoop:
             self._info(f"early stopping: no improvement of val {t.monitor} in {s.bad_validations} validations")
             return "early_stopping"
         return reason
+
+    def _report(self, epoch: int, batch_size: int) -> None:
+        """The model's optional ``validation_report`` hook (rank 0): extra metrics and eval/<table>.csv rows."""
+        hook = getattr(self.model, "validation_report", None)
+        if not callable(hook) or self.rank != 0:
+            return
+        s = self.state
+        with self.ema.swapped(self.model) if self.ema is not None else nullcontext(), eval_mode(self.model), \
+                torch.no_grad():
+            report = hook(self.val_device, batch_size=batch_size)
+        metrics = {k: float(v) for k, v in report.metrics.items()}
+        if metrics and self.writer is not None:
+            self.writer.log(metrics, step=s.global_step, epoch=epoch, split="val")
+        if metrics:
+            self._info(f"epoch {epoch} step {s.global_step}: val " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        for name, rows in report.tables.items():
+            append_table(self.rundir.eval / f"{name}.csv", rows, epoch=epoch, step=s.global_step)
 
     def _weights_finite(self) -> bool:
         tensors = [p.detach() for p in self.model.parameters()]

@@ -11,7 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from ..objectives import ELBO, Objective
-from .checkpoint import load_checkpoint, shape_mismatches
+from .._recording import update_recorded_args
+from .batches import batch_len, check_batch_dict, take
+from .checkpoint import load_checkpoint, shape_mismatches, to_plain
 from .rundir import RunDir
 from .schedules import SCHEDULES
 from .state import FitResult
@@ -236,8 +238,10 @@ class Trainer:
             The model; it ends holding the trained weights (the EMA weights when
             ``ema_decay`` is set), on the training device, unwrapped.
         data : DataModule
-            Anything with ``setup()``, ``train`` (Tensor of shape (n, *data_shape) or a
-            ``Dataset``), ``val`` (Tensor or None) and ``augment(x) -> x``.
+            Anything with ``setup()``, ``train`` (Tensor of shape (n, *data_shape), a dict of
+            Tensors sharing the first dimension, or a ``Dataset``), ``val`` (the same kind, or
+            None) and ``augment(batch) -> batch``. A model with a ``bind_data(data)`` hook is
+            sized from the data first (see :mod:`vaekit.models.base`).
         objective : Objective, optional
             ``loss, metrics = objective(model, batch, step)``; default :class:`~vaekit.objectives.ELBO`.
         run_dir : RunDir, str or Path, optional
@@ -282,6 +286,7 @@ class Trainer:
         if config is not None and not isinstance(config, dict) and not hasattr(config, "as_dict"):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         train, val = self._check_data(data)
+        config = self._bind(model, data, config)
         validate = getattr(model, "validate_data", None)
         if callable(validate):  # every example as the model will see it (augmented), without using the RNG
             augment = getattr(data, "augment", None)
@@ -306,7 +311,28 @@ class Trainer:
             run = _fresh_run_dir(run_dir)
         return FitLoop(self, model, data, train, val, objective, run, checkpoint, config).run()
 
-    def _check_data(self, data: Any) -> tuple[Any, Tensor | None]:
+    @staticmethod
+    def _bind(model: nn.Module, data: Any, config: Any) -> Any:
+        """Call the model's optional ``bind_data(data)`` hook; the constructor arguments it derived
+        from the data go into the model's recorded config and ``config['model']['init_args']``."""
+        bind = getattr(model, "bind_data", None)
+        if not callable(bind):
+            return config
+        updates = bind(data) or {}
+        if not isinstance(updates, dict):
+            raise TypeError(f"{type(model).__name__}.bind_data must return a dict of constructor arguments, "
+                            f"got {type(updates).__name__}")
+        if not updates:
+            return config
+        update_recorded_args(model, updates)
+        if config is not None:
+            config = dict(config.as_dict() if hasattr(config, "as_dict") else config)
+            section = dict(config.get("model") or {})
+            section["init_args"] = {**(section.get("init_args") or {}), **to_plain(updates)}
+            config["model"] = section
+        return config
+
+    def _check_data(self, data: Any) -> tuple[Any, Any]:
         for attr in ("train", "val"):
             if not hasattr(data, attr) and not hasattr(type(data), attr):
                 raise TypeError(f"data must be a vaekit.data.DataModule (with setup(), train, val, augment), "
@@ -314,8 +340,10 @@ class Trainer:
         if callable(getattr(data, "setup", None)):
             data.setup()
         train, val = data.train, data.val
-        if train is None or len(train) == 0:
-            raise ValueError(f"the training split is empty (data.train={'None' if train is None else len(train)} "
+        if isinstance(train, dict):
+            check_batch_dict(train, "data.train")
+        if train is None or batch_len(train) == 0:
+            raise ValueError(f"the training split is empty (data.train={'None' if train is None else batch_len(train)} "
                              f"examples); a DataModule needs at least one training example")
         if isinstance(train, Tensor):
             if not torch.is_floating_point(train):
@@ -323,9 +351,14 @@ class Trainer:
             if not bool(torch.isfinite(train).all()):
                 bad = int((~torch.isfinite(train)).sum())
                 raise ValueError(f"data.train contains {bad} NaN/inf value(s); clean or impute the data first")
-        if val is not None:
+        if isinstance(val, dict):
+            if val and batch_len(val) == 0:
+                val = None
+            else:
+                check_batch_dict(val, "data.val")
+        elif val is not None:
             if not isinstance(val, Tensor):
-                raise TypeError(f"data.val must be a Tensor or None, got {type(val).__name__}")
+                raise TypeError(f"data.val must be a Tensor, a dict of Tensors or None, got {type(val).__name__}")
             if len(val) == 0:
                 val = None
             elif not bool(torch.isfinite(val).all()):
@@ -335,9 +368,13 @@ class Trainer:
 
 
 def _chunks(data: Any, n: int) -> Any:
-    """The examples of a Tensor in batches of ``n`` (a Dataset: its first ``n`` examples only)."""
+    """The examples of a Tensor (or dict of Tensors) in batches of ``n`` (a Dataset: its first ``n`` examples only)."""
     if isinstance(data, Tensor):
         yield from data.split(n)
+        return
+    if isinstance(data, dict):
+        for i in range(0, batch_len(data), n):
+            yield take(data, slice(i, i + n))
         return
     from torch.utils.data import default_collate
 
