@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from vaekit.distributions import Bernoulli, DiscretizedLogistic, DiscretizedLogisticDistribution, Gaussian
+from vaekit.distributions import (Bernoulli, DiscretizedLogistic, DiscretizedLogisticDistribution,
+                                  DiscretizedLogisticMixture, DiscretizedLogisticMixtureDistribution, Gaussian)
 
 LIKELIHOODS = {
     "bernoulli": lambda: Bernoulli(),
@@ -16,6 +17,7 @@ LIKELIHOODS = {
     "gaussian_learned": lambda: Gaussian("learned", scale=0.5),
     "gaussian_predicted": lambda: Gaussian("predicted"),
     "discretized_logistic": lambda: DiscretizedLogistic(),
+    "discretized_logistic_mixture": lambda: DiscretizedLogisticMixture(n_mixtures=3),
 }
 
 
@@ -74,3 +76,29 @@ def test_validation_of_support():
         DiscretizedLogistic().validate(torch.tensor([1.5]))
     with pytest.raises(ValueError, match="variance must be"):
         Gaussian("per_pixel")
+
+
+def test_logistic_mixture_is_normalised_and_reduces_to_one_component():
+    torch.manual_seed(0)
+    levels = torch.arange(256.0) / 255
+    logits, loc, log_scale = torch.randn(3), torch.randn(3) * 0.5, torch.randn(3) - 2
+    mix = DiscretizedLogisticMixtureDistribution(logits.expand(256, 3), loc.expand(256, 3), log_scale.expand(256, 3))
+    assert float(mix.log_prob(levels).exp().sum()) == pytest.approx(1.0, abs=1e-4)
+    # the mixture mass is the weighted sum of the component masses
+    comps = torch.stack([DiscretizedLogisticDistribution(loc[m].expand(256), log_scale[m].expand(256)).log_prob(levels)
+                         for m in range(3)], -1).exp()
+    torch.testing.assert_close(mix.log_prob(levels).exp(), (comps * logits.softmax(0)).sum(-1))
+    # one component: the plain discretized logistic
+    params = torch.randn(5, 2 * 4)
+    one = DiscretizedLogisticMixture(n_mixtures=1)(torch.cat([torch.zeros(5, 4), params], 1), 1)
+    x = torch.randint(0, 256, (5, 4)) / 255
+    torch.testing.assert_close(one.log_prob(x), DiscretizedLogistic()(params, 1).log_prob(x))
+
+
+def test_logistic_mixture_samples_follow_the_weights():
+    torch.manual_seed(1)
+    n = 20000
+    logits = torch.tensor([0.0, math.log(3.0)]).expand(n, 2)
+    loc = torch.tensor([-0.8, 0.8]).expand(n, 2)
+    x = DiscretizedLogisticMixtureDistribution(logits, loc, torch.full((n, 2), -4.0)).sample()
+    assert float((x > 0.5).float().mean()) == pytest.approx(0.75, abs=0.015)

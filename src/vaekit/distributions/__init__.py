@@ -4,11 +4,12 @@ from .base import ConditionalDistribution, rsample_and_log_prob
 from .gaussian import DiagonalGaussian, DiagonalNormal, LearnedGaussian, StandardNormal
 from .kl import kl_divergence
 from .likelihoods import Bernoulli, DiscretizedLogistic, DiscretizedLogisticDistribution, Gaussian, Likelihood
+from .logistic_mixture import DiscretizedLogisticMixture, DiscretizedLogisticMixtureDistribution
 
 __all__ = [
     "ConditionalDistribution", "rsample_and_log_prob", "DiagonalNormal", "DiagonalGaussian", "StandardNormal",
     "LearnedGaussian", "kl_divergence", "Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic",
-    "DiscretizedLogisticDistribution",
+    "DiscretizedLogisticDistribution", "DiscretizedLogisticMixture", "DiscretizedLogisticMixtureDistribution",
 ]
 
 from .flows import (IAF, POSTERIORS, AuxiliaryFlow, FlowDistribution, NeuralSplineFlow, PlanarFlow, RadialFlow,

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..distributions import (Bernoulli, ConditionalDistribution, DiagonalGaussian, DiscretizedLogistic, Gaussian,
+from ..distributions import (Bernoulli, ConditionalDistribution, DiagonalGaussian, DiscretizedLogistic,
+                             DiscretizedLogisticMixture, Gaussian,
                              Likelihood, StandardNormal, kl_divergence, rsample_and_log_prob)
 from .._checks import check_int
 from ..nn import MLP, ConvDecoder, ConvEncoder
@@ -146,7 +147,8 @@ class VAE(LatentVariableModel):
         return self.elbo_terms(x)
 
 
-LikelihoodName = Literal["bernoulli", "gaussian", "gaussian_learned", "gaussian_predicted", "discretized_logistic"]
+LikelihoodName = Literal["bernoulli", "gaussian", "gaussian_learned", "gaussian_predicted", "discretized_logistic",
+                         "discretized_logistic_mixture"]
 
 
 def make_likelihood(name: LikelihoodName) -> Likelihood:
@@ -158,7 +160,7 @@ def make_likelihood(name: LikelihoodName) -> Likelihood:
     table = {
         "bernoulli": Bernoulli, "gaussian": Gaussian,
         "gaussian_learned": lambda: Gaussian("learned"), "gaussian_predicted": lambda: Gaussian("predicted"),
-        "discretized_logistic": DiscretizedLogistic,
+        "discretized_logistic": DiscretizedLogistic, "discretized_logistic_mixture": DiscretizedLogisticMixture,
     }
     if name not in table:
         raise ValueError(f"unknown likelihood {name!r}; accepted: {sorted(table)}")
