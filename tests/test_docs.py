@@ -49,7 +49,9 @@ def test_pages_link_to_existing_files() -> None:
 
 @pytest.fixture
 def docs_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fresh working directory, no dataset folders, a private cache; os.environ restored after.
+    """A fresh working directory, a private cache, the real datasets only through VAEKIT_DATA
+    (set by the Makefile when ../shared/data exists; unset, pages fall back or fail loudly);
+    os.environ restored after.
 
     The examples train tiny models, for which one thread is fastest (and several threads
     slow down by an order of magnitude when other processes share the cores).
@@ -57,7 +59,6 @@ def docs_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     saved, threads = dict(os.environ), torch.get_num_threads()
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("VAEKIT_DATA", raising=False)
     monkeypatch.setenv("VAEKIT_CACHE", str(tmp_path / ".cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     torch.manual_seed(0)
