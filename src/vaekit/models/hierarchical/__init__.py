@@ -1,0 +1,15 @@
+"""Hierarchical VAEs composed of blocks (ladder and VDVAE-style top-down models).
+
+A model is an ordered list of :mod:`blocks <vaekit.models.hierarchical.blocks>` handed to
+:class:`HierarchicalVAE`; presets build common architectures; :func:`draw_graph` renders
+the block graph; :class:`Migration` loads weights trained elsewhere.
+"""
+
+from .blocks import (Block, DualInputBlock, GenBlock, GenerativeBlock, InputBlock, OutputBlock, ResidualGenBlock,
+                     SimpleBlock, SimpleGenBlock, TopGenBlock, TopSimpleBlock)
+from .model import HierarchicalVAE, Trace
+from .presets import ladder_blocks, ladder_vae, small_vdvae, vdvae_blocks
+
+__all__ = ["Block", "GenerativeBlock", "InputBlock", "SimpleBlock", "DualInputBlock", "TopSimpleBlock", "SimpleGenBlock",
+           "GenBlock", "TopGenBlock", "ResidualGenBlock", "OutputBlock", "HierarchicalVAE", "Trace", "ladder_vae",
+           "ladder_blocks", "small_vdvae", "vdvae_blocks"]

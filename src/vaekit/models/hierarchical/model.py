@@ -1,0 +1,347 @@
+"""The hierarchical VAE: an ordered list of blocks, validated as a graph, implementing the model protocol."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from ..._checks import check_float, check_int
+from ...distributions import DiagonalNormal, kl_divergence
+from ..base import ElboTerms, LatentVariableModel
+from .blocks import Block, GenerativeBlock, OutputBlock
+
+__all__ = ["HierarchicalVAE", "Trace", "Temperature"]
+
+Temperature = float | Sequence[float] | Callable[[int], float]
+
+
+@dataclass
+class Trace:
+    """One pass through the blocks.
+
+    Attributes
+    ----------
+    computed : dict of str to Tensor
+        Output of every block that ran (and ``"x"``), leading dimension N.
+    z : dict of str to Tensor of shape (N, latent_features)
+        The latent of every generative block.
+    priors, posteriors : dict of str to DiagonalNormal
+        Per generative block; a posterior is missing where none was computed.
+    params : Tensor
+        The likelihood's parameters from the output block, shape (N, params_per_dim * C, ...).
+    """
+
+    computed: dict[str, Tensor]
+    z: dict[str, Tensor] = field(default_factory=dict)
+    priors: dict[str, DiagonalNormal] = field(default_factory=dict)
+    posteriors: dict[str, DiagonalNormal] = field(default_factory=dict)
+    params: Tensor | None = None
+
+
+class HierarchicalVAE(LatentVariableModel):
+    """A hierarchical (ladder / VDVAE-style top-down) VAE composed of blocks.
+
+    The blocks run in list order. Those before the first generative block (or the first
+    block without inputs, such as a :class:`TopSimpleBlock`) form the encoder (bottom-up,
+    from ``"x"``); the rest form the generator (top-down), which may
+    read encoder outputs only as a generative block's ``condition``, so that it also runs
+    without data (sampling). Latents are ``{block_name: tensor}`` in generative order
+    (top first), one per generative block, each of shape (..., latent_features).
+
+    Parameters
+    ----------
+    blocks : list of Block
+        First block reads ``"x"``; last block is an :class:`OutputBlock`; each block reads
+        only names of earlier blocks; at least one generative block; unique names.
+    data_shape : sequence of int
+        Shape of one example.
+    kl : {"auto", "analytic", "mc"}
+        KL per layer in :meth:`elbo_terms`: closed form (Gaussian pairs) or single sample.
+
+    Raises
+    ------
+    ValueError
+        When the graph breaks a rule; the message names the block and the missing name.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vaekit.models.hierarchical.presets import ladder_vae
+    >>> model = ladder_vae([12], hidden=(8, 6), latent=(4, 2))
+    >>> model.latent_names, model.latent_dims
+    (('z2', 'z1'), {'z2': 2, 'z1': 4})
+    >>> x = torch.bernoulli(torch.full((3, 12), 0.5))
+    >>> model.log_weights(x, k=5).shape
+    torch.Size([5, 3])
+    >>> sorted(model.elbo_terms(x).kl)
+    ['z1', 'z2']
+    """
+
+    def __init__(self, blocks: list[Block], data_shape: Sequence[int], kl: Literal["auto", "analytic", "mc"] = "auto") -> None:
+        super().__init__()
+        data_shape = tuple(data_shape)
+        if not data_shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in data_shape):
+            raise ValueError(f"data_shape must be a non-empty list of positive ints, got {list(data_shape)}")
+        if kl not in ("auto", "analytic", "mc"):
+            raise ValueError(f"kl must be 'auto', 'analytic' or 'mc', got {kl!r}")
+        blocks = list(blocks)
+        split = _validate_graph(blocks)
+        self.blocks = nn.ModuleDict({b.name: b for b in blocks})
+        self.split = split
+        self.data_shape, self.kl_method = data_shape, kl
+        gen = [b for b in blocks if b.generative]
+        self.latent_names = tuple(b.name for b in gen)
+        self.latent_dims = {b.name: b.latent_features for b in gen}
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def encoder_blocks(self) -> list[Block]:
+        """Blocks before the generator (they read ``x``, directly or not)."""
+        return list(self.blocks.values())[: self.split]
+
+    @property
+    def generator_blocks(self) -> list[Block]:
+        """Blocks from the first generative (or top) block on, ending with the output block."""
+        return list(self.blocks.values())[self.split:]
+
+    @property
+    def output_block(self) -> OutputBlock:
+        return list(self.blocks.values())[-1]  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ the pass
+    def _temperatures(self, temperature: Temperature) -> list[float]:
+        n = len(self.latent_names)
+        if callable(temperature):
+            temps = [temperature(i) for i in range(n)]
+        elif isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+            temps = [temperature] * n
+        else:
+            temps = list(temperature)  # type: ignore[arg-type]
+            if len(temps) != n:
+                raise ValueError(f"temperature lists one value per latent layer ({n}: {list(self.latent_names)}), got {len(temps)}")
+        return [check_float("temperature", t, 0) for t in temps]
+
+    def trace(self, x: Tensor | None = None, z: dict[str, Tensor] | None = None, *, n: int | None = None,
+              n_posterior: int | None = None, temperature: Temperature = 1.0, posterior_mean: bool = False) -> Trace:
+        """Run the blocks once.
+
+        Parameters
+        ----------
+        x : Tensor of shape (N, *data_shape), optional
+            Data: the encoder runs and layers take posterior draws.
+        z : dict of str to Tensor of shape (N, latent_features), optional
+            Fixed latents (every layer): priors are evaluated at them.
+        n : int, optional
+            Number of examples when neither ``x`` nor ``z`` is given (prior sampling).
+        n_posterior : int, optional
+            With ``x``: only the first (top) ``n_posterior`` layers use the posterior, the
+            rest sample the prior (mixed sampling). Default: all layers.
+        temperature : float, list of float or callable(layer index) -> float
+            Prior scale multiplier per layer (0: the prior mean).
+        posterior_mean : bool
+            Use posterior means instead of draws.
+
+        Returns
+        -------
+        Trace
+        """
+        temps = self._temperatures(temperature)
+        computed: dict[str, Tensor] = {}
+        if x is not None:
+            computed["x"] = x
+            n = x.shape[0]
+            for b in self.encoder_blocks:
+                computed[b.name] = b.compute(computed, n)
+        elif z is not None:
+            n = next(iter(z.values())).shape[0]
+        if n is None:
+            raise ValueError("trace needs x, z or n")
+        tr = Trace(computed)
+        layer = 0
+        for b in self.generator_blocks:
+            if not b.generative:
+                computed[b.name] = b.compute(computed, n)
+                continue
+            assert isinstance(b, GenerativeBlock)
+            inputs = [computed[i] for i in b.inputs]
+            prior, state = b.prior(inputs, n)
+            tr.priors[b.name] = prior
+            use_q = x is not None and (n_posterior is None or layer < n_posterior)
+            if use_q:
+                tr.posteriors[b.name] = q = b.posterior(computed[b.condition], inputs, state) if b.condition else prior
+            if z is not None:
+                zl = z[b.name]
+            elif use_q:
+                zl = q.mean if posterior_mean else q.rsample()
+            else:
+                t = temps[layer]
+                zl = prior.loc + t * prior.scale * torch.randn_like(prior.loc) if t > 0 else prior.loc
+            tr.z[b.name] = zl
+            computed[b.name] = b.output(zl, inputs, state)
+            layer += 1
+        tr.params = computed[self.output_block.name]
+        return tr
+
+    def _likelihood(self, params: Tensor, lead: tuple[int, ...]) -> Distribution:
+        lik = self.output_block.likelihood
+        want = lik.params_per_dim * math.prod(self.data_shape)
+        if params[0].numel() != want:
+            raise ValueError(f"output block {self.output_block.name!r} returns {params[0].numel()} numbers per example but "
+                             f"{type(lik).__name__} needs params_per_dim * prod(data_shape) = {want}")
+        return lik(params.reshape(*lead, lik.params_per_dim * self.data_shape[0], *self.data_shape[1:]), len(self.data_shape))
+
+    def _flat(self, z: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[int, ...]]:
+        missing = [k for k in self.latent_names if k not in z]
+        if missing:
+            raise ValueError(f"z lacks the latent(s) {missing}; this model's latents are {list(self.latent_names)}")
+        lead = tuple(z[self.latent_names[0]].shape[:-1])
+        return {k: z[k].reshape(-1, z[k].shape[-1]) for k in self.latent_names}, lead
+
+    def forward(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, tuple[DiagonalNormal, DiagonalNormal]]]:
+        """Computed outputs of every block and ``{block_name: (prior, posterior)}`` per latent layer."""
+        tr = self.trace(x)
+        return tr.computed, {k: (tr.priors[k], tr.posteriors[k]) for k in self.latent_names}
+
+    # ------------------------------------------------------------------ protocol
+    def validate_data(self, x, name: str = "x") -> Tensor:  # noqa: D102 - see base class
+        x = super().validate_data(x, name)
+        self.output_block.likelihood.validate(x, name)
+        return x
+
+    def elbo_terms(self, x: Tensor) -> ElboTerms:
+        tr = self.trace(x)
+        kl, log_q, log_p = {}, {}, {}
+        for k in self.latent_names:
+            q, p, z = tr.posteriors[k], tr.priors[k], tr.z[k]
+            log_q[k], log_p[k] = q.log_prob(z), p.log_prob(z)
+            kl[k] = kl_divergence(q, p, z, log_q[k], self.kl_method)
+        rec = self._likelihood(tr.params, (x.shape[0],)).log_prob(x)
+        return ElboTerms(rec=rec, kl=kl, log_q=log_q, log_p=log_p)
+
+    def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
+        k, b = check_int("k", k), x.shape[0]
+        xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+        tr = self.trace(xk)
+        lw = self._likelihood(tr.params, (k * b,)).log_prob(xk)
+        for name in self.latent_names:
+            z = tr.z[name]
+            lw = lw + tr.priors[name].log_prob(z) - tr.posteriors[name].log_prob(z)
+        return lw.reshape(k, b)
+
+    def encode(self, x: Tensor, *, sample: bool = False) -> dict[str, Distribution]:
+        """Posterior of every layer, batch shape (batch,).
+
+        A lower layer's posterior depends on the layers above: it is the one given their
+        posterior means (default) or given one posterior draw (``sample=True``).
+        """
+        return dict(self.trace(x, posterior_mean=not sample).posteriors)
+
+    def decode(self, z: dict[str, Tensor]) -> Distribution:
+        """``p(x | z)`` with batch shape = the leading dims of the latents."""
+        flat, lead = self._flat(z)
+        return self._likelihood(self.trace(z=flat).params, lead)
+
+    def log_prior(self, z: dict[str, Tensor]) -> Tensor:
+        flat, lead = self._flat(z)
+        tr = self.trace(z=flat)
+        return sum(tr.priors[k].log_prob(flat[k]) for k in self.latent_names).reshape(lead)
+
+    def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
+        flat, lead = self._flat(z)
+        tr = self.trace(z=flat)
+        lp = sum(tr.priors[k].log_prob(flat[k]) for k in self.latent_names).reshape(lead)
+        return self._likelihood(tr.params, lead).log_prob(x) + lp
+
+    def sample_prior(self, n: int, temperature: Temperature = 1.0) -> dict[str, Tensor]:
+        """``n`` joint draws of every layer from the (tempered) prior, each of shape (n, latent_features)."""
+        return self.trace(n=check_int("n", n), temperature=temperature).z
+
+    @torch.no_grad()
+    def sample(self, n: int, *, mean: bool = True, temperature: Temperature = 1.0) -> Tensor:
+        """Generate ``n`` examples, shape (n, *data_shape).
+
+        Parameters
+        ----------
+        n : int
+        mean : bool
+            Mean of p(x | z) instead of a draw.
+        temperature : float, list of float (one per layer, top first) or callable(layer) -> float
+            Prior scale multiplier; 0 takes every prior's mean.
+        """
+        px = self._likelihood(self.trace(n=check_int("n", n), temperature=temperature).params, (n,))
+        return px.mean if mean else px.sample()
+
+    @torch.no_grad()
+    def sample_mixed(self, x: Tensor, n_posterior_layers: int, *, temperature: Temperature = 1.0,
+                     mean: bool = True) -> Tensor:
+        """Posterior draws for the top ``n_posterior_layers`` layers given ``x``, the prior below.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, *data_shape)
+        n_posterior_layers : int
+            0 ... number of layers (0: unconditional samples, all: reconstructions).
+        temperature : as in :meth:`sample` (used by the prior layers)
+        mean : bool
+
+        Returns
+        -------
+        Tensor of shape (batch, *data_shape)
+        """
+        n_post = check_int("n_posterior_layers", n_posterior_layers, 0)
+        if n_post > len(self.latent_names):
+            raise ValueError(f"n_posterior_layers must be <= the number of latent layers ({len(self.latent_names)}), got {n_post}")
+        px = self._likelihood(self.trace(x, n_posterior=n_post, temperature=temperature).params, (x.shape[0],))
+        return px.mean if mean else px.sample()
+
+
+def _validate_graph(blocks: list[Block]) -> int:
+    """Check the block list; return the index where the generator starts."""
+    if not blocks:
+        raise ValueError("blocks must be a non-empty list: an input block, generative blocks and an output block")
+    for i, b in enumerate(blocks):
+        if not isinstance(b, Block):
+            raise TypeError(f"blocks[{i}] must be a vaekit.models.hierarchical.Block, got {type(b).__name__}")
+    seen: dict[str, int] = {}
+    for i, b in enumerate(blocks):
+        if b.name in seen:
+            raise ValueError(f"block name {b.name!r} is used twice (blocks[{seen[b.name]}] and blocks[{i}]); names must be unique")
+        seen[b.name] = i
+    first = blocks[0]
+    if first.references != ("x",):
+        raise ValueError(f"the first block {first.name!r} must read the data 'x' (e.g. an InputBlock), but it reads "
+                         f"{list(first.references)}")
+    if not isinstance(blocks[-1], OutputBlock):
+        raise ValueError(f"the last block must be an OutputBlock (the distribution over x), got {blocks[-1].name!r} "
+                         f"({type(blocks[-1]).__name__})")
+    gens = [i for i, b in enumerate(blocks) if b.generative]
+    if not gens:
+        raise ValueError("blocks need at least one generative block (GenBlock, TopGenBlock, ResidualGenBlock, SimpleGenBlock)")
+    # the generator starts at the first generative block or top block (a block with no inputs, e.g. TopSimpleBlock)
+    split = min(gens[0], next((i for i, b in enumerate(blocks) if not b.references), gens[0]))
+    for i, b in enumerate(blocks):
+        if isinstance(b, OutputBlock) and i != len(blocks) - 1:
+            raise ValueError(f"OutputBlock {b.name!r} is at index {i}; only the last block may be an OutputBlock")
+        for ref in b.references:
+            if ref == "x":
+                if i >= split:
+                    raise ValueError(f"block {b.name!r} in the generator reads the data 'x'; only encoder blocks "
+                                     f"(before the first generative block {blocks[split].name!r}) may")
+                continue
+            if ref not in seen:
+                raise ValueError(f"block {b.name!r} reads {ref!r}, but no block is named {ref!r}; "
+                                 f"names: {['x', *seen]}")
+            if seen[ref] >= i:
+                raise ValueError(f"block {b.name!r} (index {i}) reads {ref!r}, which comes later (index {seen[ref]}); "
+                                 "a block may read only earlier blocks")
+            is_condition = b.generative and ref == getattr(b, "condition", None)
+            if i >= split and seen[ref] < split and not is_condition:
+                raise ValueError(f"generator block {b.name!r} reads the encoder output {ref!r} as an input; the generator "
+                                 "may read encoder outputs only as a generative block's condition (so it can sample without x)")
+    return split
