@@ -1,0 +1,136 @@
+"""Helpers shared by the analysis tools: argument checks, posterior means, decoding flat latents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from .._checks import check_int
+from .images import as_images
+
+__all__ = ["model_device", "check_x", "check_labels", "check_latent", "is_image", "distribution_mean",
+           "encode_means", "posterior_means", "decode_mean", "unflatten"]
+
+
+def model_device(model: Any) -> torch.device:
+    """Device of the model's first parameter or buffer (CPU for a model without any)."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def check_x(model: Any, x: Any, name: str = "x") -> Tensor:
+    """``x`` as a finite float tensor of shape (batch, *model.data_shape), on the model's device.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Not a float tensor, wrong trailing shape, empty, or not finite (the message names ``name``).
+    """
+    from ..models.base import LatentVariableModel
+
+    LatentVariableModel.validate_data(model, x, name)  # shape and finiteness only, not the likelihood's support
+    return x.to(model_device(model))
+
+
+def check_labels(labels: Any, n: int, name: str = "labels") -> Tensor:
+    """Integer labels of shape (n,) as an int64 CPU tensor.
+
+    >>> check_labels([0, 1, 1], 3)
+    tensor([0, 1, 1])
+    >>> check_labels([0, 1], 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: labels has 2 entries but x has 3 examples; pass one label per example
+    """
+    y = torch.as_tensor(labels).detach().cpu()
+    if y.dim() != 1:
+        raise ValueError(f"{name} must be one-dimensional (one label per example), got shape {tuple(y.shape)}")
+    if len(y) != n:
+        raise ValueError(f"{name} has {len(y)} entries but x has {n} examples; pass one label per example")
+    if torch.is_floating_point(y):
+        if not torch.equal(y, y.round()):
+            raise ValueError(f"{name} must hold integer class labels, got non-integer values such as {y[y != y.round()][0].item()}")
+    elif y.dtype == torch.bool or torch.is_complex(y):
+        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    return y.long()
+
+
+def check_latent(model: Any, latent: str) -> str:
+    """``latent`` if it names one of the model's latents, else a ValueError listing them."""
+    names = tuple(model.latent_names)
+    if latent not in names:
+        raise ValueError(f"latent must be one of the model's latents {list(names)}, got {latent!r}")
+    return latent
+
+
+def is_image(data_shape: Sequence[int]) -> bool:
+    """Whether examples of this shape are shown as images (see :func:`vaekit.analysis.images.as_images`).
+
+    >>> is_image([784]), is_image([1, 8, 8]), is_image([5])
+    (True, True, False)
+    """
+    shape = tuple(int(d) for d in data_shape)
+    return as_images(torch.zeros(1, *shape), shape) is not None
+
+
+def distribution_mean(dist: Distribution, n_mc: int = 32) -> Tensor:
+    """``dist.mean``, or the average of ``n_mc`` draws when it has no closed form (flows)."""
+    try:
+        return dist.mean
+    except NotImplementedError:
+        return dist.sample((n_mc,)).mean(0)
+
+
+@torch.no_grad()
+def encode_means(model: Any, x: Tensor, *, batch_size: int = 256, n_mc: int = 32) -> dict[str, Tensor]:
+    """Posterior mean of every named latent, in the latent's own shape.
+
+    Parameters
+    ----------
+    model : LatentVariableModel
+    x : Tensor of shape (n, *data_shape)
+    batch_size : int
+    n_mc : int
+        Draws averaged for posteriors without a closed-form mean.
+
+    Returns
+    -------
+    dict of str to Tensor of shape (n, *latent_event)
+    """
+    batch_size = check_int("batch_size", batch_size)
+    parts: dict[str, list[Tensor]] = {}
+    for chunk in x.split(batch_size):
+        for name, q in model.encode(chunk).items():
+            parts.setdefault(name, []).append(distribution_mean(q, n_mc))
+    return {name: torch.cat(p) for name, p in parts.items()}
+
+
+def posterior_means(model: Any, x: Tensor, *, batch_size: int = 256, n_mc: int = 32) -> dict[str, Tensor]:
+    """Posterior mean of every named latent, flattened per example to shape (n, D_name).
+
+    >>> from vaekit.models import mlp_vae
+    >>> posterior_means(mlp_vae([6], 3, [4]), torch.rand(5, 6))["z"].shape
+    torch.Size([5, 3])
+    """
+    return {name: m.reshape(m.shape[0], -1) for name, m in encode_means(model, x, batch_size=batch_size, n_mc=n_mc).items()}
+
+
+def unflatten(flat: dict[str, Tensor], shapes: dict[str, tuple[int, ...]]) -> dict[str, Tensor]:
+    """Reshape flat latents (n, D) back to (n, *shape) per name."""
+    return {name: z.reshape(z.shape[0], *shapes[name]) for name, z in flat.items()}
+
+
+@torch.no_grad()
+def decode_mean(model: Any, z: dict[str, Tensor], *, batch_size: int = 256) -> Tensor:
+    """Mean of p(x | z) (a draw where the mean has no closed form), shape (n, *data_shape)."""
+    n = next(iter(z.values())).shape[0]
+    out = []
+    for i in range(0, n, batch_size):
+        out.append(distribution_mean(model.decode({k: v[i:i + batch_size] for k, v in z.items()}), 1))
+    return torch.cat(out)
+
