@@ -1,0 +1,141 @@
+"""Amortized relaxed categorical posterior: N independent categorical variables of K categories each."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from ..._checks import check_float, check_int
+from ..base import ConditionalDistribution
+from ..flows._base import check_context
+from ._simplex import check_temperature
+from .gumbel import GumbelSoftmax
+from .igr import IGR, PlanarStep
+from .stick import IGRStickBreaking
+
+__all__ = ["RelaxedCategorical", "RELAXATIONS"]
+
+#: Relaxations accepted by :class:`RelaxedCategorical`.
+RELAXATIONS = ("gs", "igr_i", "igr_planar", "igr_sb")
+_PRIORS = ("standard", "uniform_fit")
+
+
+class RelaxedCategorical(ConditionalDistribution):
+    r"""Posterior family over ``n_variables`` relaxed categorical variables of ``n_categories`` each.
+
+    A linear head maps the encoder features to the parameters of every variable: logits for
+    the Gumbel-Softmax (``"gs"``), Gaussian :math:`(\mu, \sigma)` in :math:`\mathbb R^{K-1}`
+    (:math:`\sigma = \mathrm{softplus}(\rho) + 10^{-4}`) for the IGR variants: ``"igr_i"``
+    (softmax++), ``"igr_planar"`` (``n_flows`` learned planar steps, shared by all variables,
+    before softmax++) and ``"igr_sb"`` (truncated stick-breaking at ``threshold``).
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the encoder features.
+    n_variables, n_categories : int
+        ``N`` variables of ``K >= 2`` categories.
+    relaxation : {"gs", "igr_i", "igr_planar", "igr_sb"}
+    temperature : float
+        :math:`\tau > 0`; a plain attribute models may anneal (:meth:`set_temperature`).
+    delta : float
+        :math:`\delta` of softmax++ (IGR-I/Planar).
+    n_flows : int
+        Planar steps (``"igr_planar"``).
+    threshold : float
+        Cumulative-mass threshold in (0, 1) of the IGR-SB truncation.
+    hard : bool
+        Straight-through one-hot samples (``"gs"`` only).
+    prior : {"standard", "uniform_fit"}, optional
+        IGR prior: :math:`\mathcal N(0, I)` (``"standard"``, the default) or the Gaussian
+        fitted by :func:`~vaekit.distributions.relaxed.fit_igr_prior` so that its mean sample
+        is uniform (``"uniform_fit"``; computed on first use, cached on disk). ``"gs"`` always
+        uses the uniform Gumbel-Softmax.
+
+    Examples
+    --------
+    >>> family = RelaxedCategorical(8, n_variables=3, n_categories=4, relaxation="igr_i")
+    >>> q = family(torch.randn(5, 8))
+    >>> q.batch_shape, q.event_shape, family.latent_features
+    (torch.Size([5, 3]), torch.Size([4]), 12)
+    >>> family.prior_distribution().batch_shape
+    torch.Size([3])
+    """
+
+    def __init__(self, in_features: int, n_variables: int, n_categories: int,
+                 relaxation: Literal["gs", "igr_i", "igr_planar", "igr_sb"] = "igr_i", temperature: float = 0.5,
+                 delta: float = 1.0, n_flows: int = 1, threshold: float = 0.99, hard: bool = False,
+                 prior: Literal["standard", "uniform_fit"] | None = None) -> None:
+        super().__init__()
+        self.in_features = check_int("in_features", in_features, 1)
+        self.n_variables = check_int("n_variables", n_variables, 1)
+        self.n_categories = check_int("n_categories", n_categories, 2)
+        if relaxation not in RELAXATIONS:
+            raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {relaxation!r}")
+        self.temperature = float(check_temperature(temperature))
+        self.delta = check_float("delta", delta, 0, low_open=True)
+        self.n_flows = check_int("n_flows", n_flows, 1)
+        self.threshold = check_float("threshold", threshold, 0, 1, low_open=True, high_open=True)
+        if not isinstance(hard, bool):
+            raise TypeError(f"hard must be a bool, got {hard!r} of type {type(hard).__name__}")
+        if hard and relaxation != "gs":
+            raise ValueError(f"hard=True is the straight-through Gumbel-Softmax: it needs relaxation='gs', got "
+                             f"{relaxation!r}")
+        if prior is not None and prior not in _PRIORS:
+            raise ValueError(f"prior must be one of {_PRIORS} or None, got {prior!r}")
+        if prior == "uniform_fit" and relaxation == "gs":
+            raise ValueError("prior='uniform_fit' is for the IGR relaxations; the Gumbel-Softmax prior is always the "
+                             "uniform Gumbel-Softmax (use prior=None)")
+        self.relaxation, self.hard, self.prior = relaxation, hard, prior
+        self.latent_features = self.n_variables * self.n_categories
+        self.n_params = self.n_categories if relaxation == "gs" else 2 * (self.n_categories - 1)
+        self.head = nn.Linear(self.in_features, self.n_variables * self.n_params)
+        self.flows = (nn.ModuleList(PlanarStep(self.n_categories - 1) for _ in range(self.n_flows))
+                      if relaxation == "igr_planar" else None)
+        self._prior_cache: dict[float, tuple[Tensor, Tensor]] = {}
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set :math:`\\tau` (> 0) for the distributions built from now on."""
+        self.temperature = float(check_temperature(temperature))
+
+    def forward(self, context: Tensor | None = None) -> Distribution:
+        """``context`` (*batch, in_features) -> distribution of batch shape (*batch, n_variables), event (K,)."""
+        context = check_context(type(self).__name__, context, self.in_features)
+        params = self.head(context).unflatten(-1, (self.n_variables, self.n_params))
+        if self.relaxation == "gs":
+            return GumbelSoftmax(params, self.temperature, self.hard)
+        loc, raw = params.chunk(2, dim=-1)
+        scale = F.softplus(raw) + 1e-4
+        if self.relaxation == "igr_sb":
+            return IGRStickBreaking(loc, scale, self.temperature, self.threshold)
+        return IGR(loc, scale, self.temperature, self.delta, self.flows)
+
+    def _prior_parameters(self) -> tuple[Tensor, Tensor]:
+        ref = self.head.weight
+        d = self.n_categories - 1
+        if self.prior != "uniform_fit":
+            return ref.new_zeros(d), ref.new_ones(d)
+        if self.temperature not in self._prior_cache:
+            from .prior_fit import fit_igr_prior
+
+            fitted = fit_igr_prior(torch.full((self.n_categories,), 1.0 / self.n_categories),
+                                   temperature=self.temperature, delta=self.delta,
+                                   relaxation="igr_sb" if self.relaxation == "igr_sb" else "igr_i")
+            self._prior_cache[self.temperature] = (fitted.loc, fitted.scale)
+        loc, scale = self._prior_cache[self.temperature]
+        return loc.to(ref), scale.to(ref)
+
+    def prior_distribution(self) -> Distribution:
+        """The matching prior, batch shape (n_variables,), event (K,): uniform GS or the (fitted) Gaussian IGR."""
+        n, k = self.n_variables, self.n_categories
+        if self.relaxation == "gs":
+            return GumbelSoftmax(self.head.weight.new_full((n, k), -math.log(k)), self.temperature)
+        loc, scale = (t.expand(n, k - 1) for t in self._prior_parameters())
+        if self.relaxation == "igr_sb":
+            return IGRStickBreaking(loc, scale, self.temperature, self.threshold)
+        return IGR(loc, scale, self.temperature, self.delta)
