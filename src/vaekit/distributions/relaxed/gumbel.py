@@ -16,6 +16,7 @@ optional straight-through one-hot sample.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -81,7 +82,7 @@ class ExpConcrete(Distribution):
         k = self.logits.shape[-1]
         tau = torch.as_tensor(self.temperature, dtype=value.dtype, device=value.device)
         score = self.logits - value * event_temperature(tau)
-        log_scale = torch.lgamma(torch.tensor(float(k), dtype=value.dtype)) + (k - 1) * tau.log()
+        log_scale = math.lgamma(k) + (k - 1) * tau.log()
         return score.sum(-1) - k * score.logsumexp(-1) + log_scale
 
     def rsample_and_log_prob(self, sample_shape: Size | tuple[int, ...] = Size()) -> tuple[Tensor, Tensor]:
