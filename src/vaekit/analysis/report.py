@@ -1,0 +1,285 @@
+"""Run every analysis that applies to a model and write PNGs and ``analysis.json``.
+
+:func:`analyze_model` works on a model and examples in memory; :func:`analyze_run` on a
+run directory (``vaekit analyze RUN_DIR`` writes ``RUN_DIR/eval/analysis/``). Functions
+appended to :data:`EXTRA_ANALYSES` run after the built-in tools.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from .._checks import check_float, check_int
+from ..nn import eval_mode
+from ._common import check_labels, check_x, is_image, posterior_means
+from .divergence import kl_statistics, save_kl_plot
+from .generation import samples_at_temperatures, save_generation_grids
+from .mei import most_exciting_input, unit_activation
+from .probes import probe_latents
+from .receptive import save_field_grid, spike_triggered_average
+from .reconstruction import reconstruction_stats, save_reconstruction_grid
+from .traversal import latent_traversal, save_traversal_grid
+
+__all__ = ["ANALYSES", "EXTRA_ANALYSES", "AnalysisFunction", "check_which", "analyze_model", "analyze_run"]
+
+#: Names of the built-in analyses, in the order they run.
+ANALYSES: tuple[str, ...] = ("recon", "generation", "kl", "probe", "traversal", "receptive", "mei")
+
+AnalysisFunction = Callable[[Any, Tensor, "Tensor | None", Path], "dict[str, Any] | None"]
+
+#: Further analyses ``f(model, x, labels, out_dir) -> dict | None``, run by :func:`analyze_model`
+#: after the built-in ones; ``None`` means "does not apply to this model". Their results go to
+#: ``analysis.json`` under ``extra[f.__name__]`` (a ``"files"`` entry lists the names of files they
+#: wrote in ``out_dir``); ``which`` selects them by that name or by ``"extra"``.
+EXTRA_ANALYSES: list[AnalysisFunction] = []
+
+
+def check_which(which: Sequence[str] | str | None) -> list[str]:
+    """The analyses to run: every one for None, else the named ones (built-in, ``"extra"`` or an extra's name).
+
+    >>> check_which("kl,probe")
+    ['kl', 'probe']
+    >>> check_which(["recon", "ssim"])
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown analysis 'ssim'; accepted: recon, generation, kl, probe, traversal, receptive, mei, extra
+    """
+    accepted = [*ANALYSES, "extra", *(f.__name__ for f in EXTRA_ANALYSES)]
+    if which is None:
+        return accepted
+    names = [w.strip() for w in which.split(",")] if isinstance(which, str) else list(which)
+    if not names or any(not isinstance(n, str) or not n for n in names):
+        raise ValueError(f"which must name at least one analysis; accepted: {', '.join(accepted)}")
+    for n in names:
+        if n not in accepted:
+            raise ValueError(f"unknown analysis {n!r}; accepted: {', '.join(accepted)}")
+    return names
+
+
+def _top_units(variance: Tensor, k: int) -> list[int]:
+    """Indices of the ``k`` most active units, most active first."""
+    return variance.argsort(descending=True)[: min(k, variance.numel())].tolist()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return value.tolist()
+    if isinstance(value, Path):
+        return value.name
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None = None,
+                  out_dir: str | os.PathLike[str] = "analysis", *, which: Sequence[str] | str | None = None,
+                  n_images: int = 32, temperatures: Sequence[float] = (0.0, 0.5, 0.75, 1.0), n_units: int = 8,
+                  n_noise: int = 4096, mei_steps: int = 100, probe_mlp: bool = False, probe_test_fraction: float = 0.3,
+                  batch_size: int = 256, seed: int = 0) -> dict[str, Any]:
+    """Run every analysis that applies and write its figures and ``analysis.json`` to ``out_dir``.
+
+    Image figures (reconstructions, samples, traversals, receptive fields, most exciting
+    inputs) are drawn when ``model.data_shape`` is an image or a square vector (784 ->
+    28x28); the numbers are computed for any data. The probes need ``labels``.
+
+    Parameters
+    ----------
+    model : LatentVariableModel
+    x : Tensor of shape (n, *data_shape)
+        Examples to analyse, ``n >= 2`` (e.g. the test split).
+    labels : Tensor or sequence of int of shape (n,), optional
+        Class labels of ``x`` for the probes.
+    out_dir : str or path
+        Created if needed.
+    which : str or sequence of str, optional
+        Subset of :data:`ANALYSES` (a comma-separated string or a list); default all.
+    n_images : int
+        Examples per reconstruction / sample grid.
+    temperatures : sequence of float
+        Sampling temperatures.
+    n_units : int
+        Most active units (per latent) traversed and given a receptive field and an MEI.
+    n_noise : int
+        White-noise inputs for the receptive fields.
+    mei_steps : int
+        Gradient steps of the most-exciting-input search.
+    probe_mlp : bool
+        Also train MLP probes.
+    probe_test_fraction : float
+        Held-out fraction of the probes.
+    batch_size : int
+    seed : int
+
+    Returns
+    -------
+    dict
+        The contents of ``analysis.json``: one entry per analysis run, ``skipped``
+        (analysis -> reason) and ``files`` (names written, relative to ``out_dir``).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For bad arguments, before anything is written.
+    """
+    x = check_x(model, x)
+    if x.shape[0] < 2:
+        raise ValueError(f"x must hold at least 2 examples, got {x.shape[0]}")
+    y = None if labels is None else check_labels(labels, x.shape[0])
+    names = check_which(which)
+    n_images, n_units, n_noise = check_int("n_images", n_images), check_int("n_units", n_units), check_int("n_noise", n_noise, 2)
+    mei_steps, batch_size, seed = check_int("mei_steps", mei_steps), check_int("batch_size", batch_size), check_int("seed", seed, 0)
+    temps = [check_float("temperatures", t, 0) for t in temperatures]
+    check_float("probe_test_fraction", probe_test_fraction, 0, 1, low_open=True, high_open=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = is_image(model.data_shape)
+    shape = tuple(model.data_shape)
+    res: dict[str, Any] = {"model": type(model).__name__, "n": int(x.shape[0]), "data_shape": list(shape),
+                           "images": images, "skipped": {}, "files": []}
+    files: list[Path] = []
+    torch.manual_seed(seed)
+    with eval_mode(model):
+        with torch.no_grad():
+            means = posterior_means(model, x, batch_size=batch_size)
+        variance = {k: v.double().var(0).float().cpu() for k, v in means.items()}
+        res["latents"] = {k: int(v.shape[1]) for k, v in means.items()}
+        centre = x.mean(0)
+        spread = float(x.std()) or 1.0
+        mei_norm = float((x - centre).flatten(1).norm(dim=1).mean()) or 1.0
+
+        if "recon" in names:
+            stats = reconstruction_stats(model, x, batch_size=batch_size)
+            res["recon"] = stats.summary()
+            if images:
+                k = min(n_images, x.shape[0])
+                files.append(save_reconstruction_grid(x[:k].cpu(), stats.reconstructions[:k], out / "reconstructions.png", shape))
+        if "generation" in names:
+            if images:
+                samples = samples_at_temperatures(model, n_images, temps, seed=seed)
+                paths = save_generation_grids(samples, out, shape)
+                files += paths.values()
+                res["generation"] = {"temperatures": temps, "n": n_images, "files": [p.name for p in paths.values()]}
+            else:
+                res["skipped"]["generation"] = "data are not images"
+        if "kl" in names:
+            kl = kl_statistics(model, x, batch_size=batch_size)
+            res["kl"] = {k: s.to_dict() for k, s in kl.items()}
+            res["kl_total"] = sum(s.kl for s in kl.values())
+            res["active_units"] = {k: s.active_units for k, s in kl.items()}
+            files.append(save_kl_plot(kl, out / "kl_per_dim.png"))
+        if "probe" in names:
+            if y is None:
+                res["skipped"]["probe"] = "no labels"
+            elif len(y.unique()) < 2:
+                res["skipped"]["probe"] = "labels hold a single class"
+            else:
+                probes = probe_latents(model, x, y, test_fraction=probe_test_fraction, mlp=probe_mlp, seed=seed,
+                                       batch_size=batch_size)
+                res["probe"] = {k: p.to_dict() for k, p in probes.items()}
+        if "traversal" in names:
+            if images:
+                res["traversal"] = {}
+                for latent, var in variance.items():
+                    dims = _top_units(var, n_units)
+                    t = latent_traversal(model, x[:1], latent, dims)
+                    files.append(save_traversal_grid(t, out / f"traversal_{latent}.png", shape,
+                                                     title=f"{latent}: units {dims}, offsets -3..3"))
+                    res["traversal"][latent] = {"units": dims, "offsets": [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]}
+            else:
+                res["skipped"]["traversal"] = "data are not images"
+        if "receptive" in names:
+            res["receptive"] = {}
+            for latent, var in variance.items():
+                units = _top_units(var, n_units)
+                sta = spike_triggered_average(model, latent, units, n_samples=n_noise, noise_std=spread, centre=centre,
+                                              batch_size=batch_size, seed=seed)
+                res["receptive"][latent] = {"units": units, "noise_std": spread, "n_noise": n_noise,
+                                            "field_norm": sta.flatten(1).norm(dim=1).tolist()}
+                if images:
+                    files.append(save_field_grid(sta, out / f"receptive_{latent}.png", shape, title=f"{latent}: STA of units {units}"))
+        if "mei" in names:
+            res["mei"] = {}
+            g = torch.Generator().manual_seed(seed)
+            for latent, var in variance.items():
+                units = _top_units(var, n_units)
+                m = most_exciting_input(model, latent, units, norm=mei_norm, centre=centre, steps=mei_steps, seed=seed)
+                rand = torch.randn(16, len(units), *shape, generator=g)
+                rand = centre.cpu() + rand * (mei_norm / rand.flatten(2).norm(dim=2)).view(16, len(units), *[1] * len(shape))
+                with torch.no_grad():
+                    base = torch.stack([unit_activation(model, r.to(x.device), latent, units) for r in rand]).mean(0)
+                res["mei"][latent] = {"units": units, "norm": mei_norm, "activation": m.activation.tolist(),
+                                      "random_activation": base.cpu().tolist()}
+                if images:
+                    files.append(save_field_grid(m.inputs - centre.cpu(), out / f"mei_{latent}.png", shape,
+                                                 title=f"{latent}: most exciting inputs (minus data mean) of units {units}"))
+    extras = [f for f in EXTRA_ANALYSES if which is None or "extra" in names or f.__name__ in names]
+    if extras:
+        res["extra"] = {}
+    for f in extras:
+        r = f(model, x, y, out)
+        if r is None:
+            res["skipped"][f.__name__] = "does not apply to this model"
+        else:
+            res["extra"][f.__name__] = r
+            files += [out / name for name in r.get("files", [])]
+    res["files"] = sorted({p.name for p in files})
+    (out / "analysis.json").write_text(json.dumps(_jsonable(res), indent=2) + "\n")
+    res["files"].append("analysis.json")
+    res["out_dir"] = str(out)
+    return res
+
+
+def analyze_run(run_dir: str | os.PathLike[str], split: Literal["train", "val", "test"] = "test", n_points: int = 1000,
+                checkpoint: Literal["best", "last"] = "best", which: Sequence[str] | str | None = None,
+                device: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Analyse a trained run: its model on the first ``n_points`` examples of a split.
+
+    Writes ``RUN_DIR/eval/analysis/`` (PNGs and ``analysis.json``); the labels of the split,
+    when the data module has them, feed the probes.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory written by ``vaekit fit`` or :meth:`vaekit.training.Trainer.fit`.
+    split : {"train", "val", "test"}
+    n_points : int
+        Examples analysed (the first ones of the split), ``>= 2``.
+    checkpoint : {"best", "last"}
+    which : str or sequence of str, optional
+        Subset of :data:`ANALYSES`.
+    device : str, optional
+        Default CPU.
+    **kwargs
+        Passed to :func:`analyze_model`.
+
+    Returns
+    -------
+    dict, as :func:`analyze_model`.
+    """
+    from ..runs import _split, load, load_data  # the run layer sits above analysis: import on use
+    from ..training import RunDir
+
+    n_points = check_int("n_points", n_points, 2)
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    check_which(which)
+    model = load(run_dir, checkpoint=checkpoint, device=device or "cpu")
+    data = load_data(run_dir)
+    x = _split(data, split)[:n_points]
+    labels = getattr(data, f"{split}_labels", None)
+    labels = None if labels is None else labels[:n_points]
+    return analyze_model(model, x, labels, RunDir.open(run_dir).eval / "analysis", which=which, **kwargs)
