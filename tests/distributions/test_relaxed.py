@@ -253,6 +253,23 @@ def test_stick_breaking_truncation_and_reporting():
     assert bool((untruncated.rsample((20,)) > 0).all())
 
 
+@pytest.mark.parametrize("make", [
+    lambda loc, tau: GumbelSoftmax(torch.cat([loc, torch.zeros_like(loc[:, :1])], -1), tau),
+    lambda loc, tau: IGR(loc, torch.full_like(loc, 0.7), tau, delta=0.5),
+    lambda loc, tau: IGRStickBreaking(loc, torch.full_like(loc, 0.7), tau, truncate=False),
+], ids=["gs", "igr_i", "igr_sb"])
+def test_batched_temperature_and_expand(make):
+    torch.manual_seed(0)
+    loc, taus = torch.randn(3, 2, dtype=F64), torch.tensor([0.3, 0.6, 1.2], dtype=F64)
+    batched = make(loc, taus)
+    z = batched.rsample((5,))
+    assert z.shape == (5, 3, 3) and torch.allclose(z.sum(-1), torch.ones(5, 3, dtype=F64))
+    per_row = torch.stack([make(loc[i:i + 1], float(taus[i])).log_prob(z[:, i:i + 1]) for i in range(3)], -1)
+    assert torch.allclose(batched.log_prob(z), per_row.squeeze(-2), atol=1e-8)
+    wide = batched.expand((4, 3))
+    assert wide.batch_shape == (4, 3) and torch.allclose(wide.log_prob(z[:4]), batched.log_prob(z[:4]))
+
+
 # ---------------------------------------------------------------------------------- conditional family
 @pytest.mark.parametrize("name", list(RELAXATION_FAMILIES))
 def test_family_shapes_and_gradients_reach_every_parameter(name):

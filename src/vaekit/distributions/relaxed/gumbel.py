@@ -89,7 +89,7 @@ class ExpConcrete(Distribution):
         y = self.rsample(sample_shape)
         return y, self.log_prob(y)
 
-    def implied_probs(self, num_samples: int = 1000) -> Tensor:
+    def implied_probs(self, num_samples: int = 1000, generator: torch.Generator | None = None) -> Tensor:
         """Distribution of :math:`\\arg\\max_k y_k`: exactly :math:`\\pi` (Gumbel-max), shape (*batch, K)."""
         return self.probs
 
@@ -170,7 +170,7 @@ class GumbelSoftmax(Distribution):
         log_value = value.clamp_min(torch.finfo(value.dtype).tiny).log()
         return self.exp_concrete.log_prob(log_value) - log_value.sum(-1)
 
-    def implied_probs(self, num_samples: int = 1000) -> Tensor:
+    def implied_probs(self, num_samples: int = 1000, generator: torch.Generator | None = None) -> Tensor:
         """Distribution of the argmax of a sample: exactly :math:`\\pi = \\mathrm{softmax}(\\text{logits})`."""
         return self.probs
 

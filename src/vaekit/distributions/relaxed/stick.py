@@ -102,7 +102,7 @@ class IGRStickBreaking(GaussianRelaxation):
         m = psi.shape[-1]
         reached = psi[..., :-1].cumsum(-1) >= self.threshold  # (..., M-1)
         hit_max = ~reached.any(-1)
-        n_used = torch.where(hit_max, m, reached.to(torch.uint8).argmax(-1) + 1)
+        n_used = torch.where(hit_max, m, reached.int().argmax(-1) + 1)
         if record:
             self.last_n_used, self._hit_max = n_used.detach(), hit_max.detach()
         if not self.truncate:
