@@ -1,0 +1,141 @@
+"""``VAEEmbedder.fit``: input, normalisation, split, warm start, logdir checkpoints, Ctrl-C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from . import io
+from ._training import LoopState, TrainData, run_epochs
+from .estimator import build_model, normalisation, resolve_max_epochs
+from .inputs import ArraySource
+
+if TYPE_CHECKING:
+    from .estimator import VAEEmbedder
+
+__all__ = ["fit", "ARCHITECTURE_PARAMS"]
+
+#: Parameters that fix the model's shape; a checkpoint continued from ``logdir`` must agree on them.
+ARCHITECTURE_PARAMS = ("n_components", "hidden_layers", "posterior", "n_flows", "prior", "n_prior_modes", "likelihood",
+                       "activation", "feature_normalization")
+
+
+def _check_logdir(est: VAEEmbedder, continuing: bool) -> bool:
+    """Whether to continue from a checkpoint in ``est.logdir``; refuses foreign or unrequested content."""
+    if est.logdir is None or continuing:
+        return False
+    logdir = Path(est.logdir)
+    if io.is_saved(logdir):
+        if not est.warm_start:
+            raise ValueError(f"logdir={str(logdir)!r} already holds a VAEEmbedder checkpoint; pass warm_start=True to "
+                             "continue training it, or choose another logdir (nothing is ever overwritten or deleted)")
+        return True
+    if logdir.exists() and (not logdir.is_dir() or any(logdir.iterdir())):
+        raise ValueError(f"logdir={str(logdir)!r} exists and is not an empty directory (nor a VAEEmbedder checkpoint); "
+                         "choose a new or empty directory, its files are never overwritten or deleted")
+    return False
+
+
+def _adopt_checkpoint(est: VAEEmbedder) -> None:
+    """Load ``est.logdir``'s checkpoint into ``est`` (fitted attributes and optimiser state)."""
+    saved = io.load(est.logdir, device=est.device)
+    diff = {p: (getattr(saved, p), getattr(est, p)) for p in ARCHITECTURE_PARAMS
+            if _norm(getattr(saved, p)) != _norm(getattr(est, p))}
+    if diff:
+        detail = ", ".join(f"{p}: checkpoint {a!r} vs now {b!r}" for p, (a, b) in diff.items())
+        raise ValueError(f"logdir={str(est.logdir)!r} holds a model with other architecture parameters ({detail}); "
+                         "use the same values or another logdir")
+    for name, value in vars(saved).items():
+        if name.endswith("_") and not name.startswith("__") or name in ("_optimizer_state", "_loop_lr"):
+            setattr(est, name, value)
+
+
+def _norm(value: Any) -> Any:
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
+    """Train ``est`` on ``X`` (parameters already validated); see :meth:`VAEEmbedder.fit`."""
+    continuing = bool(est.warm_start and hasattr(est, "model_"))
+    if _check_logdir(est, continuing):
+        _adopt_checkpoint(est)
+        continuing = True
+    source = est._read_input(X, reset=not continuing)
+    n = len(source)
+    if n < 2:
+        raise ValueError(f"n_samples = {n}: VAEEmbedder needs at least 2 examples to fit")
+    n_val = max(1, int(round(est.validation_fraction * n))) if est.validation_fraction > 0 else 0
+    if n - n_val < 1:
+        raise ValueError(f"validation_fraction={est.validation_fraction} leaves no training examples out of "
+                         f"n_samples = {n}; lower it")
+    mean, scale = normalisation(est, source)  # also rejects non-finite streamed values
+    if est.likelihood == "bernoulli":
+        _check_unit_interval(source)
+    seed = int(check_random_state(est.random_state).randint(2**31 - 1))
+    device = est._torch_device()
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        if continuing:
+            model, mean, scale = est.model_, est.mean_, est.scale_
+        else:
+            model = build_model(est, source.n_features).to(device)
+        perm = np.random.default_rng(seed).permutation(n)
+        data = TrainData(source, np.sort(perm[n_val:]), np.sort(perm[:n_val]),
+                         torch.as_tensor(mean, dtype=torch.float32, device=device),
+                         torch.as_tensor(scale, dtype=torch.float32, device=device), device)
+        if isinstance(source, ArraySource) and not isinstance(source.array, np.memmap):
+            data.cache = data.normalise(torch.from_numpy(source.array).to(device))
+        optimizer = torch.optim.Adam(model.parameters(), lr=est.learning_rate)
+        history = list(est.history_) if continuing else []
+        state = LoopState(lr=getattr(est, "_loop_lr", est.learning_rate) if continuing else est.learning_rate,
+                          history=history)
+        if continuing and getattr(est, "_optimizer_state", None) is not None:
+            optimizer.load_state_dict(est._optimizer_state)
+        generator = torch.Generator().manual_seed(seed + len(history))
+        n_epochs = resolve_max_epochs(est.max_epochs, len(data.train), est.batch_size)
+
+        def finish(reason: str) -> None:
+            est.model_, est.mean_, est.scale_ = model, np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+            est.history_, est.n_iter_, est.stop_reason_ = state.history, len(state.history), reason
+            est._optimizer_state, est._loop_lr = optimizer.state_dict(), state.lr
+
+        def on_epoch(record: dict[str, Any]) -> None:
+            if est.verbose:
+                print(f"epoch {record['epoch']:4d}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}  "
+                      f"lr {record['lr']:.2e}" + (f"  skipped {record['skipped_steps']}" if record["skipped_steps"] else ""),
+                      flush=True)
+            if est.logdir is not None:
+                finish("checkpoint")
+                io.save(est, est.logdir, overwrite=True, training_state=True)
+
+        interrupted = False
+        try:
+            run_epochs(model, optimizer, data, state, n_epochs=n_epochs, batch_size=est.batch_size, generator=generator,
+                       plateau=est.lr_schedule == "plateau", early_stopping=est.early_stopping,
+                       n_iter_no_change=est.n_iter_no_change, tol=est.tol, min_lr=1e-3 * est.learning_rate,
+                       on_epoch=on_epoch)
+        except KeyboardInterrupt:
+            interrupted = True
+        if state.best_state is not None:
+            model.load_state_dict(state.best_state)
+        finish("interrupted" if interrupted else state.stopped)
+    if est.logdir is not None:
+        io.save(est, est.logdir, overwrite=True, training_state=True)
+    if interrupted:
+        est._warn_interrupted()
+    return est
+
+
+def _check_unit_interval(source: ArraySource | Any) -> None:
+    """Bernoulli data must lie in [0, 1] (checked in a streaming pass)."""
+    for start in range(0, len(source), 4096):
+        block = source.rows(np.arange(start, min(start + 4096, len(source))))
+        if block.min() < 0 or block.max() > 1:
+            raise ValueError(f"likelihood='bernoulli' needs data in [0, 1], but {source.description} has values in "
+                             f"[{block.min():.3g}, {block.max():.3g}] (rows {start}..); scale them, or use "
+                             "likelihood='gaussian' with feature_normalization=True")

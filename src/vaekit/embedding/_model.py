@@ -1,0 +1,113 @@
+"""The VAE behind :class:`~vaekit.embedding.VAEEmbedder`, built from vaekit's own pieces."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ..distributions import Bernoulli, DiagonalGaussian, Gaussian, Likelihood, make_posterior
+from ..distributions.flows import FlowDistribution
+from ..models.vae import VAE
+from ..nn import MLP
+from .priors import MixturePrior
+
+__all__ = ["auto_hidden_layers", "build_vae", "posterior_mean", "LIKELIHOODS", "PRIORS", "POSTERIOR_NAMES"]
+
+LIKELIHOODS = ("gaussian", "gaussian_predicted", "bernoulli")
+PRIORS = ("mixture", "standard")
+POSTERIOR_NAMES = ("iaf", "gaussian")
+
+
+def auto_hidden_layers(n_features: int, n_components: int) -> tuple[int, int]:
+    """Encoder hidden sizes chosen from the input and latent sizes (the decoder mirrors them).
+
+    The first layer is the power of two nearest ``8 * sqrt(n_features)`` within [32, 512],
+    the second half of it; both are at least ``4 * n_components``.
+
+    >>> auto_hidden_layers(784, 2), auto_hidden_layers(64, 2), auto_hidden_layers(3, 2), auto_hidden_layers(784, 100)
+    ((256, 128), (64, 32), (32, 16), (400, 400))
+    """
+    first = int(min(512, max(32, 2 ** round(math.log2(8 * math.sqrt(n_features))))))
+    floor = 4 * n_components
+    return max(first, floor), max(first // 2, floor)
+
+
+def build_vae(n_features: int, n_components: int, hidden_layers: Sequence[int], posterior: str, n_flows: int,
+              prior: str, n_prior_modes: int, likelihood: str, activation: str, dropout: float) -> VAE:
+    """An MLP VAE on flat features: encoder ``n_features -> hidden -> posterior``, mirrored decoder.
+
+    Parameters are those of :class:`~vaekit.embedding.VAEEmbedder` (already checked).
+    Parameter initialisation draws from torch's global generator (seed it first).
+
+    >>> vae = build_vae(5, 2, (16, 8), "iaf", 2, "mixture", 3, "gaussian", "elu", 0.0)
+    >>> vae.log_weights(torch.zeros(4, 5), k=3).shape
+    torch.Size([3, 4])
+    """
+    hidden = [int(h) for h in hidden_layers]
+    lik: Likelihood = {"gaussian": lambda: Gaussian("learned"), "gaussian_predicted": lambda: Gaussian("predicted"),
+                       "bernoulli": lambda: Bernoulli(strict=False)}[likelihood]()
+    encoder = MLP(n_features, hidden[-1], hidden[:-1], activation, dropout=dropout, output_activation=activation)
+    if posterior == "iaf":
+        q = make_posterior("iaf", hidden[-1], n_components, n_flows=n_flows, hidden=[max(64, 4 * n_components)],
+                           activation="elu")
+    else:
+        q = DiagonalGaussian(hidden[-1], n_components)
+    decoder = MLP(n_components, lik.params_per_dim * n_features, hidden[::-1], activation, dropout=dropout)
+    p = MixturePrior(n_components, n_prior_modes, spread=1.0, scale=0.5) if prior == "mixture" else None
+    return VAE(encoder, q, decoder, lik, [n_features], prior=p)
+
+
+def posterior_mean(vae: VAE, x: Tensor) -> Tensor:
+    r"""The embedding of ``x``: the base posterior's mean pushed through the flow.
+
+    For a flow posterior :math:`z = f_x(z_0)`, :math:`z_0 \sim \mathcal N(\mu(x), \sigma(x)^2)`,
+    this is :math:`f_x(\mu(x))` (the flow evaluated at the base mean with the same context;
+    deterministic, and the posterior's mode when the flow is the identity). For a Gaussian
+    posterior it is :math:`\mu(x)`.
+
+    Parameters
+    ----------
+    vae : VAE
+    x : Tensor of shape (batch, n_features)
+
+    Returns
+    -------
+    Tensor of shape (batch, n_components)
+    """
+    q = vae.encode(x)[vae.latent_name]
+    if isinstance(q, FlowDistribution):
+        return q._transform(q.base.loc)[0]
+    return q.mean
+
+
+def log_weights_given_noise(vae: VAE, x: Tensor, eps: Tensor) -> Tensor:
+    r"""``log p(x, z) - log q(z|x)`` at :math:`z = f_x(\mu(x) + \sigma(x)\,\epsilon)` for given standard-normal noise.
+
+    The same quantity as ``vae.log_weights(x, k)`` (:math:`\log q` by the change of
+    variables), with the noise passed in so that callers can fix it per example.
+
+    Parameters
+    ----------
+    vae : VAE
+        A VAE whose posterior is a :class:`~vaekit.distributions.flows.FlowDistribution`
+        or a diagonal normal.
+    x : Tensor of shape (batch, n_features)
+    eps : Tensor of shape (k, batch, n_components)
+
+    Returns
+    -------
+    Tensor of shape (k, batch)
+    """
+    q = vae.encode(x)[vae.latent_name]
+    base = q.base if isinstance(q, FlowDistribution) else q
+    z0 = base.loc + base.scale * eps
+    log_q = base.log_prob(z0)
+    if isinstance(q, FlowDistribution):
+        z, logdet = q._transform(z0)
+        log_q = log_q - logdet
+    else:
+        z = z0
+    return vae.decode(z).log_prob(x) + vae.prior().log_prob(z) - log_q

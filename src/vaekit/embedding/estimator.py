@@ -1,0 +1,455 @@
+"""``VAEEmbedder``: a variational autoencoder as a scikit-learn transformer (like t-SNE or UMAP, but invertible)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+
+from ..nn import eval_mode
+from ..nn.mlp import ACTIVATIONS
+from . import _training
+from ._model import (LIKELIHOODS, POSTERIOR_NAMES, PRIORS, auto_hidden_layers, build_vae, log_weights_given_noise,
+                     posterior_mean)
+from .inputs import ArraySource, Source, as_source, check_array_input, feature_statistics
+
+__all__ = ["VAEEmbedder"]
+
+#: Rows per forward pass of transform / inverse_transform / score_samples. Every pass sees exactly this
+#: many rows (the last one padded), so each row's result does not depend on how the input was batched.
+CHUNK = 512
+#: Feature scales below this fraction of the mean scale are raised to it (near-constant features, e.g.
+#: the border pixels of MNIST, would otherwise be blown up to dominate the likelihood).
+SCALE_FLOOR = 0.1
+
+
+class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    r"""Dimensionality reduction with a variational autoencoder, in the scikit-learn API.
+
+    ``fit`` trains a VAE whose encoder maps each example to a ``n_components``-dimensional
+    latent space: an MLP, an inverse autoregressive flow posterior (Kingma et al. 2016) and,
+    by default, a learned mixture-of-Gaussians prior (:class:`~vaekit.embedding.MixturePrior`),
+    which lets classes sit in separate modes of a 2-D map. ``transform`` is the
+    deterministic posterior mean through the flow; ``inverse_transform`` decodes;
+    ``sample`` generates; ``score_samples`` is the ELBO (or IWAE bound) per example.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Dimension of the embedding.
+    hidden_layers : sequence of int or None, default=None
+        Encoder hidden sizes (the decoder mirrors them). None: chosen from the input and
+        latent sizes (:func:`vaekit.embedding._model.auto_hidden_layers`, (256, 128) for 784 features).
+    posterior : {"iaf", "gaussian"}, default="iaf"
+        Posterior family: inverse autoregressive flow on a diagonal Gaussian, or the Gaussian alone.
+    n_flows : int, default=5
+        IAF steps.
+    prior : {"mixture", "standard"}, default="mixture"
+        Learned mixture of ``n_prior_modes`` Gaussians, or N(0, I).
+    n_prior_modes : int, default=16
+        Components of the mixture prior.
+    likelihood : {"gaussian", "gaussian_predicted", "bernoulli"}, default="gaussian"
+        p(x|z): Gaussian with one learned variance (right for standardised features), with a
+        variance per feature predicted by the decoder, or Bernoulli cross-entropy for data in
+        [0, 1] (then ``feature_normalization`` must be False).
+    feature_normalization : bool, default=True
+        Standardise every feature with the training mean and standard deviation (scales
+        below 0.1 times the mean scale are raised to it); undone by ``inverse_transform``.
+    validation_fraction : float in [0, 1), default=0.1
+        Rows held out (at random) for the learning-rate schedule and early stopping; 0
+        monitors the training loss.
+    batch_size : int, default=512
+    learning_rate : float, default=2e-3
+        Initial Adam learning rate.
+    max_epochs : int or None, default=None
+        Epochs per ``fit`` call. None: enough for about 2,000 gradient steps, within [10, 500].
+    lr_schedule : {"plateau", "constant"}, default="plateau"
+        Halve the rate when the monitored loss stalls for ``n_iter_no_change // 2`` epochs.
+    early_stopping : bool, default=True
+        Stop after ``n_iter_no_change`` epochs without improvement, or when the rate falls
+        below 1e-3 times ``learning_rate``. The best weights seen are kept.
+    n_iter_no_change : int, default=6
+    tol : float, default=1e-4
+        Relative improvement of the monitored loss that counts.
+    dropout : float, default=0.0
+        Dropout after every hidden layer during training.
+    activation : str, default="elu"
+        Hidden activation (see :data:`vaekit.nn.mlp.ACTIVATIONS`).
+    device : str, default="auto"
+        "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    random_state : int, RandomState instance or None, default=None
+        Seeds weights, the validation split, batch order and posterior noise. With an int,
+        ``fit`` is deterministic; torch's global random state is left untouched.
+    verbose : int, default=0
+        1: one line per epoch.
+    warm_start : bool, default=False
+        Continue training the fitted model (weights, optimiser, normalisation) on the next
+        ``fit`` instead of starting anew.
+    logdir : str, path-like or None, default=None
+        Directory where ``fit`` keeps a checkpoint after every epoch (the :meth:`save` format
+        plus optimiser state). A logdir that already holds a checkpoint is continued with
+        ``warm_start=True`` and refused otherwise; other files are never touched or deleted.
+
+    Attributes
+    ----------
+    model_ : vaekit.models.VAE
+        The trained model (on ``device``); it sees standardised features.
+    mean_, scale_ : ndarray of shape (n_features_in_,)
+        Feature normalisation (zeros and ones when ``feature_normalization=False``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when fitted on a DataFrame with string column names.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (negative ELBO in nats per example of the
+        standardised data), ``lr``, ``skipped_steps`` (non-finite steps skipped), ``grad_norm``.
+    n_iter_ : int
+        Epochs trained (over all warm-started calls).
+    stop_reason_ : str
+        Why the last ``fit`` ended ("max_epochs reached", early stopping, or "interrupted").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(200, 5))
+    >>> emb = VAEEmbedder(hidden_layers=(16,), n_flows=1, max_epochs=2, random_state=0)
+    >>> Z = emb.fit_transform(X)
+    >>> Z.shape, emb.inverse_transform(Z).shape, emb.get_feature_names_out().tolist()
+    ((200, 2), (200, 5), ['vae0', 'vae1'])
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layers": ["array-like", None],
+        "posterior": [StrOptions(set(POSTERIOR_NAMES))],
+        "n_flows": [Interval(Integral, 1, None, closed="left")],
+        "prior": [StrOptions(set(PRIORS))],
+        "n_prior_modes": [Interval(Integral, 1, None, closed="left")],
+        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "feature_normalization": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "lr_schedule": [StrOptions({"plateau", "constant"})],
+        "early_stopping": ["boolean"],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "logdir": [str, os.PathLike, None],
+    }
+
+    def __init__(self, n_components: int = 2, *, hidden_layers: tuple[int, ...] | None = None, posterior: str = "iaf",
+                 n_flows: int = 5, prior: str = "mixture", n_prior_modes: int = 16, likelihood: str = "gaussian",
+                 feature_normalization: bool = True, validation_fraction: float = 0.1, batch_size: int = 512,
+                 learning_rate: float = 2e-3, max_epochs: int | None = None, lr_schedule: str = "plateau",
+                 early_stopping: bool = True, n_iter_no_change: int = 6, tol: float = 1e-4, dropout: float = 0.0,
+                 activation: str = "elu", device: str = "auto", random_state: int | np.random.RandomState | None = None,
+                 verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None) -> None:
+        self.n_components = n_components
+        self.hidden_layers = hidden_layers
+        self.posterior = posterior
+        self.n_flows = n_flows
+        self.prior = prior
+        self.n_prior_modes = n_prior_modes
+        self.likelihood = likelihood
+        self.feature_normalization = feature_normalization
+        self.validation_fraction = validation_fraction
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.max_epochs = max_epochs
+        self.lr_schedule = lr_schedule
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.dropout = dropout
+        self.activation = activation
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.logdir = logdir
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        """Checks beyond ``_parameter_constraints`` (combinations, devices, layer sizes)."""
+        h = self.hidden_layers
+        if h is not None and (len(h) == 0 or any(isinstance(v, bool) or not isinstance(v, Integral) or v < 1 for v in h)):
+            raise ValueError(f"hidden_layers must be None or a non-empty sequence of positive ints, got {h!r}")
+        if self.likelihood == "bernoulli" and self.feature_normalization:
+            raise ValueError("likelihood='bernoulli' models data in [0, 1] as they are; set feature_normalization=False "
+                             "(or use likelihood='gaussian' with normalised features)")
+        self._torch_device()
+
+    def _torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            dev = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available here; use device='cpu' or 'auto'")
+        return dev
+
+    def _read_input(self, X: Any, *, reset: bool) -> Source:
+        """``X`` as a :class:`Source`; records (reset) or checks the feature count and names."""
+        source = as_source(X)
+        if source is None:
+            return ArraySource(check_array_input(self, X, reset=reset))
+        if reset:
+            self.n_features_in_ = source.n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif source.n_features != self.n_features_in_:
+            raise ValueError(f"X has {source.n_features} features, but VAEEmbedder is expecting "
+                             f"{self.n_features_in_} features as input.")
+        return source
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any = None) -> VAEEmbedder:
+        """Train the VAE on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), DataFrame, Tensor, numpy.memmap, or str / path
+            In-memory data, a memory-mapped array, a ``.npy`` file (memory-mapped), or a
+            directory tree of ``.npy`` files with one example each (streamed in batches).
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        from . import _fitting
+
+        self._check_params()
+        return _fitting.fit(self, X)
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """``fit(X)`` then ``transform(X)``; an array of shape (n_samples, n_components)."""
+        return self.fit(X, y, **fit_params).transform(X)
+
+    # ------------------------------------------------------------------ use
+    def _chunks(self, source: Source, fn: Any, width: int) -> np.ndarray:
+        """``fn(normalised rows)`` over ``source`` in padded chunks of :data:`CHUNK` rows (no gradients, eval mode)."""
+        n = len(source)
+        out = np.empty((n, width), dtype=np.float32)
+        dev = self._torch_device()
+        mean = torch.as_tensor(self.mean_, dtype=torch.float32, device=dev)
+        scale = torch.as_tensor(self.scale_, dtype=torch.float32, device=dev)
+        with torch.no_grad(), eval_mode(self.model_):
+            for start in range(0, n, CHUNK):
+                idx = np.arange(start, min(start + CHUNK, n))
+                x = torch.zeros(CHUNK, source.n_features, device=dev)
+                x[:len(idx)] = (torch.from_numpy(source.rows(idx)).to(dev) - mean) / scale
+                out[idx] = fn(x)[:len(idx)].reshape(len(idx), -1).cpu().numpy()
+        return out
+
+    def transform(self, X: Any) -> np.ndarray:
+        r"""Embed ``X``: the posterior mean pushed through the flow.
+
+        Each example's embedding is :math:`f_x(\mu(x))`, the IAF evaluated at the mean of its
+        base Gaussian with the example's own context (for ``posterior="gaussian"``,
+        :math:`\mu(x)`). No noise is drawn, dropout is off, and rows are processed in
+        fixed-size padded chunks, so the result is the same however ``X`` is split or ordered.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or any input ``fit`` accepts
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components), float32
+        """
+        check_is_fitted(self, "model_")
+        source = self._read_input(X, reset=False)
+        return self._chunks(source, lambda x: posterior_mean(self.model_, x), self.n_components)
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Decode embeddings: the mean of p(x|z), in the original feature units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_in_), float32
+        """
+        check_is_fitted(self, "model_")
+        from sklearn.utils.validation import check_array
+
+        Z = check_array(X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X, dtype=np.float32)
+        if Z.shape[1] != self.n_components:
+            raise ValueError(f"X has {Z.shape[1]} columns but the embedding has n_components={self.n_components}")
+        return self._decode(torch.from_numpy(Z))
+
+    def _decode(self, z: torch.Tensor) -> np.ndarray:
+        dev = self._torch_device()
+        out = np.empty((len(z), self.n_features_in_), dtype=np.float32)
+        with torch.no_grad(), eval_mode(self.model_):
+            for start in range(0, len(z), CHUNK):
+                block = torch.zeros(CHUNK, self.n_components, device=dev)
+                block[:len(z[start:start + CHUNK])] = z[start:start + CHUNK].to(dev)
+                mean = self.model_.decode(block).mean[:len(z[start:start + CHUNK])]
+                out[start:start + CHUNK] = mean.reshape(len(mean), -1).cpu().numpy()
+        return out * self.scale_.astype(np.float32) + self.mean_.astype(np.float32)
+
+    def sample(self, n_samples: int = 1, random_state: int | np.random.RandomState | None = None) -> np.ndarray:
+        """Generate examples: decode draws from the prior (mean of p(x|z), original units).
+
+        Parameters
+        ----------
+        n_samples : int
+        random_state : int, RandomState or None
+            Seeds the prior draws (torch's global state is left untouched).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_in_), float32
+        """
+        check_is_fitted(self, "model_")
+        from .._checks import check_int
+
+        n = check_int("n_samples", n_samples)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(check_random_state(random_state).randint(2**31 - 1)))
+            with torch.no_grad():
+                z = self.model_.sample_prior(n)[self.model_.latent_name].cpu()
+        return self._decode(z)
+
+    def score_samples(self, X: Any, k: int = 1, random_state: int | np.random.RandomState | None = 0) -> np.ndarray:
+        r"""Per-example lower bound on :math:`\log p(x)` in nats, in the original feature units.
+
+        ``k=1``: the ELBO; ``k>1``: the importance-weighted bound (IWAE) with ``k``
+        posterior samples, tighter as ``k`` grows. Feature normalisation is accounted for
+        (its log-Jacobian :math:`-\sum_j \log s_j` is added). Requires a posterior whose
+        samples it can score (every family here).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        k : int, default=1
+        random_state : int, RandomState or None, default=0
+            Seeds the posterior samples. Each example's noise is drawn from a generator
+            seeded by this seed and the example's bytes, so scores are reproducible and do
+            not depend on the order or batching of ``X``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), float64
+        """
+        check_is_fitted(self, "model_")
+        from .._checks import check_int
+
+        k = check_int("k", k)
+        source = self._read_input(X, reset=False)
+        log_jac = -float(np.log(self.scale_).sum())
+        seed = int(check_random_state(random_state).randint(2**31 - 1))
+        noise = np.empty((len(source), k, self.n_components), dtype=np.float32)
+        for start in range(0, len(source), CHUNK):  # noise seeded by each row's bytes: order and batching do not matter
+            rows = source.rows(np.arange(start, min(start + CHUNK, len(source))))
+            for i, row in enumerate(rows):
+                key = int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
+                noise[start + i] = np.random.default_rng([seed, key]).standard_normal((k, self.n_components))
+        dev, pos = self._torch_device(), [0]
+
+        def bound(x: torch.Tensor) -> torch.Tensor:
+            eps = torch.zeros(CHUNK, k, self.n_components)
+            block = noise[pos[0]:pos[0] + CHUNK]
+            eps[:len(block)] = torch.from_numpy(block)
+            pos[0] += CHUNK
+            w = log_weights_given_noise(self.model_, x, eps.transpose(0, 1).to(dev))
+            return (torch.logsumexp(w, 0) - math.log(k)).unsqueeze(-1)
+
+        return self._chunks(source, bound, 1)[:, 0].astype(np.float64) + log_jac
+
+    def score(self, X: Any, y: Any = None, k: int = 1) -> float:
+        """Mean of :meth:`score_samples` (average lower bound on log p(x) per example, in nats)."""
+        return float(np.mean(self.score_samples(X, k=k)))
+
+    # ------------------------------------------------------------------ names, tags, files
+    @property
+    def _n_features_out(self) -> int:
+        return self.n_components
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Output names ``["vae0", "vae1", ...]`` (``input_features`` is only checked against the fitted names)."""
+        check_is_fitted(self, "model_")
+        _check_feature_names_in(self, input_features, generate_names=False)
+        return np.asarray([f"vae{i}" for i in range(self.n_components)], dtype=object)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # the model computes in float32; outputs are float32
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        """Write the fitted embedder to directory ``path`` (see :func:`vaekit.embedding.io.save`)."""
+        from .io import save
+
+        return save(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | None = None) -> VAEEmbedder:
+        """Read an embedder written by :meth:`save` (no pickle; see :func:`vaekit.embedding.io.load`)."""
+        from .io import load
+
+        return load(path, device=device)
+
+    def _warn_interrupted(self) -> None:
+        warnings.warn(f"fit interrupted (KeyboardInterrupt) after {self.n_iter_} epoch(s); the embedder keeps the best "
+                      "weights so far and is usable; call fit again with warm_start=True to continue", RuntimeWarning,
+                      stacklevel=3)
+
+
+def resolve_max_epochs(max_epochs: int | None, n_train: int, batch_size: int) -> int:
+    """``max_epochs``, or for None about 2,000 gradient steps within [10, 500] epochs.
+
+    >>> resolve_max_epochs(None, 63000, 512), resolve_max_epochs(None, 900, 512), resolve_max_epochs(7, 10, 1)
+    (17, 500, 7)
+    """
+    if max_epochs is not None:
+        return int(max_epochs)
+    steps = max(1, math.ceil(n_train / batch_size))
+    return int(min(500, max(10, math.ceil(2000 / steps))))
+
+
+def hidden_layers_of(est: VAEEmbedder, n_features: int) -> tuple[int, ...]:
+    """The encoder hidden sizes ``est`` uses for ``n_features`` inputs."""
+    if est.hidden_layers is None:
+        return auto_hidden_layers(n_features, est.n_components)
+    return tuple(int(h) for h in est.hidden_layers)
+
+
+def build_model(est: VAEEmbedder, n_features: int) -> Any:
+    """A fresh VAE for ``est``'s parameters (initialised from torch's global generator)."""
+    return build_vae(n_features, est.n_components, hidden_layers_of(est, n_features), est.posterior, est.n_flows,
+                     est.prior, est.n_prior_modes, est.likelihood, est.activation, est.dropout)
+
+
+def normalisation(est: VAEEmbedder, source: Source) -> tuple[np.ndarray, np.ndarray]:
+    """Feature mean and scale (floored) from one streaming pass; also checks the data are finite."""
+    mean, std = feature_statistics(source)
+    if not est.feature_normalization:
+        return np.zeros_like(mean), np.ones_like(std)
+    floor = SCALE_FLOOR * float(std.mean()) if std.mean() > 0 else 1.0
+    return mean, np.maximum(std, floor if floor > 0 else 1.0)

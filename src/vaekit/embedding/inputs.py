@@ -1,0 +1,274 @@
+"""What :class:`~vaekit.embedding.VAEEmbedder` accepts as ``X``, checked and read in batches.
+
+In-memory inputs (numpy arrays, pandas DataFrames, torch tensors, lists) are checked with
+scikit-learn's own validation (so feature names, feature counts and error messages follow
+scikit-learn) and held as one float32 array. Out-of-core inputs are never loaded whole:
+
+- a directory tree of ``.npy`` files, one example per file (any shape, flattened), nested
+  folders allowed, read in the sorted order of their relative paths;
+- a memory-mapped array (``np.load(path, mmap_mode="r")``) or the path of a ``.npy`` file,
+  whose first axis indexes examples.
+
+Every input ends up as a :class:`Source`: ``len(source)`` examples of ``n_features``
+float32 numbers, read by sorted row indices. In-memory arrays are an :class:`ArraySource`
+too, so statistics and training batches are computed by the very same code whichever way
+the data arrive (same data and seed give the same model).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Source", "ArraySource", "NpyDirectorySource", "as_source", "check_array_input", "feature_statistics"]
+
+#: Rows per chunk of the streaming passes (statistics); fixed so that results never depend on the input kind.
+STAT_CHUNK = 4096
+
+
+class Source:
+    """``len(self)`` examples of ``n_features`` numbers, read in batches.
+
+    Attributes
+    ----------
+    n_features : int
+    description : str
+        What the data are, for messages.
+    """
+
+    n_features: int
+    description: str
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Examples ``index`` (sorted ints) as a float32 array of shape (len(index), n_features)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class ArraySource(Source):
+    """Rows of an array (in memory or memory-mapped); each example is flattened.
+
+    Parameters
+    ----------
+    array : ndarray of shape (n_samples, *example_shape)
+    description : str
+
+    Examples
+    --------
+    >>> s = ArraySource(np.arange(12).reshape(3, 2, 2))
+    >>> len(s), s.n_features, s.rows(np.array([0, 2])).shape
+    (3, 4, (2, 4))
+    """
+
+    def __init__(self, array: np.ndarray, description: str = "X") -> None:
+        self.array, self.description = array, description
+        self.n_features = int(np.prod(array.shape[1:], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        if len(index) and int(index[-1]) - int(index[0]) + 1 == len(index):  # contiguous: a slice, no fancy indexing
+            block = self.array[int(index[0]):int(index[-1]) + 1]
+        else:
+            block = self.array[index]
+        return np.asarray(block, dtype=np.float32).reshape(len(index), self.n_features)
+
+
+class NpyDirectorySource(Source):
+    """A directory tree of ``.npy`` files, one example each, read file by file.
+
+    Files are found recursively and ordered by their path relative to ``root`` (POSIX
+    form, sorted), so the order is the same on every machine. Every file must hold a
+    numeric array with the shape of the first one; shapes and values are checked when a
+    file is read (the statistics pass reads each file once).
+
+    Parameters
+    ----------
+    root : str or path-like
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "b").mkdir()
+    >>> np.save(root / "b" / "1.npy", np.ones((2, 2))); np.save(root / "a.npy", np.zeros((2, 2)))
+    >>> s = NpyDirectorySource(root)
+    >>> len(s), s.n_features, s.rows(np.array([0, 1])).sum(axis=1).tolist()
+    (2, 4, [0.0, 4.0])
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"X={os.fspath(root)!r} is not a directory of .npy files")
+        files = sorted((p for p in self.root.rglob("*.npy") if p.is_file()),
+                       key=lambda p: p.relative_to(self.root).as_posix())
+        if not files:
+            raise ValueError(f"X={os.fspath(root)!r} holds no .npy files (searched nested folders too); "
+                             "save one example per file with np.save")
+        self.files = files
+        self.description = f"the .npy files under {os.fspath(root)!r}"
+        self.example_shape = self._read(0).shape
+        self.n_features = int(np.prod(self.example_shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _read(self, i: int) -> np.ndarray:
+        path = self.files[i]
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"cannot read {path} as a numeric .npy array (no pickles are loaded): {e}") from None
+        check_dtype(a.dtype, f"{path}")
+        if hasattr(self, "example_shape") and a.shape != self.example_shape:
+            raise ValueError(f"{path} holds an array of shape {a.shape} but the first file "
+                             f"({self.files[0]}) has shape {self.example_shape}; every example must have the same shape")
+        return a
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        out = np.empty((len(index), self.n_features), dtype=np.float32)
+        for row, i in enumerate(index):
+            out[row] = self._read(int(i)).reshape(-1)
+        return out
+
+
+def check_dtype(dtype: np.dtype, name: str) -> None:
+    """Raise ``TypeError`` unless ``dtype`` is boolean, integer or real floating point."""
+    if dtype.kind not in "biuf":
+        kind = {"U": "strings", "S": "bytes", "O": "Python objects", "c": "complex numbers"}.get(dtype.kind, f"dtype {dtype}")
+        raise TypeError(f"{name} holds {kind} (dtype {dtype}); VAEEmbedder needs numeric features "
+                        "(encode categories as numbers first)")
+
+
+def as_source(X: Any) -> Source | None:
+    """A streaming :class:`Source` for out-of-core ``X``, or None for in-memory data.
+
+    Parameters
+    ----------
+    X : any
+        A directory of ``.npy`` files or the path of a ``.npy`` file (str or path-like),
+        or a ``numpy.memmap``: streamed. Anything else: None (check it with
+        :func:`check_array_input`).
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that does not exist.
+    ValueError, TypeError
+        A ``.npy`` array with fewer than 2 dimensions or no rows, or non-numeric data.
+    """
+    if isinstance(X, (str, os.PathLike)):
+        path = Path(X)
+        if path.is_dir():
+            return NpyDirectorySource(path)
+        if not path.exists():
+            raise FileNotFoundError(f"X={os.fspath(X)!r} does not exist (expected a .npy file or a directory of .npy files)")
+        if path.suffix != ".npy":
+            raise ValueError(f"X={os.fspath(X)!r} must be a .npy file or a directory of .npy files; load other "
+                             "formats (csv, npz) into an array first")
+        try:
+            X = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot memory-map {path} as a numeric .npy array: {e}") from None
+        name = os.fspath(path)
+    elif isinstance(X, np.memmap):
+        name = "X (memory-mapped array)"
+    else:
+        return None
+    check_dtype(X.dtype, name)
+    if X.ndim < 2:
+        raise ValueError(f"{name} has shape {X.shape}: expected 2 or more dimensions (n_samples, n_features, ...); "
+                         "reshape a single feature with X.reshape(-1, 1) or a single example with X.reshape(1, -1)")
+    if X.shape[0] == 0 or int(np.prod(X.shape[1:])) == 0:
+        raise ValueError(f"{name} has shape {X.shape}: found an empty array, at least one example with one feature is needed")
+    return ArraySource(X, name)
+
+
+def check_array_input(estimator: Any, X: Any, *, reset: bool) -> np.ndarray:
+    """Validate in-memory ``X`` (ndarray, DataFrame, tensor, nested list) as scikit-learn does.
+
+    Returns a C-contiguous float32 array of shape (n_samples, n_features). On ``reset``
+    records ``n_features_in_`` (and ``feature_names_in_`` for DataFrames) on the
+    estimator; otherwise checks them. Sparse matrices, non-numeric, complex, empty, 1-D
+    and non-finite data raise before anything else happens.
+    """
+    from scipy import sparse
+    from sklearn.utils.validation import validate_data
+
+    if sparse.issparse(X):
+        raise TypeError(f"X is a sparse {type(X).__name__} of shape {X.shape}; VAEEmbedder needs dense data: pass "
+                        "X.toarray() if it fits in memory, else save examples as .npy files and pass their directory")
+    if _is_tensor(X):
+        X = X.detach().cpu().numpy()
+    dtype = getattr(X, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind in "US":  # object arrays of numbers are fine
+        check_dtype(dtype, "X")
+    if isinstance(X, np.ndarray) and X.ndim > 2:
+        raise ValueError(f"X has shape {X.shape}; VAEEmbedder expects a 2-D array (n_samples, n_features): flatten the "
+                         "examples with X.reshape(len(X), -1), or pass a memory-mapped array / .npy directory, "
+                         "which are flattened per example")
+    try:
+        return validate_data(estimator, X, reset=reset, dtype=np.float32, order="C", ensure_min_samples=1)
+    except ValueError as e:
+        if "could not convert" in str(e) or "dtype='numeric'" in str(e):
+            raise TypeError(f"X must hold numeric features: {e}") from None
+        raise
+
+
+def _is_tensor(X: Any) -> bool:
+    mod = type(X).__module__
+    return mod.startswith("torch") and hasattr(X, "detach")
+
+
+def feature_statistics(source: Source, chunk: int = STAT_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of every feature in one streaming pass (float64).
+
+    Also checks that every value is finite. Rows are read in fixed chunks of ``chunk``
+    examples and accumulated with Chan's parallel update, so the result depends only on
+    the values, not on how the source stores them.
+
+    Parameters
+    ----------
+    source : Source
+    chunk : int
+
+    Returns
+    -------
+    mean, std : ndarray of shape (n_features,), float64
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=(10000, 2))
+    >>> m, s = feature_statistics(ArraySource(x), chunk=999)
+    >>> np.allclose(m, x.mean(0)), np.allclose(s, x.std(0))
+    (True, True)
+    """
+    n_total, mean, m2 = 0, np.zeros(source.n_features), np.zeros(source.n_features)
+    for start in range(0, len(source), chunk):
+        block = source.rows(np.arange(start, min(start + chunk, len(source)))).astype(np.float64)
+        if not np.isfinite(block).all():
+            bad = np.argwhere(~np.isfinite(block))[0]
+            raise ValueError(f"{source.description} contains NaN or infinity (first at example {start + bad[0]}, feature "
+                             f"{bad[1]}); VAEEmbedder needs finite values: impute or drop them first")
+        n, bm = len(block), block.mean(0)
+        bm2 = ((block - bm) ** 2).sum(0)
+        delta = bm - mean
+        total = n_total + n
+        mean = mean + delta * (n / total)
+        m2 = m2 + bm2 + delta ** 2 * (n_total * n / total)
+        n_total = total
+    return mean, np.sqrt(m2 / n_total)
+
+
+def batches(n: int, batch_size: int, order: Sequence[int] | np.ndarray | None = None) -> list[np.ndarray]:
+    """Split ``order`` (default ``range(n)``) into consecutive batches, each sorted ascending."""
+    idx = np.arange(n) if order is None else np.asarray(order)
+    return [np.sort(idx[i:i + batch_size]) for i in range(0, len(idx), batch_size)]

@@ -1,0 +1,15 @@
+"""VAEEmbedder passes scikit-learn's estimator checks (every one runs; none is expected to fail)."""
+
+from __future__ import annotations
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from vaekit.embedding import VAEEmbedder
+
+TINY = VAEEmbedder(hidden_layers=(8,), n_flows=1, n_prior_modes=2, max_epochs=2, batch_size=64, random_state=0,
+                   device="cpu")
+
+
+@parametrize_with_checks([TINY])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
