@@ -1,4 +1,4 @@
-"""Datasets for vaekit: in-memory arrays, array files and image benchmarks.
+"""Datasets for vaekit: in-memory arrays, array files, image benchmarks and grouped data.
 
 Every dataset is a :class:`DataModule`: construct it from plain typed arguments (as a
 YAML config does: ``data: {class_path: vaekit.data.MNIST, init_args: {binarize: dynamic}}``),
@@ -8,6 +8,9 @@ of shape (n, *data_shape)) and their ``*_labels``.
 File-backed datasets look in ``root``, else ``$VAEKIT_DATA`` then the user cache, and
 download the official files (pinned SHA-256) when allowed; see :mod:`vaekit.data.download`.
 :class:`Digits` needs no files and no network.
+
+Grouped datasets (:class:`GroupedData` and its subclasses, for group-latent models) hold
+dict splits ``{"x", "y", "groups"}`` instead of tensors; see :mod:`vaekit.data.grouped`.
 
 Examples
 --------
@@ -21,7 +24,12 @@ Examples
 from vaekit.data.arrays import ArrayData, ArrayFile
 from vaekit.data.base import DataModule, Splits
 from vaekit.data.download import DatasetFiles, DatasetNotFoundError, cache_dir, find_dataset, locate, search_dirs
+from vaekit.data.grouped import GroupedArrays, GroupedData
+from vaekit.data.grouped_ids import UnknownGroupError
+from vaekit.data.grouped_sets import GroupedTable, HighSchoolBeyond, OlivettiFaces, ShakespeareRoles
+from vaekit.data.grouped_writers import MNISTWriters
 from vaekit.data.images import CIFAR10, MNIST, BinarizedMNIST, Digits, FashionMNIST
+from vaekit.data.leaf import LEAFFemnist, LEAFShakespeare
 
 __all__ = [
     "CIFAR10",
@@ -34,7 +42,17 @@ __all__ = [
     "DatasetNotFoundError",
     "Digits",
     "FashionMNIST",
+    "GroupedArrays",
+    "GroupedData",
+    "GroupedTable",
+    "HighSchoolBeyond",
+    "LEAFFemnist",
+    "LEAFShakespeare",
+    "MNISTWriters",
+    "OlivettiFaces",
+    "ShakespeareRoles",
     "Splits",
+    "UnknownGroupError",
     "cache_dir",
     "find_dataset",
     "locate",
