@@ -9,7 +9,8 @@ from .blocks import (Block, DualInputBlock, GenBlock, GenerativeBlock, InputBloc
                      SimpleBlock, SimpleGenBlock, TopGenBlock, TopSimpleBlock)
 from .model import HierarchicalVAE, Trace
 from .presets import ladder_blocks, ladder_vae, small_vdvae, vdvae_blocks
+from .source import from_python, load_function
 
 __all__ = ["Block", "GenerativeBlock", "InputBlock", "SimpleBlock", "DualInputBlock", "TopSimpleBlock", "SimpleGenBlock",
            "GenBlock", "TopGenBlock", "ResidualGenBlock", "OutputBlock", "HierarchicalVAE", "Trace", "ladder_vae",
-           "ladder_blocks", "small_vdvae", "vdvae_blocks"]
+           "ladder_blocks", "small_vdvae", "vdvae_blocks", "from_python", "load_function"]
