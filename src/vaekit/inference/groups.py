@@ -281,7 +281,10 @@ def evaluate_group_run(run_dir: str | os.PathLike[str], *, split: str = "test", 
 
     Writes ``eval/group_metrics.json`` (metrics and curve), ``eval/groups_eval.csv`` (long
     format: split, level, group, metric, value), ``eval/data_efficiency.csv`` and
-    ``eval/data_efficiency.png``. Methods default to prior + optimize (+ amortized when the
+    ``eval/data_efficiency.png``. The curve treats the split's groups as new; when no group of
+    the split has more than ``max(ks)`` examples (a split by example), it pools all splits
+    (``data_efficiency_data = "all"``: those groups were seen in training, so the network knows
+    them even though their table posterior is ignored). Methods default to prior + optimize (+ amortized when the
     model has a set encoder, which is then trained on the training split first).
 
     Returns
@@ -311,12 +314,16 @@ def evaluate_group_run(run_dir: str | os.PathLike[str], *, split: str = "test", 
         fit_group_encoder(model, {k: v.to(device) for k, v in data.train.items()}, steps=encoder_steps, seed=seed)
     with eval_mode(model), torch.no_grad():
         report = model.validation_report(batch)
-    curve = []
+    curve, curve_data = [], split
     if model.latent is not None:
+        ids = batch["groups"][:, 0]
+        if int(torch.bincount(ids).max()) <= max(ks):  # split by example: too few per group in one split
+            parts = [getattr(data, s) for s in ("train", "val", "test") if getattr(data, s) is not None]
+            batch, curve_data = {k: torch.cat([p[k].to(device) for p in parts]) for k in batch}, "all"
         curve = data_efficiency_curve(model, batch, ks, methods, steps=steps, lr=lr, max_groups=max_groups, seed=seed)
     out = run.eval
     out.mkdir(parents=True, exist_ok=True)
-    result = {"split": split, "metrics": report.metrics, "data_efficiency": curve}
+    result = {"split": split, "metrics": report.metrics, "data_efficiency": curve, "data_efficiency_data": curve_data}
     (out / "group_metrics.json").write_text(json.dumps(result, indent=2))
     for name, rows, cols in (("groups_eval.csv", [{"split": split, **r} for r in report.tables["groups"]],
                               ["split", "level", "group", "metric", "value"]),
