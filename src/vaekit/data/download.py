@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pooch
 
+from .._cache import cache_dir
+
 __all__ = [
     "LAYOUTS",
     "REMOTE_FILES",
@@ -136,12 +138,6 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
         _remote(("https://www.cs.toronto.edu/~kriz/",), "cifar10", "cifar-10-binary.tar.gz", "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"),
     ),
 }  # fmt: skip
-
-
-def cache_dir() -> Path:
-    """The user cache: ``$VAEKIT_CACHE`` if set (and non-empty), else ``pooch.os_cache("vaekit")``."""
-    env = os.environ.get("VAEKIT_CACHE", "")
-    return Path(env).expanduser() if env else Path(pooch.os_cache("vaekit"))
 
 
 def search_dirs(root: str | os.PathLike[str] | None = None) -> list[tuple[Path, str]]:

@@ -17,3 +17,9 @@ from .flows import (IAF, POSTERIORS, AuxiliaryFlow, FlowDistribution, NeuralSpli
 
 __all__ += ["PlanarFlow", "RadialFlow", "SylvesterFlow", "RealNVPFlow", "AuxiliaryFlow", "IAF", "NeuralSplineFlow",
             "FlowDistribution", "make_posterior", "POSTERIORS"]
+
+from .relaxed import (IGR, ExpConcrete, GumbelSoftmax, IGRPrior, IGRStickBreaking, PlanarStep, RelaxedCategorical,
+                      fit_igr_prior, relaxed_kl, softmax_pp, vertex_proximity)
+
+__all__ += ["GumbelSoftmax", "ExpConcrete", "IGR", "IGRStickBreaking", "PlanarStep", "RelaxedCategorical",
+            "relaxed_kl", "fit_igr_prior", "IGRPrior", "softmax_pp", "vertex_proximity"]

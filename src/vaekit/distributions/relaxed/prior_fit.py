@@ -27,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Size, Tensor
 
+from ..._cache import cache_dir
 from ..._checks import check_float, check_int
 from ._simplex import check_probabilities, check_temperature
 from .igr import IGR
@@ -101,7 +102,6 @@ def _fit(target: Tensor, temperature: float, delta: float, relaxation: str, n_st
 
 
 def _cache_path(target: Tensor, **kwargs: object) -> Path:
-    from ...data.download import cache_dir  # the one definition of the user cache
 
     key = json.dumps({"version": _VERSION, "target": target.tolist(), **kwargs}, sort_keys=True)
     return cache_dir() / "igr_priors" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
