@@ -123,3 +123,16 @@ def test_vaekit_analyze_errors_name_the_option_and_write_nothing(tiny_run, capsy
     assert main(["analyze", str(tiny_run), *argv]) == 2
     assert match in capsys.readouterr().err
     assert not (tiny_run / "eval" / "analysis").exists()
+
+
+def test_relaxed_discrete_latents_are_analysed_in_the_models_own_latent_shape(clusters, tmp_path):
+    """A joint VAE's discrete posterior has batch shape (batch, N) and event (K,): its means are
+    reshaped as sample_prior gives that latent, (batch, N*K), before decoding."""
+    from vaekit.models.joint import joint_vae
+
+    torch.manual_seed(0)
+    model = joint_vae([64], continuous_features=2, n_variables=2, n_categories=3).eval()
+    x = clusters[0][:30]
+    res = analyze_model(model, x, None, tmp_path, which="recon,kl,traversal", **FAST)
+    assert res["latents"] == {"z": 2, "c": 6} and res["kl"]["c"]["active_units"] <= 6
+    assert (tmp_path / "traversal_c.png").is_file() and res["recon"]["mse"] < 0.5

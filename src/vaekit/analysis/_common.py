@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ from .._checks import check_int
 from .images import as_images
 
 __all__ = ["model_device", "check_x", "check_labels", "check_latent", "is_image", "distribution_mean",
-           "encode_means", "posterior_means", "decode_mean", "unflatten"]
+           "encode_means", "latent_shapes", "posterior_means", "decode_mean"]
 
 
 def model_device(model: Any) -> torch.device:
@@ -107,7 +108,27 @@ def encode_means(model: Any, x: Tensor, *, batch_size: int = 256, n_mc: int = 32
     for chunk in x.split(batch_size):
         for name, q in model.encode(chunk).items():
             parts.setdefault(name, []).append(distribution_mean(q, n_mc))
-    return {name: torch.cat(p) for name, p in parts.items()}
+    shapes = latent_shapes(model)
+    out = {}
+    for name, p in parts.items():
+        m = torch.cat(p)
+        shape = shapes.get(name)
+        out[name] = m.reshape(m.shape[0], *shape) if shape is not None and m[0].numel() == math.prod(shape) else m
+    return out
+
+
+@torch.no_grad()
+def latent_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    """Shape of one example of every named latent as ``sample_prior`` gives it (what ``decode`` takes).
+
+    The CPU random state is left as it was.
+
+    >>> from vaekit.models import mlp_vae
+    >>> latent_shapes(mlp_vae([6], 3, [4]))
+    {'z': (3,)}
+    """
+    with torch.random.fork_rng(devices=[]):
+        return {name: tuple(z.shape[1:]) for name, z in model.sample_prior(1).items()}
 
 
 def posterior_means(model: Any, x: Tensor, *, batch_size: int = 256, n_mc: int = 32) -> dict[str, Tensor]:
@@ -118,11 +139,6 @@ def posterior_means(model: Any, x: Tensor, *, batch_size: int = 256, n_mc: int =
     torch.Size([5, 3])
     """
     return {name: m.reshape(m.shape[0], -1) for name, m in encode_means(model, x, batch_size=batch_size, n_mc=n_mc).items()}
-
-
-def unflatten(flat: dict[str, Tensor], shapes: dict[str, tuple[int, ...]]) -> dict[str, Tensor]:
-    """Reshape flat latents (n, D) back to (n, *shape) per name."""
-    return {name: z.reshape(z.shape[0], *shapes[name]) for name, z in flat.items()}
 
 
 @torch.no_grad()
