@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -247,19 +248,28 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return self.fit(X, y, **fit_params).transform(X)
 
     # ------------------------------------------------------------------ use
+    def _inference_model(self) -> Any:
+        """A float64 copy of ``model_``: rows then agree to float32 precision whatever their position in a batch."""
+        return copy.deepcopy(self.model_).double()
+
     def _chunks(self, source: Source, fn: Any, width: int) -> np.ndarray:
-        """``fn(normalised rows)`` over ``source`` in padded chunks of :data:`CHUNK` rows (no gradients, eval mode)."""
+        """``fn(model, normalised rows)`` over ``source`` in float64, in padded chunks of :data:`CHUNK` rows.
+
+        Eval mode, no gradients. Matrix kernels may round a row differently depending on
+        its position in a batch (1 ulp); computing in float64 and returning float32 makes
+        every row's result independent of the batching.
+        """
         n = len(source)
         out = np.empty((n, width), dtype=np.float32)
-        dev = self._torch_device()
-        mean = torch.as_tensor(self.mean_, dtype=torch.float32, device=dev)
-        scale = torch.as_tensor(self.scale_, dtype=torch.float32, device=dev)
-        with torch.no_grad(), eval_mode(self.model_):
+        dev, model = self._torch_device(), self._inference_model()
+        mean = torch.as_tensor(self.mean_, dtype=torch.float64, device=dev)
+        scale = torch.as_tensor(self.scale_, dtype=torch.float64, device=dev)
+        with torch.no_grad(), eval_mode(model):
             for start in range(0, n, CHUNK):
                 idx = np.arange(start, min(start + CHUNK, n))
-                x = torch.zeros(CHUNK, source.n_features, device=dev)
-                x[:len(idx)] = (torch.from_numpy(source.rows(idx)).to(dev) - mean) / scale
-                out[idx] = fn(x)[:len(idx)].reshape(len(idx), -1).cpu().numpy()
+                x = torch.zeros(CHUNK, source.n_features, dtype=torch.float64, device=dev)
+                x[:len(idx)] = (torch.from_numpy(source.rows(idx)).to(dev, torch.float64) - mean) / scale
+                out[idx] = fn(model, x)[:len(idx)].reshape(len(idx), -1).cpu().numpy()
         return out
 
     def transform(self, X: Any) -> np.ndarray:
@@ -267,8 +277,10 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
         Each example's embedding is :math:`f_x(\mu(x))`, the IAF evaluated at the mean of its
         base Gaussian with the example's own context (for ``posterior="gaussian"``,
-        :math:`\mu(x)`). No noise is drawn, dropout is off, and rows are processed in
-        fixed-size padded chunks, so the result is the same however ``X`` is split or ordered.
+        :math:`\mu(x)`). No noise is drawn and dropout is off. The network runs in float64
+        and the result is rounded to float32, so each row's embedding is the same however
+        ``X`` is split or ordered (float32 kernels may differ by one ulp with a row's
+        position in a batch).
 
         Parameters
         ----------
@@ -280,7 +292,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """
         check_is_fitted(self, "model_")
         source = self._read_input(X, reset=False)
-        return self._chunks(source, lambda x: posterior_mean(self.model_, x), self.n_components)
+        return self._chunks(source, posterior_mean, self.n_components)
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Decode embeddings: the mean of p(x|z), in the original feature units.
@@ -296,21 +308,22 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         check_is_fitted(self, "model_")
         from sklearn.utils.validation import check_array
 
-        Z = check_array(X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X, dtype=np.float32)
+        Z = check_array(X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X, dtype=np.float64)
         if Z.shape[1] != self.n_components:
             raise ValueError(f"X has {Z.shape[1]} columns but the embedding has n_components={self.n_components}")
         return self._decode(torch.from_numpy(Z))
 
     def _decode(self, z: torch.Tensor) -> np.ndarray:
-        dev = self._torch_device()
+        dev, model = self._torch_device(), self._inference_model()
         out = np.empty((len(z), self.n_features_in_), dtype=np.float32)
-        with torch.no_grad(), eval_mode(self.model_):
+        with torch.no_grad(), eval_mode(model):
             for start in range(0, len(z), CHUNK):
-                block = torch.zeros(CHUNK, self.n_components, device=dev)
-                block[:len(z[start:start + CHUNK])] = z[start:start + CHUNK].to(dev)
-                mean = self.model_.decode(block).mean[:len(z[start:start + CHUNK])]
-                out[start:start + CHUNK] = mean.reshape(len(mean), -1).cpu().numpy()
-        return out * self.scale_.astype(np.float32) + self.mean_.astype(np.float32)
+                part = z[start:start + CHUNK]
+                block = torch.zeros(CHUNK, self.n_components, dtype=torch.float64, device=dev)
+                block[:len(part)] = part.to(dev, torch.float64)
+                mean = model.decode(block).mean[:len(part)].reshape(len(part), -1).cpu().numpy()
+                out[start:start + CHUNK] = mean * self.scale_ + self.mean_
+        return out
 
     def sample(self, n_samples: int = 1, random_state: int | np.random.RandomState | None = None) -> np.ndarray:
         """Generate examples: decode draws from the prior (mean of p(x|z), original units).
@@ -349,7 +362,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         k : int, default=1
         random_state : int, RandomState or None, default=0
             Seeds the posterior samples. Each example's noise is drawn from a generator
-            seeded by this seed and the example's bytes, so scores are reproducible and do
+            seeded by this seed and the bytes of the (normalised) example, so scores are reproducible and do
             not depend on the order or batching of ``X``.
 
         Returns
@@ -363,20 +376,14 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         source = self._read_input(X, reset=False)
         log_jac = -float(np.log(self.scale_).sum())
         seed = int(check_random_state(random_state).randint(2**31 - 1))
-        noise = np.empty((len(source), k, self.n_components), dtype=np.float32)
-        for start in range(0, len(source), CHUNK):  # noise seeded by each row's bytes: order and batching do not matter
-            rows = source.rows(np.arange(start, min(start + CHUNK, len(source))))
-            for i, row in enumerate(rows):
-                key = int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
-                noise[start + i] = np.random.default_rng([seed, key]).standard_normal((k, self.n_components))
-        dev, pos = self._torch_device(), [0]
 
-        def bound(x: torch.Tensor) -> torch.Tensor:
-            eps = torch.zeros(CHUNK, k, self.n_components)
-            block = noise[pos[0]:pos[0] + CHUNK]
-            eps[:len(block)] = torch.from_numpy(block)
-            pos[0] += CHUNK
-            w = log_weights_given_noise(self.model_, x, eps.transpose(0, 1).to(dev))
+        def bound(model: Any, x: torch.Tensor) -> torch.Tensor:
+            # noise seeded by each (normalised) row's bytes: order and batching do not matter
+            rows = x.cpu().numpy()
+            eps = np.stack([np.random.default_rng([seed, int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8)
+                                                                         .digest(), "little")])
+                            .standard_normal((k, self.n_components)) for row in rows], axis=1)
+            w = log_weights_given_noise(model, x, torch.from_numpy(eps).to(x.device))
             return (torch.logsumexp(w, 0) - math.log(k)).unsqueeze(-1)
 
         return self._chunks(source, bound, 1)[:, 0].astype(np.float64) + log_jac
@@ -398,7 +405,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float32"]  # the model computes in float32; outputs are float32
+        tags.transformer_tags.preserves_dtype = ["float32"]  # embeddings are float32 whatever the input dtype
         tags.non_deterministic = self.random_state is None
         return tags
 

@@ -1,0 +1,223 @@
+"""VAEEmbedder: determinism, batch invariance, training behaviour, Ctrl-C, warm start, bad parameters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+from vaekit.embedding import VAEEmbedder
+from vaekit.embedding import _training
+
+
+def tiny(**kw) -> VAEEmbedder:
+    args = dict(hidden_layers=(8,), n_flows=1, n_prior_modes=2, max_epochs=3, batch_size=32, random_state=0, device="cpu")
+    return VAEEmbedder(**{**args, **kw})
+
+
+def manifold(n: int = 160, d: int = 6, seed: int = 0) -> np.ndarray:
+    """Points near a 2-D curved sheet in d dimensions (something a 2-D embedding can capture)."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(-2, 2, size=(n, 2))
+    feats = np.concatenate([t, np.sin(t), t[:, :1] * t[:, 1:]], axis=1)
+    return (feats @ rng.normal(size=(feats.shape[1], d)) + 0.05 * rng.normal(size=(n, d)) + 3.0).astype(np.float64)
+
+
+X = manifold()
+
+
+@pytest.fixture(scope="module")
+def fitted() -> VAEEmbedder:
+    return tiny().fit(X)
+
+
+def test_same_seed_same_embedding_other_seed_differs(fitted):
+    again = tiny().fit(X)
+    assert np.array_equal(fitted.transform(X), again.transform(X))
+    assert not np.allclose(fitted.transform(X), tiny(random_state=1).fit(X).transform(X), atol=1e-3)
+
+
+def test_torch_global_rng_left_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    tiny().fit(X[:40])
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_transform_identical_however_batched(fitted):
+    Z = fitted.transform(X)
+    pieces = np.concatenate([fitted.transform(X[i:i + 7]) for i in range(0, len(X), 7)])
+    single = np.concatenate([fitted.transform(X[i:i + 1]) for i in range(5)])
+    order = np.random.default_rng(1).permutation(len(X))
+    assert Z.dtype == np.float32 and Z.shape == (len(X), 2)
+    assert np.array_equal(pieces, Z)
+    assert np.array_equal(single, Z[:5])
+    assert np.array_equal(fitted.transform(X[order]), Z[order])
+
+
+def test_transform_is_the_base_mean_pushed_through_the_flow(fitted):
+    model = fitted.model_
+    x = torch.as_tensor((X[:4] - fitted.mean_) / fitted.scale_, dtype=torch.float32)
+    with torch.no_grad():
+        q = model.encode(x)["z"]
+        base_mean = q.base.loc
+        expected = base_mean
+        for t in model.posterior.transforms:  # the IAF steps, one after the other, with each example's context
+            expected = t(model._features(x))(expected)
+    assert np.allclose(fitted.transform(X[:4]), expected.numpy(), atol=1e-5)
+    assert not np.allclose(fitted.transform(X[:4]), base_mean.numpy(), atol=1e-3)  # the flow does move the mean
+
+
+def test_gaussian_posterior_transform_is_its_mean():
+    est = tiny(posterior="gaussian", prior="standard").fit(X)
+    x = torch.as_tensor((X[:5] - est.mean_) / est.scale_, dtype=torch.float32)
+    with torch.no_grad():
+        loc = est.model_.encode(x)["z"].loc.numpy()
+    assert np.allclose(est.transform(X[:5]), loc, atol=1e-6)
+
+
+def test_reconstruction_error_decreases_with_training():
+    def error(epochs: int) -> float:
+        est = tiny(max_epochs=epochs, hidden_layers=(16,), batch_size=16, early_stopping=False).fit(X)
+        return float(np.mean((est.inverse_transform(est.transform(X)) - X) ** 2))
+
+    short, long = error(1), error(25)
+    assert long < 0.6 * short, (short, long)
+
+
+def test_inverse_transform_and_sample_in_original_units(fitted):
+    assert fitted.inverse_transform(fitted.transform(X)).shape == X.shape
+    s = fitted.sample(300, random_state=0)
+    assert s.shape == (300, X.shape[1]) and np.isfinite(s).all()
+    assert np.allclose(s.mean(0), X.mean(0), atol=1.5 * X.std(0).max())  # decoded around the data, not around 0
+    assert np.array_equal(s, fitted.sample(300, random_state=0))
+    with pytest.raises(ValueError, match="n_components=2"):
+        fitted.inverse_transform(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="n_samples must be an int >= 1, got 0"):
+        fitted.sample(0)
+
+
+def test_scores_iwae_above_elbo_and_in_data_units():
+    est = tiny(max_epochs=5).fit(X)
+    elbo, iwae = est.score_samples(X), est.score_samples(X, k=64)
+    assert elbo.shape == (len(X),) and iwae.mean() > elbo.mean()
+    assert est.score(X) == pytest.approx(elbo.mean())
+    # scaling the data by 4 (exact in floating point) leaves the standardised data and the model unchanged:
+    # only the log-Jacobian of the normalisation moves the scores, by -d log 4
+    scaled = tiny(max_epochs=5).fit(4 * X)
+    assert np.array_equal(scaled.transform(4 * X), est.transform(X))
+    assert np.allclose(scaled.score_samples(4 * X), elbo - X.shape[1] * math.log(4), atol=1e-4)
+
+
+def test_history_plateau_and_early_stopping():
+    # tol=1 demands a 100% improvement: after epoch 1 nothing counts, the rate halves every
+    # n_iter_no_change // 2 = 2 epochs and training stops after 4 bad epochs
+    est = tiny(tol=1.0, n_iter_no_change=4, max_epochs=50).fit(X)
+    assert est.n_iter_ == 5 and len(est.history_) == 5
+    assert [h["lr"] for h in est.history_] == pytest.approx([2e-3, 2e-3, 2e-3, 1e-3, 1e-3])
+    assert "no improvement" in est.stop_reason_
+    assert set(est.history_[0]) == {"epoch", "train_loss", "val_loss", "lr", "skipped_steps", "grad_norm"}
+    constant = tiny(tol=1.0, n_iter_no_change=4, lr_schedule="constant", early_stopping=False, max_epochs=6).fit(X)
+    assert constant.n_iter_ == 6 and {h["lr"] for h in constant.history_} == {2e-3}
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_a_usable_embedder(monkeypatch):
+    calls = {"n": 0}
+    real_step = _training._step
+
+    def step(*args):
+        calls["n"] += 1
+        if calls["n"] == 12:  # 4 steps per epoch (128 training rows / 32): interrupt inside epoch 3
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(_training, "_step", step)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        est = tiny(max_epochs=10, early_stopping=False).fit(X)
+    assert est.n_iter_ == 2 and est.stop_reason_ == "interrupted"
+    Z = est.transform(X)
+    assert Z.shape == (len(X), 2) and np.isfinite(Z).all()
+    monkeypatch.setattr(_training, "_step", real_step)
+    est.set_params(warm_start=True, max_epochs=1).fit(X)
+    assert est.n_iter_ == 3
+
+
+def test_non_finite_steps_are_skipped(monkeypatch):
+    from vaekit.models.vae import VAE
+
+    real = VAE.elbo_terms
+    calls = {"n": 0}
+
+    def poisoned(self, x):
+        calls["n"] += 1
+        terms = real(self, x)
+        if calls["n"] in (1, 3):
+            terms.rec = terms.rec * float("nan")
+        return terms
+
+    monkeypatch.setattr(VAE, "elbo_terms", poisoned)
+    est = tiny(max_epochs=2, early_stopping=False).fit(X)
+    assert sum(h["skipped_steps"] for h in est.history_) >= 1
+    assert all(torch.isfinite(p).all() for p in est.model_.parameters())
+
+
+def test_warm_start_continues_instead_of_restarting():
+    est = tiny(max_epochs=3, early_stopping=False).fit(X)
+    model, first = est.model_, est.transform(X)
+    est.set_params(warm_start=True, max_epochs=2).fit(X)
+    assert est.model_ is model and est.n_iter_ == 5 and [h["epoch"] for h in est.history_] == [1, 2, 3, 4, 5]
+    assert not np.array_equal(est.transform(X), first)
+    est.set_params(warm_start=False).fit(X)
+    assert est.model_ is not model and est.n_iter_ == 2
+    with pytest.raises(ValueError, match="X has 5 features, but VAEEmbedder is expecting 6"):
+        est.set_params(warm_start=True).fit(X[:, :5])
+
+
+def test_feature_names_and_pandas_output(fitted):
+    assert fitted.get_feature_names_out().tolist() == ["vae0", "vae1"]
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    est = tiny().set_output(transform="pandas").fit(df)
+    out = est.transform(df)
+    assert list(out.columns) == ["vae0", "vae1"] and list(est.feature_names_in_) == list(df.columns)
+    assert np.array_equal(out.to_numpy(), fitted.transform(X))
+
+
+def test_tensor_input_matches_numpy(fitted):
+    assert np.array_equal(fitted.transform(torch.as_tensor(X)), fitted.transform(X))
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(hidden_layers=()), "hidden_layers must be None or a non-empty sequence of positive ints, got ()"),
+    (dict(hidden_layers=(8, 0)), r"hidden_layers must be None .* got \(8, 0\)"),
+    (dict(likelihood="bernoulli"), "set feature_normalization=False"),
+    (dict(device="tpu"), "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+    (dict(batch_size=0), "'batch_size' parameter of VAEEmbedder must be an int in the range \\[1, inf\\). Got 0"),
+    (dict(posterior="maf"), "'posterior' parameter of VAEEmbedder must be a str among"),
+    (dict(validation_fraction=1.0), "'validation_fraction' parameter"),
+    (dict(validation_fraction=0.99), "leaves no training examples"),
+])
+def test_bad_parameters_raise_before_fitting(params, match):
+    est = tiny(**params)
+    with pytest.raises(ValueError, match=match):
+        est.fit(X[:40])
+    assert not hasattr(est, "model_")
+
+
+def test_bernoulli_needs_unit_interval_data():
+    est = tiny(likelihood="bernoulli", feature_normalization=False)
+    with pytest.raises(ValueError, match=r"needs data in \[0, 1\]"):
+        est.fit(X)
+    Z = est.fit((X > 3).astype(np.float32)).transform(X[:3] > 3)
+    assert Z.shape == (3, 2)
+
+
+def test_unfitted_and_one_sample():
+    with pytest.raises(NotFittedError):
+        tiny().transform(X)
+    with pytest.raises(ValueError, match="n_samples = 1"):
+        tiny().fit(X[:1])
