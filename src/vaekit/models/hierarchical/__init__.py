@@ -7,10 +7,13 @@ the block graph; :class:`Migration` loads weights trained elsewhere.
 
 from .blocks import (Block, DualInputBlock, GenBlock, GenerativeBlock, InputBlock, OutputBlock, ResidualGenBlock,
                      SimpleBlock, SimpleGenBlock, TopGenBlock, TopSimpleBlock)
+from .graph import draw_graph, graph_layout
+from .migration import Migration, MigrationReport, concat, migrate, transpose
 from .model import HierarchicalVAE, Trace
 from .presets import ladder_blocks, ladder_vae, small_vdvae, vdvae_blocks
 from .source import from_python, load_function
 
 __all__ = ["Block", "GenerativeBlock", "InputBlock", "SimpleBlock", "DualInputBlock", "TopSimpleBlock", "SimpleGenBlock",
            "GenBlock", "TopGenBlock", "ResidualGenBlock", "OutputBlock", "HierarchicalVAE", "Trace", "ladder_vae",
-           "ladder_blocks", "small_vdvae", "vdvae_blocks", "from_python", "load_function"]
+           "ladder_blocks", "small_vdvae", "vdvae_blocks", "from_python", "load_function",
+           "draw_graph", "graph_layout", "Migration", "MigrationReport", "migrate", "transpose", "concat"]
