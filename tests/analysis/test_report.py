@@ -22,7 +22,7 @@ def test_everything_on_an_image_model(vae, clusters, tmp_path):
     x, y = clusters
     res = analyze_model(vae, x[:120], y[:120], tmp_path / "out", **FAST)
     out = tmp_path / "out"
-    want = {"reconstructions.png", "samples_t0.png", "samples_t0.5.png", "samples_t0.75.png", "samples_t1.png",
+    want = {"reconstructions.png", "reconstruction.csv", "samples_t0.png", "samples_t0.5.png", "samples_t0.75.png", "samples_t1.png",
             "kl_per_dim.png", "traversal_z.png", "receptive_z.png", "mei_z.png", "analysis.json"}
     assert set(res["files"]) == want and all((out / f).stat().st_size > 100 for f in want)
     saved = json.loads((out / "analysis.json").read_text())
@@ -31,6 +31,9 @@ def test_everything_on_an_image_model(vae, clusters, tmp_path):
     assert abs(sum(saved["kl"]["z"]["kl_per_dim"]) - saved["kl"]["z"]["kl"]) < 1e-4
     assert saved["probe"]["z"]["linear_accuracy"] > saved["probe"]["z"]["chance"] + 0.5
     assert saved["recon"]["ssim_window"] == 7 and 0 < saved["recon"]["ssim"] <= 1
+    rows = (out / "reconstruction.csv").read_text().splitlines()
+    assert rows[0] == "index,label,nelbo,mse,ssim" and len(rows) == 121 and rows[2].startswith("1,1,")
+    assert abs(np.mean([float(r.split(",")[3]) for r in rows[1:]]) - saved["recon"]["mse"]) < 1e-5
     assert len(saved["traversal"]["z"]["units"]) == 2 and len(saved["receptive"]["z"]["field_norm"]) == 2
     mei = saved["mei"]["z"]
     assert all(a > r for a, r in zip(mei["activation"], mei["random_activation"]))
@@ -59,7 +62,7 @@ def test_tabular_data_get_numbers_but_no_images(tmp_path):
     x, y = cluster_data(80, d=5)
     torch.manual_seed(0)
     res = analyze_model(mlp_vae([5], 2, [8]), x, y, tmp_path, **FAST)
-    assert res["images"] is False and set(res["files"]) == {"kl_per_dim.png", "analysis.json"}
+    assert res["images"] is False and set(res["files"]) == {"reconstruction.csv", "kl_per_dim.png", "analysis.json"}
     assert res["skipped"] == {"generation": "data are not images", "traversal": "data are not images"}
     assert "ssim" not in res["recon"] and len(res["receptive"]["z"]["field_norm"]) == 2
 
@@ -99,7 +102,8 @@ def test_vaekit_analyze_writes_eval_analysis(tiny_run, capsys):
     assert yaml.safe_load((tiny_run / "config.yaml").read_text())["data"]["class_path"].endswith("ArrayFile")
     assert main(["analyze", str(tiny_run), "--n-points", "60", "--only", "recon,kl,probe,traversal", "--n-units", "2"]) == 0
     out = tiny_run / "eval" / "analysis"
-    assert sorted(p.name for p in out.iterdir()) == ["analysis.json", "kl_per_dim.png", "reconstructions.png", "traversal_z.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["analysis.json", "kl_per_dim.png", "reconstruction.csv", "reconstructions.png",
+                                                     "traversal_z.png"]
     saved = json.loads((out / "analysis.json").read_text())
     assert saved["n"] == 60 and saved["probe"]["z"]["n_test"] == 18 and saved["active_units"]["z"] <= 3
     printed = capsys.readouterr().out

@@ -155,6 +155,26 @@ class ReconstructionStats:
     reconstructions: Tensor
     ssim_window: int | None = None
 
+    def write_csv(self, path: str | Path, labels: Tensor | None = None) -> Path:
+        """One row per example: ``index, [label,] nelbo, mse[, ssim]``.
+
+        >>> import tempfile
+        >>> s = ReconstructionStats(torch.tensor([3.0]), torch.tensor([0.25]), None, torch.zeros(1, 2))
+        >>> print(s.write_csv(Path(tempfile.mkdtemp()) / "r.csv").read_text().strip())
+        index,nelbo,mse
+        0,3,0.25
+        """
+        cols = {"nelbo": self.nelbo, "mse": self.mse, **({"ssim": self.ssim} if self.ssim is not None else {})}
+        if labels is not None:
+            cols = {"label": labels, **cols}
+        lines = [",".join(["index", *cols])]
+        for i in range(self.nelbo.shape[0]):
+            lines.append(",".join([str(i), *(f"{v[i].item():.7g}" for v in cols.values())]))
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
     def summary(self) -> dict[str, Any]:
         """Means and standard deviations as plain floats (what ``analysis.json`` stores)."""
         out: dict[str, Any] = {"n": int(self.nelbo.shape[0])}

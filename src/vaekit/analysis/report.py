@@ -162,6 +162,7 @@ def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None =
         if "recon" in names:
             stats = reconstruction_stats(model, x, batch_size=batch_size)
             res["recon"] = stats.summary()
+            files.append(stats.write_csv(out / "reconstruction.csv", y))
             if images:
                 k = min(n_images, x.shape[0])
                 files.append(save_reconstruction_grid(x[:k].cpu(), stats.reconstructions[:k], out / "reconstructions.png", shape))
