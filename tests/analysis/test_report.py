@@ -117,7 +117,7 @@ def test_analyze_run_reads_the_labels_of_the_split(tiny_run, tmp_path):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--only", "recon,nope"], "unknown analysis 'nope'"),
+    (["--only", "recon,nope"], "--only: unknown analysis 'nope'"),
     (["--n-points", "0"], "n_points must be an int >= 2, got 0"),
 ])
 def test_vaekit_analyze_errors_name_the_option_and_write_nothing(tiny_run, capsys, argv, match):

@@ -34,9 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> None:
     """Run ``vaekit analyze`` with the arguments ``argv`` (after the subcommand)."""
     from ..analysis.report import analyze_run, check_which
+    from ..cli import CLIError
 
     a = build_parser().parse_args(list(argv))
-    which = check_which(a.only) if a.only is not None else None
+    try:
+        which = check_which(a.only) if a.only is not None else None
+    except ValueError as e:
+        raise CLIError(f"--only: {e}") from None
     res = analyze_run(a.run_dir, split=a.split, n_points=a.n_points, checkpoint=a.checkpoint, which=which,
                       device=a.device, seed=a.seed, n_images=a.n_images, n_units=a.n_units, probe_mlp=a.mlp_probe)
     print(f"analysed {res['n']} {a.split} examples of {res['model']} (latents {res['latents']})")
