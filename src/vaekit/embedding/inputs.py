@@ -78,7 +78,7 @@ class ArraySource(Source):
             block = self.array[int(index[0]):int(index[-1]) + 1]
         else:
             block = self.array[index]
-        return np.asarray(block, dtype=np.float32).reshape(len(index), self.n_features)
+        return np.array(block, dtype=np.float32).reshape(len(index), self.n_features)  # a writable copy
 
 
 class NpyDirectorySource(Source):
