@@ -18,6 +18,12 @@ from vaekit.models import mlp_vae
 FAST = dict(n_images=8, n_units=2, n_noise=256, mei_steps=10)
 
 
+@pytest.fixture(autouse=True)
+def no_registered_extras(monkeypatch):
+    """Analyses registered by other parts of the library do not change what these tests expect."""
+    monkeypatch.setattr(report, "EXTRA_ANALYSES", [])
+
+
 def test_everything_on_an_image_model(vae, clusters, tmp_path):
     x, y = clusters
     res = analyze_model(vae, x[:120], y[:120], tmp_path / "out", **FAST)

@@ -50,7 +50,7 @@ def check_which(which: Sequence[str] | str | None) -> list[str]:
     >>> check_which(["recon", "ssim"])
     Traceback (most recent call last):
     ...
-    ValueError: unknown analysis 'ssim'; accepted: recon, generation, kl, probe, traversal, receptive, mei, extra
+    ValueError: unknown analysis 'ssim'; accepted: recon, generation, kl, probe, traversal, receptive, mei, extra...
     """
     accepted = [*ANALYSES, "extra", *(f.__name__ for f in EXTRA_ANALYSES)]
     if which is None:
