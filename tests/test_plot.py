@@ -157,7 +157,27 @@ def test_latent_grid_takes_separate_axis_ranges_and_rgb_shapes() -> None:
     np.testing.assert_allclose(ax.images[-1].get_extent()[2:], [-2 - 2 / 3, 2 + 2 / 3])
 
 
+def test_latent_grid_value_range_is_unit_for_unit_data_else_robust_or_given() -> None:
+    class Constant:  # every pixel of the image decoded at z is z[0]
+        def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+            return np.repeat(np.asarray(Z)[:, :1], 4, axis=1)
+
+    inside = latent_grid(Constant(), xy_range=(0.2, 0.8), grid_size=3, shape=(2, 2)).images[-1]
+    assert inside.get_clim() == (0.0, 1.0)
+
+    class Outliers:  # grey levels in [0, 1] and two far outliers per image
+        def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+            return np.tile(np.r_[np.linspace(0, 1, 398), -50.0, 50.0], (len(Z), 1))
+
+    low, high = latent_grid(Outliers(), grid_size=2, shape=(20, 20)).images[-1].get_clim()
+    assert 0.0 <= low < 0.01 and 0.99 < high <= 1.0  # the outliers do not wash the images out
+    given = latent_grid(Constant(), grid_size=3, shape=(2, 2), vmin=-2, vmax=5).images[-1]
+    assert given.get_clim() == (-2.0, 5.0)
+
+
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"vmin": 1.0, "vmax": 0.0}, ValueError, "vmin must be < vmax"),
+    ({"vmax": float("nan")}, ValueError, "vmax must be a finite number"),
     ({"shape": (8, 8)}, ValueError, r"shape \(8, 8\) holds 64 values but the embedder decodes 16"),
     ({"shape": 16}, TypeError, r"shape must be a tuple"),
     ({"shape": (4, 4, 2)}, ValueError, r"\(H, W, 3\)"),

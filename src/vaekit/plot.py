@@ -65,7 +65,7 @@ def _check_ax(ax: Any) -> Axes:
     if ax is None:
         import matplotlib.pyplot as plt
 
-        return plt.figure().add_subplot()
+        return plt.figure(layout="constrained").add_subplot()  # room for a legend beside the axes
     if not isinstance(ax, Axes):
         raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
     return ax
@@ -257,10 +257,23 @@ def _xy_range(xy_range: Any) -> tuple[tuple[float, float], tuple[float, float]]:
     return out[0], out[1]
 
 
-def _show(ax: Axes, mosaic: np.ndarray, cmap: str | Colormap | None, **kwargs: Any) -> None:
-    """``imshow`` on a shared value range: [0, 1] when the images lie in it, else their own range."""
-    low, high = float(mosaic.min()), float(mosaic.max())
-    vmin, vmax = (0.0, 1.0) if low >= 0.0 and high <= 1.0 else (low, high)
+def _value_range(vmin: float | None, vmax: float | None) -> tuple[float | None, float | None]:
+    vmin = None if vmin is None else check_float("vmin", vmin)
+    vmax = None if vmax is None else check_float("vmax", vmax)
+    if vmin is not None and vmax is not None and not vmin < vmax:
+        raise ValueError(f"vmin must be < vmax, got vmin={vmin}, vmax={vmax}")
+    return vmin, vmax
+
+
+def _show(ax: Axes, mosaic: np.ndarray, cmap: str | Colormap | None, vmin: float | None, vmax: float | None,
+          **kwargs: Any) -> None:
+    """``imshow`` on one value range for every image (see ``latent_grid``)."""
+    if mosaic.min() >= 0.0 and mosaic.max() <= 1.0:
+        auto = (0.0, 1.0)
+    else:  # decoded values spill over [0, 1] (Gaussian likelihood): a robust range of their own
+        auto = tuple(float(v) for v in np.percentile(mosaic, [0.5, 99.5]))
+    vmin = auto[0] if vmin is None else vmin
+    vmax = max(auto[1], vmin + 1e-12) if vmax is None else vmax
     if mosaic.ndim == 3:  # RGB(A): matplotlib wants [0, 1]
         mosaic = np.clip((mosaic - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0)
         ax.imshow(mosaic, interpolation="nearest", **kwargs)
@@ -270,7 +283,8 @@ def _show(ax: Axes, mosaic: np.ndarray, cmap: str | Colormap | None, **kwargs: A
 
 def latent_grid(embedder: Any, xy_range: Sequence[float] | Sequence[Sequence[float]] = (-4.0, 4.0),
                 grid_size: int = 20, shape: Sequence[int] = (28, 28), ax: Axes | None = None,
-                cmap: str | Colormap | None = "gray") -> Axes:
+                cmap: str | Colormap | None = "gray", *, vmin: float | None = None,
+                vmax: float | None = None) -> Axes:
     """Decode a regular grid of 2-D latent points into one image mosaic.
 
     The image in row ``r``, column ``c`` is ``embedder.inverse_transform`` of the point
@@ -291,6 +305,10 @@ def latent_grid(embedder: Any, xy_range: Sequence[float] | Sequence[Sequence[flo
         Where to draw; a new figure when None.
     cmap : str or Colormap, optional
         For grey images.
+    vmin, vmax : float, optional
+        Values shown as black and white. By default [0, 1] when every decoded value lies in
+        it, else the 0.5th and 99.5th percentiles of the decoded values (a Gaussian decoder
+        spills a little over the data range).
 
     Returns
     -------
@@ -308,6 +326,7 @@ def latent_grid(embedder: Any, xy_range: Sequence[float] | Sequence[Sequence[flo
     (20, 20)
     """
     _check_embedder(embedder, "inverse_transform")
+    vmin, vmax = _value_range(vmin, vmax)
     (x_low, x_high), (y_low, y_high) = _xy_range(xy_range)
     grid_size = check_int("grid_size", grid_size, minimum=2)
     shape = _check_shape(shape)
@@ -318,7 +337,7 @@ def latent_grid(embedder: Any, xy_range: Sequence[float] | Sequence[Sequence[flo
     mosaic = image_grid(images, ncols=grid_size, pad=0)
     ax = _check_ax(ax)
     dx, dy = (x_high - x_low) / (grid_size - 1) / 2, (y_high - y_low) / (grid_size - 1) / 2
-    _show(ax, mosaic, cmap, extent=(x_low - dx, x_high + dx, y_low - dy, y_high + dy))
+    _show(ax, mosaic, cmap, vmin, vmax, extent=(x_low - dx, x_high + dx, y_low - dy, y_high + dy))
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     return ax
@@ -327,7 +346,8 @@ def latent_grid(embedder: Any, xy_range: Sequence[float] | Sequence[Sequence[flo
 # ------------------------------------------------------------------------------------- interpolate
 def interpolate(embedder: Any, a: Any, b: Any, n: int = 10, shape: Sequence[int] = (28, 28),
                 space: Literal["latent", "data"] = "latent", ax: Axes | None = None,
-                cmap: str | Colormap | None = "gray") -> tuple[np.ndarray, Axes]:
+                cmap: str | Colormap | None = "gray", *, vmin: float | None = None,
+                vmax: float | None = None) -> tuple[np.ndarray, Axes]:
     """Decode the straight latent line from ``a`` to ``b`` into ``n`` images.
 
     Parameters
@@ -346,6 +366,8 @@ def interpolate(embedder: Any, a: Any, b: Any, n: int = 10, shape: Sequence[int]
     ax : matplotlib Axes, optional
         Where to draw the strip of images; a new figure when None.
     cmap : str or Colormap, optional
+    vmin, vmax : float, optional
+        As for :func:`latent_grid`.
 
     Returns
     -------
@@ -368,6 +390,7 @@ def interpolate(embedder: Any, a: Any, b: Any, n: int = 10, shape: Sequence[int]
     _check_embedder(embedder, "inverse_transform", *(("transform",) if space == "data" else ()))
     n = check_int("n", n, minimum=2)
     shape = _check_shape(shape)
+    vmin, vmax = _value_range(vmin, vmax)
     ends = []
     for name, point in (("a", a), ("b", b)):
         arr = _as_array(name, point)
@@ -384,7 +407,7 @@ def interpolate(embedder: Any, a: Any, b: Any, n: int = 10, shape: Sequence[int]
     Z = (1.0 - t) * za + t * zb
     images = _decode(embedder, Z, shape)
     ax = _check_ax(ax)
-    _show(ax, image_grid(images, ncols=n, pad=0), cmap)
+    _show(ax, image_grid(images, ncols=n, pad=0), cmap, vmin, vmax)
     ax.set_xticks([])
     ax.set_yticks([])
     return images, ax
