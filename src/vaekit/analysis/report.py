@@ -11,6 +11,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,7 @@ from .receptive import save_field_grid, spike_triggered_average
 from .reconstruction import reconstruction_stats, save_reconstruction_grid
 from .traversal import latent_traversal, save_traversal_grid
 
-__all__ = ["ANALYSES", "EXTRA_ANALYSES", "AnalysisFunction", "check_which", "analyze_model", "analyze_run"]
+__all__ = ["ANALYSES", "EXTRA_ANALYSES", "TRAVERSAL_OFFSETS", "AnalysisFunction", "check_which", "analyze_model", "analyze_run"]
 
 #: Names of the built-in analyses, in the order they run.
 ANALYSES: tuple[str, ...] = ("recon", "generation", "kl", "probe", "traversal", "receptive", "mei")
@@ -64,11 +65,6 @@ def check_which(which: Sequence[str] | str | None) -> list[str]:
     return names
 
 
-def _top_units(variance: Tensor, k: int) -> list[int]:
-    """Indices of the ``k`` most active units, most active first."""
-    return variance.argsort(descending=True)[: min(k, variance.numel())].tolist()
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -81,6 +77,121 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+#: Offsets of the latent traversals (added to the posterior mean of the traversed unit).
+TRAVERSAL_OFFSETS: tuple[float, ...] = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+
+
+@dataclass
+class _Context:
+    """What every built-in analysis of :func:`analyze_model` reads."""
+
+    model: Any
+    x: Tensor
+    y: Tensor | None
+    out: Path
+    shape: tuple[int, ...]
+    images: bool
+    variance: dict[str, Tensor]  # activity of every unit, per latent
+    centre: Tensor  # data mean: where white noise and most exciting inputs are placed
+    spread: float  # data standard deviation: the white-noise level
+    norm: float  # mean distance of the examples from the data mean: the norm of the MEI search
+    settings: dict[str, Any]
+
+    def units(self, latent: str) -> list[int]:
+        """The ``n_units`` most active units of a latent, most active first."""
+        var = self.variance[latent]
+        return var.argsort(descending=True)[: min(self.settings["n_units"], var.numel())].tolist()
+
+
+Outcome = tuple["dict[str, Any] | str", list[Path]]  # entries of analysis.json (or why skipped), files written
+
+
+def _recon(c: _Context) -> Outcome:
+    stats = reconstruction_stats(c.model, c.x, batch_size=c.settings["batch_size"])
+    files = [stats.write_csv(c.out / "reconstruction.csv", c.y)]
+    if c.images:
+        k = min(c.settings["n_images"], c.x.shape[0])
+        files.append(save_reconstruction_grid(c.x[:k].cpu(), stats.reconstructions[:k], c.out / "reconstructions.png", c.shape))
+    return {"recon": stats.summary()}, files
+
+
+def _generation(c: _Context) -> Outcome:
+    if not c.images:
+        return "data are not images", []
+    n, temps = c.settings["n_images"], c.settings["temperatures"]
+    paths = save_generation_grids(samples_at_temperatures(c.model, n, temps, seed=c.settings["seed"]), c.out, c.shape)
+    return {"generation": {"temperatures": temps, "n": n, "files": [p.name for p in paths.values()]}}, list(paths.values())
+
+
+def _kl(c: _Context) -> Outcome:
+    kl = kl_statistics(c.model, c.x, batch_size=c.settings["batch_size"])
+    entries = {"kl": {k: s.to_dict() for k, s in kl.items()}, "kl_total": sum(s.kl for s in kl.values()),
+               "active_units": {k: s.active_units for k, s in kl.items()}}
+    return entries, [save_kl_plot(kl, c.out / "kl_per_dim.png")]
+
+
+def _probe(c: _Context) -> Outcome:
+    if c.y is None:
+        return "no labels", []
+    if len(c.y.unique()) < 2:
+        return "labels hold a single class", []
+    probes = probe_latents(c.model, c.x, c.y, test_fraction=c.settings["probe_test_fraction"], mlp=c.settings["probe_mlp"],
+                           seed=c.settings["seed"], batch_size=c.settings["batch_size"])
+    return {"probe": {k: p.to_dict() for k, p in probes.items()}}, []
+
+
+def _traversal(c: _Context) -> Outcome:
+    if not c.images:
+        return "data are not images", []
+    entries, files = {}, []
+    for latent in c.variance:
+        units = c.units(latent)
+        t = latent_traversal(c.model, c.x[:1], latent, units, TRAVERSAL_OFFSETS)
+        files.append(save_traversal_grid(t, c.out / f"traversal_{latent}.png", c.shape,
+                                         title=f"{latent}: units {units}, offsets {TRAVERSAL_OFFSETS[0]:g}..{TRAVERSAL_OFFSETS[-1]:g}"))
+        entries[latent] = {"units": units, "offsets": list(TRAVERSAL_OFFSETS)}
+    return {"traversal": entries}, files
+
+
+def _receptive(c: _Context) -> Outcome:
+    entries, files = {}, []
+    for latent in c.variance:
+        units = c.units(latent)
+        sta = spike_triggered_average(c.model, latent, units, n_samples=c.settings["n_noise"], noise_std=c.spread,
+                                      centre=c.centre, batch_size=c.settings["batch_size"], seed=c.settings["seed"])
+        entries[latent] = {"units": units, "noise_std": c.spread, "n_noise": c.settings["n_noise"],
+                           "field_norm": sta.flatten(1).norm(dim=1).tolist()}
+        if c.images:
+            files.append(save_field_grid(sta, c.out / f"receptive_{latent}.png", c.shape, title=f"{latent}: STA of units {units}"))
+    return {"receptive": entries}, files
+
+
+def _mei(c: _Context) -> Outcome:
+    entries, files = {}, []
+    g = torch.Generator().manual_seed(c.settings["seed"])
+    centre = c.centre.cpu()
+    for latent in c.variance:
+        units = c.units(latent)
+        m = most_exciting_input(c.model, latent, units, norm=c.norm, centre=c.centre, steps=c.settings["mei_steps"],
+                                seed=c.settings["seed"])
+        rand = torch.randn(16, len(units), *c.shape, generator=g)  # 16 random inputs of the same norm per unit
+        rand = centre + rand * (c.norm / rand.flatten(2).norm(dim=2)).view(16, len(units), *[1] * len(c.shape))
+        with torch.no_grad():
+            base = torch.stack([unit_activation(c.model, r.to(c.x.device), latent, units) for r in rand]).mean(0)
+        entries[latent] = {"units": units, "norm": c.norm, "activation": m.activation.tolist(),
+                           "random_activation": base.cpu().tolist()}
+        if c.images:
+            files.append(save_field_grid(m.inputs - centre, c.out / f"mei_{latent}.png", c.shape,
+                                         title=f"{latent}: most exciting inputs (minus data mean) of units {units}"))
+    return {"mei": entries}, files
+
+
+_TOOLS: dict[str, Callable[[_Context], Outcome]] = {
+    "recon": _recon, "generation": _generation, "kl": _kl, "probe": _probe, "traversal": _traversal,
+    "receptive": _receptive, "mei": _mei,
+}
 
 
 def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None = None,
@@ -144,87 +255,28 @@ def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None =
     check_float("probe_test_fraction", probe_test_fraction, 0, 1, low_open=True, high_open=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images = is_image(model.data_shape)
     shape = tuple(model.data_shape)
     res: dict[str, Any] = {"model": type(model).__name__, "n": int(x.shape[0]), "data_shape": list(shape),
-                           "images": images, "skipped": {}, "files": []}
+                           "images": is_image(shape), "skipped": {}, "files": []}
     files: list[Path] = []
     torch.manual_seed(seed)
     with eval_mode(model):
         with torch.no_grad():
             means = posterior_means(model, x, batch_size=batch_size)
-        variance = {k: v.double().var(0).float().cpu() for k, v in means.items()}
         res["latents"] = {k: int(v.shape[1]) for k, v in means.items()}
         centre = x.mean(0)
-        spread = float(x.std()) or 1.0
-        mei_norm = float((x - centre).flatten(1).norm(dim=1).mean()) or 1.0
-
-        if "recon" in names:
-            stats = reconstruction_stats(model, x, batch_size=batch_size)
-            res["recon"] = stats.summary()
-            files.append(stats.write_csv(out / "reconstruction.csv", y))
-            if images:
-                k = min(n_images, x.shape[0])
-                files.append(save_reconstruction_grid(x[:k].cpu(), stats.reconstructions[:k], out / "reconstructions.png", shape))
-        if "generation" in names:
-            if images:
-                samples = samples_at_temperatures(model, n_images, temps, seed=seed)
-                paths = save_generation_grids(samples, out, shape)
-                files += paths.values()
-                res["generation"] = {"temperatures": temps, "n": n_images, "files": [p.name for p in paths.values()]}
-            else:
-                res["skipped"]["generation"] = "data are not images"
-        if "kl" in names:
-            kl = kl_statistics(model, x, batch_size=batch_size)
-            res["kl"] = {k: s.to_dict() for k, s in kl.items()}
-            res["kl_total"] = sum(s.kl for s in kl.values())
-            res["active_units"] = {k: s.active_units for k, s in kl.items()}
-            files.append(save_kl_plot(kl, out / "kl_per_dim.png"))
-        if "probe" in names:
-            if y is None:
-                res["skipped"]["probe"] = "no labels"
-            elif len(y.unique()) < 2:
-                res["skipped"]["probe"] = "labels hold a single class"
-            else:
-                probes = probe_latents(model, x, y, test_fraction=probe_test_fraction, mlp=probe_mlp, seed=seed,
-                                       batch_size=batch_size)
-                res["probe"] = {k: p.to_dict() for k, p in probes.items()}
-        if "traversal" in names:
-            if images:
-                res["traversal"] = {}
-                for latent, var in variance.items():
-                    dims = _top_units(var, n_units)
-                    t = latent_traversal(model, x[:1], latent, dims)
-                    files.append(save_traversal_grid(t, out / f"traversal_{latent}.png", shape,
-                                                     title=f"{latent}: units {dims}, offsets -3..3"))
-                    res["traversal"][latent] = {"units": dims, "offsets": [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]}
-            else:
-                res["skipped"]["traversal"] = "data are not images"
-        if "receptive" in names:
-            res["receptive"] = {}
-            for latent, var in variance.items():
-                units = _top_units(var, n_units)
-                sta = spike_triggered_average(model, latent, units, n_samples=n_noise, noise_std=spread, centre=centre,
-                                              batch_size=batch_size, seed=seed)
-                res["receptive"][latent] = {"units": units, "noise_std": spread, "n_noise": n_noise,
-                                            "field_norm": sta.flatten(1).norm(dim=1).tolist()}
-                if images:
-                    files.append(save_field_grid(sta, out / f"receptive_{latent}.png", shape, title=f"{latent}: STA of units {units}"))
-        if "mei" in names:
-            res["mei"] = {}
-            g = torch.Generator().manual_seed(seed)
-            for latent, var in variance.items():
-                units = _top_units(var, n_units)
-                m = most_exciting_input(model, latent, units, norm=mei_norm, centre=centre, steps=mei_steps, seed=seed)
-                rand = torch.randn(16, len(units), *shape, generator=g)
-                rand = centre.cpu() + rand * (mei_norm / rand.flatten(2).norm(dim=2)).view(16, len(units), *[1] * len(shape))
-                with torch.no_grad():
-                    base = torch.stack([unit_activation(model, r.to(x.device), latent, units) for r in rand]).mean(0)
-                res["mei"][latent] = {"units": units, "norm": mei_norm, "activation": m.activation.tolist(),
-                                      "random_activation": base.cpu().tolist()}
-                if images:
-                    files.append(save_field_grid(m.inputs - centre.cpu(), out / f"mei_{latent}.png", shape,
-                                                 title=f"{latent}: most exciting inputs (minus data mean) of units {units}"))
+        ctx = _Context(model, x, y, out, shape, res["images"], {k: v.double().var(0).float().cpu() for k, v in means.items()},
+                       centre, float(x.std()) or 1.0, float((x - centre).flatten(1).norm(dim=1).mean()) or 1.0,
+                       dict(n_images=n_images, temperatures=temps, n_units=n_units, n_noise=n_noise, mei_steps=mei_steps,
+                            probe_mlp=probe_mlp, probe_test_fraction=probe_test_fraction, batch_size=batch_size, seed=seed))
+        for name in ANALYSES:
+            if name in names:
+                entries, written = _TOOLS[name](ctx)
+                if isinstance(entries, str):
+                    res["skipped"][name] = entries
+                else:
+                    res.update(entries)
+                files += written
     extras = [f for f in EXTRA_ANALYSES if which is None or "extra" in names or f.__name__ in names]
     if extras:
         res["extra"] = {}
