@@ -1,0 +1,62 @@
+"""``vaekit embed``: fit and write an embedding (npy, npz, csv, npy directory), save, embed new data with --model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vaekit.cli import main
+from vaekit.embedding import VAEEmbedder
+
+X = np.random.default_rng(0).normal(size=(90, 6)).astype(np.float32)
+FAST = ["--max-epochs", "2", "--quiet", "--seed", "3"]
+
+
+def test_fit_save_then_embed_new_data(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "labels.npy", np.arange(len(X)) % 3)
+    code = main(["embed", str(tmp_path / "x.npy"), "--n-components", "2", "--out", str(tmp_path / "z.npy"), "--save",
+                 str(tmp_path / "model"), "--labels", str(tmp_path / "labels.npy"), "--plot", str(tmp_path / "e.png"), *FAST])
+    assert code == 0, capsys.readouterr().err
+    Z = np.load(tmp_path / "z.npy")
+    est = VAEEmbedder.load(tmp_path / "model")
+    assert Z.shape == (90, 2) and np.array_equal(est.transform(X), Z)
+    assert est.random_state == 3 and est.max_epochs == 2
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+    new = X[:10] + 0.5
+    np.save(tmp_path / "new.npy", new)
+    assert main(["embed", "--model", str(tmp_path / "model"), str(tmp_path / "new.npy"), "--out", str(tmp_path / "zn.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "zn.npy"), est.transform(new))
+    assert "written:" in capsys.readouterr().out
+
+
+def test_npz_csv_and_directory_inputs_agree(tmp_path):
+    np.savez(tmp_path / "x.npz", x=X, y=np.zeros(len(X)))
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",", header=",".join(f"f{i}" for i in range(6)), comments="", fmt="%.9g")
+    (tmp_path / "dir").mkdir()
+    for i, row in enumerate(X):
+        np.save(tmp_path / "dir" / f"{i:03d}.npy", row)
+    outs = []
+    for name, src in (("npz", "x.npz"), ("csv", "x.csv"), ("dir", "dir")):
+        assert main(["embed", str(tmp_path / src), "--out", str(tmp_path / f"{name}.npy"), *FAST]) == 0
+        outs.append(np.load(tmp_path / f"{name}.npy"))
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+
+
+@pytest.mark.parametrize("args, match", [
+    (["{x}", "--out", "{tmp}/z.txt"], "must end in .npy"),
+    (["{x}", "--out", "{tmp}/missing/z.npy"], "does not exist"),
+    (["{x}", "--out", "{tmp}/z.npy", "--save", "{tmp}"], "exists and is not empty"),
+    (["{x}", "--out", "{tmp}/z.npy", "--labels", "{x}"], "--labels only colours --plot"),
+    (["{tmp}/nothing.npy", "--out", "{tmp}/z.npy"], "does not exist"),
+    (["{tmp}/bad.npz", "--out", "{tmp}/z.npy"], "name the examples 'x'"),
+    (["{tmp}/x.npy", "--out", "{tmp}/z.npy", "--model", "{tmp}"], "holds no saved VAEEmbedder"),
+])
+def test_errors_are_one_line_and_nothing_is_written(tmp_path, capsys, args, match):
+    np.save(tmp_path / "x.npy", X)
+    np.savez(tmp_path / "bad.npz", a=X, b=X)
+    argv = [a.format(x=tmp_path / "x.npy", tmp=tmp_path) for a in args]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["embed", *argv, *FAST]) == 2
+    assert match in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
