@@ -11,8 +11,8 @@ from vaekit._recording import to_config
 from vaekit.config import build_model_parser
 from vaekit.distributions import Bernoulli, Gaussian
 from vaekit.inference import iwae_log_likelihood
-from vaekit.models.hierarchical.blocks import (Block, DualInputBlock, GenBlock, InputBlock, OutputBlock, SimpleBlock,
-                                               SimpleGenBlock, TopGenBlock, TopSimpleBlock)
+from vaekit.models.hierarchical.blocks import Block, DualInputBlock, InputBlock, OutputBlock, SimpleBlock, TopSimpleBlock
+from vaekit.models.hierarchical.generative import GenBlock, SimpleGenBlock, TopGenBlock
 from vaekit.models.hierarchical.model import HierarchicalVAE
 from vaekit.models.hierarchical.presets import ladder_blocks, ladder_vae, small_vdvae
 from vaekit.nn import MLP

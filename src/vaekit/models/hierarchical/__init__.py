@@ -5,8 +5,8 @@ A model is an ordered list of :mod:`blocks <vaekit.models.hierarchical.blocks>` 
 the block graph; :class:`Migration` loads weights trained elsewhere.
 """
 
-from .blocks import (Block, DualInputBlock, GenBlock, GenerativeBlock, InputBlock, OutputBlock, ResidualGenBlock,
-                     SimpleBlock, SimpleGenBlock, TopGenBlock, TopSimpleBlock)
+from .blocks import Block, DualInputBlock, InputBlock, OutputBlock, SimpleBlock, TopSimpleBlock
+from .generative import GenBlock, GenerativeBlock, ResidualGenBlock, SimpleGenBlock, TopGenBlock
 from .graph import draw_graph, graph_layout
 from .migration import Migration, MigrationReport, concat, migrate, transpose
 from .model import HierarchicalVAE, Trace

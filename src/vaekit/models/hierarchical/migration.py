@@ -94,7 +94,7 @@ class Migration:
     >>> model = nn.Sequential(nn.Linear(2, 3))
     >>> foreign = {"fc.w": torch.ones(2, 3), "fc.b": torch.zeros(3)}
     >>> report = Migration({"0.weight": transpose("fc.w"), "0.bias": "fc.b"}).migrate(model, foreign)
-    >>> report.loaded, float(model[0].weight.sum())
+    >>> report.loaded, float(model[0].weight.detach().sum())
     (['0.bias', '0.weight'], 6.0)
     """
 

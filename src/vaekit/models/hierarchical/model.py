@@ -14,7 +14,8 @@ from torch.distributions import Distribution
 from ..._checks import check_float, check_int
 from ...distributions import DiagonalNormal, kl_divergence
 from ..base import ElboTerms, LatentVariableModel
-from .blocks import Block, GenerativeBlock, OutputBlock
+from .blocks import Block, OutputBlock
+from .generative import GenerativeBlock
 
 __all__ = ["HierarchicalVAE", "Trace", "Temperature"]
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from ..._checks import check_int
 from ...nn import MLP
 from ..vae import LikelihoodName, make_likelihood
-from .blocks import Block, GenBlock, InputBlock, OutputBlock, ResidualGenBlock, SimpleBlock, TopGenBlock, TopSimpleBlock
+from .blocks import Block, InputBlock, OutputBlock, SimpleBlock, TopSimpleBlock
+from .generative import GenBlock, ResidualGenBlock, TopGenBlock
 from .model import HierarchicalVAE
 
 __all__ = ["ladder_vae", "ladder_blocks", "small_vdvae", "vdvae_blocks"]

@@ -9,9 +9,8 @@ optionally ``kl``). A config names it through :func:`from_python`::
       init_args: {source: examples/models/ladder.py:model, kwargs: {latent: [100, 50]}}
 
 ``vaekit.load`` rebuilds the model from the same call, so the file must still be at that
-path (relative paths are read from the working directory, then from the directory of the
-config that named them is not known: prefer a path relative to where you run ``vaekit``,
-or an importable module ``package.module:function``).
+path. Relative paths are read from the working directory (where ``vaekit`` runs); an
+importable module ``package.module:function`` works from anywhere.
 """
 
 from __future__ import annotations

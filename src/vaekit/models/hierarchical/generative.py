@@ -1,0 +1,234 @@
+"""Generative blocks: latent layers with a Gaussian prior from their inputs and a posterior from a condition."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..._checks import check_float, check_int
+from ...distributions import DiagonalNormal
+from .blocks import Block, _gaussian, _module
+
+__all__ = ["GenerativeBlock", "SimpleGenBlock", "GenBlock", "TopGenBlock", "ResidualGenBlock"]
+
+
+class GenerativeBlock(Block):
+    """Base class of latent layers: a Gaussian prior from ``inputs``, a posterior from ``condition``.
+
+    Subclasses implement :meth:`prior` and :meth:`posterior`, and may override
+    :meth:`output` (default: emit the latent ``z`` itself).
+
+    Parameters
+    ----------
+    name : str
+    inputs : str or sequence of str
+        Generator-side names the prior depends on (empty for a top layer).
+    condition : str, optional
+        Name of the (encoder) output the posterior reads; ``None``: no posterior, the
+        latent is drawn from its prior also during training (KL 0).
+    latent_features : int
+        Size of this layer's latent vector.
+    min_scale : float
+        Floor of the Gaussian scales.
+    """
+
+    generative: ClassVar[bool] = True
+
+    def __init__(self, name: str, inputs: str | Sequence[str], condition: str | None, latent_features: int,
+                 min_scale: float = 1e-4, net: nn.Module | None = None) -> None:
+        super().__init__(name, inputs, net)
+        if condition is not None and (not isinstance(condition, str) or not condition):
+            raise TypeError(f"condition of block {name!r} must be a block name or None, got {condition!r}")
+        self.condition = condition
+        self.latent_features = check_int("latent_features", latent_features)
+        self.min_scale = check_float("min_scale", min_scale, 0)
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        return self.inputs + ((self.condition,) if self.condition else ())
+
+    def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+        """``p(z | inputs)`` with batch shape (n,), and any state :meth:`output` needs."""
+        raise NotImplementedError
+
+    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
+        """``q(z | condition, inputs)`` with batch shape (n,)."""
+        raise NotImplementedError
+
+    def output(self, z: Tensor, inputs: list[Tensor], state: Any) -> Tensor:
+        """What later blocks read under this block's name (default: ``z``)."""
+        return z
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, condition={self.condition!r}, latent_features={self.latent_features}"
+
+
+class SimpleGenBlock(GenerativeBlock):
+    """A latent drawn from a prior parameterised by ``net(input)``; no posterior (KL 0).
+
+    >>> from vaekit.nn import MLP
+    >>> b = SimpleGenBlock("z", "h", MLP(3, 4), latent_features=2)
+    >>> b.prior([torch.zeros(5, 3)], 5)[0].batch_shape
+    torch.Size([5])
+    """
+
+    def __init__(self, name: str, inputs: str, net: nn.Module, latent_features: int, min_scale: float = 1e-4) -> None:
+        super().__init__(name, inputs, None, latent_features, min_scale, _module("net", net, name, optional=False))
+
+    def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+        return _gaussian(self.net(inputs[0]), self.latent_features, self.min_scale, f"net of {self.name!r}"), None
+
+
+class GenBlock(GenerativeBlock):
+    r"""Top-down latent layer: :math:`p(z | h) = \mathcal N(\text{prior\_net}(h))`,
+    :math:`q(z | c, h) = \mathcal N(\text{posterior\_net}(c \,[\oplus\, h]))`.
+
+    Parameters
+    ----------
+    name : str
+    inputs : str
+        Generator-side input ``h`` (e.g. the latent of the layer above).
+    condition : str
+        Encoder output ``c`` the posterior reads.
+    prior_net : nn.Module
+        ``h -> 2 * latent_features``.
+    posterior_net : nn.Module
+        ``c`` (or ``cat(c, h)`` with ``concat_posterior``) ``-> 2 * latent_features``.
+    latent_features : int
+    concat_posterior : bool
+        Concatenate the (transformed) input to the (transformed) condition.
+    input_transform, condition_transform : nn.Module, optional
+        Applied to ``h`` and ``c`` before the posterior network (default identity).
+    min_scale : float
+
+    Examples
+    --------
+    >>> from vaekit.nn import MLP
+    >>> b = GenBlock("z1", "z2", "h1", MLP(2, 6), MLP(5, 6), latent_features=3, concat_posterior=True)
+    >>> p, s = b.prior([torch.zeros(4, 2)], 4)
+    >>> b.posterior(torch.zeros(4, 3), [torch.zeros(4, 2)], s).event_shape
+    torch.Size([3])
+    """
+
+    def __init__(self, name: str, inputs: str, condition: str, prior_net: nn.Module, posterior_net: nn.Module,
+                 latent_features: int, concat_posterior: bool = False, input_transform: nn.Module | None = None,
+                 condition_transform: nn.Module | None = None, min_scale: float = 1e-4) -> None:
+        super().__init__(name, inputs, condition, latent_features, min_scale)
+        self.prior_net = _module("prior_net", prior_net, name, optional=False)
+        self.posterior_net = _module("posterior_net", posterior_net, name, optional=False)
+        self.input_transform = _module("input_transform", input_transform, name)
+        self.condition_transform = _module("condition_transform", condition_transform, name)
+        self.concat_posterior = bool(concat_posterior)
+
+    def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+        return _gaussian(self.prior_net(inputs[0]), self.latent_features, self.min_scale, f"prior_net of {self.name!r}"), None
+
+    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
+        c = self.condition_transform(condition)
+        if self.concat_posterior:
+            c = torch.cat([c, self.input_transform(inputs[0])], 1)
+        return _gaussian(self.posterior_net(c), self.latent_features, self.min_scale, f"posterior_net of {self.name!r}")
+
+
+class TopGenBlock(GenerativeBlock):
+    """Top latent layer: a (trainable or fixed) Gaussian prior, posterior ``net(condition)``.
+
+    Parameters
+    ----------
+    name : str
+    condition : str
+    net : nn.Module
+        ``condition -> 2 * latent_features``.
+    latent_features : int
+    prior_trainable : bool
+        Learn the prior's location and scale (initialised at N(0, I)); else N(0, I).
+    min_scale : float
+
+    Examples
+    --------
+    >>> from vaekit.nn import MLP
+    >>> p, _ = TopGenBlock("z", "h", MLP(3, 4), 2, prior_trainable=False).prior([], 5)
+    >>> p.mean.shape, float(p.stddev.max())
+    (torch.Size([5, 2]), 1.0)
+    """
+
+    def __init__(self, name: str, condition: str, net: nn.Module, latent_features: int, prior_trainable: bool = False,
+                 min_scale: float = 1e-4) -> None:
+        super().__init__(name, (), condition, latent_features, min_scale, _module("net", net, name, optional=False))
+        loc, raw = torch.zeros(self.latent_features), torch.zeros(self.latent_features)
+        if prior_trainable:
+            self.prior_loc, self.prior_raw_scale = nn.Parameter(loc), nn.Parameter(raw)
+        else:
+            self.register_buffer("prior_loc", loc)
+            self.register_buffer("prior_raw_scale", raw)
+
+    def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+        scale = torch.exp(self.prior_raw_scale)  # exp(0) = 1 at initialisation
+        return DiagonalNormal(self.prior_loc.expand(n, -1), scale.expand(n, -1)), None
+
+    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
+        return _gaussian(self.net(condition), self.latent_features, self.min_scale, f"net of {self.name!r}")
+
+
+class ResidualGenBlock(GenerativeBlock):
+    r"""The VDVAE top-down block (Child, 2021) on feature vectors.
+
+    With state ``h`` (from ``inputs``) and encoder features ``c`` (``condition``):
+    ``prior_net(h)`` is split into the prior's location, raw scale and a residual
+    ``r`` (the remaining features); the posterior is ``posterior_net(cat(h, c))``;
+    the emitted state is ``residual_net(h + r + z_projection(z))``.
+
+    Parameters
+    ----------
+    name : str
+    inputs : str
+        The running state ``h`` (width W).
+    condition : str
+        Encoder features at this layer.
+    prior_net : nn.Module
+        ``h -> 2 * latent_features + W``.
+    posterior_net : nn.Module
+        ``cat(h, c) -> 2 * latent_features``.
+    z_projection : nn.Module
+        ``z -> W``.
+    latent_features : int
+    residual_net : nn.Module, optional
+        Applied to the updated state (VDVAE's resnet block; default identity).
+    min_scale : float
+
+    Examples
+    --------
+    >>> from vaekit.nn import MLP
+    >>> b = ResidualGenBlock("z", "h", "c", MLP(4, 2 * 2 + 4), MLP(4 + 3, 4), MLP(2, 4), latent_features=2)
+    >>> h = torch.zeros(5, 4)
+    >>> p, r = b.prior([h], 5)
+    >>> q = b.posterior(torch.zeros(5, 3), [h], r)
+    >>> b.output(q.rsample(), [h], r).shape
+    torch.Size([5, 4])
+    """
+
+    def __init__(self, name: str, inputs: str, condition: str, prior_net: nn.Module, posterior_net: nn.Module,
+                 z_projection: nn.Module, latent_features: int, residual_net: nn.Module | None = None,
+                 min_scale: float = 1e-4) -> None:
+        super().__init__(name, inputs, condition, latent_features, min_scale)
+        self.prior_net = _module("prior_net", prior_net, name, optional=False)
+        self.posterior_net = _module("posterior_net", posterior_net, name, optional=False)
+        self.z_projection = _module("z_projection", z_projection, name, optional=False)
+        self.residual_net = _module("residual_net", residual_net, name)
+
+    def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+        h, out, d = inputs[0], self.prior_net(inputs[0]), 2 * self.latent_features
+        if out.shape[1] != d + h.shape[1]:
+            raise ValueError(f"prior_net of {self.name!r} returned {out.shape[1]} features but needs 2 * latent_features + "
+                             f"width = {d} + {h.shape[1]} = {d + h.shape[1]} (prior location, raw scale, residual)")
+        return _gaussian(out[:, :d], self.latent_features, self.min_scale, f"prior_net of {self.name!r}"), out[:, d:]
+
+    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
+        return _gaussian(self.posterior_net(torch.cat([inputs[0], condition], 1)), self.latent_features, self.min_scale,
+                         f"posterior_net of {self.name!r}")
+
+    def output(self, z: Tensor, inputs: list[Tensor], state: Any) -> Tensor:
+        return self.residual_net(inputs[0] + state + self.z_projection(z))
