@@ -1,5 +1,27 @@
-"""Analysis of trained models: image grids of samples and reconstructions."""
+"""Analysis of trained models, through the model protocol (any vaekit model).
 
+- reconstructions: per-example NELBO, MSE, SSIM, image grids (:mod:`.reconstruction`, :mod:`.images`)
+- generation at several temperatures (:mod:`.generation`)
+- KL per latent and per dimension, active units (:mod:`.divergence`)
+- linear / MLP probes from posterior means to labels (:mod:`.probes`)
+- latent traversals (:mod:`.traversal`), white-noise receptive fields (:mod:`.receptive`),
+  most exciting inputs (:mod:`.mei`)
+- :func:`analyze_model` / :func:`analyze_run` run all that apply (``vaekit analyze RUN_DIR``)
+"""
+
+from .divergence import LatentStats, active_units, kl_statistics
+from .generation import samples_at_temperatures
 from .images import as_images, image_grid, save_image_grid
+from .mei import MEIResult, most_exciting_input
+from .probes import ProbeResult, probe_latents
+from .receptive import spike_triggered_average
+from .reconstruction import ReconstructionStats, reconstruction_stats, ssim
+from .report import ANALYSES, EXTRA_ANALYSES, analyze_model, analyze_run
+from .traversal import latent_traversal
 
-__all__ = ["as_images", "image_grid", "save_image_grid"]
+__all__ = [
+    "as_images", "image_grid", "save_image_grid", "LatentStats", "active_units", "kl_statistics",
+    "samples_at_temperatures", "MEIResult", "most_exciting_input", "ProbeResult", "probe_latents",
+    "spike_triggered_average", "ReconstructionStats", "reconstruction_stats", "ssim", "ANALYSES", "EXTRA_ANALYSES",
+    "analyze_model", "analyze_run", "latent_traversal",
+]
