@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,13 +13,17 @@ from sklearn.utils import check_random_state
 
 from . import io
 from ._training import LoopState, TrainData, run_epochs
-from .estimator import build_model, normalisation, resolve_max_epochs
-from .inputs import ArraySource
+from ._model import auto_hidden_layers, build_vae
+from .inputs import ArraySource, Source, feature_statistics
 
 if TYPE_CHECKING:
     from .estimator import VAEEmbedder
 
-__all__ = ["fit", "ARCHITECTURE_PARAMS"]
+__all__ = ["fit", "build_model", "resolve_max_epochs", "ARCHITECTURE_PARAMS", "SCALE_FLOOR"]
+
+#: Feature scales below this fraction of the mean scale are raised to it (near-constant features, e.g.
+#: the border pixels of MNIST, would otherwise be blown up to dominate the likelihood).
+SCALE_FLOOR = 0.1
 
 #: Parameters that fix the model's shape; a checkpoint continued from ``logdir`` must agree on them.
 ARCHITECTURE_PARAMS = ("n_components", "hidden_layers", "posterior", "n_flows", "prior", "n_prior_modes", "likelihood",
@@ -127,7 +133,9 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
     if est.logdir is not None:
         io.save(est, est.logdir, overwrite=True, training_state=True)
     if interrupted:
-        est._warn_interrupted()
+        warnings.warn(f"fit interrupted (KeyboardInterrupt) after {est.n_iter_} epoch(s); the embedder keeps the best "
+                      "weights so far and is usable; call fit again with warm_start=True to continue", RuntimeWarning,
+                      stacklevel=3)
     return est
 
 
@@ -139,3 +147,37 @@ def _check_unit_interval(source: ArraySource | Any) -> None:
             raise ValueError(f"likelihood='bernoulli' needs data in [0, 1], but {source.description} has values in "
                              f"[{block.min():.3g}, {block.max():.3g}] (rows {start}..); scale them, or use "
                              "likelihood='gaussian' with feature_normalization=True")
+
+
+def resolve_max_epochs(max_epochs: int | None, n_train: int, batch_size: int) -> int:
+    """``max_epochs``, or for None about 2,000 gradient steps within [10, 500] epochs.
+
+    >>> resolve_max_epochs(None, 63000, 512), resolve_max_epochs(None, 900, 512), resolve_max_epochs(7, 10, 1)
+    (17, 500, 7)
+    """
+    if max_epochs is not None:
+        return int(max_epochs)
+    steps = max(1, math.ceil(n_train / batch_size))
+    return int(min(500, max(10, math.ceil(2000 / steps))))
+
+
+def hidden_layers_of(est: VAEEmbedder, n_features: int) -> tuple[int, ...]:
+    """The encoder hidden sizes ``est`` uses for ``n_features`` inputs."""
+    if est.hidden_layers is None:
+        return auto_hidden_layers(n_features, est.n_components)
+    return tuple(int(h) for h in est.hidden_layers)
+
+
+def build_model(est: VAEEmbedder, n_features: int) -> Any:
+    """A fresh VAE for ``est``'s parameters (initialised from torch's global generator)."""
+    return build_vae(n_features, est.n_components, hidden_layers_of(est, n_features), est.posterior, est.n_flows,
+                     est.prior, est.n_prior_modes, est.likelihood, est.activation, est.dropout)
+
+
+def normalisation(est: VAEEmbedder, source: Source) -> tuple[np.ndarray, np.ndarray]:
+    """Feature mean and scale (floored) from one streaming pass; also checks the data are finite."""
+    mean, std = feature_statistics(source)
+    if not est.feature_normalization:
+        return np.zeros_like(mean), np.ones_like(std)
+    floor = SCALE_FLOOR * float(std.mean()) if std.mean() > 0 else 1.0
+    return mean, np.maximum(std, floor if floor > 0 else 1.0)

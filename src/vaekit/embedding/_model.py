@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -14,7 +16,8 @@ from ..models.vae import VAE
 from ..nn import MLP
 from .priors import MixturePrior
 
-__all__ = ["auto_hidden_layers", "build_vae", "posterior_mean", "LIKELIHOODS", "PRIORS", "POSTERIOR_NAMES"]
+__all__ = ["auto_hidden_layers", "build_vae", "posterior_mean", "row_noise", "log_weights_given_noise", "LIKELIHOODS",
+           "PRIORS", "POSTERIOR_NAMES"]
 
 LIKELIHOODS = ("gaussian", "gaussian_predicted", "bernoulli")
 PRIORS = ("mixture", "standard")
@@ -111,3 +114,23 @@ def log_weights_given_noise(vae: VAE, x: Tensor, eps: Tensor) -> Tensor:
     else:
         z = z0
     return vae.decode(z).log_prob(x) + vae.prior().log_prob(z) - log_q
+
+
+def row_noise(rows: np.ndarray, seed: int, k: int, d: int) -> np.ndarray:
+    """Standard-normal noise for each row, seeded by ``seed`` and the row's bytes (not its position).
+
+    Parameters
+    ----------
+    rows : ndarray of shape (batch, n_features)
+    seed, k, d : int
+
+    Returns
+    -------
+    ndarray of shape (k, batch, d), float64
+
+    >>> a = row_noise(np.eye(3), 0, 2, 4)
+    >>> a.shape, np.array_equal(row_noise(np.eye(3)[::-1], 0, 2, 4), a[:, ::-1])
+    ((2, 3, 4), True)
+    """
+    keys = (int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little") for row in rows)
+    return np.stack([np.random.default_rng([seed, key]).standard_normal((k, d)) for key in keys], axis=1)

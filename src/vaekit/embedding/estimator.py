@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import os
-import warnings
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -21,18 +19,14 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 from ..nn import eval_mode
 from ..nn.mlp import ACTIVATIONS
 from . import _training
-from ._model import (LIKELIHOODS, POSTERIOR_NAMES, PRIORS, auto_hidden_layers, build_vae, log_weights_given_noise,
-                     posterior_mean)
-from .inputs import ArraySource, Source, as_source, check_array_input, feature_statistics
+from ._model import LIKELIHOODS, POSTERIOR_NAMES, PRIORS, log_weights_given_noise, posterior_mean, row_noise
+from .inputs import ArraySource, Source, as_source, check_array_input
 
 __all__ = ["VAEEmbedder"]
 
 #: Rows per forward pass of transform / inverse_transform / score_samples. Every pass sees exactly this
 #: many rows (the last one padded), so each row's result does not depend on how the input was batched.
 CHUNK = 512
-#: Feature scales below this fraction of the mean scale are raised to it (near-constant features, e.g.
-#: the border pixels of MNIST, would otherwise be blown up to dominate the likelihood).
-SCALE_FLOOR = 0.1
 
 
 class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -378,12 +372,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         seed = int(check_random_state(random_state).randint(2**31 - 1))
 
         def bound(model: Any, x: torch.Tensor) -> torch.Tensor:
-            # noise seeded by each (normalised) row's bytes: order and batching do not matter
-            rows = x.cpu().numpy()
-            eps = np.stack([np.random.default_rng([seed, int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8)
-                                                                         .digest(), "little")])
-                            .standard_normal((k, self.n_components)) for row in rows], axis=1)
-            w = log_weights_given_noise(model, x, torch.from_numpy(eps).to(x.device))
+            eps = torch.from_numpy(row_noise(x.cpu().numpy(), seed, k, self.n_components)).to(x.device)
+            w = log_weights_given_noise(model, x, eps)
             return (torch.logsumexp(w, 0) - math.log(k)).unsqueeze(-1)
 
         return self._chunks(source, bound, 1)[:, 0].astype(np.float64) + log_jac
@@ -421,42 +411,3 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         from .io import load
 
         return load(path, device=device)
-
-    def _warn_interrupted(self) -> None:
-        warnings.warn(f"fit interrupted (KeyboardInterrupt) after {self.n_iter_} epoch(s); the embedder keeps the best "
-                      "weights so far and is usable; call fit again with warm_start=True to continue", RuntimeWarning,
-                      stacklevel=3)
-
-
-def resolve_max_epochs(max_epochs: int | None, n_train: int, batch_size: int) -> int:
-    """``max_epochs``, or for None about 2,000 gradient steps within [10, 500] epochs.
-
-    >>> resolve_max_epochs(None, 63000, 512), resolve_max_epochs(None, 900, 512), resolve_max_epochs(7, 10, 1)
-    (17, 500, 7)
-    """
-    if max_epochs is not None:
-        return int(max_epochs)
-    steps = max(1, math.ceil(n_train / batch_size))
-    return int(min(500, max(10, math.ceil(2000 / steps))))
-
-
-def hidden_layers_of(est: VAEEmbedder, n_features: int) -> tuple[int, ...]:
-    """The encoder hidden sizes ``est`` uses for ``n_features`` inputs."""
-    if est.hidden_layers is None:
-        return auto_hidden_layers(n_features, est.n_components)
-    return tuple(int(h) for h in est.hidden_layers)
-
-
-def build_model(est: VAEEmbedder, n_features: int) -> Any:
-    """A fresh VAE for ``est``'s parameters (initialised from torch's global generator)."""
-    return build_vae(n_features, est.n_components, hidden_layers_of(est, n_features), est.posterior, est.n_flows,
-                     est.prior, est.n_prior_modes, est.likelihood, est.activation, est.dropout)
-
-
-def normalisation(est: VAEEmbedder, source: Source) -> tuple[np.ndarray, np.ndarray]:
-    """Feature mean and scale (floored) from one streaming pass; also checks the data are finite."""
-    mean, std = feature_statistics(source)
-    if not est.feature_normalization:
-        return np.zeros_like(mean), np.ones_like(std)
-    floor = SCALE_FLOOR * float(std.mean()) if std.mean() > 0 else 1.0
-    return mean, np.maximum(std, floor if floor > 0 else 1.0)

@@ -137,7 +137,8 @@ def load(path: str | os.PathLike[str], device: str | None = None) -> VAEEmbedder
     ValueError
         The files are not a vaekit embedder, or the weights do not fit the configuration.
     """
-    from .estimator import VAEEmbedder, build_model
+    from ._fitting import build_model
+    from .estimator import VAEEmbedder
 
     path = Path(path)
     if not (path / CONFIG).is_file():
