@@ -6,9 +6,11 @@
 - linear / MLP probes from posterior means to labels (:mod:`.probes`)
 - latent traversals (:mod:`.traversal`), white-noise receptive fields (:mod:`.receptive`),
   most exciting inputs (:mod:`.mei`)
+- relaxed discrete latents: simplex proximity, gradient variance, IGR-SB categories used (:mod:`.discrete`)
 - :func:`analyze_model` / :func:`analyze_run` run all that apply (``vaekit analyze RUN_DIR``)
 """
 
+from .discrete import categories_used, discrete_diagnostics, gradient_variance, simplex_proximity
 from .divergence import LatentStats, active_units, kl_statistics
 from .generation import samples_at_temperatures
 from .images import as_images, image_grid, save_image_grid
@@ -23,5 +25,6 @@ __all__ = [
     "as_images", "image_grid", "save_image_grid", "LatentStats", "active_units", "kl_statistics",
     "samples_at_temperatures", "MEIResult", "most_exciting_input", "ProbeResult", "probe_latents",
     "spike_triggered_average", "ReconstructionStats", "reconstruction_stats", "ssim", "ANALYSES", "EXTRA_ANALYSES",
-    "analyze_model", "analyze_run", "latent_traversal",
+    "analyze_model", "analyze_run", "latent_traversal", "categories_used", "discrete_diagnostics",
+    "gradient_variance", "simplex_proximity",
 ]

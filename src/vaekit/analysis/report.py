@@ -43,6 +43,20 @@ AnalysisFunction = Callable[[Any, Tensor, "Tensor | None", Path], "dict[str, Any
 EXTRA_ANALYSES: list[AnalysisFunction] = []
 
 
+def discrete(model: Any, x: Tensor, labels: Tensor | None, out_dir: Path) -> dict[str, Any] | None:
+    """Relaxed-categorical diagnostics (simplex proximity per temperature, gradient variance,
+    IGR-SB categories used) for models with a relaxed discrete latent; None for the others."""
+    from .discrete import discrete_diagnostics, relaxed_family
+
+    if relaxed_family(model) is None:
+        return None
+    out = discrete_diagnostics(model, x, out_dir)
+    return None if out is None else {**out, "files": ["discrete.json", "discrete_proximity.png"]}
+
+
+EXTRA_ANALYSES.append(discrete)
+
+
 def check_which(which: Sequence[str] | str | None) -> list[str]:
     """The analyses to run: every one for None, else the named ones (built-in, ``"extra"`` or an extra's name).
 

@@ -9,3 +9,10 @@ from . import hierarchical
 from .hierarchical import HierarchicalVAE, ladder_vae, small_vdvae
 
 __all__ += ["HierarchicalVAE", "ladder_vae", "small_vdvae"]
+
+from .discrete import DiscreteVAE, RelaxedLatentModel, categorical_kl, discrete_vae
+from .joint import JointVAE, joint_vae
+from .structured import StructuredPredictor, structured_predictor
+
+__all__ += ["DiscreteVAE", "RelaxedLatentModel", "categorical_kl", "discrete_vae", "JointVAE", "joint_vae",
+            "StructuredPredictor", "structured_predictor"]

@@ -239,15 +239,18 @@ class RelaxedLatentModel(LatentVariableModel):
     def prior_probs(self) -> Tensor:
         """The exact discrete prior :math:`p_{cat}`, shape (N, K) (cached).
 
-        Uniform for Gumbel-Softmax with uniform logits and for IGR priors fitted to a
-        uniform target; otherwise the categorical implied by the relaxed prior, estimated
-        once with a fixed seed and ``2**16`` samples.
+        Uniform for Gumbel-Softmax with uniform logits; for IGR priors the categorical law
+        of the argmax of a prior sample (the same map that turns the posterior into
+        :math:`q_{cat}`), estimated once with a fixed seed and ``2**16`` samples. An IGR
+        prior fitted to a uniform *mean* (``prior="uniform_fit"``) does not have a uniform
+        argmax law (the last category, fed by the softmax++ remainder, is rarer), so it is
+        estimated too.
         """
         cache = self._prior_probs_cache
         ref = next(self.parameters())
         if cache is None or cache.device != ref.device or cache.dtype != ref.dtype:
             family = self.relaxed_family
-            if family.relaxation == "gs" or getattr(family, "prior", None) == "uniform_fit":
+            if family.relaxation == "gs":
                 probs = torch.full((self.n_variables, self.n_categories), 1.0 / self.n_categories)
             else:
                 with torch.random.fork_rng(devices=[]), torch.no_grad():
