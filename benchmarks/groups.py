@@ -154,23 +154,28 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "groups_cpu"))
     args = ap.parse_args()
     t0 = time.time()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + "_partial.json")  # written after each section, removed at the end
     print("HSB ...", flush=True)
     res = {"machine": machine(), "short": args.short, "hsb": hsb(args.short)}
+    partial.write_text(json.dumps(res, indent=2))
     print("writers ...", flush=True)
     res["writers"] = classification(
         "writers", lambda s: MNISTWriters(n_writers=60 if args.short else 200, digits_per_writer=60 if args.short else 100,
                                           split=s, seed=0, download=False),
         lambda: ImageCNN(n_classes=10), 4 if args.short else 15, 64, 1e-3, 8)
+    partial.write_text(json.dumps(res, indent=2))
     print("shakespeare ...", flush=True)
     res["shakespeare"] = classification(
         "shakespeare", lambda s: ShakespeareRoles(max_groups=60 if args.short else 400, max_windows_per_group=40 if args.short else 200,
                                                   split=s, seed=0),
         lambda: CharLSTM(hidden=64 if args.short else 256), 3 if args.short else 10, 64, 3e-3, 8)
+    partial.write_text(json.dumps(res, indent=2))
     print("new groups ...", flush=True)
     res["data_efficiency"] = efficiency(args.short)
     res["seconds"] = time.time() - t0
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    partial.unlink(missing_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2))
     md = [f"# Group latents ({'--short' if args.short else 'full'})", "",
           f"Machine: {res['machine']['cpu']}, {res['machine']['threads']} torch threads, torch {res['machine']['torch']}; "
