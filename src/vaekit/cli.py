@@ -128,7 +128,11 @@ def _evaluate(argv: Sequence[str]) -> None:
     p.add_argument("--local-opt", nargs="+", default=[], metavar="FAMILY",
                    help="optimise these posterior families per datapoint (e.g. ffg af) and write the gap table")
     p.add_argument("--local-opt-steps", type=int, default=10000, help="maximum local-optimisation steps per batch")
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 5, 10, 20], metavar="K",
+                   help="group-latent runs: labelled examples per new group for the data-efficiency curve")
     a = p.parse_args(argv)
+    if _is_group_run(a.run_dir):
+        return _evaluate_groups(a)
     out = evaluate_run(a.run_dir, iwae_k=a.iwae_k, split=a.split, n_points=a.n_points, batch_size=a.batch_size,
                        checkpoint=a.checkpoint, device=a.device, seed=a.seed, ais_chains=a.ais_chains,
                        ais_steps=a.ais_steps, local_opt=a.local_opt, local_opt_steps=a.local_opt_steps)
@@ -141,6 +145,31 @@ def _evaluate(argv: Sequence[str]) -> None:
         fields = {k: out["gaps"][k] for k in GapColumn.__dataclass_fields__}
         print(gap_table([GapColumn(**fields)]))
         print(f"written: {out['gaps_path']} (and .json, .csv)")
+
+
+def _is_group_run(run_dir: str) -> bool:
+    """Whether a run holds a group-latent model (evaluated by metrics per group, not log p(x))."""
+    from .models.group import GroupPredictor
+    from .runs import load
+
+    try:
+        return isinstance(load(run_dir, checkpoint="last"), GroupPredictor)
+    except (FileNotFoundError, ValueError, TypeError):
+        return False  # evaluate_run reports the problem
+
+
+def _evaluate_groups(a: argparse.Namespace) -> None:
+    from .runs import evaluate_group_run
+
+    if any(ks < 1 for ks in a.ks):
+        raise CLIError(f"--ks must be positive integers, got {a.ks}")
+    out = evaluate_group_run(a.run_dir, split=a.split, ks=a.ks, checkpoint=a.checkpoint, device=a.device or "cpu",
+                             seed=a.seed)
+    print(f"{a.split}: " + "  ".join(f"{k} {v:.4f}" for k, v in out["metrics"].items()))
+    for r in out["data_efficiency"]:
+        if r["metric"] in ("accuracy", "rmse"):
+            print(f"  new groups, {r['method']:>9}, k={r['k']:>3}: {r['metric']} {r['value']:.4f}")
+    print(f"written: {Path(a.run_dir) / 'eval'}/group_metrics.json, groups_eval.csv, data_efficiency.csv/.png")
 
 
 def _sample(argv: Sequence[str]) -> None:

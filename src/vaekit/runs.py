@@ -10,8 +10,8 @@ import json
 import math
 import os
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -209,3 +209,17 @@ def sample_run(run_dir: str | os.PathLike[str], n: int = 64, out: str | os.PathL
     torch.manual_seed(seed)
     x = model.sample(int(n), mean=mean)
     return save_image_grid(x, Path(out) if out else run.eval / "samples.png", model.data_shape, title=f"{n} samples")
+
+
+def evaluate_group_run(run_dir: str | os.PathLike[str], *, split: str = "test", ks: Sequence[int] = (1, 2, 5, 10, 20),
+                       checkpoint: Checkpoint = "best", device: str = "cpu", seed: int = 0, **options: Any) -> dict[str, Any]:
+    """``vaekit evaluate`` of a group-latent run: per-group metrics and the new-group
+    data-efficiency curve, written to ``RUN_DIR/eval/`` (see
+    :func:`vaekit.inference.groups.evaluate_groups`, which takes the other ``options``)."""
+    from .inference.groups import evaluate_groups
+
+    run = RunDir.open(run_dir)
+    model = load(run.path, checkpoint=checkpoint, device=device)
+    data = load_data(run.path)
+    data.setup()
+    return evaluate_groups(model, data, run.eval, split=split, ks=ks, device=device, seed=seed, **options)

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from vaekit.inference.groups import (amortized_new_group, data_efficiency_curve, evaluate_group_run, fit_group_encoder,
+from vaekit.inference.groups import (amortized_new_group, data_efficiency_curve, fit_group_encoder,
                                      infer_new_group)
 from vaekit.models.group import GroupPredictor
 from vaekit.nn.predictors import MLPPredictor
@@ -122,6 +122,8 @@ def test_evaluate_group_run_writes_metrics_tables_and_curve(tmp_path, monkeypatc
     model = GroupPredictor(MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian", latent_features=1, injection="bias")
     res = Trainer(max_epochs=3, batch_size=64, lr=0.02, progress_bar=False).fit(model, Data(), ELBO(), run_dir=tmp_path / "r")
     monkeypatch.setattr(vaekit.runs, "load_data", lambda run: Data())
+    from vaekit.runs import evaluate_group_run
+
     out = evaluate_group_run(res.run_dir.path, ks=(1, 5), max_groups=3, steps=30, checkpoint="last")
     ev = res.run_dir.path / "eval"
     saved = json.loads((ev / "group_metrics.json").read_text())

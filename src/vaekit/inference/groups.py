@@ -15,6 +15,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -26,7 +27,7 @@ from .._checks import check_float, check_int
 from ..models.group import GroupPredictor
 from ..nn.modes import eval_mode
 
-__all__ = ["infer_new_group", "amortized_new_group", "fit_group_encoder", "data_efficiency_curve", "evaluate_group_run"]
+__all__ = ["infer_new_group", "amortized_new_group", "fit_group_encoder", "data_efficiency_curve", "evaluate_groups"]
 
 Method = Literal["prior", "optimize", "amortized"]
 
@@ -273,19 +274,26 @@ def data_efficiency_curve(model: GroupPredictor, data: Mapping[str, Tensor], ks:
     return rows
 
 
-def evaluate_group_run(run_dir: str | os.PathLike[str], *, split: str = "test", ks: Sequence[int] = (1, 2, 5, 10, 20),
-                       methods: Sequence[Method] | None = None, steps: int = 100, lr: float = 0.05,
-                       max_groups: int | None = 50, encoder_steps: int = 300, checkpoint: Literal["best", "last"] = "best",
-                       device: str = "cpu", seed: int = 0) -> dict[str, Any]:
-    """Evaluate a grouped run on one split: overall and per-group metrics and the data-efficiency curve.
+def evaluate_groups(model: GroupPredictor, data: Any, out_dir: str | os.PathLike[str], *, split: str = "test",
+                    ks: Sequence[int] = (1, 2, 5, 10, 20), methods: Sequence[Method] | None = None, steps: int = 100,
+                    lr: float = 0.05, max_groups: int | None = 50, encoder_steps: int = 300, device: str = "cpu",
+                    seed: int = 0) -> dict[str, Any]:
+    """Evaluate a trained group model on one split: overall and per-group metrics and the data-efficiency curve.
 
-    Writes ``eval/group_metrics.json`` (metrics and curve), ``eval/groups_eval.csv`` (long
-    format: split, level, group, metric, value), ``eval/data_efficiency.csv`` and
-    ``eval/data_efficiency.png``. The curve treats the split's groups as new; when no group of
-    the split has more than ``max(ks)`` examples (a split by example), it pools all splits
+    Writes ``out_dir/group_metrics.json`` (metrics and curve), ``out_dir/groups_eval.csv`` (long
+    format: split, level, group, metric, value), ``out_dir/data_efficiency.csv`` and
+    ``out_dir/data_efficiency.png`` (``vaekit evaluate RUN`` of a group run: ``RUN/eval/``, through
+    :func:`vaekit.runs.evaluate_group_run`). The curve treats the split's groups as new; when no
+    group of the split has more than ``max(ks)`` examples (a split by example), it pools all splits
     (``data_efficiency_data = "all"``: those groups were seen in training, so the network knows
-    them even though their table posterior is ignored). Methods default to prior + optimize (+ amortized when the
-    model has a set encoder, which is then trained on the training split first).
+    them even though their table posterior is ignored). Methods default to prior + optimize
+    (+ amortized when the model has a set encoder, which is then trained on the training split first).
+
+    Parameters
+    ----------
+    model : GroupPredictor
+    data : GroupedData
+        Set up (its dict splits are read).
 
     Returns
     -------
@@ -293,17 +301,10 @@ def evaluate_group_run(run_dir: str | os.PathLike[str], *, split: str = "test", 
     """
     import csv
 
-    from ..runs import load, load_data  # the run-directory layer sits above inference
-    from ..training import RunDir
-
-    run = RunDir.open(run_dir)
-    model = load(run.path, checkpoint=checkpoint, device=device)
     if not isinstance(model, GroupPredictor):
-        raise TypeError(f"{run.path} holds a {type(model).__name__}, not a GroupPredictor; use vaekit evaluate")
+        raise TypeError(f"model is a {type(model).__name__}, not a GroupPredictor; use vaekit.inference.iwae_log_likelihood")
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
-    data = load_data(run.path)
-    data.setup()
     batch = getattr(data, split)
     if batch is None:
         raise ValueError(f"{type(data).__name__} has no {split!r} split")
@@ -321,7 +322,7 @@ def evaluate_group_run(run_dir: str | os.PathLike[str], *, split: str = "test", 
             parts = [getattr(data, s) for s in ("train", "val", "test") if getattr(data, s) is not None]
             batch, curve_data = {k: torch.cat([p[k].to(device) for p in parts]) for k in batch}, "all"
         curve = data_efficiency_curve(model, batch, ks, methods, steps=steps, lr=lr, max_groups=max_groups, seed=seed)
-    out = run.eval
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = {"split": split, "metrics": report.metrics, "data_efficiency": curve, "data_efficiency_data": curve_data}
     (out / "group_metrics.json").write_text(json.dumps(result, indent=2))

@@ -16,3 +16,7 @@ from .structured import StructuredPredictor, structured_predictor
 
 __all__ += ["DiscreteVAE", "RelaxedLatentModel", "categorical_kl", "discrete_vae", "JointVAE", "joint_vae",
             "StructuredPredictor", "structured_predictor"]
+
+from .group import GroupLatent, GroupPredictor
+
+__all__ += ["GroupLatent", "GroupPredictor"]
