@@ -184,6 +184,7 @@ def figure(est: Any, zte: np.ndarray, yte: np.ndarray, path: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6), layout="constrained")
     plot.embedding(zte, yte, ax=left, title=f"{len(zte):,} new MNIST test images, embedded")
     low, high = np.percentile(zte, [1, 99], axis=0)
+    left.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]))  # the central 98% (the grid's window)
     plot.latent_grid(est, xy_range=((low[0], high[0]), (low[1], high[1])), grid_size=20, ax=right)
     right.set_title("decoded latent grid (inverse_transform)")
     fig.savefig(path, dpi=70)
@@ -261,7 +262,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="a 10,000-image training subset for a fast check")
     p.add_argument("--trust-n", type=int, default=5000, help="subsample size for trustworthiness")
     p.add_argument("--neighbors", type=int, default=10, help="k of the k-NN classifier and of trustworthiness")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch / numba / openTSNE threads")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="numba (UMAP) and openTSNE threads")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch threads for vaekit (default 1: on a 2-core machine shared with other jobs, 2 threads\n"
+                        "made its small matrix products 10-40x slower; pass 2 on an idle machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vaekit-args", default="{}", help="JSON of extra VAEEmbedder arguments")
     p.add_argument("--save-model", default=None, help="save the fitted VAEEmbedder here (VAEEmbedder.save)")
@@ -276,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.torch_threads)
     n_train = args.n_train or (10000 if args.quick else 60000)
     n_test = args.n_test or (2000 if args.quick else 10000)
     xtr, ytr, xte, yte, data_path = load_mnist(args.data_root)
@@ -309,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     umap_row = next((r for r in rows if r.method == "umap" and not r.error), None)
     md = table(rows, umap_row.transform_s if umap_row else None, len(xte))
     info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
-            "cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
+            "cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads, "torch_threads": args.torch_threads,
             "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
             "versions": versions(), "data": data_path, "n_train": len(xtr), "n_test": len(xte),
             "trust_n": len(idx_tr), "neighbors": args.neighbors, "seed": args.seed,
@@ -322,7 +326,8 @@ def main(argv: list[str] | None = None) -> None:
                                                   "results": [asdict(r) for r in rows]}, indent=2) + "\n")
     v = info["versions"]
     header = (f"# MNIST to 2-D: {len(xtr)} training images (fit), {len(xte)} new test images (transform)\n\n"
-              f"Machine: {info['cpu']}, {info['cores']} cores, {args.threads} threads; 1-minute load average "
+              f"Machine: {info['cpu']}, {info['cores']} cores; {args.threads} threads for UMAP (numba) and openTSNE, "
+              f"{args.torch_threads} torch thread(s) for vaekit; 1-minute load average "
               f"{load_before:.2f} before, {info['load_avg_1min_after']:.2f} after. The machine was shared with other "
               f"jobs while this ran, so the times are noisy (longer than on an idle machine).\n"
               f"Versions: torch {v['torch']}, umap-learn {v['umap-learn']}, openTSNE {v['openTSNE']}, "

@@ -234,7 +234,7 @@ def embedding(Z: Any, labels: Any = None, categories: Sequence[Any] | None = Non
                        for i in present]
             ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
                       ncols=1 + len(handles) // 25)
-    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_aspect("equal", adjustable="box")
     if title is not None:
         ax.set_title(str(title))
     return ax
