@@ -186,6 +186,8 @@ def test_latent_grid_value_range_is_unit_for_unit_data_else_robust_or_given() ->
     ({"xy_range": 4}, TypeError, "xy_range must be"),
     ({"grid_size": 1}, ValueError, "grid_size must be an int >= 2"),
     ({"embedder": object()}, TypeError, "lacks inverse_transform"),
+    ({"embedder": type("Emb3", (LinearEmbedder,), {"n_components": 3})()}, ValueError,
+     "2-D embedding, got embedder.n_components=3"),
 ])
 def test_latent_grid_rejects_bad_input(kwargs: dict, error: type, match: str) -> None:
     kwargs = {"embedder": LinearEmbedder(), "shape": (4, 4), **kwargs}

@@ -326,6 +326,9 @@ def latent_grid(embedder: Any, xy_range: Sequence[float] | Sequence[Sequence[flo
     (20, 20)
     """
     _check_embedder(embedder, "inverse_transform")
+    n_components = getattr(embedder, "n_components", 2)
+    if isinstance(n_components, int) and n_components != 2:
+        raise ValueError(f"latent_grid needs a 2-D embedding, got embedder.n_components={n_components}")
     vmin, vmax = _value_range(vmin, vmax)
     (x_low, x_high), (y_low, y_high) = _xy_range(xy_range)
     grid_size = check_int("grid_size", grid_size, minimum=2)
