@@ -53,3 +53,17 @@ def test_cli_example_runs(tmp_path):
     assert "class_path: vaekit.models.VAE" in out.stdout  # --print_config
     rows = [ln.split(",") for ln in (run / "metrics.csv").read_text().splitlines()[1:]]
     assert max(int(r[1]) for r in rows if r[1].isdigit()) == 19  # resumed to 20 epochs (0-based)
+
+
+@pytest.mark.slow
+def test_embedding_example_runs(tmp_path, monkeypatch):
+    """The README's MNIST embedding example, full size (minutes on 2 cores: run with -m slow)."""
+    import os
+
+    if not os.environ.get("VAEKIT_DATA"):
+        pytest.skip("needs MNIST through VAEKIT_DATA")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict = {}
+    exec(compile(_blocks("python")[1], str(README), "exec"), namespace)
+    assert namespace["Z_new"].shape == (10000, 2) and namespace["X_rec"].shape == (5, 784)

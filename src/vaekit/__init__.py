@@ -7,6 +7,7 @@ The most used names are importable from the top level (loaded on first use, so
 - objectives: :class:`~vaekit.objectives.ELBO`, :class:`~vaekit.objectives.IWAE`
 - training: :class:`~vaekit.training.Trainer`
 - run directories: :func:`~vaekit.runs.load`
+- embedding: :class:`~vaekit.embedding.VAEEmbedder` and the :mod:`vaekit.plot` module
 """
 
 from __future__ import annotations
@@ -22,14 +23,22 @@ _LAZY = {
     "Trainer": "vaekit.training",
     "load": "vaekit.runs",
     "Configurable": "vaekit._recording",
+    "VAEEmbedder": "vaekit.embedding",
+    "HierarchicalVAE": "vaekit.models", "DiscreteVAE": "vaekit.models", "JointVAE": "vaekit.models",
+    "GroupPredictor": "vaekit.models",
 }
+#: Submodules loaded on first attribute access (``vaekit.plot.embedding(...)`` after ``import vaekit``).
+_SUBMODULES = ("plot", "analysis", "data", "distributions", "embedding", "inference", "models", "nn", "objectives",
+               "training")
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY, *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"vaekit.{name}")
     raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
 
 
