@@ -336,7 +336,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         from .._checks import check_int
 
         n = check_int("n_samples", n_samples)
-        with torch.random.fork_rng(devices=[]):
+        dev = self._torch_device()
+        with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
             torch.manual_seed(int(check_random_state(random_state).randint(2**31 - 1)))
             with torch.no_grad():
                 z = self.model_.sample_prior(n)[self.model_.latent_name].cpu()
