@@ -130,6 +130,8 @@ def _evaluate(argv: Sequence[str]) -> None:
     p.add_argument("--local-opt-steps", type=int, default=10000, help="maximum local-optimisation steps per batch")
     p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 5, 10, 20], metavar="K",
                    help="group-latent runs: labelled examples per new group for the data-efficiency curve")
+    p.add_argument("--max-groups", type=int, default=50,
+                   help="group-latent runs: groups (drawn at random) that the data-efficiency curve treats as new")
     a = p.parse_args(argv)
     if _is_group_run(a.run_dir):
         return _evaluate_groups(a)
@@ -163,8 +165,10 @@ def _evaluate_groups(a: argparse.Namespace) -> None:
 
     if any(ks < 1 for ks in a.ks):
         raise CLIError(f"--ks must be positive integers, got {a.ks}")
+    if a.max_groups < 1:
+        raise CLIError(f"--max-groups must be a positive integer, got {a.max_groups}")
     out = evaluate_group_run(a.run_dir, split=a.split, ks=a.ks, checkpoint=a.checkpoint, device=a.device or "cpu",
-                             seed=a.seed)
+                             seed=a.seed, max_groups=a.max_groups)
     print(f"{a.split}: " + "  ".join(f"{k} {v:.4f}" for k, v in out["metrics"].items()))
     for r in out["data_efficiency"]:
         if r["metric"] in ("accuracy", "rmse"):

@@ -21,14 +21,14 @@ def test_fit_and_evaluate_a_group_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VAEKIT_DATA", str(SHARED))
     monkeypatch.chdir(tmp_path)
     cfg = ROOT / "examples" / "configs" / "groups_hsb_factor.yaml"
-    assert main(["fit", "--config", str(cfg), "--trainer.max_epochs", "2", "--trainer.progress_bar", "false",
+    assert main(["fit", "--config", str(cfg), "--trainer.max_epochs", "2", "--trainer.batch_size", "1024", "--trainer.progress_bar", "false",
                  "--trainer.early_stopping_patience", "null", "--trainer.run_name", "hsb"]) == 0
     (run,) = list((tmp_path / "runs" / "hsb").glob("*"))
     with open(run / "eval" / "groups.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0])[:2] == ["epoch", "step"] and {r["epoch"] for r in rows} == {"0", "1"}
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--ks", "1", "5", "--checkpoint", "last"]) == 0
+    assert main(["evaluate", str(run), "--ks", "1", "5", "--max-groups", "6", "--checkpoint", "last"]) == 0
     printed = capsys.readouterr().out
     assert "new groups" in printed and "k=  5" in printed
     result = json.loads((run / "eval" / "group_metrics.json").read_text())
