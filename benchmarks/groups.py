@@ -35,6 +35,11 @@ from vaekit.nn.predictors import CharLSTM, ImageCNN, MLPPredictor
 from vaekit.objectives import ELBO
 
 MODES = ("none", "factor", "bias", "double")
+#: Prior of the group vectors in every latent model here. The learned hierarchical prior fits the
+#: spread of the group effects; with the fixed N(0, I) prior, new-group inference from a few
+#: examples overreacts (measured on HSB: RMSE 0.936 at k=1 vs 0.916 for the prior mean, against
+#: 0.912 with the learned prior).
+PRIOR = "learned"
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -117,7 +122,8 @@ def classification(name: str, make_data, make_net, epochs: int, batch_size: int,
     out = {}
     for mode in MODES:
         torch.manual_seed(0)
-        model = GroupPredictor(make_net(), latent_features=latent, injection=mode if data.level_names[1:] == [] else [mode] * len(data.level_names))
+        model = GroupPredictor(make_net(), latent_features=latent, prior=PRIOR,
+                               injection=mode if data.level_names[1:] == [] else [mode] * len(data.level_names))
         secs = train(model, data, epochs, batch_size, lr, 300)
         out[mode] = {**evaluate(model, data.test), "seconds": secs}
         print(f"  {name} {mode}: acc={out[mode]['accuracy']:.4f} ({secs:.0f}s)", flush=True)
@@ -129,14 +135,15 @@ def efficiency(short: bool) -> dict:
     data = HighSchoolBeyond(split="group", standardize=True, standardize_y=True, test_fraction=0.25, seed=0)
     data.setup()
     torch.manual_seed(0)
-    model = GroupPredictor(MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned", latent_features=2, injection="factor")
+    model = GroupPredictor(MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned", latent_features=2, injection="factor",
+                           prior=PRIOR)
     train(model, data, 25 if short else 80, 256, 3e-3, 200)
     res["hsb"] = data_efficiency_curve(model, data.test, (1, 2, 5, 10, 20), ("prior", "optimize"), steps=60 if short else 150,
                                        max_groups=40)
     wr = MNISTWriters(n_writers=60 if short else 200, digits_per_writer=60, split="group", test_fraction=0.25, seed=0, download=False)
     wr.setup()
-    model = GroupPredictor(ImageCNN(n_classes=10), latent_features=8, injection="factor", new_group_encoder=True)
-    train(model, wr, 4 if short else 15, 64, 1e-3, 300)
+    model = GroupPredictor(ImageCNN(n_classes=10), latent_features=8, injection="factor", new_group_encoder=True, prior=PRIOR)
+    train(model, wr, 12 if short else 25, 64, 2e-3, 300)
     fit_group_encoder(model, wr.train, steps=150 if short else 600)
     res["writers"] = data_efficiency_curve(model, wr.test, (1, 2, 5, 10, 20), ("prior", "optimize", "amortized"),
                                            steps=40 if short else 100, max_groups=15 if short else 50)
@@ -164,13 +171,13 @@ def main() -> None:
     res["writers"] = classification(
         "writers", lambda s: MNISTWriters(n_writers=60 if args.short else 200, digits_per_writer=60 if args.short else 100,
                                           split=s, seed=0, download=False),
-        lambda: ImageCNN(n_classes=10), 4 if args.short else 15, 64, 1e-3, 8)
+        lambda: ImageCNN(n_classes=10), 12 if args.short else 25, 64, 2e-3, 8)
     partial.write_text(json.dumps(res, indent=2))
     print("shakespeare ...", flush=True)
     res["shakespeare"] = classification(
-        "shakespeare", lambda s: ShakespeareRoles(max_groups=60 if args.short else 400, max_windows_per_group=40 if args.short else 200,
+        "shakespeare", lambda s: ShakespeareRoles(max_groups=40 if args.short else 400, max_windows_per_group=100 if args.short else 200,
                                                   split=s, seed=0),
-        lambda: CharLSTM(hidden=64 if args.short else 256), 3 if args.short else 10, 64, 3e-3, 8)
+        lambda: CharLSTM(hidden=64 if args.short else 256), 10 if args.short else 20, 64, 3e-3, 8)
     partial.write_text(json.dumps(res, indent=2))
     print("new groups ...", flush=True)
     res["data_efficiency"] = efficiency(args.short)
