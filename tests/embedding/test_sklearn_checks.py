@@ -10,6 +10,11 @@ TINY = VAEEmbedder(hidden_layers=(8,), n_flows=1, n_prior_modes=2, max_epochs=2,
                    device="cpu")
 
 
-@parametrize_with_checks([TINY])
+#: The same with the stochastic-neighbour term on (another loss term and the PCA of the inputs inside fit).
+TINY_NEIGHBORS = VAEEmbedder(hidden_layers=(8,), n_flows=1, n_prior_modes=2, max_epochs=2, batch_size=64,
+                             random_state=0, device="cpu", neighbor_weight=1.0)
+
+
+@parametrize_with_checks([TINY, TINY_NEIGHBORS])
 def test_sklearn_compatible(estimator, check):
     check(estimator)

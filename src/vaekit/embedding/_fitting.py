@@ -14,6 +14,7 @@ from sklearn.utils import check_random_state
 from . import io
 from ._training import LoopState, TrainData, run_epochs
 from ._model import auto_hidden_layers, build_vae
+from ._neighbors import N_PCA_ROWS, NeighborTerm, pca_projection
 from .inputs import ArraySource, Source, feature_statistics
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             optimizer.load_state_dict(est._optimizer_state)
         generator = torch.Generator().manual_seed(seed + len(history))
         n_epochs = resolve_max_epochs(est.max_epochs, len(data.train), est.batch_size)
+        extra = neighbor_term(est, data, seed)
 
         def finish(reason: str) -> None:
             est.model_, est.mean_, est.scale_ = model, np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
@@ -124,7 +126,7 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             run_epochs(model, optimizer, data, state, n_epochs=n_epochs, batch_size=est.batch_size, generator=generator,
                        plateau=est.lr_schedule == "plateau", early_stopping=est.early_stopping,
                        n_iter_no_change=est.n_iter_no_change, tol=est.tol, min_lr=1e-3 * est.learning_rate,
-                       on_epoch=on_epoch)
+                       on_epoch=on_epoch, extra=extra)
         except KeyboardInterrupt:
             interrupted = True
         if state.best_state is not None:
@@ -137,6 +139,16 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
                       "weights so far and is usable; call fit again with warm_start=True to continue", RuntimeWarning,
                       stacklevel=3)
     return est
+
+
+def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> NeighborTerm | None:
+    """The stochastic-neighbour loss term for ``est.neighbor_weight > 0`` (PCA from a seeded row sample), else None."""
+    if est.neighbor_weight == 0:
+        return None
+    rows = np.sort(np.random.default_rng(seed).permutation(data.train)[:N_PCA_ROWS])
+    # principal components of the inputs in their original units (undoing the standardisation)
+    projection = data.scale[:, None] * pca_projection(data.rows(rows) * data.scale)
+    return NeighborTerm(float(est.neighbor_weight), float(est.perplexity), projection)
 
 
 def _check_unit_interval(source: ArraySource | Any) -> None:

@@ -70,10 +70,13 @@ class LoopState:
     stopped: str = ""
 
 
-def _step(model: VAE, optimizer: torch.optim.Optimizer, x: Tensor) -> tuple[float, float] | None:
-    """One gradient step on ``-mean ELBO``; returns (loss, grad norm), or None when skipped as non-finite."""
+def _step(model: VAE, optimizer: torch.optim.Optimizer, x: Tensor,
+          extra: Callable[[VAE, Tensor], Tensor] | None = None) -> tuple[float, float] | None:
+    """One gradient step on ``-mean ELBO`` (plus ``extra(model, x)``); returns (loss, grad norm), or None when skipped."""
     optimizer.zero_grad(set_to_none=True)
     loss = -model.elbo_terms(x).elbo.mean()
+    if extra is not None:
+        loss = loss + extra(model, x)
     if not torch.isfinite(loss):
         return None
     loss.backward()
@@ -98,14 +101,16 @@ def mean_loss(model: VAE, data: TrainData, index: np.ndarray, batch_size: int) -
 
 def run_epochs(model: VAE, optimizer: torch.optim.Optimizer, data: TrainData, state: LoopState, *, n_epochs: int,
                batch_size: int, generator: torch.Generator, plateau: bool, early_stopping: bool, n_iter_no_change: int,
-               tol: float, min_lr: float, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
+               tol: float, min_lr: float, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+               extra: Callable[[VAE, Tensor], Tensor] | None = None) -> None:
     """Train for at most ``n_epochs`` epochs, updating ``state`` in place after every epoch.
 
     The learning rate halves after ``n_iter_no_change // 2`` epochs (at least 1) without a
     relative improvement of ``tol`` in the monitored loss (validation loss, or the training
     loss without validation rows) when ``plateau``; with ``early_stopping`` training ends
     after ``n_iter_no_change`` such epochs or once the rate falls below ``min_lr``.
-    A ``KeyboardInterrupt`` propagates after the state is consistent (the caller keeps
+    ``extra(model, x)``, when given, is added to every training step's loss (not to the
+    monitored validation loss). A ``KeyboardInterrupt`` propagates after the state is consistent (the caller keeps
     the model).
     """
     patience = max(1, n_iter_no_change // 2)
@@ -116,7 +121,7 @@ def run_epochs(model: VAE, optimizer: torch.optim.Optimizer, data: TrainData, st
         total, count, skipped, norms = 0.0, 0, 0, []
         model.train()
         for idx in batches(len(order), batch_size, data.train[order]):
-            out = _step(model, optimizer, data.rows(idx))
+            out = _step(model, optimizer, data.rows(idx), extra)
             if out is None:
                 skipped += 1
                 if skipped >= MAX_BAD_STEPS and count == 0:
