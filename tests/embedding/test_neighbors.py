@@ -78,7 +78,7 @@ def hidden_classes(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
 
 def test_neighbor_term_raises_knn_accuracy():
     X, y = hidden_classes()
-    args = dict(hidden_layers=(32,), n_flows=1, n_prior_modes=4, max_epochs=40, batch_size=100, random_state=0,
+    args = dict(hidden_layers=(32,), n_flows=1, n_prior_modes=4, max_epochs=80, batch_size=100, random_state=0,
                 device="cpu", early_stopping=False)
     accs = []
     for weight in (0.0, 20.0):

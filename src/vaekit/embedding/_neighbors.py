@@ -110,7 +110,7 @@ N_PCA = 50
 N_PCA_ROWS = 5000
 #: Embeddings are multiplied by this before their Student-t affinities are taken: the VAE's prior keeps them
 #: near unit scale, where a Student-t kernel is almost Gaussian and cannot separate clusters.
-Q_SCALE = 10.0
+Q_SCALE = 3.0
 
 
 def pca_projection(x: Tensor, n_components: int = N_PCA) -> Tensor:

@@ -100,7 +100,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         parametric t-SNE (van der Maaten 2009) and VAE-SNE (Graving & Couzin 2020):
         ``KL(P || Q)`` between Gaussian affinities ``P`` of the batch's inputs (projected on
         their first 50 principal components, per-row bandwidth set by ``perplexity``) and
-        Student-t affinities ``Q`` of their embeddings times 10 (the prior keeps embeddings
+        Student-t affinities ``Q`` of their embeddings times 3 (the prior keeps embeddings
         near unit scale; see :mod:`vaekit.embedding._neighbors`). It makes the map keep neighbourhoods (higher
         k-NN accuracy) at O(batch_size^2) extra cost per step; 0 trains the plain VAE.
     perplexity : float, default=5.0
