@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from ._checks import check_int
 from .analysis import save_image_grid
 from .data import DataModule
 from .inference import iwae_log_likelihood
@@ -223,3 +224,45 @@ def evaluate_group_run(run_dir: str | os.PathLike[str], *, split: str = "test", 
     data = load_data(run.path)
     data.setup()
     return evaluate_groups(model, data, run.eval, split=split, ks=ks, device=device, seed=seed, **options)
+
+def analyze_run(run_dir: str | os.PathLike[str], split: Literal["train", "val", "test"] = "test", n_points: int = 1000,
+                checkpoint: Literal["best", "last"] = "best", which: Sequence[str] | str | None = None,
+                device: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Analyse a trained run: its model on the first ``n_points`` examples of a split.
+
+    Writes ``RUN_DIR/eval/analysis/`` (PNGs and ``analysis.json``); the labels of the split,
+    when the data module has them, feed the probes.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory written by ``vaekit fit`` or :meth:`vaekit.training.Trainer.fit`.
+    split : {"train", "val", "test"}
+    n_points : int
+        Examples analysed (the first ones of the split), ``>= 2``.
+    checkpoint : {"best", "last"}
+    which : str or sequence of str, optional
+        Subset of :data:`vaekit.analysis.ANALYSES`.
+    device : str, optional
+        Default CPU.
+    **kwargs
+        Passed to :func:`vaekit.analysis.analyze_model`.
+
+    Returns
+    -------
+    dict, as :func:`vaekit.analysis.analyze_model`.
+    """
+    from .analysis.report import analyze_model, check_which
+
+    n_points = check_int("n_points", n_points, 2)
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    check_which(which)
+    model = load(run_dir, checkpoint=checkpoint, device=device or "cpu")
+    data = load_data(run_dir)
+    x = _split(data, split)[:n_points]
+    labels = getattr(data, f"{split}_labels", None)
+    labels = None if labels is None else labels[:n_points]
+    return analyze_model(model, x, labels, RunDir.open(run_dir).eval / "analysis", which=which, **kwargs)

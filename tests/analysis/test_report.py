@@ -11,7 +11,8 @@ import yaml
 from analysis_helpers import cluster_data
 
 from vaekit.analysis import report
-from vaekit.analysis.report import analyze_model, analyze_run
+from vaekit.analysis.report import analyze_model
+from vaekit.runs import analyze_run
 from vaekit.cli import main
 from vaekit.models import mlp_vae
 

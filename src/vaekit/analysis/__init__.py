@@ -7,7 +7,8 @@
 - latent traversals (:mod:`.traversal`), white-noise receptive fields (:mod:`.receptive`),
   most exciting inputs (:mod:`.mei`)
 - relaxed discrete latents: simplex proximity, gradient variance, IGR-SB categories used (:mod:`.discrete`)
-- :func:`analyze_model` / :func:`analyze_run` run all that apply (``vaekit analyze RUN_DIR``)
+- :func:`analyze_model` runs all that apply (:func:`vaekit.runs.analyze_run` on a run directory,
+  ``vaekit analyze RUN_DIR``)
 """
 
 from .discrete import categories_used, discrete_diagnostics, gradient_variance, simplex_proximity
@@ -18,13 +19,13 @@ from .mei import MEIResult, most_exciting_input
 from .probes import ProbeResult, probe_latents
 from .receptive import spike_triggered_average
 from .reconstruction import ReconstructionStats, reconstruction_stats, ssim
-from .report import ANALYSES, EXTRA_ANALYSES, analyze_model, analyze_run
+from .report import ANALYSES, EXTRA_ANALYSES, analyze_model
 from .traversal import latent_traversal
 
 __all__ = [
     "as_images", "image_grid", "save_image_grid", "LatentStats", "active_units", "kl_statistics",
     "samples_at_temperatures", "MEIResult", "most_exciting_input", "ProbeResult", "probe_latents",
     "spike_triggered_average", "ReconstructionStats", "reconstruction_stats", "ssim", "ANALYSES", "EXTRA_ANALYSES",
-    "analyze_model", "analyze_run", "latent_traversal", "categories_used", "discrete_diagnostics",
+    "analyze_model", "latent_traversal", "categories_used", "discrete_diagnostics",
     "gradient_variance", "simplex_proximity",
 ]

@@ -1,6 +1,6 @@
 """Run every analysis that applies to a model and write PNGs and ``analysis.json``.
 
-:func:`analyze_model` works on a model and examples in memory; :func:`analyze_run` on a
+:func:`analyze_model` works on a model and examples in memory; :func:`vaekit.runs.analyze_run` on a
 run directory (``vaekit analyze RUN_DIR`` writes ``RUN_DIR/eval/analysis/``). Functions
 appended to :data:`EXTRA_ANALYSES` run after the built-in tools.
 """
@@ -29,7 +29,7 @@ from .receptive import save_field_grid, spike_triggered_average
 from .reconstruction import reconstruction_stats, save_reconstruction_grid
 from .traversal import latent_traversal, save_traversal_grid
 
-__all__ = ["ANALYSES", "EXTRA_ANALYSES", "TRAVERSAL_OFFSETS", "AnalysisFunction", "check_which", "analyze_model", "analyze_run"]
+__all__ = ["ANALYSES", "EXTRA_ANALYSES", "TRAVERSAL_OFFSETS", "AnalysisFunction", "check_which", "analyze_model"]
 
 #: Names of the built-in analyses, in the order they run.
 ANALYSES: tuple[str, ...] = ("recon", "generation", "kl", "probe", "traversal", "receptive", "mei")
@@ -307,46 +307,3 @@ def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None =
     res["out_dir"] = str(out)
     return res
 
-
-def analyze_run(run_dir: str | os.PathLike[str], split: Literal["train", "val", "test"] = "test", n_points: int = 1000,
-                checkpoint: Literal["best", "last"] = "best", which: Sequence[str] | str | None = None,
-                device: str | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Analyse a trained run: its model on the first ``n_points`` examples of a split.
-
-    Writes ``RUN_DIR/eval/analysis/`` (PNGs and ``analysis.json``); the labels of the split,
-    when the data module has them, feed the probes.
-
-    Parameters
-    ----------
-    run_dir : path
-        A run directory written by ``vaekit fit`` or :meth:`vaekit.training.Trainer.fit`.
-    split : {"train", "val", "test"}
-    n_points : int
-        Examples analysed (the first ones of the split), ``>= 2``.
-    checkpoint : {"best", "last"}
-    which : str or sequence of str, optional
-        Subset of :data:`ANALYSES`.
-    device : str, optional
-        Default CPU.
-    **kwargs
-        Passed to :func:`analyze_model`.
-
-    Returns
-    -------
-    dict, as :func:`analyze_model`.
-    """
-    from ..runs import _split, load, load_data  # the run layer sits above analysis: import on use
-    from ..training import RunDir
-
-    n_points = check_int("n_points", n_points, 2)
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    check_which(which)
-    model = load(run_dir, checkpoint=checkpoint, device=device or "cpu")
-    data = load_data(run_dir)
-    x = _split(data, split)[:n_points]
-    labels = getattr(data, f"{split}_labels", None)
-    labels = None if labels is None else labels[:n_points]
-    return analyze_model(model, x, labels, RunDir.open(run_dir).eval / "analysis", which=which, **kwargs)

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> None:
     """Run ``vaekit analyze`` with the arguments ``argv`` (after the subcommand)."""
-    from ..analysis.report import analyze_run, check_which
+    from ..analysis.report import check_which
+    from ..runs import analyze_run
     from ..cli import CLIError
 
     a = build_parser().parse_args(list(argv))
