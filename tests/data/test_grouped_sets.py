@@ -168,3 +168,22 @@ def test_grouped_sets_from_yaml_and_back(shared_data: Path) -> None:
     assert config["class_path"] == "vaekit.data.grouped_sets.HighSchoolBeyond" and config["init_args"]["seed"] == 5
     writers = to_config(MNISTWriters(n_writers=5, digits_per_writer=2))
     assert writers["init_args"]["n_writers"] == 5 and writers["init_args"]["digits_per_writer"] == 2
+
+
+def test_mnist_writers_glyph_swaps_change_labels_per_writer(shared_data: Path) -> None:
+    kwargs = {"n_writers": 12, "digits_per_writer": 40, "val_fraction": 0.0, "test_fraction": 0.0, "download": False,
+              "seed": 1}
+    plain, swapped = MNISTWriters(str(shared_data), **kwargs), MNISTWriters(str(shared_data), glyph_swaps=2, **kwargs)
+    plain.setup()
+    swapped.setup()
+    assert torch.equal(plain.train["x"], swapped.train["x"])  # same images and order, only labels differ
+    g, y0, y1 = plain.train["groups"][:, 0], plain.train["y"], swapped.train["y"]
+    assert swapped.writer_swaps.shape == (12, 2, 2) and len(set(swapped.writer_swaps[0].flatten().tolist())) == 4
+    for w in range(12):
+        mapping = {a: b for a, b in swapped.writer_swaps[w].tolist()}
+        mapping.update({b: a for a, b in swapped.writer_swaps[w].tolist()})
+        expected = torch.tensor([mapping.get(int(c), int(c)) for c in y0[g == w]])
+        assert torch.equal(y1[g == w], expected)
+    assert (y0 != y1).any()
+    with pytest.raises(ValueError, match="glyph_swaps must be between 0 and 5"):
+        MNISTWriters(glyph_swaps=6)

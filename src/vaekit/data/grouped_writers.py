@@ -16,7 +16,7 @@ from vaekit.data.download import locate
 from vaekit.data.formats import load_npz, read_idx
 from vaekit.data.grouped import GroupedData, GroupedSource
 
-__all__ = ["MNISTWriters", "STYLE_RANGES", "draw_styles", "render"]
+__all__ = ["MNISTWriters", "STYLE_RANGES", "draw_styles", "draw_swaps", "render"]
 
 #: Ranges of the writer styles (each drawn uniformly, once per writer).
 STYLE_RANGES: dict[str, tuple[float, float]] = {
@@ -91,6 +91,17 @@ def render(images: Tensor, styles: dict[str, Tensor]) -> Tensor:
     return out.clamp_(0.0, 1.0)
 
 
+def draw_swaps(n_writers: int, n_pairs: int, seed: int) -> Tensor:
+    """Per writer, ``n_pairs`` disjoint random pairs of digits, int64 (n_writers, n_pairs, 2).
+
+    >>> draw_swaps(3, 2, 0).shape
+    torch.Size([3, 2, 2])
+    """
+    g = torch.Generator().manual_seed(int(seed) * 7919 + 3)
+    perms = torch.stack([torch.randperm(10, generator=g) for _ in range(n_writers)])
+    return perms[:, : 2 * n_pairs].reshape(n_writers, n_pairs, 2)
+
+
 class MNISTWriters(GroupedData):
     """Deterministic synthetic writers: MNIST digits rendered in per-writer styles.
 
@@ -102,6 +113,14 @@ class MNISTWriters(GroupedData):
     0..n_writers-1, so ids equal writer numbers). The styles, the known group effects,
     are in ``writer_styles`` (``writer_styles[name][writer_id]``). Everything is a
     function of ``seed`` (which also seeds the split).
+
+    Styles change the pixels only: the digit can still be read from the image alone. With
+    ``glyph_swaps > 0`` each writer also has a personal convention that changes the
+    *labels*: for ``glyph_swaps`` random pairs of digits (a, b) it writes a with the
+    glyph of b and b with the glyph of a (an MNIST image of class b is labelled a). From
+    the image alone such a digit is ambiguous; knowing the writer resolves it, which is the
+    group effect that group-latent predictors can learn. The pairs are in
+    ``writer_swaps`` (int64, shape (n_writers, glyph_swaps, 2)).
 
     Parameters
     ----------
@@ -115,6 +134,9 @@ class MNISTWriters(GroupedData):
         See :class:`~vaekit.data.grouped.GroupedArrays` (``split="group"``: unseen writers).
     download : bool
         Download MNIST when it is not found.
+    glyph_swaps : int
+        Pairs of digits whose glyphs each writer exchanges (0 to 5; 0 = labels are the
+        MNIST classes).
 
     Examples
     --------
@@ -134,6 +156,7 @@ class MNISTWriters(GroupedData):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         download: bool = True,
+        glyph_swaps: int = 0,
     ) -> None:
         if root is not None and not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"root must be a str path or None; got {root!r} of type {type(root).__name__}")
@@ -145,11 +168,17 @@ class MNISTWriters(GroupedData):
             raise ValueError(
                 f"n_writers * digits_per_writer = {n_writers * digits_per_writer} exceeds the 70000 MNIST digits"
             )
+        glyph_swaps = check_int("glyph_swaps", glyph_swaps, minimum=0)
+        if glyph_swaps > 5:
+            raise ValueError(f"glyph_swaps must be between 0 and 5 (disjoint pairs of the 10 digits), got {glyph_swaps}")
         self._init_split(split, val_fraction, test_fraction, seed)
         self.root = None if root is None else os.fspath(root)
         self.n_writers, self.digits_per_writer, self.download = n_writers, digits_per_writer, download
         #: Style of each writer id: dict of str to Tensor of shape (n_writers,).
         self.writer_styles = draw_styles(n_writers, seed)
+        self.glyph_swaps = glyph_swaps
+        #: Digit pairs each writer writes with each other's glyphs: int64 (n_writers, glyph_swaps, 2).
+        self.writer_swaps = draw_swaps(n_writers, glyph_swaps, seed)
 
     def _mnist(self) -> tuple[np.ndarray, np.ndarray]:
         files = locate("mnist", self.root, download=self.download)
@@ -172,5 +201,11 @@ class MNISTWriters(GroupedData):
         writer = np.repeat(np.arange(self.n_writers), self.digits_per_writer)
         x = torch.from_numpy(images[pick].astype(np.float32) / 255.0).unsqueeze(1)
         per_image = {k: v[torch.from_numpy(writer)] for k, v in self.writer_styles.items()}
-        return GroupedSource(render(x, per_image), torch.from_numpy(labels[pick]), [writer], ["writer"],
-                             "classification", 10)
+        y = torch.from_numpy(labels[pick])
+        if self.glyph_swaps:  # an image of class b by a writer who swaps (a, b) means the digit a
+            table = torch.arange(10).repeat(self.n_writers, 1)
+            for w in range(self.n_writers):
+                for a, b in self.writer_swaps[w].tolist():
+                    table[w, a], table[w, b] = b, a
+            y = table[torch.from_numpy(writer), y]
+        return GroupedSource(render(x, per_image), y, [writer], ["writer"], "classification", 10)
