@@ -190,15 +190,12 @@ def reconstruct(model: LatentVariableModel, x: Tensor) -> Tensor:
 
 
 def save_reconstructions(model: LatentVariableModel, x: Tensor, path: str | os.PathLike[str], n: int = 32) -> Path:
-    """PNG with originals and reconstructions interleaved row by row (images only)."""
-    x = x[:n].to(next(model.parameters()).device)
-    rec = reconstruct(model, x)
-    cols = min(8, x.shape[0])
-    rows = []
-    for i in range(0, x.shape[0], cols):
-        rows += [x[i:i + cols], rec[i:i + cols]]
-    return save_image_grid(torch.cat(rows), path, model.data_shape, ncols=cols, title="data (odd rows) / reconstruction (even rows)")
+    """PNG with originals and reconstructions interleaved row by row (images only; see
+    :func:`vaekit.analysis.reconstruction.save_reconstruction_grid`)."""
+    from .analysis.reconstruction import save_reconstruction_grid
 
+    x = x[:n].to(next(model.parameters()).device)
+    return save_reconstruction_grid(x, reconstruct(model, x), path, model.data_shape)
 
 def sample_run(run_dir: str | os.PathLike[str], n: int = 64, out: str | os.PathLike[str] | None = None, *,
                checkpoint: Checkpoint = "best", seed: int = 0, mean: bool = True) -> Path:
