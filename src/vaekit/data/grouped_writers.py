@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from typing import Literal
 
@@ -16,7 +17,7 @@ from vaekit.data.download import locate
 from vaekit.data.formats import load_npz, read_idx
 from vaekit.data.grouped import GroupedData, GroupedSource
 
-__all__ = ["MNISTWriters", "STYLE_RANGES", "draw_styles", "draw_swaps", "render"]
+__all__ = ["MNISTWriters", "STYLE_RANGES", "draw_class_counts", "draw_styles", "draw_swaps", "render"]
 
 #: Ranges of the writer styles (each drawn uniformly, once per writer).
 STYLE_RANGES: dict[str, tuple[float, float]] = {
@@ -102,6 +103,46 @@ def draw_swaps(n_writers: int, n_pairs: int, seed: int) -> Tensor:
     return perms[:, : 2 * n_pairs].reshape(n_writers, n_pairs, 2)
 
 
+def draw_class_counts(n_writers: int, digits_per_writer: int, label_skew: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Per writer, class proportions ~ Dirichlet(label_skew * 1_10) and the digit counts drawn from them.
+
+    Writer ``w`` uses its own generator (``seed`` and ``w``), so its proportions do not depend on
+    ``n_writers``. Small ``label_skew`` (e.g. 0.3) gives writers that write mostly a few digits;
+    large values approach uniform proportions.
+
+    Returns
+    -------
+    probs : Tensor of shape (n_writers, 10), float32
+        Each row sums to 1.
+    counts : Tensor of shape (n_writers, 10), int64
+        Multinomial(digits_per_writer, probs[w]) digits of each class; rows sum to ``digits_per_writer``.
+
+    Examples
+    --------
+    >>> p, c = draw_class_counts(3, 50, 0.5, seed=0)
+    >>> p.shape, c.sum(1).tolist()
+    (torch.Size([3, 10]), [50, 50, 50])
+    """
+    probs, counts = np.zeros((n_writers, 10)), np.zeros((n_writers, 10), dtype=np.int64)
+    for w in range(n_writers):
+        rng = np.random.default_rng([seed, 3, w])
+        p = rng.dirichlet(np.full(10, label_skew))
+        probs[w] = p / p.sum()
+        counts[w] = rng.multinomial(digits_per_writer, probs[w])
+    return torch.from_numpy(probs.astype(np.float32)), torch.from_numpy(counts)
+
+
+def _check_skew(label_skew: object) -> float | None:
+    accepted = "None (every writer writes MNIST's digits as drawn) or a finite float > 0 (Dirichlet concentration)"
+    if label_skew is None:
+        return None
+    if isinstance(label_skew, bool) or not isinstance(label_skew, numbers.Real):
+        raise TypeError(f"label_skew must be {accepted}; got {label_skew!r} of type {type(label_skew).__name__}")
+    if not (math.isfinite(float(label_skew)) and float(label_skew) > 0):
+        raise ValueError(f"label_skew must be {accepted}; got {label_skew!r}")
+    return float(label_skew)
+
+
 class MNISTWriters(GroupedData):
     """Deterministic synthetic writers: MNIST digits rendered in per-writer styles.
 
@@ -122,6 +163,14 @@ class MNISTWriters(GroupedData):
     group effect that group-latent predictors can learn. The pairs are in
     ``writer_swaps`` (int64, shape (n_writers, glyph_swaps, 2)).
 
+    With ``label_skew=alpha`` each writer also writes the ten digits in its own proportions,
+    drawn from Dirichlet(alpha * 1_10) (:func:`draw_class_counts`; small alpha: mostly a few
+    digits per writer), the label-distribution skew across clients of federated benchmarks
+    such as LEAF's FEMNIST. It is a group effect on the labels that a writer latent added to
+    the logits (``bias``/``factor``) expresses exactly, and that a few labelled digits of a
+    new writer reveal. The proportions are in ``writer_class_probs`` (float32, shape
+    (n_writers, 10)); the digits are still distinct MNIST images.
+
     Parameters
     ----------
     root : str, optional
@@ -137,6 +186,9 @@ class MNISTWriters(GroupedData):
     glyph_swaps : int
         Pairs of digits whose glyphs each writer exchanges (0 to 5; 0 = labels are the
         MNIST classes).
+    label_skew : float, optional
+        Dirichlet concentration of each writer's class proportions (> 0); None (default):
+        digits drawn uniformly from MNIST, so classes follow MNIST's frequencies.
 
     Examples
     --------
@@ -157,6 +209,7 @@ class MNISTWriters(GroupedData):
         test_fraction: float = 0.2,
         download: bool = True,
         glyph_swaps: int = 0,
+        label_skew: float | None = None,
     ) -> None:
         if root is not None and not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"root must be a str path or None; got {root!r} of type {type(root).__name__}")
@@ -171,6 +224,7 @@ class MNISTWriters(GroupedData):
         glyph_swaps = check_int("glyph_swaps", glyph_swaps, minimum=0)
         if glyph_swaps > 5:
             raise ValueError(f"glyph_swaps must be between 0 and 5 (disjoint pairs of the 10 digits), got {glyph_swaps}")
+        label_skew = _check_skew(label_skew)
         self._init_split(split, val_fraction, test_fraction, seed)
         self.root = None if root is None else os.fspath(root)
         self.n_writers, self.digits_per_writer, self.download = n_writers, digits_per_writer, download
@@ -179,6 +233,12 @@ class MNISTWriters(GroupedData):
         self.glyph_swaps = glyph_swaps
         #: Digit pairs each writer writes with each other's glyphs: int64 (n_writers, glyph_swaps, 2).
         self.writer_swaps = draw_swaps(n_writers, glyph_swaps, seed)
+        self.label_skew = label_skew
+        #: Class proportions of each writer, float32 (n_writers, 10); None without label_skew.
+        self.writer_class_probs: Tensor | None = None
+        self._class_counts: Tensor | None = None
+        if label_skew is not None:
+            self.writer_class_probs, self._class_counts = draw_class_counts(n_writers, digits_per_writer, label_skew, seed)
 
     def _mnist(self) -> tuple[np.ndarray, np.ndarray]:
         files = locate("mnist", self.root, download=self.download)
@@ -197,7 +257,10 @@ class MNISTWriters(GroupedData):
         n = self.n_writers * self.digits_per_writer
         if n > len(images):
             raise ValueError(f"{n} digits requested but the MNIST files hold {len(images)}")
-        pick = np.random.default_rng([self.seed, 2]).choice(len(images), n, replace=False)
+        if self._class_counts is None:
+            pick = np.random.default_rng([self.seed, 2]).choice(len(images), n, replace=False)
+        else:
+            pick = self._skewed_pick(labels)
         writer = np.repeat(np.arange(self.n_writers), self.digits_per_writer)
         x = torch.from_numpy(images[pick].astype(np.float32) / 255.0).unsqueeze(1)
         per_image = {k: v[torch.from_numpy(writer)] for k, v in self.writer_styles.items()}
@@ -209,3 +272,23 @@ class MNISTWriters(GroupedData):
                     table[w, a], table[w, b] = b, a
             y = table[torch.from_numpy(writer), y]
         return GroupedSource(render(x, per_image), y, [writer], ["writer"], "classification", 10)
+
+    def _skewed_pick(self, labels: np.ndarray) -> np.ndarray:
+        """Indices of distinct images, writer by writer, with each writer's class counts (in random order)."""
+        counts = self._class_counts.numpy()
+        rng = np.random.default_rng([self.seed, 4])
+        pools = [rng.permutation(np.flatnonzero(labels == c)) for c in range(10)]
+        need = counts.sum(0)
+        short = [c for c in range(10) if need[c] > len(pools[c])]
+        if short:
+            c = short[0]
+            raise ValueError(
+                f"label_skew={self.label_skew} with n_writers={self.n_writers} and digits_per_writer="
+                f"{self.digits_per_writer} needs {int(need[c])} distinct images of digit {c}, but the MNIST files hold "
+                f"{len(pools[c])}; lower n_writers or digits_per_writer, or raise label_skew (more even proportions)")
+        start = np.concatenate([np.zeros((1, 10), dtype=np.int64), np.cumsum(counts, 0)])
+        picks = []
+        for w in range(self.n_writers):
+            mine = np.concatenate([pools[c][start[w, c]: start[w + 1, c]] for c in range(10)])
+            picks.append(np.random.default_rng([self.seed, 5, w]).permutation(mine))
+        return np.concatenate(picks)
