@@ -107,7 +107,7 @@ def test_ctrl_c_with_logdir_saves_a_checkpoint(tmp_path, monkeypatch):
 
     def step(*args):
         calls["n"] += 1
-        if calls["n"] == 6:  # 72 training rows / 16 = 5 steps per epoch: interrupted in epoch 2
+        if calls["n"] == 11:  # 72 training rows / 8 anchors per batch = 9 steps per epoch: interrupted in epoch 2
             raise KeyboardInterrupt
         return real_step(*args)
 

@@ -14,7 +14,7 @@ from sklearn.utils import check_random_state
 from . import io
 from ._training import LoopState, TrainData, run_epochs
 from ._model import auto_hidden_layers, build_vae
-from ._neighbors import N_PCA_ROWS, NeighborTerm, pca_projection
+from ._neighbors import N_PCA_ROWS, NeighborTerm, knn_graph, pca_projection
 from .inputs import ArraySource, Source, feature_statistics
 
 if TYPE_CHECKING:
@@ -104,8 +104,10 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
         if continuing and getattr(est, "_optimizer_state", None) is not None:
             optimizer.load_state_dict(est._optimizer_state)
         generator = torch.Generator().manual_seed(seed + len(history))
-        n_epochs = resolve_max_epochs(est.max_epochs, len(data.train), est.batch_size)
-        extra = neighbor_term(est, data, seed)
+        term = neighbor_term(est, data, seed)
+        # with the neighbour term a batch holds batch_size // 2 anchors: an epoch has twice the steps
+        n_epochs = resolve_max_epochs(est.max_epochs, len(data.train),
+                                      est.batch_size if term is None else max(1, est.batch_size // 2))
 
         def finish(reason: str) -> None:
             est.model_, est.mean_, est.scale_ = model, np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
@@ -126,7 +128,7 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             run_epochs(model, optimizer, data, state, n_epochs=n_epochs, batch_size=est.batch_size, generator=generator,
                        plateau=est.lr_schedule == "plateau", early_stopping=est.early_stopping,
                        n_iter_no_change=est.n_iter_no_change, tol=est.tol, min_lr=1e-3 * est.learning_rate,
-                       on_epoch=on_epoch, extra=extra)
+                       on_epoch=on_epoch, term=term)
         except KeyboardInterrupt:
             interrupted = True
         if state.best_state is not None:
@@ -142,13 +144,19 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
 
 
 def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> NeighborTerm | None:
-    """The stochastic-neighbour loss term for ``est.neighbor_weight > 0`` (PCA from a seeded row sample), else None."""
-    if est.neighbor_weight == 0:
+    """The neighbour term for ``est.neighbor_weight > 0`` (weight times the number of features), else None.
+
+    The inputs' principal components come from a seeded sample of training rows (in the
+    inputs' original units, undoing the standardisation); every training row is projected
+    on them in one streaming pass and gets its ``n_neighbors`` nearest training rows (:func:`knn_graph`).
+    """
+    n_train = len(data.train)
+    if est.neighbor_weight == 0 or n_train < 2:  # one training row has no neighbour
         return None
     rows = np.sort(np.random.default_rng(seed).permutation(data.train)[:N_PCA_ROWS])
-    # principal components of the inputs in their original units (undoing the standardisation)
     projection = data.scale[:, None] * pca_projection(data.rows(rows) * data.scale)
-    return NeighborTerm(float(est.neighbor_weight), float(est.perplexity), projection)
+    y = torch.cat([data.rows(data.train[i:i + 4096]) @ projection for i in range(0, n_train, 4096)])
+    return NeighborTerm(float(est.neighbor_weight) * data.source.n_features, knn_graph(y, min(int(est.n_neighbors), n_train - 1), seed=seed).cpu())
 
 
 def _check_unit_interval(source: ArraySource | Any) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from ..distributions import Bernoulli, DiagonalGaussian, Gaussian, Likelihood, make_posterior
 from ..distributions.flows import FlowDistribution
@@ -16,8 +17,8 @@ from ..models.vae import VAE
 from ..nn import MLP
 from .priors import MixturePrior
 
-__all__ = ["auto_hidden_layers", "build_vae", "posterior_mean", "row_noise", "log_weights_given_noise", "LIKELIHOODS",
-           "PRIORS", "POSTERIOR_NAMES"]
+__all__ = ["auto_hidden_layers", "build_vae", "posterior_mean", "embedding_of", "row_noise", "log_weights_given_noise",
+           "LIKELIHOODS", "PRIORS", "POSTERIOR_NAMES"]
 
 LIKELIHOODS = ("gaussian", "gaussian_predicted", "bernoulli")
 PRIORS = ("mixture", "standard")
@@ -80,7 +81,11 @@ def posterior_mean(vae: VAE, x: Tensor) -> Tensor:
     -------
     Tensor of shape (batch, n_components)
     """
-    q = vae.encode(x)[vae.latent_name]
+    return embedding_of(vae.encode(x)[vae.latent_name])
+
+
+def embedding_of(q: Distribution) -> Tensor:
+    """The embedding given the posterior ``q`` (:func:`posterior_mean` without the encoder pass)."""
     if isinstance(q, FlowDistribution):
         return q._transform(q.base.loc)[0]
     return q.mean

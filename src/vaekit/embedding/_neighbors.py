@@ -1,11 +1,17 @@
-"""The stochastic-neighbour term of :class:`~vaekit.embedding.VAEEmbedder` (parametric t-SNE within a minibatch).
+"""The neighbour-embedding term of :class:`~vaekit.embedding.VAEEmbedder`: t-SNE on sampled k-NN pairs.
 
-Following parametric t-SNE (van der Maaten 2009) and VAE-SNE (Graving & Couzin 2020), each
-minibatch adds ``KL(P || Q)`` to the loss: ``P`` are Gaussian affinities of the (normalised)
-inputs, each row's bandwidth calibrated by binary search to a given perplexity within the
-batch and then symmetrised; ``Q`` are Student-t (one degree of freedom) affinities of the
-embeddings. Both are normalised over the batch's ``B (B - 1)`` ordered pairs, so the term
-costs O(B^2) per step.
+Before training, every training row gets its ``n_neighbors`` nearest neighbours among
+the training rows (exact up to 20,000 rows, an inverted-file search above), found in the space of the inputs' first 50 principal components
+(:func:`knn_graph`). Each training batch is then half *anchors* (the epoch's random order)
+and half *partners*, one neighbour of each anchor drawn uniformly from its list
+(:meth:`NeighborTerm.expand`). The term added to the batch's loss is t-SNE's
+``KL(P || Q)`` (van der Maaten & Hinton 2008) where ``P`` is uniform over the batch's
+anchor-partner pairs (both orders) and ``Q`` are the Student-t affinities of the
+embeddings, normalised over all ordered pairs of the batch (:func:`pair_kl`). Sampling
+the pairs of a k-NN graph and normalising over the batch is the parametric, edge-sampled
+form of t-SNE studied by Damrich et al. (2023, "From t-SNE to UMAP with contrastive
+learning"); unlike affinities computed within a random batch, the attracted pairs are true
+neighbours in the whole data set.
 """
 
 from __future__ import annotations
@@ -13,104 +19,147 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from ..models.vae import VAE
+__all__ = ["knn_graph", "pair_kl", "pca_projection", "NeighborTerm", "N_PCA", "N_PCA_ROWS", "Q_SCALE", "EXACT_BELOW"]
 
-__all__ = ["input_affinities", "neighbor_kl", "pca_projection", "NeighborTerm"]
-
-#: Bisection steps of the per-row log-precision search, bracketed in [-LOG_BRACKET, LOG_BRACKET] after the
-#: squared distances are divided by their batch mean (final error in log precision below 40 / 2^16).
-N_BISECT = 16
-LOG_BRACKET = 20.0
-
-
-@torch.no_grad()
-def input_affinities(x: Tensor, perplexity: float) -> Tensor:
-    r"""Symmetrised Gaussian affinities ``P`` of a batch, each row calibrated to ``perplexity``.
-
-    As in exact-neighbour t-SNE (van der Maaten 2014), row ``i``'s conditional
-    :math:`p_{j|i} \propto \exp(-\beta_i \|x_i - x_j\|^2)` is restricted to its
-    ``K = min(B - 1, ceil(3 perplexity))`` nearest rows in the batch, and its precision
-    :math:`\beta_i` is found by bisection (in log space) so that its entropy is
-    :math:`\log(\min(\text{perplexity}, K))` nats; then :math:`p_{ij} = (p_{j|i} + p_{i|j}) / (2B)`.
-
-    Parameters
-    ----------
-    x : Tensor of shape (batch, n_features)
-    perplexity : float
-        Effective number of neighbours of each row (> 0).
-
-    Returns
-    -------
-    Tensor of shape (batch, batch)
-        Non-negative, zero diagonal, symmetric, summing to 1 (float32 on ``x``'s device).
-
-    Examples
-    --------
-    >>> p = input_affinities(torch.tensor([[0.0], [1.0], [3.0]]), perplexity=1.5)
-    >>> bool(torch.allclose(p, p.T)), round(float(p.sum()), 6), float(p.diagonal().abs().sum())
-    (True, 1.0, 0.0)
-    """
-    n = x.shape[0]
-    x = x.float()
-    k = min(n - 1, max(1, math.ceil(3 * perplexity)))
-    sq = x.square().sum(1)
-    d = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0.0)
-    d = d.fill_diagonal_(math.inf)
-    d_near, j_near = torch.topk(d, k, dim=1, largest=False)  # (n, k), sorted ascending
-    d_near = d_near / d_near.mean().clamp_min(1e-12)  # scale-free bisection bracket
-    target = math.log(min(float(perplexity), k))
-    lo = torch.full((n, 1), -LOG_BRACKET, device=x.device)
-    hi = -lo
-    for _ in range(N_BISECT):
-        mid = (lo + hi) / 2
-        logp = torch.log_softmax(-d_near * mid.exp(), dim=1)
-        entropy = -(logp.exp() * logp).sum(1, keepdim=True)
-        high = entropy > target  # too flat: raise the precision
-        lo = torch.where(high, mid, lo)
-        hi = torch.where(high, hi, mid)
-    cond = torch.zeros(n, n, device=x.device).scatter_(1, j_near, torch.softmax(-d_near * ((lo + hi) / 2).exp(), dim=1))
-    return (cond + cond.T) / (2 * n)
-
-
-def neighbor_kl(p: Tensor, z: Tensor) -> Tensor:
-    r"""``KL(P || Q)`` with Student-t affinities :math:`q_{ij} \propto (1 + \|z_i - z_j\|^2)^{-1}` of ``z``.
-
-    Parameters
-    ----------
-    p : Tensor of shape (batch, batch)
-        Input affinities (:func:`input_affinities`): zero diagonal, summing to 1.
-    z : Tensor of shape (batch, n_components)
-
-    Returns
-    -------
-    Tensor of shape ()
-        :math:`\sum_{i \ne j} p_{ij} \log(p_{ij} / q_{ij})` in nats (differentiable in ``z``).
-
-    Examples
-    --------
-    >>> p = torch.full((2, 2), 0.5).fill_diagonal_(0.0)
-    >>> float(neighbor_kl(p, torch.tensor([[0.0], [5.0]])))
-    0.0
-    """
-    n = z.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    logits = (-torch.log1p((z[:, None, :] - z[None, :, :]).square().sum(-1))).masked_fill(eye, -math.inf)
-    log_q = logits - torch.logsumexp(logits.flatten(), 0)
-    p = p.to(z.dtype)
-    mask = p > 0
-    return (p[mask] * (p[mask].log() - log_q[mask])).sum()
-
-
-#: Inputs are projected on at most this many principal components before their affinities are computed.
+#: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50
 #: Rows used to estimate the principal components.
 N_PCA_ROWS = 5000
 #: Embeddings are multiplied by this before their Student-t affinities are taken: the VAE's prior keeps them
 #: near unit scale, where a Student-t kernel is almost Gaussian and cannot separate clusters.
 Q_SCALE = 3.0
+#: Query rows per block of the exact neighbour search (a block's distances take KNN_BLOCK * n floats).
+KNN_BLOCK = 1024
+
+
+#: Up to this many rows the neighbour search is exact; above it, an inverted-file search (:func:`knn_graph`).
+EXACT_BELOW = 20000
+#: Lloyd iterations of the inverted file's k-means.
+KMEANS_ITERS = 8
+
+
+@torch.no_grad()
+def knn_graph(y: Tensor, k: int, *, exact_below: int = EXACT_BELOW, seed: int = 0) -> Tensor:
+    """The ``k`` nearest neighbours (squared Euclidean, self excluded) of every row of ``y``.
+
+    Up to ``exact_below`` rows the search is exact, O(n^2 d) in blocks of :data:`KNN_BLOCK`
+    rows. Above it, an inverted file: k-means (``round(sqrt(n))`` centroids,
+    :data:`KMEANS_ITERS` Lloyd steps from rows drawn with ``seed``) partitions the rows, and
+    the rows of each cell search exactly among the rows of the ``ceil(cells / 10)`` cells
+    whose centroids are nearest to their own (more cells when those hold fewer than ``k + 1``
+    rows). That costs about a tenth of the exact search; on 54,000 MNIST images (50 principal
+    components) it took 2.5 s on one core against 14 s, and found 97% of the exact 15
+    nearest neighbours (the others are the next-nearest ones).
+
+    Parameters
+    ----------
+    y : Tensor of shape (n, d)
+    k : int
+        Neighbours per row, ``1 <= k < n``.
+    exact_below : int
+        Largest ``n`` searched exactly.
+    seed : int
+        Seeds the k-means initialisation (the result is deterministic in it).
+
+    Returns
+    -------
+    Tensor of shape (n, k), int64
+        Row indices, nearest first.
+
+    Examples
+    --------
+    >>> knn_graph(torch.tensor([[0.0], [1.0], [3.0], [3.5]]), 1).flatten().tolist()
+    [1, 0, 3, 2]
+    """
+    n = y.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k = {k} neighbours need 1 <= k < n_rows = {n}")
+    y = y.float()
+    if n <= exact_below:
+        return _search(y, torch.arange(n, device=y.device), torch.arange(n, device=y.device), k)
+    cells, centroids = _kmeans(y, max(1, round(math.sqrt(n))), seed)
+    order = torch.argsort(cells, stable=True)
+    counts = torch.bincount(cells, minlength=len(centroids))
+    members = torch.split(order, counts.tolist())
+    n_probe = math.ceil(len(centroids) / 10)
+    near = torch.cdist(centroids, centroids).argsort(1).tolist()
+    out = torch.empty(n, k, dtype=torch.long, device=y.device)
+    for cell, queries in enumerate(members):
+        if len(queries) == 0:
+            continue
+        probe, size = [], 0
+        for other in near[cell]:
+            probe.append(other)
+            size += len(members[other])
+            if len(probe) >= n_probe and size > k:
+                break
+        out[queries] = _search(y, queries, torch.cat([members[c] for c in probe]), k)
+    return out
+
+
+def _search(y: Tensor, queries: Tensor, candidates: Tensor, k: int) -> Tensor:
+    """For each row ``queries[i]`` of ``y``, its ``k`` nearest rows among ``candidates`` (itself excluded)."""
+    out = torch.empty(len(queries), k, dtype=torch.long, device=y.device)
+    cand, sq = y[candidates], y[candidates].square().sum(1)
+    for start in range(0, len(queries), KNN_BLOCK):
+        q = queries[start:start + KNN_BLOCK]
+        # |y_q|^2 is the same along a row of the block and does not change its order: left out
+        dist = torch.addmm(sq[None, :], y[q], cand.T, alpha=-2.0)
+        dist.masked_fill_(candidates[None, :] == q[:, None], math.inf)
+        out[start:start + len(q)] = candidates[torch.topk(dist, k, dim=1, largest=False).indices]
+    return out
+
+
+def _kmeans(y: Tensor, n_clusters: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Cell of every row and the centroids after :data:`KMEANS_ITERS` Lloyd steps (empty cells keep their centroid)."""
+    start = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n_clusters].to(y.device)
+    centroids = y[start].clone()
+
+    def assign() -> Tensor:
+        return torch.addmm(centroids.square().sum(1)[None, :], y, centroids.T, alpha=-2.0).argmin(1)
+
+    for _ in range(KMEANS_ITERS):
+        cells = assign()
+        counts = torch.bincount(cells, minlength=n_clusters)
+        sums = torch.zeros_like(centroids).index_add_(0, cells, y)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+    return assign(), centroids
+
+
+def pair_kl(z: Tensor, n_pairs: int) -> Tensor:
+    r"""t-SNE's ``KL(P || Q)`` for a batch whose row ``i < n_pairs`` is paired with row ``i + n_pairs``.
+
+    ``P`` puts mass :math:`1 / (2m)` on each of the ``m = n_pairs`` pairs in both orders;
+    :math:`q_{ij} = w_{ij} / \sum_{k \ne l} w_{kl}` with :math:`w_{ij} = (1 + \|z_i - z_j\|^2)^{-1}`
+    over all ordered pairs of distinct rows of the batch. So the value is
+    :math:`\operatorname{mean}_i \log(1 + \|z_i - z_{i+m}\|^2) + \log \sum_{k \ne l} w_{kl} - \log(2m)`,
+    which is >= 0 and differentiable in ``z``.
+
+    Parameters
+    ----------
+    z : Tensor of shape (batch, n_components)
+        ``batch >= 2 * n_pairs``; rows beyond ``2 * n_pairs`` only enter the normalisation.
+    n_pairs : int
+
+    Returns
+    -------
+    Tensor of shape ()
+
+    Examples
+    --------
+    >>> float(pair_kl(torch.tensor([[0.0], [5.0]]), 1))  # one pair: P = Q
+    0.0
+    """
+    n = z.shape[0]
+    d = (z[:, None, :] - z[None, :, :]).square().sum(-1)
+    w = (1.0 / (1.0 + d)).masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), 0.0)
+    attract = torch.log1p(d.diagonal(n_pairs)[:n_pairs]).mean()
+    return attract + torch.log(w.sum()) - math.log(2 * n_pairs)
 
 
 def pca_projection(x: Tensor, n_components: int = N_PCA) -> Tensor:
@@ -137,17 +186,24 @@ def pca_projection(x: Tensor, n_components: int = N_PCA) -> Tensor:
 
 @dataclass
 class NeighborTerm:
-    """``weight * KL(P || Q)`` of a training batch: ``P`` on the PCA-projected inputs, ``Q`` on the embeddings."""
+    """``weight * pair_kl`` over batches of anchors and their sampled k-NN partners.
+
+    Attributes
+    ----------
+    weight : float
+    neighbors : Tensor of shape (n_train, n_neighbors), int64
+        For each training position, the positions of its nearest training rows (:func:`knn_graph`).
+    """
 
     weight: float
-    perplexity: float
-    projection: Tensor
+    neighbors: Tensor
 
-    def __call__(self, model: VAE, x: Tensor) -> Tensor:
-        """The weighted term for normalised rows ``x`` of shape (batch, n_features); a 0-dim tensor (0 for one row)."""
-        from ._model import posterior_mean
+    def expand(self, anchors: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """Positions ``anchors`` followed by one uniformly drawn neighbour of each (shape (2 * len(anchors),))."""
+        pick = torch.randint(self.neighbors.shape[1], (len(anchors),), generator=generator)
+        partners = self.neighbors[torch.from_numpy(np.asarray(anchors)), pick].numpy()
+        return np.concatenate([anchors, partners])
 
-        if x.shape[0] < 2:
-            return x.new_zeros(())
-        p = input_affinities(x @ self.projection, self.perplexity)
-        return self.weight * neighbor_kl(p, Q_SCALE * posterior_mean(model, x))
+    def __call__(self, z: Tensor) -> Tensor:
+        """The weighted term for embeddings ``z`` of an expanded batch (anchors, then their partners)."""
+        return self.weight * pair_kl(Q_SCALE * z, z.shape[0] // 2)

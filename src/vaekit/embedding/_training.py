@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,8 @@ from torch import Tensor
 
 from ..models.vae import VAE
 from ..nn import eval_mode
+from ._model import embedding_of
+from ._neighbors import NeighborTerm
 from .inputs import Source, batches
 
 __all__ = ["TrainData", "LoopState", "run_epochs", "mean_loss"]
@@ -48,10 +50,12 @@ class TrainData:
     cache: Tensor | None = None
 
     def rows(self, index: np.ndarray) -> Tensor:
-        """Normalised examples ``index`` (sorted), a float32 tensor (len(index), n_features) on the device."""
+        """Normalised examples ``index`` (in any order), a float32 tensor (len(index), n_features) on the device."""
         if self.cache is not None:
             return self.cache[torch.from_numpy(index).to(self.device)]
-        return self.normalise(torch.from_numpy(self.source.rows(index)).to(self.device))
+        ordered = np.argsort(index, kind="stable")  # sources read ascending rows
+        block = torch.from_numpy(self.source.rows(index[ordered])).to(self.device)
+        return self.normalise(block[torch.from_numpy(np.argsort(ordered)).to(self.device)])
 
     def normalise(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.scale
@@ -71,12 +75,13 @@ class LoopState:
 
 
 def _step(model: VAE, optimizer: torch.optim.Optimizer, x: Tensor,
-          extra: Callable[[VAE, Tensor], Tensor] | None = None) -> tuple[float, float] | None:
-    """One gradient step on ``-mean ELBO`` (plus ``extra(model, x)``); returns (loss, grad norm), or None when skipped."""
+          term: NeighborTerm | None = None) -> tuple[float, float] | None:
+    """One gradient step on ``-mean ELBO`` (plus ``term`` of the embeddings); returns (loss, grad norm), or None when skipped."""
     optimizer.zero_grad(set_to_none=True)
-    loss = -model.elbo_terms(x).elbo.mean()
-    if extra is not None:
-        loss = loss + extra(model, x)
+    q = model.encode(x)[model.latent_name]
+    loss = -model.elbo_terms(x, posterior=q).elbo.mean()
+    if term is not None:
+        loss = loss + term(embedding_of(q))
     if not torch.isfinite(loss):
         return None
     loss.backward()
@@ -102,15 +107,16 @@ def mean_loss(model: VAE, data: TrainData, index: np.ndarray, batch_size: int) -
 def run_epochs(model: VAE, optimizer: torch.optim.Optimizer, data: TrainData, state: LoopState, *, n_epochs: int,
                batch_size: int, generator: torch.Generator, plateau: bool, early_stopping: bool, n_iter_no_change: int,
                tol: float, min_lr: float, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-               extra: Callable[[VAE, Tensor], Tensor] | None = None) -> None:
+               term: NeighborTerm | None = None) -> None:
     """Train for at most ``n_epochs`` epochs, updating ``state`` in place after every epoch.
 
     The learning rate halves after ``n_iter_no_change // 2`` epochs (at least 1) without a
     relative improvement of ``tol`` in the monitored loss (validation loss, or the training
     loss without validation rows) when ``plateau``; with ``early_stopping`` training ends
     after ``n_iter_no_change`` such epochs or once the rate falls below ``min_lr``.
-    ``extra(model, x)``, when given, is added to every training step's loss (not to the
-    monitored validation loss). A ``KeyboardInterrupt`` propagates after the state is consistent (the caller keeps
+    With a neighbour ``term``, every batch holds ``batch_size // 2`` anchors of the epoch's
+    order followed by one k-NN partner of each (:meth:`NeighborTerm.expand`), and the term
+    is added to the step's loss (not to the monitored validation loss). A ``KeyboardInterrupt`` propagates after the state is consistent (the caller keeps
     the model).
     """
     patience = max(1, n_iter_no_change // 2)
@@ -120,8 +126,8 @@ def run_epochs(model: VAE, optimizer: torch.optim.Optimizer, data: TrainData, st
         order = torch.randperm(len(data.train), generator=generator).numpy()
         total, count, skipped, norms = 0.0, 0, 0, []
         model.train()
-        for idx in batches(len(order), batch_size, data.train[order]):
-            out = _step(model, optimizer, data.rows(idx), extra)
+        for idx in _train_batches(order, data.train, batch_size, term, generator):
+            out = _step(model, optimizer, data.rows(idx), term)
             if out is None:
                 skipped += 1
                 if skipped >= MAX_BAD_STEPS and count == 0:
@@ -155,3 +161,14 @@ def run_epochs(model: VAE, optimizer: torch.optim.Optimizer, data: TrainData, st
             state.stopped = f"learning rate fell below {min_lr:g}"
             return
     state.stopped = "max_epochs reached"
+
+
+def _train_batches(order: np.ndarray, train: np.ndarray, batch_size: int, term: NeighborTerm | None,
+                   generator: torch.Generator) -> Iterator[np.ndarray]:
+    """Row indices of an epoch's training batches: sorted, or anchors then partners with a neighbour ``term``."""
+    if term is None:
+        yield from batches(len(order), batch_size, train[order])
+        return
+    anchors = max(1, batch_size // 2)
+    for start in range(0, len(order), anchors):
+        yield train[term.expand(order[start:start + anchors], generator)]

@@ -95,17 +95,22 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Directory where ``fit`` keeps a checkpoint after every epoch (the :meth:`save` format
         plus optimiser state). A logdir that already holds a checkpoint is continued with
         ``warm_start=True`` and refused otherwise; other files are never touched or deleted.
-    neighbor_weight : float, default=0.0
-        Weight of a stochastic-neighbour term added to every training batch's loss, as in
-        parametric t-SNE (van der Maaten 2009) and VAE-SNE (Graving & Couzin 2020):
-        ``KL(P || Q)`` between Gaussian affinities ``P`` of the batch's inputs (projected on
-        their first 50 principal components, per-row bandwidth set by ``perplexity``) and
-        Student-t affinities ``Q`` of their embeddings times 3 (the prior keeps embeddings
-        near unit scale; see :mod:`vaekit.embedding._neighbors`). It makes the map keep neighbourhoods (higher
-        k-NN accuracy) at O(batch_size^2) extra cost per step; 0 trains the plain VAE.
-    perplexity : float, default=5.0
-        Effective number of neighbours of each row within a batch (>= 1) for ``P``; it is a
-        neighbourhood size within one minibatch, so smaller than t-SNE's usual 30.
+    neighbor_weight : float, default=0.4
+        Weight, per input feature, of a neighbour-embedding term added to every training
+        batch's loss: t-SNE on sampled k-NN pairs (parametric t-SNE, van der Maaten 2009, in
+        the edge-sampled form of Damrich et al. 2023). Before training, each training row
+        gets its ``n_neighbors`` nearest training rows in the space of the inputs' first 50
+        principal components (exact up to 20,000 rows, an inverted-file search above it:
+        about 3 s for 54,000 rows on one core); each batch is then ``batch_size // 2`` rows
+        plus one random neighbour of each, and the term is ``KL(P || Q)`` between ``P``
+        uniform over those pairs and the Student-t affinities ``Q`` of the batch's
+        embeddings times 3 (see :mod:`vaekit.embedding._neighbors`). It is multiplied by
+        ``neighbor_weight * n_features_in_`` because the ELBO grows with the number of
+        features. It makes the map keep neighbourhoods (on MNIST, 10-NN accuracy 0.74 without
+        it); ``neighbor_weight=0`` trains the plain VAE (the best ELBO).
+    n_neighbors : int, default=15
+        Nearest neighbours of each row in the graph the term samples from (>= 1; capped at
+        the number of training rows minus one).
 
     Attributes
     ----------
@@ -159,7 +164,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "warm_start": ["boolean"],
         "logdir": [str, os.PathLike, None],
         "neighbor_weight": [Interval(Real, 0, None, closed="left")],
-        "perplexity": [Interval(Real, 1, None, closed="left")],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(self, n_components: int = 2, *, hidden_layers: tuple[int, ...] | None = None, posterior: str = "iaf",
@@ -169,7 +174,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                  early_stopping: bool = True, n_iter_no_change: int = 6, tol: float = 1e-4, dropout: float = 0.0,
                  activation: str = "elu", device: str = "auto", random_state: int | np.random.RandomState | None = None,
                  verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None,
-                 neighbor_weight: float = 0.0, perplexity: float = 5.0) -> None:
+                 neighbor_weight: float = 0.4, n_neighbors: int = 15) -> None:
         self.n_components = n_components
         self.hidden_layers = hidden_layers
         self.posterior = posterior
@@ -194,7 +199,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.warm_start = warm_start
         self.logdir = logdir
         self.neighbor_weight = neighbor_weight
-        self.perplexity = perplexity
+        self.n_neighbors = n_neighbors
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
