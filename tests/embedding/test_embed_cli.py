@@ -30,6 +30,16 @@ def test_fit_save_then_embed_new_data(tmp_path, capsys):
     assert "written:" in capsys.readouterr().out
 
 
+def test_neighbour_options_reach_the_estimator(tmp_path):
+    np.save(tmp_path / "x.npy", X)
+    argv = ["embed", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy"), *FAST]
+    assert main([*argv, "--save", str(tmp_path / "m"), "--neighbor-weight", "0", "--n-neighbors", "4"]) == 0
+    est = VAEEmbedder.load(tmp_path / "m")
+    assert est.neighbor_weight == 0.0 and est.n_neighbors == 4
+    assert VAEEmbedder(max_epochs=2, random_state=3, neighbor_weight=0.0).fit(X).transform(X) == pytest.approx(
+        np.load(tmp_path / "z.npy"), abs=1e-6)
+
+
 def test_npz_csv_and_directory_inputs_agree(tmp_path):
     np.savez(tmp_path / "x.npz", x=X, y=np.zeros(len(X)))
     np.savetxt(tmp_path / "x.csv", X, delimiter=",", header=",".join(f"f{i}" for i in range(6)), comments="", fmt="%.9g")

@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--posterior", default="iaf", choices=["iaf", "gaussian"])
     p.add_argument("--prior", default="mixture", choices=["mixture", "standard"])
     p.add_argument("--likelihood", default="gaussian", choices=["gaussian", "gaussian_predicted", "bernoulli"])
+    p.add_argument("--neighbor-weight", type=float, default=0.4,
+                   help="weight per feature of the k-NN neighbour term (0: the plain VAE; see VAEEmbedder)")
+    p.add_argument("--n-neighbors", type=int, default=15, help="neighbours per example in the term's k-NN graph")
     p.add_argument("--no-normalization", action="store_true", help="do not standardise features (needed for bernoulli)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -124,7 +127,7 @@ def main(argv: Sequence[str]) -> None:
         est = VAEEmbedder(a.n_components, posterior=a.posterior, prior=a.prior, likelihood=a.likelihood,
                           feature_normalization=not a.no_normalization, batch_size=a.batch_size,
                           learning_rate=a.learning_rate, max_epochs=a.max_epochs, device=a.device, random_state=a.seed,
-                          verbose=0 if a.quiet else 1)
+                          verbose=0 if a.quiet else 1, neighbor_weight=a.neighbor_weight, n_neighbors=a.n_neighbors)
     Z = est.transform(X) if a.model is not None else est.fit(X).transform(X)
     if labels is not None and len(labels) != len(Z):
         raise CLIError(f"--labels has {len(labels)} entries but DATA has {len(Z)} examples")
