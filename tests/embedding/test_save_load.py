@@ -75,6 +75,10 @@ def test_load_errors(fitted, tmp_path):
     (path / "embedder.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="does not match the configuration"):
         VAEEmbedder.load(path)
+    config["params"]["perplexity"] = 5.0  # a parameter of an older VAEEmbedder
+    (path / "embedder.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"does not know: \['perplexity'\]"):
+        VAEEmbedder.load(path)
     (path / "embedder.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not valid JSON"):
         VAEEmbedder.load(path)

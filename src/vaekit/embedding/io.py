@@ -151,6 +151,10 @@ def load(path: str | os.PathLike[str], device: str | None = None) -> VAEEmbedder
         raise ValueError(f"{path / CONFIG} is not a vaekit VAEEmbedder (format {config.get('format')!r}, version "
                          f"{config.get('version')!r}; expected {FORMAT!r}, {VERSION})")
     params, fitted = dict(config["params"]), config["fitted"]
+    unknown = sorted(set(params) - set(VAEEmbedder().get_params()))
+    if unknown:
+        raise ValueError(f"{path / CONFIG} has parameters this vaekit's VAEEmbedder does not know: {unknown} (saved by "
+                         f"another vaekit version?); known: {sorted(VAEEmbedder().get_params())}")
     if params.get("hidden_layers") is not None:
         params["hidden_layers"] = tuple(params["hidden_layers"])
     if device is not None:
