@@ -156,7 +156,8 @@ def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> NeighborTerm 
     rows = np.sort(np.random.default_rng(seed).permutation(data.train)[:N_PCA_ROWS])
     projection = data.scale[:, None] * pca_projection(data.rows(rows) * data.scale)
     y = torch.cat([data.rows(data.train[i:i + 4096]) @ projection for i in range(0, n_train, 4096)])
-    return NeighborTerm(float(est.neighbor_weight) * data.source.n_features, knn_graph(y, min(int(est.n_neighbors), n_train - 1), seed=seed).cpu())
+    graph = knn_graph(y, min(int(est.n_neighbors), n_train - 1), seed=seed).cpu()
+    return NeighborTerm(float(est.neighbor_weight) * data.source.n_features, graph)
 
 
 def _check_unit_interval(source: ArraySource | Any) -> None:

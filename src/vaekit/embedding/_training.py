@@ -116,8 +116,8 @@ def run_epochs(model: VAE, optimizer: torch.optim.Optimizer, data: TrainData, st
     after ``n_iter_no_change`` such epochs or once the rate falls below ``min_lr``.
     With a neighbour ``term``, every batch holds ``batch_size // 2`` anchors of the epoch's
     order followed by one k-NN partner of each (:meth:`NeighborTerm.expand`), and the term
-    is added to the step's loss (not to the monitored validation loss). A ``KeyboardInterrupt`` propagates after the state is consistent (the caller keeps
-    the model).
+    is added to the step's loss (not to the monitored validation loss). A
+    ``KeyboardInterrupt`` propagates after the state is consistent (the caller keeps the model).
     """
     patience = max(1, n_iter_no_change // 2)
     for _ in range(n_epochs):

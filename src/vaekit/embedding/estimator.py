@@ -122,7 +122,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Column names, when fitted on a DataFrame with string column names.
     history_ : list of dict
-        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (negative ELBO in nats per example of the
+        Per epoch: ``epoch``, ``train_loss`` (the training objective: negative ELBO per example
+        plus the neighbour term), ``val_loss`` (negative ELBO in nats per example of the
         standardised data), ``lr``, ``skipped_steps`` (non-finite steps skipped), ``grad_norm``.
     n_iter_ : int
         Epochs trained (over all warm-started calls).
