@@ -59,6 +59,11 @@ def test_pair_kl_matches_hand_computed_value():
     assert pair_kl(z, 2).item() == pytest.approx(expected, rel=1e-12)
 
 
+def test_pair_kl_closed_form_gradient_matches_finite_differences():
+    z = torch.randn(9, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: pair_kl(z, 3), (z,))  # rows 6..8 only enter the normalisation
+
+
 def test_pair_kl_gradient_pulls_pairs_together_and_pushes_others_apart():
     z = torch.tensor([[0.0], [10.0], [3.0], [13.0]], requires_grad=True)  # pairs (0, 2) and (1, 3)
     pair_kl(z, 2).backward()

@@ -76,12 +76,21 @@ class LoopState:
 
 def _step(model: VAE, optimizer: torch.optim.Optimizer, x: Tensor,
           term: NeighborTerm | None = None) -> tuple[float, float] | None:
-    """One gradient step on ``-mean ELBO`` (plus ``term`` of the embeddings); returns (loss, grad norm), or None when skipped."""
+    """One gradient step on ``-mean ELBO`` (plus ``term``); returns (loss, grad norm), or None when skipped.
+
+    With a neighbour ``term``, ``x`` is anchors then their partners (:meth:`NeighborTerm.expand`):
+    one encoder pass gives every row's embedding for the term, and the ELBO is taken over the
+    anchors only, so each training row enters the ELBO once per epoch as without the term.
+    """
     optimizer.zero_grad(set_to_none=True)
-    q = model.encode(x)[model.latent_name]
-    loss = -model.elbo_terms(x, posterior=q).elbo.mean()
-    if term is not None:
-        loss = loss + term(embedding_of(q))
+    if term is None:
+        loss = -model.elbo_terms(x).elbo.mean()
+    else:
+        anchors = x.shape[0] - x.shape[0] // 2
+        features = model._features(x)
+        q_anchors = model.posterior(features[:anchors])
+        loss = -model.elbo_terms(x[:anchors], posterior=q_anchors).elbo.mean()
+        loss = loss + term(embedding_of(model.posterior(features)))
     if not torch.isfinite(loss):
         return None
     loss.backward()

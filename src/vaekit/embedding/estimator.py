@@ -68,7 +68,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     learning_rate : float, default=2e-3
         Initial Adam learning rate.
     max_epochs : int or None, default=None
-        Epochs per ``fit`` call. None: enough for about 2,000 gradient steps, within [10, 500].
+        Epochs per ``fit`` call. None: enough for about 2,000 gradient steps (1,500 with the
+        neighbour term), within [5, 500].
     lr_schedule : {"plateau", "constant"}, default="plateau"
         Halve the rate when the monitored loss stalls for ``n_iter_no_change // 2`` epochs.
     early_stopping : bool, default=True
