@@ -97,7 +97,7 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
                          torch.as_tensor(scale, dtype=torch.float32, device=device), device)
         if isinstance(source, ArraySource) and not isinstance(source.array, np.memmap):
             data.cache = data.normalise(torch.from_numpy(source.array).to(device))
-        optimizer = torch.optim.Adam(model.parameters(), lr=est.learning_rate)
+        optimizer = adam(model.parameters(), est.learning_rate)
         history = list(est.history_) if continuing else []
         state = LoopState(lr=getattr(est, "_loop_lr", est.learning_rate) if continuing else est.learning_rate,
                           history=history)
@@ -171,6 +171,15 @@ def _check_unit_interval(source: ArraySource | Any) -> None:
             raise ValueError(f"likelihood='bernoulli' needs data in [0, 1], but {source.description} has values in "
                              f"[{block.min():.3g}, {block.max():.3g}] (rows {start}..); scale them, or use "
                              "likelihood='gaussian' with feature_normalization=True")
+
+
+def adam(params: Any, lr: float) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step where this torch supports it (CPU from torch 2.4; ~5% of a step)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without a fused Adam
+        return torch.optim.Adam(params, lr=lr)
 
 
 def resolve_max_epochs(max_epochs: int | None, n_train: int, batch_size: int, steps: int = 2000) -> int:
