@@ -146,22 +146,35 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_usable_embedder(monkeypatch):
     assert est.n_iter_ == 3
 
 
-def test_non_finite_steps_are_skipped(monkeypatch):
+@pytest.mark.parametrize("neighbor_weight", [0.0, 0.4])
+def test_non_finite_steps_are_skipped(monkeypatch, neighbor_weight):
     from vaekit.models.vae import VAE
 
-    real = VAE.elbo_terms
     calls = {"n": 0}
 
-    def poisoned(self, x, posterior=None):
+    def poison(elbo):
         calls["n"] += 1
-        terms = real(self, x, posterior)
-        if calls["n"] in (1, 3):
-            terms.rec = terms.rec * float("nan")
-        return terms
+        return elbo * float("nan") if calls["n"] in (1, 3) else elbo
 
-    monkeypatch.setattr(VAE, "elbo_terms", poisoned)
-    est = tiny(max_epochs=2, early_stopping=False).fit(X)
-    assert sum(h["skipped_steps"] for h in est.history_) >= 1
+    if neighbor_weight == 0:  # the plain step takes VAE.elbo_terms
+        real = VAE.elbo_terms
+
+        def poisoned(self, x, posterior=None):
+            terms = real(self, x, posterior)
+            terms.rec = poison(terms.rec)
+            return terms
+
+        monkeypatch.setattr(VAE, "elbo_terms", poisoned)
+    else:  # the neighbour step takes the anchors' ELBO with the embeddings
+        real_anchor = _training.anchor_elbo_and_embedding
+
+        def poisoned_anchor(model, x, n_anchors):
+            elbo, z = real_anchor(model, x, n_anchors)
+            return poison(elbo), z
+
+        monkeypatch.setattr(_training, "anchor_elbo_and_embedding", poisoned_anchor)
+    est = tiny(max_epochs=2, early_stopping=False, neighbor_weight=neighbor_weight).fit(X)
+    assert calls["n"] > 3 and sum(h["skipped_steps"] for h in est.history_) == 2
     assert all(torch.isfinite(p).all() for p in est.model_.parameters())
 
 

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..models.vae import VAE
 from ..nn import eval_mode
-from ._model import embedding_of
+from ._model import anchor_elbo_and_embedding
 from ._neighbors import NeighborTerm
 from .inputs import Source, batches
 
@@ -79,18 +79,16 @@ def _step(model: VAE, optimizer: torch.optim.Optimizer, x: Tensor,
     """One gradient step on ``-mean ELBO`` (plus ``term``); returns (loss, grad norm), or None when skipped.
 
     With a neighbour ``term``, ``x`` is anchors then their partners (:meth:`NeighborTerm.expand`):
-    one encoder pass gives every row's embedding for the term, and the ELBO is taken over the
-    anchors only, so each training row enters the ELBO once per epoch as without the term.
+    one encoder and flow pass gives every row's embedding for the term and the anchors' ELBO
+    (:func:`anchor_elbo_and_embedding`); the ELBO is taken over the anchors only, so each
+    training row enters it once per epoch, as without the term.
     """
     optimizer.zero_grad(set_to_none=True)
     if term is None:
         loss = -model.elbo_terms(x).elbo.mean()
     else:
-        anchors = x.shape[0] - x.shape[0] // 2
-        features = model._features(x)
-        q_anchors = model.posterior(features[:anchors])
-        loss = -model.elbo_terms(x[:anchors], posterior=q_anchors).elbo.mean()
-        loss = loss + term(embedding_of(model.posterior(features)))
+        elbo, z = anchor_elbo_and_embedding(model, x, x.shape[0] - x.shape[0] // 2)
+        loss = -elbo.mean() + term(z)
     if not torch.isfinite(loss):
         return None
     loss.backward()
