@@ -249,7 +249,8 @@ def run_section(name: str, cfg: dict) -> dict | list:
     if name == "writers":
         return classification("writers", writers_data(cfg), lambda: ImageCNN(n_classes=10, size=cfg["cnn"]), cfg)
     if name == "shakespeare":
-        data = ShakespeareRoles(max_groups=cfg["max_groups"], max_windows_per_group=cfg["max_windows_per_group"], split=cfg["split"], seed=0)
+        data = ShakespeareRoles(max_groups=cfg["max_groups"], max_windows_per_group=cfg["max_windows_per_group"],
+                                split=cfg["split"], seed=0)
         data.setup()
         return classification("shakespeare", data, lambda: CharLSTM(hidden=cfg["hidden"]), cfg)
     return new_hsb(cfg) if name == "new_hsb" else new_writers(cfg)
