@@ -116,9 +116,9 @@ def run_vaekit(xtr: np.ndarray, xte: np.ndarray, args: argparse.Namespace, **ove
     _, fit_s = _timed(lambda: est.fit(xtr))
     ztr, embed_s = _timed(lambda: np.asarray(est.transform(xtr)))
     zte, transform_s = _timed(lambda: np.asarray(est.transform(xte)))
-    if args.save_model:
+    if args.save_model and not overrides:  # the default estimator's model and picture, not vaekit_plain's
         est.save(args.save_model)
-    if args.plot:
+    if args.plot and not overrides:
         figure(est, zte, args.labels_test, args.plot)
     params = est.get_params()
     settings = {"params": {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, list, type(None)))},
@@ -283,8 +283,8 @@ def main(argv: list[str] | None = None) -> None:
                         "with other jobs pass 1, since oversubscribed threads made its small matrix products 10-40x slower)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vaekit-args", default="{}", help="JSON of extra VAEEmbedder arguments")
-    p.add_argument("--save-model", default=None, help="save the fitted VAEEmbedder here (VAEEmbedder.save)")
-    p.add_argument("--plot", default=None, help="PNG of the VAEEmbedder's test embedding and latent grid")
+    p.add_argument("--save-model", default=None, help="save the fitted default VAEEmbedder (method vaekit) here")
+    p.add_argument("--plot", default=None, help="PNG of the default VAEEmbedder's test embedding and latent grid")
     p.add_argument("--data-root", default=None, help="folder holding mnist/mnist.npz (else $VAEKIT_DATA)")
     p.add_argument("--out-dir", default=str(HERE / "results"))
     p.add_argument("--name", default=None, help="results file stem (default embedding_cpu[_quick])")
@@ -347,8 +347,8 @@ def main(argv: list[str] | None = None) -> None:
               f"Machine: {info['cpu']}, {info['cores']} cores; {args.threads} threads for UMAP (numba) and openTSNE, "
               f"{args.torch_threads} torch thread(s) for vaekit; 1-minute load average "
               f"{load_before:.2f} before, {info['load_avg_1min_after']:.2f} after"
-              + (". The machine was shared with other jobs while this ran, so the times are noisy (longer than on an "
-                 "idle machine).\n" if load_before > 0.7 else " (no other jobs running).\n") +
+              + (": above 0.7, so other jobs (or the tail of an earlier one) may have shared the machine and the times "
+                 "may be longer than on an idle one.\n" if load_before > 0.7 else " (an idle machine).\n") +
               f"Versions: torch {v['torch']}, umap-learn {v['umap-learn']}, openTSNE {v['openTSNE']}, "
               f"scikit-learn {v['scikit-learn']}, numba {v['numba']}, numpy {v['numpy']}, Python {v['python']}. "
               f"vaekit commit {info['commit']}; {info['date']}.\n"
