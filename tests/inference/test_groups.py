@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 
@@ -82,6 +83,21 @@ def test_data_efficiency_curve_and_amortized_encoder(trained):
     assert val[("prior", 1)] == val[("prior", 20)]
     assert val[("optimize", 20)] < val[("optimize", 1)] and val[("optimize", 5)] < 0.6 * val[("prior", 5)]
     assert val[("amortized", 20)] < 0.8 * val[("prior", 20)]
+
+
+def test_encoder_targets_posterior_table_and_elbo(trained):
+    model, train, _, _ = trained
+    model = copy.deepcopy(model)  # the module's model keeps its own encoder
+    with pytest.raises(ValueError, match="target must be 'posterior' or 'elbo'"):
+        fit_group_encoder(model, train, steps=1, target="magic")
+    fit_group_encoder(model, train, steps=120, lr=5e-3, sets_per_step=8, k_max=20, target="posterior")
+    ids = train["groups"][:, 0]
+    locs = torch.stack([amortized_new_group(model, train["x"][ids == j][:20], train["y"][ids == j][:20]).loc[0]
+                        for j in range(SEEN)])
+    table = model.latent.loc[0][:SEEN, 0].detach()
+    assert torch.corrcoef(torch.stack([locs, table]))[0, 1] > 0.9  # 20 examples: close to the learnt posteriors
+    losses = fit_group_encoder(model, train, steps=60, lr=5e-3, sets_per_step=8, target="elbo")
+    assert sum(losses[-15:]) < sum(losses[:15])
 
 
 def test_new_group_errors(trained):

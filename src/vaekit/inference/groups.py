@@ -159,25 +159,37 @@ def amortized_new_group(model: GroupPredictor, x: Tensor, y: Tensor, *, assign_t
 
 
 def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, steps: int = 300, lr: float = 1e-3,
-                      k_max: int = 20, sets_per_step: int = 16, seed: int = 0) -> list[float]:
+                      k_max: int = 20, sets_per_step: int = 16, target: Literal["posterior", "elbo"] = "posterior",
+                      seed: int = 0) -> list[float]:
     """Train the model's set encoder on random subsets of training groups (network frozen).
 
     Each step draws ``sets_per_step`` level-0 groups and for each a random subset of
-    ``1..k_max`` of its examples, and maximises the subset's ELBO under the encoder's
-    posterior (the amortized version of :func:`infer_new_group`), per example.
+    ``1..k_max`` of its examples, and fits the encoder's posterior ``r`` for that subset:
+
+    - ``target="posterior"`` (default): minimise ``KL(q_g || r)``, where ``q_g`` is the
+      group's posterior learnt in training (its row of the model's table). Averaged over
+      groups and subsets, the best ``r`` for a subset is the moment-matched mixture of the
+      training groups' posteriors consistent with it: amortized inference learnt from the
+      groups the model already knows. It keeps working when the network fits the training
+      examples almost perfectly, which leaves their likelihood nothing to teach.
+    - ``target="elbo"``: maximise the subset's own ELBO under ``r`` (the amortized version
+      of :func:`infer_new_group`), per example.
 
     Returns
     -------
     list of float
         The loss of each step.
     """
+    if target not in ("posterior", "elbo"):
+        raise ValueError(f"target must be 'posterior' or 'elbo', got {target!r}")
     i = _latent_index(model, 0)
     enc = _encoder(model)
     steps, k_max, sets_per_step = check_int("steps", steps), check_int("k_max", k_max), check_int("sets_per_step", sets_per_step)
     x, y, groups = model._unpack(train)
     g = torch.Generator().manual_seed(seed)
     ids = groups[:, 0]
-    members = [torch.nonzero(ids == j).flatten() for j in torch.unique(ids).tolist()]
+    known = torch.unique(ids)
+    members = [torch.nonzero(ids == j).flatten() for j in known.tolist()]
     if not members:
         raise ValueError("train has no examples")
     opt = torch.optim.Adam(enc.parameters(), lr=check_float("lr", lr, 0, low_open=True))
@@ -185,6 +197,8 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
     losses = []
     with eval_mode(model):
         mu0, s0 = (t.detach() for t in model.latent.prior_params(i))
+        table = model.latent.posterior(i)
+        table = Normal(table.loc.detach(), table.scale.detach())
         for _ in range(steps):
             loss = 0.0
             for j in torch.randint(len(members), (sets_per_step,), generator=g).tolist():
@@ -192,6 +206,10 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
                 k = int(torch.randint(1, min(k_max, len(m)) + 1, (1,), generator=g))
                 idx = m[torch.randperm(len(m), generator=g)[:k]]
                 loc, scale = enc(_set_features(model, x[idx], y[idx]))
+                if target == "posterior":
+                    row = int(known[j])
+                    loss = loss + kl_divergence(Normal(table.loc[row], table.scale[row]), Normal(loc, scale)).sum()
+                    continue
                 z = loc + scale * torch.randn(loc.shape, generator=g).to(loc)
                 zs = _other_latents(model, k, groups[idx])
                 elbo = _log_lik(model, x[idx], y[idx], zs, i, z).sum() - kl_divergence(Normal(loc, scale), Normal(mu0, s0)).sum()
