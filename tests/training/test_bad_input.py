@@ -29,6 +29,8 @@ from vaekit.training import RunDir, Trainer
     ({"val_every_steps": 0}, "val_every_steps must be an int >= 1, got 0"),
     ({"monitor_mode": "up"}, r"monitor_mode must be one of \['min', 'max'\], got 'up'"),
     ({"max_consecutive_skips": True}, "max_consecutive_skips must be an int >= 1, got True"),
+    ({"lr_multipliers": {"dec": 0.0}}, r"lr_multipliers\['dec'\] must be a finite number > 0.0, got 0.0"),
+    ({"lr_multipliers": ["dec"]}, "lr_multipliers must be a dict of parameter-name prefixes to factors"),
 ])
 def test_constructor_rejects(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -160,3 +162,9 @@ def test_non_binary_examples_anywhere_in_the_data_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="data.train is not binary"):
         Trainer(max_epochs=1, batch_size=10, progress_bar=False, root_dir=str(tmp_path)).fit(mlp_vae([6], 2, [4]), data)
     assert not any(tmp_path.iterdir())
+
+
+def test_lr_multiplier_prefix_that_matches_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"match no trainable parameter of TinyVAE: \['decoder'\]; .*\['dec', 'enc', 'log_sigma'\]"):
+        _trainer(tmp_path, lr_multipliers={"decoder": 2.0}).fit(TinyVAE(), make_data())
+    assert _nothing_written(tmp_path)

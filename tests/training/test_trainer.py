@@ -164,3 +164,13 @@ def test_get_params_round_trips_through_the_constructor() -> None:
     again = Trainer(**t.get_params())
     assert again.get_params() == t.get_params()
     assert repr(t) == "Trainer(max_epochs=7, adam_betas=[0.5, 0.9], lr_schedule='cosine', devices=[0])"
+
+
+def test_lr_multipliers_scale_the_rate_of_a_submodule(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TinyVAE()
+    start = weights(model)
+    _fit(tmp_path, model, max_epochs=2, lr=1e-2, lr_schedule="cosine", lr_multipliers={"dec": 1e-4, "enc.bias": 3.0})
+    moved = {k: float((v - start[k]).abs().max()) for k, v in weights(model).items()}
+    # Adam's first steps move each weight by about the rate: 1e-6 for the decoder, 3e-2 for the encoder's bias
+    assert moved["dec.weight"] < 1e-4 < 1e-3 < moved["enc.weight"] < moved["enc.bias"], moved

@@ -23,7 +23,7 @@ from .ema import EMA
 from .evaluate import evaluate_objective
 from .loggers import LOGGER_NAME, MetricsWriter, append_table, log_to_file, truncate_tables, progress_bar
 from .rundir import RunDir
-from .schedules import LRSchedule
+from .schedules import LRSchedule, lr_groups
 from .state import FitResult, LoopState
 
 if TYPE_CHECKING:
@@ -85,15 +85,16 @@ class FitLoop:
         self.params = params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"{type(model).__name__} has no trainable parameters")
+        groups = lr_groups(model, t.lr_multipliers)  # each with its "lr_mult" (LRSchedule.apply)
         cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
         # fused Adam: one kernel for every parameter (CUDA; CPU since torch 2.4): ~15% faster steps on small models
         self.fused = fabric.device.type in ("cuda", "cpu") and all(p.dtype.is_floating_point for p in params)
         try:
-            self.optimizer = cls(params, lr=t.lr, betas=t.adam_betas, eps=t.adam_eps, weight_decay=t.weight_decay,
+            self.optimizer = cls(groups, lr=t.lr, betas=t.adam_betas, eps=t.adam_eps, weight_decay=t.weight_decay,
                                  **({"fused": True} if self.fused else {}))
         except (RuntimeError, TypeError):  # an older torch without fused Adam on this device
             self.fused = False
-            self.optimizer = cls(params, lr=t.lr, betas=t.adam_betas, eps=t.adam_eps, weight_decay=t.weight_decay)
+            self.optimizer = cls(groups, lr=t.lr, betas=t.adam_betas, eps=t.adam_eps, weight_decay=t.weight_decay)
         self.fopt = fabric.setup_optimizers(self.optimizer)
         if isinstance(self.train, (Tensor, dict)):
             self.batches: IndexBatches | LoaderBatches = IndexBatches(

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+from torch import nn
 from torch.optim import Optimizer
 
-__all__ = ["LRSchedule", "SCHEDULES", "cosine_lr", "iwae_lr", "iwae_stage"]
+__all__ = ["LRSchedule", "SCHEDULES", "cosine_lr", "iwae_lr", "iwae_stage", "lr_groups"]
 
 #: Names accepted by :class:`LRSchedule`.
 SCHEDULES = ("constant", "cosine", "plateau", "iwae")
@@ -130,10 +131,10 @@ class LRSchedule:
         return self.base_lr
 
     def apply(self, optimizer: Optimizer, step: int, epoch: int) -> float:
-        """Set the learning rate of every parameter group; returns it."""
+        """Set the learning rate of every parameter group (times its ``lr_mult``, if any); returns the base rate."""
         lr = self.lr(step, epoch)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
 
     def observe(self, value: float) -> bool:
@@ -166,3 +167,24 @@ class LRSchedule:
 
     def __repr__(self) -> str:
         return f"LRSchedule({self.kind!r}, base_lr={self.base_lr}, total_steps={self.total_steps}, min_lr={self.min_lr})"
+
+
+def lr_groups(model: nn.Module, multipliers: dict[str, float] | None) -> list[dict[str, Any]]:
+    """The model's trainable parameters as optimizer groups ``{"params", "lr_mult"}`` (see ``Trainer(lr_multipliers)``).
+
+    >>> groups = lr_groups(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1)), {"1": 10.0})
+    >>> [(g["lr_mult"], len(g["params"])) for g in groups]
+    [(1.0, 2), (10.0, 2)]
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    multipliers = multipliers or {}
+    unused = [k for k in multipliers if not any(n == k or n.startswith(k + ".") for n, _ in named)]
+    if unused:
+        top = sorted({n.split(".")[0] for n, _ in named})
+        raise ValueError(f"lr_multipliers has prefixes that match no trainable parameter of {type(model).__name__}: "
+                         f"{unused}; its top-level parameter names start with {top}")
+    by_mult: dict[float, list[Any]] = {}
+    for name, param in named:
+        keys = [k for k in multipliers if name == k or name.startswith(k + ".")]
+        by_mult.setdefault(multipliers[max(keys, key=len)] if keys else 1.0, []).append(param)
+    return [{"params": params, "lr_mult": mult} for mult, params in by_mult.items()]

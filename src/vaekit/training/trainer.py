@@ -15,7 +15,7 @@ from .._recording import update_recorded_args
 from .batches import batch_len, check_batch_dict, take
 from .checkpoint import load_checkpoint, shape_mismatches, to_plain
 from .rundir import RunDir
-from .schedules import SCHEDULES
+from .schedules import SCHEDULES, lr_groups
 from .state import FitResult
 
 __all__ = ["Trainer"]
@@ -54,6 +54,12 @@ class Trainer:
         Adam or AdamW (fused kernels on CUDA).
     lr : float
         Base learning rate.
+    lr_multipliers : dict of str to float, optional
+        Learning-rate factors for parts of the model, keyed by parameter-name prefix (a
+        submodule's name as in ``model.named_parameters()``, e.g. ``{"latent": 10.0}`` for a
+        :class:`~vaekit.models.group.GroupPredictor`'s group posteriors): those parameters learn
+        at ``factor`` times the scheduled rate (the longest matching prefix wins). Every prefix
+        must match a parameter (checked before anything is written).
     weight_decay : float
         L2 penalty (Adam) or decoupled weight decay (AdamW).
     adam_eps : float
@@ -144,7 +150,8 @@ class Trainer:
 
     def __init__(self, *, max_epochs: int = 10, max_steps: int | None = None, batch_size: int = 100,
                  eval_batch_size: int | None = None, drop_last: bool = False, num_workers: int = 0,
-                 optimizer: Literal["adam", "adamw"] = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
+                 optimizer: Literal["adam", "adamw"] = "adam", lr: float = 1e-3,
+                 lr_multipliers: dict[str, float] | None = None, weight_decay: float = 0.0,
                  adam_eps: float = 1e-8, adam_betas: tuple[float, float] = (0.9, 0.999),
                  lr_schedule: Literal["constant", "cosine", "plateau", "iwae"] = "constant",
                  plateau_patience: int = 10, plateau_factor: float = 0.5, min_lr: float = 0.0,
@@ -176,6 +183,12 @@ class Trainer:
         _choice("precision", precision, _PRECISIONS)
         _choice("monitor_mode", monitor_mode, ("min", "max"))
         _float("lr", lr, 0.0, strict=True)
+        if lr_multipliers is not None:
+            if not isinstance(lr_multipliers, dict) or not all(isinstance(k, str) and k for k in lr_multipliers):
+                raise ValueError(f"lr_multipliers must be a dict of parameter-name prefixes to factors, e.g. "
+                                 f"{{'latent': 10.0}}, got {lr_multipliers!r}")
+            for key, factor in lr_multipliers.items():
+                _float(f"lr_multipliers[{key!r}]", factor, 0.0, strict=True)
         _float("weight_decay", weight_decay, 0.0)
         _float("adam_eps", adam_eps, 0.0, strict=True)
         _float("min_lr", min_lr, 0.0)
@@ -199,6 +212,7 @@ class Trainer:
         self.max_epochs, self.max_steps, self.batch_size = max_epochs, max_steps, batch_size
         self.eval_batch_size, self.drop_last, self.num_workers = eval_batch_size, bool(drop_last), num_workers
         self.optimizer, self.lr, self.weight_decay, self.adam_eps = optimizer, float(lr), float(weight_decay), float(adam_eps)
+        self.lr_multipliers = None if lr_multipliers is None else {k: float(v) for k, v in lr_multipliers.items()}
         self.adam_betas = (float(adam_betas[0]), float(adam_betas[1]))
         self.lr_schedule, self.plateau_patience, self.plateau_factor = lr_schedule, plateau_patience, float(plateau_factor)
         self.min_lr, self.grad_clip, self.skip_threshold = float(min_lr), grad_clip, skip_threshold
@@ -287,6 +301,7 @@ class Trainer:
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         train, val = self._check_data(data)
         config = self._bind(model, data, config)
+        lr_groups(model, self.lr_multipliers)  # an unknown prefix fails here, before anything is written
         validate = getattr(model, "validate_data", None)
         if callable(validate):  # every example as the model will see it (augmented), without using the RNG
             augment = getattr(data, "augment", None)
@@ -435,3 +450,4 @@ def _float(name: str, value: Any, low: float, strict: bool = False) -> None:
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
