@@ -117,10 +117,8 @@ class VAE(LatentVariableModel):
         return x
 
     # ------------------------------------------------------------------ protocol
-    def elbo_terms(self, x: Tensor, posterior: Distribution | None = None) -> ElboTerms:
-        """The ELBO's terms for ``x`` (see the base class); ``posterior``: ``self.encode(x)[latent_name]`` when the
-        caller already has it (its encoder pass is then shared)."""
-        q = self.encode(x)[self.latent_name] if posterior is None else posterior
+    def elbo_terms(self, x: Tensor) -> ElboTerms:
+        q = self.encode(x)[self.latent_name]
         z, log_q = rsample_and_log_prob(q)
         p = self.prior()
         log_p = p.log_prob(z)
