@@ -17,7 +17,7 @@ from ..models.vae import VAE
 from ..nn import MLP
 from .priors import MixturePrior
 
-__all__ = ["auto_hidden_layers", "build_vae", "posterior_mean", "embedding_of", "anchor_elbo_and_embedding", "row_noise",
+__all__ = ["auto_hidden_layers", "build_vae", "posterior_mean", "anchor_elbo_and_embedding", "row_noise",
            "log_weights_given_noise", "LIKELIHOODS", "PRIORS", "POSTERIOR_NAMES"]
 
 LIKELIHOODS = ("gaussian", "gaussian_predicted", "bernoulli")
@@ -81,14 +81,18 @@ def posterior_mean(vae: VAE, x: Tensor) -> Tensor:
     -------
     Tensor of shape (batch, n_components)
     """
-    return embedding_of(vae.encode(x)[vae.latent_name])
-
-
-def embedding_of(q: Distribution) -> Tensor:
-    """The embedding given the posterior ``q`` (:func:`posterior_mean` without the encoder pass)."""
+    q = vae.encode(x)[vae.latent_name]
     if isinstance(q, FlowDistribution):
         return q._transform(q.base.loc)[0]
     return q.mean
+
+
+def _push(q: Distribution, z0: Tensor) -> tuple[Tensor, Tensor]:
+    """Base points ``z0`` of ``q`` pushed through its flow (if any): ``(z, log q(z))`` by the change of variables."""
+    if not isinstance(q, FlowDistribution):
+        return z0, q.log_prob(z0)
+    z, logdet = q._transform(z0)
+    return z, q.base.log_prob(z0) - logdet
 
 
 def log_weights_given_noise(vae: VAE, x: Tensor, eps: Tensor) -> Tensor:
@@ -111,13 +115,7 @@ def log_weights_given_noise(vae: VAE, x: Tensor, eps: Tensor) -> Tensor:
     """
     q = vae.encode(x)[vae.latent_name]
     base = q.base if isinstance(q, FlowDistribution) else q
-    z0 = base.loc + base.scale * eps
-    log_q = base.log_prob(z0)
-    if isinstance(q, FlowDistribution):
-        z, logdet = q._transform(z0)
-        log_q = log_q - logdet
-    else:
-        z = z0
+    z, log_q = _push(q, base.loc + base.scale * eps)
     return vae.decode(z).log_prob(x) + vae.prior().log_prob(z) - log_q
 
 
@@ -154,14 +152,8 @@ def anchor_elbo_and_embedding(vae: VAE, x: Tensor, n_anchors: int) -> tuple[Tens
     q = vae.posterior(torch.cat([features[:n_anchors], features]))
     base = q.base if isinstance(q, FlowDistribution) else q
     eps = torch.randn_like(base.loc[:n_anchors])
-    z0 = torch.cat([base.loc[:n_anchors] + base.scale[:n_anchors] * eps, base.loc[n_anchors:]])
-    log_q = base.log_prob(z0)[:n_anchors]  # rows past the anchors are the means: not used
-    if isinstance(q, FlowDistribution):
-        z, logdet = q._transform(z0)
-        log_q = log_q - logdet[:n_anchors]
-    else:
-        z = z0
-    elbo = vae.log_joint(x[:n_anchors], {vae.latent_name: z[:n_anchors]}) - log_q
+    z, log_q = _push(q, torch.cat([base.loc[:n_anchors] + base.scale[:n_anchors] * eps, base.loc[n_anchors:]]))
+    elbo = vae.log_joint(x[:n_anchors], {vae.latent_name: z[:n_anchors]}) - log_q[:n_anchors]  # the rest: means
     return elbo, z[n_anchors:]
 
 
