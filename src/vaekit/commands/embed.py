@@ -7,7 +7,11 @@
 
 ``DATA`` is a ``.npy`` file (memory-mapped, streamed), a ``.npz`` archive with an ``x``
 array (or a single array), a ``.csv`` file of numbers (a header line is skipped), or a
-directory tree of ``.npy`` files with one example each (streamed).
+directory tree of ``.npy`` files with one example each (streamed). Whatever its kind, DATA is
+checked as :class:`~vaekit.embedding.VAEEmbedder` checks every input
+(:func:`~vaekit.embedding.inputs.validate_source`): a NaN, an infinity, non-numeric data or
+the wrong number of features for ``--model`` stop the command with exit status 2 and a
+message naming the file and the first bad example and feature, before anything is written.
 """
 
 from __future__ import annotations
@@ -24,7 +28,14 @@ __all__ = ["main", "read_data"]
 
 
 def read_data(path: str | os.PathLike[str]) -> Any:
-    """What :meth:`VAEEmbedder.fit` gets for ``path``: a path to stream (``.npy``, directory) or an array.
+    """What :meth:`VAEEmbedder.fit` gets for ``path``: a path to stream (``.npy``, directory) or an array source.
+
+    Returns
+    -------
+    str or ArraySource
+        The path of a ``.npy`` file or directory (streamed), or the array of an ``.npz`` or
+        ``.csv`` file as an :class:`~vaekit.embedding.inputs.ArraySource` described by the
+        file's path, so that the estimator's errors about its values name the file.
 
     Raises
     ------
@@ -32,6 +43,7 @@ def read_data(path: str | os.PathLike[str]) -> Any:
         Missing file, unknown suffix, an ``.npz`` without a usable array, unreadable CSV.
     """
     from ..cli import CLIError
+    from ..embedding.inputs import ArraySource
 
     p = Path(path)
     if p.is_dir() or p.suffix == ".npy":
@@ -41,12 +53,14 @@ def read_data(path: str | os.PathLike[str]) -> Any:
     if not p.is_file():
         raise FileNotFoundError(f"DATA={os.fspath(path)!r} does not exist")
     if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as archive:
-            keys = list(archive.keys())
-            if "x" in keys:
-                return archive["x"]
-            if len(keys) == 1:
-                return archive[keys[0]]
+        try:
+            with np.load(p, allow_pickle=False) as archive:
+                keys = list(archive.keys())
+                key = "x" if "x" in keys else keys[0] if len(keys) == 1 else None
+                if key is not None:
+                    return ArraySource(archive[key], os.fspath(p))
+        except (OSError, ValueError, EOFError) as e:  # not a zip archive, a damaged one, or an array of objects
+            raise CLIError(f"cannot read {p} as an .npz archive of numeric arrays (no pickles are loaded): {e}") from None
         raise CLIError(f"{p} has arrays {keys}; name the examples 'x' (np.savez(path, x=X))")
     if p.suffix == ".csv":
         with open(p) as f:
@@ -57,7 +71,7 @@ def read_data(path: str | os.PathLike[str]) -> Any:
         except ValueError:
             skip = 1
         try:
-            return np.loadtxt(p, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+            return ArraySource(np.loadtxt(p, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64), os.fspath(p))
         except ValueError as e:
             raise CLIError(f"{p} is not a CSV file of numbers: {e}") from None
     raise CLIError(f"DATA={os.fspath(path)!r}: expected a .npy, .npz or .csv file or a directory of .npy files")

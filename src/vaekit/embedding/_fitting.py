@@ -13,14 +13,14 @@ from sklearn.utils import check_random_state
 
 from . import io
 from ._training import LoopState, TrainData, run_epochs
-from ._model import auto_hidden_layers, build_vae
+from ._model import auto_hidden_layers, build_vae, state_size
 from ._neighbors import N_PCA_ROWS, NeighborTerm, knn_graph, pca_projection
 from .inputs import ArraySource, Source, feature_statistics
 
 if TYPE_CHECKING:
     from .estimator import VAEEmbedder
 
-__all__ = ["fit", "build_model", "resolve_max_epochs", "ARCHITECTURE_PARAMS", "SCALE_FLOOR"]
+__all__ = ["fit", "build_model", "model_size", "resolve_max_epochs", "ARCHITECTURE_PARAMS", "SCALE_FLOOR"]
 
 #: Feature scales below this fraction of the mean scale are raised to it (near-constant features, e.g.
 #: the border pixels of MNIST, would otherwise be blown up to dominate the likelihood).
@@ -95,8 +95,9 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
         data = TrainData(source, np.sort(perm[n_val:]), np.sort(perm[:n_val]),
                          torch.as_tensor(mean, dtype=torch.float32, device=device),
                          torch.as_tensor(scale, dtype=torch.float32, device=device), device)
-        if isinstance(source, ArraySource) and not isinstance(source.array, np.memmap):
-            data.cache = data.normalise(torch.from_numpy(source.array).to(device))
+        if isinstance(source, ArraySource) and not isinstance(source.array, np.memmap):  # in memory: flat float32
+            flat = np.ascontiguousarray(source.array.reshape(len(source), -1), dtype=np.float32)
+            data.cache = data.normalise(torch.from_numpy(flat).to(device))
         optimizer = adam(model.parameters(), est.learning_rate)
         history = list(est.history_) if continuing else []
         state = LoopState(lr=getattr(est, "_loop_lr", est.learning_rate) if continuing else est.learning_rate,
@@ -207,6 +208,12 @@ def build_model(est: VAEEmbedder, n_features: int) -> Any:
     """A fresh VAE for ``est``'s parameters (initialised from torch's global generator)."""
     return build_vae(n_features, est.n_components, hidden_layers_of(est, n_features), est.posterior, est.n_flows,
                      est.prior, est.n_prior_modes, est.likelihood, est.activation, est.dropout)
+
+
+def model_size(est: VAEEmbedder, n_features: int) -> int:
+    """How many numbers (weights and buffers) :func:`build_model` would allocate, computed without building it."""
+    return state_size(n_features, est.n_components, hidden_layers_of(est, n_features), est.posterior, est.n_flows,
+                      est.prior, est.n_prior_modes, est.likelihood)
 
 
 def normalisation(est: VAEEmbedder, source: Source) -> tuple[np.ndarray, np.ndarray]:

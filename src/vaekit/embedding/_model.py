@@ -18,7 +18,7 @@ from ..nn import MLP
 from .priors import MixturePrior
 
 __all__ = ["auto_hidden_layers", "build_vae", "posterior_mean", "anchor_elbo_and_embedding", "row_noise",
-           "log_weights_given_noise", "LIKELIHOODS", "PRIORS", "POSTERIOR_NAMES"]
+           "log_weights_given_noise", "state_size", "flow_hidden", "LIKELIHOODS", "PRIORS", "POSTERIOR_NAMES"]
 
 LIKELIHOODS = ("gaussian", "gaussian_predicted", "bernoulli")
 PRIORS = ("mixture", "standard")
@@ -39,6 +39,11 @@ def auto_hidden_layers(n_features: int, n_components: int) -> tuple[int, int]:
     return max(first, floor), max(first // 2, floor)
 
 
+def flow_hidden(n_components: int) -> int:
+    """Hidden width of each IAF step's MADE network for a ``n_components``-dimensional latent."""
+    return max(64, 4 * n_components)
+
+
 def build_vae(n_features: int, n_components: int, hidden_layers: Sequence[int], posterior: str, n_flows: int,
               prior: str, n_prior_modes: int, likelihood: str, activation: str, dropout: float) -> VAE:
     """An MLP VAE on flat features: encoder ``n_features -> hidden -> posterior``, mirrored decoder.
@@ -55,13 +60,56 @@ def build_vae(n_features: int, n_components: int, hidden_layers: Sequence[int], 
                        "bernoulli": lambda: Bernoulli(strict=False)}[likelihood]()
     encoder = MLP(n_features, hidden[-1], hidden[:-1], activation, dropout=dropout, output_activation=activation)
     if posterior == "iaf":
-        q = make_posterior("iaf", hidden[-1], n_components, n_flows=n_flows, hidden=[max(64, 4 * n_components)],
+        q = make_posterior("iaf", hidden[-1], n_components, n_flows=n_flows, hidden=[flow_hidden(n_components)],
                            activation="elu")
     else:
         q = DiagonalGaussian(hidden[-1], n_components)
     decoder = MLP(n_components, lik.params_per_dim * n_features, hidden[::-1], activation, dropout=dropout)
     p = MixturePrior(n_components, n_prior_modes, spread=1.0, scale=0.5) if prior == "mixture" else None
     return VAE(encoder, q, decoder, lik, [n_features], prior=p)
+
+
+def state_size(n_features: int, n_components: int, hidden_layers: Sequence[int], posterior: str, n_flows: int,
+               prior: str, n_prior_modes: int, likelihood: str) -> int:
+    """How many numbers the state dict of :func:`build_vae` holds (weights and buffers), without building it.
+
+    Exact Python integer arithmetic, so a configuration asking for an absurd model is
+    measured in microseconds and without allocating anything (what
+    :func:`vaekit.embedding.io.load` checks against its budget). Dropout and the
+    activation add nothing.
+
+    Parameters
+    ----------
+    n_features, n_components, hidden_layers, posterior, n_flows, prior, n_prior_modes, likelihood
+        As for :func:`build_vae`.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> vae = build_vae(5, 3, (8, 7), "iaf", 2, "mixture", 4, "gaussian_predicted", "elu", 0.0)
+    >>> state_size(5, 3, (8, 7), "iaf", 2, "mixture", 4, "gaussian_predicted") == sum(
+    ...     v.numel() for v in vae.state_dict().values())
+    True
+    >>> state_size(784, 2, (200_000, 200_000), "iaf", 5, "mixture", 16, "gaussian")
+    80443605059
+    """
+    d, hidden = int(n_components), [int(h) for h in hidden_layers]
+
+    def mlp(sizes: list[int]) -> int:  # nn.Linear weights and biases
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+    per_dim = 2 if likelihood == "gaussian_predicted" else 1
+    total = mlp([int(n_features), *hidden]) + mlp([hidden[-1], 2 * d])  # encoder; base Gaussian (or the posterior)
+    if posterior == "iaf":  # each step: order (d), MADE (d + context) -> m -> 2d with weights, biases and masks
+        m = flow_hidden(d)
+        total += int(n_flows) * (d + 2 * (d + hidden[-1]) * m + m + 2 * m * 2 * d + 2 * d)
+    total += mlp([d, *hidden[::-1], per_dim * int(n_features)])  # decoder
+    total += 1 if likelihood == "gaussian" else 0  # the learned variance
+    total += (2 * d + 1) * int(n_prior_modes) if prior == "mixture" else 0  # means, scales, logits
+    return total
 
 
 def posterior_mean(vae: VAE, x: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ from ..nn import eval_mode
 from ..nn.mlp import ACTIVATIONS
 from . import _training
 from ._model import LIKELIHOODS, POSTERIOR_NAMES, PRIORS, log_weights_given_noise, posterior_mean, row_noise
-from .inputs import ArraySource, Source, as_source, check_array_input
+from .inputs import ArraySource, Source, as_source, check_array_input, validate_source
 
 __all__ = ["VAEEmbedder"]
 
@@ -227,17 +227,27 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return dev
 
     def _read_input(self, X: Any, *, reset: bool) -> Source:
-        """``X`` as a :class:`Source`; records (reset) or checks the feature count and names."""
-        source = as_source(X)
-        if source is None:
-            return ArraySource(check_array_input(self, X, reset=reset))
-        if reset:
+        """``X`` as a checked :class:`Source`; records (reset) or checks the feature count and names.
+
+        Every kind of input goes through :func:`~vaekit.embedding.inputs.validate_source`
+        (dtype, emptiness, feature count, finite values in chunks). If any check fails, the
+        estimator's attributes are left as they were.
+        """
+        names = ("n_features_in_", "feature_names_in_")
+        before = {k: self.__dict__[k] for k in names if k in self.__dict__}
+        try:
+            source = streamed = as_source(X)
+            if source is None:  # in memory: scikit-learn's checks record or compare n_features_in_ and the names
+                source = ArraySource(check_array_input(self, X, reset=reset))
+            validate_source(source, None if reset else self.n_features_in_)
+        except BaseException:
+            for k in names:
+                self.__dict__.pop(k, None)
+            self.__dict__.update(before)
+            raise
+        if reset and streamed is not None:  # streamed data have no column names
             self.n_features_in_ = source.n_features
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        elif source.n_features != self.n_features_in_:
-            raise ValueError(f"X has {source.n_features} features, but VAEEmbedder is expecting "
-                             f"{self.n_features_in_} features as input.")
+            self.__dict__.pop("feature_names_in_", None)
         return source
 
     # ------------------------------------------------------------------ fit
@@ -247,9 +257,12 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), DataFrame, Tensor, numpy.memmap, or str / path
-            In-memory data, a memory-mapped array, a ``.npy`` file (memory-mapped), or a
-            directory tree of ``.npy`` files with one example each (streamed in batches).
+        X : array-like of shape (n_samples, n_features), DataFrame, Tensor, numpy.memmap, str / path, or Source
+            In-memory data, a memory-mapped array, a ``.npy`` file (memory-mapped), a
+            directory tree of ``.npy`` files with one example each (streamed in batches), or a
+            :class:`~vaekit.embedding.inputs.Source`. Every kind is checked the same way
+            (:func:`~vaekit.embedding.inputs.validate_source`): NaN or infinity anywhere is
+            refused with the input's name and the first bad example and feature.
         y : ignored
 
         Returns
@@ -431,8 +444,16 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return save(self, path, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str | None = None) -> VAEEmbedder:
-        """Read an embedder written by :meth:`save` (no pickle; see :func:`vaekit.embedding.io.load`)."""
-        from .io import load
+    def load(cls, path: str | os.PathLike[str], device: str | None = None, *, max_parameters: int | None = None,
+             max_layers: int | None = None) -> VAEEmbedder:
+        """Read an embedder written by :meth:`save` (no pickle; see :func:`vaekit.embedding.io.load`).
 
-        return load(path, device=device)
+        Every file is checked before anything is built: ``embedder.json``'s keys, types and
+        ranges, the model's size against ``max_parameters`` (default 2**31 numbers) and
+        ``max_layers`` (default 1024 hidden layers or flow steps), the weights' recorded
+        SHA-256, tensor names and shapes, and finite values (normalisation scales > 0).
+        """
+        from .io import MAX_LAYERS, MAX_PARAMETERS, load
+
+        return load(path, device=device, max_parameters=MAX_PARAMETERS if max_parameters is None else max_parameters,
+                    max_layers=MAX_LAYERS if max_layers is None else max_layers)

@@ -13,10 +13,17 @@ Every input ends up as a :class:`Source`: ``len(source)`` examples of ``n_featur
 float32 numbers, read by sorted row indices. In-memory arrays are an :class:`ArraySource`
 too, so statistics and training batches are computed by the very same code whichever way
 the data arrive (same data and seed give the same model).
+
+Every source, whatever it came from, is then checked by :func:`validate_source` (numeric
+dtype, at least one example with one feature, the fitted model's feature count, finite
+values read in chunks of :data:`STAT_CHUNK` examples), so a NaN is refused with the same
+message naming the input and the first bad example and feature whether it came in memory,
+memory-mapped, as a file or as a folder.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Source", "ArraySource", "NpyDirectorySource", "as_source", "check_array_input", "feature_statistics"]
+__all__ = ["Source", "ArraySource", "NpyDirectorySource", "as_source", "check_array_input", "validate_source",
+           "check_finite", "feature_statistics"]
 
 #: Rows per chunk of the streaming passes (statistics); fixed so that results never depend on the input kind.
 STAT_CHUNK = 4096
@@ -49,6 +57,10 @@ class Source:
     def rows(self, index: np.ndarray) -> np.ndarray:
         """Examples ``index`` (sorted ints) as a float32 array of shape (len(index), n_features)."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def locate(self, i: int) -> str:
+        """Where example ``i`` is, for messages ("example 5", or its file)."""
+        return f"example {i}"
 
 
 class ArraySource(Source):
@@ -78,7 +90,8 @@ class ArraySource(Source):
             block = self.array[int(index[0]):int(index[-1]) + 1]
         else:
             block = self.array[index]
-        return np.array(block, dtype=np.float32).reshape(len(index), self.n_features)  # a writable copy
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, which validate_source reports
+            return np.array(block, dtype=np.float32).reshape(len(index), self.n_features)  # a writable copy
 
 
 class NpyDirectorySource(Source):
@@ -139,6 +152,9 @@ class NpyDirectorySource(Source):
             out[row] = self._read(int(i)).reshape(-1)
         return out
 
+    def locate(self, i: int) -> str:
+        return f"example {i} ({self.files[i]})"
+
 
 def check_dtype(dtype: np.dtype, name: str) -> None:
     """Raise ``TypeError`` unless ``dtype`` is boolean, integer or real floating point."""
@@ -151,20 +167,26 @@ def check_dtype(dtype: np.dtype, name: str) -> None:
 def as_source(X: Any) -> Source | None:
     """A streaming :class:`Source` for out-of-core ``X``, or None for in-memory data.
 
+    The source is not checked yet: pass it to :func:`validate_source`.
+
     Parameters
     ----------
     X : any
         A directory of ``.npy`` files or the path of a ``.npy`` file (str or path-like),
-        or a ``numpy.memmap``: streamed. Anything else: None (check it with
-        :func:`check_array_input`).
+        or a ``numpy.memmap``: streamed. A :class:`Source` (e.g. an :class:`ArraySource`
+        whose ``description`` names the file it was read from) is returned as it is.
+        Anything else: None (check it with :func:`check_array_input`).
 
     Raises
     ------
     FileNotFoundError
         A path that does not exist.
     ValueError, TypeError
-        A ``.npy`` array with fewer than 2 dimensions or no rows, or non-numeric data.
+        A path that is not a ``.npy`` file or a directory, or a ``.npy`` file that cannot be
+        memory-mapped (not an array file, or an array of Python objects).
     """
+    if isinstance(X, Source):
+        return X
     if isinstance(X, (str, os.PathLike)):
         path = Path(X)
         if path.is_dir():
@@ -180,16 +202,90 @@ def as_source(X: Any) -> Source | None:
             raise ValueError(f"cannot memory-map {path} as a numeric .npy array: {e}") from None
         name = os.fspath(path)
     elif isinstance(X, np.memmap):
-        name = "X (memory-mapped array)"
+        name = f"X (memory-mapped array of {X.filename})" if getattr(X, "filename", None) else "X (memory-mapped array)"
     else:
         return None
-    check_dtype(X.dtype, name)
-    if X.ndim < 2:
-        raise ValueError(f"{name} has shape {X.shape}: expected 2 or more dimensions (n_samples, n_features, ...); "
-                         "reshape a single feature with X.reshape(-1, 1) or a single example with X.reshape(1, -1)")
-    if X.shape[0] == 0 or int(np.prod(X.shape[1:])) == 0:
-        raise ValueError(f"{name} has shape {X.shape}: found an empty array, at least one example with one feature is needed")
     return ArraySource(X, name)
+
+
+def validate_source(source: Source, n_features: int | None = None, chunk: int = STAT_CHUNK) -> Source:
+    """The one check of every input of :class:`~vaekit.embedding.VAEEmbedder`, whatever its kind.
+
+    In order: a numeric dtype and 2 or more dimensions (arrays and memory maps), at least one
+    example with at least one feature, ``n_features`` features (the fitted model's count,
+    when given), then every value finite, read in chunks of ``chunk`` examples (a memory
+    map or a folder is never loaded whole; :func:`check_finite` on each chunk). Every error
+    names ``source.description`` (the argument, or the file or folder it came from) and,
+    for values, the first bad example and feature.
+
+    Parameters
+    ----------
+    source : Source
+    n_features : int or None
+        The feature count the input must have (None: any, e.g. when fitting).
+    chunk : int
+        Examples per read.
+
+    Returns
+    -------
+    Source
+        ``source`` itself.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric data (strings, objects, complex numbers).
+    ValueError
+        Fewer than 2 dimensions, no example or no feature, another feature count, or a NaN
+        or infinite value (also a value beyond float32's range, which becomes infinite).
+
+    Examples
+    --------
+    >>> validate_source(ArraySource(np.ones((3, 2)))).n_features
+    2
+    >>> validate_source(ArraySource(np.array([[1.0, 2.0], [3.0, np.nan]]), "X.npy"))
+    Traceback (most recent call last):
+    ...
+    ValueError: X.npy contains NaN or infinity (first at example 1, feature 1: nan); VAEEmbedder needs finite values...
+    """
+    name = source.description
+    if isinstance(source, ArraySource):
+        array = source.array
+        check_dtype(array.dtype, name)
+        if array.ndim < 2:
+            raise ValueError(f"{name} has shape {array.shape}: expected 2 or more dimensions (n_samples, n_features, ...); "
+                             "reshape a single feature with X.reshape(-1, 1) or a single example with X.reshape(1, -1)")
+        shape = f"shape {array.shape}"
+    else:
+        shape = f"{len(source)} examples of {source.n_features} features"
+    if len(source) == 0 or source.n_features == 0:
+        raise ValueError(f"{name} has {shape}: found an empty array, at least one example with one feature is needed")
+    if n_features is not None and source.n_features != n_features:
+        where = "" if name == "X" else f" ({name})"
+        raise ValueError(f"X has {source.n_features} features, but VAEEmbedder is expecting {n_features} features as "
+                         f"input{where}.")
+    for start in range(0, len(source), chunk):
+        check_finite(source.rows(np.arange(start, min(start + chunk, len(source)))), start, source)
+    return source
+
+
+def check_finite(block: np.ndarray, start: int, source: Source) -> None:
+    """Raise ``ValueError`` naming the first NaN or infinity of ``block``, rows ``start..`` of ``source``.
+
+    Parameters
+    ----------
+    block : ndarray of shape (n, n_features)
+    start : int
+        Index of ``block``'s first row in ``source``.
+    source : Source
+    """
+    bad = ~np.isfinite(block)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        value = float(block[i, j])
+        hint = "" if math.isnan(value) else " (values beyond float32's range, about 3.4e38, count as infinite)"
+        raise ValueError(f"{source.description} contains NaN or infinity (first at {source.locate(start + i)}, feature "
+                         f"{j}: {value}){hint}; VAEEmbedder needs finite values: impute or drop them first")
 
 
 def check_array_input(estimator: Any, X: Any, *, reset: bool) -> np.ndarray:
@@ -197,8 +293,9 @@ def check_array_input(estimator: Any, X: Any, *, reset: bool) -> np.ndarray:
 
     Returns a C-contiguous float32 array of shape (n_samples, n_features). On ``reset``
     records ``n_features_in_`` (and ``feature_names_in_`` for DataFrames) on the
-    estimator; otherwise checks them. Sparse matrices, non-numeric, complex, empty, 1-D
-    and non-finite data raise before anything else happens.
+    estimator; otherwise checks them. Sparse matrices, non-numeric, complex, empty and 1-D
+    data raise before anything else happens. Values are not checked here: NaN and infinity
+    are refused by :func:`validate_source`, as for every other kind of input.
     """
     from scipy import sparse
     from sklearn.utils.validation import validate_data
@@ -216,7 +313,8 @@ def check_array_input(estimator: Any, X: Any, *, reset: bool) -> np.ndarray:
                          "examples with X.reshape(len(X), -1), or pass a memory-mapped array / .npy directory, "
                          "which are flattened per example")
     try:
-        return validate_data(estimator, X, reset=reset, dtype=np.float32, order="C", ensure_min_samples=1)
+        return validate_data(estimator, X, reset=reset, dtype=np.float32, order="C", ensure_min_samples=1,
+                             ensure_all_finite=False)
     except ValueError as e:
         if "could not convert" in str(e) or "dtype='numeric'" in str(e):
             raise TypeError(f"X must hold numeric features: {e}") from None
@@ -254,10 +352,7 @@ def feature_statistics(source: Source, chunk: int = STAT_CHUNK) -> tuple[np.ndar
     n_total, mean, m2 = 0, np.zeros(source.n_features), np.zeros(source.n_features)
     for start in range(0, len(source), chunk):
         block = source.rows(np.arange(start, min(start + chunk, len(source)))).astype(np.float64)
-        if not np.isfinite(block).all():
-            bad = np.argwhere(~np.isfinite(block))[0]
-            raise ValueError(f"{source.description} contains NaN or infinity (first at example {start + bad[0]}, feature "
-                             f"{bad[1]}); VAEEmbedder needs finite values: impute or drop them first")
+        check_finite(block, start, source)
         n, bm = len(block), block.mean(0)
         bm2 = ((block - bm) ** 2).sum(0)
         delta = bm - mean
