@@ -70,3 +70,28 @@ def test_models_without_a_posterior_family_are_refused_up_front():
     model = LinearGaussian(orthogonal_columns(5, 2, [1.0, 2.0]).float(), torch.zeros(5), 0.5)
     with pytest.raises(TypeError, match="single-latent model with an encoder and a posterior family"):
         inference_gaps(model, torch.zeros(2, 5), local_opt=["ffg"])
+
+
+def test_standard_errors_are_over_points_and_paired_for_the_gaps(monkeypatch):
+    """The gaps' errors come from per-point differences: log p and L[q*] that move together give a tiny one."""
+    import math
+
+    from vaekit.inference import IWAEResult, gaps
+    from vaekit.inference.local_opt import LocalOptResult
+
+    model = mlp_vae([6], 2, hidden=[4])
+    x = torch.bernoulli(torch.full((4, 6), 0.5))
+    log_px = torch.tensor([-10.0, -20.0, -30.0, -40.0], dtype=torch.float64)
+    elbo = log_px - torch.tensor([3.0, 3.5, 2.5, 3.0], dtype=torch.float64)
+    star = log_px - torch.tensor([1.0, 1.0, 1.0, 1.0], dtype=torch.float64)  # approximation gap exactly 1 everywhere
+    iw = IWAEResult(log_px, elbo, k=10, batch_size=4, chunk_size=10)
+    fake = LocalOptResult(elbo=star, initial_elbo=elbo, steps=torch.zeros(4, dtype=torch.long),
+                          converged=torch.ones(4, dtype=torch.bool), family="DiagonalGaussian")
+    monkeypatch.setattr(gaps, "optimize_local_posterior", lambda *a, **k: fake)
+    col = inference_gaps(model, x, iwae=iw, local_opt=["ffg"])
+    se = lambda v: float(v.std() / math.sqrt(v.numel()))  # noqa: E731
+    assert col.stderr["log_px"] == pytest.approx(se(log_px)) and col.stderr["elbo"] == pytest.approx(se(elbo))
+    assert col.stderr["local:gaussian"] == pytest.approx(se(star))
+    assert col.approximation_gap == pytest.approx(1.0) and col.stderr["approximation_gap"] == pytest.approx(0.0)
+    assert col.stderr["amortization_gap"] == pytest.approx(se(star - elbo)) and col.stderr["amortization_gap"] > 0
+    assert col.to_dict()["stderr"]["log_px"] == pytest.approx(se(log_px))

@@ -200,10 +200,10 @@ def test_result_to_dict_is_json(orthogonal):
     assert isinstance(one, IWAEResult)
 
 
-def test_progress_bar_reports_examples(orthogonal, capsys):
+def test_progress_bar_reports_sample_example_pairs(orthogonal, capsys):
     iwae_log_likelihood(*orthogonal, k=4, batch_size=8, progress=True)
     err = capsys.readouterr().err
-    assert "IWAE k=4" in err and "40/40" in err
+    assert "IWAE k=4" in err and "160/160" in err
 
 
 # ---------------------------------------------------------------- bad input

@@ -37,6 +37,7 @@ from ..models.base import LatentVariableModel
 from ..nn.modes import eval_mode
 from ._ais_results import AISResult, BDMCResult
 from ._hmc import LatentPacker, anneal
+from .budget import Progress, Work, check_force, check_progress, max_pairs, progress_reporter, too_large
 from .iwae import _DEFAULT_BUDGET, _check_positive_int, _resolve_device
 
 __all__ = ["AISResult", "BDMCResult", "ais_log_likelihood", "ais_schedule", "bdmc", "combine_max", "reverse_ais"]
@@ -99,8 +100,9 @@ def ais_log_likelihood(
     adapt: bool = True,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: Progress = False,
     return_diagnostics: bool = True,
+    force: bool = False,
 ) -> AISResult:
     r"""Estimate ``log p(x)`` of every example by forward AIS with HMC transitions.
 
@@ -142,13 +144,20 @@ def ais_log_likelihood(
     batch_size : int, optional
         Examples per batch (>= 1). Default: all chains of a batch hold at most ``2**22``
         floats of the size of one example on the CPU (``2**28`` on an accelerator).
+        A batch whose chains would not fit in half of the device's memory is refused
+        (:mod:`vaekit.inference.budget`).
     device : str or torch.device, optional
         Where to compute; defaults to the device of the model (which is never moved).
-    progress : bool
-        Show a tqdm progress bar over transitions.
+    progress : bool or callable
+        True: a progress bar with the time left, over the gradient evaluations (plain
+        lines when stderr is not a terminal). A callable is called as
+        ``progress(done, total)``.
     return_diagnostics : bool
         Also record the acceptance rate and step size of every transition (mean over
         examples) in ``result.trace``.
+    force : bool
+        Run even when the ``len(x) * n_chains * (1 + (n_steps - 1) * leapfrog_steps)``
+        gradient evaluations exceed :data:`~vaekit.inference.budget.WORK_BUDGET` (1e10).
 
     Returns
     -------
@@ -159,8 +168,11 @@ def ais_log_likelihood(
     Raises
     ------
     TypeError, ValueError
-        For settings out of range (naming the argument), data the model rejects or a
-        device that is not the model's: all before any work.
+        For settings out of range (naming the argument), data the model rejects, a
+        device that is not the model's or a batch that cannot fit in memory: all before
+        any work.
+    vaekit.inference.budget.WorkBudgetError
+        (a ValueError) When the work exceeds the budget and ``force`` is False.
     RuntimeError
         If the model returns log densities of the wrong shape, or a non-finite estimate.
 
@@ -186,7 +198,9 @@ def ais_log_likelihood(
     """
     settings = _check_settings(n_chains, n_steps, schedule, leapfrog_steps, step_size, target_accept,
                                step_size_bounds, batch_size)
+    progress, force = check_progress(progress), check_force(force)
     model, x, device = _check_model_data(model, x, device, ("log_joint", "log_prior", "sample_prior"))
+    _plan(model, int(x.shape[0]), settings, device, force, "ais_log_likelihood")
     return _run(model, x, None, "forward", settings, adapt, device, progress, return_diagnostics)
 
 
@@ -205,8 +219,9 @@ def reverse_ais(
     adapt: bool = True,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: Progress = False,
     return_diagnostics: bool = True,
+    force: bool = False,
 ) -> AISResult:
     r"""Reverse AIS from exact posterior samples: a stochastic upper bound on ``log p(x)``.
 
@@ -235,8 +250,10 @@ def reverse_ais(
     """
     settings = _check_settings(n_chains, n_steps, schedule, leapfrog_steps, step_size, target_accept,
                                step_size_bounds, batch_size)
+    progress, force = check_progress(progress), check_force(force)
     model, x, device = _check_model_data(model, x, device, ("log_joint", "log_prior"))
     z_init = _check_z_init(z_init, int(x.shape[0]), n_chains)
+    _plan(model, int(x.shape[0]), settings, device, force, "reverse_ais")
     return _run(model, x, z_init, "reverse", settings, adapt, device, progress, return_diagnostics)
 
 
@@ -254,8 +271,9 @@ def bdmc(
     adapt: bool = False,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: Progress = False,
     return_diagnostics: bool = True,
+    force: bool = False,
 ) -> BDMCResult:
     r"""Bidirectional Monte Carlo: bracket ``log p(x)`` on data simulated from the model.
 
@@ -282,11 +300,16 @@ def bdmc(
     -------
     BDMCResult
         The simulated data and latents, both :class:`AISResult` and the per-example gap.
+
+    The work budget counts both directions: ``2 * n_examples * n_chains * (1 + (n_steps - 1)
+    * leapfrog_steps)`` gradient evaluations.
     """
     settings = _check_settings(n_chains, n_steps, schedule, leapfrog_steps, step_size, target_accept,
                                step_size_bounds, batch_size)
     n_examples = _check_positive_int("n_examples", n_examples)
+    progress, force = check_progress(progress), check_force(force)
     model, _, device = _check_model_data(model, None, device, ("log_joint", "log_prior", "sample_prior", "decode"))
+    _plan(model, n_examples, settings, device, force, "bdmc", directions=2)
     with eval_mode(model), torch.no_grad():
         z = {k: v.to(device) for k, v in model.sample_prior(n_examples).items()}
         x = model.decode(z).sample()
@@ -332,6 +355,50 @@ def combine_max(ais: Tensor | AISResult, iwae: Any) -> Tensor:
 
 
 # ---------------------------------------------------------------------------- internals
+def ais_work(n: int, settings: dict[str, Any], estimator: str = "ais_log_likelihood", directions: int = 1) -> Work:
+    """The gradient evaluations of AIS on ``n`` examples (both directions for BDMC), as a :class:`Work`."""
+    chains, steps, leapfrog = settings["n_chains"], settings["n_steps"], settings["leapfrog_steps"]
+    formula = "{n} x {n_chains} x (1 + ({n_steps} - 1) x {leapfrog_steps})"
+    args = {"n": n, "n_chains": chains, "n_steps": steps, "leapfrog_steps": leapfrog}
+    if directions > 1:
+        formula = f"{directions} x {formula}"
+    labels = {"n": "n_examples" if estimator == "bdmc" else "len(x)"}
+    return Work(estimator, formula, args, directions * n * chains * (1 + (steps - 1) * leapfrog), labels)
+
+
+def _plan(model: LatentVariableModel, n: int, settings: dict[str, Any], device: torch.device, force: bool,
+          estimator: str, directions: int = 1) -> None:
+    """Check the work budget and set ``settings["batch_size"]`` so that a batch's chains fit in memory."""
+    ais_work(n, settings, estimator, directions).check(force)
+    chains, shape = settings["n_chains"], tuple(model.data_shape)
+    limit = max_pairs(model, shape, device)  # chains x examples per batch
+    if chains > limit:
+        raise too_large({"n_chains": chains}, limit, "chains", device, optional=False)
+    batch_size = settings["batch_size"]
+    if batch_size is None:
+        budget = _DEFAULT_BUDGET["cpu" if device.type == "cpu" else "accelerator"]
+        batch_size = min(limit // chains, max(1, budget // max(1, math.prod(shape)) // chains))
+    elif min(batch_size, n) * chains > limit:
+        raise too_large({"batch_size": batch_size, "n_chains": chains}, limit // chains, "chains", device)
+    settings["batch_size"] = max(1, min(batch_size, n))
+
+
+class _StepsToPairs:
+    """Turns the once-per-annealing-step updates of :func:`._hmc.anneal` into gradient evaluations.
+
+    A batch's ``pairs`` chain-example pairs cost one evaluation at the start and
+    ``leapfrog`` per transition; there are ``steps`` updates and ``steps - 1`` transitions.
+    """
+
+    def __init__(self, report: Any, pairs: int, leapfrog: int, steps: int) -> None:
+        self.report, self.pairs, self.leapfrog, self.left = report, pairs, leapfrog, steps
+
+    def update(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.left -= 1
+            self.report.update(self.pairs * (self.leapfrog if self.left > 0 else 1))
+
+
 def _check_settings(n_chains: int, n_steps: int, schedule: str, leapfrog_steps: int, step_size: float,
                     target_accept: float, step_size_bounds: Sequence[float], batch_size: int | None) -> dict[str, Any]:
     """Validate the sampler settings; return them as a plain dict."""
@@ -384,21 +451,18 @@ def _run(model: LatentVariableModel, x: Tensor, z_init: dict[str, Tensor] | None
          settings: dict[str, Any], adapt: bool, device: torch.device, progress: bool,
          return_diagnostics: bool) -> AISResult:
     """Run AIS over batches of examples; ``z_init`` (chains, n, ...) only for reverse."""
-    from tqdm.auto import tqdm
-
     n, chains, steps = int(x.shape[0]), settings["n_chains"], settings["n_steps"]
-    batch_size = settings["batch_size"]
-    if batch_size is None:
-        budget = _DEFAULT_BUDGET["cpu" if device.type == "cpu" else "accelerator"]
-        batch_size = max(1, budget // max(1, math.prod(x.shape[1:])) // chains)
-    batch_size = min(batch_size, n)
+    batch_size = min(settings["batch_size"], n)  # chosen by _plan
+    leapfrog = settings["leapfrog_steps"]
     betas = ais_schedule(steps, settings["schedule"])
     if direction == "reverse":
         betas = betas.flip(0)
     parts: dict[str, list[Tensor]] = {"lw": [], "acc": [], "eps": [], "trace_acc": [], "trace_eps": []}
     start_time = time.perf_counter()
     with eval_mode(model):
-        with tqdm(total=math.ceil(n / batch_size) * steps, desc=f"AIS ({direction})", disable=not progress) as bar:
+        total = n * chains * (1 + (steps - 1) * leapfrog)
+        desc = f"AIS ({direction}) {chains} chains x {steps} steps on {n} examples"
+        with progress_reporter(progress, total, desc) as report:
             for lo in range(0, n, batch_size):
                 xb = x[lo:lo + batch_size].to(device)
                 if z_init is None:
@@ -410,6 +474,7 @@ def _run(model: LatentVariableModel, x: Tensor, z_init: dict[str, Tensor] | None
                     zb = {k: v[:, lo:lo + batch_size] for k, v in z_init.items()}
                     packer = LatentPacker(zb, 2)
                     z = packer.pack(zb, 2).to(device)
+                bar = _StepsToPairs(report, chains * int(xb.shape[0]), leapfrog, steps)
                 for key, value in zip(parts, anneal(model, xb, packer, z, betas, settings, adapt, bar)):
                     parts[key].append(value)
     lw = torch.cat(parts["lw"], 1).T  # (n, chains), float64: forward log w or reverse -log u

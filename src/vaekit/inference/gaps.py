@@ -33,11 +33,13 @@ import torch
 from torch import Tensor
 
 from ..distributions import ConditionalDistribution, DiagonalGaussian
+from .._checks import check_int
 from ..models.base import LatentVariableModel
-from .iwae import IWAEResult, iwae_log_likelihood
-from .local_opt import amortized_parts, optimize_local_posterior
+from .budget import Progress, check_force, check_progress
+from .iwae import IWAEResult, iwae_log_likelihood, iwae_work
+from .local_opt import amortized_parts, local_opt_work, optimize_local_posterior
 
-__all__ = ["GapColumn", "inference_gaps", "gap_table", "write_gap_report", "family_name", "LOCAL_ALIASES"]
+__all__ = ["GapColumn", "inference_gaps", "gap_table", "write_gap_report", "family_name", "LOCAL_ALIASES", "check_budgets"]
 
 #: Names accepted for local-optimisation families besides vaekit.distributions.flows.POSTERIORS.
 LOCAL_ALIASES = {"ffg": "gaussian"}
@@ -66,6 +68,10 @@ class GapColumn:
     elbo : float
         :math:`\\mathcal L[q]` of the amortized posterior.
     settings : dict
+    stderr : dict of str to float
+        Standard errors over the test points (``std(ddof=1) / sqrt(n)``) of ``log_px``,
+        ``elbo``, ``local:<family>`` and the two gaps (paired per point); empty when the
+        column was built from means only.
     """
 
     label: str
@@ -78,6 +84,7 @@ class GapColumn:
     local: dict[str, float]
     elbo: float
     settings: dict[str, Any] = field(default_factory=dict)
+    stderr: dict[str, float] = field(default_factory=dict)
 
     @property
     def approximation_gap(self) -> float | None:
@@ -136,7 +143,8 @@ def _local_family(name: str | ConditionalDistribution, model: Any) -> tuple[Cond
 def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence[str] = ("ffg",), iwae_k: int = 5000,
                    ais: dict[str, Any] | None = None, local_opt_kwargs: dict[str, Any] | None = None,
                    label: str | None = None, batch_size: int | None = None,
-                   device: str | torch.device | None = None, iwae: IWAEResult | None = None) -> GapColumn:
+                   device: str | torch.device | None = None, iwae: IWAEResult | None = None,
+                   progress: Progress = False, force: bool = False) -> GapColumn:
     """One column of the gap table for ``model`` on test points ``x``.
 
     Parameters
@@ -164,10 +172,21 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     iwae : IWAEResult, optional
         An IWAE result already computed on the same ``x`` (it is reused instead of
         recomputed).
+    progress : bool or callable
+        Passed to every estimator (a callable sees each estimate from 0 to its total).
+    force : bool
+        Passed to every estimator. Their work budgets are all checked before the first
+        one starts (:mod:`vaekit.inference.budget`).
 
     Returns
     -------
     GapColumn
+
+    Raises
+    ------
+    vaekit.inference.budget.WorkBudgetError
+        (a ValueError) Before any work, when one of the estimates exceeds the work budget
+        and ``force`` is False.
 
     Examples
     --------
@@ -184,28 +203,92 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     _, own_family = amortized_parts(model)  # a clear TypeError before any work for models without a posterior
     families = [(family_name(n) if isinstance(n, ConditionalDistribution) else LOCAL_ALIASES.get(n, n),
                  *_local_family(n, model)) for n in local_opt]  # checks names before any work
+    progress, force = check_progress(progress), check_force(force)
     t0 = time.perf_counter()
     if iwae is not None and iwae.per_example.shape[0] != x.shape[0]:
         raise ValueError(f"iwae holds {iwae.per_example.shape[0]} examples but x has {x.shape[0]}")
-    iw = iwae if iwae is not None else iwae_log_likelihood(model, x, k=iwae_k, batch_size=batch_size, device=device)
+    check_budgets(len(x), iwae_k=None if iwae is not None else iwae_k, ais=ais,
+                  local_opt_kwargs=local_opt_kwargs if families else None, force=force)
+    shared = {"progress": progress, "force": force}
+    iw = iwae if iwae is not None else iwae_log_likelihood(model, x, k=iwae_k, batch_size=batch_size, device=device,
+                                                           **shared)
     iwae_k = iw.k
     log_px, source, ais_mean = iw.per_example, "IWAE", None
     if ais is not None:
         from .ais import ais_log_likelihood, combine_max
 
-        a = ais_log_likelihood(model, x, device=device, **ais)
+        a = ais_log_likelihood(model, x, device=device, **{**shared, **ais})
         ais_mean = a.mean
         log_px, source = combine_max(a, iw), "max(AIS, IWAE)"
     local: dict[str, float] = {}
+    per_point = {"log_px": log_px, "elbo": iw.elbo_per_example}
     for name, family, init in families:
-        res = optimize_local_posterior(model, x, family=family, init=init, device=device, **(local_opt_kwargs or {}))
+        res = optimize_local_posterior(model, x, family=family, init=init, device=device,
+                                       **{**shared, **(local_opt_kwargs or {})})
         local[name] = res.mean
+        per_point[f"local:{name}"] = res.elbo.detach().to("cpu", torch.float64)
     own = family_name(own_family)
+    if f"local:{own}" in per_point:
+        per_point["approximation_gap"] = log_px - per_point[f"local:{own}"]
+        per_point["amortization_gap"] = per_point[f"local:{own}"] - iw.elbo_per_example
     settings = {"iwae_k": iwae_k, "ais": ais, "local_opt": [name for name, _, _ in families],
                 "local_opt_kwargs": local_opt_kwargs or {},
                 "seconds": time.perf_counter() - t0}
     return GapColumn(label=label or own, own=own, n=int(x.shape[0]), log_px=float(log_px.mean()), log_px_source=source,
-                     iwae=iw.mean, ais=ais_mean, local=local, elbo=float(iw.elbo_per_example.mean()), settings=settings)
+                     iwae=iw.mean, ais=ais_mean, local=local, elbo=float(iw.elbo_per_example.mean()), settings=settings,
+                     stderr={key: _stderr(v) for key, v in per_point.items()})
+
+
+def _stderr(values: Tensor) -> float:
+    """Standard error of the mean of per-point values (NaN for one point)."""
+    values = values.detach().to("cpu", torch.float64)
+    return float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else math.nan
+
+
+def check_budgets(n: int, *, iwae_k: int | None = None, ais: dict[str, Any] | None = None,
+                  local_opt_kwargs: dict[str, Any] | None = None, force: bool = False) -> None:
+    """Check the work budget of every estimate of a gap column on ``n`` examples, before any of them runs.
+
+    Parameters
+    ----------
+    n : int
+        Examples.
+    iwae_k : int, optional
+        The IWAE samples (None: no IWAE estimate).
+    ais : dict, optional
+        Keyword arguments of :func:`~vaekit.inference.ais_log_likelihood` (None: no AIS).
+    local_opt_kwargs : dict, optional
+        Keyword arguments of :func:`~vaekit.inference.optimize_local_posterior` (None: no
+        local optimisation).
+    force : bool
+        Skip the budget (a ``force`` inside ``ais`` or ``local_opt_kwargs`` applies to that
+        estimate).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For unknown or bad settings (named), and
+        :class:`~vaekit.inference.budget.WorkBudgetError` for work beyond the budget.
+    """
+    import inspect
+
+    from .ais import _check_settings, ais_log_likelihood, ais_work
+
+    if iwae_k is not None:
+        iwae_work(n, check_int("iwae_k", iwae_k)).check(force)
+    if ais is not None:
+        bound = inspect.signature(ais_log_likelihood).bind(None, None, **ais)
+        bound.apply_defaults()
+        a = bound.arguments
+        settings = _check_settings(a["n_chains"], a["n_steps"], a["schedule"], a["leapfrog_steps"], a["step_size"],
+                                   a["target_accept"], a["step_size_bounds"], a["batch_size"])
+        ais_work(n, settings).check(check_force(a["force"]) or force)
+    if local_opt_kwargs is not None:
+        bound = inspect.signature(optimize_local_posterior).bind(None, None, **local_opt_kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        ints = {name: check_int(name, a[name]) for name in ("k", "max_steps", "check_every", "check_k", "eval_k")}
+        local_opt_work(n, **ints).check(check_force(a["force"]) or force)
 
 
 def _rows(columns: Sequence[GapColumn]) -> list[tuple[str, list[float | None]]]:

@@ -30,6 +30,7 @@ from torch import Tensor
 from .._checks import check_int
 from ..models.base import LatentVariableModel
 from ..nn.modes import eval_mode
+from .budget import Progress, Work, check_force, check_progress, max_pairs, progress_reporter, too_large
 
 __all__ = ["IWAEResult", "iwae_log_likelihood"]
 
@@ -133,7 +134,8 @@ def iwae_log_likelihood(
     chunk_size: int | None = None,
     max_elements: int | None = None,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: Progress = False,
+    force: bool = False,
 ) -> IWAEResult:
     r"""Estimate ``log p(x)`` of every example with ``k`` importance samples.
 
@@ -156,12 +158,19 @@ def iwae_log_likelihood(
         Budget of (sample, example) pairs per call, used to choose whichever of
         ``chunk_size`` (first, up to ``k``) and ``batch_size`` is not given. Default:
         ``2**22`` floats of the size of one example on the CPU, ``2**28`` on an
-        accelerator (5,350 and 342,000 pairs for 28x28 images).
+        accelerator (5,350 and 342,000 pairs for 28x28 images). Explicit sizes whose call
+        would not fit in half of the device's memory are refused, automatic ones capped
+        (:mod:`vaekit.inference.budget`).
     device : str or torch.device, optional
         Where to compute. Defaults to the device of the model's parameters (the model is
         never moved: a different device raises).
-    progress : bool
-        Show a tqdm progress bar over the examples.
+    progress : bool or callable
+        True: a progress bar with the time left, over the ``len(x) * k`` (sample, example)
+        pairs (plain lines when stderr is not a terminal). A callable is called as
+        ``progress(done, total)``.
+    force : bool
+        Run even when ``len(x) * k`` exceeds
+        :data:`~vaekit.inference.budget.WORK_BUDGET` (1e10) pairs.
 
     Returns
     -------
@@ -173,8 +182,11 @@ def iwae_log_likelihood(
     ------
     TypeError, ValueError
         For a non-integer or non-positive ``k``, ``batch_size``, ``chunk_size`` or
-        ``max_elements``, data the model rejects, or a ``device`` that is not the
-        model's; all raised before the model's mode is touched.
+        ``max_elements``, sizes whose call would not fit in memory, data the model
+        rejects, or a ``device`` that is not the model's; all raised before the model's
+        mode is touched.
+    vaekit.inference.budget.WorkBudgetError
+        (a ValueError) When ``len(x) * k`` exceeds the work budget and ``force`` is False.
     RuntimeError
         If ``model.log_weights`` returns the wrong shape or NaN / +inf.
 
@@ -201,12 +213,14 @@ def iwae_log_likelihood(
         chunk_size = _check_positive_int("chunk_size", chunk_size)
     if max_elements is not None:
         max_elements = _check_positive_int("max_elements", max_elements)
+    progress, force = check_progress(progress), check_force(force)
     if not isinstance(model, LatentVariableModel):
         raise TypeError(f"model must be a vaekit.models.LatentVariableModel, got {type(model).__name__}")
     x = model.validate_data(x, "x")
     device = _resolve_device(model, x, device)
     n = int(x.shape[0])
-    batch_size, chunk_size = _plan(n, k, x, device, batch_size, chunk_size, max_elements)
+    iwae_work(n, k).check(force)
+    batch_size, chunk_size = _plan(n, k, x, device, batch_size, chunk_size, max_elements, model)
 
     with eval_mode(model), torch.no_grad():
         lse, mean_lw = _estimate(model, x, k, batch_size, chunk_size, device, progress)
@@ -219,14 +233,17 @@ def iwae_log_likelihood(
     return IWAEResult(lse - math.log(k), mean_lw, k=k, batch_size=batch_size, chunk_size=chunk_size)
 
 
-def _estimate(model: LatentVariableModel, x: Tensor, k: int, batch_size: int, chunk_size: int,
-              device: torch.device, progress: bool) -> tuple[Tensor, Tensor]:
-    """Float64 ``logsumexp`` and mean of the ``k`` log-weights of every example, shape (n,)."""
-    from tqdm.auto import tqdm
+def iwae_work(n: int, k: int) -> Work:
+    """The (sample, example) pairs of an IWAE estimate on ``n`` examples: ``n * k``."""
+    return Work("iwae_log_likelihood", "{n} x {k}", {"n": n, "k": k}, n * k, {"n": "len(x)"})
 
+
+def _estimate(model: LatentVariableModel, x: Tensor, k: int, batch_size: int, chunk_size: int,
+              device: torch.device, progress: Progress) -> tuple[Tensor, Tensor]:
+    """Float64 ``logsumexp`` and mean of the ``k`` log-weights of every example, shape (n,)."""
     n = int(x.shape[0])
     lse_parts, mean_parts = [], []
-    with tqdm(total=n, unit="ex", desc=f"IWAE k={k}", disable=not progress) as bar:
+    with progress_reporter(progress, n * k, f"IWAE k={k} on {n} examples") as bar:
         for start in range(0, n, batch_size):
             xb = x[start:start + batch_size].to(device, non_blocking=True)
             b = int(xb.shape[0])
@@ -242,23 +259,38 @@ def _estimate(model: LatentVariableModel, x: Tensor, k: int, batch_size: int, ch
                 lw = lw.to(torch.float64)
                 lse = torch.logaddexp(lse, torch.logsumexp(lw, 0))
                 total += lw.sum(0)
+                bar.update(kc * b)
             lse_parts.append(lse)
             mean_parts.append(total / k)
-            bar.update(b)
     return torch.cat(lse_parts).cpu(), torch.cat(mean_parts).cpu()
 
 
 def _plan(n: int, k: int, x: Tensor, device: torch.device, batch_size: int | None,
-          chunk_size: int | None, max_elements: int | None) -> tuple[int, int]:
-    """Choose ``(batch_size, chunk_size)`` from the budget of (sample, example) pairs."""
+          chunk_size: int | None, max_elements: int | None, model: torch.nn.Module) -> tuple[int, int]:
+    """Choose ``(batch_size, chunk_size)`` from the budget of (sample, example) pairs.
+
+    A call may hold at most :func:`~vaekit.inference.budget.max_pairs` pairs: sizes chosen
+    here are capped to it; sizes given that exceed it raise a ValueError naming them.
+    """
+    limit = max_pairs(model, tuple(x.shape[1:]), device)
+    if max_elements is not None and max_elements > limit:
+        raise too_large({"max_elements": max_elements}, limit, "(sample, example) pairs", device)
     if max_elements is None:
         budget = _DEFAULT_BUDGET["cpu" if device.type == "cpu" else "accelerator"]
-        max_elements = max(1, budget // max(1, math.prod(x.shape[1:])))
+        max_elements = min(limit, max(1, budget // max(1, math.prod(x.shape[1:]))))
+    given = {name: v for name, v in (("chunk_size", chunk_size), ("batch_size", batch_size)) if v is not None}
     if chunk_size is None:
         chunk_size = max(1, min(k, max_elements // (batch_size or 1)))
     if batch_size is None:
         batch_size = max(1, max_elements // chunk_size)
-    return min(batch_size, n), min(chunk_size, k)
+    batch_size, chunk_size = min(batch_size, n), min(chunk_size, k)
+    if batch_size * chunk_size > limit and given:  # sizes chosen here stay within max_elements <= limit
+        if "batch_size" in given and batch_size > limit:
+            raise too_large({"batch_size": given["batch_size"]}, limit, "(sample, example) pairs", device)
+        first = next(iter(given))
+        other = batch_size if first == "chunk_size" and "batch_size" in given else 1
+        raise too_large(given, max(1, limit // other), "(sample, example) pairs", device)
+    return batch_size, chunk_size
 
 
 def _resolve_device(model: LatentVariableModel, x: Tensor,

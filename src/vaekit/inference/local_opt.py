@@ -38,6 +38,7 @@ from ..distributions import ConditionalDistribution, rsample_and_log_prob
 from ..models.base import LatentVariableModel
 from ..nn.modes import eval_mode
 from .._checks import check_float, check_int
+from .budget import Progress, Work, check_force, check_progress, memory_limit, pair_bytes, progress_reporter, too_large
 from .iwae import _resolve_device
 
 __all__ = ["LocalOptResult", "optimize_local_posterior", "amortized_parts"]
@@ -105,7 +106,8 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
                              init: Literal["amortized", "scratch"] = "amortized", k: int = 10, lr: float = 1e-3,
                              max_steps: int = 10000, check_every: int = 100, patience: int = 10, tol: float = 1e-3,
                              eval_k: int = 1000, check_k: int = 100, batch_size: int | None = None,
-                             device: str | torch.device | None = None) -> LocalOptResult:
+                             device: str | torch.device | None = None, progress: Progress = False,
+                             force: bool = False) -> LocalOptResult:
     r"""Optimise a posterior per datapoint (vectorized over the batch) and return its ELBO.
 
     Parameters
@@ -141,13 +143,31 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
     check_k : int
         Samples for the scores at the checks.
     batch_size : int, optional
-        Examples optimised together (default: all, at most 1000).
+        Examples optimised together (default: all, at most 1000, fewer when a batch would
+        not fit in half of the device's memory; a ``batch_size`` given that would not fit
+        is refused, see :mod:`vaekit.inference.budget`).
     device : str or torch.device, optional
         Defaults to the model's device.
+    progress : bool or callable
+        True: a progress bar with the time left, over the (sample, example) pairs (plain
+        lines when stderr is not a terminal; a batch that converges early jumps ahead). A
+        callable is called as ``progress(done, total)``.
+    force : bool
+        Run even when the at most ``len(x) * (max_steps * k + (max_steps // check_every) *
+        check_k + 2 * eval_k)`` pairs exceed :data:`~vaekit.inference.budget.WORK_BUDGET`
+        (1e10).
 
     Returns
     -------
     LocalOptResult
+
+    Raises
+    ------
+    TypeError, ValueError
+        For arguments out of range (naming them), a family or model that does not fit,
+        data the model rejects, or a batch that cannot fit in memory; all before any work.
+    vaekit.inference.budget.WorkBudgetError
+        (a ValueError) When the work exceeds the budget and ``force`` is False.
 
     Examples
     --------
@@ -168,6 +188,7 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
         raise ValueError(f"init must be 'amortized' or 'scratch', got {init!r}")
     check_float("lr", lr, 0, low_open=True)
     check_float("tol", tol, 0)
+    progress, force = check_progress(progress), check_force(force)
     features, own = amortized_parts(model)
     family = own if family is None else family
     if not isinstance(family, ConditionalDistribution):
@@ -183,15 +204,19 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
                              "init='scratch' to optimise another family")
     x = model.validate_data(x)
     dev = _resolve_device(model, x, device)
-    bs = min(int(batch_size or 1000), x.shape[0])
+    n = int(x.shape[0])
+    work = local_opt_work(n, k, max_steps, check_every, check_k, eval_k)
+    work.check(force)
+    bs = _batch_size(model, family, n, k, batch_size, dev)
     frozen = [(p, p.requires_grad) for p in model.parameters()]
     try:
         for p, _ in frozen:
             p.requires_grad_(False)
-        with eval_mode(model):
+        with eval_mode(model), progress_reporter(progress, work.pairs,
+                                                 f"local optimisation ({type(family).__name__}) on {n} examples") as bar:
             parts = [_optimize_batch(model, x[i:i + bs].to(dev), features, own if init == "amortized" else family,
-                                     init, k, lr, max_steps, check_every, patience, tol, eval_k, check_k)
-                     for i in range(0, x.shape[0], bs)]
+                                     init, k, lr, max_steps, check_every, patience, tol, eval_k, check_k, bar)
+                     for i in range(0, n, bs)]
     finally:
         for p, flag in frozen:
             p.requires_grad_(flag)
@@ -199,10 +224,50 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
     return LocalOptResult(*cat, family=type(family).__name__)
 
 
+def local_opt_work(n: int, k: int, max_steps: int, check_every: int, check_k: int, eval_k: int) -> Work:
+    """The most (sample, example) pairs local optimisation of ``n`` examples evaluates, as a :class:`Work`."""
+    per_example = max_steps * k + (max_steps // check_every) * check_k + 2 * eval_k
+    return Work("optimize_local_posterior", "{n} x ({max_steps} x {k} + {max_steps} // {check_every} x {check_k} + "
+                "2 x {eval_k})", {"n": n, "max_steps": max_steps, "k": k, "check_every": check_every,
+                                  "check_k": check_k, "eval_k": eval_k}, n * per_example, {"n": "len(x)"},
+                lower=("n", "max_steps", "k", "check_k", "eval_k"))
+
+
+def _batch_size(model: LatentVariableModel, family: ConditionalDistribution, n: int, k: int, batch_size: int | None,
+                device: torch.device) -> int:
+    """Examples per batch: ``batch_size`` (default up to 1000) such that a batch fits in memory.
+
+    A batch holds ``k`` samples of every example with their gradients (at most 256 per
+    example when scoring), and per example five copies of the family's parameters (value,
+    gradient, two Adam moments, best).
+    """
+    per_example = 5 * sum(p.numel() * p.element_size() for p in family.parameters())
+    per_pair = pair_bytes(model, tuple(model.data_shape))
+    limit = memory_limit(device)
+    if k * per_pair + per_example > limit:
+        raise too_large({"k": k}, max(1, (limit - per_example) // per_pair), "(sample, example) pairs", device,
+                        optional=False)
+    fits = max(1, limit // (max(k, 256) * per_pair + per_example))
+    wanted = min(n, 1000 if batch_size is None else batch_size)
+    if wanted > fits:
+        if batch_size is not None:
+            raise too_large({"batch_size": batch_size, "k": k}, fits, "examples", device)
+        wanted = fits
+    return wanted
+
+
 def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family: ConditionalDistribution, init: str,
                     k: int, lr: float, max_steps: int, check_every: int, patience: int, tol: float,
-                    eval_k: int, check_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                    eval_k: int, check_k: int, bar: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     n = x.shape[0]
+    planned = n * (max_steps * k + (max_steps // check_every) * check_k + 2 * eval_k)
+    done = 0
+
+    def report(pairs: int) -> None:
+        nonlocal done
+        done += pairs
+        bar.update(pairs)
+
     name = model.latent_names[0]
     template = copy.deepcopy(family).to(x.device)
     params, buffers = stack_module_state([template] * n)  # stacking copies the tensors
@@ -226,6 +291,7 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family
                 m = min(left, 256)
                 chunks.append(batched(p, buffers, h, x, m).double() * m)
                 left -= m
+            report(n * samples)
             return torch.stack(chunks).sum(0) / samples
 
     initial = estimate(params, context)
@@ -242,6 +308,7 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family
         (-elbo.sum()).backward()
         opt.step()
         step += 1
+        report(n * k)
         if step % check_every == 0:
             score = estimate(params, context, check_k)  # the parameters that would be kept, scored afresh
             better = score > best_val
@@ -258,6 +325,7 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family
                 if stale >= patience:
                     converged = True
                     break
+    report(planned - done - n * eval_k)  # the steps and checks a converged batch skips
     final = estimate(best, best_ctx)
     steps = torch.full((n,), step, dtype=torch.int64)
     return final.cpu(), initial.cpu(), steps, torch.full((n,), converged)
