@@ -129,4 +129,4 @@ def test_failed_checkpoint_write_during_training_keeps_the_previous_one(tmp_path
     ckpt = load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert ckpt["loop"]["global_step"] == 4 and _finite(ckpt["model"])
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "best.safetensors", "last.ckpt",
-                                                                      "last.safetensors"]
+                                                                      "last.safetensors", "manifest.json"]

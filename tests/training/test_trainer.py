@@ -37,7 +37,7 @@ def test_fit_trains_and_writes_the_run(tmp_path: Path) -> None:
     assert sorted(p.name for p in run.path.iterdir()) == ["checkpoints", "config.yaml", "eval", "log.txt",
                                                           "metrics.csv", "tensorboard"]
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["best.ckpt", "best.safetensors", "last.ckpt",
-                                                                 "last.safetensors"]
+                                                                 "last.safetensors", "manifest.json"]
     assert any(run.tensorboard.iterdir())
     rows = read_metrics(run.metrics)
     val = [r["value"] for r in rows if r["split"] == "val" and r["name"] == "loss"]

@@ -3,13 +3,24 @@
 A vaekit checkpoint (``*.ckpt``) is a dict of plain containers, tensors, numbers and
 strings, so that ``torch.load(path, weights_only=True)`` reads it without unpickling any
 code. Inference weights are stored beside it as safetensors.
+
+Integrity: with ``manifest=True`` (what the trainer uses) the SHA-256 of each file is
+recorded in ``manifest.json`` beside it, and :func:`load_checkpoint` / :func:`load_weights`
+check every file that the manifest of its folder lists before reading it. The manifest is
+updated in two steps around the rename, so that it describes the file on disk at every
+moment: the new hash is added as ``pending`` (the old one still listed) before the new file
+replaces the old one, and becomes the only one afterwards. Files the manifest does not
+list (runs written before manifests existed) are read without a check.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +28,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CHECKPOINT_FORMAT", "REQUIRED_KEYS", "save_checkpoint", "load_checkpoint", "save_weights",
-           "load_weights", "get_rng_state", "set_rng_state", "to_plain"]
+from .rundir import atomic_write
+
+__all__ = ["CHECKPOINT_FORMAT", "REQUIRED_KEYS", "MANIFEST_NAME", "CorruptFileError", "save_checkpoint",
+           "load_checkpoint", "save_weights", "load_weights", "verify_file", "get_rng_state", "set_rng_state",
+           "to_plain"]
+
+log = logging.getLogger("vaekit")
 
 #: Value of the ``"format"`` key of every vaekit checkpoint.
 CHECKPOINT_FORMAT = "vaekit-checkpoint"
@@ -27,26 +43,122 @@ REQUIRED_KEYS = ("format", "format_version", "vaekit_version", "model", "optimiz
                  "rng", "config")
 
 
-def _atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``.
+#: Name of the file, beside the checkpoints, that records their SHA-256.
+MANIFEST_NAME = "manifest.json"
+_MANIFEST_FORMAT = "vaekit-manifest"
 
-    A crash or an exception inside ``write`` leaves ``path`` as it was (the temporary file
-    is removed).
+
+class CorruptFileError(ValueError):
+    """A checkpoint or weights file that cannot be read, or whose SHA-256 differs from the one
+    recorded when it was written. ``path`` is the file."""
+
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+        super().__init__(message)
+        self.path = Path(path)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.path, str(self))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
+    """The ``files`` entries of ``folder/manifest.json`` ({} when there is none; a damaged one is
+    reported and counts as none)."""
+    path = folder / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.warning(f"{path} is damaged and is ignored ({type(e).__name__}: {e}); the files it listed are read "
+                    f"without an integrity check, and the next checkpoint starts a new manifest")
+        return {}
+    files = data.get("files") if isinstance(data, dict) and data.get("format") == _MANIFEST_FORMAT else None
+    if not isinstance(files, dict):
+        log.warning(f"{path} is not a vaekit manifest and is ignored; the files beside it are read without an "
+                    f"integrity check")
+        return {}
+    return {k: v for k, v in files.items() if isinstance(v, dict)}
+
+
+def _write_manifest(folder: Path, files: Mapping[str, Any]) -> None:
+    text = json.dumps({"format": _MANIFEST_FORMAT, "version": 1, "algorithm": "sha256", "files": dict(files)},
+                      indent=1, sort_keys=True) + "\n"
+    data = text.encode("utf-8")
+    atomic_write(folder / MANIFEST_NAME, lambda f: f.write(data))
+
+
+def verify_file(path: str | os.PathLike[str], what: str = "file") -> bool:
+    """Check ``path`` against the SHA-256 that ``manifest.json`` beside it recorded when it was written.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A checkpoint or weights file.
+    what : str
+        How the error names the file (``"checkpoint"``, ``"weights file"``).
+
+    Returns
+    -------
+    bool
+        True when checked; False when no manifest lists the file (nothing to check against).
+
+    Raises
+    ------
+    CorruptFileError
+        When the file's SHA-256 differs from the recorded one (expected and actual hash
+        in the message).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    entry = _read_manifest(path.parent).get(path.name)
+    if entry is None:
+        log.debug(f"{path}: not listed in {MANIFEST_NAME}, read without an integrity check")
+        return False
+    actual = _sha256(path)
+    pending = entry.get("pending") if isinstance(entry.get("pending"), dict) else {}
+    if actual in (entry.get("sha256"), pending.get("sha256")):
+        return True
+    if entry.get("sha256") is None:  # a write over an unrecorded file was cut short: the old file is still there
+        log.debug(f"{path}: written before {MANIFEST_NAME} listed it, read without an integrity check")
+        return False
+    expected, size = entry["sha256"], entry.get("size")
+    now = path.stat().st_size
+    sizes = f"{now} bytes, {size} when written" if size is not None and size != now else f"{now} bytes"
+    raise CorruptFileError(path, f"{what} {str(path)!r} is truncated or corrupt: its SHA-256 is {actual}, but "
+                                 f"{path.parent / MANIFEST_NAME} recorded {expected} when it was written ({sizes}); "
+                                 f"the file changed on disk since")
+
+
+def _atomic(path: str | os.PathLike[str], write: Any, *, by_name: bool = False, manifest: bool = False) -> Path:
+    """Write ``path`` with :func:`~vaekit.training.rundir.atomic_write`; with ``manifest``, record its
+    SHA-256 in ``manifest.json`` beside it (pending before the rename, final after it)."""
+    path = Path(path)
+    if not manifest:
+        atomic_write(path, write, by_name=by_name)
+        return path
+    folder, name = path.parent, path.name
+
+    def record_pending(digest: str, size: int) -> None:
+        files = _read_manifest(folder)
+        old = files.get(name) or {}
+        files[name] = {"sha256": old.get("sha256"), "size": old.get("size"), "pending": {"sha256": digest, "size": size}}
+        _write_manifest(folder, files)
+
+    digest, size = atomic_write(path, write, by_name=by_name, before_replace=record_pending)
+    files = _read_manifest(folder)
+    files[name] = {"sha256": digest, "size": size}
+    _write_manifest(folder, files)
     return path
 
 
-def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
+def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any], *, manifest: bool = False) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file in the same directory + ``os.replace``).
 
     Parameters
@@ -55,10 +167,19 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
         Destination, e.g. ``run.last_checkpoint``.
     state : dict
         Plain containers, tensors, numbers and strings only.
+    manifest : bool
+        Also record the file's SHA-256 in ``manifest.json`` beside it, which
+        :func:`load_checkpoint` then checks.
 
     Returns
     -------
     Path
+
+    Raises
+    ------
+    FileWriteError
+        An ``OSError`` naming the file and the cause (``No space left on device while
+        writing .../last.ckpt``); ``path`` and the manifest are left as they were.
 
     Examples
     --------
@@ -68,7 +189,8 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     >>> torch.load(p, weights_only=True)
     {'a': tensor([1., 1.])}
     """
-    return _atomic(path, lambda tmp: torch.save(dict(state), tmp))
+    state = dict(state)
+    return _atomic(path, lambda f: torch.save(state, f), by_name=True, manifest=manifest)
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
@@ -90,19 +212,23 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     ------
     FileNotFoundError
         When ``path`` does not exist.
+    CorruptFileError
+        (a ``ValueError``) When the file's SHA-256 differs from the one ``manifest.json``
+        beside it recorded, or the file is truncated or corrupt and cannot be read.
     ValueError
-        When the file is truncated or corrupt, or is not a vaekit checkpoint.
+        When the file is not a vaekit checkpoint.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} is not a file")
+    verify_file(path, "checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # zip errors, unpickling errors, EOF: all mean "not readable"
-        raise ValueError(f"checkpoint {str(path)!r} is truncated or corrupt and cannot be read "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+        raise CorruptFileError(path, f"checkpoint {str(path)!r} is truncated or corrupt and cannot be read "
+                                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not a vaekit checkpoint (no 'format': {CHECKPOINT_FORMAT!r} entry)")
     missing = [k for k in REQUIRED_KEYS if k not in state]
@@ -111,11 +237,14 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return state
 
 
-def save_weights(path: str | os.PathLike[str], state_dict: Mapping[str, Tensor]) -> Path:
+def save_weights(path: str | os.PathLike[str], state_dict: Mapping[str, Tensor], *, manifest: bool = False) -> Path:
     """Write a model ``state_dict`` as safetensors, atomically.
 
     Tensors are copied to contiguous CPU tensors first (so tied weights are stored once
-    per name, and loading them back with ``load_state_dict`` restores the tie).
+    per name, and loading them back with ``load_state_dict`` restores the tie). With
+    ``manifest``, the file's SHA-256 is recorded in ``manifest.json`` beside it (checked by
+    :func:`load_weights`). OS errors are raised as ``FileWriteError`` (an ``OSError``)
+    naming the file, which is left as it was.
 
     Examples
     --------
@@ -125,10 +254,11 @@ def save_weights(path: str | os.PathLike[str], state_dict: Mapping[str, Tensor])
     >>> sorted(load_weights(p))
     ['bias', 'weight']
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state_dict.items()}
-    return _atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "producer": "vaekit"}))
+    data = save(tensors, metadata={"format": "pt", "producer": "vaekit"})
+    return _atomic(path, lambda f: f.write(data), manifest=manifest)
 
 
 def load_weights(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, Tensor]:
@@ -138,18 +268,20 @@ def load_weights(path: str | os.PathLike[str], device: str = "cpu") -> dict[str,
     ------
     FileNotFoundError
         When ``path`` does not exist.
-    ValueError
-        When the file is not a readable safetensors file.
+    CorruptFileError
+        (a ``ValueError``) When the file's SHA-256 differs from the one ``manifest.json``
+        beside it recorded, or it is not a readable safetensors file.
     """
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    verify_file(path, "weights file")
     try:
         return load_file(str(path), device=device)
     except Exception as e:
-        raise ValueError(f"weights file {str(path)!r} is truncated or corrupt ({type(e).__name__}: {e})") from e
+        raise CorruptFileError(path, f"weights file {str(path)!r} is truncated or corrupt ({type(e).__name__}: {e})") from e
 
 
 # ---------------------------------------------------------------------- RNG states

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import sys
@@ -13,12 +14,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .rundir import METRICS_HEADER, RunDir
+from .rundir import METRICS_HEADER, FileWriteError, RunDir, atomic_write, read_utf8
 
 __all__ = ["MetricsWriter", "append_table", "truncate_tables", "log_to_file", "read_metrics", "progress_bar", "LOGGER_NAME"]
 
 #: Name of the logger every vaekit message goes through.
 LOGGER_NAME = "vaekit"
+_FIELDS = METRICS_HEADER.split(",")
+log = logging.getLogger(LOGGER_NAME)
 
 
 class MetricsWriter:
@@ -31,7 +34,9 @@ class MetricsWriter:
     resume_step : int, optional
         When resuming from a checkpoint taken at this step: rows of ``metrics.csv`` with a
         larger step (logged after that checkpoint, and about to be logged again) are
-        dropped, and TensorBoard events from later steps are purged. Earlier rows are kept.
+        dropped, and TensorBoard events from later steps are purged. Earlier rows are kept;
+        a torn last line and malformed lines (a crash while writing, a damaged disk) are
+        dropped with a warning naming them.
     tensorboard : bool
         Also write TensorBoard events to ``run.tensorboard``.
 
@@ -50,7 +55,9 @@ class MetricsWriter:
         if resume_step is not None:
             _truncate_metrics(run.metrics, resume_step)
         elif not run.metrics.exists() or run.metrics.stat().st_size == 0:
-            run.metrics.write_text(METRICS_HEADER + "\n")
+            _write_text(run.metrics, METRICS_HEADER + "\n")
+        else:
+            _drop_torn_tail(run.metrics)
         self._file = open(run.metrics, "a", newline="", encoding="utf-8")
         self._csv = csv.writer(self._file, lineterminator="\n")
         self._tb: Any = None
@@ -61,12 +68,20 @@ class MetricsWriter:
             self._tb = SummaryWriter(log_dir=str(run.tensorboard), purge_step=purge)
 
     def log(self, metrics: Mapping[str, float], *, step: int, epoch: int, split: str) -> None:
-        """Write one row per metric (flushed at once) and the matching TensorBoard scalars."""
-        for name, value in metrics.items():
-            self._csv.writerow([int(step), int(epoch), split, name, repr(float(value))])
-            if self._tb is not None:
-                self._tb.add_scalar(f"{split}/{name}", float(value), int(step))
-        self._file.flush()
+        """Write one row per metric (flushed at once) and the matching TensorBoard scalars.
+
+        OS errors (a full disk) are raised as ``FileWriteError`` naming ``metrics.csv``.
+        """
+        try:
+            for name, value in metrics.items():
+                self._csv.writerow([int(step), int(epoch), split, name, repr(float(value))])
+                if self._tb is not None:
+                    self._tb.add_scalar(f"{split}/{name}", float(value), int(step))
+            self._file.flush()
+        except OSError as e:
+            if isinstance(e, FileWriteError):
+                raise
+            raise FileWriteError(self.run.metrics, e) from e
 
     def close(self) -> None:
         """Flush and close the files."""
@@ -78,10 +93,73 @@ class MetricsWriter:
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a ``metrics.csv`` as dicts with typed values (step and epoch int, value float)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{"step": int(r["step"]), "epoch": int(r["epoch"]), "split": r["split"], "name": r["name"],
-                 "value": float(r["value"])} for r in csv.DictReader(f)]
+    """Rows of a ``metrics.csv`` as dicts with typed values (step and epoch int, value float).
+
+    A last line without its newline that does not parse (a write in progress, or cut
+    short by a crash) is skipped with a warning; a resume or the next append removes it.
+
+    Raises
+    ------
+    ValueError
+        When the file is damaged: a wrong header, a line with the wrong number of fields,
+        a step, epoch or value that is not a number, bytes that are not UTF-8. The message
+        names the file and the line.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "metrics.csv"
+    >>> _ = p.write_text("step,epoch,split,name,value\\n10,0,train,loss,1.5\\n20,1,train,grad_norm\\n")
+    >>> read_metrics(p)
+    Traceback (most recent call last):
+    ...
+    ValueError: .../metrics.csv, line 3: expected 5 fields (step,epoch,split,name,value), got 4: '20,1,train,grad_norm'; ...
+    """
+    path = Path(path)
+    text = read_utf8(path, _DAMAGED)
+    lines = text.split("\n")
+    if not text:
+        return []
+    if lines[0].rstrip("\r") != METRICS_HEADER:
+        raise ValueError(f"{path}, line 1: the header is {lines[0][:80]!r}, expected {METRICS_HEADER!r}; {_DAMAGED}")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        row = _parse_row(line)
+        if isinstance(row, str):
+            if number == len(lines):  # no newline after it: torn, or being written right now
+                log.warning(f"{path}, line {number}: skipped a torn last line ({row})")
+                break
+            raise ValueError(f"{path}, line {number}: {row}; {_DAMAGED}")
+        rows.append(row)
+    return rows
+
+
+_DAMAGED = ("the file is damaged (a torn or edited line); resuming the run repairs it, or delete the line by hand")
+
+
+def _parse_row(line: str) -> dict[str, Any] | str:
+    """One line of ``metrics.csv`` as a typed row, or what is wrong with it."""
+    line = line.rstrip("\r")
+    if '"' not in line:  # csv.writer quotes only fields holding ',', '"' or a newline
+        fields = line.split(",")
+    else:
+        try:
+            fields = next(csv.reader([line]))
+        except csv.Error as e:
+            return f"not a CSV row ({e}): {line[:80]!r}"
+    if len(fields) != len(_FIELDS):
+        return f"expected {len(_FIELDS)} fields ({METRICS_HEADER}), got {len(fields)}: {line[:80]!r}"
+    try:
+        step, epoch = int(fields[0]), int(fields[1])
+    except ValueError:
+        return f"step and epoch must be integers, got {fields[0]!r}, {fields[1]!r}: {line[:80]!r}"
+    try:
+        value = float(fields[4])
+    except ValueError:
+        return f"value must be a number, got {fields[4]!r}: {line[:80]!r}"
+    return {"step": step, "epoch": epoch, "split": fields[2], "name": fields[3], "value": value}
 
 
 def append_table(path: str | os.PathLike[str], rows: list[Mapping[str, Any]], *, epoch: int, step: int) -> None:
@@ -111,44 +189,112 @@ def append_table(path: str | os.PathLike[str], rows: list[Mapping[str, Any]], *,
             existing = next(csv.reader(f), [])
         if existing != header:
             raise ValueError(f"{path} has columns {existing}, but the new rows have {header}")
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        if new:
-            w.writerow(header)
-        w.writerows([[epoch, step, *(r[c] for c in columns)] for r in rows])
+    try:
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            if new:
+                w.writerow(header)
+            w.writerows([[epoch, step, *(r[c] for c in columns)] for r in rows])
+    except OSError as e:
+        raise FileWriteError(path, e) from e
 
 
 def truncate_tables(folder: str | os.PathLike[str], last_step: int) -> None:
-    """Drop the rows past ``last_step`` from every ``epoch,step,...`` table in ``folder`` (on resume)."""
+    """Drop the rows past ``last_step`` from every ``epoch,step,...`` table in ``folder`` (on resume).
+
+    A torn last line, and rows with the wrong number of fields or a step that is not an
+    integer, are dropped too (with a warning naming the file and the lines).
+    """
     for path in sorted(Path(folder).glob("*.csv")):
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        lines, torn = _complete_lines(path)
+        rows = list(csv.reader(lines))
         if not rows or rows[0][:2] != ["epoch", "step"]:
             continue
-        kept = [r for r in rows[1:] if r and int(r[1]) <= last_step]
-        if len(kept) == len(rows) - 1:
+        kept, bad = [], []
+        for number, r in enumerate(rows[1:], start=2):
+            if not r:
+                continue
+            if len(r) != len(rows[0]) or not _is_int(r[1]):
+                bad.append(number)
+            elif int(r[1]) <= last_step:
+                kept.append(r)
+        if len(kept) == len(rows) - 1 and not torn:
             continue
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f, lineterminator="\n").writerows([rows[0], *kept])
-        os.replace(tmp, path)
+        _warn_damage(path, bad, torn)
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([rows[0], *kept])
+        _write_text(path, buf.getvalue())
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Keep the header and the rows with ``step <= last_step`` (rewritten atomically)."""
+    """Keep the header and the complete, well-formed rows with ``step <= last_step`` (rewritten
+    atomically; the rows kept are copied byte for byte)."""
     if not path.exists():
-        path.write_text(METRICS_HEADER + "\n")
+        _write_text(path, METRICS_HEADER + "\n")
         return
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    kept = [r for r in rows[1:] if r and int(r[0]) <= last_step]
-    if len(kept) == len(rows) - 1 and rows and ",".join(rows[0]) == METRICS_HEADER:
+    lines, torn = _complete_lines(path)
+    header_ok = bool(lines) and lines[0].rstrip("\r") == METRICS_HEADER
+    kept, bad = [], []
+    for number, line in enumerate(lines[1:] if header_ok else lines, start=2 if header_ok else 1):
+        if not line.strip():
+            continue
+        row = _parse_row(line)
+        if isinstance(row, str):
+            bad.append(number)
+        elif row["step"] <= last_step:
+            kept.append(line)
+    if header_ok and not torn and not bad and len(kept) == len(lines) - 1:
         return
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        f.write(METRICS_HEADER + "\n")
-        csv.writer(f, lineterminator="\n").writerows(kept)
-    os.replace(tmp, path)
+    _warn_damage(path, bad, torn)
+    _write_text(path, "".join(line + "\n" for line in [METRICS_HEADER, *kept]))
+
+
+def _complete_lines(path: Path) -> tuple[list[str], bool]:
+    """The lines of a CSV file that end with a newline (undecodable bytes replaced), and whether a
+    torn last line (no newline: a write cut short) followed them."""
+    data = path.read_bytes()
+    complete, _, tail = data.rpartition(b"\n")
+    text = complete.decode("utf-8", errors="replace")
+    return (text.split("\n") if complete or data.endswith(b"\n") else []), bool(tail)
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a torn last line (bytes after the last newline) off a CSV file before appending to it."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+    lines, _ = _complete_lines(path)
+    _warn_damage(path, [], True)
+    _write_text(path, "".join(line + "\n" for line in lines) if lines else METRICS_HEADER + "\n")
+
+
+def _warn_damage(path: Path, bad: list[int], torn: bool) -> None:
+    parts = []
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        parts.append(f"malformed line{'s' if len(bad) > 1 else ''} {shown}")
+    if torn:
+        parts.append("a torn last line (a write cut short)")
+    if parts:
+        log.warning(f"{path}: dropped {' and '.join(parts)}")
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _write_text(path: Path, text: str) -> None:
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
 
 
 class _TqdmHandler(logging.StreamHandler):  # type: ignore[type-arg]
