@@ -6,7 +6,8 @@ The most used names are importable from the top level (loaded on first use, so
 - models: :class:`~vaekit.models.VAE`, :func:`~vaekit.models.mlp_vae`, :func:`~vaekit.models.conv_vae`
 - objectives: :class:`~vaekit.objectives.ELBO`, :class:`~vaekit.objectives.IWAE`
 - training: :class:`~vaekit.training.Trainer`
-- run directories: :func:`~vaekit.runs.load`
+- run directories: :func:`~vaekit.runs.load`; the classes of your own that their configs may
+  build: :func:`~vaekit.trust.register_constructible` (see :mod:`vaekit.trust`)
 - embedding: :class:`~vaekit.embedding.VAEEmbedder` and the :mod:`vaekit.plot` module
 """
 
@@ -22,6 +23,7 @@ _LAZY = {
     "ELBO": "vaekit.objectives", "IWAE": "vaekit.objectives",
     "Trainer": "vaekit.training",
     "load": "vaekit.runs",
+    "register_constructible": "vaekit.trust", "UntrustedConfigError": "vaekit.trust",
     "Configurable": "vaekit._recording",
     "VAEEmbedder": "vaekit.embedding",
     "HierarchicalVAE": "vaekit.models", "DiscreteVAE": "vaekit.models", "JointVAE": "vaekit.models",
@@ -29,7 +31,7 @@ _LAZY = {
 }
 #: Submodules loaded on first attribute access (``vaekit.plot.embedding(...)`` after ``import vaekit``).
 _SUBMODULES = ("plot", "analysis", "data", "distributions", "embedding", "inference", "models", "nn", "objectives",
-               "training")
+               "training", "trust")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

@@ -35,18 +35,21 @@ def test_new_model_template_trains_loads_and_draws(tmp_path, monkeypatch, capsys
     run = _run(tmp_path)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["init_args"]["source"] == "mymodel.py:model"
-    model = vaekit.load(run, checkpoint="last")
+    with pytest.raises(vaekit.UntrustedConfigError, match="mymodel.py:model"):  # a model file runs only when trusted
+        vaekit.load(run, checkpoint="last")
+    with pytest.warns(vaekit.trust.TrustWarning, match="mymodel.py:model"):
+        model = vaekit.load(run, checkpoint="last", trust_code=True)
     assert isinstance(model, HierarchicalVAE) and model.latent_dims == {"z2": 8, "z1": 16}
     assert "d2" in model.blocks and type(model.blocks["d2"]).__name__ == "Residual"  # the template's custom block
     assert torch.isfinite(model.log_weights(torch.bernoulli(torch.full((3, 64), 0.5)), 4)).all()
 
-    assert main(["evaluate", str(run), "--iwae-k", "20", "--n-points", "10", "--checkpoint", "last"]) == 0
+    assert main(["evaluate", str(run), "--iwae-k", "20", "--n-points", "10", "--checkpoint", "last", "--trust-code"]) == 0
     out = yaml.safe_load((run / "eval" / "evaluate-test-k20.json").read_text())
     assert out["elbo"] <= out["iwae"] < 0
 
-    assert main(["graph", str(run), "--out", "g.png"]) == 0
+    assert main(["graph", str(run), "--out", "g.png", "--trust-code"]) == 0
     assert (tmp_path / "g.png").read_bytes()[:8] == PNG
-    assert main(["graph", str(run)]) == 0
+    assert main(["graph", str(run), "--trust-code"]) == 0
     assert (run / "eval" / "graph.png").read_bytes()[:8] == PNG
 
 
@@ -55,7 +58,7 @@ def test_new_dataset_template_trains(tmp_path, monkeypatch):
     assert main(["new", "dataset", "MyData", "--dir", "data"]) == 0
     monkeypatch.syspath_prepend(str(tmp_path / "data"))
     assert main(["fit", "--config", "data/MyData.yaml", *ONE_STEP]) == 0
-    data = vaekit.runs.load_data(_run(tmp_path))
+    data = vaekit.runs.load_data(_run(tmp_path), allow=["MyData.MyData"])  # the user's own class
     data.setup()
     assert type(data).__name__ == "MyData" and data.train.shape == (800, 16) and set(data.train.unique().tolist()) == {0.0, 1.0}
 

@@ -137,7 +137,7 @@ def test_evaluate_group_run_writes_metrics_tables_and_curve(tmp_path, monkeypatc
     torch.manual_seed(0)
     model = GroupPredictor(MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian", latent_features=1, injection="bias")
     res = Trainer(max_epochs=3, batch_size=64, lr=0.02, progress_bar=False).fit(model, Data(), ELBO(), run_dir=tmp_path / "r")
-    monkeypatch.setattr(vaekit.runs, "load_data", lambda run: Data())
+    monkeypatch.setattr(vaekit.runs, "load_data", lambda run, **trust: Data())
     from vaekit.runs import evaluate_group_run
 
     out = evaluate_group_run(res.run_dir.path, ks=(1, 5), max_groups=3, steps=30, checkpoint="last")

@@ -11,6 +11,11 @@ optionally ``kl``). A config names it through :func:`from_python`::
 ``vaekit.load`` rebuilds the model from the same call, so the file must still be at that
 path. Relative paths are read from the working directory (where ``vaekit`` runs); an
 importable module ``package.module:function`` works from anywhere.
+
+Both functions import and run what ``source`` names, so a config read back from a run
+directory may use them only when the caller passes ``trust_code=True`` (CLI
+``--trust-code``; see :mod:`vaekit.trust`): they are not constructible types, and while a
+run's config is being built without trust they refuse to run.
 """
 
 from __future__ import annotations
@@ -35,7 +40,12 @@ def load_function(source: str) -> Any:
     ValueError
         When ``source`` lacks ``:function``, the file or module does not exist, or the
         name is not a callable in it.
+    vaekit.trust.UntrustedConfigError
+        When called while a run directory's config is built without ``trust_code``.
     """
+    from ...trust import refuse_code_loading
+
+    refuse_code_loading(source)  # nothing below runs for a run directory nobody trusted
     if not isinstance(source, str) or ":" not in source:
         raise ValueError(f"source must be 'path/to/file.py:function' or 'package.module:function', got {source!r}")
     where, _, name = source.rpartition(":")
