@@ -9,8 +9,10 @@ with ``main(argv)``) and are imported only when used.
 from __future__ import annotations
 
 import argparse
-import sys
 import os
+import sys
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ commands:
   fit        train a model from a YAML config:   vaekit fit --config CONFIG.yaml [--trainer.max_epochs 5 ...]
              continue a run exactly:             vaekit fit --resume RUN_DIR
   evaluate   ELBO and IWAE log-likelihood:       vaekit evaluate RUN_DIR [--iwae-k 5000] [--split test]
+  (evaluate, sample, analyze, graph and fit --resume build only vaekit's own classes from a
+   run directory's config.yaml; add --trust-code for a run whose code you trust)
   sample     draw samples to a PNG grid:         vaekit sample RUN_DIR -n 64 --out samples.png
   demo       train + evaluate a small VAE on MNIST (offline fallback: scikit-learn digits)
   analyze    analysis toolkit on a trained run:  vaekit analyze RUN_DIR   (writes RUN_DIR/eval/analysis/)
@@ -38,15 +42,28 @@ class CLIError(Exception):
     """An error to show the user as one clean line (exit status 2)."""
 
 
-def fit_from_args(argv: Sequence[str]) -> Any:
-    """Parse ``vaekit fit`` arguments, build everything, train. Returns the :class:`FitResult`."""
-    import yaml
+#: Exit statuses of the ``vaekit`` command (see docs/cli.md).
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
 
+
+def fit_from_args(argv: Sequence[str]) -> Any:
+    """Parse ``vaekit fit`` arguments, build everything, train. Returns the :class:`FitResult`.
+
+    Bad arguments, and errors while building the objects of the config, raise :class:`CLIError`
+    (the constructor's error chained); an error of the run (bad data, an error while training)
+    propagates as it is. A failed run is returned, not raised: :func:`main` exits with status 3.
+    """
     from .config import ConfigError, build_fit_parser, check_config_keys, fit_namespace
     from .training import RunDir
+    from .training.rundir import read_yaml_mapping
 
     argv = list(argv)
     resume = None
+    trust_code = "--trust-code" in argv  # a run directory's config is checked against the registry unless given
+    argv = [arg for arg in argv if arg != "--trust-code"]
+    if trust_code and "--resume" not in argv:
+        raise CLIError("--trust-code applies to --resume RUN_DIR only: a config given with --config is your own "
+                       "and may name any importable class")
     if "--resume" in argv:
         i = argv.index("--resume")
         if i + 1 >= len(argv):
@@ -63,6 +80,14 @@ def fit_from_args(argv: Sequence[str]) -> Any:
         saved = run.read_config()
         if not saved.get("model") or not saved.get("data"):
             raise CLIError(f"--resume: {run.config_file} lacks the model/data sections needed to rebuild the run")
+        from .trust import UntrustedConfigError, check_config_trust
+
+        try:  # a run directory is data: nothing it names is imported before this check
+            check_config_trust(saved, file=run.config_file, trust_code=trust_code)
+        except UntrustedConfigError as e:
+            raise untrusted_as_cli_error(e) from e
+        except ConfigError as e:
+            raise CLIError(f"--resume: {e}") from e
         argv = ["--config", str(run.config_file), *argv]
     for i, arg in enumerate(argv):
         if arg == "--config" and i + 1 < len(argv):
@@ -70,11 +95,13 @@ def fit_from_args(argv: Sequence[str]) -> Any:
             if not path.is_file():
                 raise CLIError(f"--config: file {str(path)!r} does not exist")
             try:
-                check_config_keys(yaml.safe_load(path.read_text()) or {})
+                config = read_yaml_mapping(path)  # names the file (and line) of bytes, YAML or a non-mapping
+            except ValueError as e:
+                raise CLIError(f"--config: {e}") from None
+            try:
+                check_config_keys(config)
             except ConfigError as e:
                 raise CLIError(f"{path}: {e}") from None
-            except yaml.YAMLError as e:
-                raise CLIError(f"{path} is not valid YAML: {e}") from None
     _check_trainer_overrides(argv)
     parser = build_fit_parser()
     try:
@@ -83,12 +110,14 @@ def fit_from_args(argv: Sequence[str]) -> Any:
         raise
     except Exception as e:  # jsonargparse.ArgumentError and friends
         raise CLIError(_clean(str(e)) + "\n(run 'vaekit fit --config CONFIG.yaml --print_config' to see every accepted key)") from None
+    from .training.state import TrainingStoppedWarning
+
     try:
-        return fit_namespace(parser, cfg, resume=resume)
-    except (ValueError, TypeError, FileNotFoundError):
-        raise
-    except Exception as e:  # jsonargparse wraps constructor errors
-        raise CLIError(f"cannot build the objects of the config: {_clean(str(e))}") from None
+        with warnings.catch_warnings():  # main() reports a failed run itself, with exit status 3
+            warnings.simplefilter("ignore", TrainingStoppedWarning)
+            return fit_namespace(parser, cfg, resume=resume)
+    except ConfigError as e:  # only the objects of the config could not be built; errors of the run propagate
+        raise CLIError(_clean(str(e))) from e
 
 
 def _check_trainer_overrides(argv: Sequence[str]) -> None:
@@ -111,8 +140,21 @@ def _clean(msg: str) -> str:
     return "\n".join(keep[:12])
 
 
+#: Help of ``--trust-code`` (``evaluate``, ``sample``, ``analyze``, ``graph``, ``fit --resume``).
+TRUST_HELP = ("build classes and from_python sources from outside vaekit's registry of constructible types that "
+              "the run's config.yaml names; this runs their code, so only for runs from someone you trust "
+              "(see 'Trust model' in docs/training.md)")
+
+
+def untrusted_as_cli_error(error: Exception) -> CLIError:
+    """A refused run-directory config (:class:`vaekit.trust.UntrustedConfigError`) as one CLI line naming ``--trust-code``."""
+    describe = getattr(error, "describe", None)
+    return CLIError(describe(flag="--trust-code") if describe is not None else str(error))
+
+
 def _evaluate(argv: Sequence[str]) -> None:
     from .runs import evaluate_run
+    from .trust import UntrustedConfigError
 
     p = argparse.ArgumentParser(prog="vaekit evaluate", description="ELBO and IWAE log-likelihood of a trained run; writes eval/*.json")
     p.add_argument("run_dir")
@@ -132,12 +174,28 @@ def _evaluate(argv: Sequence[str]) -> None:
                    help="group-latent runs: labelled examples per new group for the data-efficiency curve")
     p.add_argument("--max-groups", type=int, default=50,
                    help="group-latent runs: groups (drawn at random) that the data-efficiency curve treats as new")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress report (default: a bar with the time left on a terminal, a few lines otherwise)")
+    p.add_argument("--force", action="store_true",
+                   help="run estimates beyond the work budget of 1e10 (sample, example) pairs (see docs/estimators.md)")
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     a = p.parse_args(argv)
-    if _is_group_run(a.run_dir):
+    if _is_group_run(a.run_dir, trust_code=a.trust_code):
         return _evaluate_groups(a)
-    out = evaluate_run(a.run_dir, iwae_k=a.iwae_k, split=a.split, n_points=a.n_points, batch_size=a.batch_size,
-                       checkpoint=a.checkpoint, device=a.device, seed=a.seed, ais_chains=a.ais_chains,
-                       ais_steps=a.ais_steps, local_opt=a.local_opt, local_opt_steps=a.local_opt_steps)
+    from .inference.budget import WorkBudgetError
+
+    try:
+        out = evaluate_run(a.run_dir, iwae_k=a.iwae_k, split=a.split, n_points=a.n_points, batch_size=a.batch_size,
+                           checkpoint=a.checkpoint, device=a.device, seed=a.seed, ais_chains=a.ais_chains,
+                           ais_steps=a.ais_steps, local_opt=a.local_opt, local_opt_steps=a.local_opt_steps,
+                           progress=not a.no_progress, force=a.force, trust_code=a.trust_code)
+    except UntrustedConfigError as e:
+        raise untrusted_as_cli_error(e) from e
+    except WorkBudgetError as e:  # in the words of the command line
+        flags = {"iwae_log_likelihood": {"k": "--iwae-k"}, "ais_log_likelihood": {"n_chains": "--ais-chains",
+                 "n_steps": "--ais-steps"}, "optimize_local_posterior": {"max_steps": "--local-opt-steps"}}
+        names = {"n": "--n-points", **flags.get(e.work.estimator, {})}
+        raise CLIError(e.describe(names, force="--force", adjustable=list(names))) from None
     print(f"{a.split}: n={out['n']}  ELBO {out['elbo']:.3f} ± {out['elbo_stderr']:.3f}  "
           f"IWAE(k={out['k']}) log p(x) {out['iwae']:.3f} ± {out['iwae_stderr']:.3f} nats  ({out['seconds']:.1f} s on {out['device']})")
     print(f"written: {out['path']}")
@@ -149,13 +207,13 @@ def _evaluate(argv: Sequence[str]) -> None:
         print(f"written: {out['gaps_path']} (and .json, .csv)")
 
 
-def _is_group_run(run_dir: str) -> bool:
+def _is_group_run(run_dir: str, trust_code: bool = False) -> bool:
     """Whether a run holds a group-latent model (evaluated by metrics per group, not log p(x))."""
     from .models.group import GroupPredictor
     from .runs import load
 
     try:
-        return isinstance(load(run_dir, checkpoint="last"), GroupPredictor)
+        return isinstance(load(run_dir, checkpoint="last", trust_code=trust_code), GroupPredictor)
     except (FileNotFoundError, ValueError, TypeError):
         return False  # evaluate_run reports the problem
 
@@ -168,7 +226,7 @@ def _evaluate_groups(a: argparse.Namespace) -> None:
     if a.max_groups < 1:
         raise CLIError(f"--max-groups must be a positive integer, got {a.max_groups}")
     out = evaluate_group_run(a.run_dir, split=a.split, ks=a.ks, checkpoint=a.checkpoint, device=a.device or "cpu",
-                             seed=a.seed, max_groups=a.max_groups)
+                             seed=a.seed, max_groups=a.max_groups, trust_code=a.trust_code)
     print(f"{a.split}: " + "  ".join(f"{k} {v:.4f}" for k, v in out["metrics"].items()))
     for r in out["data_efficiency"]:
         if r["metric"] in ("accuracy", "rmse"):
@@ -186,8 +244,15 @@ def _sample(argv: Sequence[str]) -> None:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--draw", action="store_true", help="draw x ~ p(x|z) instead of showing its mean")
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     a = p.parse_args(argv)
-    path = sample_run(a.run_dir, a.n, a.out, checkpoint=a.checkpoint, seed=a.seed, mean=not a.draw)
+    from .trust import UntrustedConfigError
+
+    try:
+        path = sample_run(a.run_dir, a.n, a.out, checkpoint=a.checkpoint, seed=a.seed, mean=not a.draw,
+                          trust_code=a.trust_code)
+    except UntrustedConfigError as e:
+        raise untrusted_as_cli_error(e) from e
     print(f"written: {path}")
 
 
@@ -221,7 +286,13 @@ COMMANDS: dict[str, Callable[[Sequence[str]], Any]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``vaekit`` console command."""
+    """Entry point of the ``vaekit`` console command; returns the exit status.
+
+    0: done; 1: an error while working (type and message on stderr; for an error while
+    training, the traceback in the run's ``log.txt``); 2: bad input or config, refused before
+    anything was written; 3: ``vaekit fit`` ran but failed (``too_many_skips``,
+    ``non_finite_weights``, ``diverged``). ``VAEKIT_DEBUG=1`` also prints the traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -235,17 +306,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"vaekit: unknown command {cmd!r}; accepted: {', '.join(COMMANDS)}\n\n{USAGE}", file=sys.stderr)
         return 2
+    debug = bool(os.environ.get("VAEKIT_DEBUG"))
     try:
-        COMMANDS[cmd](rest)
+        result = COMMANDS[cmd](rest)
     except CLIError as e:
+        if debug and e.__cause__ is not None:
+            traceback.print_exception(type(e.__cause__), e.__cause__, e.__cause__.__traceback__)
         print(f"vaekit {cmd}: error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        if os.environ.get("VAEKIT_DEBUG"):
-            raise
-        print(f"vaekit {cmd}: error: {e}  (set VAEKIT_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_USAGE
+    except Exception as e:
+        return _report_error(cmd, e, debug)
+    if cmd == "fit" and getattr(result, "failed", False):
+        print(f"vaekit fit: error: the run failed ({result.stop_reason}): {result.message}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return EXIT_OK
+
+
+def _report_error(cmd: str, error: Exception, debug: bool) -> int:
+    """One line on stderr (the traceback too with ``VAEKIT_DEBUG``) and the exit status of an error.
+
+    An error raised while a run was training carries the ``log.txt`` that holds its traceback
+    (``vaekit_log_file``, set by the training loop): it keeps its type and message, status 1.
+    Otherwise a ``ValueError``/``TypeError``/``FileNotFoundError`` is bad input, refused before
+    anything was written (status 2); any other error is status 1.
+    """
+    log_file = getattr(error, "vaekit_log_file", None)
+    if debug:
+        traceback.print_exception(type(error), error, error.__traceback__)
+    if log_file is None and isinstance(error, (ValueError, TypeError, FileNotFoundError)):
+        hint = "" if debug else "  (set VAEKIT_DEBUG=1 for the traceback)"
+        print(f"vaekit {cmd}: error: {error}{hint}", file=sys.stderr)
+        return EXIT_USAGE
+    if log_file is not None:
+        hint = f"traceback in {log_file}" + ("" if debug else "; set VAEKIT_DEBUG=1 to print it")
+    else:
+        hint = "" if debug else "set VAEKIT_DEBUG=1 for the traceback"
+    print(f"vaekit {cmd}: error: {type(error).__name__}: {error}" + (f"  ({hint})" if hint else ""), file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,8 +10,11 @@ A ``vaekit fit`` config has four sections and two plain keys::
 The run goes to ``<trainer.root_dir>/<trainer.run_name>/<YYYYmmdd-HHMMSS>/``.
 
 A new encoder, flow or model needs no registry: any importable class whose constructor
-is typed can be named by ``class_path``. Before jsonargparse sees a YAML file,
-:func:`check_config_keys` walks it and rejects unknown keys with the list of accepted ones.
+is typed can be named by ``class_path`` in a config you run. Before jsonargparse sees a
+YAML file, :func:`check_config_keys` walks it and rejects unknown keys with the list of
+accepted ones. A config read back from a run directory is data, not code: before anything
+in it is imported, :func:`vaekit.trust.check_config_trust` accepts only vaekit's registry
+of constructible types (plus classes the caller allows) unless the caller trusts the run.
 """
 
 from __future__ import annotations
@@ -51,7 +54,10 @@ def build_fit_parser(prog: str = "vaekit fit") -> ArgumentParser:
     """The ``vaekit fit`` parser: ``--config``, ``--model.*``, ``--data.*``, ``--objective.*``,
     ``--trainer.*`` and ``--print_config``."""
     parser = ArgumentParser(prog=prog, description="Train a latent-variable model; writes "
-                            "<trainer.root_dir>/<trainer.run_name>/<timestamp>/.",
+                            "<trainer.root_dir>/<trainer.run_name>/<timestamp>/. --resume RUN_DIR continues a "
+                            "run; add --trust-code if its config.yaml names code outside vaekit's registry of "
+                            "constructible types (a from_python model file, your own classes), which runs that code "
+                            "(see 'Trust model' in docs/training.md).",
                             exit_on_error=False, default_env=False)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML config (sections model, data, objective, trainer)")
     parser.add_subclass_arguments(LatentVariableModel, "model", required=True)
@@ -76,16 +82,33 @@ def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None 
     A new run goes to ``<trainer.root_dir>/<trainer.run_name>/<YYYYmmdd-HHMMSS>/`` (created
     by the trainer once the data and model have been checked); with ``resume`` the run
     directory given continues from its last checkpoint.
+
+    Raises
+    ------
+    ConfigError
+        When the objects of the config cannot be built (a constructor refused its arguments):
+        ``"cannot build the objects of the config: ..."``, the constructor's error chained.
+        Errors of :meth:`~vaekit.training.Trainer.fit` (bad data, or an error while training)
+        propagate as they are.
     """
     import yaml
 
-    with warnings.catch_warnings():  # skip_none is deprecated in newer jsonargparse, still the right meaning
-        warnings.simplefilter("ignore")
-        resolved = yaml.safe_load(parser.dump(cfg, skip_none=False))
-    resolved.pop("config", None)
-    # weights are initialised while the config is instantiated: seed first, so a run is repeatable
-    seed_everything(int(resolved.get("trainer", {}).get("seed", 0)), verbose=False)
-    init = instantiate(parser, cfg)
+    try:  # build phase: only an error here is an error of the config
+        with warnings.catch_warnings():  # skip_none is deprecated in newer jsonargparse, still the right meaning
+            warnings.simplefilter("ignore")
+            resolved = yaml.safe_load(parser.dump(cfg, skip_none=False))
+        resolved.pop("config", None)
+        # weights are initialised while the config is instantiated: seed first, so a run is repeatable
+        seed_everything(int(resolved.get("trainer", {}).get("seed", 0)), verbose=False)
+        init = instantiate(parser, cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # a constructor's error, often wrapped by jsonargparse: keep the lines that say what failed
+        lines = [ln.rstrip() for ln in str(e).strip().splitlines() if ln.strip()]
+        lines = [ln for ln in lines
+                 if "Expected a <class 'NoneType'>" not in ln and not ln.lstrip().startswith("Given value")]
+        message = "\n".join(lines[:12]) or type(e).__name__
+        raise ConfigError(f"cannot build the objects of the config: {message}") from e
     if resume is not None:
         return init.trainer.fit(init.model, init.data, init.objective, resume=resume, config=resolved)
     return init.trainer.fit(init.model, init.data, init.objective, config=resolved)

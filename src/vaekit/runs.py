@@ -10,7 +10,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,9 +22,10 @@ from ._checks import check_int
 from .analysis import save_image_grid
 from .data import DataModule
 from .inference import iwae_log_likelihood
+from .inference.budget import check_force, check_progress
 from .models import LatentVariableModel
 from .training import RunDir
-from .training.checkpoint import load_weights, shape_mismatches
+from .training.checkpoint import CorruptFileError, load_weights, shape_mismatches
 from .training.loggers import MetricsWriter, read_metrics
 
 __all__ = ["load", "load_data", "evaluate_run", "sample_run", "reconstruct", "save_reconstructions"]
@@ -31,23 +33,29 @@ __all__ = ["load", "load_data", "evaluate_run", "sample_run", "reconstruct", "sa
 Checkpoint = Literal["best", "last"]
 
 
-def _build(section: str, spec: Any, base: type, run: RunDir) -> Any:
+def _build(section: str, spec: Any, base: type, run: RunDir, *, trust_code: bool = False, allow: Iterable[Any] = ()) -> Any:
+    """One section of a run's config, built after :func:`vaekit.trust.check_config_trust` accepted it."""
     from jsonargparse import ArgumentParser
+
+    from .trust import building_from_run, check_config_trust
 
     if not spec:
         raise ValueError(f"{run.config_file} has no '{section}' section, so the {section} cannot be rebuilt "
                          f"(it was trained with objects that could not be written to a config)")
+    check_config_trust({section: spec}, file=run.config_file, trust_code=trust_code, allow=allow)  # before any import
     parser = ArgumentParser(exit_on_error=False, default_env=False)
     parser.add_subclass_arguments(base, section, required=True)
     try:
-        cfg = parser.parse_object({section: spec})
-        init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
+        with building_from_run(run.config_file, trust_code=trust_code):
+            cfg = parser.parse_object({section: spec})
+            init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
     except Exception as e:  # jsonargparse wraps the constructor's own error
         raise ValueError(f"cannot rebuild the {section} from {run.config_file}: {e}") from e
     return getattr(init, section)
 
 
-def load(run_dir: str | os.PathLike[str], *, checkpoint: Checkpoint = "best", device: str | torch.device = "cpu") -> LatentVariableModel:
+def load(run_dir: str | os.PathLike[str], *, checkpoint: Checkpoint = "best", device: str | torch.device = "cpu",
+         trust_code: bool = False, allow: Iterable[Any] = ()) -> LatentVariableModel:
     """The trained model of a run directory, rebuilt from ``config.yaml`` + safetensors weights.
 
     Parameters
@@ -56,21 +64,51 @@ def load(run_dir: str | os.PathLike[str], *, checkpoint: Checkpoint = "best", de
         A directory written by ``vaekit fit`` / :meth:`vaekit.training.Trainer.fit`.
     checkpoint : {"best", "last"}
         Which weights: the best validation loss (falls back to last if there was no
-        validation) or the last step.
+        validation, and, with a warning, when ``best.safetensors`` is corrupt) or the
+        last step. Files listed in ``checkpoints/manifest.json`` are checked against the
+        SHA-256 recorded when they were written.
     device : str or torch.device
+    trust_code : bool
+        Build classes and ``from_python`` sources from outside vaekit's registry of
+        constructible types (with a :class:`vaekit.trust.TrustWarning` naming them). Only
+        for run directories whose author you trust: a config can name any code.
+    allow : iterable of class, function or str
+        Your own classes or factories (or their dotted paths) that the config may name;
+        see :func:`vaekit.register_constructible`.
 
     Returns
     -------
     LatentVariableModel in eval mode.
+
+    Raises
+    ------
+    vaekit.trust.UntrustedConfigError
+        When ``config.yaml`` names code outside the registry and ``trust_code`` is false
+        (nothing is imported or run).
+    vaekit.training.checkpoint.CorruptFileError
+        (a ``ValueError``) When the weights to use are truncated or corrupt (their SHA-256
+        differs from the manifest's); the message names the file.
+
+    Warns
+    -----
+    UserWarning
+        When ``best.safetensors`` is corrupt and ``last.safetensors`` is used instead.
     """
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     run = RunDir.open(run_dir)
-    model = _build("model", run.read_config().get("model"), LatentVariableModel, run)
+    model = _build("model", run.read_config().get("model"), LatentVariableModel, run, trust_code=trust_code, allow=allow)
     path = run.best_weights if checkpoint == "best" and run.best_weights.is_file() else run.last_weights
     if not path.is_file():
         raise FileNotFoundError(f"{run.path} has no saved weights ({path.name} is missing): the run never reached a checkpoint")
-    state = load_weights(path)
+    try:
+        state = load_weights(path)
+    except CorruptFileError as e:
+        if path != run.best_weights or not run.last_weights.is_file():
+            raise
+        warnings.warn(f"{e}. Using {run.last_weights} (the weights of the last checkpoint) instead", stacklevel=2)
+        path = run.last_weights
+        state = load_weights(path)
     diff = shape_mismatches(model, state)
     if diff:
         raise ValueError(f"weights in {path} do not match the model in {run.config_file}: {', '.join(diff)}")
@@ -78,10 +116,15 @@ def load(run_dir: str | os.PathLike[str], *, checkpoint: Checkpoint = "best", de
     return model.to(device).eval()
 
 
-def load_data(run_dir: str | os.PathLike[str]) -> DataModule:
-    """The (not yet set up) data module of a run, rebuilt from its ``config.yaml``."""
+def load_data(run_dir: str | os.PathLike[str], *, trust_code: bool = False, allow: Iterable[Any] = ()) -> DataModule:
+    """The (not yet set up) data module of a run, rebuilt from its ``config.yaml``.
+
+    ``trust_code`` and ``allow`` are as in :func:`load`: a data module from outside
+    vaekit's registry of constructible types is refused with
+    :class:`vaekit.trust.UntrustedConfigError` unless allowed or trusted.
+    """
     run = RunDir.open(run_dir)
-    return _build("data", run.read_config().get("data"), DataModule, run)
+    return _build("data", run.read_config().get("data"), DataModule, run, trust_code=trust_code, allow=allow)
 
 
 def _split(data: DataModule, split: str) -> Tensor:
@@ -100,7 +143,9 @@ def _split(data: DataModule, split: str) -> Tensor:
 def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: str = "test", n_points: int | None = None,
                  batch_size: int | None = None, checkpoint: Checkpoint = "best", device: str | None = None,
                  seed: int = 0, ais_chains: int | None = None, ais_steps: int | None = None,
-                 local_opt: Sequence[str] = (), local_opt_steps: int = 10000) -> dict[str, Any]:
+                 local_opt: Sequence[str] = (), local_opt_steps: int = 10000,
+                 progress: bool | Callable[[int, int], Any] = False, force: bool = False,
+                 trust_code: bool = False, allow: Iterable[Any] = ()) -> dict[str, Any]:
     """ELBO and IWAE log-likelihood of a run's model on one split, optionally AIS and the gap table.
 
     ELBO and IWAE come from the same ``iwae_k`` log-weights per example: the IWAE estimate
@@ -110,16 +155,24 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     ``["ffg", "af"]``) it also computes the inference-gap decomposition
     (:func:`vaekit.inference.gaps.inference_gaps`) and writes ``eval/gaps-<split>.{md,json,csv}``.
 
+    ``progress`` (True, or a callable ``progress(done, total)``) reports every estimate as
+    it runs, with the time left; ``force=True`` runs estimates beyond the work budget of
+    :mod:`vaekit.inference.budget`, which are otherwise refused (all checked before
+    anything runs or is written).
+
+    ``trust_code`` and ``allow`` are as in :func:`load`, for the model and the data module.
+
     Returns
     -------
     dict with ``elbo``, ``elbo_stderr``, ``iwae``, ``iwae_stderr``, ``k``, ``n``, ``seconds``,
     and ``gaps`` (the gap column) when asked for.
     """
-    if int(iwae_k) < 1:
-        raise ValueError(f"iwae_k must be >= 1, got {iwae_k}")
-    for name, value in (("ais_chains", ais_chains), ("ais_steps", ais_steps), ("local_opt_steps", local_opt_steps)):
-        if value is not None and int(value) < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+    check_int("iwae_k", iwae_k)
+    for name, value in (("ais_chains", ais_chains), ("ais_steps", ais_steps), ("local_opt_steps", local_opt_steps),
+                        ("n_points", n_points), ("batch_size", batch_size)):
+        if value is not None:
+            check_int(name, value)
+    progress, force = check_progress(progress), check_force(force)
     local_opt = list(local_opt)
     if local_opt:
         from .distributions.flows.factory import POSTERIORS
@@ -133,17 +186,26 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
         raise ValueError(f"n_points must be >= 1, got {n_points}")
     run = RunDir.open(run_dir)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load(run.path, checkpoint=checkpoint, device=dev)
+    model = load(run.path, checkpoint=checkpoint, device=dev, trust_code=trust_code, allow=allow)
     if local_opt:
         from .inference.local_opt import amortized_parts
 
         amortized_parts(model)  # fails before anything is written for models local optimisation cannot handle
-    x = _split(load_data(run.path), split)
+    x = _split(load_data(run.path, trust_code=trust_code, allow=allow), split)
     if n_points is not None:
         x = x[: int(n_points)]
+    ais = None
+    if ais_chains is not None or ais_steps is not None:
+        ais = {"n_chains": int(ais_chains or 16), "n_steps": int(ais_steps or 1000)}
+    from .inference.gaps import check_budgets
+
+    check_budgets(int(x.shape[0]), iwae_k=iwae_k, ais=ais, local_opt_kwargs={"max_steps": int(local_opt_steps)}
+                  if local_opt else None, force=force)  # every estimate, before the first runs
+    rows = read_metrics(run.metrics)  # a damaged metrics.csv stops here, naming its line, before anything is written
+    step, epoch = (rows[-1]["step"], rows[-1]["epoch"]) if rows else (0, 0)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    res = iwae_log_likelihood(model, x, k=int(iwae_k), batch_size=batch_size, device=dev)
+    res = iwae_log_likelihood(model, x, k=int(iwae_k), batch_size=batch_size, device=dev, progress=progress, force=force)
     seconds = time.perf_counter() - t0
     elbo = res.elbo_per_example
     out = {
@@ -154,8 +216,6 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     }
     path = run.eval / f"evaluate-{split}-k{int(iwae_k)}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
-    rows = read_metrics(run.metrics)
-    step, epoch = (rows[-1]["step"], rows[-1]["epoch"]) if rows else (0, 0)
     writer = MetricsWriter(run, tensorboard=False)
     writer.log({"elbo": out["elbo"], f"iwae_k{int(iwae_k)}": out["iwae"]}, step=step, epoch=epoch, split=split)
     writer.close()
@@ -163,11 +223,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     if ais_chains is not None or ais_steps is not None or local_opt:
         from .inference.gaps import inference_gaps, write_gap_report
 
-        ais = None
-        if ais_chains is not None or ais_steps is not None:
-            ais = {"n_chains": int(ais_chains or 16), "n_steps": int(ais_steps or 1000)}
         col = inference_gaps(model, x, local_opt=local_opt, ais=ais, iwae=res, device=dev,
-                             local_opt_kwargs={"max_steps": int(local_opt_steps)}, label=run.path.parent.name)
+                             local_opt_kwargs={"max_steps": int(local_opt_steps)}, label=run.path.parent.name,
+                             progress=progress, force=force)
         paths = write_gap_report([col], run.eval, stem=f"gaps-{split}")
         out["gaps"] = col.to_dict()
         out["gaps_path"] = str(paths["md"])
@@ -198,33 +256,40 @@ def save_reconstructions(model: LatentVariableModel, x: Tensor, path: str | os.P
     return save_reconstruction_grid(x, reconstruct(model, x), path, model.data_shape)
 
 def sample_run(run_dir: str | os.PathLike[str], n: int = 64, out: str | os.PathLike[str] | None = None, *,
-               checkpoint: Checkpoint = "best", seed: int = 0, mean: bool = True) -> Path:
-    """Draw ``n`` samples from a run's model and save them as a PNG grid (default ``eval/samples.png``)."""
+               checkpoint: Checkpoint = "best", seed: int = 0, mean: bool = True, trust_code: bool = False,
+               allow: Iterable[Any] = ()) -> Path:
+    """Draw ``n`` samples from a run's model and save them as a PNG grid (default ``eval/samples.png``).
+
+    ``trust_code`` and ``allow`` are as in :func:`load`.
+    """
     if int(n) < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     run = RunDir.open(run_dir)
-    model = load(run.path, checkpoint=checkpoint)
+    model = load(run.path, checkpoint=checkpoint, trust_code=trust_code, allow=allow)
     torch.manual_seed(seed)
     x = model.sample(int(n), mean=mean)
     return save_image_grid(x, Path(out) if out else run.eval / "samples.png", model.data_shape, title=f"{n} samples")
 
 
 def evaluate_group_run(run_dir: str | os.PathLike[str], *, split: str = "test", ks: Sequence[int] = (1, 2, 5, 10, 20),
-                       checkpoint: Checkpoint = "best", device: str = "cpu", seed: int = 0, **options: Any) -> dict[str, Any]:
+                       checkpoint: Checkpoint = "best", device: str = "cpu", seed: int = 0, trust_code: bool = False,
+                       allow: Iterable[Any] = (), **options: Any) -> dict[str, Any]:
     """``vaekit evaluate`` of a group-latent run: per-group metrics and the new-group
     data-efficiency curve, written to ``RUN_DIR/eval/`` (see
-    :func:`vaekit.inference.groups.evaluate_groups`, which takes the other ``options``)."""
+    :func:`vaekit.inference.groups.evaluate_groups`, which takes the other ``options``;
+    ``trust_code`` and ``allow`` are as in :func:`load`)."""
     from .inference.groups import evaluate_groups
 
     run = RunDir.open(run_dir)
-    model = load(run.path, checkpoint=checkpoint, device=device)
-    data = load_data(run.path)
+    model = load(run.path, checkpoint=checkpoint, device=device, trust_code=trust_code, allow=allow)
+    data = load_data(run.path, trust_code=trust_code, allow=allow)
     data.setup()
     return evaluate_groups(model, data, run.eval, split=split, ks=ks, device=device, seed=seed, **options)
 
 def analyze_run(run_dir: str | os.PathLike[str], split: Literal["train", "val", "test"] = "test", n_points: int = 1000,
                 checkpoint: Literal["best", "last"] = "best", which: Sequence[str] | str | None = None,
-                device: str | None = None, **kwargs: Any) -> dict[str, Any]:
+                device: str | None = None, trust_code: bool = False, allow: Iterable[Any] = (),
+                **kwargs: Any) -> dict[str, Any]:
     """Analyse a trained run: its model on the first ``n_points`` examples of a split.
 
     Writes ``RUN_DIR/eval/analysis/`` (PNGs and ``analysis.json``); the labels of the split,
@@ -242,6 +307,9 @@ def analyze_run(run_dir: str | os.PathLike[str], split: Literal["train", "val", 
         Subset of :data:`vaekit.analysis.ANALYSES`.
     device : str, optional
         Default CPU.
+    trust_code : bool
+    allow : iterable of class, function or str
+        As in :func:`load`.
     **kwargs
         Passed to :func:`vaekit.analysis.analyze_model`.
 
@@ -257,8 +325,8 @@ def analyze_run(run_dir: str | os.PathLike[str], split: Literal["train", "val", 
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     check_which(which)
-    model = load(run_dir, checkpoint=checkpoint, device=device or "cpu")
-    data = load_data(run_dir)
+    model = load(run_dir, checkpoint=checkpoint, device=device or "cpu", trust_code=trust_code, allow=allow)
+    data = load_data(run_dir, trust_code=trust_code, allow=allow)
     x = _split(data, split)[:n_points]
     labels = getattr(data, f"{split}_labels", None)
     labels = None if labels is None else labels[:n_points]

@@ -6,15 +6,16 @@
 and a log.
 """
 
-from .checkpoint import get_rng_state, load_checkpoint, load_weights, save_checkpoint, save_weights, set_rng_state
+from .checkpoint import CorruptFileError, get_rng_state, load_checkpoint, load_weights, save_checkpoint, save_weights, set_rng_state
 from .ema import EMA
 from .evaluate import evaluate_objective
 from .loggers import MetricsWriter, read_metrics
-from .rundir import RunDir
+from .rundir import FileWriteError, RunDir, RunDirInUseError
 from .schedules import LRSchedule, cosine_lr, iwae_lr, iwae_stage
-from .state import FitResult, LoopState
+from .state import FitResult, LoopState, TrainingStoppedWarning
 from .trainer import Trainer
 
 __all__ = ["Trainer", "FitResult", "LoopState", "RunDir", "load_checkpoint", "save_checkpoint", "load_weights",
            "save_weights", "get_rng_state", "set_rng_state", "EMA", "evaluate_objective", "LRSchedule", "cosine_lr",
-           "iwae_lr", "iwae_stage", "MetricsWriter", "read_metrics"]
+           "iwae_lr", "iwae_stage", "MetricsWriter", "read_metrics", "CorruptFileError", "FileWriteError",
+           "RunDirInUseError", "TrainingStoppedWarning"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from .evaluate import evaluate_objective
 from .loggers import LOGGER_NAME, MetricsWriter, append_table, log_to_file, truncate_tables, progress_bar
 from .rundir import RunDir
 from .schedules import LRSchedule, lr_groups
-from .state import FitResult, LoopState
+from .state import FAILED_STOP_REASONS, FitResult, LoopState
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -44,6 +45,7 @@ class FitLoop:
         self.config = to_plain(config) if config is not None else None
         self.state = LoopState()
         self._saved_step = -1
+        self._stop_message = ""  # why a failed run stopped (FitResult.message)
 
     # ------------------------------------------------------------------ set-up
     def _setup_fabric(self) -> None:
@@ -204,6 +206,9 @@ class FitLoop:
             try:
                 self._announce()
                 reason = self._finish(self._train())
+            except Exception as e:
+                self._record_failure(e)
+                raise
             finally:
                 self.bar.close()
                 if self.writer is not None:
@@ -213,7 +218,27 @@ class FitLoop:
         self.fabric.barrier()
         s = self.state
         return FitResult(run_dir=self.rundir, global_step=s.global_step, epoch=s.epoch,
-                         best_metric=self._best(), skipped_steps=s.skipped_steps, stop_reason=reason)
+                         best_metric=self._best(), skipped_steps=s.skipped_steps, stop_reason=reason,
+                         message=self._stop_message if reason in FAILED_STOP_REASONS else "")
+
+    def _record_failure(self, error: Exception) -> None:
+        """Write the traceback of an error raised while training to ``log.txt`` (rank 0, not the console)
+        and mark the error with that file (``error.vaekit_log_file``, read by ``vaekit fit``)."""
+        if self.rank != 0 or self.rundir is None:
+            return
+        path = os.path.abspath(self.rundir.log)
+        handlers = [h for h in log.handlers if isinstance(h, logging.FileHandler) and h.baseFilename == path]
+        s = self.state
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0,
+                                f"Training failed at step {s.global_step} (epoch {s.epoch}): "
+                                f"{type(error).__name__}: {error}", None, (type(error), error, error.__traceback__))
+        for h in handlers:  # the run's file handler (log_to_file): the console shows the error once, from the caller
+            h.handle(record)
+        if handlers:
+            try:
+                error.vaekit_log_file = self.rundir.log  # type: ignore[attr-defined]
+            except AttributeError:  # pragma: no cover - an exception type that takes no attributes
+                pass
 
     def _info(self, msg: str) -> None:
         if self.rank == 0:
@@ -266,6 +291,8 @@ class FitLoop:
         bad_v, gnorm_v = torch.stack([bad.float(), gnorm.float().to(bad.device)]).tolist()
         ok = bad_v == 0 and math.isfinite(gnorm_v) and (t.skip_threshold is None or gnorm_v <= t.skip_threshold)
         if ok:
+            if s.global_step == 0 and t.divergence_factor is not None:
+                self._seed_divergence_guard(loss)
             self.fopt.step()
             if self.ema is not None:
                 self.ema.update(self.model)
@@ -290,11 +317,13 @@ class FitLoop:
         if epoch_end:
             s.epoch, s.batch_in_epoch = s.epoch + 1, 0
         self.bar.update(1)
+        reason = None
         if s.global_step % t.log_every_steps == 0:
-            self._log_train(step_epoch, lr)
+            reason = self._log_train(step_epoch, lr)
         if s.consecutive_skips >= t.max_consecutive_skips:
             return "too_many_skips"
-        reason = None
+        if reason is not None:  # diverged: no validation, no checkpoint of the diverging weights
+            return reason
         if ((t.val_every_steps is not None and s.global_step % t.val_every_steps == 0)
                 or (epoch_end and t.val_every_epochs is not None and s.epoch % t.val_every_epochs == 0)):
             reason = self._validate(step_epoch)
@@ -307,7 +336,8 @@ class FitLoop:
             reason = "max_epochs"
         return reason
 
-    def _log_train(self, epoch: int, lr: float) -> None:
+    def _log_train(self, epoch: int, lr: float) -> str | None:
+        """Write the mean training metrics of the window; returns ``"diverged"`` when the guard stops the run."""
         s = self.state
         names = sorted(s.acc)
         values: dict[str, float] = {}
@@ -325,6 +355,49 @@ class FitLoop:
             self.writer.log(values, step=s.global_step, epoch=epoch, split="train")
         if "loss" in values:
             self.bar.set_postfix(loss=f"{values['loss']:.4g}", samples_s=f"{speed:,.0f}", refresh=False)
+            return self._check_divergence(values["loss"])
+        return None
+
+    # ------------------------------------------------------------------ divergence guard
+    def _seed_divergence_guard(self, loss: Tensor) -> None:
+        """The loss of the first step (a fresh run) starts the guard's history, so that a run diverging
+        within its first logged window is caught (one synchronisation, at this step only)."""
+        first = loss.detach().float()
+        if self.world > 1:
+            first = self.fabric.all_reduce(first, reduce_op="mean")
+        value = float(first)
+        if math.isfinite(value):
+            self.state.logged_losses = [value]
+
+    def _check_divergence(self, loss: float) -> str | None:
+        """Compare a logged training loss (the same on every process) with the running median."""
+        t, s = self.t, self.state
+        if t.divergence_factor is None:
+            return None
+        history = s.logged_losses
+        median = bound = math.nan
+        if history:
+            n = len(history)
+            median = history[n // 2] if n % 2 else 0.5 * (history[n // 2 - 1] + history[n // 2])
+            bound = median + t.divergence_factor * max(abs(median), 1.0)
+        if math.isfinite(loss) and not loss > bound:  # a loss below (or without) a bound enters the history
+            bisect.insort(history, loss)
+            s.diverging_windows = 0
+            return None
+        s.diverging_windows += 1
+        if self.rank == 0:
+            log.warning(f"step {s.global_step}: training loss {loss:.4g} is above the divergence bound {bound:.4g} "
+                        f"(running median {median:.4g}, divergence_factor {t.divergence_factor:g}); "
+                        f"{s.diverging_windows} of {t.divergence_patience} logged windows in a row")
+        if s.diverging_windows < t.divergence_patience:
+            return None
+        self._stop_message = (
+            f"Training diverged: the logged training loss was above the divergence bound for {s.diverging_windows} "
+            f"windows of {t.log_every_steps} steps in a row (last {loss:.4g} at step {s.global_step}; running median "
+            f"{median:.4g}, bound median + divergence_factor x max(|median|, 1) = {bound:.4g}). The current weights "
+            f"were not written; the checkpoints in {self.rundir.checkpoints} are kept. Lower the learning rate "
+            f"(lr={t.lr:g}) or set grad_clip; divergence_factor=None turns the guard off")
+        return "diverged"
 
     # ------------------------------------------------------------------ validation and checkpoints
     def _validate(self, epoch: int) -> str | None:
@@ -391,9 +464,10 @@ class FitLoop:
     def _save(self, paths: list[Path], weight_paths: list[Path]) -> str | None:
         """Write checkpoints (rank 0) after checking that the weights are finite; returns a stop reason or None."""
         if not self._weights_finite():
+            self._stop_message = (f"step {self.state.global_step}: the weights are no longer finite; nothing was "
+                                  f"written, the last good checkpoint in {self.rundir.checkpoints} is kept. Stopping.")
             if self.rank == 0:
-                log.error(f"step {self.state.global_step}: the weights are no longer finite; nothing was written, the "
-                          f"last good checkpoint in {self.rundir.checkpoints} is kept. Stopping.")
+                log.error(self._stop_message)
             return "non_finite_weights"
         rng = [get_rng_state()]
         if self.world > 1:
@@ -408,10 +482,10 @@ class FitLoop:
                 "trainer": self.t.get_params(),
             }
             for p in paths:
-                save_checkpoint(p, state)
+                save_checkpoint(p, state, manifest=True)  # SHA-256 in checkpoints/manifest.json
             weights = self.ema.model_state_dict(self.model) if self.ema is not None else self.model.state_dict()
             for w in weight_paths:
-                save_weights(w, weights)
+                save_weights(w, weights, manifest=True)
         self._saved_step = self.state.global_step
         return None
 
@@ -420,10 +494,12 @@ class FitLoop:
         if reason in ("max_epochs", "max_steps", "early_stopping") and self._saved_step != s.global_step:
             saved = self._save([self.rundir.last_checkpoint], [self.rundir.last_weights])
             reason = saved or reason
-        if reason == "too_many_skips" and self.rank == 0:
-            log.error(f"Training stopped: {s.consecutive_skips} steps in a row were skipped (non-finite loss or "
-                      f"gradient, or gradient norm above skip_threshold). No checkpoint was overwritten; the last good "
-                      f"one is {self.rundir.last_checkpoint}")
+        if reason == "too_many_skips":
+            self._stop_message = (f"Training stopped: {s.consecutive_skips} steps in a row were skipped (non-finite "
+                                  f"loss or gradient, or gradient norm above skip_threshold). No checkpoint was "
+                                  f"overwritten; the last good one is {self.rundir.last_checkpoint}")
+        if reason in ("too_many_skips", "diverged") and self.rank == 0:
+            log.error(self._stop_message)
         best = self._best()
         self._info(f"Stopped ({reason}) at step {s.global_step}, epoch {s.epoch}; {s.skipped_steps} skipped steps"
                    + (f"; best val {self.t.monitor}={best:.4f}" if best is not None else "")

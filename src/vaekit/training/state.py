@@ -10,10 +10,18 @@ from torch import Tensor
 
 from .rundir import RunDir
 
-__all__ = ["LoopState", "FitResult", "STOP_REASONS"]
+__all__ = ["LoopState", "FitResult", "STOP_REASONS", "FAILED_STOP_REASONS", "TrainingStoppedWarning"]
 
 #: Values of :attr:`FitResult.stop_reason`.
-STOP_REASONS = ("max_epochs", "max_steps", "early_stopping", "too_many_skips", "non_finite_weights")
+STOP_REASONS = ("max_epochs", "max_steps", "early_stopping", "too_many_skips", "non_finite_weights", "diverged")
+
+#: Stop reasons that mean the run failed: training could not go on from a good state
+#: (:attr:`FitResult.failed`; ``vaekit fit`` exits with status 3).
+FAILED_STOP_REASONS = ("too_many_skips", "non_finite_weights", "diverged")
+
+
+class TrainingStoppedWarning(RuntimeWarning):
+    """Warned by :meth:`vaekit.training.Trainer.fit` when a run stops for one of :data:`FAILED_STOP_REASONS`."""
 
 
 @dataclass
@@ -46,6 +54,11 @@ class LoopState:
         Running sums of the training metrics since the last log row (0-dim tensors).
     acc_steps : int
         Number of steps summed in ``acc``.
+    logged_losses : list of float
+        The divergence guard's history, sorted: the loss of the first step and the logged
+        training ``loss`` of every window that was not above the divergence bound.
+    diverging_windows : int
+        Logged windows in a row whose training loss was above the divergence bound.
     """
 
     global_step: int = 0
@@ -59,6 +72,8 @@ class LoopState:
     consecutive_skips: int = 0
     acc: dict[str, Tensor] = field(default_factory=dict)
     acc_steps: int = 0
+    logged_losses: list[float] = field(default_factory=list)
+    diverging_windows: int = 0
 
     def state_dict(self) -> dict[str, Any]:
         """Plain dict (numbers and CPU tensors)."""
@@ -90,8 +105,11 @@ class FitResult:
     skipped_steps : int
         Steps skipped in total.
     stop_reason : str
-        One of ``"max_epochs"``, ``"max_steps"``, ``"early_stopping"``,
-        ``"too_many_skips"``, ``"non_finite_weights"``.
+        One of ``"max_epochs"``, ``"max_steps"``, ``"early_stopping"`` (the run ended as
+        planned) or ``"too_many_skips"``, ``"non_finite_weights"``, ``"diverged"`` (it failed:
+        see :attr:`failed` and :attr:`message`).
+    message : str
+        Why a failed run stopped, as written to ``log.txt`` (empty when it did not fail).
     """
 
     run_dir: RunDir
@@ -100,3 +118,9 @@ class FitResult:
     best_metric: float | None
     skipped_steps: int
     stop_reason: str
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run stopped for one of :data:`FAILED_STOP_REASONS` (not as planned)."""
+        return self.stop_reason in FAILED_STOP_REASONS

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,18 +16,15 @@ from torch import Tensor, nn
 from ..objectives import ELBO, Objective
 from .._recording import update_recorded_args
 from .batches import batch_len, check_batch_dict, take
-from .checkpoint import load_checkpoint, shape_mismatches, to_plain
-from .rundir import RunDir
+from .checkpoint import CorruptFileError, load_checkpoint, shape_mismatches, to_plain
+from .rundir import RunDir, check_run_name
 from .schedules import SCHEDULES, lr_groups
-from .state import FitResult
+from .state import FitResult, TrainingStoppedWarning
 
 __all__ = ["Trainer"]
 
 _PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true")
 _OPTIMIZERS = ("adam", "adamw")
-
-
-_RUN_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
 class Trainer:
@@ -81,6 +81,15 @@ class Trainer:
         Steps with a non-finite loss or gradient norm are always skipped.
     max_consecutive_skips : int
         Stop training when this many steps in a row were skipped.
+    divergence_factor : float, optional
+        The divergence guard: a logged training ``loss`` (mean over ``log_every_steps``
+        steps) is *above the bound* when ``loss - median > divergence_factor * max(|median|, 1)``,
+        with ``median`` the running median of the first step's loss and of the earlier
+        windows not above the bound. ``None`` turns the guard off. A falling loss never
+        triggers it; the check runs only when a row is logged (no extra synchronisation).
+    divergence_patience : int
+        Stop with ``stop_reason="diverged"`` after this many logged windows in a row above
+        the bound.
     ema_decay : float, optional
         Keep an exponential moving average of the weights with this decay; validation,
         ``*.safetensors`` and the model returned by :meth:`fit` then use the average.
@@ -124,7 +133,8 @@ class Trainer:
         Where new run directories go: ``<root_dir>/<run_name>/<YYYYmmdd-HHMMSS>/`` when
         :meth:`fit` gets no ``run_dir`` (a ``-1``, ``-2``... suffix if that exists).
     run_name : str, optional
-        Name of the run folder (default: the model's class name).
+        Name of the run folder (default: the model's class name): one folder name of
+        letters, digits and ``_ . + -``, not ``.`` or ``..``.
 
     Notes
     -----
@@ -156,7 +166,8 @@ class Trainer:
                  lr_schedule: Literal["constant", "cosine", "plateau", "iwae"] = "constant",
                  plateau_patience: int = 10, plateau_factor: float = 0.5, min_lr: float = 0.0,
                  grad_clip: float | None = None, skip_threshold: float | None = None,
-                 max_consecutive_skips: int = 20, ema_decay: float | None = None,
+                 max_consecutive_skips: int = 20, divergence_factor: float | None = 1e4,
+                 divergence_patience: int = 3, ema_decay: float | None = None,
                  val_every_epochs: int | None = 1, val_every_steps: int | None = None, monitor: str = "loss",
                  monitor_mode: Literal["min", "max"] = "min", early_stopping_patience: int | None = None,
                  checkpoint_every_steps: int | None = None, log_every_steps: int = 50,
@@ -168,6 +179,7 @@ class Trainer:
         _int("batch_size", batch_size, 1)
         _int("num_workers", num_workers, 0)
         _int("max_consecutive_skips", max_consecutive_skips, 1)
+        _int("divergence_patience", divergence_patience, 1)
         _int("plateau_patience", plateau_patience, 1)
         _int("log_every_steps", log_every_steps, 1)
         _int("num_nodes", num_nodes, 1)
@@ -197,7 +209,8 @@ class Trainer:
         if (not isinstance(adam_betas, (tuple, list)) or len(adam_betas) != 2
                 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in adam_betas)):
             raise ValueError(f"adam_betas must be two floats in [0, 1), got {adam_betas!r}")
-        for name, value in (("grad_clip", grad_clip), ("skip_threshold", skip_threshold)):
+        for name, value in (("grad_clip", grad_clip), ("skip_threshold", skip_threshold),
+                            ("divergence_factor", divergence_factor)):
             if value is not None:
                 _float(name, value, 0.0, strict=True)
         if ema_decay is not None and not (isinstance(ema_decay, (int, float)) and 0.0 <= ema_decay < 1.0):
@@ -217,13 +230,15 @@ class Trainer:
         self.lr_schedule, self.plateau_patience, self.plateau_factor = lr_schedule, plateau_patience, float(plateau_factor)
         self.min_lr, self.grad_clip, self.skip_threshold = float(min_lr), grad_clip, skip_threshold
         self.max_consecutive_skips, self.ema_decay = max_consecutive_skips, ema_decay
+        self.divergence_factor = None if divergence_factor is None else float(divergence_factor)
+        self.divergence_patience = divergence_patience
         self.val_every_epochs, self.val_every_steps = val_every_epochs, val_every_steps
         self.monitor, self.monitor_mode, self.early_stopping_patience = monitor, monitor_mode, early_stopping_patience
         self.checkpoint_every_steps, self.log_every_steps = checkpoint_every_steps, log_every_steps
         self.accelerator, self.devices, self.strategy, self.num_nodes = accelerator, devices, strategy, num_nodes
         self.precision, self.seed, self.compile = precision, seed, bool(compile)
-        if run_name is not None and (not isinstance(run_name, str) or not _RUN_NAME.match(run_name)):
-            raise ValueError(f"run_name must be letters, digits, '_', '.', '+', '-', got {run_name!r}")
+        if run_name is not None:
+            check_run_name(run_name, "run_name")  # one folder inside root_dir: not '.', '..' or 'a/b'
         self.progress_bar, self.root_dir, self.run_name = bool(progress_bar), root_dir, run_name
 
     def get_params(self) -> dict[str, Any]:
@@ -264,18 +279,33 @@ class Trainer:
         resume : str or Path, optional
             A run directory (continue from its ``checkpoints/last.ckpt``) or a ``.ckpt``
             file inside one. Training continues exactly where it stopped, in the same directory.
+            When ``last.ckpt`` of a run directory is corrupt (its SHA-256 differs from
+            ``checkpoints/manifest.json``), unreadable or missing, the newest intact
+            checkpoint (``step-N.ckpt`` or ``best.ckpt``) is used instead, with a warning
+            (also in ``log.txt``).
         config : dict, optional
             The resolved config, written to ``config.yaml`` and stored in every checkpoint.
 
         Returns
         -------
         FitResult
+            Also when the run failed: ``stop_reason`` is then ``"too_many_skips"``,
+            ``"non_finite_weights"`` or ``"diverged"`` (``result.failed`` is True and
+            ``result.message`` says why); the checkpoints of the last good state are kept.
 
         Raises
         ------
         ValueError, TypeError
             For bad input (empty or non-finite data, data that does not fit the model, a
             ``resume`` path that is not a run, ...), before anything is written.
+        Exception
+            An error raised while training (by the model, the objective, a full disk...)
+            propagates as it is, after its traceback was written to the run's ``log.txt``.
+
+        Warns
+        -----
+        TrainingStoppedWarning
+            A :class:`RuntimeWarning` when the run failed (see Returns), with the message.
 
         Notes
         -----
@@ -316,15 +346,24 @@ class Trainer:
             raise ValueError(f"{' and '.join(needs_val)} need validation: data.val is "
                              f"{'None' if val is None else 'set'}, val_every_epochs={self.val_every_epochs}, "
                              f"val_every_steps={self.val_every_steps}")
-        run, checkpoint = None, None
+        run, checkpoint, explicit = None, None, None
         if resume is not None:
-            run, ckpt_path = _resolve_resume(resume)
-            checkpoint = load_checkpoint(ckpt_path)
-            checkpoint["path"] = str(ckpt_path)
-            _check_same_model(model, checkpoint["model"], ckpt_path)
+            run, explicit = _resolve_resume(resume)
         elif run_dir is not None:
             run = _fresh_run_dir(run_dir)
-        return FitLoop(self, model, data, train, val, objective, run, checkpoint, config).run()
+        zero = _launch_rank() == 0
+        with _claim(run if zero else None) as notes:  # the lock of an existing run dir, on rank 0
+            if resume is not None:
+                assert run is not None
+                checkpoint = _resume_checkpoint(run, explicit, notes)
+                _check_same_model(model, checkpoint["model"], Path(checkpoint["path"]))
+            if zero and run is not None and notes:
+                _log_notes(run, notes)
+            result = FitLoop(self, model, data, train, val, objective, run, checkpoint, config).run()
+        if result.failed:
+            warnings.warn(f"the run failed (stop_reason={result.stop_reason!r}): {result.message}", TrainingStoppedWarning,
+                          stacklevel=2)
+        return result
 
     @staticmethod
     def _bind(model: nn.Module, data: Any, config: Any) -> Any:
@@ -421,7 +460,9 @@ def _fresh_run_dir(run_dir: RunDir | str | Path) -> RunDir:
     return run
 
 
-def _resolve_resume(resume: str | Path) -> tuple[RunDir, Path]:
+def _resolve_resume(resume: str | Path) -> tuple[RunDir, Path | None]:
+    """The run to resume, and the checkpoint file named by ``resume`` (None: ``resume`` is the run
+    directory, whose newest intact checkpoint :func:`_resume_checkpoint` picks)."""
     path = Path(resume)
     if not path.exists():
         raise FileNotFoundError(f"resume={str(path)!r} does not exist; pass a run directory or a .ckpt file inside one")
@@ -431,9 +472,106 @@ def _resolve_resume(resume: str | Path) -> tuple[RunDir, Path]:
             raise ValueError(f"resume={str(path)!r}: a checkpoint to resume must lie in a run's checkpoints/ folder")
         return run, path
     run = RunDir.open(path)
-    if not run.last_checkpoint.is_file():
+    if not run.last_checkpoint.is_file() and not _fallback_checkpoints(run):
         raise FileNotFoundError(f"resume={str(path)!r}: the run directory has no checkpoints/last.ckpt to resume from")
-    return run, run.last_checkpoint
+    return run, None
+
+
+def _fallback_checkpoints(run: RunDir) -> list[Path]:
+    """``step-N.ckpt`` (newest first) and ``best.ckpt``: what a resume may use when ``last.ckpt`` cannot be."""
+    steps = []
+    for p in run.checkpoints.glob("step-*.ckpt"):
+        n = p.stem[len("step-"):]
+        if n.isdigit() and p.is_file():
+            steps.append((int(n), p))
+    out = [p for _, p in sorted(steps, reverse=True)]
+    return out + ([run.best_checkpoint] if run.best_checkpoint.is_file() else [])
+
+
+def _resume_checkpoint(run: RunDir, explicit: Path | None, notes: list[str]) -> dict[str, Any]:
+    """Load the checkpoint to resume from (its path under ``"path"``).
+
+    ``explicit`` (a file the caller named) is loaded as it is. Otherwise ``last.ckpt``; when it
+    is corrupt, unreadable or missing, the newest intact checkpoint among ``step-N.ckpt`` and
+    ``best.ckpt``, with a note (for the log) naming both; when none is intact, a
+    :class:`CorruptFileError` listing what was tried.
+    """
+    if explicit is not None:
+        checkpoint = load_checkpoint(explicit)
+        checkpoint["path"] = str(explicit)
+        return checkpoint
+    last = run.last_checkpoint
+    tried: list[str] = []
+    try:
+        checkpoint = load_checkpoint(last)
+        checkpoint["path"] = str(last)
+        return checkpoint
+    except FileNotFoundError:
+        tried.append(f"{last.name}: missing")
+    except (ValueError, OSError) as e:
+        tried.append(f"{last.name}: {e}")
+    found: tuple[int, Path, dict[str, Any]] | None = None
+    for path in _fallback_checkpoints(run):
+        if path == run.best_checkpoint or found is None:  # the newest step-N that loads, and best.ckpt
+            try:
+                state = load_checkpoint(path)
+            except (ValueError, OSError) as e:
+                tried.append(f"{path.name}: {e}")
+                continue
+            step = int(state["loop"].get("global_step", -1)) if isinstance(state.get("loop"), dict) else -1
+            if found is None or step > found[0]:
+                found = (step, path, state)
+    if found is None:
+        raise CorruptFileError(last, f"resume={str(run.path)!r}: no intact checkpoint to resume from in "
+                                     f"{run.checkpoints}; tried:\n  " + "\n  ".join(tried))
+    step, path, checkpoint = found
+    notes.append(f"{last} cannot be used ({tried[0].split(': ', 1)[1]}); resuming from {path} (step {step}) instead, "
+                 f"the newest intact checkpoint" + (f" (also unusable: {'; '.join(tried[1:])})" if len(tried) > 1 else "")
+                 + f". Steps after {step} are trained again.")
+    checkpoint["path"] = str(path)
+    return checkpoint
+
+
+@contextmanager
+def _claim(run: RunDir | None) -> Iterator[list[str]]:
+    """Hold the lock of an existing run directory for the duration of a fit (released on
+    exceptions too), and remove the temporary files that crashed processes left in it.
+
+    Yields the notes to log (a stale lock taken over, temporary files removed); nothing is
+    locked for a new run directory (no other process knows it) or ``run=None``.
+    """
+    if run is None or not run.config_file.is_file():
+        yield []
+        return
+    with run.lock() as lock:
+        notes = [lock.note] if lock.note else []
+        removed = run.remove_stale_temp_files()
+        if removed:
+            names = ", ".join(str(p.relative_to(run.path)) for p in removed)
+            notes.append(f"removed {len(removed)} temporary file(s) that crashed processes left in {run.path}: {names}")
+        yield notes
+
+
+def _log_notes(run: RunDir, notes: list[str]) -> None:
+    """Warnings about the state a run directory was found in, on the console and in its log.txt."""
+    from .loggers import log_to_file
+
+    with log_to_file(run.log if run.log.parent.is_dir() else None) as logger:
+        for note in notes:
+            logger.warning(note)
+
+
+def _launch_rank() -> int:
+    """This process's rank as its launcher set it (torchrun, SLURM, MPI, Fabric's subprocesses),
+    known before Fabric starts; 0 for a process launched alone. Only rank 0 locks a run directory."""
+    rank = os.environ.get("RANK", "").strip()  # torchrun: the global rank
+    if rank.isdigit():
+        return int(rank)
+    for var in ("SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "LOCAL_RANK", "NODE_RANK"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) != 0:
+            return int(value)
+    return 0
 
 
 def _int(name: str, value: Any, low: int) -> None:
