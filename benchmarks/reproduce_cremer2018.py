@@ -4,130 +4,290 @@ Trains the FFG and AF models of ``examples/configs/cremer_{mlp,af}_binarized_mni
 (z=50, 784-200-200 encoder, 200-200-784 decoder, ELU, batch 100, Adam eps 1e-4, the IWAE
 learning-rate schedule over 3,280 epochs, entropy warm-up over 400 epochs) through the
 ordinary ``vaekit fit`` path, then for each model: IWAE (k=5000) on the whole test set, and
-AIS plus local optimisation of q*_FFG and q*_AF on ``--n-points`` test points, written as the
-gap table beside the paper's reported numbers.
+AIS plus local optimisation of q*_FFG and q*_AF on ``--n-points`` test points (a fixed,
+seeded subset spread over the test set), written as rows of
+``benchmarks/results/reproductions.json`` (rendered to ``reproductions.md``) beside the
+paper's numbers.
 
-The full run is a GPU job (days of CPU time). ``--short`` checks the whole pipeline in a few
-minutes on a CPU with tiny settings; its numbers are NOT a reproduction.
+Training is resumable: a run of the same name already under ``--runs-dir`` is continued
+(``vaekit fit --resume``), a finished one is only evaluated. So the two phases can run on
+different days, and a killed job loses at most the last ten epochs:
 
-    python benchmarks/reproduce_cremer2018.py --short                 # pipeline check, CPU, minutes
-    python benchmarks/reproduce_cremer2018.py --device cuda           # the reproduction
+    python benchmarks/reproduce_cremer2018.py --phase train --models ffg --threads 1 &   # hours
+    python benchmarks/reproduce_cremer2018.py --phase train --models af --threads 1 &
+    python benchmarks/reproduce_cremer2018.py --phase evaluate                          # writes the rows
+    python benchmarks/reproduce_cremer2018.py --short                                   # pipeline check, minutes
 
-Writes ``benchmarks/results/cremer2018[-short].{md,json}`` (device, wall time, every setting)
-and leaves the two run directories under ``--runs-dir``.
+The defaults are the paper's settings. ``--short`` checks the whole pipeline in a few
+minutes on a CPU with tiny settings and writes ``reproductions-short.{json,md}``; its numbers
+are NOT a reproduction. Every row records the settings it was computed with (epochs trained,
+estimator sizes, test points, binarization, device, commit).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CONFIGS = {"FFG": ROOT / "examples/configs/cremer_mlp_binarized_mnist.yaml",
-           "AF": ROOT / "examples/configs/cremer_af_binarized_mnist.yaml"}
-#: Reported in Table 2 of the paper (MNIST; nats). Other rows are not quoted here.
-PAPER = {"FFG": {"log p̂(x)": -89.80, "Approximation gap": 1.43, "Amortization gap": 1.34},
-         "AF": {"log p̂(x)": -88.94, "Approximation gap": 1.44, "Amortization gap": 1.41}}
-FULL = {"epochs": 3280, "warmup_epochs": 400, "n_points": 1000, "iwae_k": 5000, "ais_chains": 100, "ais_steps": 10000,
-        "local_opt_steps": 10000, "test_points_iwae": None}
+MODELS = {"ffg": ROOT / "examples/configs/cremer_mlp_binarized_mnist.yaml",
+          "af": ROOT / "examples/configs/cremer_af_binarized_mnist.yaml"}
+PAPER_EPOCHS = 3280
+#: Table 2 of the paper, MNIST column (nats). log p̂(x) and the two gaps are quoted; the
+#: ELBOs of the model's own family follow from them (log p̂ - approximation gap = L[q*],
+#: L[q*] - amortization gap = L[q]); the off-family L[q*] are not quoted here (None).
+PAPER = {
+    "ffg": {"log_px": -89.80, "approximation_gap": 1.43, "amortization_gap": 1.34,
+            "elbo_q_star_ffg": -91.23, "elbo_q": -92.57, "elbo_q_star_af": None},
+    "af": {"log_px": -88.94, "approximation_gap": 1.44, "amortization_gap": 1.41,
+           "elbo_q_star_af": -90.38, "elbo_q": -91.79, "elbo_q_star_ffg": None},
+}
+QUANTITIES = ("log_px", "iwae_all_test", "elbo_q_star_af", "elbo_q_star_ffg", "elbo_q", "approximation_gap",
+              "amortization_gap")
+FULL = {"epochs": PAPER_EPOCHS, "warmup_epochs": 400, "n_points": 1000, "iwae_k": 5000, "ais_chains": 100,
+        "ais_steps": 10000, "local_opt_steps": 10000, "test_points_iwae": None}
 SHORT = {"epochs": 1, "warmup_epochs": 1, "n_points": 20, "iwae_k": 200, "ais_chains": 4, "ais_steps": 50,
          "local_opt_steps": 200, "test_points_iwae": 500}
+STEPS_PER_EPOCH = 500  # 50,000 training images at batch 100
+BINARIZATION = "static: vaekit's seeded BinarizedMNIST set (shared/data/binarized_mnist; 50k train / 10k val / 10k test)"
 
 
-def device_name(device: str) -> str:
+def device_name(device: str, threads: int) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
+    name = platform.processor() or "cpu"
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
         if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "cpu"
+            name = line.split(":", 1)[1].strip()
+            break
+    return f"{name} ({os.cpu_count()} cores, {threads} torch thread{'s' * (threads != 1)})"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def model_config(label: str, s: dict[str, Any], runs_dir: str, accel: str) -> dict[str, Any]:
+    cfg = yaml.safe_load(MODELS[label].read_text())
+    cfg["objective"]["init_args"]["warmup_steps"] = s["warmup_epochs"] * STEPS_PER_EPOCH
+    cfg["trainer"].update(max_epochs=s["epochs"], root_dir=runs_dir, accelerator=accel,
+                          progress_bar=sys.stderr.isatty(), val_every_epochs=max(1, min(10, s["epochs"])))
+    return cfg
+
+
+def existing_run(cfg: dict[str, Any]) -> Path | None:
+    """The newest run directory of this config's run_name under its root_dir, if any."""
+    base = Path(cfg["trainer"]["root_dir"]) / cfg["trainer"]["run_name"]
+    runs = sorted(p for p in base.glob("*") if (p / "config.yaml").is_file()) if base.is_dir() else []
+    return runs[-1] if runs else None
+
+
+def train(label: str, s: dict[str, Any], runs_dir: str, accel: str) -> Path:
+    """Train (or continue) one model; returns its run directory."""
+    from vaekit.config import fit_config
+
+    cfg = model_config(label, s, runs_dir, accel)
+    run = existing_run(cfg)
+    if run is not None:
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        if saved["trainer"]["max_epochs"] != s["epochs"]:
+            raise SystemExit(f"{run} was trained for max_epochs={saved['trainer']['max_epochs']}, not {s['epochs']}: "
+                             f"use another --runs-dir")
+        print(f"{label}: continuing {run}", flush=True)
+        result = fit_config(saved, resume=str(run))
+    else:
+        result = fit_config(cfg)
+    print(f"{label}: {result.stop_reason} at step {result.global_step}; {result.run_dir}", flush=True)
+    return Path(result.run_dir)
+
+
+def training_record(run: Path) -> dict[str, Any]:
+    """Epochs and steps trained and the training wall time, read from the run's metrics.csv.
+
+    The time is the sum over the logged windows of samples / samples_per_s (validation and
+    checkpointing excluded), so it is right across resumes and kills.
+    """
+    import csv
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    batch, every = cfg["trainer"]["batch_size"], cfg["trainer"]["log_every_steps"]
+    step = epoch = 0
+    seconds = 0.0
+    with open(run / "metrics.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            step, epoch = max(step, int(row["step"])), max(epoch, int(row["epoch"]))
+            if row["split"] == "train" and row["name"] == "samples_per_s" and float(row["value"]) > 0:
+                seconds += every * batch / float(row["value"])
+    return {"steps": step, "epochs": step / STEPS_PER_EPOCH, "last_epoch_index": epoch, "train_s": seconds}
+
+
+def evaluate(label: str, run: Path, s: dict[str, Any], device: str, seed: int) -> dict[str, Any]:
+    """The gap column of one trained model, with per-quantity standard errors."""
+    from vaekit.inference import iwae_log_likelihood
+    from vaekit.inference.gaps import inference_gaps
+    from vaekit.runs import load, load_data
+
+    model = load(run, checkpoint="last", device=device)
+    data = load_data(run)
+    data.setup()
+    x_test = data.test if s["test_points_iwae"] is None else data.test[: s["test_points_iwae"]]
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    full = iwae_log_likelihood(model, x_test, k=s["iwae_k"], device=device)
+    iwae_s = time.perf_counter() - t0
+    n_points = min(s["n_points"], x_test.shape[0])
+    idx = torch.randperm(x_test.shape[0], generator=torch.Generator().manual_seed(seed))[:n_points].sort().values
+    from vaekit.inference import IWAEResult
+
+    sub = IWAEResult(full.per_example[idx], full.elbo_per_example[idx], k=full.k, batch_size=full.batch_size,
+                     chunk_size=full.chunk_size)
+    t0 = time.perf_counter()
+    col = inference_gaps(model, x_test[idx], local_opt=["af", "ffg"], iwae=sub, device=device,
+                         ais={"n_chains": s["ais_chains"], "n_steps": s["ais_steps"]},
+                         local_opt_kwargs={"max_steps": s["local_opt_steps"]}, label=f"q_{label.upper()}")
+    gaps_s = time.perf_counter() - t0
+    print(f"{label}: IWAE(k={s['iwae_k']}) on {x_test.shape[0]} test images {full.mean:.2f} ± {full.stderr:.2f} "
+          f"({iwae_s:.0f} s); gaps on {n_points} points in {gaps_s:.0f} s", flush=True)
+    return {"column": col, "iwae_all": full, "iwae_s": iwae_s, "gaps_s": gaps_s, "n_points": n_points,
+            "n_test": int(x_test.shape[0])}
+
+
+def rows_for(label: str, run: Path, ev: dict[str, Any], s: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, Any]]:
+    col, full = ev["column"], ev["iwae_all"]
+    tr = training_record(run)
+    values = {"log_px": (col.log_px, col.stderr.get("log_px"), ev["n_points"]),
+              "iwae_all_test": (full.mean, full.stderr, ev["n_test"]),
+              "elbo_q_star_af": (col.local.get("af"), col.stderr.get("local:af"), ev["n_points"]),
+              "elbo_q_star_ffg": (col.local.get("gaussian"), col.stderr.get("local:gaussian"), ev["n_points"]),
+              "elbo_q": (col.elbo, col.stderr.get("elbo"), ev["n_points"]),
+              "approximation_gap": (col.approximation_gap, col.stderr.get("approximation_gap"), ev["n_points"]),
+              "amortization_gap": (col.amortization_gap, col.stderr.get("amortization_gap"), ev["n_points"])}
+    estimators = {"log_px": f"per-point max(AIS {s['ais_chains']} chains x {s['ais_steps']} steps, IWAE k={s['iwae_k']})",
+                  "iwae_all_test": f"IWAE k={s['iwae_k']}",
+                  "elbo_q_star_af": f"local optimisation of an AF posterior per point, <= {s['local_opt_steps']} steps",
+                  "elbo_q_star_ffg": f"local optimisation of an FFG posterior per point, <= {s['local_opt_steps']} steps",
+                  "elbo_q": f"amortized ELBO, mean of the same {s['iwae_k']} log-weights",
+                  "approximation_gap": "log_px - L[q*] (model's own family), paired per point",
+                  "amortization_gap": "L[q*] - L[q] (model's own family), paired per point"}
+    out = []
+    for q in QUANTITIES:
+        v, se, n = values[q]
+        note = []
+        if tr["epochs"] < PAPER_EPOCHS:
+            note.append(f"SHORTENED: {tr['epochs']:g} of {PAPER_EPOCHS} epochs")
+        if n < 1000 and q != "iwae_all_test":
+            note.append(f"{n} test points (paper protocol: >= 1000)")
+        out.append({"experiment": f"cremer2018/mnist/{label}", "quantity": q,
+                    "paper": PAPER[label].get(q), "vaekit": None if v is None else round(float(v), 4),
+                    "stderr": None if se is None or math.isnan(se) else round(float(se), 4), "n_points": n,
+                    "epochs": round(tr["epochs"], 2), "paper_epochs": PAPER_EPOCHS, "device": meta["device"],
+                    "wall_s": round(tr["train_s"] + ev["iwae_s"] + ev["gaps_s"]),
+                    "command": meta["command"], "commit": meta["commit"], "date": meta["date"],
+                    "binarization": BINARIZATION, "estimator": estimators[q], "run": run.name,
+                    "note": "; ".join(note)})
+    return out
+
+
+def merge_rows(path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of ``path`` with those of the same (experiment, quantity) replaced by ``new``."""
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    keys = {(r["experiment"], r["quantity"]) for r in new}
+    rows = [r for r in rows if (r["experiment"], r["quantity"]) not in keys] + new
+    order = {q: i for i, q in enumerate(QUANTITIES)}
+    return sorted(rows, key=lambda r: (r["experiment"], order.get(r["quantity"], len(order)), r["quantity"]))
+
+
+def render(rows: list[dict[str, Any]], title: str) -> str:
+    fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = [f"# {title}", "",
+             "Generated by the `command` of each row from `reproductions.json` (the machine-readable copy); "
+             "nats, means over `n` test points, ± one standard error over points. `Δ` = vaekit − paper.", "",
+             "| experiment | quantity | paper | vaekit | ± | Δ | n | epochs | device | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        delta = None if r["paper"] is None or r["vaekit"] is None else r["vaekit"] - r["paper"]
+        lines.append(f"| {r['experiment']} | {r['quantity']} | {fmt(r['paper'])} | {fmt(r['vaekit'])} | "
+                     f"{fmt(r['stderr'])} | {fmt(delta)} | {r['n_points']} | {r['epochs']:g} / {r['paper_epochs']} | "
+                     f"{r['device']} | {r['note']} |")
+    lines += ["", "## Settings", ""]
+    for experiment in sorted({r["experiment"] for r in rows}):
+        group = [r for r in rows if r["experiment"] == experiment]
+        first = group[0]
+        lines.append(f"- `{experiment}`: {first['binarization']}; run `{first['run']}`; commit `{first['commit']}`; "
+                     f"{first['date']}; wall {first['wall_s']} s (training + evaluation); `{first['command']}`")
+        lines += [f"  - `{r['quantity']}`: {r['estimator']}" for r in group]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--short", action="store_true", help="tiny settings: checks the pipeline, reproduces nothing")
+    p.add_argument("--phase", choices=["train", "evaluate", "all"], default="all")
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation (test subset, estimators)")
     p.add_argument("--runs-dir", default="runs/cremer2018")
     p.add_argument("--out-dir", default=str(HERE / "results"))
     for key, value in FULL.items():
         if key != "test_points_iwae":
-            p.add_argument(f"--{key.replace('_', '-')}", type=int, default=None, help=f"default {value} (full)")
+            p.add_argument(f"--{key.replace('_', '-')}", type=int, default=None, help=f"default {value} (the paper's)")
     a = p.parse_args(argv)
     s = dict(SHORT if a.short else FULL)
     for key in s:
         v = getattr(a, key, None)
         if v is not None:
             s[key] = v
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
     os.environ.setdefault("VAEKIT_DATA", str(ROOT.parent / "shared" / "data"))
-
-    from vaekit.config import fit_config
-    from vaekit.inference import iwae_log_likelihood
-    from vaekit.inference.gaps import gap_table, inference_gaps
-    from vaekit.runs import load, load_data
-
+    runs_dir = a.runs_dir if not a.short else str(Path(a.runs_dir) / "short")
     accel = "gpu" if a.device.startswith("cuda") else "cpu"
-    t_start = time.perf_counter()
-    columns, record = [], {"settings": s, "device": a.device, "device_name": device_name(a.device),
-                           "torch": torch.__version__, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           "short": a.short, "runs": {}}
-    print(f"Cremer et al. (2018) Table 2, MNIST: {'SHORT pipeline check' if a.short else 'full reproduction'} on "
-          f"{record['device_name']}; settings {s}", flush=True)
-    for label, path in CONFIGS.items():
-        cfg = yaml.safe_load(path.read_text())
-        steps_per_epoch = 500  # 50,000 training images at batch 100
-        cfg["objective"]["init_args"]["warmup_steps"] = s["warmup_epochs"] * steps_per_epoch
-        cfg["trainer"].update(max_epochs=s["epochs"], root_dir=a.runs_dir, accelerator=accel,
-                              progress_bar=sys.stderr.isatty(), val_every_epochs=max(1, min(10, s["epochs"])))
-        t0 = time.perf_counter()
-        result = fit_config(cfg)
-        train_s = time.perf_counter() - t0
-        run = Path(result.run_dir)
-        model = load(run, checkpoint="last", device=a.device)
-        data = load_data(run)
-        data.setup()
-        x_test = data.test if s["test_points_iwae"] is None else data.test[: s["test_points_iwae"]]
-        t0 = time.perf_counter()
-        full = iwae_log_likelihood(model, x_test, k=s["iwae_k"], device=a.device)
-        iwae_s = time.perf_counter() - t0
-        x = data.test[: s["n_points"]]
-        t0 = time.perf_counter()
-        col = inference_gaps(model, x, local_opt=["af", "ffg"], iwae_k=s["iwae_k"], device=a.device,
-                             ais={"n_chains": s["ais_chains"], "n_steps": s["ais_steps"]},
-                             local_opt_kwargs={"max_steps": s["local_opt_steps"]}, label=f"q_{label}")
-        gaps_s = time.perf_counter() - t0
-        columns.append(col)
-        record["runs"][label] = {"run_dir": str(run), "train_seconds": train_s, "steps": result.global_step,
-                                 "iwae_test": {"n": int(x_test.shape[0]), "k": s["iwae_k"], "mean": full.mean,
-                                               "stderr": full.stderr, "seconds": iwae_s},
-                                 "gaps": col.to_dict(), "gaps_seconds": gaps_s}
-        print(f"{label}: trained {result.global_step} steps in {train_s:.0f} s; IWAE(k={s['iwae_k']}) on "
-              f"{x_test.shape[0]} test images {full.mean:.2f} ± {full.stderr:.2f} ({iwae_s:.0f} s); gaps on "
-              f"{x.shape[0]} points in {gaps_s:.0f} s", flush=True)
-    record["wall_seconds"] = time.perf_counter() - t_start
-    ours = gap_table(columns)
-    paper = ["| paper (MNIST) | q_FFG | q_AF |", "|---|---|---|"] + [
-        f"| {row} | {PAPER['FFG'][row]:.2f} | {PAPER['AF'][row]:.2f} |" for row in PAPER["FFG"]]
-    text = (f"# Cremer et al. (2018), Table 2, MNIST — {'SHORT pipeline check (not a reproduction)' if a.short else 'reproduction'}\n\n"
-            f"Device: {record['device_name']} ({a.device}); torch {torch.__version__}; {record['date']}; wall time "
-            f"{record['wall_seconds'] / 60:.1f} min.\n\nSettings: `{json.dumps(s)}`\n\n## vaekit\n\n{ours}\n\n"
-            f"## Paper\n\n" + "\n".join(paper) + "\n")
+    meta = {"device": device_name(a.device, torch.get_num_threads()), "commit": git_commit(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": "python benchmarks/reproduce_cremer2018.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    print(f"Cremer et al. (2018) Table 2, MNIST: {'SHORT pipeline check' if a.short else 'reproduction'} on "
+          f"{meta['device']}; phase {a.phase}; settings {s}", flush=True)
+    runs: dict[str, Path] = {}
+    for label in a.models:
+        if a.phase in ("train", "all"):
+            runs[label] = train(label, s, runs_dir, accel)
+        else:
+            run = existing_run(model_config(label, s, runs_dir, accel))
+            if run is None:
+                raise SystemExit(f"no trained {label} run under {runs_dir}: run --phase train first")
+            runs[label] = run
+    if a.phase == "train":
+        return 0
+    rows = []
+    for label, run in runs.items():
+        rows += rows_for(label, run, evaluate(label, run, s, a.device, a.seed), s, meta)
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "cremer2018-short" if a.short else "cremer2018"
-    (out / f"{stem}.md").write_text(text)
-    (out / f"{stem}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(text)
-    print(f"written: {out / (stem + '.md')} and .json")
+    stem = "reproductions-short" if a.short else "reproductions"
+    merged = merge_rows(out / f"{stem}.json", rows)
+    (out / f"{stem}.json").write_text(json.dumps(merged, indent=1) + "\n")
+    title = "Paper-scale reproductions" + (" — SHORT pipeline check (not a reproduction)" if a.short else "")
+    (out / f"{stem}.md").write_text(render(merged, title))
+    print(render(rows, title))
+    print(f"written: {out / (stem + '.json')} and .md")
     return 0
 
 
