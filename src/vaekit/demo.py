@@ -96,6 +96,8 @@ def run_demo(runs_dir: str = "runs", epochs: int | None = None, iwae_k: int | No
     t0 = time.perf_counter()
     result = fit_config(cfg)
     run = Path(result.run_dir)
+    if result.failed:  # never evaluate or show a run that failed as if it were fine
+        raise RuntimeError(f"the demo run failed ({result.stop_reason}): {result.message}; run directory: {run}")
     print(f"trained {result.global_step} steps in {time.perf_counter() - t0:.0f} s")
     k = iwae_k if iwae_k is not None else (200 if dataset == "mnist" else 500)
     out = evaluate_run(run, iwae_k=k, split="test", n_points=n_eval)

@@ -290,3 +290,15 @@ def test_a_damaged_config_file_is_named_with_exit_2(tmp_path, capsys, content, w
     assert main(["fit", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and what in err and "Traceback" not in err
+
+
+def test_a_failed_demo_run_is_an_error_not_a_result(tmp_path, monkeypatch, capsys):
+    import vaekit.config
+    from vaekit.training.state import FitResult
+
+    failed = FitResult(run_dir=tmp_path, global_step=3, epoch=0, best_metric=None, skipped_steps=3,
+                       stop_reason="too_many_skips", message="3 steps in a row were skipped")
+    monkeypatch.setattr(vaekit.config, "fit_config", lambda cfg: failed)
+    assert main(["demo", "--runs-dir", str(tmp_path), "--offline-digits", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "the demo run failed (too_many_skips): 3 steps in a row were skipped" in err
