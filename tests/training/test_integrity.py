@@ -129,6 +129,72 @@ def test_manifest_matches_the_file_on_disk_if_a_write_stops_between_its_steps(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "manifest.json"]
 
 
+class _Killed(BaseException):
+    """A kill -9 at a chosen point of a write."""
+
+
+_CRASHES = ("none", "while writing", "before the rename", "after the rename")
+
+
+def _write_or_crash(path: Path, data: bytes, crash: str, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Write ``path`` with its manifest as the trainer does, stopped at ``crash``; whether the new file is in place."""
+    import vaekit.training.checkpoint as ck
+
+    real, calls = ck._write_manifest, []
+
+    def manifest(folder, files):  # call 1: the pending hash, before the rename; call 2: its confirmation
+        calls.append(1)
+        if crash == "after the rename" and len(calls) == 2:
+            raise _Killed
+        real(folder, files)
+        if crash == "before the rename" and len(calls) == 1:
+            raise _Killed
+
+    def write(f):
+        f.write(data[:3] if crash == "while writing" else data)
+        if crash == "while writing":
+            raise _Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(ck, "_write_manifest", manifest)
+        try:
+            ck._atomic(path, write, manifest=True)
+        except _Killed:
+            pass
+    return crash in ("none", "after the rename")
+
+
+@pytest.mark.parametrize("start", ["no file", "a confirmed file"])
+def test_the_manifest_verifies_the_file_on_disk_after_any_succession_of_crashes(tmp_path: Path, start: str,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # 168 successions: no need to wait for the disk
+    for n in (1, 2, 3):
+        for crashes in itertools.product(_CRASHES, repeat=n):
+            where = f"starting with {start}, writes stopped at {crashes}"
+            folder = tmp_path / "-".join([start, *crashes]).replace(" ", "_")
+            folder.mkdir()
+            path, on_disk = folder / "last.ckpt", None
+            if start == "a confirmed file":
+                assert _write_or_crash(path, on_disk := b"write 0", "none", monkeypatch)
+            for i, crash in enumerate(crashes, start=1):
+                data = f"write {i};".encode() * i
+                if _write_or_crash(path, data, crash, monkeypatch):
+                    on_disk = data
+            if on_disk is None:
+                assert not path.exists(), where
+                continue
+            assert path.read_bytes() == on_disk and verify_file(path) is True, where  # intact: never blamed
+            _flip_middle(path, 1)
+            with pytest.raises(CorruptFileError, match="is truncated or corrupt"):  # damaged: always caught,
+                verify_file(path)
+            for crash in ("while writing", "before the rename"):  # also after more writes cut short
+                _write_or_crash(path, b"never in place", crash, monkeypatch)
+                with pytest.raises(CorruptFileError, match="is truncated or corrupt"):
+                    verify_file(path)
+
+
 def _failing_replace(atomic_write):
     def wrapped(path, write, **kw):
         before = kw.get("before_replace")
@@ -321,6 +387,43 @@ def test_the_lock_is_held_during_fit_and_released_after(run: RunDir) -> None:
     assert seen and set(seen) == {os.getpid()} and not run.lock_file.exists()
 
 
+@pytest.mark.parametrize("where", ["root_dir", "run_dir"])
+def test_a_new_run_is_locked_from_its_creation_until_fit_ends(tmp_path: Path, where: str) -> None:
+    model, other, explicit = _model(), _model(), tmp_path / "explicit"
+    seen: dict = {}
+
+    class ResumeMeanwhile(ELBO):  # mid-training, after last.ckpt of step 4: a second fit of the same run
+        def __call__(self, model, batch, step=0):
+            if step == 5 and "error" not in seen:
+                path = explicit if where == "run_dir" else next((tmp_path / "runs").glob("*/*"))
+                seen["pid"] = json.loads((path / "lock").read_text())["pid"]
+                with pytest.raises(RunDirInUseError) as e:
+                    _trainer(tmp_path / "other").fit(other, make_data(n=64), resume=path)
+                seen["error"] = str(e.value)
+            return super().__call__(model, batch, step)
+
+    res = _trainer(tmp_path / "runs").fit(model, make_data(n=64), ResumeMeanwhile(),
+                                          **({"run_dir": explicit} if where == "run_dir" else {}))
+    assert seen["pid"] == os.getpid() and f"process {os.getpid()} on host" in seen["error"]
+    assert not res.run_dir.lock_file.exists() and not (tmp_path / "other").exists()
+    assert _resume(res.run_dir).global_step == 12  # released: the run resumes
+
+
+def test_a_new_runs_lock_is_released_when_training_fails(tmp_path: Path) -> None:
+    held = []
+
+    class Boom(ELBO):
+        def __call__(self, model, batch, step=0):
+            if step == 2:
+                held.extend((tmp_path / "runs").glob("*/*/lock"))
+                raise RuntimeError("boom at step 2")
+            return super().__call__(model, batch, step)
+
+    with pytest.raises(RuntimeError, match="boom at step 2"):
+        _trainer(tmp_path / "runs").fit(_model(), make_data(n=64), Boom())
+    assert len(held) == 1 and not held[0].exists()
+
+
 def test_a_lock_on_another_host_is_refused(run: RunDir) -> None:
     _write_lock(run, 1, host="elsewhere.example")
     with pytest.raises(RunDirInUseError, match="on another host"):
@@ -355,11 +458,55 @@ def test_rows_after_the_checkpoint_and_malformed_rows_are_dropped_before_appendi
     run.metrics.write_text(f"{METRICS_HEADER}\n4,0,train,loss,1.0\n4,0,train,kl\n8,1,train,loss,0.5\n12,2,tr")
     MetricsWriter(run, resume_step=8, tensorboard=False).close()
     assert run.metrics.read_text() == f"{METRICS_HEADER}\n4,0,train,loss,1.0\n8,1,train,loss,0.5\n"
-    run.metrics.write_text(f"{METRICS_HEADER}\n4,0,train,loss,1.0\n8,1,tr")  # appending (vaekit evaluate) cuts a torn end
-    w = MetricsWriter(run, tensorboard=False)
-    w.log({"elbo": -3.0}, step=8, epoch=1, split="test")
+
+
+def test_a_writer_never_replaces_metrics_csv_nor_glues_a_row_to_a_torn_line(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    import vaekit.training.loggers as loggers
+
+    monkeypatch.setattr(loggers, "_TORN_WAIT_S", 0.05, raising=False)  # a short wait for the torn line to end
+    run = RunDir.create(tmp_path, "m")
+    inode = os.stat(run.metrics).st_ino
+    trainer = open(run.metrics, "a", newline="", encoding="utf-8")  # the training process's handle, mid-row
+    trainer.write("4,0,train,loss,1.0\n8,1,tr")
+    trainer.flush()
+    before = run.metrics.read_bytes()
+    w = MetricsWriter(run, tensorboard=False)  # vaekit evaluate, while the run trains
+    with caplog.at_level(logging.WARNING, logger="vaekit"):
+        w.log({"elbo": -3.0}, step=8, epoch=1, split="test")
+    assert run.metrics.read_bytes() == before and os.stat(run.metrics).st_ino == inode
+    assert (f"{run.metrics} ends in a torn line" in caplog.text
+            and "the test rows of step 8 (elbo) were not appended" in caplog.text)
+    trainer.write("ain,loss,0.5\n12,2,train,loss,0.25\n")  # the trainer goes on: its rows reach the file
+    trainer.flush()
+    w.log({"elbo": -2.5}, step=12, epoch=2, split="test")
     w.close()
-    assert [r["name"] for r in read_metrics(run.metrics)] == ["loss", "elbo"]
+    trainer.close()
+    assert os.stat(run.metrics).st_ino == inode
+    assert [(r["step"], r["split"], r["name"]) for r in read_metrics(run.metrics)] == [
+        (4, "train", "loss"), (8, "train", "loss"), (12, "train", "loss"), (12, "test", "elbo")]
+
+
+def test_a_writer_waits_for_a_row_being_written_and_writes_a_header_by_appending(tmp_path: Path) -> None:
+    import threading
+
+    run = RunDir.create(tmp_path, "m")
+    run.metrics.write_text("")
+    inode = os.stat(run.metrics).st_ino
+    trainer = open(run.metrics, "a", newline="", encoding="utf-8")
+    w = MetricsWriter(run, tensorboard=False)  # an empty file gets its header appended, not replaced
+    assert run.metrics.read_text() == METRICS_HEADER + "\n"
+    trainer.write("4,0,train,lo")
+    trainer.flush()
+    done = threading.Timer(0.2, lambda: (trainer.write("ss,1.0\n"), trainer.flush()))
+    done.start()
+    w.log({"elbo": -3.0}, step=4, epoch=0, split="test")  # waits for the trainer's row to end
+    done.join()
+    w.close()
+    trainer.close()
+    assert os.stat(run.metrics).st_ino == inode
+    assert run.metrics.read_text() == f"{METRICS_HEADER}\n4,0,train,loss,1.0\n4,0,test,elbo,-3.0\n"
 
 
 def test_eval_tables_with_a_torn_row_are_truncated_on_resume(tmp_path: Path) -> None:

@@ -8,9 +8,13 @@ Integrity: with ``manifest=True`` (what the trainer uses) the SHA-256 of each fi
 recorded in ``manifest.json`` beside it, and :func:`load_checkpoint` / :func:`load_weights`
 check every file that the manifest of its folder lists before reading it. The manifest is
 updated in two steps around the rename, so that it describes the file on disk at every
-moment: the new hash is added as ``pending`` (the old one still listed) before the new file
-replaces the old one, and becomes the only one afterwards. Files the manifest does not
-list (runs written before manifests existed) are read without a check.
+moment: the new hash is added as ``pending`` beside the hash of the file on disk before the
+new file replaces it, and becomes the only one afterwards. When a crash cut the previous
+write between its rename and its confirmation, the next write hashes the file to learn
+which of the two it holds, and keeps that one beside its own ``pending``; so a file that
+one of these writes left intact always verifies, whatever succession of crashes came
+before, and a damaged one never does. Files the manifest does not list (runs written
+before manifests existed) are read without a check.
 """
 
 from __future__ import annotations
@@ -123,17 +127,42 @@ def verify_file(path: str | os.PathLike[str], what: str = "file") -> bool:
         return False
     actual = _sha256(path)
     pending = entry.get("pending") if isinstance(entry.get("pending"), dict) else {}
-    if actual in (entry.get("sha256"), pending.get("sha256")):
+    recorded = [(h, n) for h, n in ((entry.get("sha256"), entry.get("size")), (pending.get("sha256"), pending.get("size")))
+                if isinstance(h, str)]
+    if actual in [h for h, _ in recorded]:
         return True
-    if entry.get("sha256") is None:  # a write over an unrecorded file was cut short: the old file is still there
+    if entry.get("sha256") is None and entry.get("absent") is not True:
+        # a write over an unrecorded file was cut short: the old file is still there
         log.debug(f"{path}: written before {MANIFEST_NAME} listed it, read without an integrity check")
         return False
-    expected, size = entry["sha256"], entry.get("size")
     now = path.stat().st_size
-    sizes = f"{now} bytes, {size} when written" if size is not None and size != now else f"{now} bytes"
+    expected = " or ".join(h for h, _ in recorded) or "no hash"
+    sizes = {n for _, n in recorded if n is not None}
+    written = f"{now} bytes, {' or '.join(map(str, sorted(sizes)))} when written" if sizes and now not in sizes else f"{now} bytes"
     raise CorruptFileError(path, f"{what} {str(path)!r} is truncated or corrupt: its SHA-256 is {actual}, but "
-                                 f"{path.parent / MANIFEST_NAME} recorded {expected} when it was written ({sizes}); "
+                                 f"{path.parent / MANIFEST_NAME} recorded {expected} when it was written ({written}); "
                                  f"the file changed on disk since")
+
+
+def _on_disk(path: Path, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The baseline of a new write of ``path``: the recorded hash of the file on disk now.
+
+    ``entry`` is the manifest's entry for ``path``. A write that stopped after its rename
+    but before its confirmation (a crash) left ``{"sha256": old, "pending": new}``, and the
+    disk holds either; the file is hashed (only then) to keep the one it holds, or the
+    confirmed one when it holds neither (a damaged file stays caught). ``absent`` marks a
+    write to a path with no file: any file found there later must be the pending one.
+    """
+    if not path.exists():
+        return {"sha256": None, "size": None, "absent": True}
+    base: dict[str, Any] = {"sha256": entry.get("sha256"), "size": entry.get("size")}
+    if base["sha256"] is None and entry.get("absent") is True:  # no file before the cut write: it is not that one
+        base["absent"] = True
+    pending = entry.get("pending")
+    if isinstance(pending, dict) and pending.get("sha256") not in (None, base["sha256"]):
+        if _sha256(path) == pending["sha256"]:
+            return {"sha256": pending["sha256"], "size": pending.get("size")}
+    return base
 
 
 def _atomic(path: str | os.PathLike[str], write: Any, *, by_name: bool = False, manifest: bool = False) -> Path:
@@ -147,8 +176,7 @@ def _atomic(path: str | os.PathLike[str], write: Any, *, by_name: bool = False, 
 
     def record_pending(digest: str, size: int) -> None:
         files = _read_manifest(folder)
-        old = files.get(name) or {}
-        files[name] = {"sha256": old.get("sha256"), "size": old.get("size"), "pending": {"sha256": digest, "size": size}}
+        files[name] = {**_on_disk(path, files.get(name) or {}), "pending": {"sha256": digest, "size": size}}
         _write_manifest(folder, files)
 
     digest, size = atomic_write(path, write, by_name=by_name, before_replace=record_pending)

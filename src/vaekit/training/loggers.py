@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,9 +37,21 @@ class MetricsWriter:
         larger step (logged after that checkpoint, and about to be logged again) are
         dropped, and TensorBoard events from later steps are purged. Earlier rows are kept;
         a torn last line and malformed lines (a crash while writing, a damaged disk) are
-        dropped with a warning naming them.
+        dropped with a warning naming them. Only a resume, which holds the run's lock
+        (:class:`~vaekit.training.rundir.RunLock`), rewrites the file this way.
     tensorboard : bool
         Also write TensorBoard events to ``run.tensorboard``.
+
+    Notes
+    -----
+    Without ``resume_step`` (a new run, or ``vaekit evaluate`` adding its numbers, possibly
+    while the run trains) the file is only appended to, never replaced: another process
+    may hold it open for appending. A row is appended only after a newline. When the file
+    ends in a torn line (no newline after it: another process writing that row right now,
+    or a crash that cut it short), :meth:`log` waits up to a second for the line to end;
+    if it does not, that call's rows are not written, with a warning naming the file (they
+    would be glued to the torn line), and later calls skip at once while the file stays
+    so. Resuming the run repairs the file.
 
     Examples
     --------
@@ -54,11 +67,15 @@ class MetricsWriter:
         self.run = run
         if resume_step is not None:
             _truncate_metrics(run.metrics, resume_step)
-        elif not run.metrics.exists() or run.metrics.stat().st_size == 0:
-            _write_text(run.metrics, METRICS_HEADER + "\n")
-        else:
-            _drop_torn_tail(run.metrics)
-        self._file = open(run.metrics, "a", newline="", encoding="utf-8")
+        self._file = open(run.metrics, "a+", newline="", encoding="utf-8")  # readable: see _row_boundary
+        self._torn_at: int | None = None  # the size at which a torn last line was given up on
+        try:
+            if os.fstat(self._file.fileno()).st_size == 0:
+                self._file.write(METRICS_HEADER + "\n")
+                self._file.flush()
+        except OSError as e:
+            self._file.close()
+            raise FileWriteError(run.metrics, e) from e
         self._csv = csv.writer(self._file, lineterminator="\n")
         self._tb: Any = None
         if tensorboard:
@@ -71,8 +88,15 @@ class MetricsWriter:
         """Write one row per metric (flushed at once) and the matching TensorBoard scalars.
 
         OS errors (a full disk) are raised as ``FileWriteError`` naming ``metrics.csv``.
+        Nothing is written after a torn last line (see the class notes).
         """
         try:
+            if not self._row_boundary():
+                log.warning(f"{self.run.metrics} ends in a torn line (a row cut short by a crash, or still being "
+                            f"written by another process): the {split} rows of step {int(step)} "
+                            f"({', '.join(map(str, metrics))}) were not appended, so as not to glue them to it. "
+                            f"Resuming the run repairs the file")
+                return
             for name, value in metrics.items():
                 self._csv.writerow([int(step), int(epoch), split, name, repr(float(value))])
                 if self._tb is not None:
@@ -82,6 +106,25 @@ class MetricsWriter:
             if isinstance(e, FileWriteError):
                 raise
             raise FileWriteError(self.run.metrics, e) from e
+
+    def _row_boundary(self) -> bool:
+        """Whether the file ends with a newline (or is empty), waiting up to :data:`_TORN_WAIT_S`
+        for a torn last line to end; False when it does not."""
+        deadline = None
+        while True:
+            size = os.fstat(self._file.fileno()).st_size
+            if size == 0 or _last_byte(self._file, size) == b"\n":
+                self._torn_at = None
+                return True
+            if size == self._torn_at:  # given up on this torn line already: not waiting again
+                return False
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + _TORN_WAIT_S
+            elif now >= deadline:
+                self._torn_at = size
+                return False
+            time.sleep(0.01)
 
     def close(self) -> None:
         """Flush and close the files."""
@@ -96,7 +139,7 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a ``metrics.csv`` as dicts with typed values (step and epoch int, value float).
 
     A last line without its newline that does not parse (a write in progress, or cut
-    short by a crash) is skipped with a warning; a resume or the next append removes it.
+    short by a crash) is skipped with a warning; resuming the run removes it.
 
     Raises
     ------
@@ -258,19 +301,17 @@ def _complete_lines(path: Path) -> tuple[list[str], bool]:
     return (text.split("\n") if complete or data.endswith(b"\n") else []), bool(tail)
 
 
-def _drop_torn_tail(path: Path) -> None:
-    """Cut a torn last line (bytes after the last newline) off a CSV file before appending to it."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        if size == 0:
-            return
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-    lines, _ = _complete_lines(path)
-    _warn_damage(path, [], True)
-    _write_text(path, "".join(line + "\n" for line in lines) if lines else METRICS_HEADER + "\n")
+#: How long :meth:`MetricsWriter.log` waits for a torn last line of ``metrics.csv`` to end (seconds).
+_TORN_WAIT_S = 1.0
+
+
+def _last_byte(f: Any, size: int) -> bytes:
+    """The byte at ``size - 1`` of the open file ``f`` (read without moving its position)."""
+    if hasattr(os, "pread"):
+        return os.pread(f.fileno(), 1, size - 1)
+    with open(f.name, "rb") as g:  # pragma: no cover - Windows
+        g.seek(size - 1)
+        return g.read(1)
 
 
 def _warn_damage(path: Path, bad: list[int], torn: bool) -> None:

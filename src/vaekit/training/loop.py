@@ -23,7 +23,7 @@ from .checkpoint import CHECKPOINT_FORMAT, get_rng_state, save_checkpoint, save_
 from .ema import EMA
 from .evaluate import evaluate_objective
 from .loggers import LOGGER_NAME, MetricsWriter, append_table, log_to_file, truncate_tables, progress_bar
-from .rundir import RunDir
+from .rundir import RunDir, RunLock
 from .schedules import LRSchedule, lr_groups
 from .state import FAILED_STOP_REASONS, FitResult, LoopState
 
@@ -44,6 +44,7 @@ class FitLoop:
         self.objective, self.rundir, self.ckpt = objective, run, checkpoint
         self.config = to_plain(config) if config is not None else None
         self.state = LoopState()
+        self._lock: RunLock | None = None  # the lock of a run directory created here (rank 0)
         self._saved_step = -1
         self._stop_message = ""  # why a failed run stopped (FitResult.message)
 
@@ -151,10 +152,13 @@ class FitLoop:
                 config = self.config if self.config is not None else _describe(t, model, self.data, self.objective)
                 if self.rundir is None:
                     self.rundir = RunDir.create(t.root_dir, t.run_name or cls.__name__, config)
-                elif self.rundir.config_file.is_file():  # laid out already (RunDir.create), still empty
+                    self._lock = self.rundir.lock().acquire()
+                elif self.rundir.config_file.is_file():  # laid out already (RunDir.create): the trainer locked it
                     self.rundir.write_config(config)
                 else:
                     self.rundir = RunDir.init(self.rundir.path, config)
+                    self._lock = self.rundir.lock().acquire()
+                config = _record_data(config, self.data, self.rundir)  # in-memory arrays: stored in RUN/data/
             self.config = config
         path = self.fabric.broadcast(str(self.rundir.path) if self.rank == 0 else None, src=0)  # type: ignore[union-attr]
         self.rundir = RunDir(path) if self.rank != 0 else self.rundir
@@ -188,7 +192,20 @@ class FitLoop:
 
     # ------------------------------------------------------------------ run
     def run(self) -> FitResult:
-        """Set up, train until a stop condition, and return the result."""
+        """Set up, train until a stop condition, and return the result.
+
+        A run directory created here (a new run) is locked on rank 0 from the moment it is
+        laid out until this returns or raises (:class:`~vaekit.training.rundir.RunLock`); an
+        existing one is locked by :meth:`Trainer.fit <vaekit.training.Trainer.fit>` around this call.
+        """
+        try:
+            return self._run()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _run(self) -> FitResult:
         self._setup_fabric()
         self._setup_model()
         self._probe()
@@ -510,14 +527,58 @@ class FitLoop:
 def _describe(trainer: Any, model: nn.Module, data: Any, objective: Any) -> dict[str, Any]:
     """The config of a run started from Python: every section whose objects recorded their
     constructor arguments (vaekit classes do), so ``vaekit.load`` can rebuild the model.
-    A section that cannot be written (e.g. ``ArrayData`` holding arrays) is left out."""
+    A section that cannot be written is left out, except the arrays of ``ArrayData`` and
+    ``GroupedArrays``, which :func:`_record_data` stores in the run directory."""
+    from ..data.stored import can_store
+
     config: dict[str, Any] = {}
     for key, obj in (("model", model), ("data", data), ("objective", objective)):
         try:
             config[key] = to_config(obj, key)
         except TypeError as e:
+            if key == "data" and can_store(data):
+                continue  # in-memory arrays: _record_data stores them in the run directory
             consequence = "vaekit.load() cannot rebuild this run's model" if key == "model" else "it is left out"
             log.warning(f"config.yaml: the {key} section cannot be written ({e}); {consequence}. Build it from classes "
                         f"that record their arguments (vaekit's, or yours deriving from vaekit.Configurable)")
     config["trainer"] = trainer.get_params()
+    return config
+
+
+def _record_data(config: Any, data: Any, rundir: RunDir) -> Any:
+    """The ``data`` section of a new run's ``config.yaml``, rewritten when it changes.
+
+    - No section and in-memory arrays (``ArrayData``, ``GroupedArrays``): the arrays are saved
+      as ``RUN/data/arrays.npz`` (SHA-256 in ``RUN/data/manifest.json``) and the section reads
+      them back with the same split (:func:`vaekit.data.stored.store_data`), so
+      ``vaekit evaluate RUN`` works for runs fitted from Python.
+    - A section for the data module's own class: the arguments the module recorded as it
+      normalized them (``Table``'s absolute ``path``) replace the ones given, so the run
+      reads its data from any directory.
+    """
+    from ..data.stored import store_data
+
+    if not isinstance(config, dict):
+        return config
+    section = config.get("data")
+    if section is None:
+        stored = store_data(data, rundir.path / "data")
+        if stored is None:
+            return config
+        log.info(f"the in-memory data was saved as {stored['init_args']['path']}; config.yaml reads it back")
+        config = {**config, "data": stored}
+    else:
+        try:
+            recorded = to_config(data, "data")
+        except TypeError:
+            return config
+        name = str(section.get("class_path", "")).rpartition(".")[2] if isinstance(section, dict) else None
+        if not isinstance(recorded, dict) or name != type(data).__name__:
+            return config
+        given = dict(section.get("init_args") or {})
+        changed = {k: v for k, v in recorded["init_args"].items() if k in given and given[k] != v}
+        if not changed:
+            return config
+        config = {**config, "data": {**section, "init_args": {**given, **changed}}}
+    rundir.write_config(config)
     return config

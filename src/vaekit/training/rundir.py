@@ -274,7 +274,10 @@ class RunDir:
         """Remove the temporary files (``.<name>.tmp-<pid>``) that crashed processes left behind.
 
         Only files whose process no longer runs on this machine are removed, in the run
-        directory itself, ``checkpoints/`` and ``eval/``.
+        directory itself, ``checkpoints/`` and ``eval/``. The file name holds a pid, not a
+        host: on a file system shared between hosts, a live process of another host is
+        told apart only by the run's lock (whose host field makes :class:`RunLock` refuse),
+        so call this while holding the lock, as :meth:`Trainer.fit <vaekit.training.Trainer.fit>` does.
 
         Returns
         -------
@@ -553,7 +556,12 @@ class RunLock:
     (a second process finds it and is refused), removed by :meth:`release` (on exceptions
     too when used as a context manager), and taken over when the process that left it is
     no longer running on this host (a crash). :meth:`Trainer.fit <vaekit.training.Trainer.fit>`
-    takes it on rank 0 when it resumes or continues a run directory.
+    holds it on rank 0 for the whole fit: a new run's as soon as its directory is laid out,
+    an existing run's (resume) before anything in it is read or written.
+
+    Whether a lock is stale is decided by its pid on this host only: a lock written on
+    another host (a shared file system) is never taken over, and must be deleted by hand
+    once that host's process is known to be gone.
 
     Parameters
     ----------

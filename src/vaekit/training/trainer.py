@@ -298,6 +298,11 @@ class Trainer:
         ValueError, TypeError
             For bad input (empty or non-finite data, data that does not fit the model, a
             ``resume`` path that is not a run, ...), before anything is written.
+        RunDirInUseError
+            When another process trains ``resume`` or ``run_dir`` (it holds the run's
+            ``lock``). Rank 0 holds that lock (:class:`~vaekit.training.rundir.RunLock`)
+            from the moment the run directory is created or opened until ``fit`` returns or
+            raises, so a second ``fit`` of the same run is refused meanwhile.
         Exception
             An error raised while training (by the model, the objective, a full disk...)
             propagates as it is, after its traceback was written to the run's ``log.txt``.
@@ -352,7 +357,7 @@ class Trainer:
         elif run_dir is not None:
             run = _fresh_run_dir(run_dir)
         zero = _launch_rank() == 0
-        with _claim(run if zero else None) as notes:  # the lock of an existing run dir, on rank 0
+        with _claim(run if zero else None) as notes:  # the lock of an existing run dir (a new one: FitLoop.run)
             if resume is not None:
                 assert run is not None
                 checkpoint = _resume_checkpoint(run, explicit, notes)
@@ -537,8 +542,10 @@ def _claim(run: RunDir | None) -> Iterator[list[str]]:
     """Hold the lock of an existing run directory for the duration of a fit (released on
     exceptions too), and remove the temporary files that crashed processes left in it.
 
-    Yields the notes to log (a stale lock taken over, temporary files removed); nothing is
-    locked for a new run directory (no other process knows it) or ``run=None``.
+    Yields the notes to log (a stale lock taken over, temporary files removed). A run
+    directory that does not exist yet (``run=None``, or a ``run_dir`` that is absent or
+    empty) is locked by :meth:`FitLoop.run <vaekit.training.loop.FitLoop.run>` as soon as
+    it is laid out, and held as long; ranks other than 0 pass ``run=None``.
     """
     if run is None or not run.config_file.is_file():
         yield []
