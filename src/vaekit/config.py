@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -76,12 +77,18 @@ def instantiate(parser: ArgumentParser, cfg: Namespace) -> Namespace:
     return init
 
 
-def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None = None) -> Any:
+def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None = None,
+                  run_config: str | os.PathLike[str] | None = None, trust_code: bool = False) -> Any:
     """Instantiate a parsed fit config and train; the resolved config goes to ``config.yaml``.
 
     A new run goes to ``<trainer.root_dir>/<trainer.run_name>/<YYYYmmdd-HHMMSS>/`` (created
     by the trainer once the data and model have been checked); with ``resume`` the run
     directory given continues from its last checkpoint.
+
+    ``run_config`` names the ``config.yaml`` of a run directory that ``cfg`` was read from
+    (``vaekit fit --resume``): its objects are then built inside
+    :func:`vaekit.trust.building_from_run` (only constructible types are imported, nothing
+    is read as a nested config file, ``from_python`` refuses to run) unless ``trust_code``.
 
     Raises
     ------
@@ -91,16 +98,22 @@ def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None 
         Errors of :meth:`~vaekit.training.Trainer.fit` (bad data, or an error while training)
         propagate as they are.
     """
+    import contextlib
+
     import yaml
 
+    from .trust import building_from_run
+
+    guard = contextlib.nullcontext() if run_config is None else building_from_run(run_config, trust_code=trust_code)
     try:  # build phase: only an error here is an error of the config
-        with warnings.catch_warnings():  # skip_none is deprecated in newer jsonargparse, still the right meaning
-            warnings.simplefilter("ignore")
-            resolved = yaml.safe_load(parser.dump(cfg, skip_none=False))
-        resolved.pop("config", None)
-        # weights are initialised while the config is instantiated: seed first, so a run is repeatable
-        seed_everything(int(resolved.get("trainer", {}).get("seed", 0)), verbose=False)
-        init = instantiate(parser, cfg)
+        with guard:
+            with warnings.catch_warnings():  # skip_none is deprecated in newer jsonargparse, still the right meaning
+                warnings.simplefilter("ignore")
+                resolved = yaml.safe_load(parser.dump(cfg, skip_none=False))
+            resolved.pop("config", None)
+            # weights are initialised while the config is instantiated: seed first, so a run is repeatable
+            seed_everything(int(resolved.get("trainer", {}).get("seed", 0)), verbose=False)
+            init = instantiate(parser, cfg)
     except ConfigError:
         raise
     except Exception as e:  # a constructor's error, often wrapped by jsonargparse: keep the lines that say what failed

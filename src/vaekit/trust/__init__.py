@@ -14,7 +14,9 @@ anything is imported or built. The constructible types are
   record their configuration (:class:`vaekit.Configurable`), and the factory functions
   there whose return type is such a class (``mlp_vae``, ``ladder_vae``, ...), under their
   defining path and every public alias (``vaekit.models.VAE`` and ``vaekit.models.vae.VAE``);
-- the layers exported by ``torch.nn`` (``torch.nn.Linear``, ``torch.nn.ELU``, ...);
+- the simple layers of ``torch.nn`` in :data:`TORCH_LAYERS` (``torch.nn.Linear``, ``torch.nn.ELU``, ...),
+  whose arguments are sizes, rates and flags (not the containers and composite layers, whose
+  arguments take other modules or anything at all);
 - classes and functions the user allows: :func:`register_constructible` for the whole
   process, or ``allow=[MyEncoder, "mypkg.MyModel"]`` for one call;
 
@@ -25,15 +27,23 @@ caller passes ``trust_code=True`` (CLI ``--trust-code``): then it is built and a
 
 A bare class name (``class_path: VAE``) is resolved as jsonargparse resolves it, among the
 already imported subclasses of the parameter's type; it is accepted only when every class
-of that name there is constructible.
+of that name there is constructible. A string jsonargparse parses as YAML is read, as a list
+or mapping, at the type of its parameter; a string it would read as a config file, and a
+dotted key it would read as nested keys, are refused.
+
+The build that follows runs inside :func:`building_from_run`, the second line of defence:
+jsonargparse is given the checked mapping (no file, so no path is read relative to the run)
+and, while it builds, imports nothing outside the registry and reads no file; the code
+loaders refuse to run there.
 """
 
 from ._check import SECTION_BASES, building_from_run, check_config_trust, refuse_code_loading
-from ._registry import (CODE_LOADERS, REGISTRY_PACKAGES, TrustWarning, UntrustedConfigError, is_constructible,
-                        register_constructible)
+from ._registry import (CODE_LOADERS, REGISTRY_PACKAGES, TORCH_LAYERS, TrustWarning, UntrustedConfigError,
+                        is_constructible, register_constructible)
 
 __all__ = ["UntrustedConfigError", "TrustWarning", "register_constructible", "is_constructible", "check_config_trust",
-           "building_from_run", "refuse_code_loading", "REGISTRY_PACKAGES", "CODE_LOADERS", "SECTION_BASES"]
+           "building_from_run", "refuse_code_loading", "REGISTRY_PACKAGES", "TORCH_LAYERS", "CODE_LOADERS",
+           "SECTION_BASES"]
 
 for _obj in (UntrustedConfigError, TrustWarning, register_constructible, is_constructible, check_config_trust,
              building_from_run, refuse_code_loading):

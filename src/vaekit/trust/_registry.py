@@ -14,10 +14,27 @@ from typing import Any
 from ..config import ConfigError
 
 __all__ = ["UntrustedConfigError", "TrustWarning", "register_constructible", "is_constructible", "REGISTRY_PACKAGES",
-           "CODE_LOADERS"]
+           "TORCH_LAYERS", "CODE_LOADERS"]
 
 #: Packages whose public classes and factories a config read from a run directory may build.
 REGISTRY_PACKAGES = ("vaekit.models", "vaekit.nn", "vaekit.distributions", "vaekit.data", "vaekit.objectives")
+#: The layers of ``torch.nn`` a config read from a run directory may build: those whose arguments are
+#: sizes, rates and flags. Not the containers and composite layers (``Sequential``, ``ModuleDict``,
+#: ``Transformer``, ``MultiheadAttention``, the RNNs...), whose arguments take modules or anything at all.
+TORCH_LAYERS = (
+    "Identity", "Linear", "Bilinear", "Flatten", "Unflatten", "Embedding",
+    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
+    "InstanceNorm3d", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
+    "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Tanh", "Sigmoid",
+    "Hardtanh", "Hardsigmoid", "Hardswish", "Softplus", "Softsign", "Softmax", "LogSoftmax", "LogSigmoid",
+    "Tanhshrink", "Softshrink", "Hardshrink",
+    "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
+    "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle", "PixelUnshuffle",
+    "ZeroPad1d", "ZeroPad2d", "ConstantPad1d", "ConstantPad2d", "ReflectionPad1d", "ReflectionPad2d",
+    "ReplicationPad1d", "ReplicationPad2d",
+)
 #: Entry points that import or execute what their arguments name: never constructible without ``trust_code``.
 CODE_LOADERS = ("vaekit.models.hierarchical.source.from_python", "vaekit.models.hierarchical.source.load_function")
 _OUTSIDE = "is not in vaekit's registry of constructible types"
@@ -82,7 +99,7 @@ def _is_vaekit_constructible(obj: Any) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _constructible_types() -> dict[str, Any]:
-    """``{dotted path: object}`` of every constructible type of vaekit and ``torch.nn`` (built once)."""
+    """``{dotted path: object}`` of every constructible type of vaekit and :data:`TORCH_LAYERS` (built once)."""
     import torch.nn as nn
 
     denied = {id(f) for f in _loaders()}
@@ -95,8 +112,9 @@ def _constructible_types() -> dict[str, Any]:
                 if not attr.startswith("_") and id(obj) not in denied and _is_vaekit_constructible(obj):
                     reg[f"{modname}.{attr}"] = obj
                     reg[f"{obj.__module__}.{obj.__qualname__}"] = obj
-    for attr, obj in vars(nn).items():
-        if not attr.startswith("_") and inspect.isclass(obj) and issubclass(obj, nn.Module):
+    for attr in TORCH_LAYERS:
+        obj = getattr(nn, attr, None)  # a layer this torch lacks is left out
+        if inspect.isclass(obj) and issubclass(obj, nn.Module):
             reg[f"torch.nn.{attr}"] = obj
             reg[f"{obj.__module__}.{obj.__qualname__}"] = obj
     return reg
@@ -179,6 +197,8 @@ class _Policy:
             return True, self.defined[path]
         if path in self.paths:
             return True, None  # the caller allowed this path by name: it may be imported
+        if obj is not None and any(_imported(p) is obj for p in self.paths):
+            return True, obj  # where a class allowed by name (and imported since) is defined
         return False, obj
 
     def accepts(self, obj: Any) -> bool:
