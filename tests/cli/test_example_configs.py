@@ -60,6 +60,8 @@ def test_config_trains_a_few_steps(path, tmp_path, monkeypatch):
             "--trainer.progress_bar", "false", "--trainer.early_stopping_patience", "null"]
     if raw["data"]["class_path"].endswith("ArrayFile"):
         args += ["--data.init_args.path", str(SHARED / "grouped_tabular" / "hsb_mathachieve.npz")]
+    if raw["data"]["class_path"].endswith(".Table"):  # a file under examples/data/, named relative to the repository
+        args += ["--data.init_args.path", str(ROOT / raw["data"]["init_args"]["path"])]
     if raw["trainer"].get("lr_schedule") == "plateau":
         args += ["--trainer.lr_schedule", "constant"]
     assert main(args) == 0

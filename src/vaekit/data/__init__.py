@@ -12,6 +12,9 @@ download the official files (pinned SHA-256) when allowed; see :mod:`vaekit.data
 Grouped datasets (:class:`GroupedData` and its subclasses, for group-latent models) hold
 dict splits ``{"x", "y", "groups"}`` instead of tensors; see :mod:`vaekit.data.grouped`.
 
+Your own table file (CSV/TSV, Parquet, NPZ) is :class:`Table`: columns by name, grouped
+when ``groups`` names group columns, a plain numeric table otherwise.
+
 Examples
 --------
 >>> from vaekit.data import Digits
@@ -25,11 +28,14 @@ from vaekit.data.arrays import ArrayData, ArrayFile
 from vaekit.data.base import DataModule, Splits
 from vaekit.data.download import DatasetFiles, DatasetNotFoundError, cache_dir, find_dataset, locate, search_dirs
 from vaekit.data.grouped import GroupedArrays, GroupedData
+from vaekit.data.grouped_hlvnn import HLVNNFolder
 from vaekit.data.grouped_ids import UnknownGroupError
 from vaekit.data.grouped_sets import GroupedTable, HighSchoolBeyond, OlivettiFaces, ShakespeareRoles
 from vaekit.data.grouped_writers import MNISTWriters
 from vaekit.data.images import CIFAR10, MNIST, BinarizedMNIST, Digits, FashionMNIST
 from vaekit.data.leaf import LEAFFemnist, LEAFShakespeare
+from vaekit.data.stored import GroupedArrayFile
+from vaekit.data.table import Table
 
 __all__ = [
     "CIFAR10",
@@ -42,9 +48,11 @@ __all__ = [
     "DatasetNotFoundError",
     "Digits",
     "FashionMNIST",
+    "GroupedArrayFile",
     "GroupedArrays",
     "GroupedData",
     "GroupedTable",
+    "HLVNNFolder",
     "HighSchoolBeyond",
     "LEAFFemnist",
     "LEAFShakespeare",
@@ -52,6 +60,7 @@ __all__ = [
     "OlivettiFaces",
     "ShakespeareRoles",
     "Splits",
+    "Table",
     "UnknownGroupError",
     "cache_dir",
     "find_dataset",

@@ -6,6 +6,8 @@ and what is accepted, and none of them changes any state.
 
 from __future__ import annotations
 
+import os
+
 import numbers
 from typing import Any
 
@@ -129,3 +131,28 @@ def as_label_tensor(name: str, value: Any, n: int) -> Tensor:
     if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()):
         raise ValueError(f"{name} must hold integer class labels; got non-integer floating values")
     return torch.from_numpy(np.ascontiguousarray(array).astype(np.int64))
+
+
+def check_sha256_arg(sha256: object) -> str | None:
+    """``sha256`` argument of a file data module: None or 64 lowercase hex digits."""
+    if sha256 is None:
+        return None
+    if not isinstance(sha256, str) or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError(f"sha256 must be None or the 64 lowercase hex digits of a SHA-256; got {sha256!r}")
+    return sha256
+
+
+def check_file_sha256(path: str | os.PathLike[str], sha256: str | None) -> None:
+    """Raise a ValueError naming ``path`` when its SHA-256 is not ``sha256`` (nothing to check for None)."""
+    if sha256 is None:
+        return
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != sha256:
+        raise ValueError(f"data file {os.fspath(path)!r} is corrupt or was replaced: its SHA-256 is "
+                         f"{digest.hexdigest()}, but the config records sha256={sha256}")
+

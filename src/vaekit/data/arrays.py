@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit.data._checks import as_data_tensor, as_label_tensor, check_binarize, check_fraction, check_int
+from vaekit.data._checks import (as_data_tensor, as_label_tensor, check_binarize, check_file_sha256, check_fraction,
+                                check_int, check_sha256_arg)
 from vaekit.data.base import DataModule, Splits
 from vaekit.data.formats import load_npy, load_npz, npz_keys
 
@@ -168,6 +169,9 @@ class ArrayFile(DataModule):
     binarize : {"none", "dynamic", "threshold"}
     standardize : bool
         As in :class:`ArrayData`.
+    sha256 : str, optional
+        The file's SHA-256 (64 hex digits): checked before the file is read (a run fitted on
+        in-memory arrays stores them in ``RUN/data/`` with their hash recorded here).
 
     Examples
     --------
@@ -192,9 +196,11 @@ class ArrayFile(DataModule):
         test_labels_key: str | None = None,
         binarize: Literal["none", "dynamic", "threshold"] = "none",
         standardize: bool = False,
+        sha256: str | None = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str; got {path!r} of type {type(path).__name__}")
+        self.sha256 = check_sha256_arg(sha256)
         suffix = Path(path).suffix
         if suffix not in (".npy", ".npz"):
             raise ValueError(f"path={os.fspath(path)!r} must end in .npy or .npz; got suffix {suffix!r}")
@@ -217,6 +223,7 @@ class ArrayFile(DataModule):
         path = Path(self.path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"path={self.path!r} does not exist")
+        check_file_sha256(path, self.sha256)
         if path.suffix == ".npy":
             return {"x": load_npy(path), "labels": None, "test_x": None, "test_labels": None}
         archive_keys = npz_keys(path)

@@ -23,7 +23,7 @@ from .checkpoint import CHECKPOINT_FORMAT, get_rng_state, save_checkpoint, save_
 from .ema import EMA
 from .evaluate import evaluate_objective
 from .loggers import LOGGER_NAME, MetricsWriter, append_table, log_to_file, truncate_tables, progress_bar
-from .rundir import RunDir, RunLock
+from .rundir import RunDir, RunLock, atomic_write
 from .schedules import LRSchedule, lr_groups
 from .state import FAILED_STOP_REASONS, FitResult, LoopState
 
@@ -545,28 +545,46 @@ def _describe(trainer: Any, model: nn.Module, data: Any, objective: Any) -> dict
     return config
 
 
+def _save_arrays(path: Path, arrays: dict[str, Any]) -> str:
+    """Write ``arrays`` as an ``.npz`` at ``path`` atomically; return its SHA-256 (hex)."""
+    import hashlib
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # str and numeric arrays only: read back with allow_pickle=False
+    content = buffer.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(content))
+    return hashlib.sha256(content).hexdigest()
+
+
 def _record_data(config: Any, data: Any, rundir: RunDir) -> Any:
     """The ``data`` section of a new run's ``config.yaml``, rewritten when it changes.
 
     - No section and in-memory arrays (``ArrayData``, ``GroupedArrays``): the arrays are saved
-      as ``RUN/data/arrays.npz`` (SHA-256 in ``RUN/data/manifest.json``) and the section reads
-      them back with the same split (:func:`vaekit.data.stored.store_data`), so
+      as ``RUN/data/arrays.npz`` and the section reads them back with the same split, checking
+      the file's SHA-256 first (:func:`vaekit.data.stored.stored_arrays`), so
       ``vaekit evaluate RUN`` works for runs fitted from Python.
     - A section for the data module's own class: the arguments the module recorded as it
       normalized them (``Table``'s absolute ``path``) replace the ones given, so the run
       reads its data from any directory.
     """
-    from ..data.stored import store_data
+    from ..data.stored import ARRAYS_NAME, stored_arrays
 
     if not isinstance(config, dict):
         return config
     section = config.get("data")
     if section is None:
-        stored = store_data(data, rundir.path / "data")
+        path = (rundir.path / "data" / ARRAYS_NAME).absolute()
+        stored = stored_arrays(data, path)
         if stored is None:
             return config
-        log.info(f"the in-memory data was saved as {stored['init_args']['path']}; config.yaml reads it back")
-        config = {**config, "data": stored}
+        arrays, stored_section = stored
+        stored_section["init_args"]["sha256"] = _save_arrays(path, arrays)
+        log.info(f"the in-memory data was saved as {path}; config.yaml reads it back")
+        config = {**config, "data": stored_section}
     else:
         try:
             recorded = to_config(data, "data")
