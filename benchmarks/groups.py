@@ -1,8 +1,11 @@
 """Group-level latent variables: none / factor / bias / double on grouped benchmarks.
 
 - High School and Beyond (math achievement regression, school latents) against a linear mixed
-  model (statsmodels MixedLM, random school intercepts) on the same split: test RMSE and the
-  correlation of the model's school effects with MixedLM's random effects.
+  model (statsmodels MixedLM, random school intercepts) on the same split: test RMSE, the
+  correlation of the model's school effects with MixedLM's random effects, and the variance
+  components in the outcome's units (between-school variance under the learned prior, variance
+  of the posterior-mean school effects, residual variance) beside MixedLM's (tau^2, variance of
+  the BLUPs, sigma^2).
 - Synthetic MNIST writers with label skew (ImageCNN small, 3 seeds): test accuracy, log loss and per-writer
   percentiles.
 - Shakespeare by role and play (CharLSTM, next character): test accuracy and percentiles.
@@ -66,7 +69,7 @@ def settings(short: bool) -> dict[str, dict]:
                "lr": 2e-3, "latent_lr_mult": LATENT_LR_MULT}
     seeds = {"seeds": [0] if short else [0, 1, 2]}
     return {
-        "hsb": {"epochs": 25 if short else 80, "batch_size": 256, "lr": 3e-3, "latent_lr_mult": 1.0},
+        "hsb": {"epochs": 25 if short else 80, "batch_size": 256, "lr": 3e-3, "latent_lr_mult": LATENT_LR_MULT},
         "writers": {**writers, **seeds, "split": "example"},
         "shakespeare": {"max_groups": 40 if short else SHAKESPEARE_GROUPS, "max_windows_per_group": 100 if short else SHAKESPEARE_WINDOWS,
                         "hidden": 64 if short else SHAKESPEARE_HIDDEN, "epochs": 10 if short else SHAKESPEARE_EPOCHS,
@@ -124,18 +127,18 @@ def hsb(cfg: dict) -> dict:
     data = HighSchoolBeyond(split="example", standardize=True, standardize_y=True, seed=0)
     data.setup()
     out = {}
-    ref = data.train["x"][:500]
     for mode in MODES:
         torch.manual_seed(0)
         model = GroupPredictor(MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned", latent_features=2,
                                injection=mode, prior="learned")
         secs = train(model, data, cfg["epochs"], cfg["batch_size"], cfg["lr"], 200, latent_lr_mult=cfg["latent_lr_mult"])
         res = {**evaluate(model, data.test), "seconds": secs}
-        if mode != "none":  # school effect: mean change of the prediction over reference students
-            with torch.no_grad():
-                base = model.outputs(ref, [model.latent.prior_params(0)[0].expand(len(ref), -1)]).mean()
-                res["effects"] = [float(model.outputs(ref, [model.latent.loc[0][g].expand(len(ref), -1)]).mean() - base)
-                                  for g in range(len(data.group_names[0]))]
+        vc = model.variance_components(data)  # outcome units (math achievement points^2)
+        nan = float("nan")
+        res.update({"tau2": next(iter(vc.between.values()), nan), "effects_var": next(iter(vc.between_posterior.values()), nan),
+                    "sigma2": vc.residual})
+        if mode != "none":  # school effect: mean change of the prediction over training students (outcome units)
+            res["effects"] = model.group_effects(data, max_x=500)[:, 0].tolist()
         out[mode] = res
     try:
         out["mixedlm"] = mixedlm(data)
@@ -152,14 +155,17 @@ def mixedlm(data) -> dict:
     import statsmodels.api as sm
 
     x, y, g = (data.train[k].numpy() for k in ("x", "y", "groups"))
-    fit = sm.MixedLM(y.astype(float), sm.add_constant(x.astype(float)), groups=g[:, 0]).fit()
+    fit = sm.MixedLM(y.astype(float), sm.add_constant(x.astype(float)), groups=g[:, 0]).fit()  # REML
     G = len(data.group_names[0])
     re = np.zeros(G)
     for k, v in fit.random_effects.items():
         re[int(k)] = float(np.asarray(v)[0])
     xt, yt, gt = (data.test[k].numpy() for k in ("x", "y", "groups"))
     pred = sm.add_constant(xt.astype(float), has_constant="add") @ np.asarray(fit.fe_params) + re[gt[:, 0]]
-    return {"rmse": float(np.sqrt(np.mean((pred - yt) ** 2))), "effects": re.tolist()}
+    s2 = float(data.target_std) ** 2  # y was standardized: variances back in the outcome's units
+    return {"rmse": float(np.sqrt(np.mean((pred - yt) ** 2))), "effects": re.tolist(),
+            "tau2": float(np.asarray(fit.cov_re)[0, 0]) * s2, "effects_var": float(np.var(re, ddof=1)) * s2,
+            "sigma2": float(fit.scale) * s2}
 
 
 def writers_data(cfg: dict) -> MNISTWriters:
@@ -207,7 +213,8 @@ def curve(model: GroupPredictor, split: dict, methods: tuple[str, ...], steps: i
     metric = ""
     for j in [eligible[int(t)] for t in pick]:
         mask = ids == j
-        for r in data_efficiency_curve(model, {k: v[mask] for k, v in split.items()}, KS, methods, steps=steps, max_groups=None):
+        for r in data_efficiency_curve(model, {k: v[mask] for k, v in split.items()}, KS, methods, steps=steps, max_groups=None,
+                                       shuffles=1, min_groups=1):  # one group at a time: the pairing is done here
             vals.setdefault((r["method"], r["k"]), []).append(r["value"])
             metric = r["metric"]
     sign = 1.0 if metric == "accuracy" else -1.0
@@ -265,20 +272,26 @@ def table(rows: list[tuple], head: tuple) -> str:
 def markdown(res: dict, notes: str) -> str:
     """The results page: one table per section (with its settings, time and load) and the notes."""
     m = res["machine"]
-    md = ["# Group latents", "", f"Machine: {m['cpu']}, {m['threads']} torch thread(s), torch {m['torch']}. "
-          "Each section lists its settings (`--short` or the full run), its time and the 1-minute load average of "
-          "the 2-core machine before and after it (other jobs shared the machine).", ""]
+    md = ["# Group latents", "", f"Machine of the latest run: {m['cpu']}, {m['threads']} torch thread(s), torch {m['torch']}. "
+          "Each section lists its machine, its settings (`--short` or the full run), its time and the 1-minute load average "
+          "of the 2-core machine before and after it (other jobs shared the machine).", ""]
 
     def head(name: str, title: str) -> list[str]:
         run = res["runs"][name]
         cfg = ", ".join(f"{k}={v}" for k, v in run["settings"].items())
-        return [f"## {title}", "", f"{'--short' if run['short'] else 'full'} run; {cfg}; {run['seconds'] / 60:.1f} min, "
+        where = f"{run['machine']['cpu']}, {run['machine']['threads']} thread(s); " if "machine" in run else ""
+        return [f"## {title}", "", f"{where}{'--short' if run['short'] else 'full'} run; {cfg}; {run['seconds'] / 60:.1f} min, "
                 f"load {run['load'][0]:.1f} -> {run['load'][1]:.1f}.", ""]
 
     if "hsb" in res:
         md += head("hsb", "High School and Beyond (standardized math achievement, split by example)")
-        md += [table([(k, r.get("rmse", float("nan")), r.get("group_rmse_p50", float("nan")), r.get("corr_with_mixedlm", "-"))
-                      for k, r in res["hsb"].items()], ("model", "test RMSE", "school RMSE p50", "corr(school effects, MixedLM)")), ""]
+        nan = float("nan")
+        md += [table([(k, r.get("rmse", nan), r.get("group_rmse_p50", nan), r.get("corr_with_mixedlm", "-"), r.get("tau2", nan),
+                       r.get("effects_var", nan), r.get("sigma2", nan)) for k, r in res["hsb"].items()],
+                     ("model", "test RMSE", "school RMSE p50", "corr(school effects, MixedLM)", "between-school var (prior; MixedLM tau^2)",
+                      "var(school effects) (MixedLM: var(BLUP))", "residual var (MixedLM sigma^2)")),
+               "", "RMSE on the standardized scale; variances in the outcome's units (math achievement points^2), "
+               "from `GroupPredictor.variance_components` and MixedLM's REML fit.", ""]
     for name in ("writers", "shakespeare"):
         if name in res:
             md += head(name, f"{name} (test, split by example)")
@@ -331,7 +344,7 @@ def main() -> None:
         else:
             res[name] = value
         res["runs"][name] = {"short": args.short, "settings": cfgs[name], "seconds": time.time() - t0,
-                             "load": [load0, os.getloadavg()[0]]}
+                             "load": [load0, os.getloadavg()[0]], "machine": res["machine"]}
         js.write_text(json.dumps(res, indent=2))  # after each section
     text = markdown(res, notes)
     md_path.write_text(text)

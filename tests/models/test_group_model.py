@@ -59,7 +59,7 @@ def test_minibatch_losses_over_an_epoch_sum_to_the_full_negative_elbo():
     assert total == pytest.approx(float(full), rel=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["none", "factor", "bias", "double"])
+@pytest.mark.parametrize("mode", ["none", "factor", "bias", "double", "lower", "weight"])
 @pytest.mark.parametrize("net", ["cnn", "lstm", "mlp"])
 def test_each_injection_mode_trains_and_updates_the_group_table(mode, net):
     torch.manual_seed(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,18 @@ def test_non_binary_examples_anywhere_in_the_data_are_rejected(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_lr_multiplier_prefix_that_matches_nothing(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"match no trainable parameter of TinyVAE: \['decoder'\]; .*\['dec', 'enc', 'log_sigma'\]"):
-        _trainer(tmp_path, lr_multipliers={"decoder": 2.0}).fit(TinyVAE(), make_data())
-    assert _nothing_written(tmp_path)
+def test_lr_multiplier_prefix_that_matches_nothing_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from vaekit.training.schedules import lr_groups
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = _trainer(tmp_path, lr_multipliers={"decoder": 2.0, "dec": 0.5}).fit(TinyVAE(), make_data())
+    said = [str(w.message) for w in caught if "lr_multipliers" in str(w.message)]
+    assert len(said) == 1 and re.search(r"prefix\(es\) \['decoder'\] match no trainable parameter of TinyVAE and are "
+                                        r"ignored; .*\['dec', 'enc', 'log_sigma'\]", said[0]), said
+    assert res.stop_reason == "max_epochs"
+    with pytest.warns(UserWarning, match=r"\['decoder'\] match no trainable parameter"):
+        groups = lr_groups(TinyVAE(), {"decoder": 2.0, "dec": 0.5})  # 'dec' still applies; 'decoder' changes nothing
+    assert sorted((g["lr_mult"], len(g["params"])) for g in groups) == [(0.5, 2), (1.0, 3)]

@@ -26,11 +26,12 @@ from ..nn.predictors import Predictor, SetEncoder
 from .base import ElboTerms, LatentVariableModel, ValidationReport
 from .group_latent import GroupLatent, Prior
 from .group_metrics import group_metric_rows, summary_metrics
+from .group_stats import VarianceComponents, group_effects, variance_components
 
 __all__ = ["GroupLatent", "GroupPredictor"]
 
-Injection = Literal["none", "factor", "bias", "double"]
-_INJECTIONS = ("none", "factor", "bias", "double")
+Injection = Literal["none", "factor", "bias", "double", "lower", "weight"]
+_INJECTIONS = ("none", "factor", "bias", "double", "lower", "weight")
 _LIKELIHOODS = ("categorical", "gaussian", "gaussian_learned")
 
 
@@ -40,7 +41,10 @@ class GroupPredictor(LatentVariableModel):
     Injection per level: ``"factor"`` concatenates the level's vector to the penultimate
     features (before the output layer); ``"bias"`` adds a linear map of it to the outputs;
     ``"double"`` uses two vectors, one concatenated after the predictor's trunk and one before
-    the output layer; ``"none"`` gives the level no latent (all ``"none"`` is the baseline).
+    the output layer; ``"lower"`` concatenates it after the trunk only (the lower vector of
+    ``"double"`` on its own); ``"weight"`` generates the output layer's weights and biases from
+    it (a linear hypernetwork, as in HLVNN: ``W_g = W + reshape(A z_g)``, ``b_g = b + B z_g``);
+    ``"none"`` gives the level no latent (all ``"none"`` is the baseline).
     With a linear output layer ``factor`` and ``bias`` span the same functions (both add a
     linear map of ``z`` to the logits) and differ only in parametrization.
 
@@ -54,11 +58,16 @@ class GroupPredictor(LatentVariableModel):
         A network with ``trunk``/``body``/``head`` (:mod:`vaekit.nn.predictors`).
     likelihood : {"categorical", "gaussian", "gaussian_learned"}
         ``y`` given the outputs: classes/next tokens, a unit-variance Gaussian, or a Gaussian
-        with a learned per-output standard deviation.
+        with a learned per-output standard deviation (:attr:`scale`). For a continuous
+        outcome use ``"gaussian_learned"``: ``"gaussian"`` fixes the residual standard deviation
+        at 1 (in the units of ``y``, standardized or not), which biases the group effects and
+        the variance components unless the true residual sd happens to be 1.
     latent_features : int or list of int
         Dimension of each level's latent vector (per vector for ``double``).
-    injection : {"none", "factor", "bias", "double"} or list of them
-        One mode for all levels or one per level.
+    injection : {"none", "factor", "bias", "double", "lower", "weight"} or list of them
+        One mode for all levels or one per level. ``"weight"`` needs a predictor whose
+        output layer is the linear ``out`` of :meth:`Predictor.head
+        <vaekit.nn.predictors.Predictor.head>` (all of :mod:`vaekit.nn.predictors`).
     prior : {"standard", "learned", "variational"}
         Prior of the group vectors (see :class:`GroupLatent`).
     kl_scale : {"dataset"}
@@ -113,6 +122,8 @@ class GroupPredictor(LatentVariableModel):
         self.n_train = None if n_train is None else check_int("n_train", n_train)
         self.data_shape = tuple(data_shape) if data_shape is not None else ()
         if likelihood == "gaussian_learned":
+            # The raw (pre-softplus) residual scale: scale = softplus(log_sigma) + 1e-4 (see `scale`). The
+            # name is historical and kept as the state-dict key, so existing checkpoints load.
             self.log_sigma = nn.Parameter(torch.zeros(predictor.out_features))
         self.latent: GroupLatent | None = None
         self.group_names: list[list[str]] | None = None
@@ -154,14 +165,34 @@ class GroupPredictor(LatentVariableModel):
                                       self.prior, self.init_scale)
             for i, l in enumerate(on):
                 self.latent.set_active(i, self.counts[l] > 0)
-        mid = sum(dims[l] for l in on if modes[l] == "double")
+        mid = sum(dims[l] for l in on if modes[l] in ("double", "lower"))
         late = sum(dims[l] for l in on if modes[l] in ("factor", "double"))
         self.predictor.widen(mid, late)
         self.bias_maps = nn.ModuleDict({str(l): nn.Linear(dims[l], self.predictor.out_features, bias=False)
                                         for l in on if modes[l] == "bias"})
+        self.weight_maps = nn.ModuleDict({str(l): self._weight_map(dims[l]) for l in on if modes[l] == "weight"})
         if self.new_group_encoder and on and on[0] == 0:
             y_feat = self.predictor.out_features
             self.group_encoder = SetEncoder(self.predictor.mid_features + y_feat, self.latent_dims[self.latent_names[0]])
+
+    def _weight_map(self, d: int) -> nn.Linear:
+        """The hypernetwork of a ``"weight"`` level: ``z`` (d) -> deltas of the output layer's weights and biases."""
+        pred = self.predictor
+        if type(pred).head is not Predictor.head or not isinstance(getattr(pred, "out", None), nn.Linear):
+            raise ValueError(f"injection='weight' generates the weights of the predictor's linear output layer 'out', but "
+                             f"{type(pred).__name__} overrides head() or has no nn.Linear 'out'; use 'factor', 'bias', "
+                             f"'double' or 'lower' with it")
+        fan_in = pred.features + pred.extra + 1
+        hyper = nn.Linear(d, pred.out_features * fan_in, bias=False)
+        nn.init.normal_(hyper.weight, std=(d * fan_in) ** -0.5)  # at z ~ N(0, I): deltas of the scale of the layer's init
+        return hyper
+
+    def _weight_delta(self, h: Tensor, z: Tensor, level: int) -> Tensor:
+        """``(W_g - W) h + (b_g - b)`` for the head input ``h`` (batch, ..., f) and ``z`` (batch, d)."""
+        f, k = h.shape[-1], self.predictor.out_features
+        wb = self.weight_maps[str(level)](z.to(h.dtype)).reshape(z.shape[0], k, f + 1)
+        hf = h.reshape(h.shape[0], -1, f)
+        return (torch.einsum("bsf,bkf->bsk", hf, wb[..., :f]) + wb[..., f].unsqueeze(1)).reshape(*h.shape[:-1], k)
 
     @property
     def n_levels(self) -> int:
@@ -324,17 +355,24 @@ class GroupPredictor(LatentVariableModel):
 
     def outputs(self, x: Tensor, zs: Sequence[Tensor]) -> Tensor:
         """Predictor outputs (logits or means) given the latent-level vectors ``zs`` (batch, d) each."""
-        mid, late, bias = [], [], 0.0
+        mid, late, bias, weight = [], [], 0.0, []
         for z, l in zip(zs, self.latent_levels):
             mode, d = self.modes[l], self.dims[l]
             if mode == "factor":
                 late.append(z)
+            elif mode == "lower":
+                mid.append(z)
             elif mode == "double":
                 mid.append(z[..., :d])
                 late.append(z[..., d:])
+            elif mode == "weight":
+                weight.append((z, l))
             else:
                 bias = bias + self.bias_maps[str(l)](z)
-        out = self.predictor(x, torch.cat(mid, -1) if mid else None, torch.cat(late, -1) if late else None)
+        h = self.predictor.head_input(x, torch.cat(mid, -1) if mid else None, torch.cat(late, -1) if late else None)
+        out = self.predictor.head(h)
+        for z, l in weight:
+            out = out + self._weight_delta(h, z, l)
         if isinstance(bias, Tensor):
             bias = bias.reshape(bias.shape[0], *([1] * (out.dim() - 2)), bias.shape[-1])
         return out + bias
@@ -345,8 +383,27 @@ class GroupPredictor(LatentVariableModel):
             ll = -F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1).long(), reduction="none")
             return ll.reshape(y.shape[0], -1).sum(-1)
         mean = out.reshape(y.shape[0], -1)
-        sigma = F.softplus(self.log_sigma) + 1e-4 if self.likelihood == "gaussian_learned" else torch.ones_like(mean[0])
-        return torch.distributions.Normal(mean, sigma).log_prob(y.reshape(y.shape[0], -1).to(mean)).sum(-1)
+        return torch.distributions.Normal(mean, self.scale.to(mean)).log_prob(y.reshape(y.shape[0], -1).to(mean)).sum(-1)
+
+    @property
+    def scale(self) -> Tensor:
+        """Residual standard deviation of a Gaussian likelihood per output, shape (out_features,).
+
+        ``"gaussian_learned"``: ``softplus(log_sigma) + 1e-4``, where the parameter
+        ``log_sigma`` is the *raw* (inverse-softplus) scale, not its log (the name is kept so
+        saved weights load); ``"gaussian"``: ones (fixed). In the units the model was trained
+        on (standardized ``y`` if the data module standardized it).
+
+        Raises
+        ------
+        ValueError
+            For ``likelihood="categorical"`` (no residual scale).
+        """
+        if self.likelihood == "gaussian_learned":
+            return F.softplus(self.log_sigma) + 1e-4
+        if self.likelihood == "gaussian":
+            return next(self.predictor.parameters()).new_ones(self.predictor.out_features)
+        raise ValueError(f"likelihood={self.likelihood!r} has no residual scale; 'gaussian' and 'gaussian_learned' do")
 
     # ------------------------------------------------------------------ protocol
     def elbo_terms(self, batch: Any) -> ElboTerms:
@@ -412,6 +469,29 @@ class GroupPredictor(LatentVariableModel):
         metrics["log_lik"] = float(self.log_likelihood(out, y).mean())
         rows = group_metric_rows(out, y, g, task, self.level_names, self.group_names, self.predictor.out_features)
         return ValidationReport(metrics, {"groups": rows})
+
+    # ------------------------------------------------------------------ group statistics
+    def variance_components(self, data: Any = None, *, x: Tensor | None = None, target_std: Any = None,
+                            n_draws: int = 256, max_x: int = 256, seed: int = 0) -> VarianceComponents:
+        """Between-group variance per level and residual variance, on the outcome's scale.
+
+        ``between[level]`` is the variance of the mean prediction over groups drawn from the
+        level's prior, averaged over reference inputs (for a random-intercept model, the
+        intercepts' variance tau^2); ``between_posterior[level]`` the variance of the fitted groups'
+        posterior-mean effects (:meth:`group_effects`); ``residual`` the likelihood's variance
+        (``scale**2``; fixed at 1 for ``likelihood="gaussian"``). A target standardization of
+        ``data`` is undone. See :func:`vaekit.models.group_stats.variance_components` for the
+        definitions and parameters; ``.to_dict()`` of the result is JSON-ready.
+        """
+        return variance_components(self, data, x=x, target_std=target_std, n_draws=n_draws, max_x=max_x, seed=seed)
+
+    def group_effects(self, data: Any = None, *, x: Tensor | None = None, level: int | str = 0, target_std: Any = None,
+                      max_x: int = 256, seed: int = 0) -> Tensor:
+        """Each group's effect on the mean prediction (outcome scale), shape (n_groups, out_features).
+
+        NaN for groups with no fitted posterior; see :func:`vaekit.models.group_stats.group_effects`.
+        """
+        return group_effects(self, data, x=x, level=level, target_std=target_std, max_x=max_x, seed=seed)
 
 
 class _Ranges:

@@ -12,15 +12,17 @@ __all__ = ["MLP", "activation", "ACTIVATIONS"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
-    "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
 }
 
 
 def activation(name: str) -> nn.Module:
-    """An activation module by name (one of ``ACTIVATIONS``).
+    """An activation module by name (one of ``ACTIVATIONS``; ``"identity"`` is no activation).
 
     >>> activation("elu")
     ELU(alpha=1.0)
+    >>> activation("identity")
+    Identity()
     """
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; accepted: {sorted(ACTIVATIONS)}")

@@ -23,7 +23,7 @@ from .._checks import check_int
 from .._recording import Configurable
 from .mlp import activation as _activation
 
-__all__ = ["Predictor", "ImageCNN", "CharLSTM", "MLPPredictor", "SetEncoder", "concat_latent"]
+__all__ = ["Predictor", "ImageCNN", "CharLSTM", "MLPPredictor", "LinearPredictor", "SetEncoder", "concat_latent"]
 
 
 def concat_latent(h: Tensor, z: Tensor | None) -> Tensor:
@@ -78,15 +78,32 @@ class Predictor(Configurable, nn.Module):
     def widen(self, mid_extra: int = 0, extra: int = 0) -> None:
         """Rebuild ``body`` / ``head`` input layers to take ``mid_extra`` / ``extra`` more features.
 
-        Called once by the group model before training (fresh weights for those layers).
+        Called once by the group model before training (fresh weights for those layers). A
+        body that passes its input through (:class:`LinearPredictor`) widens ``features`` too.
         """
         mid_extra, extra = check_int("mid_extra", mid_extra, 0), check_int("extra", extra, 0)
+        features = self.features
         if mid_extra != self.mid_extra:
-            self._build_body(self.mid_features + mid_extra)
+            self._build_body(self.mid_features + mid_extra)  # may change ``features`` (an identity body)
             self.mid_extra = mid_extra
-        if extra != self.extra:
+        if extra != self.extra or self.features != features:
             self.out = nn.Linear(self.features + extra, self.out_features)
             self.extra = extra
+
+    def head_input(self, x: Tensor, z_mid: Tensor | None = None, z: Tensor | None = None) -> Tensor:
+        """The output layer's input: ``body(trunk(x) ++ z_mid) ++ z``, shape (batch, ..., features + extra).
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, *x_shape)
+        z_mid : Tensor of shape (batch, mid_extra), optional
+        z : Tensor of shape (batch, extra), optional
+        """
+        for name, v, size in (("z_mid", z_mid, self.mid_extra), ("z", z, self.extra)):
+            got = 0 if v is None else v.shape[-1]
+            if got != size:
+                raise ValueError(f"{name} must have {size} features (the width set by widen()), got {got}")
+        return concat_latent(self.body(concat_latent(self.trunk(x), z_mid)), z)
 
     def forward(self, x: Tensor, z_mid: Tensor | None = None, z: Tensor | None = None) -> Tensor:
         """Outputs of ``x`` with latents concatenated after the trunk (``z_mid``) and the body (``z``).
@@ -101,11 +118,7 @@ class Predictor(Configurable, nn.Module):
         -------
         Tensor of shape (batch, ..., out_features)
         """
-        for name, v, size in (("z_mid", z_mid, self.mid_extra), ("z", z, self.extra)):
-            got = 0 if v is None else v.shape[-1]
-            if got != size:
-                raise ValueError(f"{name} must have {size} features (the width set by widen()), got {got}")
-        return self.head(concat_latent(self.body(concat_latent(self.trunk(x), z_mid)), z))
+        return self.head(self.head_input(x, z_mid, z))
 
 
 class ImageCNN(Predictor):
@@ -231,43 +244,53 @@ class MLPPredictor(Predictor):
     """Fully connected predictor for tabular data.
 
     The trunk is every hidden layer but the last, the body the last hidden layer, the head a
-    linear output layer.
+    linear output layer. With ``hidden=[]`` it is a linear model: trunk and body pass ``x``
+    through (``mid_features = features = in_features``) and the head is the only layer, so a
+    group latent injected by ``"bias"`` or ``"factor"`` gives a linear mixed model (random
+    intercepts; see :class:`LinearPredictor`).
 
     Parameters
     ----------
     in_features, out_features : int
     hidden : sequence of int
-        At least one hidden layer.
+        Hidden layer sizes; empty for a linear model.
     activation : str
-        One of :data:`vaekit.nn.mlp.ACTIVATIONS`.
+        One of :data:`vaekit.nn.mlp.ACTIVATIONS` (``"identity"``: no activation).
 
     Examples
     --------
     >>> net = MLPPredictor(4, 1, hidden=(8, 8))
     >>> net(torch.zeros(5, 4)).shape, net.mid_features, net.features
     (torch.Size([5, 1]), 8, 8)
+    >>> lin = MLPPredictor(4, 1, hidden=[])
+    >>> lin(torch.zeros(5, 4)).shape, lin.features, sum(p.numel() for p in lin.parameters())
+    (torch.Size([5, 1]), 4, 5)
     """
 
     def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (64, 64),
                  activation: str = "relu") -> None:
         super().__init__()
         in_features, out_features = check_int("in_features", in_features), check_int("out_features", out_features)
-        hidden = [check_int("hidden[i]", h) for h in hidden]
-        if not hidden:
-            raise ValueError("hidden must list at least one layer size (the body is the last hidden layer), got []")
+        if isinstance(hidden, (str, int)):
+            raise TypeError(f"hidden must be a list of layer sizes ([] for a linear model), got {hidden!r}")
+        hidden = [check_int(f"hidden[{i}]", h) for i, h in enumerate(hidden)]
         _activation(activation)  # validates the name
-        self.in_features, self.act = in_features, activation
+        self.in_features, self.act, self.hidden = in_features, activation, hidden
         layers: list[nn.Module] = []
         for a, b in zip([in_features, *hidden[:-2]], hidden[:-1]):
             layers += [nn.Linear(a, b), _activation(activation)]
         self.lower = nn.Sequential(*layers)
         self.mid_features = hidden[-2] if len(hidden) > 1 else in_features
-        self.features, self.out_features = hidden[-1], out_features
+        self.features, self.out_features = (hidden[-1] if hidden else in_features), out_features
         self._build_body(self.mid_features)
-        self.out = nn.Linear(hidden[-1], out_features)
+        self.out = nn.Linear(self.features, out_features)
 
     def _build_body(self, in_features: int) -> None:
-        self.upper = nn.Sequential(nn.Linear(in_features, self.features), _activation(self.act))
+        if not self.hidden:  # linear model: the body passes (x, z_mid) through to the output layer
+            self.upper: nn.Module = nn.Identity()
+            self.features = in_features
+        else:
+            self.upper = nn.Sequential(nn.Linear(in_features, self.features), _activation(self.act))
 
     def trunk(self, x: Tensor) -> Tensor:
         """(batch, in_features) -> (batch, mid_features)."""
@@ -278,6 +301,29 @@ class MLPPredictor(Predictor):
     def body(self, h_mid: Tensor) -> Tensor:
         """(batch, mid_features + mid_extra) -> (batch, features)."""
         return self.upper(h_mid)
+
+
+class LinearPredictor(MLPPredictor):
+    """A linear model ``y = W x + b``: :class:`MLPPredictor` with no hidden layer.
+
+    In a :class:`~vaekit.models.group.GroupPredictor` with ``injection="bias"`` (or
+    ``"factor"``) and a Gaussian likelihood it is a linear mixed model with random intercepts
+    per group (``latent_features=1`` per level: one intercept per group, its variance given by
+    the learned prior); see :meth:`~vaekit.models.group.GroupPredictor.variance_components`.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+
+    Examples
+    --------
+    >>> lin = LinearPredictor(3, 1)
+    >>> lin(torch.ones(2, 3)).shape, [tuple(p.shape) for p in lin.parameters()]
+    (torch.Size([2, 1]), [(1, 3), (1,)])
+    """
+
+    def __init__(self, in_features: int, out_features: int = 1) -> None:
+        super().__init__(in_features, out_features, hidden=[], activation="identity")
 
 
 class SetEncoder(Configurable, nn.Module):

@@ -13,6 +13,7 @@ Four kinds, all computed from the *base* learning rate:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal
 
 from torch import nn
@@ -172,6 +173,10 @@ class LRSchedule:
 def lr_groups(model: nn.Module, multipliers: dict[str, float] | None) -> list[dict[str, Any]]:
     """The model's trainable parameters as optimizer groups ``{"params", "lr_mult"}`` (see ``Trainer(lr_multipliers)``).
 
+    A prefix that matches no trainable parameter is ignored with a ``UserWarning`` naming it
+    (so one config, e.g. ``{latent: 10.0}``, can sweep group models with and without a
+    latent table).
+
     >>> groups = lr_groups(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1)), {"1": 10.0})
     >>> [(g["lr_mult"], len(g["params"])) for g in groups]
     [(1.0, 2), (10.0, 2)]
@@ -181,8 +186,8 @@ def lr_groups(model: nn.Module, multipliers: dict[str, float] | None) -> list[di
     unused = [k for k in multipliers if not any(n == k or n.startswith(k + ".") for n, _ in named)]
     if unused:
         top = sorted({n.split(".")[0] for n, _ in named})
-        raise ValueError(f"lr_multipliers has prefixes that match no trainable parameter of {type(model).__name__}: "
-                         f"{unused}; its top-level parameter names start with {top}")
+        warnings.warn(f"lr_multipliers prefix(es) {unused} match no trainable parameter of {type(model).__name__} and are "
+                      f"ignored; its top-level parameter names start with {top}", UserWarning, stacklevel=2)
     by_mult: dict[float, list[Any]] = {}
     for name, param in named:
         keys = [k for k in multipliers if name == k or name.startswith(k + ".")]

@@ -18,7 +18,7 @@ from .._recording import update_recorded_args
 from .batches import batch_len, check_batch_dict, take
 from .checkpoint import CorruptFileError, load_checkpoint, shape_mismatches, to_plain
 from .rundir import RunDir, check_run_name
-from .schedules import SCHEDULES, lr_groups
+from .schedules import SCHEDULES
 from .state import FitResult, TrainingStoppedWarning
 
 __all__ = ["Trainer"]
@@ -58,8 +58,8 @@ class Trainer:
         Learning-rate factors for parts of the model, keyed by parameter-name prefix (a
         submodule's name as in ``model.named_parameters()``, e.g. ``{"latent": 10.0}`` for a
         :class:`~vaekit.models.group.GroupPredictor`'s group posteriors): those parameters learn
-        at ``factor`` times the scheduled rate (the longest matching prefix wins). Every prefix
-        must match a parameter (checked before anything is written).
+        at ``factor`` times the scheduled rate (the longest matching prefix wins). A prefix that
+        matches no trainable parameter is ignored with a warning naming it.
     weight_decay : float
         L2 penalty (Adam) or decoupled weight decay (AdamW).
     adam_eps : float
@@ -336,7 +336,6 @@ class Trainer:
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         train, val = self._check_data(data)
         config = self._bind(model, data, config)
-        lr_groups(model, self.lr_multipliers)  # an unknown prefix fails here, before anything is written
         validate = getattr(model, "validate_data", None)
         if callable(validate):  # every example as the model will see it (augmented), without using the RNG
             augment = getattr(data, "augment", None)
