@@ -32,7 +32,7 @@ commands:
   analyze    analysis toolkit on a trained run:  vaekit analyze RUN_DIR   (writes RUN_DIR/eval/analysis/)
   graph      draw a model's block graph:         vaekit graph RUN_DIR --out graph.png
   embed      embed data like t-SNE/UMAP:         vaekit embed DATA --n-components 2 --out Z.npy
-  new        write a template to start from:     vaekit new model NAME | vaekit new dataset NAME
+  new        write a template to start from:     vaekit new model NAME | dataset NAME | table NAME
 
 Run 'vaekit <command> --help' for the options of a command.
 """
@@ -58,7 +58,7 @@ def fit_from_args(argv: Sequence[str]) -> Any:
     from .training.rundir import read_yaml_mapping
 
     argv = list(argv)
-    resume = None
+    resume = run = None
     trust_code = "--trust-code" in argv  # a run directory's config is checked against the registry unless given
     argv = [arg for arg in argv if arg != "--trust-code"]
     if trust_code and "--resume" not in argv:
@@ -88,7 +88,13 @@ def fit_from_args(argv: Sequence[str]) -> Any:
             raise untrusted_as_cli_error(e) from e
         except ConfigError as e:
             raise CLIError(f"--resume: {e}") from e
-        argv = ["--config", str(run.config_file), *argv]
+        unknown = sorted(str(k) for k in saved if k not in ("model", "data", "objective", "trainer"))
+        if unknown:  # (check_config_keys would import the classes to check their keys: not for a run directory)
+            raise CLIError(f"--resume: {run.config_file}: unknown section{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(map(repr, unknown))}; accepted: model, data, objective, trainer")
+        if any(arg == "--config" or arg.startswith("--config=") for arg in argv):
+            raise CLIError("--resume continues a run from its own config.yaml, so --config cannot be given with it; "
+                           "change a setting with --KEY VALUE (e.g. --trainer.max_epochs 5)")
     for i, arg in enumerate(argv):
         if arg == "--config" and i + 1 < len(argv):
             path = Path(argv[i + 1])
@@ -104,10 +110,18 @@ def fit_from_args(argv: Sequence[str]) -> Any:
                 raise CLIError(f"{path}: {e}") from None
     _check_trainer_overrides(argv)
     parser = build_fit_parser()
+    from .trust import UntrustedConfigError, building_from_run
+
     try:
-        cfg = parser.parse_args(argv)
+        if run is None:
+            cfg = parser.parse_args(argv)
+        else:  # the checked mapping itself, with no file behind it: no path in it is read relative to the run
+            with building_from_run(run.config_file, trust_code=trust_code):
+                cfg = parser.parse_args(argv, namespace=parser.parse_object(saved))
     except SystemExit:
         raise
+    except UntrustedConfigError as e:
+        raise untrusted_as_cli_error(e) from e
     except Exception as e:  # jsonargparse.ArgumentError and friends
         raise CLIError(_clean(str(e)) + "\n(run 'vaekit fit --config CONFIG.yaml --print_config' to see every accepted key)") from None
     from .training.state import TrainingStoppedWarning
@@ -115,7 +129,10 @@ def fit_from_args(argv: Sequence[str]) -> Any:
     try:
         with warnings.catch_warnings():  # main() reports a failed run itself, with exit status 3
             warnings.simplefilter("ignore", TrainingStoppedWarning)
-            return fit_namespace(parser, cfg, resume=resume)
+            return fit_namespace(parser, cfg, resume=resume, run_config=None if run is None else run.config_file,
+                                 trust_code=trust_code)
+    except UntrustedConfigError as e:
+        raise untrusted_as_cli_error(e) from e
     except ConfigError as e:  # only the objects of the config could not be built; errors of the run propagate
         raise CLIError(_clean(str(e))) from e
 
@@ -174,6 +191,12 @@ def _evaluate(argv: Sequence[str]) -> None:
                    help="group-latent runs: labelled examples per new group for the data-efficiency curve")
     p.add_argument("--max-groups", type=int, default=50,
                    help="group-latent runs: groups (drawn at random) that the data-efficiency curve treats as new")
+    p.add_argument("--methods", nargs="+", default=None, choices=["prior", "optimize", "amortized"], metavar="METHOD",
+                   help="group-latent runs: new-group inference to score: prior, optimize, amortized "
+                        "(default: prior optimize, + amortized when the model has a set encoder)")
+    p.add_argument("--steps", type=int, default=100, help="group-latent runs: Adam steps of 'optimize' per new group (default 100)")
+    p.add_argument("--shuffles", type=int, default=5,
+                   help="group-latent runs: shuffles of each group's examples that the curve averages (default 5)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress report (default: a bar with the time left on a terminal, a few lines otherwise)")
     p.add_argument("--force", action="store_true",
@@ -223,14 +246,34 @@ def _evaluate_groups(a: argparse.Namespace) -> None:
 
     if any(ks < 1 for ks in a.ks):
         raise CLIError(f"--ks must be positive integers, got {a.ks}")
-    if a.max_groups < 1:
-        raise CLIError(f"--max-groups must be a positive integer, got {a.max_groups}")
-    out = evaluate_group_run(a.run_dir, split=a.split, ks=a.ks, checkpoint=a.checkpoint, device=a.device or "cpu",
-                             seed=a.seed, max_groups=a.max_groups, trust_code=a.trust_code)
+    for flag, v, low in (("--max-groups", a.max_groups, 1), ("--steps", a.steps, 0), ("--shuffles", a.shuffles, 1)):
+        if v < low:
+            raise CLIError(f"{flag} must be an integer >= {low}, got {v}")
+    import warnings
+
+    from .inference.groups import FewGroupsWarning
+
+    with warnings.catch_warnings():  # printed below from the result
+        warnings.simplefilter("ignore", FewGroupsWarning)
+        out = evaluate_group_run(a.run_dir, split=a.split, ks=a.ks, checkpoint=a.checkpoint, device=a.device or "cpu",
+                                 seed=a.seed, max_groups=a.max_groups, methods=a.methods, steps=a.steps,
+                                 shuffles=a.shuffles, trust_code=a.trust_code)
     print(f"{a.split}: " + "  ".join(f"{k} {v:.4f}" for k, v in out["metrics"].items()))
-    for r in out["data_efficiency"]:
-        if r["metric"] in ("accuracy", "rmse"):
-            print(f"  new groups, {r['method']:>9}, k={r['k']:>3}: {r['metric']} {r['value']:.4f}")
+    curve = out["data_efficiency"]
+    if curve:
+        print(f"new groups ({curve[0]['n_groups']} groups x {curve[0]['shuffles']} shuffles of their examples; "
+              f"± standard error over groups; gain = paired improvement over the prior mean):")
+    for r in curve:
+        gain = f"  gain {r['gain']:+.4f} ± {r['gain_stderr']:.4f}" if "gain" in r and r["method"] != "prior" else ""
+        print(f"  new groups, {r['method']:>9}, k={r['k']:>3}: {r['metric']} {r['value']:.4f} ± {r['stderr']:.4f}"
+              f"  (n={r['n_groups']} groups){gain}")
+    for note in out.get("warnings", []):
+        print(f"WARNING: {note}")
+    if "variance_components" in out:  # Gaussian likelihoods: on the outcome's scale
+        from .models.group_stats import VarianceComponents
+
+        print(VarianceComponents(**out["variance_components"]))
+        print(f"written: {Path(a.run_dir) / 'eval'}/variance_components.json")
     print(f"written: {Path(a.run_dir) / 'eval'}/group_metrics.json, groups_eval.csv, data_efficiency.csv/.png")
 
 

@@ -37,18 +37,21 @@ def _build(section: str, spec: Any, base: type, run: RunDir, *, trust_code: bool
     """One section of a run's config, built after :func:`vaekit.trust.check_config_trust` accepted it."""
     from jsonargparse import ArgumentParser
 
-    from .trust import building_from_run, check_config_trust
+    from .trust import UntrustedConfigError, building_from_run, check_config_trust
 
     if not spec:
         raise ValueError(f"{run.config_file} has no '{section}' section, so the {section} cannot be rebuilt "
                          f"(it was trained with objects that could not be written to a config)")
+    allow = list(allow)
     check_config_trust({section: spec}, file=run.config_file, trust_code=trust_code, allow=allow)  # before any import
     parser = ArgumentParser(exit_on_error=False, default_env=False)
     parser.add_subclass_arguments(base, section, required=True)
-    try:
-        with building_from_run(run.config_file, trust_code=trust_code):
+    try:  # the checked mapping itself, with no file behind it: no path in it is read relative to the run
+        with building_from_run(run.config_file, trust_code=trust_code, allow=allow, where=section):
             cfg = parser.parse_object({section: spec})
             init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
+    except UntrustedConfigError:  # held back while building (see vaekit.trust.building_from_run)
+        raise
     except Exception as e:  # jsonargparse wraps the constructor's own error
         raise ValueError(f"cannot rebuild the {section} from {run.config_file}: {e}") from e
     return getattr(init, section)
@@ -277,14 +280,22 @@ def evaluate_group_run(run_dir: str | os.PathLike[str], *, split: str = "test", 
     """``vaekit evaluate`` of a group-latent run: per-group metrics and the new-group
     data-efficiency curve, written to ``RUN_DIR/eval/`` (see
     :func:`vaekit.inference.groups.evaluate_groups`, which takes the other ``options``;
-    ``trust_code`` and ``allow`` are as in :func:`load`)."""
+    ``trust_code`` and ``allow`` are as in :func:`load`). For a Gaussian likelihood with group
+    latents also the variance components on the outcome's scale
+    (:meth:`~vaekit.models.group.GroupPredictor.variance_components`), returned under
+    ``"variance_components"`` and written to ``RUN_DIR/eval/variance_components.json``."""
     from .inference.groups import evaluate_groups
 
     run = RunDir.open(run_dir)
     model = load(run.path, checkpoint=checkpoint, device=device, trust_code=trust_code, allow=allow)
     data = load_data(run.path, trust_code=trust_code, allow=allow)
     data.setup()
-    return evaluate_groups(model, data, run.eval, split=split, ks=ks, device=device, seed=seed, **options)
+    result = evaluate_groups(model, data, run.eval, split=split, ks=ks, device=device, seed=seed, **options)
+    if model.latent is not None and model.likelihood != "categorical":
+        components = model.variance_components(data, seed=seed).to_dict()
+        (run.eval / "variance_components.json").write_text(json.dumps(components, indent=2))
+        result["variance_components"] = components
+    return result
 
 def analyze_run(run_dir: str | os.PathLike[str], split: Literal["train", "val", "test"] = "test", n_points: int = 1000,
                 checkpoint: Literal["best", "last"] = "best", which: Sequence[str] | str | None = None,

@@ -31,6 +31,10 @@ def test_fit_and_evaluate_a_group_run(tmp_path, monkeypatch, capsys):
     assert main(["evaluate", str(run), "--ks", "1", "5", "--max-groups", "6", "--checkpoint", "last"]) == 0
     printed = capsys.readouterr().out
     assert "new groups" in printed and "k=  5" in printed
+    assert "variance components (outcome units, likelihood gaussian_learned)" in printed and "between school" in printed
+    components = json.loads((run / "eval" / "variance_components.json").read_text())
+    assert components["residual_source"] == "learned" and components["n_groups"] == {"school": 160}
+    assert 10 < components["between"]["school"] + components["residual"] < 80  # math achievement: total variance 47
     result = json.loads((run / "eval" / "group_metrics.json").read_text())
     assert {r["k"] for r in result["data_efficiency"]} == {1, 5}
     assert (run / "eval" / "data_efficiency.png").is_file()

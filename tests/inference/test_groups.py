@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from vaekit.inference.groups import (amortized_new_group, data_efficiency_curve, fit_group_encoder,
+from vaekit.inference.groups import (FewGroupsWarning, amortized_new_group, data_efficiency_curve, fit_group_encoder,
                                      infer_new_group)
 from vaekit.models.group import GroupPredictor
 from vaekit.nn.predictors import MLPPredictor
@@ -77,7 +77,8 @@ def test_data_efficiency_curve_and_amortized_encoder(trained):
     assert sum(losses[-20:]) / 20 < sum(losses[:20]) / 20
     q = amortized_new_group(model, new["x"][:5], new["y"][:5])
     assert q.loc.shape == (1,) and bool((q.scale > 0).all())
-    rows = data_efficiency_curve(model, new, ks=(1, 5, 20), methods=("prior", "optimize", "amortized"), steps=80, max_groups=4)
+    with pytest.warns(FewGroupsWarning, match=r"uses 4 group\(s\).*only 8 group\(s\) of level 0 have more than max\(ks\)=20"):
+        rows = data_efficiency_curve(model, new, ks=(1, 5, 20), methods=("prior", "optimize", "amortized"), steps=80, max_groups=4)
     val = {(r["method"], r["k"]): r["value"] for r in rows}
     assert {r["metric"] for r in rows} == {"rmse"} and {r["n_groups"] for r in rows} == {4}
     assert val[("prior", 1)] == val[("prior", 20)]
@@ -140,7 +141,8 @@ def test_evaluate_group_run_writes_metrics_tables_and_curve(tmp_path, monkeypatc
     monkeypatch.setattr(vaekit.runs, "load_data", lambda run, **trust: Data())
     from vaekit.runs import evaluate_group_run
 
-    out = evaluate_group_run(res.run_dir.path, ks=(1, 5), max_groups=3, steps=30, checkpoint="last")
+    with pytest.warns(FewGroupsWarning):
+        out = evaluate_group_run(res.run_dir.path, ks=(1, 5), max_groups=3, steps=30, shuffles=2, checkpoint="last")
     ev = res.run_dir.path / "eval"
     saved = json.loads((ev / "group_metrics.json").read_text())
     assert saved["metrics"]["rmse"] == pytest.approx(out["metrics"]["rmse"]) and out["metrics"]["rmse"] > 0
@@ -149,5 +151,7 @@ def test_evaluate_group_run_writes_metrics_tables_and_curve(tmp_path, monkeypatc
     assert {r["group"] for r in rows} == {f"g{i}" for i in range(SEEN, G)} and {r["split"] for r in rows} == {"test"}
     with open(ev / "data_efficiency.csv") as f:
         curve = list(csv.DictReader(f))
-    assert {(r["method"], r["k"]) for r in curve} == {(m, k) for m in ("prior", "optimize") for k in ("1", "5")}
+    assert {(r["method"], r["k"], r["n_groups"], r["shuffles"]) for r in curve} == {
+        (m, k, "3", "2") for m in ("prior", "optimize") for k in ("1", "5")}
+    assert saved["warnings"] and "uses 3 group(s)" in saved["warnings"][0]
     assert (ev / "data_efficiency.png").stat().st_size > 1000

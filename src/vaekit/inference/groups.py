@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +29,8 @@ from .._checks import check_float, check_int
 from ..models.group import GroupPredictor
 from ..nn.modes import eval_mode
 
-__all__ = ["infer_new_group", "amortized_new_group", "fit_group_encoder", "data_efficiency_curve", "evaluate_groups"]
+__all__ = ["infer_new_group", "amortized_new_group", "fit_group_encoder", "data_efficiency_curve", "evaluate_groups",
+           "FewGroupsWarning"]
 
 Method = Literal["prior", "optimize", "amortized"]
 
@@ -56,10 +59,85 @@ def _other_latents(model: GroupPredictor, n: int, groups: Tensor | None) -> list
     return [model.latent.prior_params(i)[0].detach().expand(n, -1) for i in range(len(model.latent_levels))]
 
 
-def _log_lik(model: GroupPredictor, x: Tensor, y: Tensor, zs: list[Tensor], i: int, z: Tensor) -> Tensor:
-    zs = list(zs)
-    zs[i] = z.expand(x.shape[0], -1)
-    return model.log_likelihood(model.outputs(x, zs), y)
+def _prior(model: GroupPredictor, i: int) -> tuple[Tensor, Tensor]:
+    mu0, s0 = model.latent.prior_params(i)
+    return mu0.detach(), s0.detach()
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+@contextmanager
+def _trunk_features(model: GroupPredictor, x: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+    """Run the frozen layers before the first latent once: yields ``(trunk(x), inp)``, and inside,
+    ``model.outputs(inp, zs)`` equals ``model.outputs(x, zs)``.
+
+    A new group's latent is optimised or scored many times on the same examples, and the
+    layers before it do not change: the trunk (every injection mode enters after it) and,
+    unless a level is ``"double"`` or ``"lower"`` (which enter the body), the body too.
+    Inside, those layers of the predictor pass their input through and ``inp`` is their
+    output; the rest of the forward pass is the model's own. With another injection mode, or
+    a trunk or body that is not a plain method, nothing is cached (``inp`` is ``x``).
+    """
+    pred = model.predictor
+    with torch.no_grad():
+        h = pred.trunk(x)
+    modes = {model.modes[l] for l in model.latent_levels}
+    names = ["trunk"] if modes <= {"factor", "bias", "weight", "double", "lower"} else []
+    names += ["body"] if names and modes <= {"factor", "bias", "weight"} else []
+    if any(n in vars(pred) or n in pred._modules for n in names):
+        names = []
+    if not names:
+        yield h, x
+        return
+    with torch.no_grad():
+        inp = pred.body(h) if "body" in names else h
+    for n in names:
+        setattr(pred, n, _identity)  # an instance attribute shadows the method until it is deleted
+    try:
+        yield h, inp
+    finally:
+        for n in names:
+            delattr(pred, n)
+
+
+def _sets_per_pass(rows_per_set: int, budget: int = 4096) -> int:
+    """How many sets go into one batched pass of about ``budget`` rows."""
+    return max(1, budget // rows_per_set)
+
+
+def _infer_sets(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | None, i: int, *, steps: int, lr: float,
+                samples: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Fit the posteriors of ``S`` new groups at once: ``x`` (S, k, *x_shape), ``y`` (S, k, ...), ``groups`` (S, k, L).
+
+    The loss is the sum of the sets' negative ELBOs; each set's parameters get only its own
+    gradient and Adam updates each coordinate on its own, so this is ``S`` independent fits.
+    Returns ``loc, scale`` of shape (S, d).
+    """
+    S, k = x.shape[:2]
+    n = S * k
+    xf, yf = x.reshape(n, *x.shape[2:]), y.reshape(n, *y.shape[2:])
+    zs = _other_latents(model, n, None if groups is None else groups.reshape(n, -1))
+    mu0, s0 = _prior(model, i)
+    loc = mu0.expand(S, -1).clone().requires_grad_(True)
+    raw = torch.log(torch.expm1(0.5 * s0)).expand(S, -1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([loc, raw], lr=lr)
+    rep = lambda t: t.repeat(samples, *([1] * (t.dim() - 1)))  # noqa: E731 - sample-major copies
+    with _trunk_features(model, xf) as (_, inp):
+        h, yr, zr = rep(inp), rep(yf), [rep(z) for z in zs]
+        for _ in range(steps):
+            scale = F.softplus(raw) + 1e-6
+            eps = torch.randn(samples, S, loc.shape[1], generator=g).to(loc)
+            z = (loc + scale * eps).unsqueeze(2).expand(samples, S, k, loc.shape[1]).reshape(samples * n, -1)
+            zz = list(zr)
+            zz[i] = z
+            rec = model.log_likelihood(model.outputs(h, zz), yr).sum() / samples
+            loss = -rec + kl_divergence(Normal(loc, scale), Normal(mu0, s0)).sum()
+            opt.zero_grad()
+            loc.grad, raw.grad = torch.autograd.grad(loss, [loc, raw])
+            opt.step()
+    return loc.detach(), F.softplus(raw.detach()) + 1e-6
 
 
 def infer_new_group(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | None = None, *, level: int = 0,
@@ -69,6 +147,7 @@ def infer_new_group(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor 
 
     Maximises ``E_q[sum_i log p(y_i | x_i, z)] - KL(q || prior)`` with Adam (``samples``
     reparameterised draws per step), starting at the prior mean.
+    :func:`data_efficiency_curve` fits many groups in one batched pass of the same optimisation.
 
     Parameters
     ----------
@@ -95,35 +174,36 @@ def infer_new_group(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor 
     _check_set(model, x, y, groups)
     g = torch.Generator(device="cpu").manual_seed(seed)
     with eval_mode(model):
-        zs = _other_latents(model, x.shape[0], groups)
-        mu0, s0 = (t.detach() for t in model.latent.prior_params(i))
-        loc = mu0.clone().requires_grad_(True)
-        raw = torch.log(torch.expm1(0.5 * s0)).clone().requires_grad_(True)
-        opt = torch.optim.Adam([loc, raw], lr=lr)
-        for _ in range(steps):
-            scale = F.softplus(raw) + 1e-6
-            eps = torch.randn(samples, loc.shape[0], generator=g).to(loc)
-            rec = torch.stack([_log_lik(model, x, y, zs, i, loc + scale * e).sum() for e in eps]).mean()
-            loss = -rec + kl_divergence(Normal(loc, scale), Normal(mu0, s0)).sum()
-            opt.zero_grad()
-            loc.grad, raw.grad = torch.autograd.grad(loss, [loc, raw])
-            opt.step()
-    q = Normal(loc.detach(), F.softplus(raw.detach()) + 1e-6)
+        loc, scale = _infer_sets(model, x[None], y[None], None if groups is None else groups[None], i, steps=steps,
+                                 lr=lr, samples=samples, g=g)
+    q = Normal(loc[0], scale[0])
     if assign_to is not None:
         model.latent.set_posterior(i, int(assign_to), q.loc, q.scale)
     return q
 
 
-def _set_features(model: GroupPredictor, x: Tensor, y: Tensor) -> Tensor:
-    """Per-example input of the set encoder: trunk features (last step for sequences) and encoded y."""
-    h = model.predictor.trunk(x)
-    h = h[:, -1] if h.dim() == 3 else h
-    if model.likelihood == "categorical":
-        oh = F.one_hot(y.long(), model.predictor.out_features).to(h)
-        yf = oh.mean(1) if oh.dim() == 3 else oh
-    else:
-        yf = y.reshape(y.shape[0], -1).to(h)
-    return torch.cat([h.detach(), yf], -1)
+def _set_features(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | None = None,
+                  batch_size: int = 4096) -> Tensor:
+    """Per-example input of the set encoder, shape (n, mid_features + out_features).
+
+    The trunk features (last step for sequences) and the score ``d log p(y | x, z) / d outputs``
+    at the prior mean of the level-0 latent (other levels at their posterior means with
+    ``groups``, else at their prior means), averaged over sequence steps: the residual
+    ``(y - mean) / sigma^2`` for a Gaussian, ``onehot(y) - softmax`` for classes. It is what
+    the examples say about the group beyond what the model predicts without it.
+    """
+    mu0 = _prior(model, 0)[0]
+    feats = []
+    for a in range(0, x.shape[0], batch_size):
+        xs, ys = x[a:a + batch_size], y[a:a + batch_size]
+        zs = _other_latents(model, xs.shape[0], None if groups is None else groups[a:a + batch_size])
+        zs[0] = mu0.expand(xs.shape[0], -1)
+        with _trunk_features(model, xs) as (h, inp), torch.enable_grad():
+            out = model.outputs(inp, zs).detach().requires_grad_(True)
+            (score,) = torch.autograd.grad(model.log_likelihood(out, ys).sum(), out)
+        h = h[:, -1] if h.dim() == 3 else h
+        feats.append(torch.cat([h.detach(), score.reshape(xs.shape[0], -1, score.shape[-1]).mean(1)], -1))
+    return torch.cat(feats)
 
 
 def _encoder(model: GroupPredictor) -> Any:
@@ -134,13 +214,42 @@ def _encoder(model: GroupPredictor) -> Any:
     return enc
 
 
-def amortized_new_group(model: GroupPredictor, x: Tensor, y: Tensor, *, assign_to: int | None = None) -> Normal:
+def _encode(model: GroupPredictor, enc: Any, feats: Tensor) -> tuple[Tensor, Tensor]:
+    """Posterior ``(loc, scale)`` (S, d) of sets of features (S, k, F): the prior times k examples' evidence.
+
+    The set encoder's two outputs ``(u, s)`` are read as the evidence of one example of the set,
+    in natural parameters: precision ``pi = 1 / s^2`` and precision-weighted mean ``u``. The k
+    examples add theirs to the prior ``N(mu0, s0^2)``: precision ``P = 1 / s0^2 + k pi`` and
+    ``loc = (mu0 / s0^2 + k u) / P``. For a random intercept with residual variance ``sigma^2``
+    and ``tau^2 = s0^2`` the exact evidence is ``pi = 1 / sigma^2`` and ``u = mean residual / sigma^2``,
+    and ``loc`` is the BLUP ``k tau^2 / (k tau^2 + sigma^2) * mean residual``: the posterior
+    shrinks to the prior as k falls, and weak evidence leaves the prior mean. (``loc`` depends
+    on ``u`` with slope ``k / P`` however small ``pi`` is, so training does not stall at the prior.)
+    """
+    u, s = enc(feats)
+    mu0, s0 = _prior(model, 0)
+    k = feats.shape[-2]
+    p0 = s0.pow(-2)
+    prec = p0 + k * s.pow(-2)
+    return (p0 * mu0 + k * u) / prec, prec.rsqrt()
+
+
+def amortized_new_group(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | None = None, *,
+                        assign_to: int | None = None) -> Normal:
     """A new level-0 group's posterior from its labelled examples in one pass of the set encoder.
+
+    The encoder (trained by :func:`fit_group_encoder`) reads each example's trunk features and
+    how far its label is from the prediction at the prior mean; its Gaussian message is
+    combined with the prior by precision (see :func:`fit_group_encoder`), so few or
+    uninformative examples leave the posterior near the prior mean.
 
     Parameters
     ----------
     x : Tensor of shape (k, *x_shape)
     y : Tensor of shape (k, ...)
+    groups : Tensor of shape (k, n_levels), optional
+        Ids at the other levels (at their posterior means; column 0 ignored), as in
+        :func:`infer_new_group`.
     assign_to : int, optional
         Write it into the model's level-0 table at this id.
 
@@ -150,9 +259,10 @@ def amortized_new_group(model: GroupPredictor, x: Tensor, y: Tensor, *, assign_t
     """
     _latent_index(model, 0)
     enc = _encoder(model)
-    _check_set(model, x, y, None)
+    _check_set(model, x, y, groups)
     with eval_mode(model), torch.no_grad():
-        loc, scale = enc(_set_features(model, x, y))
+        loc, scale = _encode(model, enc, _set_features(model, x, y, groups)[None])
+    loc, scale = loc[0], scale[0]
     if assign_to is not None:
         model.latent.set_posterior(0, int(assign_to), loc, scale)
     return Normal(loc, scale)
@@ -164,7 +274,11 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
     """Train the model's set encoder on random subsets of training groups (network frozen).
 
     Each step draws ``sets_per_step`` level-0 groups and for each a random subset of
-    ``1..k_max`` of its examples, and fits the encoder's posterior ``r`` for that subset:
+    ``1..k_max`` of its examples (every size down to 1, drawn uniformly), and fits the
+    encoder's posterior ``r`` for that subset. ``r`` is the prior times the encoder's Gaussian
+    message, combined by precision (a random intercept's BLUP has this form), so a subset the
+    encoder finds uninformative stays at the prior mean and the shrinkage grows as k falls.
+    Sets of the same size go through the encoder together.
 
     - ``target="posterior"`` (default): minimise ``KL(q_g || r)``, where ``q_g`` is the
       group's posterior learnt in training (its row of the model's table). Averaged over
@@ -185,6 +299,7 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
     i = _latent_index(model, 0)
     enc = _encoder(model)
     steps, k_max, sets_per_step = check_int("steps", steps), check_int("k_max", k_max), check_int("sets_per_step", sets_per_step)
+    lr = check_float("lr", lr, 0, low_open=True)
     x, y, groups = model._unpack(train)
     g = torch.Generator().manual_seed(seed)
     ids = groups[:, 0]
@@ -192,28 +307,45 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
     members = [torch.nonzero(ids == j).flatten() for j in known.tolist()]
     if not members:
         raise ValueError("train has no examples")
-    opt = torch.optim.Adam(enc.parameters(), lr=check_float("lr", lr, 0, low_open=True))
+    opt = torch.optim.Adam(enc.parameters(), lr=lr)
     params = list(enc.parameters())
     losses = []
     with eval_mode(model):
-        mu0, s0 = (t.detach() for t in model.latent.prior_params(i))
+        mu0, s0 = _prior(model, i)
         table = model.latent.posterior(i)
         table = Normal(table.loc.detach(), table.scale.detach())
+        width = model.predictor.mid_features + model.predictor.out_features
+        cached = None  # the network is frozen: every example's features once, unless they take > 256 MB
+        if x.shape[0] * width <= 2**26:
+            with torch.no_grad():
+                cached = _set_features(model, x, y, groups)
         for _ in range(steps):
-            loss = 0.0
+            by_k: dict[int, list[tuple[int, Tensor]]] = {}
             for j in torch.randint(len(members), (sets_per_step,), generator=g).tolist():
                 m = members[j]
                 k = int(torch.randint(1, min(k_max, len(m)) + 1, (1,), generator=g))
-                idx = m[torch.randperm(len(m), generator=g)[:k]]
-                loc, scale = enc(_set_features(model, x[idx], y[idx]))
+                by_k.setdefault(k, []).append((int(known[j]), m[torch.randperm(len(m), generator=g)[:k]]))
+            flat = torch.cat([idx for sets in by_k.values() for _, idx in sets])
+            if cached is not None:
+                feats = cached[flat]
+            else:
+                with torch.no_grad():
+                    feats = _set_features(model, x[flat], y[flat], groups[flat])
+            loss, at = 0.0, 0
+            for k, sets in by_k.items():
+                n = len(sets) * k
+                loc, scale = _encode(model, enc, feats[at:at + n].reshape(len(sets), k, -1))
+                rows, idx = torch.tensor([r for r, _ in sets]), flat[at:at + n]
+                at += n
                 if target == "posterior":
-                    row = int(known[j])
-                    loss = loss + kl_divergence(Normal(table.loc[row], table.scale[row]), Normal(loc, scale)).sum()
+                    loss = loss + kl_divergence(Normal(table.loc[rows], table.scale[rows]), Normal(loc, scale)).sum()
                     continue
                 z = loc + scale * torch.randn(loc.shape, generator=g).to(loc)
-                zs = _other_latents(model, k, groups[idx])
-                elbo = _log_lik(model, x[idx], y[idx], zs, i, z).sum() - kl_divergence(Normal(loc, scale), Normal(mu0, s0)).sum()
-                loss = loss - elbo / k
+                zs = _other_latents(model, n, groups[idx])
+                zs[i] = z.repeat_interleave(k, 0)
+                ll = model.log_likelihood(model.outputs(x[idx], zs), y[idx]).reshape(len(sets), k).sum(1)
+                elbo = ll - kl_divergence(Normal(loc, scale), Normal(mu0, s0)).sum(-1)
+                loss = loss - (elbo / k).sum()
             loss = loss / sets_per_step
             opt.zero_grad()
             grads = torch.autograd.grad(loss, params)
@@ -224,78 +356,159 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
     return losses
 
 
-def _score(model: GroupPredictor, out: Tensor, y: Tensor) -> tuple[str, float]:
+def _per_example(model: GroupPredictor, out: Tensor, y: Tensor) -> tuple[str, Tensor]:
+    """Per-example accuracy (mean over sequence steps) or squared error (mean over outputs)."""
+    n = y.shape[0]
     if model.likelihood == "categorical":
-        return "accuracy", float((out.argmax(-1) == y).double().mean())
-    return "rmse", float((out.reshape(y.shape[0], -1) - y.reshape(y.shape[0], -1)).pow(2).mean().sqrt())
+        return "accuracy", (out.argmax(-1) == y).reshape(n, -1).double().mean(1)
+    return "squared_error", (out.reshape(n, -1) - y.reshape(n, -1)).double().pow(2).mean(1)
 
 
-def data_efficiency_curve(model: GroupPredictor, data: Mapping[str, Tensor], ks: Sequence[int] = (1, 2, 5, 10, 20),
-                          methods: Sequence[Method] = ("prior", "optimize"), *, level: int = 0, steps: int = 100,
-                          lr: float = 0.05, max_groups: int | None = 50, seed: int = 0) -> list[dict[str, Any]]:
-    """Accuracy (RMSE for regression) on a group's other examples vs the k examples used to infer it.
+class FewGroupsWarning(UserWarning):
+    """The data-efficiency curve rests on fewer groups than ``min_groups``: its standard errors are unreliable."""
 
-    Every group of ``level`` in ``data`` with more than ``max(ks)`` examples is treated as
-    new: its examples are shuffled (``seed``), the first ``k`` infer its latent and the ones
-    after the first ``max(ks)`` are scored (the same query set for every k). Methods:
-    ``"prior"`` (the prior mean: the baseline without group information), ``"optimize"``
-    (:func:`infer_new_group`) and ``"amortized"`` (:func:`amortized_new_group`, level 0).
 
-    Returns
-    -------
-    list of dict
-        Rows ``{method, k, metric, value, stderr, n_groups}`` (value = mean over groups).
-    """
-    i = _latent_index(model, level)
+def _check_curve_args(model: GroupPredictor, ks: Sequence[int], methods: Sequence[str], level: int, steps: int,
+                      lr: float, samples: int, max_groups: int | None, shuffles: int, min_groups: int) -> list[int]:
+    if isinstance(ks, (int, str)) or not len(ks):
+        raise ValueError(f"ks must be a non-empty list of positive ints, got {ks!r}")
     ks = sorted({check_int("ks[i]", k) for k in ks})
-    bad = [m for m in methods if m not in ("prior", "optimize", "amortized")]
-    if bad or not methods:
-        raise ValueError(f"methods must be a non-empty list of 'prior', 'optimize', 'amortized', got {list(methods)}")
+    if isinstance(methods, str) or not methods or any(m not in ("prior", "optimize", "amortized") for m in methods):
+        raise ValueError(f"methods must be a non-empty list of 'prior', 'optimize', 'amortized', got "
+                         f"{methods if isinstance(methods, str) else list(methods)!r}")
+    check_int("steps", steps, 0), check_int("samples", samples)
+    check_int("shuffles", shuffles), check_int("min_groups", min_groups)
+    check_float("lr", lr, 0, low_open=True)
+    if max_groups is not None:
+        check_int("max_groups", max_groups)
+    _latent_index(model, level)
     if "amortized" in methods:
         if level != 0:
             raise ValueError(f"the amortized encoder infers level-0 groups, got level={level}")
         _encoder(model)
+    return ks
+
+
+def data_efficiency_curve(model: GroupPredictor, data: Mapping[str, Tensor], ks: Sequence[int] = (1, 2, 5, 10, 20),
+                          methods: Sequence[Method] = ("prior", "optimize"), *, level: int = 0, steps: int = 100,
+                          lr: float = 0.05, samples: int = 4, max_groups: int | None = 50, shuffles: int = 5,
+                          min_groups: int = 10, seed: int = 0) -> list[dict[str, Any]]:
+    """Accuracy (RMSE for regression) on a group's other examples vs the k examples used to infer it.
+
+    Every group of ``level`` in ``data`` with more than ``max(ks)`` examples qualifies and is
+    treated as new (``max_groups`` of them drawn at random, all with None). In each of
+    ``shuffles`` shuffles of each group's examples the first ``k`` infer its latent and the
+    ones after the first ``max(ks)`` are scored (the same query set for every k and method).
+    Methods: ``"prior"`` (the prior mean: the baseline without group information),
+    ``"optimize"`` (:func:`infer_new_group`, all groups and shuffles of one k fitted in one
+    batched optimisation of ``steps`` Adam steps) and ``"amortized"``
+    (:func:`amortized_new_group`, level 0). With fewer than ``min_groups`` qualifying groups
+    it warns (:class:`FewGroupsWarning`); the rows record ``n_groups``.
+
+    Returns
+    -------
+    list of dict
+        One row per method and k: ``method``, ``k``, ``metric``; ``value`` (the mean over
+        groups and shuffles; RMSE per group and shuffle, then averaged); ``stderr`` (standard
+        error over groups of their shuffle-averaged values: how much the level would move
+        with other groups); ``shuffle_stderr`` (standard error over the shuffles' means: the
+        noise of the choice of examples left after averaging); ``n_groups``, ``shuffles``;
+        with ``"prior"`` among the methods, ``gain`` and ``gain_stderr``: the paired
+        improvement over the prior mean (accuracy up or RMSE down; > 0 is better) and its
+        standard error over groups.
+
+    Examples
+    --------
+    >>> from vaekit.nn.predictors import MLPPredictor
+    >>> m = GroupPredictor(MLPPredictor(1, 1, hidden=[4]), likelihood="gaussian", latent_features=1,
+    ...                    group_names=[[str(j) for j in range(12)]], group_counts=[[0] * 12], n_train=1)
+    >>> d = {"x": torch.randn(96, 1), "y": torch.randn(96), "groups": torch.arange(12).repeat_interleave(8)[:, None]}
+    >>> rows = data_efficiency_curve(m, d, ks=(1, 2), steps=5, shuffles=3)
+    >>> [(r["method"], r["k"], r["n_groups"], r["shuffles"]) for r in rows]
+    [('optimize', 1, 12, 3), ('optimize', 2, 12, 3), ('prior', 1, 12, 3), ('prior', 2, 12, 3)]
+    """
+    ks = _check_curve_args(model, ks, methods, level, steps, lr, samples, max_groups, shuffles, min_groups)
+    i = _latent_index(model, level)
     x, y, groups = model._unpack(data)
     g = torch.Generator().manual_seed(seed)
     ids = groups[:, level]
-    chosen = [j for j in torch.unique(ids).tolist() if int((ids == j).sum()) > ks[-1]]
+    K = ks[-1]
+    uniq, counts = torch.unique(ids, return_counts=True)
+    chosen = uniq[counts > K].tolist()
+    n_qualify = len(chosen)
     if max_groups is not None:
         chosen = [chosen[int(t)] for t in torch.randperm(len(chosen), generator=g)[:max_groups].sort().values]
     if not chosen:
-        raise ValueError(f"no group of level {level} has more than max(ks)={ks[-1]} examples in the data; lower ks")
-    scores: dict[tuple[str, int], list[float]] = {}
-    metric = "accuracy"
-    for j in chosen:
-        m = torch.nonzero(ids == j).flatten()
-        m = m[torch.randperm(len(m), generator=g)]
-        q_idx = m[ks[-1]:]
-        zs_q = _other_latents(model, len(q_idx), groups[q_idx])
+        raise ValueError(f"no group of level {level} has more than max(ks)={K} examples in the data; lower ks")
+    G, S = len(chosen), shuffles
+    if G < min_groups:
+        why = (f"only {n_qualify} group(s) of level {level} have more than max(ks)={K} examples" if n_qualify < min_groups
+               else f"max_groups={max_groups} keeps {G} of {n_qualify} qualifying groups")
+        warnings.warn(FewGroupsWarning(
+            f"the data-efficiency curve uses {G} group(s) (fewer than min_groups={min_groups}): {why}, so its means and "
+            f"standard errors rest on {G} group(s); lower ks, raise max_groups or use a split by group"), stacklevel=2)
+    members = [torch.nonzero(ids == j).flatten() for j in chosen]
+    perms = [m[torch.randperm(len(m), generator=g)] for _ in range(S) for m in members]  # set s * G + j
+    support = torch.stack([p[:K] for p in perms])  # (S * G, K)
+    q_idx = torch.cat([p[K:] for p in perms])
+    q_set = torch.repeat_interleave(torch.arange(S * G), torch.tensor([len(p) - K for p in perms]))
+    og = torch.Generator().manual_seed(seed)
+    latents: dict[tuple[str, int], Tensor] = {}
+    with eval_mode(model):
+        prior_loc = _prior(model, i)[0].expand(S * G, -1)
         for k in ks:
-            s_idx = m[:k]
+            sup = support[:, :k]
             for method in methods:
                 if method == "prior":
-                    z = model.latent.prior_params(i)[0].detach()
-                elif method == "optimize":
-                    z = infer_new_group(model, x[s_idx], y[s_idx], groups[s_idx], level=level, steps=steps, lr=lr, seed=seed).loc
-                else:
-                    z = amortized_new_group(model, x[s_idx], y[s_idx]).loc
-                with eval_mode(model), torch.no_grad():
-                    zz = list(zs_q)
-                    zz[i] = z.expand(len(q_idx), -1)
-                    metric, v = _score(model, model.outputs(x[q_idx], zz), y[q_idx])
-                scores.setdefault((method, k), []).append(v)
+                    latents[(method, k)] = prior_loc
+                    continue
+                zs, step = [], _sets_per_pass(k * (samples if method == "optimize" else 1))
+                for a in range(0, S * G, step):
+                    idx = sup[a:a + step]
+                    flat = idx.reshape(-1)
+                    if method == "optimize":
+                        shape = (*idx.shape, *x.shape[1:]), (*idx.shape, *y.shape[1:]), (*idx.shape, groups.shape[1])
+                        zs.append(_infer_sets(model, x[flat].reshape(shape[0]), y[flat].reshape(shape[1]),
+                                              groups[flat].reshape(shape[2]), i, steps=steps, lr=lr, samples=samples, g=og)[0])
+                    else:
+                        with torch.no_grad():
+                            feats = _set_features(model, x[flat], y[flat], groups[flat])
+                            zs.append(_encode(model, _encoder(model), feats.reshape(*idx.shape, -1))[0])
+                latents[(method, k)] = torch.cat(zs)
+        sums = {key: torch.zeros(S * G, dtype=torch.float64) for key in latents}
+        metric = "accuracy"
+        for a in range(0, len(q_idx), 4096):
+            idx, sets = q_idx[a:a + 4096], q_set[a:a + 4096]
+            other = _other_latents(model, len(idx), groups[idx])
+            with _trunk_features(model, x[idx]) as (_, inp), torch.no_grad():
+                for key, z in latents.items():
+                    zz = list(other)
+                    zz[i] = z[sets]
+                    metric, per = _per_example(model, model.outputs(inp, zz), y[idx])
+                    sums[key].index_add_(0, sets, per.cpu())
+    n_q = torch.bincount(q_set, minlength=S * G).double()
+    values = {key: (s / n_q if metric == "accuracy" else (s / n_q).sqrt()).reshape(S, G) for key, s in sums.items()}
+    metric = "accuracy" if metric == "accuracy" else "rmse"
+    sign = 1.0 if metric == "accuracy" else -1.0
+
+    def se(t: Tensor) -> float:
+        return float(t.std() / math.sqrt(len(t))) if len(t) > 1 else float("nan")
+
     rows = []
-    for (method, k), vs in sorted(scores.items(), key=lambda t: (t[0][0], t[0][1])):
-        t = torch.tensor(vs, dtype=torch.float64)
-        se = float(t.std() / math.sqrt(len(vs))) if len(vs) > 1 else float("nan")
-        rows.append({"method": method, "k": k, "metric": metric, "value": float(t.mean()), "stderr": se, "n_groups": len(vs)})
+    for (method, k), v in sorted(values.items()):
+        row = {"method": method, "k": k, "metric": metric, "value": float(v.mean()), "stderr": se(v.mean(0)),
+               "shuffle_stderr": se(v.mean(1)), "n_groups": G, "shuffles": S}
+        if "prior" in methods:
+            d = sign * (v - values[("prior", k)]).mean(0)
+            row.update(gain=float(d.mean()), gain_stderr=se(d))
+        rows.append(row)
     return rows
 
 
 def evaluate_groups(model: GroupPredictor, data: Any, out_dir: str | os.PathLike[str], *, split: str = "test",
                     ks: Sequence[int] = (1, 2, 5, 10, 20), methods: Sequence[Method] | None = None, steps: int = 100,
-                    lr: float = 0.05, max_groups: int | None = 50, encoder_steps: int = 300, device: str = "cpu",
-                    seed: int = 0) -> dict[str, Any]:
+                    lr: float = 0.05, samples: int = 4, max_groups: int | None = 50, shuffles: int = 5,
+                    min_groups: int = 10, encoder_steps: int = 300, device: str = "cpu", seed: int = 0) -> dict[str, Any]:
     """Evaluate a trained group model on one split: overall and per-group metrics and the data-efficiency curve.
 
     Writes ``out_dir/group_metrics.json`` (metrics and curve), ``out_dir/groups_eval.csv`` (long
@@ -306,6 +519,9 @@ def evaluate_groups(model: GroupPredictor, data: Any, out_dir: str | os.PathLike
     (``data_efficiency_data = "all"``: those groups were seen in training, so the network knows
     them even though their table posterior is ignored). Methods default to prior + optimize
     (+ amortized when the model has a set encoder, which is then trained on the training split first).
+    ``ks``, ``methods``, ``steps``, ``lr``, ``samples``, ``max_groups``, ``shuffles`` and
+    ``min_groups`` are those of :func:`data_efficiency_curve` (checked before anything is
+    trained or written); its :class:`FewGroupsWarning` is also recorded in ``warnings``.
 
     Parameters
     ----------
@@ -315,7 +531,8 @@ def evaluate_groups(model: GroupPredictor, data: Any, out_dir: str | os.PathLike
 
     Returns
     -------
-    dict with ``metrics`` (dict of float) and ``data_efficiency`` (rows).
+    dict with ``metrics`` (dict of float), ``data_efficiency`` (rows), ``data_efficiency_data``
+    (``split`` or ``"all"``) and ``warnings`` (list of str).
     """
     import csv
 
@@ -329,24 +546,45 @@ def evaluate_groups(model: GroupPredictor, data: Any, out_dir: str | os.PathLike
     batch = {k: v.to(device) for k, v in batch.items()}
     if methods is None:
         methods = ("prior", "optimize") + (("amortized",) if getattr(model, "group_encoder", None) is not None else ())
+    if model.latent is not None:
+        _check_curve_args(model, ks, methods, 0, steps, lr, samples, max_groups, shuffles, min_groups)
     if "amortized" in methods:
         fit_group_encoder(model, {k: v.to(device) for k, v in data.train.items()}, steps=encoder_steps, seed=seed)
     with eval_mode(model), torch.no_grad():
         report = model.validation_report(batch)
-    curve, curve_data = [], split
+    curve, curve_data, notes = [], split, []
     if model.latent is not None:
         ids = batch["groups"][:, 0]
         if int(torch.bincount(ids).max()) <= max(ks):  # split by example: too few per group in one split
             parts = [getattr(data, s) for s in ("train", "val", "test") if getattr(data, s) is not None]
             batch, curve_data = {k: torch.cat([p[k].to(device) for p in parts]) for k in batch}, "all"
-        curve = data_efficiency_curve(model, batch, ks, methods, steps=steps, lr=lr, max_groups=max_groups, seed=seed)
+        largest = int(torch.bincount(batch["groups"][:, 0]).max())
+        usable = [k for k in ks if k < largest]  # a k needs groups with more than k examples (k to infer, the rest to score)
+        if len(usable) < len(ks):
+            dropped = [k for k in ks if k >= largest]
+            message = (f"the largest group has {largest} example(s), so the data-efficiency curve leaves out "
+                       f"k={dropped} (each k needs a group with more than k examples)"
+                       + ("" if usable else "; no curve is computed"))
+            warnings.warn(FewGroupsWarning(message), stacklevel=2)
+            notes.append(message)
+            ks = usable
+    if model.latent is not None and ks:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FewGroupsWarning)
+            curve = data_efficiency_curve(model, batch, ks, methods, steps=steps, lr=lr, samples=samples, max_groups=max_groups,
+                                          shuffles=shuffles, min_groups=min_groups, seed=seed)
+        for w in caught:  # recorded in the result, and shown as usual
+            notes += [str(w.message)] if issubclass(w.category, FewGroupsWarning) else []
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"split": split, "metrics": report.metrics, "data_efficiency": curve, "data_efficiency_data": curve_data}
+    result = {"split": split, "metrics": report.metrics, "data_efficiency": curve, "data_efficiency_data": curve_data,
+              "warnings": notes}
     (out / "group_metrics.json").write_text(json.dumps(result, indent=2))
     for name, rows, cols in (("groups_eval.csv", [{"split": split, **r} for r in report.tables["groups"]],
                               ["split", "level", "group", "metric", "value"]),
-                             ("data_efficiency.csv", curve, ["method", "k", "metric", "value", "stderr", "n_groups"])):
+                             ("data_efficiency.csv", curve, ["method", "k", "metric", "value", "stderr", "shuffle_stderr",
+                                                             "n_groups", "shuffles", "gain", "gain_stderr"])):
         with open(out / name, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()
