@@ -87,7 +87,7 @@ def test_load_errors(fitted, tmp_path):
 def test_logdir_checkpoints_and_continues(tmp_path):
     logdir = tmp_path / "run"
     first = tiny(logdir=logdir).fit(X)
-    assert sorted(p.name for p in logdir.iterdir()) == ["embedder.json", "model.safetensors", "optimizer.pt"]
+    assert sorted(p.name for p in logdir.iterdir()) == ["embedder.json", "model.safetensors", "optimizer.pt", "tensorboard"]
     with pytest.raises(ValueError, match="already holds a VAEEmbedder checkpoint; pass warm_start=True"):
         tiny(logdir=logdir).fit(X)
     with pytest.raises(ValueError, match="other architecture parameters \\(n_flows: checkpoint 2 vs now 1\\)"):

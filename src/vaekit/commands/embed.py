@@ -3,7 +3,22 @@
 ::
 
     vaekit embed DATA --n-components 2 --out Z.npy [--labels LABELS.npy --plot embedding.png] [--save MODEL_DIR]
+                 [--hidden-layers 256 128 --n-flows 5 ...] [--validation VALID_DATA] [--logdir DIR]
+                 [--latent-grid grid.png --image-shape 28 28]
     vaekit embed --model MODEL_DIR NEW_DATA --out Z.npy
+    vaekit embed --model MODEL_DIR --decode Z.npy --out X.npy          # inverse_transform
+    vaekit embed --model MODEL_DIR --latent-grid grid.png [--image-shape 28 28 --grid-range -4 4]
+
+The architecture flags (``--hidden-layers``, ``--n-flows``, ``--n-prior-modes``,
+``--activation``, ``--dropout``) and the training flags (``--validation``,
+``--validation-fraction``, ``--logdir``, ``--no-early-stopping``) are the
+:class:`~vaekit.embedding.VAEEmbedder` parameters of the same names (``--validation`` is
+``validation_data``, read like DATA); they go with fitting, not with ``--model``.
+``--latent-grid`` decodes a ``--grid-size`` x ``--grid-size`` grid over the 2-D latent space
+(:func:`vaekit.plot.latent_grid`) into one image of decoded examples of shape
+``--image-shape`` (default: square images when the feature count is a square number); the
+grid spans ``--grid-range`` (default: the central 98% of the embedding of DATA, or
+[-4, 4] without DATA).
 
 ``DATA`` is a ``.npy`` file (memory-mapped, streamed), a ``.npz`` archive with an ``x``
 array (or a single array), a ``.csv`` file of numbers (a header line is skipped), or a
@@ -80,9 +95,20 @@ def read_data(path: str | os.PathLike[str]) -> Any:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vaekit embed", description="Embed data with a VAE (like t-SNE/UMAP), or embed new "
                                 "data with a saved model (--model).")
-    p.add_argument("data", help=".npy, .npz (array 'x'), .csv, or a directory of .npy files (one example each)")
-    p.add_argument("--out", required=True, help="where to write the embedding (.npy)")
+    p.add_argument("data", nargs="?", default=None,
+                   help=".npy, .npz (array 'x'), .csv, or a directory of .npy files (one example each)")
+    p.add_argument("--out", default=None, help="where to write the embedding (.npy), or the decoded data with --decode")
     p.add_argument("--model", default=None, help="a saved embedder directory: only transform DATA with it")
+    p.add_argument("--decode", default=None, metavar="Z.npy",
+                   help="with --model: decode these embeddings (n, n_components) and write the data to --out")
+    p.add_argument("--latent-grid", default=None, metavar="GRID.png",
+                   help="draw the decoded images of a grid over the 2-D latent space (needs 2 components)")
+    p.add_argument("--image-shape", type=int, nargs="+", default=None, metavar="N",
+                   help="shape of one decoded image for --latent-grid: H W or H W 3 (default: square)")
+    p.add_argument("--grid-size", type=int, default=20, help="images per row and column of --latent-grid")
+    p.add_argument("--grid-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="latent range of --latent-grid on both axes (default: central 98%% of DATA's embedding, "
+                        "or -4 4)")
     p.add_argument("--save", default=None, help="save the fitted embedder to this (new or empty) directory")
     p.add_argument("--labels", default=None, help=".npy of one label per example, to colour --plot")
     p.add_argument("--plot", default=None, help="write a scatter plot of the first two components (.png)")
@@ -97,19 +123,75 @@ def _parser() -> argparse.ArgumentParser:
                    help="weight per feature of the k-NN neighbour term (0: the plain VAE; see VAEEmbedder)")
     p.add_argument("--n-neighbors", type=int, default=15, help="neighbours per example in the term's k-NN graph")
     p.add_argument("--no-normalization", action="store_true", help="do not standardise features (needed for bernoulli)")
+    arch = p.add_argument_group("architecture and training (VAEEmbedder parameters; not with --model)")
+    arch.add_argument("--hidden-layers", type=int, nargs="+", default=None, metavar="N",
+                      help="encoder hidden sizes, the decoder mirrors them (default: from the data's size)")
+    arch.add_argument("--n-flows", type=int, default=None, help="IAF steps of the posterior (default 5)")
+    arch.add_argument("--n-prior-modes", type=int, default=None, help="components of the mixture prior (default 16)")
+    arch.add_argument("--activation", default=None, help="hidden activation (default elu)")
+    arch.add_argument("--dropout", type=float, default=None, help="dropout after every hidden layer (default 0)")
+    arch.add_argument("--validation", default=None, metavar="VALID_DATA",
+                      help="validation examples (read like DATA); every row of DATA then trains")
+    arch.add_argument("--validation-fraction", type=float, default=None,
+                      help="rows of DATA held out for validation without --validation (default 0.1)")
+    arch.add_argument("--logdir", default=None,
+                      help="checkpoint after every epoch and TensorBoard curves here (a new or empty directory)")
+    arch.add_argument("--no-early-stopping", action="store_true", help="train all --max-epochs")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
 
 
+#: Flags that set VAEEmbedder parameters for fitting (refused with --model): flag -> (attribute, parameter).
+FIT_FLAGS = {"--hidden-layers": ("hidden_layers", "hidden_layers"), "--n-flows": ("n_flows", "n_flows"),
+             "--n-prior-modes": ("n_prior_modes", "n_prior_modes"), "--activation": ("activation", "activation"),
+             "--dropout": ("dropout", "dropout"), "--validation-fraction": ("validation_fraction", "validation_fraction"),
+             "--logdir": ("logdir", "logdir")}
+
+
 def _check_paths(a: argparse.Namespace) -> None:
     """Every output-path and option problem, before any data are read or a model is trained."""
     from ..cli import CLIError
 
-    if not a.out.endswith(".npy"):
+    if a.decode is not None:
+        if a.model is None:
+            raise CLIError("--decode needs --model MODEL_DIR (the embedder whose decoder maps Z back to data)")
+        if a.data is not None:
+            raise CLIError(f"--decode takes the embeddings instead of DATA; drop {a.data!r} (or drop --decode)")
+        if not Path(a.decode).is_file():
+            raise CLIError(f"--decode {a.decode!r} does not exist (a .npy file of shape (n, n_components))")
+        if a.out is None:
+            raise CLIError("--decode needs --out X.npy (where to write the decoded data)")
+    elif a.data is None:
+        if a.model is None or a.latent_grid is None:
+            raise CLIError("DATA is missing: vaekit embed DATA --out Z.npy, or with --model MODEL_DIR: NEW_DATA --out Z.npy, "
+                           "--decode Z.npy --out X.npy, or --latent-grid GRID.png")
+        if a.out is not None:
+            raise CLIError("--out needs DATA to embed (or --decode Z.npy to decode)")
+    elif a.out is None:
+        raise CLIError("--out Z.npy is required: where to write the embedding of DATA")
+    if a.out is not None and not a.out.endswith(".npy"):
         raise CLIError(f"--out {a.out!r} must end in .npy")
-    for flag, value in (("--out", a.out), ("--plot", a.plot)):
+    if a.model is not None:
+        given = [flag for flag, (attr, _) in FIT_FLAGS.items() if getattr(a, attr) is not None]
+        given += [f for f, v in (("--validation", a.validation), ("--no-early-stopping", a.no_early_stopping)) if v]
+        if given:
+            raise CLIError(f"{', '.join(given)} set(s) how a new embedder is fitted; with --model the embedder is "
+                           "already trained")
+    if a.plot is not None and a.data is None:
+        raise CLIError("--plot draws the embedding of DATA; give DATA")
+    if a.grid_size < 2:
+        raise CLIError(f"--grid-size must be >= 2, got {a.grid_size}")
+    if a.image_shape is not None and (len(a.image_shape) not in (2, 3) or min(a.image_shape) < 1):
+        raise CLIError(f"--image-shape must be H W or H W C with positive sizes, got {a.image_shape}")
+    if a.grid_range is not None and not a.grid_range[0] < a.grid_range[1]:
+        raise CLIError(f"--grid-range must be LOW HIGH with LOW < HIGH, got {a.grid_range}")
+    if (a.image_shape is not None or a.grid_range is not None) and a.latent_grid is None:
+        raise CLIError("--image-shape and --grid-range shape the --latent-grid image; add --latent-grid GRID.png")
+    if a.latent_grid is not None and a.model is None and a.n_components != 2:
+        raise CLIError(f"--latent-grid needs --n-components 2, got {a.n_components}")
+    for flag, value in (("--out", a.out), ("--plot", a.plot), ("--latent-grid", a.latent_grid)):
         if value is not None and not Path(value).resolve().parent.is_dir():
             raise CLIError(f"{flag} {value!r}: directory {str(Path(value).resolve().parent)!r} does not exist")
     if a.model is not None and a.save is not None:
@@ -134,15 +216,38 @@ def main(argv: Sequence[str]) -> None:
         if not Path(a.labels).is_file():
             raise FileNotFoundError(f"--labels {a.labels!r} does not exist")
         labels = np.load(a.labels, allow_pickle=False)
-    X = read_data(a.data)
+    X = read_data(a.data) if a.data is not None else None
     if a.model is not None:
         est = VAEEmbedder.load(a.model, device=None if a.device == "auto" else a.device)
+        if a.latent_grid is not None and est.n_components != 2:
+            raise CLIError(f"--latent-grid needs a 2-D embedding; {a.model} has n_components={est.n_components}")
     else:
+        options = {param: getattr(a, attr) for attr, param in FIT_FLAGS.values() if getattr(a, attr) is not None}
+        if a.validation is not None:
+            options["validation_data"] = read_data(a.validation)
         est = VAEEmbedder(a.n_components, posterior=a.posterior, prior=a.prior, likelihood=a.likelihood,
                           feature_normalization=not a.no_normalization, batch_size=a.batch_size,
                           learning_rate=a.learning_rate, max_epochs=a.max_epochs, device=a.device, random_state=a.seed,
-                          verbose=0 if a.quiet else 1, neighbor_weight=a.neighbor_weight, n_neighbors=a.n_neighbors)
-    Z = est.transform(X) if a.model is not None else est.fit(X).transform(X)
+                          verbose=0 if a.quiet else 1, neighbor_weight=a.neighbor_weight, n_neighbors=a.n_neighbors,
+                          early_stopping=not a.no_early_stopping, **options)
+        est._validate_params()  # bad flag values (--n-flows 0, --activation foo) before any data are read
+        est._check_params()
+    shape = _grid_shape(a, est, X) if a.latent_grid is not None else None
+    if a.decode is not None:
+        _decode(a, est)
+        return
+    Z = None
+    if X is not None:
+        Z = est.transform(X) if a.model is not None else est.fit(X).transform(X)
+        _write_embedding(a, est, Z, labels)
+    if a.latent_grid is not None:
+        _latent_grid(est, Z, shape, a)
+        print(f"written: {a.latent_grid}")
+
+
+def _write_embedding(a: argparse.Namespace, est: Any, Z: np.ndarray, labels: np.ndarray | None) -> None:
+    from ..cli import CLIError
+
     if labels is not None and len(labels) != len(Z):
         raise CLIError(f"--labels has {len(labels)} entries but DATA has {len(Z)} examples")
     np.save(a.out, Z)
@@ -153,6 +258,64 @@ def main(argv: Sequence[str]) -> None:
     if a.plot is not None:
         _plot(Z, labels, a.plot)
         print(f"written: {a.plot}")
+
+
+def _grid_shape(a: argparse.Namespace, est: Any, X: Any) -> tuple[int, ...]:
+    """The shape of one decoded image of ``--latent-grid``, checked against the feature count (before fitting)."""
+    import math
+
+    from ..cli import CLIError
+    from ..embedding.inputs import as_source
+
+    n = est.n_features_in_ if a.model is not None else (as_source(X) or X).n_features
+    if a.image_shape is not None:
+        if math.prod(a.image_shape) != n:
+            raise CLIError(f"--image-shape {' '.join(map(str, a.image_shape))} holds {math.prod(a.image_shape)} values but "
+                           f"the data have {n} features per example")
+        return tuple(a.image_shape)
+    side = math.isqrt(n)
+    if side * side != n:
+        raise CLIError(f"--latent-grid: the data have {n} features, not a square image; pass --image-shape H W")
+    return side, side
+
+
+def _decode(a: argparse.Namespace, est: Any) -> None:
+    """``--decode Z.npy``: ``inverse_transform`` of the embeddings, written to ``--out``."""
+    from ..cli import CLIError
+
+    try:
+        Z = np.load(a.decode, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CLIError(f"cannot read --decode {a.decode!r} as a numeric .npy array (no pickles are loaded): {e}") from None
+    if Z.ndim != 2 or Z.shape[1] != est.n_components:
+        raise CLIError(f"--decode {a.decode!r} has shape {Z.shape}; the embedder decodes arrays of shape "
+                       f"(n, {est.n_components})")
+    X = est.inverse_transform(Z)
+    np.save(a.out, X)
+    print(f"written: {a.out} (decoded data of shape {X.shape})")
+
+
+def _latent_grid(est: Any, Z: np.ndarray | None, shape: tuple[int, ...], a: argparse.Namespace) -> None:
+    """``--latent-grid``: :func:`vaekit.plot.latent_grid` over ``--grid-range`` (or Z's central 98%, or [-4, 4])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..plot import latent_grid
+
+    if a.grid_range is not None:
+        xy_range: Any = tuple(a.grid_range)
+    elif Z is not None:
+        low, high = np.percentile(Z[:, :2], [1, 99], axis=0)
+        flat = high - low < 1e-6  # a collapsed axis still gets a range
+        low, high = np.where(flat, low - 1.0, low), np.where(flat, high + 1.0, high)
+        xy_range = ((float(low[0]), float(high[0])), (float(low[1]), float(high[1])))
+    else:
+        xy_range = (-4.0, 4.0)
+    ax = latent_grid(est, xy_range=xy_range, grid_size=a.grid_size, shape=shape)
+    ax.figure.savefig(a.latent_grid, dpi=120, bbox_inches="tight")
+    plt.close(ax.figure)
 
 
 def _plot(Z: np.ndarray, labels: np.ndarray | None, path: str) -> None:

@@ -15,7 +15,7 @@ from . import io
 from ._training import LoopState, TrainData, run_epochs
 from ._model import auto_hidden_layers, build_vae, state_size
 from ._neighbors import N_PCA_ROWS, NeighborTerm, knn_graph, pca_projection
-from .inputs import ArraySource, Source, feature_statistics
+from .inputs import ArraySource, ConcatSource, Source, as_source, check_array_input, feature_statistics, validate_source
 
 if TYPE_CHECKING:
     from .estimator import VAEEmbedder
@@ -65,23 +65,85 @@ def _norm(value: Any) -> Any:
     return list(value) if isinstance(value, (tuple, list)) else value
 
 
+def read_validation(est: VAEEmbedder) -> Source:
+    """``est.validation_data`` as a checked :class:`Source` with ``X``'s features (after ``X`` was read).
+
+    Any kind of input ``fit`` accepts; in-memory data are checked by scikit-learn against the
+    fitted feature count and names. Errors name ``validation_data``.
+    """
+    V = est.validation_data
+    try:
+        source = as_source(V)
+        if source is None:
+            source = ArraySource(check_array_input(est, V, reset=False), "validation_data")
+        validate_source(source, est.n_features_in_)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise type(e)(f"validation_data: {e}") from None
+    return source
+
+
+def _in_memory(source: Source) -> bool:
+    return isinstance(source, ArraySource) and not isinstance(source.array, np.memmap)
+
+
+class _Curves:
+    """TensorBoard curves of a fit in ``logdir/tensorboard/`` (opened at the first epoch, after its checkpoint)."""
+
+    def __init__(self, est: VAEEmbedder, first_epoch: int) -> None:
+        self.folder = Path(est.logdir) / "tensorboard" if est.logdir is not None and est.tensorboard else None
+        self.first_epoch, self.writer = first_epoch, None
+
+    def add(self, record: dict[str, Any]) -> None:
+        if self.folder is None:
+            return
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=self.first_epoch)
+        step = int(record["epoch"])
+        for tag, key in (("train/loss", "train_loss"), ("val/loss", "val_loss"), ("train/lr", "lr"),
+                         ("train/grad_norm", "grad_norm")):
+            if math.isfinite(record[key]):
+                self.writer.add_scalar(tag, float(record[key]), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
     """Train ``est`` on ``X`` (parameters already validated); see :meth:`VAEEmbedder.fit`."""
     continuing = bool(est.warm_start and hasattr(est, "model_"))
     if _check_logdir(est, continuing):
         _adopt_checkpoint(est)
         continuing = True
+    before = {k: est.__dict__[k] for k in ("n_features_in_", "feature_names_in_") if k in est.__dict__}
     source = est._read_input(X, reset=not continuing)
+    val_source = None
+    if est.validation_data is not None:
+        try:
+            val_source = read_validation(est)
+        except BaseException:  # X's feature count and names are not kept when its validation data are refused
+            for k in ("n_features_in_", "feature_names_in_"):
+                est.__dict__.pop(k, None)
+            est.__dict__.update(before)
+            raise
     n = len(source)
-    if n < 2:
+    if n < 2 and val_source is None:
         raise ValueError(f"n_samples = {n}: VAEEmbedder needs at least 2 examples to fit")
-    n_val = max(1, int(round(est.validation_fraction * n))) if est.validation_fraction > 0 else 0
+    if val_source is None:
+        n_val = max(1, int(round(est.validation_fraction * n))) if est.validation_fraction > 0 else 0
+    else:  # every row of X trains
+        n_val = 0
     if n - n_val < 1:
         raise ValueError(f"validation_fraction={est.validation_fraction} leaves no training examples out of "
                          f"n_samples = {n}; lower it")
     mean, scale = normalisation(est, source)  # also rejects non-finite streamed values
     if est.likelihood == "bernoulli":
         _check_unit_interval(source)
+        if val_source is not None:
+            _check_unit_interval(val_source)
     seed = int(check_random_state(est.random_state).randint(2**31 - 1))
     device = est._torch_device()
     cuda = [device.index or 0] if device.type == "cuda" else []
@@ -92,11 +154,16 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
         else:
             model = build_model(est, source.n_features).to(device)
         perm = np.random.default_rng(seed).permutation(n)
-        data = TrainData(source, np.sort(perm[n_val:]), np.sort(perm[:n_val]),
-                         torch.as_tensor(mean, dtype=torch.float32, device=device),
-                         torch.as_tensor(scale, dtype=torch.float32, device=device), device)
-        if isinstance(source, ArraySource) and not isinstance(source.array, np.memmap):  # in memory: flat float32
-            flat = np.ascontiguousarray(source.array.reshape(len(source), -1), dtype=np.float32)
+        mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
+        scale_t = torch.as_tensor(scale, dtype=torch.float32, device=device)
+        if val_source is None:
+            data = TrainData(source, np.sort(perm[n_val:]), np.sort(perm[:n_val]), mean_t, scale_t, device)
+        else:  # X's rows, then the validation rows
+            data = TrainData(ConcatSource(source, val_source), np.arange(n), np.arange(n, n + len(val_source)),
+                             mean_t, scale_t, device)
+        parts = [source] if val_source is None else [source, val_source]
+        if all(_in_memory(p) for p in parts):  # in memory: flat float32
+            flat = np.concatenate([np.ascontiguousarray(p.array.reshape(len(p), -1), dtype=np.float32) for p in parts])
             data.cache = data.normalise(torch.from_numpy(flat).to(device))
         optimizer = adam(model.parameters(), est.learning_rate)
         history = list(est.history_) if continuing else []
@@ -118,6 +185,8 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             est.history_, est.n_iter_, est.stop_reason_ = state.history, len(state.history), reason
             est._optimizer_state, est._loop_lr = optimizer.state_dict(), state.lr
 
+        curves = _Curves(est, len(history) + 1)
+
         def on_epoch(record: dict[str, Any]) -> None:
             if est.verbose:
                 print(f"epoch {record['epoch']:4d}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}  "
@@ -126,6 +195,7 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             if est.logdir is not None:
                 finish("checkpoint")
                 io.save(est, est.logdir, overwrite=True, training_state=True)
+                curves.add(record)
 
         interrupted = False
         try:
@@ -135,6 +205,8 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
                        on_epoch=on_epoch, term=term)
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            curves.close()
         if state.best_state is not None:
             model.load_state_dict(state.best_state)
         finish("interrupted" if interrupted else state.stopped)

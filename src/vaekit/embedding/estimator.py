@@ -63,7 +63,13 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         below 0.1 times the mean scale are raised to it); undone by ``inverse_transform``.
     validation_fraction : float in [0, 1), default=0.1
         Rows held out (at random) for the learning-rate schedule and early stopping; 0
-        monitors the training loss.
+        monitors the training loss. Ignored when ``validation_data`` is given.
+    validation_data : array-like of shape (n_val, n_features), or any input ``fit`` accepts, default=None
+        Examples kept apart for validation (CompressionVAE's ``X_valid``): every row of ``X``
+        then trains, and the validation loss of ``history_`` (which drives the learning-rate
+        schedule and early stopping) is computed on these rows, normalised with ``X``'s
+        statistics. Checked like ``X`` (same feature count and names). Not saved by
+        :meth:`save` (it is data, not configuration).
     batch_size : int, default=512
     learning_rate : float, default=2e-3
         Initial Adam learning rate.
@@ -94,8 +100,14 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ``fit`` instead of starting anew.
     logdir : str, path-like or None, default=None
         Directory where ``fit`` keeps a checkpoint after every epoch (the :meth:`save` format
-        plus optimiser state). A logdir that already holds a checkpoint is continued with
-        ``warm_start=True`` and refused otherwise; other files are never touched or deleted.
+        plus optimiser state) and, with ``tensorboard``, TensorBoard curves. A logdir that
+        already holds a checkpoint is continued with ``warm_start=True`` and refused
+        otherwise; other files are never touched or deleted.
+    tensorboard : bool, default=True
+        With a ``logdir``: write TensorBoard events to ``logdir/tensorboard/`` after every
+        epoch (``train/loss``, ``val/loss``, ``train/lr``, ``train/grad_norm``, step = epoch;
+        ``tensorboard --logdir LOGDIR`` shows them). A continued fit purges events of later
+        epochs, so the curves follow the checkpoint.
     neighbor_weight : float, default=0.4
         Weight, per input feature, of a neighbour-embedding term added to every training
         batch's loss: t-SNE on sampled k-NN pairs (parametric t-SNE, van der Maaten 2009, in
@@ -166,6 +178,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "logdir": [str, os.PathLike, None],
+        "validation_data": "no_validation",  # read and checked like X by fit
+        "tensorboard": ["boolean"],
         "neighbor_weight": [Interval(Real, 0, None, closed="left")],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
     }
@@ -177,7 +191,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                  early_stopping: bool = True, n_iter_no_change: int = 6, tol: float = 1e-4, dropout: float = 0.0,
                  activation: str = "elu", device: str = "auto", random_state: int | np.random.RandomState | None = None,
                  verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None,
-                 neighbor_weight: float = 0.4, n_neighbors: int = 15) -> None:
+                 neighbor_weight: float = 0.4, n_neighbors: int = 15, validation_data: Any = None,
+                 tensorboard: bool = True) -> None:
         self.n_components = n_components
         self.hidden_layers = hidden_layers
         self.posterior = posterior
@@ -203,6 +218,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.logdir = logdir
         self.neighbor_weight = neighbor_weight
         self.n_neighbors = n_neighbors
+        self.validation_data = validation_data
+        self.tensorboard = tensorboard
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Source", "ArraySource", "NpyDirectorySource", "as_source", "check_array_input", "validate_source",
+__all__ = ["Source", "ArraySource", "NpyDirectorySource", "ConcatSource", "as_source", "check_array_input", "validate_source",
            "check_finite", "feature_statistics"]
 
 #: Rows per chunk of the streaming passes (statistics); fixed so that results never depend on the input kind.
@@ -154,6 +154,45 @@ class NpyDirectorySource(Source):
 
     def locate(self, i: int) -> str:
         return f"example {i} ({self.files[i]})"
+
+
+class ConcatSource(Source):
+    """The rows of ``first`` followed by those of ``second`` (training rows, then validation rows).
+
+    Parameters
+    ----------
+    first, second : Source
+        With the same number of features.
+
+    Examples
+    --------
+    >>> s = ConcatSource(ArraySource(np.zeros((2, 3))), ArraySource(np.ones((1, 3)), "V"))
+    >>> len(s), s.rows(np.array([1, 2])).sum(axis=1).tolist(), s.locate(2)
+    (3, [0.0, 3.0], 'V: example 0')
+    """
+
+    def __init__(self, first: Source, second: Source) -> None:
+        if first.n_features != second.n_features:
+            raise ValueError(f"{second.description} has {second.n_features} features but {first.description} has "
+                             f"{first.n_features}")
+        self.first, self.second, self.n_features = first, second, first.n_features
+        self.description = f"{first.description} and {second.description}"
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index)
+        n = len(self.first)
+        a, b = index[index < n], index[index >= n] - n
+        parts = [self.first.rows(a)] if len(a) else []
+        parts += [self.second.rows(b)] if len(b) else []
+        return np.concatenate(parts) if parts else np.empty((0, self.n_features), dtype=np.float32)
+
+    def locate(self, i: int) -> str:
+        n = len(self.first)
+        return f"{self.first.description}: {self.first.locate(i)}" if i < n else \
+            f"{self.second.description}: {self.second.locate(i - n)}"
 
 
 def check_dtype(dtype: np.dtype, name: str) -> None:

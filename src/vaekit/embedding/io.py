@@ -131,6 +131,7 @@ def save(est: VAEEmbedder, path: str | os.PathLike[str], overwrite: bool = False
     params = est.get_params(deep=False)
     if isinstance(params["random_state"], np.random.RandomState):
         params["random_state"] = None  # a generator's state is not configuration
+    params["validation_data"] = None  # data, not configuration
     fitted = {"n_features_in_": int(est.n_features_in_), "n_iter_": int(est.n_iter_), "history_": est.history_,
               "stop_reason_": est.stop_reason_, "loop_lr": float(getattr(est, "_loop_lr", est.learning_rate)),
               "feature_names_in_": est.feature_names_in_.tolist() if hasattr(est, "feature_names_in_") else None}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -11,11 +13,13 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..._checks import check_float, check_int
+from ..._recording import update_recorded_args
 from ..base import ConditionalDistribution
 from ..flows._base import check_context
 from ._simplex import check_temperature
 from .gumbel import GumbelSoftmax
 from .igr import IGR, PlanarStep
+from .prior_fit import IGRPrior
 from .stick import IGRStickBreaking
 
 __all__ = ["RelaxedCategorical", "RELAXATIONS"]
@@ -51,11 +55,18 @@ class RelaxedCategorical(ConditionalDistribution):
         Cumulative-mass threshold in (0, 1) of the IGR-SB truncation.
     hard : bool
         Straight-through one-hot samples (``"gs"`` only).
-    prior : {"standard", "uniform_fit"}, optional
-        IGR prior: :math:`\mathcal N(0, I)` (``"standard"``, the default) or the Gaussian
+    prior : {"standard", "uniform_fit"}, IGRPrior, dict or str, optional
+        IGR prior: :math:`\mathcal N(0, I)` (``"standard"``, the default), the Gaussian
         fitted by :func:`~vaekit.distributions.relaxed.fit_igr_prior` so that its mean sample
-        is uniform (``"uniform_fit"``; computed on first use, cached on disk). ``"gs"`` always
-        uses the uniform Gumbel-Softmax.
+        is uniform (``"uniform_fit"``; computed on first use, cached on disk), or any fitted
+        prior: a :class:`~vaekit.distributions.relaxed.IGRPrior` (e.g. fitted to a Poisson
+        target), its :meth:`~vaekit.distributions.relaxed.IGRPrior.to_dict` (plain numbers, as
+        in a YAML config) or the path of a file written by
+        :meth:`~vaekit.distributions.relaxed.IGRPrior.save`. A fitted prior needs ``K - 1``
+        entries and the matching relaxation (``"igr_sb"`` for IGR-SB, ``"igr_i"`` for IGR-I and
+        IGR-Planar); its Gaussian is used at the family's temperature. It is recorded as its
+        numbers, so a run's ``config.yaml`` does not depend on the file. ``"gs"`` always uses
+        the uniform Gumbel-Softmax.
 
     Examples
     --------
@@ -70,7 +81,7 @@ class RelaxedCategorical(ConditionalDistribution):
     def __init__(self, in_features: int, n_variables: int, n_categories: int,
                  relaxation: Literal["gs", "igr_i", "igr_planar", "igr_sb"] = "igr_i", temperature: float = 0.5,
                  delta: float = 1.0, n_flows: int = 1, threshold: float = 0.99, hard: bool = False,
-                 prior: Literal["standard", "uniform_fit"] | None = None) -> None:
+                 prior: Literal["standard", "uniform_fit"] | dict[str, Any] | str | None = None) -> None:
         super().__init__()
         self.in_features = check_int("in_features", in_features, 1)
         self.n_variables = check_int("n_variables", n_variables, 1)
@@ -86,12 +97,23 @@ class RelaxedCategorical(ConditionalDistribution):
         if hard and relaxation != "gs":
             raise ValueError(f"hard=True is the straight-through Gumbel-Softmax: it needs relaxation='gs', got "
                              f"{relaxation!r}")
-        if prior is not None and prior not in _PRIORS:
-            raise ValueError(f"prior must be one of {_PRIORS} or None, got {prior!r}")
-        if prior == "uniform_fit" and relaxation == "gs":
-            raise ValueError("prior='uniform_fit' is for the IGR relaxations; the Gumbel-Softmax prior is always the "
-                             "uniform Gumbel-Softmax (use prior=None)")
+        fitted = _fitted_prior(prior)
+        if (prior == "uniform_fit" or fitted is not None) and relaxation == "gs":
+            raise ValueError(f"prior={'uniform_fit' if fitted is None else 'a fitted IGR prior'!r} is for the IGR "
+                             f"relaxations; the Gumbel-Softmax prior is always the uniform Gumbel-Softmax (use prior=None)")
+        if fitted is not None:
+            want = "igr_sb" if relaxation == "igr_sb" else "igr_i"
+            if fitted.relaxation != want:
+                raise ValueError(f"the fitted prior is for relaxation={fitted.relaxation!r}, but relaxation={relaxation!r} "
+                                 f"needs a prior fitted with relaxation={want!r} (fit_igr_prior(..., relaxation={want!r}))")
+            if fitted.loc.numel() != self.n_categories - 1:
+                raise ValueError(f"the fitted prior has {fitted.loc.numel()} Gaussian dimensions (K = "
+                                 f"{fitted.loc.numel() + 1} categories) but n_categories={self.n_categories} needs "
+                                 f"{self.n_categories - 1}")
+            prior = fitted.to_dict()
+            update_recorded_args(self, {"prior": prior})  # the numbers, not an object or a file, go to config.yaml
         self.relaxation, self.hard, self.prior = relaxation, hard, prior
+        self._fitted = None if fitted is None else (fitted.loc.float(), fitted.scale.float())
         self.latent_features = self.n_variables * self.n_categories
         self.n_params = self.n_categories if relaxation == "gs" else 2 * (self.n_categories - 1)
         self.head = nn.Linear(self.in_features, self.n_variables * self.n_params)
@@ -118,6 +140,8 @@ class RelaxedCategorical(ConditionalDistribution):
     def _prior_parameters(self) -> tuple[Tensor, Tensor]:
         ref = self.head.weight
         d = self.n_categories - 1
+        if self._fitted is not None:
+            return self._fitted[0].to(ref), self._fitted[1].to(ref)
         if self.prior != "uniform_fit":
             return ref.new_zeros(d), ref.new_ones(d)
         if self.temperature not in self._prior_cache:
@@ -139,3 +163,20 @@ class RelaxedCategorical(ConditionalDistribution):
         if self.relaxation == "igr_sb":
             return IGRStickBreaking(loc, scale, self.temperature, self.threshold)
         return IGR(loc, scale, self.temperature, self.delta)
+
+
+def _fitted_prior(prior: Any) -> IGRPrior | None:
+    """The fitted prior ``prior`` names (an IGRPrior, its dict, or a file), or None for ``None``/"standard"/"uniform_fit"."""
+    if prior is None or (isinstance(prior, str) and prior in _PRIORS):
+        return None
+    if isinstance(prior, IGRPrior):
+        return prior
+    if isinstance(prior, Mapping):
+        return IGRPrior.from_dict(prior)
+    if isinstance(prior, (str, os.PathLike)):
+        if not str(prior).endswith(".safetensors"):
+            raise ValueError(f"prior must be one of {_PRIORS}, None, a fitted IGRPrior (or its to_dict()), or the path "
+                             f"of a .safetensors file written by IGRPrior.save; got {prior!r}")
+        return IGRPrior.load(prior)
+    raise TypeError(f"prior must be one of {_PRIORS}, None, a fitted IGRPrior (or its to_dict()), or the path of a "
+                    f".safetensors file written by IGRPrior.save; got {type(prior).__name__}")

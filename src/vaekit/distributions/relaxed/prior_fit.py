@@ -17,10 +17,10 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from safetensors import safe_open
@@ -41,7 +41,12 @@ _VERSION = 1  # bump when the fitting procedure changes: old cache files are the
 
 @dataclass(frozen=True)
 class IGRPrior:
-    """A fitted IGR prior.
+    """A fitted IGR prior (a :func:`fit_igr_prior` result), storable as plain numbers or a safetensors file.
+
+    Any such prior can be the ``prior`` of :class:`~vaekit.distributions.relaxed.RelaxedCategorical`
+    (the posterior of the discrete, joint and structured models): the object itself, its
+    :meth:`to_dict` (plain lists and numbers, what a YAML config holds), or the path of a file
+    written by :meth:`save`. Nothing but numbers is ever read back (no pickle, no code).
 
     Attributes
     ----------
@@ -60,6 +65,99 @@ class IGRPrior:
     relaxation: str = "igr_i"
     temperature: float = 0.5
     delta: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain numbers: ``{"loc": [...], "scale": [...], "tv_distance", "relaxation", "temperature", "delta"}``.
+
+        >>> IGRPrior(torch.tensor([0.5]), torch.tensor([2.0]), 0.01).to_dict()["scale"]
+        [2.0]
+        """
+        return {"loc": [float(v) for v in self.loc.reshape(-1)], "scale": [float(v) for v in self.scale.reshape(-1)],
+                "tv_distance": float(self.tv_distance) if math.isfinite(self.tv_distance) else None,
+                "relaxation": self.relaxation,
+                "temperature": float(self.temperature), "delta": float(self.delta)}
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any], name: str = "prior") -> IGRPrior:
+        """The prior of :meth:`to_dict`'s output; only ``loc`` and ``scale`` are required.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Unknown keys, ``loc``/``scale`` not equal-length lists of finite numbers (scale > 0,
+            at least one: K >= 2), a relaxation other than ``"igr_i"``/``"igr_sb"``, a
+            temperature or delta that is not positive; the message names ``name``.
+        """
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"{name} must be a mapping with 'loc' and 'scale', got {type(spec).__name__}")
+        known = ("loc", "scale", "tv_distance", "relaxation", "temperature", "delta")
+        unknown = sorted(set(spec) - set(known))
+        if unknown or "loc" not in spec or "scale" not in spec:
+            raise ValueError(f"{name} must have keys 'loc' and 'scale' (optional: {', '.join(known[2:])}); got keys "
+                             f"{sorted(spec)}")
+        try:
+            loc = torch.as_tensor(spec["loc"], dtype=torch.float32)
+            scale = torch.as_tensor(spec["scale"], dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name}['loc'] and {name}['scale'] must be lists of numbers, got {spec['loc']!r} and "
+                            f"{spec['scale']!r}") from None
+        if loc.dim() != 1 or loc.shape != scale.shape or loc.numel() == 0:
+            raise ValueError(f"{name}['loc'] and {name}['scale'] must be lists of the same length K-1 >= 1, got shapes "
+                             f"{tuple(loc.shape)} and {tuple(scale.shape)}")
+        if not bool(loc.isfinite().all()) or not bool(scale.isfinite().all()) or not bool((scale > 0).all()):
+            raise ValueError(f"{name}: loc must be finite and scale finite and > 0, got loc {loc.tolist()}, scale "
+                             f"{scale.tolist()}")
+        relaxation = spec.get("relaxation", "igr_i")
+        if relaxation not in PRIOR_RELAXATIONS:
+            raise ValueError(f"{name}['relaxation'] must be one of {PRIOR_RELAXATIONS}, got {relaxation!r}")
+        temperature = check_float(f"{name}['temperature']", spec.get("temperature", 0.5), 0, low_open=True)
+        delta = check_float(f"{name}['delta']", spec.get("delta", 1.0), 0, low_open=True)
+        tv = spec.get("tv_distance", math.nan)
+        tv = math.nan if tv is None or (isinstance(tv, float) and math.isnan(tv)) else check_float(f"{name}['tv_distance']", tv, 0)
+        return cls(loc, scale, tv, relaxation, temperature, delta)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the prior as a safetensors file (``loc``, ``scale`` and the other fields as metadata); returns the path."""
+        path = Path(path)
+        meta = {k: repr(v) if isinstance(v, float) else str(v) for k, v in self.to_dict().items()
+                if k not in ("loc", "scale") and v is not None}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({"loc": self.loc.detach().float().contiguous(), "scale": self.scale.detach().float().contiguous()},
+                  str(tmp), metadata=meta)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], name: str = "prior") -> IGRPrior:
+        """Read a file written by :meth:`save` (safetensors: numbers only), checked as :meth:`from_dict` checks.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        ValueError
+            Not a safetensors file with ``loc`` and ``scale``, or values that :meth:`from_dict` refuses.
+        """
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"{name}={os.fspath(path)!r} is neither 'standard' nor 'uniform_fit' nor an existing "
+                                    f"IGR prior file (written by IGRPrior.save)")
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                spec: dict[str, Any] = {"loc": f.get_tensor("loc").tolist(), "scale": f.get_tensor("scale").tolist()}
+                meta = f.metadata() or {}
+        except Exception as err:  # noqa: BLE001 - any unreadable file is refused with its name
+            raise ValueError(f"{name}={os.fspath(path)!r} is not an IGR prior file (safetensors with 'loc' and 'scale'): "
+                             f"{type(err).__name__}: {err}") from None
+        for key in ("tv_distance", "temperature", "delta"):
+            if key in meta:
+                try:
+                    spec[key] = float(meta[key])
+                except ValueError:
+                    raise ValueError(f"{name}={os.fspath(path)!r}: metadata {key}={meta[key]!r} is not a number") from None
+        if "relaxation" in meta:
+            spec["relaxation"] = meta["relaxation"]
+        return cls.from_dict(spec, f"{name} ({file})")
 
     def distribution(self, batch_shape: Size | tuple[int, ...] = ()) -> IGR | IGRStickBreaking:
         """The prior as a distribution of the given batch shape (IGR-SB untruncated, like its fit)."""
