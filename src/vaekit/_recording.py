@@ -74,6 +74,12 @@ def update_recorded_args(obj: Any, updates: Mapping[str, Any]) -> None:
     object.__setattr__(obj, _ATTR, (cls, {**params, **dict(updates)}))
 
 
+def recorded_args(obj: Any) -> dict[str, Any] | None:
+    """The constructor arguments ``obj`` recorded (a copy), or None when it recorded none."""
+    rec = getattr(obj, "__dict__", {}).get(_ATTR)
+    return None if rec is None or rec[1] is None else dict(rec[1])
+
+
 def has_config(obj: Any) -> bool:
     """Whether ``obj`` recorded its constructor arguments."""
     rec = getattr(obj, "__dict__", {}).get(_ATTR)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from vaekit._recording import _ATTR, to_config
+from vaekit._recording import recorded_args, to_config
 from vaekit.data._checks import _to_numpy, check_file_sha256, check_int, check_sha256_arg
 from vaekit.data.arrays import ArrayData
 from vaekit.data.formats import load_npz, npz_keys
@@ -120,16 +120,11 @@ class GroupedArrayFile(GroupedData):
         return GroupedSource(x_t, y_t, levels, list(self.level_names_arg), self.task_name, k)
 
 
-def _recorded(data: Any) -> dict[str, Any] | None:
-    rec = getattr(data, "__dict__", {}).get(_ATTR)
-    return None if rec is None or rec[1] is None else dict(rec[1])
-
-
 def can_store(data: Any) -> bool:
     """Whether :func:`stored_arrays` can save ``data`` (in-memory ``ArrayData`` or ``GroupedArrays``)."""
     if isinstance(data, GroupedArrays):
         return hasattr(data, "_source")
-    args = _recorded(data)
+    args = recorded_args(data)
     return isinstance(data, ArrayData) and args is not None and "x" in args
 
 
@@ -166,7 +161,7 @@ def stored_arrays(data: Any, path: str | os.PathLike[str]) -> tuple[dict[str, np
     path = Path(path).absolute()
     if not can_store(data):
         return None
-    args = _recorded(data)
+    args = recorded_args(data)
     if isinstance(data, GroupedArrays):
         source = data._source
         arrays = {"x": source.x.numpy(), "y": source.y.numpy()}

@@ -64,8 +64,9 @@ class RelaxedCategorical(ConditionalDistribution):
         in a YAML config) or the path of a file written by
         :meth:`~vaekit.distributions.relaxed.IGRPrior.save`. A fitted prior needs ``K - 1``
         entries and the matching relaxation (``"igr_sb"`` for IGR-SB, ``"igr_i"`` for IGR-I and
-        IGR-Planar); its Gaussian is used at the family's temperature. It is recorded as its
-        numbers, so a run's ``config.yaml`` does not depend on the file. ``"gs"`` always uses
+        IGR-Planar); its Gaussian is used at the family's temperature. An ``IGRPrior`` or dict
+        given in Python is recorded as its numbers; a path given in a YAML config stays a path
+        in the run's ``config.yaml`` (keep the file, or give the numbers). ``"gs"`` always uses
         the uniform Gumbel-Softmax.
 
     Examples
