@@ -70,3 +70,59 @@ def test_errors_are_one_line_and_nothing_is_written(tmp_path, capsys, args, matc
     assert main(["embed", *argv, *FAST]) == 2
     assert match in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_decode_with_latent_grid_is_refused_before_anything_is_done(tmp_path, capsys):
+    VAEEmbedder(hidden_layers=(4,), n_flows=1, n_prior_modes=2, max_epochs=1, random_state=0).fit(X).save(tmp_path / "m")
+    np.save(tmp_path / "z.npy", np.zeros((5, 2)))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["embed", "--model", str(tmp_path / "m"), "--decode", str(tmp_path / "z.npy"), "--out",
+                 str(tmp_path / "back.npy"), "--latent-grid", str(tmp_path / "g.png"), "--image-shape", "2", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"--decode {str(tmp_path / 'z.npy')!r} and --latent-grid {str(tmp_path / 'g.png')!r} cannot be combined" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("kind", ["npy", "npz", "dir", "model"])
+def test_wrong_label_count_is_refused_before_fitting_or_writing(tmp_path, capsys, kind):
+    np.save(tmp_path / "labels.npy", np.arange(len(X) - 1) % 3)
+    if kind == "dir":
+        (tmp_path / "data").mkdir()
+        for i, row in enumerate(X):
+            np.save(tmp_path / "data" / f"{i:03d}.npy", row)
+    elif kind == "npz":
+        np.savez(tmp_path / "data.npz", x=X)
+    else:
+        np.save(tmp_path / "data.npy", X)
+    data = tmp_path / {"dir": "data", "npz": "data.npz"}.get(kind, "data.npy")
+    if kind == "model":
+        VAEEmbedder(hidden_layers=(4,), n_flows=1, max_epochs=1, random_state=0).fit(X).save(tmp_path / "m")
+        extra = ["--model", str(tmp_path / "m")]
+    else:  # fitting: --logdir would get checkpoints and curves in the first epoch, --save a model
+        extra = ["--logdir", str(tmp_path / "log"), "--save", str(tmp_path / "saved"), *FAST]
+    outputs = [tmp_path / name for name in ("z.npy", "e.png", "log", "saved")]
+    argv = ["embed", str(data), "--out", str(outputs[0]), "--labels", str(tmp_path / "labels.npy"), "--plot",
+            str(outputs[1]), *extra]
+    assert main(argv) == 2
+    assert [p.name for p in outputs if p.exists()] == []
+    err = capsys.readouterr().err
+    assert f"--labels {str(tmp_path / 'labels.npy')!r} has 89 entries but DATA {str(data)!r} has 90 examples" in err
+    np.save(tmp_path / "labels.npy", np.arange(len(X)) % 3)  # the right count: the same command runs
+    assert main(argv) == 0
+    assert np.load(outputs[0]).shape == (90, 2) and outputs[1].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("labels, match", [
+    (np.zeros((90, 1)), "has shape (90, 1); expected one label per example, shape (n,)"),
+    (np.where(np.arange(90) == 7, np.nan, 1.0), "has a non-finite value at example 7 (nan)"),
+    (np.zeros(90, dtype=complex), "has dtype complex128; expected int, bool, str or float labels"),
+])
+def test_bad_label_values_are_refused_before_fitting(tmp_path, capsys, labels, match):
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "labels.npy", labels)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["embed", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy"), "--labels",
+                 str(tmp_path / "labels.npy"), "--plot", str(tmp_path / "e.png"), "--logdir", str(tmp_path / "log"),
+                 *FAST]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert match in capsys.readouterr().err

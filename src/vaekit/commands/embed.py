@@ -157,6 +157,10 @@ def _check_paths(a: argparse.Namespace) -> None:
     if a.decode is not None:
         if a.model is None:
             raise CLIError("--decode needs --model MODEL_DIR (the embedder whose decoder maps Z back to data)")
+        if a.latent_grid is not None:
+            raise CLIError(f"--decode {a.decode!r} and --latent-grid {a.latent_grid!r} cannot be combined: decode with "
+                           "vaekit embed --model MODEL_DIR --decode Z.npy --out X.npy, then draw the grid with "
+                           "vaekit embed --model MODEL_DIR --latent-grid GRID.png")
         if a.data is not None:
             raise CLIError(f"--decode takes the embeddings instead of DATA; drop {a.data!r} (or drop --decode)")
         if not Path(a.decode).is_file():
@@ -217,6 +221,8 @@ def main(argv: Sequence[str]) -> None:
             raise FileNotFoundError(f"--labels {a.labels!r} does not exist")
         labels = np.load(a.labels, allow_pickle=False)
     X = read_data(a.data) if a.data is not None else None
+    if labels is not None:
+        _check_labels(a, labels, X)
     if a.model is not None:
         est = VAEEmbedder.load(a.model, device=None if a.device == "auto" else a.device)
         if a.latent_grid is not None and est.n_components != 2:
@@ -230,8 +236,7 @@ def main(argv: Sequence[str]) -> None:
                           learning_rate=a.learning_rate, max_epochs=a.max_epochs, device=a.device, random_state=a.seed,
                           verbose=0 if a.quiet else 1, neighbor_weight=a.neighbor_weight, n_neighbors=a.n_neighbors,
                           early_stopping=not a.no_early_stopping, **options)
-        est._validate_params()  # bad flag values (--n-flows 0, --activation foo) before any data are read
-        est._check_params()
+        est.check_params()  # bad flag values (--n-flows 0, --activation foo) before any data are read
     shape = _grid_shape(a, est, X) if a.latent_grid is not None else None
     if a.decode is not None:
         _decode(a, est)
@@ -245,11 +250,33 @@ def main(argv: Sequence[str]) -> None:
         print(f"written: {a.latent_grid}")
 
 
-def _write_embedding(a: argparse.Namespace, est: Any, Z: np.ndarray, labels: np.ndarray | None) -> None:
-    from ..cli import CLIError
+def _check_labels(a: argparse.Namespace, labels: np.ndarray, X: Any) -> None:
+    """``--labels``: one class or value per example of DATA, checked before anything is fitted or written.
 
-    if labels is not None and len(labels) != len(Z):
-        raise CLIError(f"--labels has {len(labels)} entries but DATA has {len(Z)} examples")
+    The example count is read without loading DATA again: a ``.npy`` file is memory-mapped
+    and a directory listed (``.npz`` and ``.csv`` data are already in memory). The values
+    follow :func:`vaekit.plot.embedding`'s rule: integer, boolean, string or finite float.
+    """
+    from ..cli import CLIError
+    from ..embedding.inputs import ArraySource, as_source
+
+    if labels.ndim != 1:
+        raise CLIError(f"--labels {a.labels!r} has shape {labels.shape}; expected one label per example, shape (n,)")
+    if labels.dtype.kind not in "biufUS":
+        raise CLIError(f"--labels {a.labels!r} has dtype {labels.dtype}; expected int, bool, str or float labels")
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        bad = int(np.flatnonzero(~np.isfinite(labels))[0])
+        raise CLIError(f"--labels {a.labels!r} has a non-finite value at example {bad} ({labels[bad]}); "
+                       "expected finite values")
+    source = as_source(X)
+    if isinstance(source, ArraySource) and source.array.ndim < 2:
+        return  # not a set of examples: fit or transform refuses DATA itself, naming its shape
+    if len(labels) != len(source):
+        raise CLIError(f"--labels {a.labels!r} has {len(labels)} entries but DATA {a.data!r} has {len(source)} "
+                       "examples; give one label per example")
+
+
+def _write_embedding(a: argparse.Namespace, est: Any, Z: np.ndarray, labels: np.ndarray | None) -> None:
     np.save(a.out, Z)
     print(f"written: {a.out} (embedding of shape {Z.shape})")
     if a.model is None and a.save is not None:

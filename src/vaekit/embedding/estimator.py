@@ -222,6 +222,38 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.tensorboard = tensorboard
 
     # ------------------------------------------------------------------ checks
+    def check_params(self) -> VAEEmbedder:
+        """Check every parameter now, as :meth:`fit` does before it reads any data.
+
+        Runs the checks of each parameter's type and range (``_parameter_constraints``,
+        scikit-learn's parameter validation) and those of combinations, layer sizes and the
+        device. :meth:`load` checks a saved file's parameters with it, and ``vaekit embed``
+        its flags, before anything is read or written. ``validation_data`` is checked by
+        :meth:`fit` when it reads it.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError or TypeError
+            The first bad parameter, with its value and what is accepted (scikit-learn's
+            ``InvalidParameterError`` is both).
+
+        Examples
+        --------
+        >>> VAEEmbedder(n_flows=2).check_params().n_flows
+        2
+        >>> VAEEmbedder(likelihood="bernoulli").check_params()
+        Traceback (most recent call last):
+        ...
+        ValueError: likelihood='bernoulli' models data in [0, 1] as they are; set feature_normalization=False ...
+        """
+        self._validate_params()
+        self._check_params()
+        return self
+
     def _check_params(self) -> None:
         """Checks beyond ``_parameter_constraints`` (combinations, devices, layer sizes)."""
         h = self.hidden_layers

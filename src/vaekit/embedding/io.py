@@ -262,8 +262,9 @@ def _check_config(config: dict[str, Any], config_file: Path, device: str | None)
                                                                                         dict[str, str] | None]:
     """The unfitted estimator ``config["params"]`` describes, the checked ``fitted`` entries and the hash record.
 
-    Parameters are checked by the estimator's own validation (``_parameter_constraints``
-    and ``_check_params``), so a saved file accepts exactly what the constructor accepts.
+    Parameters are checked by the estimator's own validation (:meth:`VAEEmbedder.check_params
+    <vaekit.embedding.VAEEmbedder.check_params>`), so a saved file accepts exactly what the
+    constructor accepts.
     """
     from .._checks import check_float, check_int
     from ._fitting import ARCHITECTURE_PARAMS
@@ -291,8 +292,7 @@ def _check_config(config: dict[str, Any], config_file: Path, device: str | None)
         params["device"] = device
     est = VAEEmbedder(**params)
     try:
-        est._validate_params()
-        est._check_params()
+        est.check_params()
     except (ValueError, TypeError) as e:
         raise ValueError(f"{config_file}: params: {e}") from None
 
