@@ -134,20 +134,22 @@ def test_unknown_columns_list_the_available_ones(tmp_path):
         Table(str(path), target="y", features=["x1", "x9"], groups=["sch"]).setup()
 
 
-@pytest.mark.parametrize("ids, names", [
-    (np.array(["b", "a", "b", "a"]), ["a", "b"]),
-    (np.array([10, 2, 10, 2]), ["2", "10"]),
-    (np.array([10.0, 2.0, 10.0, 2.0]), ["2", "10"]),  # integral floats are numeric ids
-    (np.array([0.5, 1.25, 0.5, 1.25]), ["0.5", "1.25"]),  # fractional: ids as text
-    (np.array([-1, 3, -1, 3]), ["-1", "3"]),  # negative: as text
+@pytest.mark.parametrize("ids, text, names", [
+    (np.array(["b", "a", "b", "a"]), "b a b a", ["a", "b"]),
+    (np.array([10, 2, 10, 2]), "10 2 10 2", ["2", "10"]),
+    (np.array([10.0, 2.0, 10.0, 2.0]), "10 2 10 2", ["2", "10"]),  # integral floats are numeric ids
+    (np.array([0.5, 1.25, 0.5, 1.25]), "0.5 1.25 0.5 1.25", ["0.5", "1.25"]),  # fractional: ids as text
+    (np.array([-1, 3, -1, 3]), "-1 3 -1 3", ["-1", "3"]),  # negative: as text
+    (np.array([-3.0, 2.0, -3.0, 2.0]), "-3 2 -3 2", ["-3", "2"]),  # one normalisation: -3.0 (NPZ) is -3 (CSV)
+    (np.array([2.0**70, 1.0, 2.0**70, 1.0]), f"{2**70} 1 {2**70} 1", ["1", str(2**70)]),  # beyond int64: exact text
 ])
-def test_group_columns_of_any_type(tmp_path, ids, names):
+def test_group_columns_of_any_type(tmp_path, ids, text, names):
     path = tmp_path / "g.npz"
     np.savez(path, g=ids, x=np.arange(4.0), y=np.arange(4.0))
     data = setup(Table(str(path), target="y", groups=["g"], val_fraction=0.0, test_fraction=0.0))
     assert data.group_names == [names]
     csv_path = tmp_path / "g.csv"
-    csv_path.write_text("g,x,y\n" + "".join(f"{i},{k},{k}\n" for k, i in enumerate(ids.tolist())))
+    csv_path.write_text("g,x,y\n" + "".join(f"{i},{k},{k}\n" for k, i in enumerate(text.split())))
     from_csv = setup(Table(str(csv_path), target="y", groups=["g"], val_fraction=0.0, test_fraction=0.0))
     assert from_csv.group_names == [names] and torch.equal(from_csv.train["groups"], data.train["groups"])
 
@@ -185,7 +187,8 @@ def test_plain_table_labels_and_splits(tmp_path):
     std = setup(Table(str(path), features=["x1", "y"], val_fraction=0.0, test_fraction=0.0, standardize=True))
     assert torch.allclose(std.train.mean(0), torch.zeros(2), atol=1e-6)
     assert torch.allclose(std.unstandardize(std.train)[:, 0], torch.tensor([r[1] for r in ROWS]), atol=1e-6)
-    with pytest.raises(ValueError, match=r"target 'y' .* not class labels \(integers >= 0\): '1.25' at data row 1, "
+    with pytest.raises(ValueError, match=r"target 'y' .* not class labels \(integers in \[0, 2\*\*53\)\): '1.25' at "
+                                         r"data row 1, "
                                          r"file line 2; leave target out"):
         Table(str(path), target="y", features=["x1"]).setup()
 
@@ -343,3 +346,77 @@ def test_a_failed_setup_assigns_nothing(tmp_path):
         data.setup()
     assert "no training group" in str(err.value)
     assert not data.is_setup and data.feature_names is None and data.train is None
+
+
+@pytest.mark.parametrize("ids, names", [
+    (["01", "1", "2", "02"], ["01", "02", "1", "2"]),  # leading zeros: distinct ids, as text
+    (["1_0", "10", "+1", "1"], ["+1", "1", "10", "1_0"]),  # int() would accept 1_0 and +1
+    (["3.0", "3", "-0", "0"], ["-0", "0", "3", "3.0"]),  # never read through float
+    (["1", "12345678901234567890", "12345678901234567891", "01"],  # beyond int64: exact text, never floats
+     ["01", "1", "12345678901234567890", "12345678901234567891"]),
+])
+def test_distinct_text_ids_stay_distinct_groups(tmp_path, ids, names):
+    path = tmp_path / "g.csv"
+    path.write_text("g,x,y\n" + "".join(f"{g},{k},{k}\n" for k, g in enumerate(ids)))
+    data = setup(Table(str(path), target="y", groups=["g"], val_fraction=0.0, test_fraction=0.0))
+    assert data.group_names == [names] and data.train_group_counts == [[1, 1, 1, 1]]
+    assert [names[i] for i in data.train["groups"][:, 0].tolist()] == ids
+    onehot = setup(Table(str(path), target="y", features=["g"], categorical=["g"], val_fraction=0.0, test_fraction=0.0))
+    assert onehot.feature_names == [f"g={n}" for n in names]
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "1e999", "-1E400", "1e300"])
+@pytest.mark.parametrize("column, grouped", [("x1", True), ("x1", False), ("y", True)])
+def test_infinite_numbers_name_the_column_and_row(tmp_path, value, column, grouped):
+    rows = [list(r) for r in ROWS]
+    rows[2][1 if column == "x1" else 3] = value  # data row 3, file line 5 (after a blank line)
+    path = tmp_path / "s.csv"
+    path.write_text("school,x1,sex,y\n" + "".join(",".join(str(v) for v in r) + "\n" + ("\n" if i == 0 else "")
+                                                for i, r in enumerate(rows)))
+    what = r"a value beyond the float32 range \(\|v\| > 3\.4e38\)" if value == "1e300" else "a non-finite value"
+    args = dict(target="y", groups=["school"]) if grouped else dict(features=["x1", "y"])
+    with pytest.raises(ValueError, match=rf"column '{column}' of .*s\.csv has {what} \({value!r}\) at data row 3, "
+                                         rf"file line 5 \(1 such row\(s\) in all\)"):
+        Table(str(path), **args).setup()
+
+
+def test_infinite_and_huge_numbers_in_npz_columns(tmp_path):
+    path = tmp_path / "t.npz"
+    np.savez(path, g=np.array([0, 0, 1, 1]), x=np.array([[0.0, 1.0], [1.0, 1e39], [2.0, 0.0], [3.0, 1.0]]),
+             y=np.array([0.0, 1.0, np.inf, 1.0]), label=np.array([0, 1, 2**53, 1]))
+    with pytest.raises(ValueError, match=r"column 'x' of .*t\.npz has a value beyond the float32 range .* "
+                                         r"\(\[1\.0, 1e\+39\]\) at data row 2 \("):
+        Table(str(path), target="g", features=["x"]).setup()
+    with pytest.raises(ValueError, match=r"column 'y' of .*t\.npz has a non-finite value \(inf\) at data row 3 \("):
+        Table(str(path), target="y", features=["g"], groups=["label"]).setup()
+    with pytest.raises(ValueError, match=r"target 'label' .* not class labels \(integers in \[0, 2\*\*53\)\): "
+                                         r"9007199254740992 at data row 3;"):
+        Table(str(path), target="label", features=["g"]).setup()
+
+
+@pytest.mark.parametrize("label, shown, what", [
+    ("inf", r"\('inf'\)", "has a non-finite value"), ("1e999", r"\('1e999'\)", "has a non-finite value"),
+    ("-inf", r"\('-inf'\)", "has a non-finite value"), ("1e30", "'1e30'", r"holds numbers that are not"),
+    ("9007199254740992", "'9007199254740992'", r"holds numbers that are not"),
+    ("-1", "'-1'", r"holds numbers that are not"),
+])
+@pytest.mark.parametrize("grouped", [False, True])
+def test_labels_must_be_finite_integers_below_2_53(tmp_path, label, shown, what, grouped):
+    path = tmp_path / "l.csv"
+    path.write_text(f"g,x,c\nA,0.5,1\nA,1.5,{label}\nB,0.2,0\n")
+    args = dict(groups=["g"], task="classification") if grouped else {}
+    with pytest.raises(ValueError, match=rf"'c' of .*l\.csv {what}.*{shown} at data row 2, file line 3"):
+        Table(str(path), target="c", features=["x"], **args).setup()
+    path.write_text(f"g,x,c\nA,0.5,1\nA,1.5,{2**53 - 1}\nB,0.2,0\n")  # the largest accepted label is kept exactly
+    plain = setup(Table(str(path), target="c", features=["x"], val_fraction=0.0, test_fraction=0.0))
+    assert plain.train_labels.tolist() == [1, 2**53 - 1, 0]
+
+
+def test_split_level_beyond_the_group_columns_is_refused_in_the_constructor():
+    with pytest.raises(ValueError, match=r"split_level=1 is out of range for the 1 group column\(s\) \['school'\]; "
+                                         r"use a level in 0\.\.0"):
+        Table("s.csv", target="y", groups=["school"], split="group", split_level=1)
+    with pytest.raises(ValueError, match=r"split_level=3 is out of range for the 2 group column\(s\) "
+                                         r"\['student', 'school'\]; use a level in 0\.\.1"):
+        Table("s.csv", target="y", groups=["student", "school"], split_level=3)
+    assert Table("s.csv", target="y", groups=["student", "school"], split="group", split_level=1).split_level == 1

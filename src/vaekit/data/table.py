@@ -18,7 +18,8 @@ Reading (no pandas needed for text files):
 Missing values (an empty field, ``NA``, ``NaN``, ``null``, ``None``, ``N/A``, ``#N/A`` in a
 text file, any case; NaN or null in NPZ/Parquet) and infinities in a column that is used are
 refused, naming the column and the first such row (1-based data row and, for text files,
-the line of the file).
+the line of the file); so are numbers beyond the float32 range. Fields of text files are
+read with surrounding blanks stripped.
 """
 
 from __future__ import annotations
@@ -170,8 +171,11 @@ def _is_text(values: np.ndarray) -> bool:
     return values.dtype.kind == "U"
 
 
-def _check_present(frame: _Frame, name: str, values: np.ndarray) -> None:
-    """Refuse missing and non-finite values, naming the column, the first row and the count."""
+def _check_present(frame: _Frame, name: str, values: np.ndarray, raw: np.ndarray | None = None) -> None:
+    """Refuse missing and non-finite values, naming the column, the first row and the count.
+
+    ``raw`` (the column as read) is what the message shows when ``values`` are numbers parsed from it.
+    """
     if _is_text(values):
         bad = np.isin(np.char.lower(values), MISSING_TOKENS)
     elif values.dtype.kind == "f":
@@ -182,7 +186,7 @@ def _check_present(frame: _Frame, name: str, values: np.ndarray) -> None:
         bad = bad.reshape(len(bad), -1).any(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        shown = values[row].tolist()  # a Python value (or list, for a 2-D column): repr without numpy types
+        shown = (values if raw is None else raw)[row].tolist()  # a Python value (or list): repr without numpy types
         what = "a missing value" if _is_text(values) or np.isnan(values[row]).any() else "a non-finite value"
         raise ValueError(
             f"column {name!r} of {frame.path} has {what} ({shown!r}) at {frame.where(row)} "
@@ -200,28 +204,68 @@ def _as_numbers(values: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def _as_keys(values: np.ndarray) -> np.ndarray:
-    """Ids or categories of a column: int64 when every value is an integer >= 0, else str.
+def _finite_numbers(frame: _Frame, name: str, values: np.ndarray) -> np.ndarray | None:
+    """:func:`_as_numbers`, with infinities (``inf``, an overflow such as ``1e999``) and values beyond the
+    float32 range (infinite once in a tensor) refused by column and row."""
+    numbers = _as_numbers(values)
+    if numbers is None:
+        return None
+    _check_present(frame, name, numbers, raw=values)
+    big = np.abs(numbers) > np.finfo(np.float32).max
+    if big.ndim > 1:
+        big = big.reshape(len(big), -1).any(axis=1)
+    if big.any():
+        row = int(np.flatnonzero(big)[0])
+        raise ValueError(
+            f"column {name!r} of {frame.path} has a value beyond the float32 range (|v| > 3.4e38) "
+            f"({values[row].tolist()!r}) at {frame.where(row)} ({int(big.sum())} such row(s) in all); "
+            f"rescale the column"
+        )
+    return numbers
 
-    Integral floats count as integers (``3.0`` is ``3``), so a column reads the same from
-    CSV, NPZ and Parquet; other numbers become their text (``"-3"``, ``"0.5"``).
+
+def _as_int(value: str) -> int | None:
+    """The integer a text id writes exactly (``str(int(value)) == value``: not ``01``, ``+1``, ``1_0``), else None."""
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if str(number) == value else None
+
+
+def _as_keys(values: np.ndarray) -> np.ndarray:
+    """Ids or categories of a column: int64 when every value is an integer in [0, 2**63), else str.
+
+    One normalisation for every format: a number is named by its canonical text, ``str(int(v))``
+    for an integer or an integral float (``-3`` and ``-3.0`` both give ``"-3"``), ``repr(v)``
+    for any other float (``"0.5"``). A text value (CSV/TSV, or a text column of NPZ/Parquet) is
+    an integer only when it is one written canonically (``"7"``, ``"-3"``); any other text,
+    such as ``"07"``, ``"7.0"``, ``"+7"`` or ``"7_0"``, is kept as it is, so distinct values
+    always stay distinct. Integer ids that do not fit int64 are kept as their exact text.
+
+    Examples
+    --------
+    >>> _as_keys(np.array(["10", "2", "10"])).tolist()
+    [10, 2, 10]
+    >>> _as_keys(np.array(["01", "1", "1_0", "10"])).tolist()
+    ['01', '1', '1_0', '10']
+    >>> _as_keys(np.array([-3.0, 2.0])).tolist(), _as_keys(np.array(["-3", "2"])).tolist()
+    (['-3', '2'], ['-3', '2'])
     """
-    if values.dtype.kind in "biu":
-        ints = values.astype(np.int64)
-        return ints if not len(ints) or ints.min() >= 0 else ints.astype(str)
     if _is_text(values):
-        try:
-            ints = np.array([int(v) for v in values], dtype=np.int64)
-            return ints if ints.min() >= 0 else values
-        except (ValueError, OverflowError):
-            numbers = _as_numbers(values)
-            if numbers is None:
-                return values
-            values = numbers
-    if values.dtype.kind == "f":
-        if (values == np.round(values)).all() and values.min() >= 0 and values.max() < 2**53:
+        ints = [_as_int(v) for v in values.tolist()]
+        if ints and all(i is not None and 0 <= i < 2**63 for i in ints):
+            return np.array(ints, dtype=np.int64)
+        return values
+    if values.dtype.kind in "biu":
+        if not len(values) or (int(values.min()) >= 0 and int(values.max()) < 2**63):
             return values.astype(np.int64)
-        return np.array([repr(float(v)) for v in values], dtype=str)
+        return np.array([str(int(v)) for v in values.tolist()], dtype=str)
+    if values.dtype.kind == "f":
+        if len(values) and (values == np.round(values)).all() and values.min() >= 0 and values.max() < 2**53:
+            return values.astype(np.int64)
+        return np.array([str(int(v)) if v.is_integer() else repr(v) for v in values.astype(np.float64).tolist()],
+                        dtype=str)
     return values.astype(str)
 
 
@@ -248,10 +292,14 @@ class Table(GroupedData):
       with ``task="classification"``, or without groups, class ids: integers >= 0 are kept,
       anything else (text) is numbered in sorted order and the names kept in
       :attr:`class_names`.
-    - ``groups``: any type. Integers >= 0 (and integral floats such as ``3.0``) are ids as
-      numbers; anything else (text, negative or fractional numbers) is an id as text. The
-      raw ids are mapped as in :mod:`vaekit.data.grouped_ids` (``group_names``); the level
-      names are the column names.
+    - ``groups``: any type, named the same way in every format. Integers >= 0 are ids as
+      numbers: integer and integral float numbers (``3``, ``3.0`` in NPZ/Parquet) and text
+      written as a plain integer (``"3"``); anything else is an id as text: other text kept
+      exactly as it is (``"03"``, ``"3.0"``, ``"+3"``, ``"3_0"`` and ``"3"`` are five ids),
+      negative or integral numbers beyond int64 as their integer text (``-3.0`` and ``"-3"``
+      are both ``"-3"``), fractional ones as ``repr`` (``"0.5"``). The raw ids are mapped as
+      in :mod:`vaekit.data.grouped_ids` (``group_names``); the level names are the column
+      names.
 
     Parameters
     ----------
@@ -275,7 +323,7 @@ class Table(GroupedData):
         Hold out examples within every group, or whole groups of level ``split_level``
         (grouped tables); a plain table is split by example.
     split_level : int
-        Level whose groups ``split="group"`` holds out.
+        Level whose groups ``split="group"`` holds out, in ``0..len(groups) - 1``.
     val_fraction, test_fraction : float
         Fractions in [0, 1) held out for validation and test.
     seed : int
@@ -289,9 +337,10 @@ class Table(GroupedData):
     ------
     ValueError, TypeError
         In the constructor, for bad arguments (an unknown suffix, a column named twice or in
-        two roles, a fraction outside [0, 1)); in :meth:`setup`, for an unknown column (the
-        message lists the columns), a missing value (naming the column and the row) or a
-        target that does not fit the task.
+        two roles, a fraction outside [0, 1), a ``split_level`` beyond the group columns); in
+        :meth:`setup`, for an unknown column (the message lists the columns), a missing or
+        infinite value in a column used (naming the column and the row) or a target that does
+        not fit the task (class labels must be integers in [0, 2**53)).
     FileNotFoundError
         In :meth:`setup`, when ``path`` does not exist.
     ImportError
@@ -378,6 +427,9 @@ class Table(GroupedData):
         elif target is None:
             raise ValueError(f"groups={groups!r} needs target=...: a grouped table predicts a target column")
         self._init_split(split, val_fraction, test_fraction, seed, split_level, standardize, standardize_y)
+        if groups is not None and self.split_level >= len(groups):
+            raise ValueError(f"split_level={self.split_level!r} is out of range for the {len(groups)} group column(s) "
+                             f"{groups}; use a level in 0..{len(groups) - 1} (lowest level first)")
         self.path, self.target, self.features, self.groups = absolute, target, features, groups
         self.categorical, self.task_name, self.delimiter = categorical, task, delimiter
         update_recorded_args(self, {"path": absolute})  # config.yaml records where the file is, from anywhere
@@ -434,7 +486,7 @@ class Table(GroupedData):
         blocks, names = [], []
         for name in features:
             values = columns[name]
-            numbers = None if name in self.categorical else _as_numbers(values)
+            numbers = None if name in self.categorical else _finite_numbers(frame, name, values)
             if numbers is not None:
                 blocks.append(numbers.reshape(len(numbers), -1))
                 names += [name] if values.ndim == 1 else [f"{name}[{j}]" for j in range(blocks[-1].shape[1])]
@@ -459,17 +511,17 @@ class Table(GroupedData):
         return np.concatenate(blocks, axis=1), names
 
     def _labels(self, frame: _Frame, values: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
-        """Class ids of the target: integers >= 0 kept; text numbered in sorted order (names returned)."""
-        numbers = _as_numbers(values)
+        """Class ids of the target: integers in [0, 2**53) kept; text numbered in sorted order (names returned)."""
+        numbers = _finite_numbers(frame, self.target, values)
         if numbers is not None:
-            bad = np.flatnonzero((numbers != np.round(numbers)) | (numbers < 0))
+            bad = np.flatnonzero((numbers != np.round(numbers)) | (numbers < 0) | (numbers >= 2**53))
             if len(bad):
                 row = int(bad[0])
                 what = "class labels" if self.groups is None else "class ids (task='classification')"
                 hint = ("leave target out (a plain table has no y), or add the column to features" if self.groups is None
                         else "use task='regression' for a continuous target")
                 raise ValueError(f"target {self.target!r} of {frame.path} holds numbers that are not {what} (integers "
-                                 f">= 0): {values[row].tolist()!r} at {frame.where(row)}; {hint}")
+                                 f"in [0, 2**53)): {values[row].tolist()!r} at {frame.where(row)}; {hint}")
             return numbers.astype(np.int64), None
         names, ids = np.unique(values, return_inverse=True)
         return ids.reshape(-1).astype(np.int64), [str(n) for n in names.tolist()]
@@ -518,7 +570,7 @@ class Table(GroupedData):
         target = columns[self.target]
         class_names = None
         if self.task_name == "regression":
-            numbers = _as_numbers(target)
+            numbers = _finite_numbers(frame, self.target, target)
             if numbers is None:
                 row = next(i for i, v in enumerate(target) if _float_or_none(v) is None)
                 raise ValueError(f"target {self.target!r} of {frame.path} is not numeric ({target[row].tolist()!r} at "
