@@ -108,8 +108,9 @@ def test_corrupt_weights_give_a_clear_error(tiny_config, tmp_path, capsys):
     (run,) = _runs(tmp_path)
     for name in ("best.safetensors", "last.safetensors"):
         (run / "checkpoints" / name).write_bytes(b"garbage")
-    assert main(["sample", str(run)]) == 2
-    assert "truncated or corrupt" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match=r"best.safetensors' is truncated or corrupt: .* Using .*last.safetensors"):
+        assert main(["sample", str(run)]) == 2  # best is corrupt: falls back to last, which is corrupt too
+    assert "last.safetensors' is truncated or corrupt" in capsys.readouterr().err
 
 
 def test_print_config_and_console_script(tiny_config, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from training_helpers import ELBO, NaNAt, TinyVAE, make_data, weights
 
-from vaekit.training import Trainer, load_checkpoint, load_weights, read_metrics
+from vaekit.training import Trainer, TrainingStoppedWarning, load_checkpoint, load_weights, read_metrics
 
 
 def _trainer(tmp_path: Path, **kw) -> Trainer:
@@ -54,7 +54,8 @@ def test_skipped_steps_do_not_change_the_weights(tmp_path: Path) -> None:
 def test_gradient_norm_threshold(tmp_path: Path) -> None:
     res = _trainer(tmp_path, max_epochs=1, skip_threshold=1e6).fit(_model(), make_data(n=64))
     assert res.skipped_steps == 0
-    res = _trainer(tmp_path, max_epochs=1, skip_threshold=1e-6, max_consecutive_skips=3).fit(_model(), make_data(n=64))
+    with pytest.warns(TrainingStoppedWarning, match="too_many_skips"):
+        res = _trainer(tmp_path, max_epochs=1, skip_threshold=1e-6, max_consecutive_skips=3).fit(_model(), make_data(n=64))
     assert (res.skipped_steps, res.stop_reason, res.global_step) == (3, "too_many_skips", 3)
 
 
@@ -72,7 +73,8 @@ def test_grad_clip_bounds_the_update(tmp_path: Path) -> None:
 def test_nan_forever_stops_and_keeps_the_last_good_checkpoints(tmp_path: Path) -> None:
     model = _model()
     # 4 steps per epoch, validation (and checkpoints) after step 4; NaN from step index 5 on
-    res = _trainer(tmp_path, max_epochs=10, max_consecutive_skips=3).fit(model, make_data(n=64), NaNAt(forever_from=5))
+    with pytest.warns(TrainingStoppedWarning, match="too_many_skips"):
+        res = _trainer(tmp_path, max_epochs=10, max_consecutive_skips=3).fit(model, make_data(n=64), NaNAt(forever_from=5))
     assert (res.stop_reason, res.global_step, res.skipped_steps) == ("too_many_skips", 8, 3)
     for name in ("last.ckpt", "best.ckpt"):
         ckpt = load_checkpoint(res.run_dir.checkpoints / name)
@@ -99,7 +101,8 @@ class _PoisonAt:
 
 
 def test_non_finite_weights_are_never_checkpointed(tmp_path: Path) -> None:
-    res = _trainer(tmp_path, max_epochs=5, max_consecutive_skips=100).fit(_model(), make_data(n=64), _PoisonAt(5))
+    with pytest.warns(TrainingStoppedWarning, match="non_finite_weights"):
+        res = _trainer(tmp_path, max_epochs=5, max_consecutive_skips=100).fit(_model(), make_data(n=64), _PoisonAt(5))
     assert (res.stop_reason, res.global_step) == ("non_finite_weights", 8)
     ckpt = load_checkpoint(res.run_dir.last_checkpoint)
     assert ckpt["loop"]["global_step"] == 4 and _finite(ckpt["model"])
