@@ -420,3 +420,19 @@ def test_split_level_beyond_the_group_columns_is_refused_in_the_constructor():
                                          r"\['student', 'school'\]; use a level in 0\.\.1"):
         Table("s.csv", target="y", groups=["student", "school"], split_level=3)
     assert Table("s.csv", target="y", groups=["student", "school"], split="group", split_level=1).split_level == 1
+
+
+def test_in_memory_data_above_the_cap_is_not_copied_into_the_run(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import vaekit.training.loop as loop
+    from vaekit.models import mlp_vae
+    from vaekit.training import Trainer
+
+    monkeypatch.setattr(loop, "STORE_DATA_MAX_BYTES", 1000)  # 40 x 8 float64 = 2,560 bytes
+    data = ArrayData(np.random.default_rng(0).random((40, 8)), val_fraction=0.25)
+    with caplog.at_level(logging.WARNING, logger="vaekit"):
+        run = Trainer(max_epochs=1, batch_size=10, progress_bar=False, root_dir=str(tmp_path)).fit(
+            mlp_vae([8], 2, [4], likelihood="gaussian"), data).run_dir.path
+    assert "data" not in yaml.safe_load((run / "config.yaml").read_text()) and not (run / "data").exists()
+    assert "is not copied into the run directory" in caplog.text

@@ -545,6 +545,11 @@ def _describe(trainer: Any, model: nn.Module, data: Any, objective: Any) -> dict
     return config
 
 
+#: In-memory data up to this size is copied into a new run (``RUN/data/arrays.npz``) so that
+#: ``vaekit evaluate RUN`` can rebuild it; larger data is not copied (a warning says so).
+STORE_DATA_MAX_BYTES = 2**30
+
+
 def _save_arrays(path: Path, arrays: dict[str, Any]) -> str:
     """Write ``arrays`` as an ``.npz`` at ``path`` atomically; return its SHA-256 (hex)."""
     import hashlib
@@ -566,7 +571,8 @@ def _record_data(config: Any, data: Any, rundir: RunDir) -> Any:
     - No section and in-memory arrays (``ArrayData``, ``GroupedArrays``): the arrays are saved
       as ``RUN/data/arrays.npz`` and the section reads them back with the same split, checking
       the file's SHA-256 first (:func:`vaekit.data.stored.stored_arrays`), so
-      ``vaekit evaluate RUN`` works for runs fitted from Python.
+      ``vaekit evaluate RUN`` works for runs fitted from Python; data above
+      :data:`STORE_DATA_MAX_BYTES` (1 GiB) is not copied, with a warning.
     - A section for the data module's own class: the arguments the module recorded as it
       normalized them (``Table``'s absolute ``path``) replace the ones given, so the run
       reads its data from any directory.
@@ -582,6 +588,13 @@ def _record_data(config: Any, data: Any, rundir: RunDir) -> Any:
         if stored is None:
             return config
         arrays, stored_section = stored
+        size = sum(int(a.nbytes) for a in arrays.values())
+        if size > STORE_DATA_MAX_BYTES:  # a copy per run of a large in-memory dataset is not what anyone wants
+            log.warning(f"config.yaml: the in-memory data ({size / 2**30:.1f} GiB) is larger than "
+                        f"{STORE_DATA_MAX_BYTES / 2**30:.0f} GiB, so it is not copied into the run directory and the "
+                        f"run has no data section (vaekit evaluate RUN needs one): save the arrays with np.savez and "
+                        f"train on vaekit.data.ArrayFile / GroupedArrayFile to keep a path instead")
+            return config
         stored_section["init_args"]["sha256"] = _save_arrays(path, arrays)
         log.info(f"the in-memory data was saved as {path}; config.yaml reads it back")
         config = {**config, "data": stored_section}
