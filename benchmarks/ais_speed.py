@@ -21,7 +21,8 @@ steps x 1,000 test points (10 leapfrog steps): about 1e10 gradient evaluations. 
 the rate stays the same at that batch size, which holds on a saturated CPU but
 underestimates a GPU, whose rate grows with the batch.
 
-Appends one row to ``benchmarks/results/ais_speed.csv`` naming the device.
+Appends one row to ``benchmarks/results/ais_speed.csv`` naming the device; ``--md PATH`` also
+writes it as a markdown table.
 
 Usage::
 
@@ -42,7 +43,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from iwae_speed import device_name, git_commit, load_images, timed  # noqa: E402
+from iwae_speed import device_name, git_commit, load_images, timed, write_markdown  # noqa: E402
 
 from vaekit.inference import ais_log_likelihood  # noqa: E402
 from vaekit.inference._hmc import LatentPacker, evaluate  # noqa: E402
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                         help="torch CPU threads (default: torch's); on a CPU shared with other jobs 1 can be fastest")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ais_speed.csv")
+    parser.add_argument("--md", type=Path, default=None, help="also write this run's row to this markdown file")
     args = parser.parse_args(argv)
     for name in ("n_points", "chains", "steps", "leapfrog", "repeat"):
         if getattr(args, name) < 1:
@@ -126,6 +128,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             writer.writeheader()
         writer.writerow(row)
     print(f"device: {device} ({name}); appended to {args.out}")
+    write_markdown(args.md, "AIS with HMC: gradient evaluations per second", [row], [
+        ("points", "n_points"), ("chains", "chains"), ("steps", "steps"), ("leapfrog", "leapfrog"),
+        ("schedule", "schedule"), ("batch", "batch_size"), ("raw batch", "raw_batch"),
+        ("raw grad evals/s", "raw_grad_evals_per_s"), ("AIS s", "seconds"), ("grad evals", "grad_evals"),
+        ("AIS grad evals/s", "grad_evals_per_s"), ("acceptance", "acceptance"), ("mean log p(x)", "mean_log_px"),
+        ("projected s, paper setting", "projected_s_paper")],
+        ["random weights: acceptance and log p(x) are no quality measure; projected_s_paper is a projection "
+         "(100 chains x 10,000 steps x 1,000 points at this run's rate), not a measurement"], argv)
     return row
 
 

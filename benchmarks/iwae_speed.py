@@ -20,7 +20,7 @@ resident memory follows the live tensors. ``chunk_output_mb`` is the size of one
 output (batch x chunk x 784 floats): what one chunk of samples costs.
 
 Appends one row per method to ``benchmarks/results/iwae_speed.csv`` and prints a table
-naming the device.
+naming the device; ``--md PATH`` also writes that table, with the settings, to a markdown file.
 
 Usage::
 
@@ -38,6 +38,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -156,6 +157,26 @@ def git_commit() -> str:
         return ""
 
 
+def write_markdown(path: Path | None, title: str, rows: list[dict[str, object]], cols: list[tuple[str, str]],
+                   notes: list[str], argv: list[str] | None = None) -> None:
+    """Write ``rows`` as a markdown table (``cols``: heading, key) under ``title``, with the command
+    and the device of ``rows[0]`` and ``notes`` as bullets; nothing when ``path`` is None."""
+    if path is None:
+        return
+    r0 = rows[0]
+    cmd = " ".join([f"python benchmarks/{Path(sys.argv[0]).name}", *(argv if argv is not None else sys.argv[1:])])
+    lines = [f"# {title}", "",
+             f"- date {r0['date']}, commit {r0.get('commit') or '?'}, `{cmd}`",
+             f"- device: {r0['device']} ({r0['device_name']}), torch {r0['torch']}, {r0['threads']} threads, "
+             f"load average (1 min) {r0['load_avg']}, data: {r0['data']}",
+             *(f"- {n}" for n in notes), "",
+             "| " + " | ".join(h for h, _ in cols) + " |", "|" + "|".join("---" for _ in cols) + "|",
+             *("| " + " | ".join(str(r[k]) for _, k in cols) + " |" for r in rows)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print(f"table in {path}")
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -169,6 +190,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain hand-written loop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "iwae_speed.csv")
+    parser.add_argument("--md", type=Path, default=None, help="also write this run's table to this markdown file")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     n = args.n_images or (10000 if device.type == "cuda" else 1000)
@@ -232,6 +254,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     for r in rows:
         print("".join(f"{r[key]:<{w}}" if i == 0 else f"{r[key]:>{w}}" for i, (_, key, w) in enumerate(cols)))
     print(f"device: {device} ({name}); peak memory: {rows[0]['mem_measure']}; appended to {args.out}")
+    write_markdown(args.md, f"IWAE log-likelihood, k={args.k}, {n} images", rows, [(h, key) for h, key, _ in cols],
+                   [f"{args.repeat} timed runs per method, alternating (best and median); peak memory: "
+                    f"{rows[0]['mem_measure']}"], argv)
     return rows
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ are random: the time does not depend on training.
     python benchmarks/local_opt_speed.py                       # CPU: 100 points, 50 steps
     python benchmarks/local_opt_speed.py --device cuda --n-points 1000 --steps 500
 
-Appends rows to ``benchmarks/results/local_opt_speed.csv`` naming the device.
+Appends rows to ``benchmarks/results/local_opt_speed.csv`` naming the device; ``--md PATH`` also
+writes them as a markdown table.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +29,9 @@ from vaekit.inference import optimize_local_posterior
 from vaekit.models import mlp_vae
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from iwae_speed import write_markdown  # noqa: E402
+
 FIELDS = ["date", "device", "device_name", "torch", "threads", "load_avg", "family", "n_points", "steps", "k",
           "seconds", "point_steps_per_s", "data"]
 
@@ -60,6 +65,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10, help="samples per point per step")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=str(HERE / "results" / "local_opt_speed.csv"))
+    p.add_argument("--md", type=Path, default=None, help="also write this run's rows to this markdown file")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -98,6 +104,10 @@ def main() -> None:
         print(f"| {r['family']} | {r['n_points']} | {r['steps']} | {r['k']} | {r['seconds']} | {r['point_steps_per_s']} "
               f"| {r['device_name']} |")
     print(f"appended to {out}")
+    write_markdown(a.md, "Local optimisation (q*_FFG, q*_AF): point-steps per second", rows, [
+        ("family", "family"), ("points", "n_points"), ("steps", "steps"), ("k", "k"), ("seconds", "seconds"),
+        ("point-steps/s", "point_steps_per_s")],
+        ["all points optimised in parallel (vmap), a fixed number of steps after a warm-up call; random weights"])
 
 
 if __name__ == "__main__":

@@ -24,12 +24,17 @@ Methods, all in this one process, on the same data:
     default (``metrics.csv`` + TensorBoard rows every 50 steps, the per-step gradient norm and
     non-finite check).
 ``vaekit-compile``
-    The same with ``Trainer(compile=True)`` (``torch.compile`` of the objective;
-    ``torch._dynamo.reset()`` before each fit, so every repeat compiles afresh).
+    The same with ``Trainer(compile=True)`` (``torch.compile`` of the whole step: the
+    objective with its backward, and the update; ``torch._dynamo.reset()`` before each fit,
+    so every repeat compiles afresh).
+``vaekit-graph``
+    The same with ``Trainer(compile="reduce-overhead")``: the compiled step captured in CUDA
+    graphs (CUDA only; skipped on a CPU).
 
-How time is measured (the same for every method): a global optimizer hook
-(``torch.optim.optimizer.register_optimizer_step_post_hook``) runs after every
-``optimizer.step()`` and records ``time.perf_counter()`` after step ``warmup`` and then after
+How time is measured (the same for every method): a hook runs after every training step
+(for ``plain*`` a global optimizer hook, ``torch.optim.optimizer.register_optimizer_step_post_hook``,
+after every ``optimizer.step()``; for ``vaekit*`` a wrapper of
+``vaekit.training.step.TrainStep.__call__``, outside any compiled code) and records ``time.perf_counter()`` after step ``warmup`` and then after
 every ``--block`` steps (50, vaekit's ``log_every_steps``) up to step ``warmup + steps``; each
 run takes ``warmup + steps + 1`` steps. So the timed window holds whole training steps in
 steady state (data fetch, forward, backward, optimizer, and for vaekit the loop's per-step work
@@ -88,7 +93,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import iwae_speed  # a sibling script (benchmarks/ is on sys.path when a script in it runs): device name, commit
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("plain", "plain-ondevice", "vaekit", "vaekit-compile")
+METHODS = ("plain", "plain-ondevice", "vaekit", "vaekit-compile", "vaekit-graph")
 FIELDS = ["date", "commit", "device", "device_name", "torch", "threads", "load_avg_start", "load_avg_end", "data",
           "n_train", "batch_size", "warmup_steps", "steps", "block", "repeats", "method", "samples_per_s",
           "ms_per_step", "ratio_to_plain", "samples_per_s_runs", "samples_per_s_best", "aten_ops_per_step",
@@ -135,8 +140,9 @@ class StepClock:
         Also run ``torch.profiler`` from step ``start`` to step ``stop``.
     """
 
-    def __init__(self, device: torch.device, start: int, stop: int, block: int, profile: bool = False) -> None:
-        self.device, self.start, self.stop, self.block = device, start, stop, block
+    def __init__(self, device: torch.device, start: int, stop: int, block: int, profile: bool = False,
+                 vaekit: bool = False) -> None:
+        self.device, self.start, self.stop, self.block, self.vaekit = device, start, stop, block, vaekit
         self.times: dict[int, float] = {}
         self.calls = 0
         self.prof: Any = None
@@ -157,11 +163,24 @@ class StepClock:
                 (self.prof.start if c == self.start else self.prof.stop)()
 
     def __enter__(self) -> StepClock:
-        self.handle = register_optimizer_step_post_hook(self)
+        if self.vaekit:  # after each TrainStep call: a hook inside optimizer.step() would break a compiled update
+            from vaekit.training.step import TrainStep
+
+            original = TrainStep.__call__
+
+            def timed(step: Any, *args: Any, **kwargs: Any) -> Any:
+                out = original(step, *args, **kwargs)
+                self()
+                return out
+
+            TrainStep.__call__ = timed  # type: ignore[method-assign]
+            self.restore = lambda: setattr(TrainStep, "__call__", original)
+        else:
+            self.restore = register_optimizer_step_post_hook(self).remove
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.handle.remove()
+        self.restore()
         if self.prof is not None and self.start <= self.calls < self.stop:
             self.prof.stop()
 
@@ -204,7 +223,7 @@ def run_plain(x: Tensor, device: torch.device, batch_size: int, n_steps: int, on
         opt.step()
 
 
-def run_vaekit(x: Tensor, device: torch.device, batch_size: int, n_steps: int, compile: bool) -> None:
+def run_vaekit(x: Tensor, device: torch.device, batch_size: int, n_steps: int, compile: bool | str) -> None:
     """``Trainer.fit`` of ``mlp_vae([784])`` for ``n_steps`` steps in a temporary run directory."""
     from vaekit.data import ArrayData
     from vaekit.models import mlp_vae
@@ -258,9 +277,9 @@ def device_name(device: torch.device) -> str:
 
 
 def measure(fn: Callable[[int], None], device: torch.device, warmup: int, steps: int, block: int,
-            profile: bool = False) -> StepClock:
+            profile: bool = False, vaekit: bool = False) -> StepClock:
     """Run ``fn(warmup + steps + 1)`` under a :class:`StepClock` timing steps ``warmup + 1 ..``."""
-    with StepClock(device, warmup + 1, warmup + steps + 1, block, profile) as clock:
+    with StepClock(device, warmup + 1, warmup + steps + 1, block, profile, vaekit) as clock:
         fn(warmup + steps + 1)
     clock.seconds()  # raises if the window was not seen
     return clock
@@ -297,6 +316,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.block = min(args.block, args.steps)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA device here")
+    if args.device != "cuda" and "vaekit-graph" in args.methods:
+        if "vaekit-graph" in (argv or sys.argv[1:]):
+            p.error("--methods vaekit-graph: CUDA graphs need --device cuda")
+        args.methods.remove("vaekit-graph")
     return args
 
 
@@ -320,6 +343,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "plain-ondevice": lambda n: run_plain(x, device, args.batch_size, n, ondevice=True),
         "vaekit": lambda n: run_vaekit(x, device, args.batch_size, n, compile=False),
         "vaekit-compile": lambda n: run_vaekit(x, device, args.batch_size, n, compile=True),
+        "vaekit-graph": lambda n: run_vaekit(x, device, args.batch_size, n, compile="reduce-overhead"),
     }
     clocks: dict[str, list[StepClock]] = {m: [] for m in args.methods}
     notes: dict[str, str] = {}
@@ -329,9 +353,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 continue
             torch.manual_seed(args.seed + rep)
             try:
-                clocks[m].append(measure(runners[m], device, args.warmup_steps, args.steps, args.block))
+                clocks[m].append(measure(runners[m], device, args.warmup_steps, args.steps, args.block,
+                                         vaekit=m.startswith("vaekit")))
             except Exception as err:  # noqa: BLE001 - e.g. torch.compile without a working compiler
-                if m != "vaekit-compile":
+                if m not in ("vaekit-compile", "vaekit-graph"):
                     raise
                 notes[m] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
                 print(f"  {m}: {notes[m]}")
@@ -344,7 +369,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             if m in notes:
                 continue
             torch.manual_seed(args.seed)
-            clock = measure(runners[m], device, args.warmup_steps, args.profile_steps, args.profile_steps, profile=True)
+            clock = measure(runners[m], device, args.warmup_steps, args.profile_steps, args.profile_steps, profile=True,
+                            vaekit=m.startswith("vaekit"))
             counts[m] = count_ops(clock.prof, args.profile_steps)
             if args.profile_table:
                 sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"

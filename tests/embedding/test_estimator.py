@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from sklearn.exceptions import NotFittedError
 
+import vaekit.embedding
 from vaekit.embedding import VAEEmbedder
-from vaekit.embedding import _training
+from vaekit.embedding import _fitting
+from vaekit.training.step import TrainStep
 
 
 def tiny(**kw) -> VAEEmbedder:
@@ -125,57 +128,110 @@ def test_history_plateau_and_early_stopping():
     assert constant.n_iter_ == 6 and {h["lr"] for h in constant.history_} == {2e-3}
 
 
-def test_ctrl_c_stops_cleanly_and_leaves_a_usable_embedder(monkeypatch):
+def counting_steps(monkeypatch, interrupt_at: int | None = None) -> dict[str, int]:
+    """Count the calls of the training core's step (raising KeyboardInterrupt at call ``interrupt_at``)."""
     calls = {"n": 0}
-    real_step = _training._step
+    real_call = TrainStep.__call__
 
-    def step(*args):
+    def call(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 20:  # 8 steps per epoch (128 training rows / 16 anchors per batch): inside epoch 3
+        if calls["n"] == interrupt_at:
             raise KeyboardInterrupt
-        return real_step(*args)
+        return real_call(self, *args, **kwargs)
 
-    monkeypatch.setattr(_training, "_step", step)
+    monkeypatch.setattr(TrainStep, "__call__", call)
+    return calls
+
+
+@pytest.mark.parametrize("neighbor_weight, per_epoch", [(0.0, 5), (0.4, 9)])
+def test_fit_trains_through_the_training_core(monkeypatch, neighbor_weight, per_epoch):
+    # 144 training rows: batches of 32 rows, or of 16 anchors and their partners with the neighbour term
+    calls = counting_steps(monkeypatch)
+    est = tiny(max_epochs=3, early_stopping=False, neighbor_weight=neighbor_weight).fit(X)
+    assert est.n_iter_ == 3 and calls["n"] == 3 * per_epoch
+
+
+def test_no_training_loop_of_its_own():
+    """Every gradient step of the embedder is vaekit.training.step.TrainStep's."""
+    sources = sorted(Path(vaekit.embedding.__file__).parent.rglob("*.py"))
+    assert len(sources) >= 8
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        for banned in (".backward(", "optimizer.step(", "opt.step(", "autograd.grad"):
+            assert banned not in text, f"{path.name} contains {banned!r}"
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_a_usable_embedder(monkeypatch):
+    calls = counting_steps(monkeypatch, interrupt_at=20)  # 9 steps per epoch (144 training rows / 16 anchors): epoch 3
     with pytest.warns(RuntimeWarning, match="interrupted"):
         est = tiny(max_epochs=10, early_stopping=False).fit(X)
-    assert est.n_iter_ == 2 and est.stop_reason_ == "interrupted"
+    assert calls["n"] == 20 and est.n_iter_ == 2 and est.stop_reason_ == "interrupted"
     Z = est.transform(X)
     assert Z.shape == (len(X), 2) and np.isfinite(Z).all()
-    monkeypatch.setattr(_training, "_step", real_step)
+    monkeypatch.undo()
     est.set_params(warm_start=True, max_epochs=1).fit(X)
     assert est.n_iter_ == 3
 
 
-@pytest.mark.parametrize("neighbor_weight", [0.0, 0.4])
-def test_non_finite_steps_are_skipped(monkeypatch, neighbor_weight):
+def poison_elbo(monkeypatch, neighbor_weight: float, bad) -> dict[str, int]:
+    """Make the ELBO of the training forward calls for which ``bad(call number)`` holds NaN."""
     from vaekit.models.vae import VAE
 
     calls = {"n": 0}
 
     def poison(elbo):
         calls["n"] += 1
-        return elbo * float("nan") if calls["n"] in (1, 3) else elbo
+        return elbo * float("nan") if bad(calls["n"]) else elbo
 
-    if neighbor_weight == 0:  # the plain step takes VAE.elbo_terms
+    if neighbor_weight == 0:  # the plain step takes VAE.elbo_terms (so does the validation loss)
         real = VAE.elbo_terms
 
         def poisoned(self, x):
             terms = real(self, x)
-            terms.rec = poison(terms.rec)
+            if self.training:
+                terms.rec = poison(terms.rec)
             return terms
 
         monkeypatch.setattr(VAE, "elbo_terms", poisoned)
     else:  # the neighbour step takes the anchors' ELBO with the embeddings
-        real_anchor = _training.anchor_elbo_and_embedding
+        real_anchor = _fitting.anchor_elbo_and_embedding
 
         def poisoned_anchor(model, x, n_anchors):
             elbo, z = real_anchor(model, x, n_anchors)
             return poison(elbo), z
 
-        monkeypatch.setattr(_training, "anchor_elbo_and_embedding", poisoned_anchor)
+        monkeypatch.setattr(_fitting, "anchor_elbo_and_embedding", poisoned_anchor)
+    return calls
+
+
+@pytest.mark.parametrize("neighbor_weight", [0.0, 0.4])
+def test_non_finite_steps_are_skipped(monkeypatch, neighbor_weight):
+    calls = poison_elbo(monkeypatch, neighbor_weight, lambda n: n in (1, 3))
     est = tiny(max_epochs=2, early_stopping=False, neighbor_weight=neighbor_weight).fit(X)
-    assert calls["n"] > 3 and sum(h["skipped_steps"] for h in est.history_) == 2
+    assert calls["n"] > 3 and [h["skipped_steps"] for h in est.history_] == [2, 0]
+    assert all(math.isfinite(h["train_loss"]) and math.isfinite(h["grad_norm"]) for h in est.history_)
     assert all(torch.isfinite(p).all() for p in est.model_.parameters())
+
+
+def test_an_epoch_that_never_trains_raises(monkeypatch):
+    # 144 steps of one row in an epoch, every one non-finite: the first 100 of the epoch are skipped
+    poison_elbo(monkeypatch, 0.0, lambda n: True)
+    with pytest.raises(FloatingPointError, match="^100 consecutive training steps gave a non-finite loss or gradient; "
+                                                 "lower learning_rate or check the data's scale$"):
+        tiny(batch_size=1, neighbor_weight=0.0).fit(X)
+
+
+def test_skips_in_short_epochs_do_not_end_the_fit(monkeypatch):
+    # 5 steps an epoch, all skipped: no epoch holds 100 skipped steps, so the fit goes on (as it always did)
+    # past the 100th skipped step in a row (epoch 20) to max_epochs, or to early stopping
+    poison_elbo(monkeypatch, 0.0, lambda n: True)
+    est = tiny(max_epochs=24, early_stopping=False, neighbor_weight=0.0).fit(X)
+    assert est.n_iter_ == 24 and est.stop_reason_ == "max_epochs reached"
+    assert [h["skipped_steps"] for h in est.history_] == [5] * 24
+    assert all(math.isnan(h["train_loss"]) and math.isfinite(h["val_loss"]) for h in est.history_)
+    # tol=1: no epoch after the first improves; the stop after 22 of them comes past the 100th skipped step
+    stopped = tiny(max_epochs=40, n_iter_no_change=22, tol=1.0, neighbor_weight=0.0).fit(X)
+    assert stopped.n_iter_ == 23 and stopped.stop_reason_ == "no improvement of the monitored loss for 22 epochs"
 
 
 def test_warm_start_continues_instead_of_restarting():

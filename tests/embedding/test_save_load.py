@@ -9,7 +9,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from vaekit.embedding import VAEEmbedder
-from vaekit.embedding import _training
+from vaekit.training.step import TrainStep
 
 
 def tiny(**kw) -> VAEEmbedder:
@@ -107,15 +107,15 @@ def test_logdir_never_touches_foreign_content(tmp_path):
 
 def test_ctrl_c_with_logdir_saves_a_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_step = _training._step
+    real_step = TrainStep.__call__
 
-    def step(*args):
+    def step(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 11:  # 72 training rows / 8 anchors per batch = 9 steps per epoch: interrupted in epoch 2
             raise KeyboardInterrupt
-        return real_step(*args)
+        return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(_training, "_step", step)
+    monkeypatch.setattr(TrainStep, "__call__", step)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         est = tiny(logdir=tmp_path / "run", max_epochs=5).fit(X)
     saved = VAEEmbedder.load(tmp_path / "run")

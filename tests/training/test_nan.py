@@ -39,7 +39,7 @@ def test_nan_steps_are_skipped_and_counted(tmp_path: Path) -> None:
     assert all(math.isfinite(v) for v in losses.values())
     assert 4 in losses and 8 not in losses  # both steps of the row at 8 were skipped: no loss to average
     assert load_checkpoint(res.run_dir.last_checkpoint)["loop"]["skipped_steps"] == 3
-    assert res.run_dir.log.read_text().count("skipped (loss nan") == 3
+    assert res.run_dir.log.read_text().count("steps skipped (non-finite loss or gradient; the last one's loss: nan)") == 2  # rows 4, 8
 
 
 def test_skipped_steps_do_not_change_the_weights(tmp_path: Path) -> None:
@@ -54,9 +54,23 @@ def test_skipped_steps_do_not_change_the_weights(tmp_path: Path) -> None:
 def test_gradient_norm_threshold(tmp_path: Path) -> None:
     res = _trainer(tmp_path, max_epochs=1, skip_threshold=1e6).fit(_model(), make_data(n=64))
     assert res.skipped_steps == 0
-    with pytest.warns(TrainingStoppedWarning, match="too_many_skips"):
-        res = _trainer(tmp_path, max_epochs=1, skip_threshold=1e-6, max_consecutive_skips=3).fit(_model(), make_data(n=64))
+    with pytest.warns(TrainingStoppedWarning, match="too_many_skips"):  # a row each step: the bound is exact
+        res = _trainer(tmp_path, max_epochs=1, skip_threshold=1e-6, max_consecutive_skips=3,
+                       log_every_steps=1).fit(_model(), make_data(n=64))
     assert (res.skipped_steps, res.stop_reason, res.global_step) == (3, "too_many_skips", 3)
+
+
+def test_the_skip_bound_is_checked_at_the_next_synchronisation_point(tmp_path: Path) -> None:
+    """The step never reads the device: a run of skips that reaches the bound stops training at the next logged
+    row (here step 6; nothing is validated in between), with the weights untouched by the skipped steps."""
+    model = _model()
+    before = weights(model)
+    with pytest.warns(TrainingStoppedWarning, match="too_many_skips"):
+        res = _trainer(tmp_path, max_epochs=5, skip_threshold=1e-6, max_consecutive_skips=2, log_every_steps=6,
+                       val_every_epochs=None).fit(model, make_data(n=64))
+    assert (res.skipped_steps, res.stop_reason, res.global_step) == (6, "too_many_skips", 6)
+    assert all(torch.equal(before[k], weights(model)[k]) for k in before)
+    assert "6 steps in a row were skipped" in res.run_dir.log.read_text()
 
 
 def test_grad_clip_bounds_the_update(tmp_path: Path) -> None:

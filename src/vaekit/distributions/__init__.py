@@ -2,13 +2,13 @@
 
 from .base import ConditionalDistribution, rsample_and_log_prob
 from .gaussian import DiagonalGaussian, DiagonalNormal, LearnedGaussian, StandardNormal
-from .kl import kl_divergence
+from .kl import closed_form_kl, kl_divergence
 from .likelihoods import Bernoulli, DiscretizedLogistic, DiscretizedLogisticDistribution, Gaussian, Likelihood
 from .logistic_mixture import DiscretizedLogisticMixture, DiscretizedLogisticMixtureDistribution
 
 __all__ = [
     "ConditionalDistribution", "rsample_and_log_prob", "DiagonalNormal", "DiagonalGaussian", "StandardNormal",
-    "LearnedGaussian", "kl_divergence", "Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic",
+    "LearnedGaussian", "kl_divergence", "closed_form_kl", "Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic",
     "DiscretizedLogisticDistribution", "DiscretizedLogisticMixture", "DiscretizedLogisticMixtureDistribution",
 ]
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-__all__ = ["kl_divergence", "KL_METHODS"]
+__all__ = ["kl_divergence", "closed_form_kl", "KL_METHODS"]
 
 KL_METHODS = ("auto", "analytic", "mc")
 
@@ -46,15 +46,27 @@ def kl_divergence(q: Distribution, p: Distribution, z: Tensor | None = None, log
     if method not in KL_METHODS:
         raise ValueError(f"method must be one of {KL_METHODS}, got {method!r}")
     if method != "mc":
-        try:
-            return torch.distributions.kl_divergence(q, p)
-        except NotImplementedError:
-            if method == "analytic":
-                raise NotImplementedError(
-                    f"no closed-form KL is registered for {type(q).__name__} || {type(p).__name__}; use method='mc' or 'auto'"
-                ) from None
+        kl = closed_form_kl(q, p)
+        if kl is not None:
+            return kl
+        if method == "analytic":
+            raise NotImplementedError(f"no closed-form KL is registered for {type(q).__name__} || "
+                                      f"{type(p).__name__}; use method='mc' or 'auto'")
     if z is None:
         raise ValueError("Monte Carlo KL needs the posterior sample z")
     if log_q is None:
         log_q = q.log_prob(z)
     return log_q - p.log_prob(z)
+
+
+def closed_form_kl(q: Distribution, p: Distribution) -> Tensor | None:
+    """``KL(q || p)`` in closed form when one is registered for their types, else None.
+
+    >>> from vaekit.distributions import DiagonalNormal
+    >>> closed_form_kl(DiagonalNormal(torch.ones(2), torch.ones(2)), DiagonalNormal(torch.zeros(2), torch.ones(2)))
+    tensor(1.)
+    """
+    try:
+        return torch.distributions.kl_divergence(q, p)
+    except NotImplementedError:
+        return None

@@ -1,26 +1,51 @@
-"""``VAEEmbedder.fit``: input, normalisation, split, warm start, logdir checkpoints, Ctrl-C."""
+"""``VAEEmbedder.fit``: input, normalisation, split, warm start, logdir checkpoints, Ctrl-C.
+
+Training runs on vaekit's one training core: every batch goes through
+:class:`~vaekit.training.step.TrainStep` (forward, backward, non-finite check, gradient
+clipping, fused Adam update masked on the device) and the epochs are driven by
+:func:`~vaekit.training.policy.fit_epochs` (plateau schedule, monitored loss, early
+stopping, best weights). One epoch = one pass over the training rows in a seeded random
+order, in minibatches whose rows are read (and, for out-of-core data, normalised) batch by
+batch. After each epoch the validation loss (negative ELBO per example) drives the
+learning-rate plateau schedule and early stopping, and the best weights so far are remembered.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from torch import Tensor
 
+from ..models.vae import VAE
+from ..nn import eval_mode
+from ..training.policy import EpochFit, Monitor, fit_epochs
+from ..training.schedules import LRSchedule
+from ..training.step import TrainStep, adam
 from . import io
-from ._training import LoopState, TrainData, run_epochs
-from ._model import auto_hidden_layers, build_vae, state_size
+from ._model import anchor_elbo_and_embedding, auto_hidden_layers, build_vae, state_size
 from ._neighbors import N_PCA_ROWS, NeighborTerm, knn_graph, pca_projection
-from .inputs import ArraySource, ConcatSource, Source, as_source, check_array_input, feature_statistics, validate_source
+from .inputs import (ArraySource, ConcatSource, Source, as_source, batches, check_array_input, feature_statistics,
+                     validate_source)
 
 if TYPE_CHECKING:
     from .estimator import VAEEmbedder
 
-__all__ = ["fit", "build_model", "model_size", "resolve_max_epochs", "ARCHITECTURE_PARAMS", "SCALE_FLOOR"]
+__all__ = ["fit", "build_model", "model_size", "resolve_max_epochs", "TrainData", "mean_loss", "ARCHITECTURE_PARAMS",
+           "SCALE_FLOOR", "CLIP_NORM", "MAX_BAD_STEPS"]
+
+#: Gradient-norm clip of every step (the norm itself is logged per epoch).
+CLIP_NORM = 100.0
+#: An epoch of at least this many steps, all skipped (non-finite loss or gradient), ends the fit with an error
+#: (and is the run of skipped steps at which ``fit_epochs`` hands back to :func:`run_epochs`).
+MAX_BAD_STEPS = 100
 
 #: Feature scales below this fraction of the mean scale are raised to it (near-constant features, e.g.
 #: the border pixels of MNIST, would otherwise be blown up to dominate the likelihood).
@@ -165,12 +190,15 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
         if all(_in_memory(p) for p in parts):  # in memory: flat float32
             flat = np.concatenate([np.ascontiguousarray(p.array.reshape(len(p), -1), dtype=np.float32) for p in parts])
             data.cache = data.normalise(torch.from_numpy(flat).to(device))
-        optimizer = adam(model.parameters(), est.learning_rate)
+        optimizer = adam(model.parameters(), lr=est.learning_rate)
         history = list(est.history_) if continuing else []
-        state = LoopState(lr=getattr(est, "_loop_lr", est.learning_rate) if continuing else est.learning_rate,
-                          history=history)
         if continuing and getattr(est, "_optimizer_state", None) is not None:
             optimizer.load_state_dict(est._optimizer_state)
+        # a warm start continues at the rate the plateau schedule had reached (its counters start anew)
+        lr = getattr(est, "_loop_lr", est.learning_rate) if continuing else est.learning_rate
+        schedule = LRSchedule("plateau" if est.lr_schedule == "plateau" else "constant", lr,
+                              patience=max(1, est.n_iter_no_change // 2), factor=0.5, threshold=est.tol)
+        state = EpochFit(schedule, Monitor(est.tol), history=history)
         generator = torch.Generator().manual_seed(seed + len(history))
         term = neighbor_term(est, data, seed)
         # with the neighbour term a batch holds batch_size // 2 anchors (an epoch has twice the steps), and the
@@ -182,12 +210,16 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
 
         def finish(reason: str) -> None:
             est.model_, est.mean_, est.scale_ = model, np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
-            est.history_, est.n_iter_, est.stop_reason_ = state.history, len(state.history), reason
-            est._optimizer_state, est._loop_lr = optimizer.state_dict(), state.lr
+            est.history_, est.n_iter_, est.stop_reason_ = list(state.history), len(state.history), reason
+            est._optimizer_state, est._loop_lr = optimizer.state_dict(), schedule.lr(0, len(state.history))
 
         curves = _Curves(est, len(history) + 1)
 
         def on_epoch(record: dict[str, Any]) -> None:
+            if record["skipped_steps"] >= MAX_BAD_STEPS and not math.isfinite(record["train_loss"]):
+                # an epoch of MAX_BAD_STEPS or more steps, none of them good: nothing can train
+                raise FloatingPointError(f"{MAX_BAD_STEPS} consecutive training steps gave a non-finite loss or "
+                                         "gradient; lower learning_rate or check the data's scale")
             if est.verbose:
                 print(f"epoch {record['epoch']:4d}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}  "
                       f"lr {record['lr']:.2e}" + (f"  skipped {record['skipped_steps']}" if record["skipped_steps"] else ""),
@@ -197,16 +229,19 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
                 io.save(est, est.logdir, overwrite=True, training_state=True)
                 curves.add(record)
 
+        objective = elbo_objective(model, term, rows_per_step(len(data.train), est.batch_size, term))
+        step = TrainStep(objective, list(model.parameters()), optimizer, grad_clip=CLIP_NORM)
+        validate = (lambda: mean_loss(model, data, data.val, est.batch_size)) if len(data.val) else None
         interrupted = False
         try:
-            run_epochs(model, optimizer, data, state, n_epochs=n_epochs, batch_size=est.batch_size, generator=generator,
-                       plateau=est.lr_schedule == "plateau", early_stopping=est.early_stopping,
-                       n_iter_no_change=est.n_iter_no_change, tol=est.tol, min_lr=1e-3 * est.learning_rate,
-                       on_epoch=on_epoch, term=term)
+            run_epochs(step, model, epoch_batches(data, est.batch_size, term, generator), state, n_epochs=n_epochs,
+                       validate=validate, early_stopping=est.early_stopping, n_iter_no_change=est.n_iter_no_change,
+                       min_lr=1e-3 * est.learning_rate, on_epoch=on_epoch)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             curves.close()
+            model.zero_grad(set_to_none=True)  # a step interrupted after its backward leaves no gradient behind
         if state.best_state is not None:
             model.load_state_dict(state.best_state)
         finish("interrupted" if interrupted else state.stopped)
@@ -217,6 +252,142 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
                       "weights so far and is usable; call fit again with warm_start=True to continue", RuntimeWarning,
                       stacklevel=3)
     return est
+
+
+@dataclass
+class TrainData:
+    """Rows of a source split into training and validation indices, normalised on the fly.
+
+    ``cache`` holds every normalised row on the device when the data are in memory;
+    otherwise rows are read from ``source`` per batch. Both paths compute the same float32
+    values, so a model does not depend on where its data came from.
+    """
+
+    source: Source
+    train: np.ndarray
+    val: np.ndarray
+    mean: Tensor
+    scale: Tensor
+    device: torch.device
+    cache: Tensor | None = None
+
+    def rows(self, index: np.ndarray) -> Tensor:
+        """Normalised examples ``index`` (in any order), a float32 tensor (len(index), n_features) on the device."""
+        if self.cache is not None:
+            return self.cache[torch.from_numpy(index).to(self.device)]
+        ordered = np.argsort(index, kind="stable")  # sources read ascending rows
+        block = torch.from_numpy(self.source.rows(index[ordered])).to(self.device)
+        return self.normalise(block[torch.from_numpy(np.argsort(ordered)).to(self.device)])
+
+    def normalise(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.scale
+
+    def batch_rows(self, index_batches: list[np.ndarray]) -> Iterator[Tensor]:
+        """:meth:`rows` of each batch of indices in turn.
+
+        In memory, every batch's indices go to the device in one copy: a copy from (pageable)
+        host memory waits for the device, so one per batch would be a synchronisation per
+        training step, which the training step itself avoids.
+        """
+        if self.cache is None:
+            for index in index_batches:
+                yield self.rows(index)
+            return
+        flat = torch.from_numpy(np.concatenate(index_batches)).to(self.device)
+        start = 0
+        for index in index_batches:
+            yield self.cache[flat[start:start + len(index)]]
+            start += len(index)
+
+
+@torch.no_grad()
+def mean_loss(model: VAE, data: TrainData, index: np.ndarray, batch_size: int) -> float:
+    """Negative ELBO per example over rows ``index`` (eval mode, no gradients; summed on the device, read once)."""
+    total = torch.zeros((), dtype=torch.float64, device=data.device)
+    with eval_mode(model):
+        for idx in batches(len(index), batch_size, index):
+            total -= model.elbo_terms(data.rows(idx)).elbo.sum()
+    return float(total) / max(len(index), 1)
+
+
+def elbo_objective(model: VAE, term: NeighborTerm | None,
+                   rows_per_step: float) -> Callable[[Tensor, int], tuple[Tensor, dict[str, Tensor]]]:
+    """The training step's ``forward``: ``-mean ELBO`` of a batch (plus the neighbour ``term``).
+
+    With a neighbour ``term``, a batch is anchors then their partners (:meth:`NeighborTerm.expand`):
+    one encoder and flow pass gives every row's embedding for the term and the anchors' ELBO
+    (:func:`anchor_elbo_and_embedding`); the ELBO is taken over the anchors only, so each
+    training row enters it once per epoch, as without the term.
+
+    The ``"loss"`` metric is the loss times the batch's rows over ``rows_per_step`` (the
+    epoch's mean), so that its mean over the epoch's steps, ``history_``'s ``train_loss``,
+    is the mean per row: a smaller last batch weighs by its rows.
+    """
+
+    def forward(x: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        if term is None:
+            loss = -model.elbo_terms(x).elbo.mean()
+        else:
+            elbo, z = anchor_elbo_and_embedding(model, x, x.shape[0] - x.shape[0] // 2)
+            loss = -elbo.mean() + term(z)
+        return loss, {"loss": loss.detach() * (x.shape[0] / rows_per_step)}
+
+    return forward
+
+
+def rows_per_step(n_train: int, batch_size: int, term: NeighborTerm | None) -> float:
+    """The mean number of rows of an epoch's training batches (:func:`epoch_batches`).
+
+    >>> rows_per_step(100, 32, None), rows_per_step(100, 32, NeighborTerm(1.0, torch.zeros(100, 1)))
+    (25.0, 28.571428571428573)
+    """
+    per_batch = batch_size if term is None else max(1, batch_size // 2)
+    return (n_train if term is None else 2 * n_train) / math.ceil(n_train / per_batch)
+
+
+def epoch_batches(data: TrainData, batch_size: int, term: NeighborTerm | None,
+                  generator: torch.Generator) -> Callable[[int], Iterator[Tensor]]:
+    """``batches(epoch)`` for :func:`~vaekit.training.policy.fit_epochs`: an epoch's training rows on the device.
+
+    Each epoch draws a new order of the training rows from ``generator`` (and, with a
+    neighbour ``term``, each anchor's partner), so a fit's batches depend only on its seed.
+    """
+
+    def epoch(_: int) -> Iterator[Tensor]:
+        order = torch.randperm(len(data.train), generator=generator).numpy()
+        yield from data.batch_rows(list(_train_batches(order, data.train, batch_size, term, generator)))
+
+    return epoch
+
+
+def _train_batches(order: np.ndarray, train: np.ndarray, batch_size: int, term: NeighborTerm | None,
+                   generator: torch.Generator) -> Iterator[np.ndarray]:
+    """Row indices of an epoch's training batches: sorted, or anchors then partners with a neighbour ``term``."""
+    if term is None:
+        yield from batches(len(order), batch_size, train[order])
+        return
+    anchors = max(1, batch_size // 2)
+    for start in range(0, len(order), anchors):
+        yield train[term.expand(order[start:start + anchors], generator)]
+
+
+def run_epochs(step: TrainStep, model: VAE, batches_of: Callable[[int], Iterator[Tensor]], state: EpochFit, *,
+               n_epochs: int, validate: Callable[[], float] | None, early_stopping: bool, n_iter_no_change: int,
+               min_lr: float, on_epoch: Callable[[dict[str, Any]], None]) -> None:
+    """Train for at most ``n_epochs`` epochs with :func:`~vaekit.training.policy.fit_epochs`, updating ``state``.
+
+    The learning rate halves after ``n_iter_no_change // 2`` epochs (at least 1) without a
+    relative improvement of ``tol`` in the monitored loss (validation loss, or the training
+    loss without validation rows) under the plateau schedule; with ``early_stopping``
+    training ends after ``n_iter_no_change`` such epochs or once the rate falls below
+    ``min_lr``. An epoch of at least :data:`MAX_BAD_STEPS` steps that were all skipped
+    raises ``FloatingPointError`` (``fit``'s ``on_epoch`` does); a run of that many skipped
+    steps that spans epochs, or follows a good step of its epoch, does not end the fit.
+    A ``KeyboardInterrupt`` propagates after the state is consistent (the caller keeps the model).
+    """
+    fit_epochs(step, model, batches_of, state, n_epochs=n_epochs, validate=validate,
+               patience=n_iter_no_change if early_stopping else None, min_lr=min_lr if early_stopping else None,
+               on_epoch=on_epoch)
 
 
 def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> NeighborTerm | None:
@@ -244,15 +415,6 @@ def _check_unit_interval(source: ArraySource | Any) -> None:
             raise ValueError(f"likelihood='bernoulli' needs data in [0, 1], but {source.description} has values in "
                              f"[{block.min():.3g}, {block.max():.3g}] (rows {start}..); scale them, or use "
                              "likelihood='gaussian' with feature_normalization=True")
-
-
-def adam(params: Any, lr: float) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where this torch supports it (CPU from torch 2.4; ~5% of a step)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without a fused Adam
-        return torch.optim.Adam(params, lr=lr)
 
 
 def resolve_max_epochs(max_epochs: int | None, n_train: int, batch_size: int, steps: int = 2000) -> int:

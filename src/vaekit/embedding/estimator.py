@@ -18,7 +18,6 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ..nn import eval_mode
 from ..nn.mlp import ACTIVATIONS
-from . import _training
 from ._model import LIKELIHOODS, POSTERIOR_NAMES, PRIORS, log_weights_given_noise, posterior_mean, row_noise
 from .inputs import ArraySource, Source, as_source, check_array_input, validate_source
 
@@ -137,8 +136,10 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Column names, when fitted on a DataFrame with string column names.
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss`` (the training objective: negative ELBO per example
-        plus the neighbour term), ``val_loss`` (negative ELBO in nats per example of the
-        standardised data), ``lr``, ``skipped_steps`` (non-finite steps skipped), ``grad_norm``.
+        plus the neighbour term, over the rows of the epoch's steps that were not skipped),
+        ``val_loss`` (negative ELBO in nats per example of the standardised data), ``lr``,
+        ``skipped_steps`` (non-finite steps skipped), ``grad_norm`` (the mean over the epoch's
+        steps that were not skipped of the gradient norm before clipping to 100).
     n_iter_ : int
         Epochs trained (over all warm-started calls).
     stop_reason_ : str

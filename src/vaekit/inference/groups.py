@@ -28,6 +28,7 @@ from torch.distributions import Normal, kl_divergence
 from .._checks import check_float, check_int
 from ..models.group import GroupPredictor
 from ..nn.modes import eval_mode
+from ..training.step import TrainStep, adam
 
 __all__ = ["infer_new_group", "amortized_new_group", "fit_group_encoder", "data_efficiency_curve", "evaluate_groups",
            "FewGroupsWarning"]
@@ -289,10 +290,14 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
     - ``target="elbo"``: maximise the subset's own ELBO under ``r`` (the amortized version
       of :func:`infer_new_group`), per example.
 
+    Every step is vaekit's training step (:class:`~vaekit.training.step.TrainStep`, fused
+    Adam): a step whose loss or gradient is not finite leaves the encoder unchanged, and the
+    losses are read from the device once, at the end.
+
     Returns
     -------
     list of float
-        The loss of each step.
+        The loss of each step (a skipped step's non-finite loss included).
     """
     if target not in ("posterior", "elbo"):
         raise ValueError(f"target must be 'posterior' or 'elbo', got {target!r}")
@@ -307,9 +312,8 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
     members = [torch.nonzero(ids == j).flatten() for j in known.tolist()]
     if not members:
         raise ValueError("train has no examples")
-    opt = torch.optim.Adam(enc.parameters(), lr=lr)
     params = list(enc.parameters())
-    losses = []
+    opt = adam(params, lr=lr)  # fused where available: the step's skip decision stays on the device
     with eval_mode(model):
         mu0, s0 = _prior(model, i)
         table = model.latent.posterior(i)
@@ -319,19 +323,26 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
         if x.shape[0] * width <= 2**26:
             with torch.no_grad():
                 cached = _set_features(model, x, y, groups)
-        for _ in range(steps):
-            by_k: dict[int, list[tuple[int, Tensor]]] = {}
-            for j in torch.randint(len(members), (sets_per_step,), generator=g).tolist():
-                m = members[j]
-                k = int(torch.randint(1, min(k_max, len(m)) + 1, (1,), generator=g))
-                by_k.setdefault(k, []).append((int(known[j]), m[torch.randperm(len(m), generator=g)[:k]]))
+
+        def subsets() -> Iterator[dict[int, list[tuple[int, Tensor]]]]:
+            """Every step's random subsets of training groups, by size (the generator ``g``)."""
+            while True:
+                by_k: dict[int, list[tuple[int, Tensor]]] = {}
+                for j in torch.randint(len(members), (sets_per_step,), generator=g).tolist():
+                    m = members[j]
+                    k = int(torch.randint(1, min(k_max, len(m)) + 1, (1,), generator=g))
+                    by_k.setdefault(k, []).append((int(known[j]), m[torch.randperm(len(m), generator=g)[:k]]))
+                yield by_k
+
+        def forward(by_k: dict[int, list[tuple[int, Tensor]]], _: int) -> tuple[Tensor, dict[str, Tensor]]:
             flat = torch.cat([idx for sets in by_k.values() for _, idx in sets])
             if cached is not None:
                 feats = cached[flat]
             else:
                 with torch.no_grad():
                     feats = _set_features(model, x[flat], y[flat], groups[flat])
-            loss, at = 0.0, 0
+            loss: Any = 0.0
+            at = 0
             for k, sets in by_k.items():
                 n = len(sets) * k
                 loc, scale = _encode(model, enc, feats[at:at + n].reshape(len(sets), k, -1))
@@ -347,13 +358,15 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
                 elbo = ll - kl_divergence(Normal(loc, scale), Normal(mu0, s0)).sum(-1)
                 loss = loss - (elbo / k).sum()
             loss = loss / sets_per_step
-            opt.zero_grad()
-            grads = torch.autograd.grad(loss, params)
-            for p, gr in zip(params, grads):
-                p.grad = gr
-            opt.step()
-            losses.append(float(loss.detach()))
-    return losses
+            return loss, {"loss": loss.detach()}
+
+        def encoder_backward(loss: Tensor) -> None:  # the network is frozen: gradients for the encoder only
+            for p, grad in zip(params, torch.autograd.grad(loss, params)):
+                p.grad = grad
+
+        step = TrainStep(forward, params, opt, backward=encoder_backward)  # vaekit's one training step
+        losses = [step(batch, t) for t, batch in zip(range(steps), subsets())]
+    return torch.stack(losses).tolist()
 
 
 def _per_example(model: GroupPredictor, out: Tensor, y: Tensor) -> tuple[str, Tensor]:

@@ -10,6 +10,7 @@ there is a single latent (``{"z": z}``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,41 @@ from torch.distributions import Distribution
 
 from .._recording import Configurable
 
-__all__ = ["ElboTerms", "LatentVariableModel", "ValidationReport"]
+__all__ = ["ElboTerms", "LazyTerms", "LatentVariableModel", "ValidationReport"]
+
+
+class LazyTerms(Mapping[str, Tensor]):
+    """A dict of per-latent terms computed on first access (and kept).
+
+    :class:`ElboTerms` ``log_q`` / ``log_p`` of a model whose KL has a closed form are not
+    part of the loss; the model passes them as ``LazyTerms`` so that a training step that
+    never reads them does not compute them.
+
+    >>> calls = []
+    >>> t = LazyTerms({"z": lambda: calls.append(1) or torch.tensor(2.0)})
+    >>> list(t), calls
+    (['z'], [])
+    >>> t["z"], t["z"], calls
+    (tensor(2.), tensor(2.), [1])
+    """
+
+    def __init__(self, thunks: dict[str, Callable[[], Tensor]]) -> None:
+        self._thunks = dict(thunks)
+        self._values: dict[str, Tensor] = {}
+
+    def __getitem__(self, name: str) -> Tensor:
+        if name not in self._values:
+            self._values[name] = self._thunks[name]()
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._thunks)
+
+    def __len__(self) -> int:
+        return len(self._thunks)
+
+    def __repr__(self) -> str:
+        return f"LazyTerms({sorted(self._thunks)})"
 
 
 @dataclass
@@ -33,9 +68,9 @@ class ElboTerms:
     kl : dict of str to Tensor of shape (batch,)
         ``KL(q(z_name | x) || p(z_name))`` per named latent: closed form where it exists,
         otherwise the single-sample Monte Carlo value ``log q - log p``.
-    log_q : dict of str to Tensor of shape (batch,)
+    log_q : dict (or :class:`LazyTerms`) of str to Tensor of shape (batch,)
         ``log q(z_name | x)`` at the sample (used by entropy warm-up schedules).
-    log_p : dict of str to Tensor of shape (batch,)
+    log_p : dict (or :class:`LazyTerms`) of str to Tensor of shape (batch,)
         ``log p(z_name)`` (or ``log p(z_name | parents)``) at the sample.
     extras : dict of str to Tensor
         Model-specific per-example diagnostics (never part of the loss).
@@ -50,13 +85,15 @@ class ElboTerms:
 
     rec: Tensor
     kl: dict[str, Tensor]
-    log_q: dict[str, Tensor] = field(default_factory=dict)
-    log_p: dict[str, Tensor] = field(default_factory=dict)
+    log_q: Mapping[str, Tensor] = field(default_factory=dict)
+    log_p: Mapping[str, Tensor] = field(default_factory=dict)
     extras: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def kl_total(self) -> Tensor:
         """Sum of the KL terms over all named latents, shape (batch,)."""
+        if len(self.kl) == 1:
+            return next(iter(self.kl.values()))
         return torch.stack(list(self.kl.values()), 0).sum(0) if self.kl else torch.zeros_like(self.rec)
 
     @property

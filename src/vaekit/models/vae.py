@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -12,10 +12,10 @@ from torch.distributions import Distribution
 
 from ..distributions import (Bernoulli, ConditionalDistribution, DiagonalGaussian, DiscretizedLogistic,
                              DiscretizedLogisticMixture, Gaussian,
-                             Likelihood, StandardNormal, kl_divergence, rsample_and_log_prob)
+                             Likelihood, StandardNormal, closed_form_kl, kl_divergence, rsample_and_log_prob)
 from .._checks import check_int
 from ..nn import MLP, ConvDecoder, ConvEncoder
-from .base import ElboTerms, LatentVariableModel
+from .base import ElboTerms, LatentVariableModel, LazyTerms
 
 __all__ = ["VAE", "mlp_vae", "conv_vae", "make_likelihood"]
 
@@ -119,13 +119,20 @@ class VAE(LatentVariableModel):
     # ------------------------------------------------------------------ protocol
     def elbo_terms(self, x: Tensor) -> ElboTerms:
         q = self.encode(x)[self.latent_name]
-        z, log_q = rsample_and_log_prob(q)
         p = self.prior()
-        log_p = p.log_prob(z)
-        kl = kl_divergence(q, p, z, log_q, self.kl_method)
-        rec = self.decode(z).log_prob(x)
         n = self.latent_name
-        return ElboTerms(rec=rec, kl={n: kl}, log_q={n: log_q}, log_p={n: log_p})
+        kl = closed_form_kl(q, p) if self.kl_method != "mc" else None
+        if kl is not None:  # log q and log p are not in the loss: computed only if an objective reads them
+            z = q.rsample()
+            log_q: Mapping[str, Tensor] = LazyTerms({n: lambda: q.log_prob(z)})
+            log_p: Mapping[str, Tensor] = LazyTerms({n: lambda: p.log_prob(z)})
+        else:
+            z, lq = rsample_and_log_prob(q)
+            lp = p.log_prob(z)
+            kl = kl_divergence(q, p, z, lq, self.kl_method)
+            log_q, log_p = {n: lq}, {n: lp}
+        rec = self.decode(z).log_prob(x)
+        return ElboTerms(rec=rec, kl={n: kl}, log_q=log_q, log_p=log_p)
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
         k = check_int("k", k)

@@ -154,23 +154,31 @@ class ELBO(Objective):
             log_q = sum(v.mean() for v in terms.log_q.values())
             loss = -(rec + log_p - beta * log_q)
         else:
-            means = {}
-            for name, v in terms.kl.items():
-                m = v.mean()
-                if self.free_bits > 0:
-                    m = torch.clamp(m, min=self.free_bits * _latent_dim(model, name))
-                means[name] = m
+            kl_means = {name: v.mean() for name, v in terms.kl.items()}
+            means = kl_means
+            if self.free_bits > 0:
+                means = {name: torch.clamp(m, min=self.free_bits * _latent_dim(model, name))
+                         for name, m in kl_means.items()}
             coeffs = _balance(model, terms.kl) if self.kl_balance and beta < 1.0 and len(terms.kl) > 1 else None
-            kl = sum(m * coeffs[name] for name, m in means.items()) if coeffs is not None else sum(means.values())
-            loss = -rec + beta * kl
-        metrics = {"loss": loss.detach(), "elbo": terms.elbo.mean().detach(), "rec": rec.detach()}
-        for name, v in terms.kl.items():
-            metrics[f"kl/{name}"] = v.mean().detach()
+            kl = _total([m * coeffs[name] for name, m in means.items()] if coeffs is not None else list(means.values()))
+            loss = (kl if beta == 1.0 else beta * kl) - rec
+        kl_means = {name: v.mean() for name, v in terms.kl.items()} if self.warmup == "entropy" else kl_means
+        metrics = {"loss": loss.detach(), "elbo": (rec - _total(list(kl_means.values()))).detach(), "rec": rec.detach()}
+        for name, m in kl_means.items():
+            metrics[f"kl/{name}"] = m.detach()
         return loss, metrics
 
     def __repr__(self) -> str:
         return (f"ELBO(weight={self.weight!r}, warmup={self.warmup!r}, free_bits={self.free_bits}, "
                 f"kl_balance={self.kl_balance})")
+
+
+def _total(values: list[Tensor]) -> Tensor | float:
+    """The sum of a list of tensors (one tensor stays itself: no extra operation)."""
+    out: Tensor | float = 0.0
+    for i, v in enumerate(values):
+        out = v if i == 0 else out + v
+    return out
 
 
 def _balance(model: LatentVariableModel, kl: dict[str, Tensor]) -> dict[str, Tensor]:

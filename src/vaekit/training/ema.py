@@ -59,11 +59,20 @@ class EMA:
         return [params[n].detach() for n in self.shadow]
 
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
-        """Move the average towards the module's current parameters."""
+    def update(self, module: nn.Module, mask: Tensor | None = None) -> None:
+        """Move the average towards the module's current parameters.
+
+        ``mask`` (a 0-dim tensor, e.g. the training step's skip decision): no update where
+        it is nonzero, decided on the device (no synchronisation).
+        """
         shadow = list(self.shadow.values())
-        if shadow:
+        if not shadow:
+            return
+        if mask is None:
             torch._foreach_lerp_(shadow, self._params(module), 1.0 - self.decay)
+            return
+        weight = torch.where(mask != 0, 0.0, 1.0 - self.decay).to(shadow[0].dtype)
+        torch._foreach_lerp_(shadow, self._params(module), weight)
 
     @torch.no_grad()
     def copy_to(self, module: nn.Module) -> None:

@@ -26,6 +26,8 @@ from .loggers import LOGGER_NAME, MetricsWriter, append_table, log_to_file, trun
 from .rundir import RunDir, RunLock, atomic_write
 from .schedules import LRSchedule, lr_groups
 from .state import FAILED_STOP_REASONS, FitResult, LoopState
+from .policy import Monitor
+from .step import TrainStep, adam
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -89,15 +91,10 @@ class FitLoop:
         if not params:
             raise ValueError(f"{type(model).__name__} has no trainable parameters")
         groups = lr_groups(model, t.lr_multipliers)  # each with its "lr_mult" (LRSchedule.apply)
-        cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
-        # fused Adam: one kernel for every parameter (CUDA; CPU since torch 2.4): ~15% faster steps on small models
-        self.fused = fabric.device.type in ("cuda", "cpu") and all(p.dtype.is_floating_point for p in params)
-        try:
-            self.optimizer = cls(groups, lr=t.lr, betas=t.adam_betas, eps=t.adam_eps, weight_decay=t.weight_decay,
-                                 **({"fused": True} if self.fused else {}))
-        except (RuntimeError, TypeError):  # an older torch without fused Adam on this device
-            self.fused = False
-            self.optimizer = cls(groups, lr=t.lr, betas=t.adam_betas, eps=t.adam_eps, weight_decay=t.weight_decay)
+        # fused Adam: one kernel for every parameter, and the step's skip decision on the device
+        self.optimizer = adam(groups, adamw=t.optimizer == "adamw", lr=t.lr, betas=t.adam_betas, eps=t.adam_eps,
+                              weight_decay=t.weight_decay)
+        self.fused = bool(self.optimizer.param_groups[0].get("fused"))
         self.fopt = fabric.setup_optimizers(self.optimizer)
         if isinstance(self.train, (Tensor, dict)):
             self.batches: IndexBatches | LoaderBatches = IndexBatches(
@@ -115,10 +112,18 @@ class FitLoop:
         self.convert = fabric.strategy.precision.convert_input
         objective, fmodel = self.objective, self.fmodel
 
-        def loss_fn(x: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
-            return objective(fmodel, x, step)
+        def forward(x: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+            with fabric.autocast():
+                return objective(fmodel, x, step)
 
-        self.loss_fn = torch.compile(loss_fn) if t.compile else loss_fn
+        if t.compile:  # a tensor learning rate: the compiled update does not recompile when the schedule moves it
+            for group in self.optimizer.param_groups:
+                group["lr"] = torch.tensor(float(group["lr"]), device=fabric.device)
+        self.stepper = TrainStep(
+            forward, params, self.optimizer, grad_clip=t.grad_clip, skip_threshold=t.skip_threshold, ema=self.ema,
+            ema_module=model, backward=fabric.backward, compile=t.compile,
+            reduce_bad=_all_reduce_sum if self.world > 1 else None)
+        self._first_loss: Tensor | None = None  # the loss of a fresh run's first step (the divergence guard)
 
     def _probe(self) -> None:
         """Run the objective once, without gradients or RNG use, to check it and learn its metric names."""
@@ -135,6 +140,7 @@ class FitLoop:
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             raise ValueError(f"the objective must return a scalar loss tensor, got {type(loss).__name__} "
                              f"of shape {tuple(getattr(loss, 'shape', ()))}")
+        self.metric_names = sorted(metrics)
         if self.val is not None and self.t.monitor not in metrics:
             raise ValueError(f"monitor={self.t.monitor!r} is not a metric of {type(self.objective).__name__}; "
                              f"it returns {sorted(metrics)}")
@@ -169,6 +175,8 @@ class FitLoop:
         for group in self.optimizer.param_groups:  # a checkpoint from another device keeps our kernels
             group["fused"] = True if self.fused else None
             group["foreach"] = None
+            if self.t.compile and not isinstance(group["lr"], Tensor):
+                group["lr"] = torch.tensor(float(group["lr"]), device=self.fabric.device)
         self.schedule.load_state_dict(ckpt["scheduler"])
         if self.ema is not None:
             if ckpt["ema"] is None:
@@ -176,7 +184,7 @@ class FitLoop:
             else:
                 self.ema.load_state_dict(ckpt["ema"])
         self.state = s = LoopState.from_state_dict(ckpt["loop"])
-        s.acc = {k: self.fabric.to_device(v) for k, v in s.acc.items()}
+        self.stepper.load_state_dict(_meter_state(s, self.metric_names), self.metric_names, self.fabric.device)
         self._saved_step = s.global_step
         if s.batch_in_epoch >= len(self.batches):  # batch size or data changed since the checkpoint
             if self.rank == 0:
@@ -235,7 +243,7 @@ class FitLoop:
         self.fabric.barrier()
         s = self.state
         return FitResult(run_dir=self.rundir, global_step=s.global_step, epoch=s.epoch,
-                         best_metric=self._best(), skipped_steps=s.skipped_steps, stop_reason=reason,
+                         best_metric=self._best(), skipped_steps=self._skipped(), stop_reason=reason,
                          message=self._stop_message if reason in FAILED_STOP_REASONS else "")
 
     def _record_failure(self, error: Exception) -> None:
@@ -256,6 +264,11 @@ class FitLoop:
                 error.vaekit_log_file = self.rundir.log  # type: ignore[attr-defined]
             except AttributeError:  # pragma: no cover - an exception type that takes no attributes
                 pass
+
+    def _skipped(self) -> int:
+        """Skipped steps in total: the logged windows' and the current window's (a read of the meter)."""
+        meter = self.stepper.meter
+        return self.state.skipped_steps + (meter.peek()["skipped"] if meter is not None and meter.steps else 0)
 
     def _info(self, msg: str) -> None:
         if self.rank == 0:
@@ -290,42 +303,15 @@ class FitLoop:
                     return reason
 
     def _step(self, batch: Any) -> str | None:
-        t, s, fabric = self.t, self.state, self.fabric
-        x = batch if isinstance(self.batches, IndexBatches) else fabric.to_device(batch)
+        t, s = self.t, self.state
+        x = batch if isinstance(self.batches, IndexBatches) else self.fabric.to_device(batch)
         augment = getattr(self.data, "augment", None)
         x = self.convert(augment(x) if augment is not None else x)
         lr = self.schedule.apply(self.optimizer, s.global_step, s.epoch)
-        with fabric.autocast():
-            loss, metrics = self.loss_fn(x, s.global_step)
-        fabric.backward(loss)
-        if t.grad_clip is not None:
-            gnorm = fabric.clip_gradients(self.fmodel, self.fopt, max_norm=t.grad_clip, error_if_nonfinite=False)
-        else:
-            gnorm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
-        bad = (~torch.isfinite(loss.detach())).float()
-        if self.world > 1:
-            bad = fabric.all_reduce(bad, reduce_op="sum")
-        bad_v, gnorm_v = torch.stack([bad.float(), gnorm.float().to(bad.device)]).tolist()
-        ok = bad_v == 0 and math.isfinite(gnorm_v) and (t.skip_threshold is None or gnorm_v <= t.skip_threshold)
-        if ok:
-            if s.global_step == 0 and t.divergence_factor is not None:
-                self._seed_divergence_guard(loss)
-            self.fopt.step()
-            if self.ema is not None:
-                self.ema.update(self.model)
-            s.consecutive_skips = 0
-            for k, v in {**metrics, "grad_norm": gnorm}.items():
-                v = torch.as_tensor(v, device=fabric.device).detach().float()
-                s.acc[k] = s.acc[k] + v if k in s.acc else v.clone()
-            s.acc_steps += 1
-        else:
-            s.skipped_steps += 1
-            s.consecutive_skips += 1
-            if self.rank == 0:
-                log.warning(f"step {s.global_step + 1}: skipped (loss {float(loss.detach()):.4g}, gradient norm "
-                            f"{gnorm_v:.4g}{'' if t.skip_threshold is None else f', threshold {t.skip_threshold:g}'}); "
-                            f"{s.skipped_steps} skipped so far, {s.consecutive_skips} in a row")
-        self.fopt.zero_grad(set_to_none=True)
+        log_now = (s.global_step + 1) % t.log_every_steps == 0
+        loss = self.stepper(x, s.global_step, norm=log_now)  # no host synchronisation
+        if s.global_step == 0 and t.divergence_factor is not None:
+            self._first_loss = loss
         step_epoch = s.epoch
         s.global_step += 1
         s.batch_in_epoch += 1
@@ -334,15 +320,17 @@ class FitLoop:
         if epoch_end:
             s.epoch, s.batch_in_epoch = s.epoch + 1, 0
         self.bar.update(1)
+        validate = ((t.val_every_steps is not None and s.global_step % t.val_every_steps == 0)
+                    or (epoch_end and t.val_every_epochs is not None and s.epoch % t.val_every_epochs == 0))
+        save = t.checkpoint_every_steps is not None and s.global_step % t.checkpoint_every_steps == 0
         reason = None
-        if s.global_step % t.log_every_steps == 0:
+        if log_now:
             reason = self._log_train(step_epoch, lr)
-        if s.consecutive_skips >= t.max_consecutive_skips:
-            return "too_many_skips"
-        if reason is not None:  # diverged: no validation, no checkpoint of the diverging weights
+        elif validate or save:  # a synchronisation point anyway: the bound on skipped steps is checked here too
+            reason = self._check_skips(self.stepper.meter.peek())  # type: ignore[union-attr]
+        if reason is not None:  # too many skips, or diverged: no validation, no checkpoint of these weights
             return reason
-        if ((t.val_every_steps is not None and s.global_step % t.val_every_steps == 0)
-                or (epoch_end and t.val_every_epochs is not None and s.epoch % t.val_every_epochs == 0)):
+        if validate:
             reason = self._validate(step_epoch)
         if reason is None and t.checkpoint_every_steps is not None and s.global_step % t.checkpoint_every_steps == 0:
             reason = self._save([self.rundir.step_checkpoint(s.global_step), self.rundir.last_checkpoint],
@@ -354,25 +342,50 @@ class FitLoop:
         return reason
 
     def _log_train(self, epoch: int, lr: float) -> str | None:
-        """Write the mean training metrics of the window; returns ``"diverged"`` when the guard stops the run."""
+        """Write the mean training metrics of the window (the one read of the step's meter); returns
+        ``"too_many_skips"`` or ``"diverged"`` when training must stop."""
         s = self.state
-        names = sorted(s.acc)
-        values: dict[str, float] = {}
-        if names:
-            vec = torch.stack([s.acc[n] for n in names]) / max(s.acc_steps, 1)
-            if self.world > 1:
-                vec = self.fabric.all_reduce(vec, reduce_op="mean")
-            values.update(zip(names, vec.tolist()))
+        window = self.stepper.meter.read()  # type: ignore[union-attr]
+        s.skipped_steps += window["skipped"]
+        values: dict[str, float] = dict(window["metrics"])
+        if window["grad_norm"] is not None and window["metrics"]:
+            values["grad_norm"] = window["grad_norm"]
+        if self.world > 1 and values:
+            names = sorted(values)
+            vec = self.fabric.all_reduce(torch.tensor([values[n] for n in names], device=self.fabric.device),
+                                         reduce_op="mean")
+            values = dict(zip(names, vec.tolist()))
         now = time.perf_counter()
         speed = self._samples / max(now - self._tick, 1e-9)
         self._tick, self._samples = now, 0
         values.update(lr=lr, skipped_steps=float(s.skipped_steps), samples_per_s=speed)
-        s.acc, s.acc_steps = {}, 0
         if self.writer is not None:
             self.writer.log(values, step=s.global_step, epoch=epoch, split="train")
+        reason = self._check_skips(window, warn=True)
+        if reason is not None:
+            return reason
+        if self._first_loss is not None:  # the first step's loss starts the divergence guard's history
+            self._seed_divergence_guard(self._first_loss)
+            self._first_loss = None
         if "loss" in values:
             self.bar.set_postfix(loss=f"{values['loss']:.4g}", samples_s=f"{speed:,.0f}", refresh=False)
             return self._check_divergence(values["loss"])
+        return None
+
+    def _check_skips(self, window: dict[str, Any], warn: bool = False) -> str | None:
+        """``"too_many_skips"`` when a run of skipped steps in a meter window reached the bound; ``warn``:
+        also warn about the window's skipped steps (once per window, when it is logged)."""
+        t, s = self.t, self.state
+        s.consecutive_skips = window["consecutive_skips"]
+        if window["skipped"] and warn and self.rank == 0:
+            log.warning(f"step {s.global_step}: {window['skipped']} of the last {window['steps']} steps skipped "
+                        f"(non-finite loss or gradient"
+                        f"{'' if t.skip_threshold is None else f', or gradient norm above {t.skip_threshold:g}'}; "
+                        f"the last one's loss: {window['last_skip']:.4g}); {s.skipped_steps} skipped so far, "
+                        f"{s.consecutive_skips} in a row")
+        if window["max_consecutive_skips"] >= t.max_consecutive_skips:
+            s.consecutive_skips = window["max_consecutive_skips"]
+            return "too_many_skips"
         return None
 
     # ------------------------------------------------------------------ divergence guard
@@ -433,11 +446,10 @@ class FitLoop:
                 self.writer.log(values, step=s.global_step, epoch=epoch, split="val")
             m = values[t.monitor]
             key = m if t.monitor_mode == "min" else -m
-            improved = math.isfinite(key) and key < s.best_metric
-            if improved:
-                s.best_metric, s.bad_validations = key, 0
-            else:
-                s.bad_validations += 1
+            monitor = Monitor()  # the loop state holds its best value and count (checkpointed)
+            monitor.best, monitor.bad = s.best_metric, s.bad_validations
+            improved = monitor.observe(key)
+            s.best_metric, s.bad_validations = monitor.best, monitor.bad
             if self.schedule.observe(key):
                 self._info(f"step {s.global_step}: no improvement in {t.plateau_patience} validations, "
                            f"learning rate reduced to {self.schedule.lr(s.global_step, s.epoch):.3g}")
@@ -490,6 +502,7 @@ class FitLoop:
         if self.world > 1:
             rng = [None] * self.world
             torch.distributed.all_gather_object(rng, get_rng_state())
+        self.state.acc = self.stepper.state_dict()  # the meter's window so far: resume continues it
         if self.rank == 0:
             state = {
                 "format": CHECKPOINT_FORMAT, "format_version": 1, "vaekit_version": __version__,
@@ -518,10 +531,32 @@ class FitLoop:
         if reason in ("too_many_skips", "diverged") and self.rank == 0:
             log.error(self._stop_message)
         best = self._best()
-        self._info(f"Stopped ({reason}) at step {s.global_step}, epoch {s.epoch}; {s.skipped_steps} skipped steps"
+        self._info(f"Stopped ({reason}) at step {s.global_step}, epoch {s.epoch}; {self._skipped()} skipped steps"
                    + (f"; best val {self.t.monitor}={best:.4f}" if best is not None else "")
                    + f". Run directory: {self.rundir.path}")
         return reason
+
+
+def _all_reduce_sum(value: Tensor) -> Tensor:
+    """Sum ``value`` over the processes, in place (no barrier: Fabric's ``all_reduce`` waits for every process)."""
+    torch.distributed.all_reduce(value)
+    return value
+
+
+def _meter_state(state: LoopState, names: list[str]) -> dict[str, Tensor]:
+    """The step meter's window from a checkpoint's loop state (``state.acc``).
+
+    Checkpoints of earlier vaekit versions hold per-metric running sums and ``acc_steps``
+    instead; they are converted, so that such runs resume."""
+    acc = state.acc
+    if not acc or "sums" in acc:
+        return acc
+    n = float(state.acc_steps)
+    sums = [float(acc[k]) if k in acc else 0.0 for k in names]
+    norm = float(acc["grad_norm"]) if "grad_norm" in acc else 0.0
+    return {"sums": torch.tensor([*sums, norm, n if "grad_norm" in acc else 0.0, n]),
+            "skips": torch.tensor([float(state.consecutive_skips), float(state.consecutive_skips), 0.0, 0.0]),
+            "steps": torch.tensor(state.acc_steps)}
 
 
 def _describe(trainer: Any, model: nn.Module, data: Any, objective: Any) -> dict[str, Any]:

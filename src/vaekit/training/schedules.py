@@ -16,7 +16,7 @@ import math
 import warnings
 from typing import Any, Literal
 
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import Optimizer
 
 __all__ = ["LRSchedule", "SCHEDULES", "cosine_lr", "iwae_lr", "iwae_stage", "lr_groups"]
@@ -135,7 +135,11 @@ class LRSchedule:
         """Set the learning rate of every parameter group (times its ``lr_mult``, if any); returns the base rate."""
         lr = self.lr(step, epoch)
         for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_mult", 1.0)
+            value = lr * group.get("lr_mult", 1.0)
+            if isinstance(group["lr"], Tensor):  # a compiled step reads the rate from a tensor (no recompilation)
+                group["lr"].fill_(value)
+            else:
+                group["lr"] = value
         return lr
 
     def observe(self, value: float) -> bool:

@@ -51,9 +51,10 @@ class LoopState:
     consecutive_skips : int
         Length of the current run of skipped steps.
     acc : dict of str to Tensor
-        Running sums of the training metrics since the last log row (0-dim tensors).
+        The training step's metric window since the last log row
+        (:meth:`vaekit.training.step.StepMeter.state_dict`), written at each checkpoint.
     acc_steps : int
-        Number of steps summed in ``acc``.
+        Unused (kept to read checkpoints of earlier versions, whose ``acc`` held per-metric sums).
     logged_losses : list of float
         The divergence guard's history, sorted: the loss of the first step and the logged
         training ``loss`` of every window that was not above the divergence bound.

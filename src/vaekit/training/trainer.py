@@ -20,6 +20,7 @@ from .checkpoint import CorruptFileError, load_checkpoint, shape_mismatches, to_
 from .rundir import RunDir, check_run_name
 from .schedules import SCHEDULES
 from .state import FitResult, TrainingStoppedWarning
+from .step import COMPILE_MODES
 
 __all__ = ["Trainer"]
 
@@ -125,8 +126,14 @@ class Trainer:
     seed : int
         Seeds torch, numpy and ``random`` (process ``r`` uses ``seed + r``) and the
         per-epoch data permutations.
-    compile : bool
-        Compile the objective with ``torch.compile`` (single process only, for now).
+    compile : bool or str
+        Compile the whole training step with ``torch.compile`` (single process only, for
+        now): the objective's forward with its backward, and the update (checks, clipping,
+        optimizer, EMA, metric sums). True uses the default mode; a mode name
+        (``"reduce-overhead"``: CUDA graphs on a GPU, ``"max-autotune"``, ...) is passed on.
+        The trajectory is the eager one up to floating-point rounding (random draws inside
+        compiled code come from inductor's generator unless
+        ``torch._inductor.config.fallback_random`` is set).
     progress_bar : bool
         Show a tqdm bar with the loss and throughput.
     root_dir : str
@@ -138,14 +145,21 @@ class Trainer:
 
     Notes
     -----
-    Each step: the training batch (``data.augment`` applied) goes through
-    ``objective(model, batch, step)``; the loss is back-propagated (gradients averaged
-    across processes by DDP); the gradient norm is computed (and clipped); a step whose loss
-    or gradient norm is not finite, or whose norm exceeds ``skip_threshold``, makes no
-    update and is counted. ``metrics.csv`` gets, every ``log_every_steps``, the mean of
-    each objective metric over the steps not skipped, plus ``grad_norm``, ``lr``,
-    ``skipped_steps`` and ``samples_per_s`` (split ``"train"``), and after each validation
-    the mean of each metric over the validation split (split ``"val"``). Step numbers count
+    Each step (:class:`~vaekit.training.step.TrainStep`): the training batch
+    (``data.augment`` applied) goes through ``objective(model, batch, step)``; the loss is
+    back-propagated (gradients averaged across processes by DDP); a step whose loss or
+    gradients are not finite, or whose gradient norm exceeds ``skip_threshold``, makes no
+    update and is counted; the gradients are clipped (``grad_clip``) and the optimizer and
+    EMA step. The step never waits for the device: the skip decision is taken there (fused
+    Adam's ``found_inf``) and the metrics are summed there, so the host reads them only
+    when a row is logged. The bound ``max_consecutive_skips`` is therefore checked at the
+    next logged row, validation or checkpoint after it was reached (skipped steps do not
+    change the weights meanwhile). ``metrics.csv`` gets, every ``log_every_steps``, the mean
+    of each objective metric over the steps not skipped, ``grad_norm`` (the mean over the
+    steps that computed it: every step with ``grad_clip`` or ``skip_threshold``, else the
+    step that ends the row), ``lr``, ``skipped_steps`` and ``samples_per_s`` (split
+    ``"train"``), and after each validation the mean of each metric over the validation
+    split (split ``"val"``). Step numbers count
     the optimizer steps done (the first row of a run is at step ``log_every_steps``).
 
     Examples
@@ -173,7 +187,8 @@ class Trainer:
                  checkpoint_every_steps: int | None = None, log_every_steps: int = 50,
                  accelerator: str = "auto", devices: int | str | list[int] = "auto", strategy: str = "auto",
                  num_nodes: int = 1, precision: Literal["32-true", "64-true", "bf16-mixed", "bf16-true"] = "32-true",
-                 seed: int = 0, compile: bool = False, progress_bar: bool = True, root_dir: str = "runs",
+                 seed: int = 0, compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False,
+                 progress_bar: bool = True, root_dir: str = "runs",
                  run_name: str | None = None) -> None:
         _int("max_epochs", max_epochs, 1)
         _int("batch_size", batch_size, 1)
@@ -236,7 +251,9 @@ class Trainer:
         self.monitor, self.monitor_mode, self.early_stopping_patience = monitor, monitor_mode, early_stopping_patience
         self.checkpoint_every_steps, self.log_every_steps = checkpoint_every_steps, log_every_steps
         self.accelerator, self.devices, self.strategy, self.num_nodes = accelerator, devices, strategy, num_nodes
-        self.precision, self.seed, self.compile = precision, seed, bool(compile)
+        if not isinstance(compile, bool) and compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be True, False or one of {list(COMPILE_MODES)}, got {compile!r}")
+        self.precision, self.seed, self.compile = precision, seed, compile
         if run_name is not None:
             check_run_name(run_name, "run_name")  # one folder inside root_dir: not '.', '..' or 'a/b'
         self.progress_bar, self.root_dir, self.run_name = bool(progress_bar), root_dir, run_name
