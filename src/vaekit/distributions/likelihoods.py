@@ -62,7 +62,7 @@ class Bernoulli(Likelihood):
         self.strict = bool(strict)
 
     def forward(self, params: Tensor, event_ndim: int) -> Distribution:
-        return Independent(_Bernoulli(logits=params, validate_args=False), event_ndim)
+        return _IndependentBernoulli(_Bernoulli(logits=params, validate_args=False), event_ndim)
 
     def validate(self, x: Tensor, name: str = "x") -> None:
         if self.strict and not ((x == 0) | (x == 1)).all():
@@ -71,6 +71,19 @@ class Bernoulli(Likelihood):
                 f"{name} is not binary (values in [{lo:.3g}, {hi:.3g}]) but the likelihood is Bernoulli; binarize the data "
                 "(e.g. binarize='dynamic' or 'threshold' in the data module) or use a Gaussian / DiscretizedLogistic likelihood"
             )
+
+
+class _IndependentBernoulli(Independent):
+    """Independent Bernoulli pixels whose ``log_prob`` sums the cross-entropy before negating it
+    (one negation per example instead of one per pixel, forward and backward)."""
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        logits = self.base_dist.logits
+        if value.shape != logits.shape:
+            logits, value = torch.broadcast_tensors(logits, value)
+        bce = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+        n = self.reinterpreted_batch_ndims
+        return -(bce.sum(tuple(range(-n, 0))) if n else bce)
 
 
 class Gaussian(Likelihood):
