@@ -8,31 +8,14 @@ from typing import Any
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
+
+from training_helpers import HostReads
 
 from vaekit.data import ArrayData
 from vaekit.models import mlp_vae
 from vaekit.training import Trainer, read_metrics
 from vaekit.training.ema import EMA
 from vaekit.training.step import StepMeter, TrainStep
-
-#: Tensor methods that copy a value to the host (on a GPU: wait for the device).
-HOST_READS = {"item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy", "cpu", "__len__"}
-
-
-class HostReads(TorchFunctionMode):
-    """Counts the Tensor -> Python value reads made while it is active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[str] = []
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        name = getattr(func, "__name__", "")
-        if name in HOST_READS and name != "__len__":
-            self.reads.append(name)
-        return func(*args, **(kwargs or {}))
-
 
 def _x(n: int = 256, d: int = 12, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)

@@ -12,11 +12,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal, kl_divergence
+from torch.overrides import TorchFunctionMode
 
 from vaekit.models import ElboTerms, LatentVariableModel
 from vaekit.objectives import ELBO, Objective
 
-__all__ = ["TinyVAE", "StandInData", "NaNAt", "ReconMSE", "make_data", "weights", "same_weights"]
+__all__ = ["HostReads", "TinyVAE", "StandInData", "NaNAt", "ReconMSE", "make_data", "weights", "same_weights"]
 
 
 class TinyVAE(LatentVariableModel):
@@ -117,3 +118,21 @@ def weights(model: nn.Module) -> dict[str, Tensor]:
 def same_weights(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
     """Bit-identical state dicts."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+#: Tensor methods that copy a value to the host (on a GPU: wait for the device).
+HOST_READS = {"item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy", "cpu"}
+
+
+class HostReads(TorchFunctionMode):
+    """Counts the Tensor -> Python value reads made while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = getattr(func, "__name__", "")
+        if name in HOST_READS:
+            self.reads.append(name)
+        return func(*args, **(kwargs or {}))

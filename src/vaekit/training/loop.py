@@ -110,9 +110,14 @@ class FitLoop:
                                    patience=t.plateau_patience, factor=t.plateau_factor)
         self.ema = EMA(model, t.ema_decay) if t.ema_decay is not None else None
         self.convert = fabric.strategy.precision.convert_input
-        objective, fmodel = self.objective, self.fmodel
+        objective = self.objective
+        # one process in full precision: the module itself, no autocast context, plain backward (per-step overhead)
+        plain = self.world == 1 and t.precision in ("32-true", "64-true")
+        fmodel = model if plain else self.fmodel
 
         def forward(x: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+            if plain:
+                return objective(fmodel, x, step)
             with fabric.autocast():
                 return objective(fmodel, x, step)
 
@@ -121,7 +126,7 @@ class FitLoop:
                 group["lr"] = torch.tensor(float(group["lr"]), device=fabric.device)
         self.stepper = TrainStep(
             forward, params, self.optimizer, grad_clip=t.grad_clip, skip_threshold=t.skip_threshold, ema=self.ema,
-            ema_module=model, backward=fabric.backward, compile=t.compile,
+            ema_module=model, backward=None if plain else fabric.backward, compile=t.compile,
             reduce_bad=_all_reduce_sum if self.world > 1 else None)
         self._first_loss: Tensor | None = None  # the loss of a fresh run's first step (the divergence guard)
 
