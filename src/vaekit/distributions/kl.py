@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -66,7 +66,24 @@ def closed_form_kl(q: Distribution, p: Distribution) -> Tensor | None:
     >>> closed_form_kl(DiagonalNormal(torch.ones(2), torch.ones(2)), DiagonalNormal(torch.zeros(2), torch.ones(2)))
     tensor(1.)
     """
-    try:
-        return torch.distributions.kl_divergence(q, p)
-    except NotImplementedError:
+    registry = torch.distributions.kl._KL_REGISTRY
+    if len(registry) != _CLOSED_FORMS.get("registry size"):  # register_kl since: look again
+        _CLOSED_FORMS.clear()
+        _CLOSED_FORMS["registry size"] = len(registry)
+    key = (type(q), type(p))
+    if key not in _CLOSED_FORMS:  # torch's lookup (over the registry's class hierarchy) once per pair of types
+        fn = torch.distributions.kl._dispatch_kl(*key)
+        _CLOSED_FORMS[key] = None if fn is NotImplemented else fn
+    fn = _CLOSED_FORMS[key]
+    if fn is None:
         return None
+    try:
+        return fn(q, p)
+    except NotImplementedError:  # e.g. Independent || Independent whose base distributions have none
+        return None
+
+
+#: ``(type(q), type(p)) -> closed-form KL function or None`` (and the size of torch's registry
+#: it was filled for): a plain dict lookup, which ``torch.compile`` traces (torch's own
+#: dispatch breaks the graph).
+_CLOSED_FORMS: dict[Any, Any] = {}

@@ -97,14 +97,21 @@ class StepMeter:
         return out if out.dtype == torch.float32 else out.float()
 
     @torch.no_grad()
-    def add(self, row: Tensor, bad: Tensor, loss: Tensor | None = None) -> None:
-        """Add one step's :meth:`row`; ``bad`` is 1.0 for a skipped step, 0.0 otherwise (0-dim, float32)."""
+    def add(self, row: Tensor, bad: Tensor, loss: Tensor | None = None, count: bool = True) -> None:
+        """Add one step's :meth:`row`; ``bad`` is 1.0 for a skipped step, 0.0 otherwise (0-dim, float32).
+        ``count=False``: the caller calls :meth:`count` itself (outside compiled code)."""
         skipped = bad > 0
         self.sums.add_(torch.where(skipped, self._zero, row))
         self.run.add_(1.0).mul_(bad)
         torch.maximum(self.longest, self.run, out=self.longest)
         if loss is not None:
             torch.where(skipped, loss, self.last, out=self.last)
+        if count:
+            self.count()
+
+    def count(self) -> None:
+        """Count one more step in the window (the host side of :meth:`add`; a compiled step calls
+        ``add`` inside its graph and this outside)."""
         self.steps += 1
 
     def read(self) -> dict[str, Any]:
@@ -204,7 +211,8 @@ class TrainStep:
         mode = _compile_mode(compile)
         self.compiled = mode is not None
         self._forward = forward if mode is None else torch.compile(forward, mode=mode)
-        self._update_fn = self._update if mode is None else torch.compile(self._update, mode=mode)
+        # compiled: the checks (with clipping and the meter) in one graph; the fused optimizer is one kernel already
+        self._check_fn = self._check if mode is None else torch.compile(self._check, mode=mode)
 
     # the step ------------------------------------------------------------------------------
     def __call__(self, batch: Any, step: int, *, norm: bool = False) -> Tensor:
@@ -220,36 +228,42 @@ class TrainStep:
             self._unit = torch.ones((), dtype=torch.float32, device=loss.device)
         self._backward(loss)
         loss = loss.detach()
-        self._update_fn(loss, [metrics[n] for n in self.meter.names],
-                        norm or self.grad_clip is not None or self.skip_threshold is not None)
+        self._update(loss, [metrics[n] for n in self.meter.names],
+                     norm or self.grad_clip is not None or self.skip_threshold is not None)
         self.optimizer.zero_grad(set_to_none=True)
         return loss
 
     def _update(self, loss: Tensor, values: list[Any], with_norm: bool) -> None:
         with torch.no_grad():
-            grads = [p.grad for p in self.params if p.grad is not None]
-            # bad = 1.0 when the loss or a gradient is not finite (one fused check; multiplies them by 1)
-            bad = self._found.zero_()  # type: ignore[union-attr]
-            torch._amp_foreach_non_finite_check_and_unscale_([*grads, loss], bad, self._unit)
-            norm = _total_norm(grads) if with_norm and grads else None
-            if norm is not None and (self.skip_threshold is not None or self.grad_clip is not None):
-                out = ~torch.isfinite(norm)  # finite gradients whose norm overflows
-                if self.skip_threshold is not None:
-                    out = out | (norm > self.skip_threshold)
-                bad = torch.maximum(bad, out.float())
-            if self.reduce_bad is not None:  # every process skips alike
-                bad = (self.reduce_bad(bad.clone()) > 0).float()
-            if self.grad_clip is not None and norm is not None:
-                torch._foreach_mul_(grads, (self.grad_clip / (norm + 1e-6)).clamp(max=1.0))
+            bad = self._check_fn(loss, values, with_norm)
+            self.meter.count()  # type: ignore[union-attr]
             if self.masked:
                 self.optimizer.found_inf = bad  # type: ignore[attr-defined]  # fused Adam: no update where 1.0
-                self.optimizer.step()
+                self.optimizer.step()  # one fused kernel (torch.compile runs it as it is)
             elif not bool(bad):  # an optimizer without a fused kernel: the one host check
                 self.optimizer.step()
             if self.ema is not None:
                 self.ema.update(self.ema_module, mask=bad)  # type: ignore[arg-type]
-            assert self.meter is not None
-            self.meter.add(self.meter.row(values, norm), bad, loss)
+
+    def _check(self, loss: Tensor, values: list[Any], with_norm: bool) -> Tensor:
+        """The skip flag (1.0: skip), after clipping the gradients and adding the step to the meter."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        # bad = 1.0 when the loss or a gradient is not finite (one fused check; multiplies them by 1)
+        bad = self._found.zero_()  # type: ignore[union-attr]
+        torch._amp_foreach_non_finite_check_and_unscale_([*grads, loss], bad, self._unit)
+        norm = _total_norm(grads) if with_norm and grads else None
+        if norm is not None and (self.skip_threshold is not None or self.grad_clip is not None):
+            out = ~torch.isfinite(norm)  # finite gradients whose norm overflows
+            if self.skip_threshold is not None:
+                out = out | (norm > self.skip_threshold)
+            bad = torch.maximum(bad, out.float())
+        if self.reduce_bad is not None:  # every process skips alike
+            bad = (self.reduce_bad(bad.clone()) > 0).float()
+        if self.grad_clip is not None and norm is not None:
+            torch._foreach_mul_(grads, (self.grad_clip / (norm + 1e-6)).clamp(max=1.0))
+        assert self.meter is not None
+        self.meter.add(self.meter.row(values, norm), bad, loss, count=False)
+        return bad
 
     # checkpoint state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Tensor]:
