@@ -248,15 +248,18 @@ class TrainStep:
     def _check(self, loss: Tensor, values: list[Any], with_norm: bool) -> Tensor:
         """The skip flag (1.0: skip), after clipping the gradients and adding the step to the meter."""
         grads = [p.grad for p in self.params if p.grad is not None]
-        # bad = 1.0 when the loss or a gradient is not finite (one fused check; multiplies them by 1)
-        bad = self._found.zero_()  # type: ignore[union-attr]
-        torch._amp_foreach_non_finite_check_and_unscale_([*grads, loss], bad, self._unit)
-        norm = _total_norm(grads) if with_norm and grads else None
-        if norm is not None and (self.skip_threshold is not None or self.grad_clip is not None):
-            out = ~torch.isfinite(norm)  # finite gradients whose norm overflows
+        norm = _total_norm(grads) if (with_norm or self.compiled) and grads else None
+        if norm is None:
+            # bad = 1.0 when the loss or a gradient is not finite: one fused check (it multiplies them by 1)
+            bad = self._found.zero_()  # type: ignore[union-attr]
+            torch._amp_foreach_non_finite_check_and_unscale_([*grads, loss], bad, self._unit)
+        else:
+            # the norm is not finite when a gradient is not (or when finite ones overflow it); compiled, this
+            # reads the gradients where the check above would write them back (a copy of each in the graph)
+            out = ~(torch.isfinite(norm) & torch.isfinite(loss))
             if self.skip_threshold is not None:
                 out = out | (norm > self.skip_threshold)
-            bad = torch.maximum(bad, out.float())
+            bad = self._found.copy_(out)  # type: ignore[union-attr]
         if self.reduce_bad is not None:  # every process skips alike
             bad = (self.reduce_bad(bad.clone()) > 0).float()
         if self.grad_clip is not None and norm is not None:
