@@ -199,3 +199,86 @@ def test_the_compiled_step_follows_the_eager_trajectory(tmp_path: Path) -> None:
         for a, b in zip(compiled_model.state_dict().values(), resumed_model.state_dict().values()):
             torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("options", [{"ema": True, "grad_clip": 1.0, "skip_threshold": 1e3}, {"ema": True}])
+def test_no_operator_reads_a_scalar_back_in_a_step(options: dict[str, Any]) -> None:
+    """Below Python: no ATen call copies a scalar to the host (``_local_scalar_dense``: ``.item()``, or a 0-dim
+    tensor passed where an operator takes a number, as foreach lerp does with its weight)."""
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), fused=True)
+    from vaekit.objectives import ELBO
+
+    obj = ELBO()
+    ema = EMA(model, 0.9) if options.pop("ema") else None
+    step = TrainStep(lambda x, i: obj(model, x, i), list(model.parameters()), opt, ema=ema,
+                     ema_module=model if ema else None, **options)
+    x = _x()[:32]
+    step(x, 0)
+    with torch.profiler.profile() as prof:
+        for i in range(1, 4):
+            step(x, i)
+    assert _scalar_reads(prof) == []
+    with torch.profiler.profile() as seen:  # the check can fail: a read is seen
+        float(step(x, 4))
+    assert _scalar_reads(seen) == ["aten::_local_scalar_dense"]
+
+
+def _scalar_reads(prof: Any) -> list[str]:
+    """``_local_scalar_dense`` calls, except those inside fused Adam's CPU kernel (which reads its step counters
+    from host memory: there is no device to wait for; the CUDA kernel reads them on the device)."""
+    out = []
+    for e in prof.events():
+        if e.name == "aten::_local_scalar_dense":
+            parent, inside = e.cpu_parent, False
+            while parent is not None:
+                inside = inside or parent.name == "aten::_fused_adam_"
+                parent = parent.cpu_parent
+            if not inside:
+                out.append(e.name)
+    return out
+
+
+def test_a_run_that_ends_between_reads_still_honours_the_skip_bound(tmp_path: Path) -> None:
+    from training_helpers import NaNAt, TinyVAE, make_data
+
+    torch.manual_seed(0)
+    with pytest.warns(RuntimeWarning, match="too_many_skips"):
+        res = Trainer(max_steps=10, batch_size=16, log_every_steps=50, val_every_epochs=None, max_consecutive_skips=3,
+                      progress_bar=False, root_dir=str(tmp_path)).fit(TinyVAE(), make_data(n=64), NaNAt(forever_from=2))
+    assert (res.stop_reason, res.global_step, res.skipped_steps) == ("too_many_skips", 10, 8)
+
+
+def test_64_bit_training_runs_in_float64(tmp_path: Path) -> None:
+    seen: list[torch.dtype] = []
+    from vaekit.objectives import ELBO
+
+    class Float64Check(ELBO):
+        def __call__(self, model: Any, batch: Any, step: int = 0) -> Any:
+            seen.append(torch.randn(1).dtype)  # the default dtype inside the objective
+            return super().__call__(model, batch, step)
+
+    res = Trainer(max_steps=3, batch_size=32, precision="64-true", val_every_epochs=None, log_every_steps=1,
+                  progress_bar=False, root_dir=str(tmp_path)).fit(_model(), _data(), Float64Check())
+    assert res.global_step == 3 and set(seen) == {torch.float64}
+
+
+def test_the_meter_window_of_another_objective_starts_again() -> None:
+    m = StepMeter(["a", "loss"], torch.device("cpu"))
+    m.add(m.row([1.0, 2.0]), torch.tensor(1.0))
+    other = StepMeter(["b", "loss"], torch.device("cpu"))
+    other.load_state_dict(m.state_dict())  # same count, other names: the sums are not reassigned
+    w = other.read()
+    assert (w["steps"], w["metrics"], w["consecutive_skips"]) == (0, {}, 1)
+
+
+def test_lazy_terms_survive_a_wrapper_that_rebuilds_collections() -> None:
+    """Fabric's output conversion (DDP, bf16/64-bit precision) rebuilds every Mapping from its values."""
+    from lightning_utilities.core.apply_func import apply_to_collection
+
+    from vaekit.models.base import LazyTerms
+
+    calls: list[int] = []
+    lazy = LazyTerms({"z": lambda: calls.append(1) or torch.tensor(2.0)})
+    rebuilt = apply_to_collection(lazy, torch.Tensor, lambda t: t * 2)
+    assert isinstance(rebuilt, LazyTerms) and float(rebuilt["z"]) == 4.0 and calls == [1]

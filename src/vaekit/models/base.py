@@ -38,9 +38,10 @@ class LazyTerms(Mapping[str, Tensor]):
     (tensor(2.), tensor(2.), [1])
     """
 
-    def __init__(self, thunks: dict[str, Callable[[], Tensor]]) -> None:
-        self._thunks = dict(thunks)
-        self._values: dict[str, Tensor] = {}
+    def __init__(self, thunks: Mapping[str, Callable[[], Tensor] | Tensor]) -> None:
+        # values may also be tensors already (a collection rebuilt by a wrapper, e.g. Fabric's output conversion)
+        self._thunks = {k: (lambda v=v: v) if isinstance(v, Tensor) else v for k, v in thunks.items()}
+        self._values: dict[str, Tensor] = {k: v for k, v in thunks.items() if isinstance(v, Tensor)}
 
     def __getitem__(self, name: str) -> Tensor:
         if name not in self._values:

@@ -71,8 +71,11 @@ class EMA:
         if mask is None:
             torch._foreach_lerp_(shadow, self._params(module), 1.0 - self.decay)
             return
+        # shadow += w * (param - shadow) with w a device tensor: foreach lerp would read a 0-dim weight on the host
         weight = torch.where(mask != 0, 0.0, 1.0 - self.decay).to(shadow[0].dtype)
-        torch._foreach_lerp_(shadow, self._params(module), weight)
+        step = torch._foreach_sub(self._params(module), shadow)
+        torch._foreach_mul_(step, weight)
+        torch._foreach_add_(shadow, step)
 
     @torch.no_grad()
     def copy_to(self, module: nn.Module) -> None:

@@ -112,7 +112,7 @@ class FitLoop:
         self.convert = fabric.strategy.precision.convert_input
         objective = self.objective
         # one process in full precision: the module itself, no autocast context, plain backward (per-step overhead)
-        plain = self.world == 1 and t.precision in ("32-true", "64-true")
+        plain = self.world == 1 and t.precision == "32-true"
         fmodel = model if plain else self.fmodel
 
         def forward(x: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
@@ -316,7 +316,7 @@ class FitLoop:
         log_now = (s.global_step + 1) % t.log_every_steps == 0
         loss = self.stepper(x, s.global_step, norm=log_now)  # no host synchronisation
         if s.global_step == 0 and t.divergence_factor is not None:
-            self._first_loss = loss
+            self._first_loss = loss.clone()  # (a CUDA graph reuses its output buffers)
         step_epoch = s.epoch
         s.global_step += 1
         s.batch_in_epoch += 1
@@ -508,6 +508,9 @@ class FitLoop:
             rng = [None] * self.world
             torch.distributed.all_gather_object(rng, get_rng_state())
         self.state.acc = self.stepper.state_dict()  # the meter's window so far: resume continues it
+        if self._first_loss is not None:  # a checkpoint before the first logged row keeps the guard's seed
+            self._seed_divergence_guard(self._first_loss)
+            self._first_loss = None
         if self.rank == 0:
             state = {
                 "format": CHECKPOINT_FORMAT, "format_version": 1, "vaekit_version": __version__,
@@ -526,6 +529,9 @@ class FitLoop:
 
     def _finish(self, reason: str) -> str:
         s = self.state
+        meter = self.stepper.meter
+        if reason in ("max_epochs", "max_steps", "early_stopping") and meter is not None and meter.steps:
+            reason = self._check_skips(meter.peek()) or reason  # skips since the last read reached the bound?
         if reason in ("max_epochs", "max_steps", "early_stopping") and self._saved_step != s.global_step:
             saved = self._save([self.rundir.last_checkpoint], [self.rundir.last_weights])
             reason = saved or reason

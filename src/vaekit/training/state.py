@@ -79,7 +79,7 @@ class LoopState:
     def state_dict(self) -> dict[str, Any]:
         """Plain dict (numbers and CPU tensors)."""
         state = asdict(self)
-        state["acc"] = {k: v.detach().cpu() for k, v in self.acc.items()}
+        state["acc"] = {k: v.detach().cpu() if isinstance(v, Tensor) else v for k, v in self.acc.items()}
         return state
 
     @classmethod

@@ -17,9 +17,11 @@ layer reads them (one synchronisation per logged window). The gradient norm is c
 only when clipping, ``skip_threshold`` or the caller (a step that ends a logged window)
 needs it; otherwise one fused non-finite check over the gradients decides.
 
-With ``compile`` the forward (and, through AOTAutograd, its backward) and the update
-(checks, clipping, optimizer, EMA, meter) are each compiled with ``torch.compile``;
-``mode="reduce-overhead"`` captures them in CUDA graphs on a GPU.
+With ``compile`` the forward (and, through AOTAutograd, its backward) and the checks
+(with clipping and the meter) are each compiled with ``torch.compile``; fused Adam's kernel
+and the EMA update run between them as they are (torch breaks the graph around every
+``optimizer.step()`` and does not trace its fused kernel). ``mode="reduce-overhead"``
+captures the compiled parts in CUDA graphs on a GPU.
 
 An optimizer without a fused kernel (another torch, or parameters that are not floating
 point) cannot take the mask; the step then reads the decision on the host (one
@@ -90,7 +92,8 @@ class StepMeter:
     def row(self, values: Sequence[Any], grad_norm: Tensor | None = None) -> Tensor:
         """One step's row: the metric values (0-dim tensors or numbers, in ``names`` order), the
         gradient norm (when computed) and the counters, as one float32 vector (one operation)."""
-        items = [v if isinstance(v, Tensor) else torch.tensor(float(v), device=self.device) for v in values]
+        items = [(v if v.device == self.device else v.to(self.device)) if isinstance(v, Tensor)
+                 else torch.tensor(float(v), device=self.device) for v in values]
         items += [self._zero, self._zero, self._one] if grad_norm is None else [grad_norm, self._one, self._one]
         with torch.no_grad():
             out = torch.stack([t if t.dim() == 0 else t.reshape(()) for t in items])
@@ -105,7 +108,7 @@ class StepMeter:
         self.run.add_(1.0).mul_(bad)
         torch.maximum(self.longest, self.run, out=self.longest)
         if loss is not None:
-            torch.where(skipped, loss, self.last, out=self.last)
+            torch.where(skipped, loss.to(torch.float32), self.last, out=self.last)
         if count:
             self.count()
 
@@ -146,18 +149,18 @@ class StepMeter:
     def state_dict(self) -> dict[str, Tensor]:
         """The window so far (CPU tensors), for a checkpoint."""
         return {"sums": self.sums.detach().cpu(), "skips": torch.stack([self.run, self.longest, self.last]).cpu(),
-                "steps": torch.tensor(self.steps)}
+                "steps": torch.tensor(self.steps), "names": list(self.names)}  # type: ignore[dict-item]
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Restore :meth:`state_dict` (an empty dict leaves the meter empty)."""
         if not state:
             return
-        if state["sums"].shape != self.sums.shape:
-            raise ValueError(f"the checkpoint's metric window has {state['sums'].shape[0] - 3} metrics, the objective "
-                             f"returns {len(self.names)} ({self.names})")
-        self.sums.copy_(state["sums"])
         skips = state["skips"].to(self.device, torch.float32)
         self.run.copy_(skips[0]), self.longest.copy_(skips[1]), self.last.copy_(skips[2])
+        names = state.get("names")
+        if state["sums"].shape != self.sums.shape or (names is not None and list(names) != self.names):
+            return  # the objective's metrics changed: the partial window's sums start again (the skip run is kept)
+        self.sums.copy_(state["sums"])
         self.steps = int(state["steps"])
 
 
