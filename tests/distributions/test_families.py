@@ -107,3 +107,24 @@ def test_bad_arguments():
         StandardNormal(0)
     with pytest.raises(ValueError, match="needs the encoder features"):
         DiagonalGaussian(4, 2)()
+
+
+def test_closed_form_kl_follows_a_registration_made_after_its_first_use():
+    from torch.distributions import register_kl
+    from torch.distributions.kl import _KL_MEMOIZE, _KL_REGISTRY
+
+    from vaekit.distributions import closed_form_kl
+
+    class Q(DiagonalNormal):
+        pass
+
+    q, p = Q(torch.ones(2), torch.ones(2)), DiagonalNormal(torch.zeros(2), torch.ones(2))
+    assert float(closed_form_kl(q, p)) == 1.0  # inherited from (DiagonalNormal, DiagonalNormal)
+    try:
+        register_kl(Q, DiagonalNormal)(lambda a, b: torch.tensor(7.0))
+        assert float(closed_form_kl(q, p)) == 7.0
+        register_kl(Q, DiagonalNormal)(lambda a, b: torch.tensor(9.0))  # again: the registry keeps its size
+        assert float(closed_form_kl(q, p)) == 9.0
+    finally:
+        _KL_REGISTRY.pop((Q, DiagonalNormal), None)
+        _KL_MEMOIZE.clear()

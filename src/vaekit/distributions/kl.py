@@ -71,7 +71,9 @@ def closed_form_kl(q: Distribution, p: Distribution) -> Tensor | None:
         _CLOSED_FORMS.clear()
         _CLOSED_FORMS["registry size"] = len(registry)
     key = (type(q), type(p))
-    if key not in _CLOSED_FORMS:  # torch's lookup (over the registry's class hierarchy) once per pair of types
+    exact = registry.get(key)  # a pair registered again keeps the registry's size: compare the function
+    if key not in _CLOSED_FORMS or (exact is not None and _CLOSED_FORMS[key] is not exact):
+        # torch's lookup (over the registry's class hierarchy), once per pair of types
         fn = torch.distributions.kl._dispatch_kl(*key)
         _CLOSED_FORMS[key] = None if fn is NotImplemented else fn
     fn = _CLOSED_FORMS[key]
