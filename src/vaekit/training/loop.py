@@ -23,10 +23,10 @@ from .checkpoint import CHECKPOINT_FORMAT, get_rng_state, save_checkpoint, save_
 from .ema import EMA
 from .evaluate import evaluate_objective
 from .loggers import LOGGER_NAME, MetricsWriter, append_table, log_to_file, truncate_tables, progress_bar
+from .policy import Monitor
 from .rundir import RunDir, RunLock, atomic_write
 from .schedules import LRSchedule, lr_groups
 from .state import FAILED_STOP_REASONS, FitResult, LoopState
-from .policy import Monitor
 from .step import TrainStep, adam
 
 if TYPE_CHECKING:
