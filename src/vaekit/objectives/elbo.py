@@ -147,6 +147,7 @@ class ELBO(Objective):
         terms = model.elbo_terms(batch)
         beta = self.weight(step)
         rec = terms.rec.mean()
+        kl_means = {name: v.mean() for name, v in terms.kl.items()}
         if self.warmup == "entropy":
             if set(terms.log_q) != set(terms.kl):
                 raise ValueError("warmup='entropy' needs log_q and log_p for every latent from the model's elbo_terms")
@@ -154,7 +155,6 @@ class ELBO(Objective):
             log_q = sum(v.mean() for v in terms.log_q.values())
             loss = -(rec + log_p - beta * log_q)
         else:
-            kl_means = {name: v.mean() for name, v in terms.kl.items()}
             means = kl_means
             if self.free_bits > 0:
                 means = {name: torch.clamp(m, min=self.free_bits * _latent_dim(model, name))
@@ -162,7 +162,6 @@ class ELBO(Objective):
             coeffs = _balance(model, terms.kl) if self.kl_balance and beta < 1.0 and len(terms.kl) > 1 else None
             kl = _total([m * coeffs[name] for name, m in means.items()] if coeffs is not None else list(means.values()))
             loss = (kl if beta == 1.0 else beta * kl) - rec
-        kl_means = {name: v.mean() for name, v in terms.kl.items()} if self.warmup == "entropy" else kl_means
         metrics = {"loss": loss.detach(), "elbo": (rec - _total(list(kl_means.values()))).detach(), "rec": rec.detach()}
         for name, m in kl_means.items():
             metrics[f"kl/{name}"] = m.detach()

@@ -87,7 +87,7 @@ class FitLoop:
             for name in ("elbo_terms", "log_weights"):
                 if isinstance(getattr(model, name, None), MethodType):
                     self.fmodel.mark_forward_method(name)
-        self.params = params = [p for p in model.parameters() if p.requires_grad]
+        params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"{type(model).__name__} has no trainable parameters")
         groups = lr_groups(model, t.lr_multipliers)  # each with its "lr_mult" (LRSchedule.apply)
@@ -95,7 +95,7 @@ class FitLoop:
         self.optimizer = adam(groups, adamw=t.optimizer == "adamw", lr=t.lr, betas=t.adam_betas, eps=t.adam_eps,
                               weight_decay=t.weight_decay)
         self.fused = bool(self.optimizer.param_groups[0].get("fused"))
-        self.fopt = fabric.setup_optimizers(self.optimizer)
+        fabric.setup_optimizers(self.optimizer)  # the strategy's hooks; the step calls the optimizer itself
         if isinstance(self.train, (Tensor, dict)):
             self.batches: IndexBatches | LoaderBatches = IndexBatches(
                 fabric.to_device(self.train), t.batch_size, t.seed, self.rank, self.world, t.drop_last)
