@@ -136,6 +136,9 @@ if ((INSTALL_ONLY)); then
 fi
 
 # ------------------------------------------------------------------------------------ the set-up
+if ((QUICK)) && [[ -n $OUT && -d $OUT && $(cd "$OUT" && pwd) == "$ROOT/benchmarks/results" ]]; then  # before any other check
+    die "--quick and --device cpu never write into benchmarks/results (their numbers are no measurements)"
+fi
 if [[ -n $DATA ]]; then
     [[ -d $DATA/binarized_mnist ]] || die "--data $DATA holds no binarized_mnist/"
 else
@@ -153,7 +156,6 @@ mkdir -p "$OUT" || die "cannot create $OUT"
 OUT=$(cd "$OUT" && pwd)
 LOGS=$OUT/logs
 if [[ $OUT == "$ROOT/benchmarks/results" ]]; then
-    ((QUICK)) && die "--quick and --device cpu never write into benchmarks/results (their numbers are no measurements)"
     LOGS=$(mktemp -d "${TMPDIR:-/tmp}/gpu_suite_logs.XXXXXX")  # keeps the committed folder to results
 fi
 mkdir -p "$LOGS"
