@@ -226,7 +226,7 @@ def test_temperature_zero_gives_the_prior_means():
     # the means of the VDVAE stack: every layer's prior at the state of the means above it
     vd = MODELS["vdvae"]()
     zv = vd.sample_prior(2, temperature=[0, 0, 0])
-    tr = vd.trace(z=zv)
+    tr = vd.latent_pass(zv)
     for k in vd.latent_names:
         torch.testing.assert_close(zv[k], tr.priors[k].mean)
 
@@ -249,7 +249,7 @@ def test_sample_mixed_layers():
     # no posterior layer at temperature 0: the unconditional prior-mean sample for every x
     torch.testing.assert_close(model.sample_mixed(x, 0, temperature=0), model.sample(3, temperature=0))
     # posterior for the top layer only: z2 differs between examples, and z1 is the prior mean given z2
-    tr = model.trace(x, n_posterior=1, temperature=0)
+    tr = model.mixed_pass(x, 1, temperature=0)
     assert list(tr.posteriors) == ["z2"]
     torch.testing.assert_close(tr.z["z1"], tr.priors["z1"].mean)
     with pytest.raises(ValueError, match="n_posterior_layers must be <= the number of latent layers \\(2\\), got 3"):
