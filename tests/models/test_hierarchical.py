@@ -5,51 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from hierarchical_golden import Shift, custom_graph
 from torch import Tensor
 
 from vaekit._recording import to_config
 from vaekit.config import build_model_parser
-from vaekit.distributions import Bernoulli, DiagonalNormal, Gaussian
+from vaekit.distributions import Bernoulli, DiagonalNormal
 from vaekit.inference import iwae_log_likelihood
-from vaekit.models.hierarchical.blocks import Block, DualInputBlock, InputBlock, OutputBlock, SimpleBlock, TopSimpleBlock
-from vaekit.models.hierarchical.generative import GenBlock, GenerativeBlock, SimpleGenBlock, TopGenBlock
+from vaekit.models.hierarchical.blocks import Block, DualInputBlock, InputBlock, OutputBlock, SimpleBlock
+from vaekit.models.hierarchical.generative import GenBlock, GenerativeBlock, TopGenBlock
 from vaekit.models.hierarchical.model import HierarchicalVAE
 from vaekit.models.hierarchical.presets import ladder_blocks, ladder_vae, small_vdvae
 from vaekit.nn import MLP
 from vaekit.objectives import ELBO
 
 
-class Scale(Block):
-    """A custom block: a learnable scalar times its input, plus a fixed offset."""
-
-    def __init__(self, name: str, inputs: str, offset: float = 0.0) -> None:
-        super().__init__(name, inputs)
-        self.offset = float(offset)
-        self.gain = torch.nn.Parameter(torch.tensor(2.0))
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.gain * h + self.offset
-
-
-def _custom_model() -> HierarchicalVAE:
-    """Every block type but ResidualGenBlock (covered by small_vdvae), plus the custom Scale block."""
-    return HierarchicalVAE([
-        InputBlock("x_in"),
-        SimpleBlock("h1", "x_in", MLP(10, 8, activation="tanh")),
-        Scale("h1s", "h1", offset=0.5),
-        TopGenBlock("z2", "h1s", MLP(8, 2 * 3), 3, prior_trainable=True),
-        TopSimpleBlock("t", [4], trainable=False, value=0.1),
-        DualInputBlock("g", ["z2", "t"], MLP(7, 5)),
-        GenBlock("z1", "g", "h1", MLP(5, 8), MLP(8 + 5, 8), 4, concat_posterior=True),
-        SimpleGenBlock("z0", "z1", MLP(4, 4), 2),
-        OutputBlock("x_out", "z0", MLP(2, 20), Gaussian("predicted")),
-    ], [10])
-
-
 MODELS = {
     "ladder": lambda: ladder_vae([1, 3, 4], hidden=(8, 6), latent=(4, 2)),
     "vdvae": lambda: small_vdvae([12], width=8, latent_features=2, n_layers=3, encoder_hidden=[10]),
-    "custom": _custom_model,
+    "custom": custom_graph,  # every block type but ResidualGenBlock (covered by small_vdvae), plus a custom block
 }
 
 
@@ -259,8 +233,8 @@ def test_sample_mixed_layers():
 def test_custom_block_trains_and_is_recorded():
     model = MODELS["custom"]()
     cfg = to_config(model)
-    scale = cfg["init_args"]["blocks"][2]
-    assert scale == {"class_path": f"{Scale.__module__}.Scale", "init_args": {"name": "h1s", "inputs": "h1", "offset": 0.5}}
+    shift = cfg["init_args"]["blocks"][2]
+    assert shift == {"class_path": f"{Shift.__module__}.Shift", "init_args": {"name": "h1s", "inputs": "h1", "offset": 0.5}}
     x = _x(model)
     loss, _ = ELBO()(model, x)
     loss.backward()
