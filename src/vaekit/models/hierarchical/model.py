@@ -14,6 +14,7 @@ from torch.distributions import Distribution
 from ..._checks import check_float, check_int
 from ...distributions import DiagonalNormal, kl_divergence
 from ..base import ElboTerms, LatentVariableModel
+from ._validation import validate_graph
 from .blocks import Block, OutputBlock
 from .generative import GenerativeBlock, Layer
 
@@ -50,6 +51,10 @@ class Trace:
         self.z[name], self.priors[name], self.computed[name] = layer.z, layer.prior, layer.output
         if layer.posterior is not None:
             self.posteriors[name] = layer.posterior
+
+    def log_prior(self) -> Tensor:
+        """log p(z) of the latents of this pass: the sum over layers of each prior at its latent, shape (N,)."""
+        return sum(self.priors[k].log_prob(z) for k, z in self.z.items())  # type: ignore[return-value]
 
 
 class HierarchicalVAE(LatentVariableModel):
@@ -118,7 +123,7 @@ class HierarchicalVAE(LatentVariableModel):
         if kl not in ("auto", "analytic", "mc"):
             raise ValueError(f"kl must be 'auto', 'analytic' or 'mc', got {kl!r}")
         blocks = list(blocks)
-        split = _validate_graph(blocks)
+        split = validate_graph(blocks)
         self.blocks = nn.ModuleDict({b.name: b for b in blocks})
         self.split = split
         self.data_shape, self.kl_method = data_shape, kl
@@ -334,14 +339,12 @@ class HierarchicalVAE(LatentVariableModel):
 
     def log_prior(self, z: dict[str, Tensor]) -> Tensor:
         flat, lead = self._flat(z)
-        tr = self.latent_pass(flat)
-        return sum(tr.priors[k].log_prob(flat[k]) for k in self.latent_names).reshape(lead)
+        return self.latent_pass(flat).log_prior().reshape(lead)
 
     def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
         flat, lead = self._flat(z)
         tr = self.latent_pass(flat)
-        lp = sum(tr.priors[k].log_prob(flat[k]) for k in self.latent_names).reshape(lead)
-        return self._likelihood(tr.params, lead).log_prob(x) + lp
+        return self._likelihood(tr.params, lead).log_prob(x) + tr.log_prior().reshape(lead)
 
     def sample_prior(self, n: int, temperature: Temperature = 1.0) -> dict[str, Tensor]:
         """``n`` joint draws of every layer from the (tempered) prior, each of shape (n, *latent_shape)."""
@@ -381,49 +384,3 @@ class HierarchicalVAE(LatentVariableModel):
         """
         px = self._likelihood(self.mixed_pass(x, n_posterior_layers, temperature).params, (x.shape[0],))
         return px.mean if mean else px.sample()
-
-
-def _validate_graph(blocks: list[Block]) -> int:
-    """Check the block list; return the index where the generator starts."""
-    if not blocks:
-        raise ValueError("blocks must be a non-empty list: an input block, generative blocks and an output block")
-    for i, b in enumerate(blocks):
-        if not isinstance(b, Block):
-            raise TypeError(f"blocks[{i}] must be a vaekit.models.hierarchical.Block, got {type(b).__name__}")
-    seen: dict[str, int] = {}
-    for i, b in enumerate(blocks):
-        if b.name in seen:
-            raise ValueError(f"block name {b.name!r} is used twice (blocks[{seen[b.name]}] and blocks[{i}]); names must be unique")
-        seen[b.name] = i
-    first = blocks[0]
-    if first.references != ("x",):
-        raise ValueError(f"the first block {first.name!r} must read the data 'x' (e.g. an InputBlock), but it reads "
-                         f"{list(first.references)}")
-    if not isinstance(blocks[-1], OutputBlock):
-        raise ValueError(f"the last block must be an OutputBlock (the distribution over x), got {blocks[-1].name!r} "
-                         f"({type(blocks[-1]).__name__})")
-    gens = [i for i, b in enumerate(blocks) if b.generative]
-    if not gens:
-        raise ValueError("blocks need at least one generative block (GenBlock, TopGenBlock, ResidualGenBlock, SimpleGenBlock)")
-    # the generator starts at the first generative block or top block (a block with no inputs, e.g. TopSimpleBlock)
-    split = min(gens[0], next((i for i, b in enumerate(blocks) if not b.references), gens[0]))
-    for i, b in enumerate(blocks):
-        if isinstance(b, OutputBlock) and i != len(blocks) - 1:
-            raise ValueError(f"OutputBlock {b.name!r} is at index {i}; only the last block may be an OutputBlock")
-        for ref in b.references:
-            if ref == "x":
-                if i >= split:
-                    raise ValueError(f"block {b.name!r} in the generator reads the data 'x'; only encoder blocks "
-                                     f"(before the first generative block {blocks[split].name!r}) may")
-                continue
-            if ref not in seen:
-                raise ValueError(f"block {b.name!r} reads {ref!r}, but no block is named {ref!r}; "
-                                 f"names: {['x', *seen]}")
-            if seen[ref] >= i:
-                raise ValueError(f"block {b.name!r} (index {i}) reads {ref!r}, which comes later (index {seen[ref]}); "
-                                 "a block may read only earlier blocks")
-            is_condition = b.generative and ref == getattr(b, "condition", None)
-            if i >= split and seen[ref] < split and not is_condition:
-                raise ValueError(f"generator block {b.name!r} reads the encoder output {ref!r} as an input; the generator "
-                                 "may read encoder outputs only as a generative block's condition (so it can sample without x)")
-    return split
