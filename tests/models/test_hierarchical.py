@@ -5,51 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from hierarchical_golden import Shift, custom_graph
 from torch import Tensor
 
 from vaekit._recording import to_config
 from vaekit.config import build_model_parser
-from vaekit.distributions import Bernoulli, Gaussian
+from vaekit.distributions import Bernoulli, DiagonalNormal
 from vaekit.inference import iwae_log_likelihood
-from vaekit.models.hierarchical.blocks import Block, DualInputBlock, InputBlock, OutputBlock, SimpleBlock, TopSimpleBlock
-from vaekit.models.hierarchical.generative import GenBlock, SimpleGenBlock, TopGenBlock
+from vaekit.models.hierarchical.blocks import Block, DualInputBlock, InputBlock, OutputBlock, SimpleBlock
+from vaekit.models.hierarchical.generative import GenBlock, GenerativeBlock, TopGenBlock
 from vaekit.models.hierarchical.model import HierarchicalVAE
 from vaekit.models.hierarchical.presets import ladder_blocks, ladder_vae, small_vdvae
 from vaekit.nn import MLP
 from vaekit.objectives import ELBO
 
 
-class Scale(Block):
-    """A custom block: a learnable scalar times its input, plus a fixed offset."""
-
-    def __init__(self, name: str, inputs: str, offset: float = 0.0) -> None:
-        super().__init__(name, inputs)
-        self.offset = float(offset)
-        self.gain = torch.nn.Parameter(torch.tensor(2.0))
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.gain * h + self.offset
-
-
-def _custom_model() -> HierarchicalVAE:
-    """Every block type but ResidualGenBlock (covered by small_vdvae), plus the custom Scale block."""
-    return HierarchicalVAE([
-        InputBlock("x_in"),
-        SimpleBlock("h1", "x_in", MLP(10, 8, activation="tanh")),
-        Scale("h1s", "h1", offset=0.5),
-        TopGenBlock("z2", "h1s", MLP(8, 2 * 3), 3, prior_trainable=True),
-        TopSimpleBlock("t", [4], trainable=False, value=0.1),
-        DualInputBlock("g", ["z2", "t"], MLP(7, 5)),
-        GenBlock("z1", "g", "h1", MLP(5, 8), MLP(8 + 5, 8), 4, concat_posterior=True),
-        SimpleGenBlock("z0", "z1", MLP(4, 4), 2),
-        OutputBlock("x_out", "z0", MLP(2, 20), Gaussian("predicted")),
-    ], [10])
-
-
 MODELS = {
     "ladder": lambda: ladder_vae([1, 3, 4], hidden=(8, 6), latent=(4, 2)),
     "vdvae": lambda: small_vdvae([12], width=8, latent_features=2, n_layers=3, encoder_hidden=[10]),
-    "custom": _custom_model,
+    "custom": custom_graph,  # every block type but ResidualGenBlock (covered by small_vdvae), plus a custom block
 }
 
 
@@ -226,7 +200,7 @@ def test_temperature_zero_gives_the_prior_means():
     # the means of the VDVAE stack: every layer's prior at the state of the means above it
     vd = MODELS["vdvae"]()
     zv = vd.sample_prior(2, temperature=[0, 0, 0])
-    tr = vd.trace(z=zv)
+    tr = vd.latent_pass(zv)
     for k in vd.latent_names:
         torch.testing.assert_close(zv[k], tr.priors[k].mean)
 
@@ -249,7 +223,7 @@ def test_sample_mixed_layers():
     # no posterior layer at temperature 0: the unconditional prior-mean sample for every x
     torch.testing.assert_close(model.sample_mixed(x, 0, temperature=0), model.sample(3, temperature=0))
     # posterior for the top layer only: z2 differs between examples, and z1 is the prior mean given z2
-    tr = model.trace(x, n_posterior=1, temperature=0)
+    tr = model.mixed_pass(x, 1, temperature=0)
     assert list(tr.posteriors) == ["z2"]
     torch.testing.assert_close(tr.z["z1"], tr.priors["z1"].mean)
     with pytest.raises(ValueError, match="n_posterior_layers must be <= the number of latent layers \\(2\\), got 3"):
@@ -259,8 +233,8 @@ def test_sample_mixed_layers():
 def test_custom_block_trains_and_is_recorded():
     model = MODELS["custom"]()
     cfg = to_config(model)
-    scale = cfg["init_args"]["blocks"][2]
-    assert scale == {"class_path": f"{Scale.__module__}.Scale", "init_args": {"name": "h1s", "inputs": "h1", "offset": 0.5}}
+    shift = cfg["init_args"]["blocks"][2]
+    assert shift == {"class_path": f"{Shift.__module__}.Shift", "init_args": {"name": "h1s", "inputs": "h1", "offset": 0.5}}
     x = _x(model)
     loss, _ = ELBO()(model, x)
     loss.backward()
@@ -277,3 +251,123 @@ def test_ais_over_all_layers_agrees_with_iwae():
     ais = ais_log_likelihood(model, x, n_chains=8, n_steps=50).mean
     iwae = iwae_log_likelihood(model, x, k=2000).mean
     assert abs(ais - iwae) < 0.05 and ais < 0
+
+
+# ---------------------------------------------------------------------------------------------- the passes, one per mode
+@pytest.mark.parametrize("name", MODELS)
+def test_each_pass_is_its_mode(name):
+    """posterior_pass: q for every layer; latent_pass: the given z, priors only; prior_pass and mixed_pass at the ends
+    (0 or all posterior layers) are prior_pass and posterior_pass draw for draw."""
+    model = MODELS[name]()
+    x = _x(model)
+    torch.manual_seed(1)
+    post = model.posterior_pass(x)
+    assert list(post.posteriors) == list(post.priors) == list(post.z) == list(model.latent_names)
+    torch.manual_seed(1)
+    every = model.mixed_pass(x, len(model.latent_names))
+    for k in model.latent_names:
+        assert torch.equal(every.z[k], post.z[k])
+    torch.manual_seed(2)
+    prior = model.prior_pass(6, temperature=0.7)
+    assert not prior.posteriors and "x" not in prior.computed
+    torch.manual_seed(2)
+    none = model.mixed_pass(x, 0, temperature=0.7)
+    assert not none.posteriors and torch.equal(none.params, prior.params)
+    given = model.latent_pass(post.z)
+    assert not given.posteriors and all(given.z[k] is post.z[k] for k in model.latent_names)
+    # at the posterior's own latents, the priors and the output are those of the posterior pass
+    for k in model.latent_names:
+        torch.testing.assert_close(given.priors[k].mean, post.priors[k].mean, rtol=0, atol=0)
+    torch.testing.assert_close(given.params, post.params, rtol=0, atol=0)
+    lp = sum(post.priors[k].log_prob(post.z[k]) for k in model.latent_names)
+    torch.testing.assert_close(model.log_prior(post.z), lp, rtol=0, atol=0)
+
+
+def test_posterior_pass_mean_takes_every_posterior_mean():
+    model = MODELS["vdvae"]()
+    tr = model.posterior_pass(_x(model), mean=True)
+    for k in model.latent_names:
+        assert torch.equal(tr.z[k], tr.posteriors[k].mean)
+    torch.manual_seed(0)
+    a = model.posterior_pass(_x(model), mean=True).params
+    torch.manual_seed(1)
+    assert torch.equal(a, model.posterior_pass(_x(model), mean=True).params)  # no randomness left
+
+
+@pytest.mark.parametrize("z,message", [
+    (lambda z: torch.zeros(4, 2), "z must be a dict {latent name: tensor} with keys ['z2', 'z1'], got Tensor"),
+    (lambda z: {"z2": z["z2"]}, "z lacks the latent(s) ['z1']; this model's latents are ['z2', 'z1']"),
+    (lambda z: {**z, "z1": torch.zeros(4, 3)}, "z['z1'] has shape (4, 3); latent 'z1' needs shape (..., 4)"),
+    (lambda z: {**z, "z1": torch.zeros(2, 4, 4)}, "the latents must share their leading (sample, batch) dims, got {'z2': (4,), 'z1': (2, 4)}"),
+])
+def test_latents_of_the_wrong_shape_are_named(z, message):
+    model = MODELS["ladder"]()
+    bad = z(model.sample_prior(4))
+    for method in (model.decode, model.log_prior, model.latent_pass):
+        with pytest.raises((TypeError, ValueError)) as err:
+            method(bad)
+        assert message in str(err.value)
+
+
+def test_latent_pass_takes_one_leading_dim():
+    model = MODELS["ladder"]()
+    z = {k: v.expand(3, *v.shape) for k, v in model.sample_prior(4).items()}
+    assert model.log_prior(z).shape == (3, 4)
+    with pytest.raises(ValueError, match=r"latent_pass takes latents of shape \(N, \*latent_shape\), got leading dims \(3, 4\)"):
+        model.latent_pass(z)
+
+
+class Shifted(GenerativeBlock):
+    """A custom latent layer written against the documented API: prior, posterior, output and a tempered draw."""
+
+    def __init__(self, name: str, inputs: str, condition: str, features: int, latent_features: int) -> None:
+        super().__init__(name, inputs, condition, latent_features)
+        self.prior_net, self.posterior_net = MLP(features, 2 * latent_features), MLP(features, 2 * latent_features)
+
+    def prior(self, inputs, n):
+        loc, raw = self.prior_net(inputs[0]).chunk(2, -1)
+        return DiagonalNormal(loc, torch.nn.functional.softplus(raw) + 1e-3), loc
+
+    def posterior(self, condition, inputs, state):
+        loc, raw = self.posterior_net(condition).chunk(2, -1)
+        return DiagonalNormal(state + loc, torch.nn.functional.softplus(raw) + 1e-3)
+
+    def output(self, z, inputs, state):
+        return z - state
+
+    def tempered_sample(self, prior, temperature):
+        return prior.loc + temperature * prior.scale * torch.rand_like(prior.loc)  # uniform noise: a different family's draw
+
+
+def test_custom_generative_block_runs_in_every_pass():
+    blocks = ladder_blocks([6], hidden=(4, 3), latent=(3, 2))
+    blocks.insert(5, Shifted("zs", "z1", "h2", 3, 3))
+    blocks[-1] = OutputBlock("x_out", "zs", MLP(3, 6), Bernoulli())
+    model = HierarchicalVAE(blocks, [6])
+    x = torch.bernoulli(torch.full((5, 6), 0.5))
+    assert model.latent_names == ("z2", "z1", "zs") and model.log_weights(x, 3).shape == (3, 5)
+    torch.manual_seed(0)
+    tr = model.prior_pass(5, temperature=[1.0, 1.0, 0.5])
+    offset = tr.z["zs"] - tr.priors["zs"].loc
+    assert bool((offset >= 0).all()) and bool((offset <= 0.5 * tr.priors["zs"].scale).all())  # the block's own draw
+    torch.testing.assert_close(tr.computed["zs"], tr.z["zs"] - tr.priors["zs"].loc)  # its output, from the prior's state
+    assert model.sample_mixed(x, 2).shape == x.shape and model.encode(x)["zs"].batch_shape == (5,)
+
+
+def test_generative_block_needs_a_prior_and_a_posterior_where_it_has_a_condition():
+    class NoPrior(GenerativeBlock):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoPrior("z", "h", "c", 2)
+
+    class NoPosterior(GenerativeBlock):
+        def prior(self, inputs, n):
+            return DiagonalNormal(torch.zeros(n, 2), torch.ones(n, 2)), None
+
+    blocks = ladder_blocks([6], hidden=(4, 3), latent=(3, 2))
+    blocks[3] = NoPosterior("z2", (), "h2", 2)
+    model = HierarchicalVAE(blocks, [6])
+    assert model.sample(2).shape == (2, 6)  # the prior pass needs no posterior
+    with pytest.raises(NotImplementedError, match="NoPosterior 'z2' has the condition 'h2' but does not implement posterior"):
+        model.log_weights(torch.zeros(2, 6))

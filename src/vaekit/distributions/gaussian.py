@@ -13,7 +13,7 @@ from torch.distributions import Independent, Normal, register_kl
 from .._checks import check_float, check_int
 from .base import ConditionalDistribution
 
-__all__ = ["DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian"]
+__all__ = ["DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -71,7 +71,29 @@ def _kl_diagonal_normal(q: DiagonalNormal, p: DiagonalNormal) -> Tensor:
     return 0.5 * (var_ratio + t - 1 - var_ratio.log()).sum(-1)
 
 
-def _positive(raw: Tensor, kind: str, min_scale: float) -> Tensor:
+def positive_scale(raw: Tensor, kind: Literal["softplus", "exp"] = "softplus", min_scale: float = 0.0) -> Tensor:
+    r"""An unconstrained network output mapped to a positive scale.
+
+    :math:`\sigma = \mathrm{softplus}(\rho) + \sigma_{\min}` (default) or
+    :math:`\sigma = \exp(\rho) + \sigma_{\min}`: the scale map of every Gaussian head in vaekit (:class:`DiagonalGaussian`,
+    :class:`LearnedGaussian`, the latent layers of hierarchical models).
+
+    Parameters
+    ----------
+    raw : Tensor of any shape
+    kind : {"softplus", "exp"}
+    min_scale : float
+        Floor added to the scale.
+
+    Returns
+    -------
+    Tensor of the shape of ``raw``, every entry >= ``min_scale``.
+
+    Examples
+    --------
+    >>> positive_scale(torch.tensor([0.0, -50.0]), min_scale=1e-4)
+    tensor([6.9325e-01, 1.0000e-04])
+    """
     return (F.softplus(raw) if kind == "softplus" else raw.exp()) + min_scale
 
 
@@ -118,7 +140,7 @@ class DiagonalGaussian(ConditionalDistribution):
         if context is None:
             raise ValueError("DiagonalGaussian is a posterior: it needs the encoder features as context")
         loc, raw = self.linear(context).chunk(2, dim=-1)
-        return DiagonalNormal(loc, _positive(raw, self.scale_kind, self.min_scale))
+        return DiagonalNormal(loc, positive_scale(raw, self.scale_kind, self.min_scale))
 
 
 class StandardNormal(ConditionalDistribution):
@@ -159,4 +181,4 @@ class LearnedGaussian(ConditionalDistribution):
         self.raw_scale = nn.Parameter(torch.full((self.latent_features,), math.log(math.expm1(1.0 - self.min_scale))))
 
     def forward(self, context: Tensor | None = None) -> DiagonalNormal:
-        return DiagonalNormal(self.loc, _positive(self.raw_scale, "softplus", self.min_scale))
+        return DiagonalNormal(self.loc, positive_scale(self.raw_scale, "softplus", self.min_scale))

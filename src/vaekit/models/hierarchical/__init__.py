@@ -6,7 +6,7 @@ the block graph; :class:`Migration` loads weights trained elsewhere.
 """
 
 from .blocks import Block, DualInputBlock, InputBlock, OutputBlock, SimpleBlock, TopSimpleBlock
-from .generative import GenBlock, GenerativeBlock, ResidualGenBlock, SimpleGenBlock, TopGenBlock
+from .generative import GenBlock, GenerativeBlock, Layer, ResidualGenBlock, SimpleGenBlock, TopGenBlock
 from .graph import draw_graph, graph_layout
 from .migration import Migration, MigrationReport, concat, migrate, transpose
 from .model import HierarchicalVAE, Trace
@@ -14,6 +14,6 @@ from .presets import ladder_blocks, ladder_vae, small_vdvae, vdvae_blocks
 from .source import from_python, load_function
 
 __all__ = ["Block", "GenerativeBlock", "InputBlock", "SimpleBlock", "DualInputBlock", "TopSimpleBlock", "SimpleGenBlock",
-           "GenBlock", "TopGenBlock", "ResidualGenBlock", "OutputBlock", "HierarchicalVAE", "Trace", "ladder_vae",
+           "GenBlock", "TopGenBlock", "ResidualGenBlock", "OutputBlock", "HierarchicalVAE", "Trace", "Layer", "ladder_vae",
            "ladder_blocks", "small_vdvae", "vdvae_blocks", "from_python", "load_function",
            "draw_graph", "graph_layout", "Migration", "MigrationReport", "migrate", "transpose", "concat"]

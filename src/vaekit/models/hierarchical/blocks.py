@@ -5,10 +5,12 @@ This module holds the base class and the deterministic blocks; the latent layers
 
 Every block has a ``name`` (the key of its output), ``inputs`` (names of earlier outputs;
 ``"x"`` is the data) and usually a ``net`` (any :class:`torch.nn.Module`, built from a
-config). Deterministic blocks map their inputs to one tensor (:meth:`Block.forward`).
-Generative blocks (``generative = True``) own one named latent vector: they give its
-prior from their ``inputs`` and its posterior from a ``condition`` (an encoder output),
-and emit a tensor that later blocks read (the latent itself, or VDVAE's residual state).
+config). Deterministic blocks map their inputs to one tensor (:meth:`Block.forward`),
+the same in every pass of the model. Generative blocks (``generative = True``) own one
+named latent: they give its prior from their ``inputs`` and its posterior from a
+``condition`` (an encoder output), and emit a tensor that later blocks read (the latent
+itself, or VDVAE's residual state), with one method per pass of the model (posterior,
+given latents, prior).
 
 Networks see tensors of shape (N, features) (or whatever the previous block emits); the
 model flattens any leading sample dimensions into N. Gaussian heads read a network output
@@ -19,40 +21,17 @@ of shape (N, 2 * latent_features): location, then a raw scale mapped through
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..._checks import check_float, check_int
 from ..._recording import Configurable
-from ...distributions import DiagonalNormal, Likelihood
-from ...distributions.gaussian import _positive
+from ...distributions import Likelihood
+from ._common import block_module, block_names
 
 __all__ = ["Block", "InputBlock", "SimpleBlock", "DualInputBlock", "TopSimpleBlock", "OutputBlock"]
-
-
-def _names(arg: str, value: str | Sequence[str], block: str) -> tuple[str, ...]:
-    names = (value,) if isinstance(value, str) else tuple(value)
-    if not all(isinstance(v, str) and v for v in names):
-        raise TypeError(f"{arg} of block {block!r} must be a block name or a list of names, got {value!r}")
-    return names
-
-
-def _module(arg: str, value: Any, block: str, optional: bool = True) -> nn.Module:
-    if value is None and optional:
-        return nn.Identity()
-    if not isinstance(value, nn.Module):
-        raise TypeError(f"{arg} of block {block!r} must be a torch.nn.Module (e.g. vaekit.nn.MLP), got {type(value).__name__}")
-    return value
-
-
-def _gaussian(params: Tensor, latent_features: int, min_scale: float, what: str) -> DiagonalNormal:
-    if params.shape[-1] != 2 * latent_features:
-        raise ValueError(f"{what} returned {params.shape[-1]} features but a Gaussian over {latent_features} latents needs "
-                         f"2 * latent_features = {2 * latent_features} (location and raw scale)")
-    loc, raw = params.chunk(2, dim=-1)
-    return DiagonalNormal(loc, _positive(raw, "softplus", min_scale))
 
 
 class Block(Configurable, nn.Module):
@@ -89,8 +68,8 @@ class Block(Configurable, nn.Module):
         if not isinstance(name, str) or not name.isidentifier() or name == "x":
             raise ValueError(f"block name must be a Python identifier other than 'x' (the data), got {name!r}")
         self.name = name
-        self.inputs = _names("inputs", inputs, name)
-        self.net = _module("net", net, name)
+        self.inputs = block_names("inputs", inputs, name)
+        self.net = block_module("net", net, name)
 
     @property
     def references(self) -> tuple[str, ...]:
@@ -145,7 +124,7 @@ class SimpleBlock(Block):
     """
 
     def __init__(self, name: str, inputs: str, net: nn.Module) -> None:
-        super().__init__(name, inputs, _module("net", net, name, optional=False))
+        super().__init__(name, inputs, block_module("net", net, name, optional=False))
 
 
 class DualInputBlock(Block):
@@ -216,7 +195,7 @@ class OutputBlock(Block):
     """
 
     def __init__(self, name: str, inputs: str, net: nn.Module, likelihood: Likelihood) -> None:
-        super().__init__(name, inputs, _module("net", net, name, optional=False))
+        super().__init__(name, inputs, block_module("net", net, name, optional=False))
         if not isinstance(likelihood, Likelihood):
             raise TypeError(f"likelihood of block {name!r} must be a vaekit Likelihood (e.g. vaekit.distributions.Bernoulli), "
                             f"got {type(likelihood).__name__}")

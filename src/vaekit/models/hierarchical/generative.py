@@ -1,25 +1,71 @@
-"""Generative blocks: latent layers with a Gaussian prior from their inputs and a posterior from a condition."""
+"""Generative blocks: latent layers with a Gaussian prior from their inputs and a posterior from a condition.
+
+A latent layer takes part in every pass of :class:`~vaekit.models.hierarchical.HierarchicalVAE`
+through one method per mode, each a few lines over the three a subclass writes
+(:meth:`~GenerativeBlock.prior`, :meth:`~GenerativeBlock.posterior`, :meth:`~GenerativeBlock.output`):
+
+- ``posterior_step``: the latent is a draw (or the mean) of q(z | condition, inputs);
+  the model's ``posterior_pass`` (training, IWAE, ``encode``).
+- ``latent_step``: the latent is given; ``latent_pass`` (``decode``, ``log_prior``,
+  ``log_joint``).
+- ``prior_step``: the latent is a draw of the prior with its scale tempered;
+  ``prior_pass`` (``sample_prior``, ``sample``), and below the posterior layers in
+  ``mixed_pass``.
+
+Each returns a :class:`Layer`: the prior, the posterior (where one was computed), the
+latent and what later blocks read under the layer's name.
+"""
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from ..._checks import check_float, check_int
 from ...distributions import DiagonalNormal
-from .blocks import Block, _gaussian, _module
+from ._common import block_module, gaussian_head
+from .blocks import Block
 
-__all__ = ["GenerativeBlock", "SimpleGenBlock", "GenBlock", "TopGenBlock", "ResidualGenBlock"]
+__all__ = ["GenerativeBlock", "SimpleGenBlock", "GenBlock", "TopGenBlock", "ResidualGenBlock", "Layer"]
 
 
-class GenerativeBlock(Block):
+@dataclass
+class Layer:
+    """One latent layer's part of a pass through the blocks.
+
+    Attributes
+    ----------
+    prior : Distribution
+        p(z | inputs), batch shape (N,).
+    posterior : Distribution or None
+        q(z | condition, inputs) in the posterior pass (the prior itself for a layer
+        without condition); ``None`` in the other passes.
+    z : Tensor of shape (N, *latent_shape)
+        The layer's latent in this pass.
+    output : Tensor
+        What later blocks read under the layer's name.
+    """
+
+    prior: Distribution
+    posterior: Distribution | None
+    z: Tensor
+    output: Tensor
+
+
+class GenerativeBlock(Block, metaclass=ABCMeta):
     """Base class of latent layers: a Gaussian prior from ``inputs``, a posterior from ``condition``.
 
-    Subclasses implement :meth:`prior` and :meth:`posterior`, and may override
-    :meth:`output` (default: emit the latent ``z`` itself).
+    Subclasses implement :meth:`prior` and (with a condition) :meth:`posterior`, and may
+    override :meth:`output` (default: emit the latent ``z`` itself) and
+    :meth:`tempered_sample` (default: a Gaussian's location plus the tempered noise). The
+    per-mode steps (:meth:`posterior_step`, :meth:`latent_step`, :meth:`prior_step`)
+    combine them; the model calls only those.
 
     Parameters
     ----------
@@ -50,17 +96,52 @@ class GenerativeBlock(Block):
     def references(self) -> tuple[str, ...]:
         return self.inputs + ((self.condition,) if self.condition else ())
 
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of this layer's latent for one example: ``(latent_features,)``."""
+        return (self.latent_features,)
+
+    # ------------------------------------------------------------------ what a subclass writes
+    @abstractmethod
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
         """``p(z | inputs)`` with batch shape (n,), and any state :meth:`output` needs."""
-        raise NotImplementedError
 
     def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
-        """``q(z | condition, inputs)`` with batch shape (n,)."""
-        raise NotImplementedError
+        """``q(z | condition, inputs)`` with batch shape (n,); a layer with a ``condition`` implements it."""
+        raise NotImplementedError(f"{type(self).__name__} {self.name!r} has the condition {self.condition!r} "
+                                  "but does not implement posterior(condition, inputs, state)")
 
     def output(self, z: Tensor, inputs: list[Tensor], state: Any) -> Tensor:
         """What later blocks read under this block's name (default: ``z``)."""
         return z
+
+    def tempered_sample(self, prior: DiagonalNormal, temperature: float) -> Tensor:
+        """A draw of ``prior`` with its scale multiplied by ``temperature`` (0: its location)."""
+        if temperature > 0:
+            return prior.loc + temperature * prior.scale * torch.randn_like(prior.loc)
+        return prior.loc
+
+    # ------------------------------------------------------------------ one method per mode
+    def posterior_step(self, computed: dict[str, Tensor], n: int, *, mean: bool = False) -> Layer:
+        """Inference: ``z ~ q(z | condition, inputs)`` (its mean with ``mean=True``); q is the prior without a condition."""
+        inputs = [computed[i] for i in self.inputs]
+        prior, state = self.prior(inputs, n)
+        q = self.posterior(computed[self.condition], inputs, state) if self.condition else prior
+        z = q.mean if mean else q.rsample()
+        return Layer(prior, q, z, self.output(z, inputs, state))
+
+    def latent_step(self, computed: dict[str, Tensor], n: int, z: Tensor) -> Layer:
+        """Evaluation at a given latent ``z`` of shape (n, *latent_shape): the prior there and the output."""
+        inputs = [computed[i] for i in self.inputs]
+        prior, state = self.prior(inputs, n)
+        return Layer(prior, None, z, self.output(z, inputs, state))
+
+    def prior_step(self, computed: dict[str, Tensor], n: int, temperature: float = 1.0) -> Layer:
+        """Generation: ``z`` from the prior with its scale tempered (see :meth:`tempered_sample`)."""
+        inputs = [computed[i] for i in self.inputs]
+        prior, state = self.prior(inputs, n)
+        z = self.tempered_sample(prior, temperature)
+        return Layer(prior, None, z, self.output(z, inputs, state))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, condition={self.condition!r}, latent_features={self.latent_features}"
@@ -76,10 +157,10 @@ class SimpleGenBlock(GenerativeBlock):
     """
 
     def __init__(self, name: str, inputs: str, net: nn.Module, latent_features: int, min_scale: float = 1e-4) -> None:
-        super().__init__(name, inputs, None, latent_features, min_scale, _module("net", net, name, optional=False))
+        super().__init__(name, inputs, None, latent_features, min_scale, block_module("net", net, name, optional=False))
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
-        return _gaussian(self.net(inputs[0]), self.latent_features, self.min_scale, f"net of {self.name!r}"), None
+        return gaussian_head(self.net(inputs[0]), self.latent_features, self.min_scale, f"net of {self.name!r}"), None
 
 
 class GenBlock(GenerativeBlock):
@@ -117,20 +198,20 @@ class GenBlock(GenerativeBlock):
                  latent_features: int, concat_posterior: bool = False, input_transform: nn.Module | None = None,
                  condition_transform: nn.Module | None = None, min_scale: float = 1e-4) -> None:
         super().__init__(name, inputs, condition, latent_features, min_scale)
-        self.prior_net = _module("prior_net", prior_net, name, optional=False)
-        self.posterior_net = _module("posterior_net", posterior_net, name, optional=False)
-        self.input_transform = _module("input_transform", input_transform, name)
-        self.condition_transform = _module("condition_transform", condition_transform, name)
+        self.prior_net = block_module("prior_net", prior_net, name, optional=False)
+        self.posterior_net = block_module("posterior_net", posterior_net, name, optional=False)
+        self.input_transform = block_module("input_transform", input_transform, name)
+        self.condition_transform = block_module("condition_transform", condition_transform, name)
         self.concat_posterior = bool(concat_posterior)
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
-        return _gaussian(self.prior_net(inputs[0]), self.latent_features, self.min_scale, f"prior_net of {self.name!r}"), None
+        return gaussian_head(self.prior_net(inputs[0]), self.latent_features, self.min_scale, f"prior_net of {self.name!r}"), None
 
     def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
         c = self.condition_transform(condition)
         if self.concat_posterior:
             c = torch.cat([c, self.input_transform(inputs[0])], 1)
-        return _gaussian(self.posterior_net(c), self.latent_features, self.min_scale, f"posterior_net of {self.name!r}")
+        return gaussian_head(self.posterior_net(c), self.latent_features, self.min_scale, f"posterior_net of {self.name!r}")
 
 
 class TopGenBlock(GenerativeBlock):
@@ -157,7 +238,7 @@ class TopGenBlock(GenerativeBlock):
 
     def __init__(self, name: str, condition: str, net: nn.Module, latent_features: int, prior_trainable: bool = False,
                  min_scale: float = 1e-4) -> None:
-        super().__init__(name, (), condition, latent_features, min_scale, _module("net", net, name, optional=False))
+        super().__init__(name, (), condition, latent_features, min_scale, block_module("net", net, name, optional=False))
         loc, raw = torch.zeros(self.latent_features), torch.zeros(self.latent_features)
         if prior_trainable:
             self.prior_loc, self.prior_raw_scale = nn.Parameter(loc), nn.Parameter(raw)
@@ -170,7 +251,7 @@ class TopGenBlock(GenerativeBlock):
         return DiagonalNormal(self.prior_loc.expand(n, -1), scale.expand(n, -1)), None
 
     def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
-        return _gaussian(self.net(condition), self.latent_features, self.min_scale, f"net of {self.name!r}")
+        return gaussian_head(self.net(condition), self.latent_features, self.min_scale, f"net of {self.name!r}")
 
 
 class ResidualGenBlock(GenerativeBlock):
@@ -214,20 +295,20 @@ class ResidualGenBlock(GenerativeBlock):
                  z_projection: nn.Module, latent_features: int, residual_net: nn.Module | None = None,
                  min_scale: float = 1e-4) -> None:
         super().__init__(name, inputs, condition, latent_features, min_scale)
-        self.prior_net = _module("prior_net", prior_net, name, optional=False)
-        self.posterior_net = _module("posterior_net", posterior_net, name, optional=False)
-        self.z_projection = _module("z_projection", z_projection, name, optional=False)
-        self.residual_net = _module("residual_net", residual_net, name)
+        self.prior_net = block_module("prior_net", prior_net, name, optional=False)
+        self.posterior_net = block_module("posterior_net", posterior_net, name, optional=False)
+        self.z_projection = block_module("z_projection", z_projection, name, optional=False)
+        self.residual_net = block_module("residual_net", residual_net, name)
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
         h, out, d = inputs[0], self.prior_net(inputs[0]), 2 * self.latent_features
         if out.shape[1] != d + h.shape[1]:
             raise ValueError(f"prior_net of {self.name!r} returned {out.shape[1]} features but needs 2 * latent_features + "
                              f"width = {d} + {h.shape[1]} = {d + h.shape[1]} (prior location, raw scale, residual)")
-        return _gaussian(out[:, :d], self.latent_features, self.min_scale, f"prior_net of {self.name!r}"), out[:, d:]
+        return gaussian_head(out[:, :d], self.latent_features, self.min_scale, f"prior_net of {self.name!r}"), out[:, d:]
 
     def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
-        return _gaussian(self.posterior_net(torch.cat([inputs[0], condition], 1)), self.latent_features, self.min_scale,
+        return gaussian_head(self.posterior_net(torch.cat([inputs[0], condition], 1)), self.latent_features, self.min_scale,
                          f"posterior_net of {self.name!r}")
 
     def output(self, z: Tensor, inputs: list[Tensor], state: Any) -> Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,8 +14,9 @@ from torch.distributions import Distribution
 from ..._checks import check_float, check_int
 from ...distributions import DiagonalNormal, kl_divergence
 from ..base import ElboTerms, LatentVariableModel
+from ._validation import validate_graph
 from .blocks import Block, OutputBlock
-from .generative import GenerativeBlock
+from .generative import GenerativeBlock, Layer
 
 __all__ = ["HierarchicalVAE", "Trace", "Temperature"]
 
@@ -24,16 +25,17 @@ Temperature = float | Sequence[float] | Callable[[int], float]
 
 @dataclass
 class Trace:
-    """One pass through the blocks.
+    """What one pass through the blocks computed (see the ``*_pass`` methods of :class:`HierarchicalVAE`).
 
     Attributes
     ----------
     computed : dict of str to Tensor
-        Output of every block that ran (and ``"x"``), leading dimension N.
-    z : dict of str to Tensor of shape (N, latent_features)
-        The latent of every generative block.
+        Output of every block that ran (and ``"x"`` where the encoder ran), leading dimension N.
+    z : dict of str to Tensor of shape (N, *latent_shape)
+        The latent of every generative block, top first.
     priors, posteriors : dict of str to DiagonalNormal
-        Per generative block; a posterior is missing where none was computed.
+        Per generative block; a posterior only where one was computed (the posterior layers
+        of ``posterior_pass`` and ``mixed_pass``).
     params : Tensor
         The likelihood's parameters from the output block, shape (N, params_per_dim * C, ...).
     """
@@ -44,6 +46,16 @@ class Trace:
     posteriors: dict[str, DiagonalNormal] = field(default_factory=dict)
     params: Tensor | None = None
 
+    def add(self, name: str, layer: Layer) -> None:
+        """Record latent layer ``name``; later blocks read its output from :attr:`computed`."""
+        self.z[name], self.priors[name], self.computed[name] = layer.z, layer.prior, layer.output
+        if layer.posterior is not None:
+            self.posteriors[name] = layer.posterior
+
+    def log_prior(self) -> Tensor:
+        """log p(z) of the latents of this pass: the sum over layers of each prior at its latent, shape (N,)."""
+        return sum(self.priors[k].log_prob(z) for k, z in self.z.items())  # type: ignore[return-value]
+
 
 class HierarchicalVAE(LatentVariableModel):
     """A hierarchical (ladder / VDVAE-style top-down) VAE composed of blocks.
@@ -53,7 +65,23 @@ class HierarchicalVAE(LatentVariableModel):
     from ``"x"``); the rest form the generator (top-down), which may
     read encoder outputs only as a generative block's ``condition``, so that it also runs
     without data (sampling). Latents are ``{block_name: tensor}`` in generative order
-    (top first), one per generative block, each of shape (..., latent_features).
+    (top first), one per generative block, each of shape (..., *latent_shape).
+
+    The blocks run in one of four passes, one method per mode (as VDVAE's decoder has
+    ``forward``, ``forward_uncond`` and ``forward_manual_latents``), each returning a
+    :class:`Trace`; every protocol method is a few lines over one of them:
+
+    - :meth:`posterior_pass` (x): inference, z ~ q top-down: ``elbo_terms``,
+      ``log_weights``, ``encode``, ``forward``;
+    - :meth:`latent_pass` (z): evaluation at given latents: ``decode``, ``log_prior``,
+      ``log_joint``;
+    - :meth:`prior_pass` (n, temperature): generation: ``sample_prior``, ``sample``;
+    - :meth:`mixed_pass` (x, n_posterior_layers, temperature): the top layers from the
+      posterior, the rest from the prior: ``sample_mixed``.
+
+    Each pass runs the encoder (where it has ``x``), then the generator blocks in order;
+    a latent layer runs through the matching step of its block
+    (:meth:`GenerativeBlock.posterior_step`, ``latent_step``, ``prior_step``).
 
     Parameters
     ----------
@@ -82,6 +110,9 @@ class HierarchicalVAE(LatentVariableModel):
     torch.Size([5, 3])
     >>> sorted(model.elbo_terms(x).kl)
     ['z1', 'z2']
+    >>> trace = model.mixed_pass(x, n_posterior_layers=1, temperature=0)   # z2 from q(z2 | x), z1 the prior mean
+    >>> list(trace.posteriors), torch.equal(trace.z["z1"], trace.priors["z1"].mean)
+    (['z2'], True)
     """
 
     def __init__(self, blocks: list[Block], data_shape: Sequence[int], kl: Literal["auto", "analytic", "mc"] = "auto") -> None:
@@ -92,7 +123,7 @@ class HierarchicalVAE(LatentVariableModel):
         if kl not in ("auto", "analytic", "mc"):
             raise ValueError(f"kl must be 'auto', 'analytic' or 'mc', got {kl!r}")
         blocks = list(blocks)
-        split = _validate_graph(blocks)
+        split = validate_graph(blocks)
         self.blocks = nn.ModuleDict({b.name: b for b in blocks})
         self.split = split
         self.data_shape, self.kl_method = data_shape, kl
@@ -115,7 +146,111 @@ class HierarchicalVAE(LatentVariableModel):
     def output_block(self) -> OutputBlock:
         return list(self.blocks.values())[-1]  # type: ignore[return-value]
 
-    # ------------------------------------------------------------------ the pass
+    # ------------------------------------------------------------------ the passes, one per mode
+    def posterior_pass(self, x: Tensor, *, mean: bool = False) -> Trace:
+        """Inference: the encoder bottom-up, then every layer top-down draws ``z ~ q(z | x, layers above)``.
+
+        Parameters
+        ----------
+        x : Tensor of shape (N, *data_shape)
+        mean : bool
+            Take each posterior's mean instead of a draw (what :meth:`encode` conditions on).
+
+        Returns
+        -------
+        Trace
+            With every layer's prior, posterior and latent.
+        """
+        computed, n = self._bottom_up(x), x.shape[0]
+        return self._top_down(computed, n, lambda block, layer: block.posterior_step(computed, n, mean=mean))
+
+    def latent_pass(self, z: dict[str, Tensor]) -> Trace:
+        """Evaluation at given latents: every layer's prior at the latents above it, and the output.
+
+        Parameters
+        ----------
+        z : dict of str to Tensor of shape (N, *latent_shape)
+            One entry per latent layer.
+
+        Returns
+        -------
+        Trace
+            With every layer's prior (no posteriors); ``trace.z`` is ``z``.
+        """
+        lead = self._check_latents(z)
+        if len(lead) != 1:
+            raise ValueError(f"latent_pass takes latents of shape (N, *latent_shape), got leading dims {lead}; "
+                             "decode, log_prior and log_joint take any")
+        computed: dict[str, Tensor] = {}
+        n = lead[0]
+        return self._top_down(computed, n, lambda block, layer: block.latent_step(computed, n, z[block.name]))
+
+    def prior_pass(self, n: int, temperature: Temperature = 1.0) -> Trace:
+        """Generation: every layer top-down draws from its prior with its scale tempered.
+
+        Parameters
+        ----------
+        n : int
+            Number of examples.
+        temperature : float, list of float (one per layer, top first) or callable(layer index) -> float
+            Prior scale multiplier; 0 takes every prior's mean.
+
+        Returns
+        -------
+        Trace
+            With every layer's prior and latent (no posteriors).
+        """
+        n, temps = check_int("n", n), self._temperatures(temperature)
+        computed: dict[str, Tensor] = {}
+        return self._top_down(computed, n, lambda block, layer: block.prior_step(computed, n, temps[layer]))
+
+    def mixed_pass(self, x: Tensor, n_posterior_layers: int, temperature: Temperature = 1.0) -> Trace:
+        """Mixed sampling: the top ``n_posterior_layers`` layers draw from the posterior given ``x``, the rest from the prior.
+
+        Parameters
+        ----------
+        x : Tensor of shape (N, *data_shape)
+        n_posterior_layers : int
+            0 ... number of latent layers.
+        temperature : as in :meth:`prior_pass` (used by the prior layers)
+
+        Returns
+        -------
+        Trace
+            With posteriors for the top ``n_posterior_layers`` layers only.
+        """
+        n_post = check_int("n_posterior_layers", n_posterior_layers, 0)
+        if n_post > len(self.latent_names):
+            raise ValueError(f"n_posterior_layers must be <= the number of latent layers ({len(self.latent_names)}), got {n_post}")
+        temps = self._temperatures(temperature)
+        computed, n = self._bottom_up(x), x.shape[0]
+
+        def step(block: GenerativeBlock, layer: int) -> Layer:
+            if layer < n_post:
+                return block.posterior_step(computed, n)
+            return block.prior_step(computed, n, temps[layer])
+
+        return self._top_down(computed, n, step)
+
+    # ------------------------------------------------------------------ what the passes share
+    def _bottom_up(self, x: Tensor) -> dict[str, Tensor]:
+        """The encoder's outputs (and ``"x"``)."""
+        computed = {"x": x}
+        for block in self.encoder_blocks:
+            computed[block.name] = block.compute(computed, x.shape[0])
+        return computed
+
+    def _top_down(self, computed: dict[str, Tensor], n: int, step: Callable[[GenerativeBlock, int], Layer]) -> Trace:
+        """Run the generator into ``computed``: deterministic blocks as they are, latent layer ``i`` (top first) by ``step(block, i)``."""
+        trace = Trace(computed)
+        for block in self.generator_blocks:
+            if block.generative:
+                trace.add(block.name, step(block, len(trace.z)))  # type: ignore[arg-type]
+            else:
+                computed[block.name] = block.compute(computed, n)
+        trace.params = computed[self.output_block.name]
+        return trace
+
     def _temperatures(self, temperature: Temperature) -> list[float]:
         n = len(self.latent_names)
         if callable(temperature):
@@ -128,67 +263,6 @@ class HierarchicalVAE(LatentVariableModel):
                 raise ValueError(f"temperature lists one value per latent layer ({n}: {list(self.latent_names)}), got {len(temps)}")
         return [check_float("temperature", t, 0) for t in temps]
 
-    def trace(self, x: Tensor | None = None, z: dict[str, Tensor] | None = None, *, n: int | None = None,
-              n_posterior: int | None = None, temperature: Temperature = 1.0, posterior_mean: bool = False) -> Trace:
-        """Run the blocks once.
-
-        Parameters
-        ----------
-        x : Tensor of shape (N, *data_shape), optional
-            Data: the encoder runs and layers take posterior draws.
-        z : dict of str to Tensor of shape (N, latent_features), optional
-            Fixed latents (every layer): priors are evaluated at them.
-        n : int, optional
-            Number of examples when neither ``x`` nor ``z`` is given (prior sampling).
-        n_posterior : int, optional
-            With ``x``: only the first (top) ``n_posterior`` layers use the posterior, the
-            rest sample the prior (mixed sampling). Default: all layers.
-        temperature : float, list of float or callable(layer index) -> float
-            Prior scale multiplier per layer (0: the prior mean).
-        posterior_mean : bool
-            Use posterior means instead of draws.
-
-        Returns
-        -------
-        Trace
-        """
-        temps = self._temperatures(temperature)
-        computed: dict[str, Tensor] = {}
-        if x is not None:
-            computed["x"] = x
-            n = x.shape[0]
-            for b in self.encoder_blocks:
-                computed[b.name] = b.compute(computed, n)
-        elif z is not None:
-            n = next(iter(z.values())).shape[0]
-        if n is None:
-            raise ValueError("trace needs x, z or n")
-        tr = Trace(computed)
-        layer = 0
-        for b in self.generator_blocks:
-            if not b.generative:
-                computed[b.name] = b.compute(computed, n)
-                continue
-            assert isinstance(b, GenerativeBlock)
-            inputs = [computed[i] for i in b.inputs]
-            prior, state = b.prior(inputs, n)
-            tr.priors[b.name] = prior
-            use_q = x is not None and (n_posterior is None or layer < n_posterior)
-            if use_q:
-                tr.posteriors[b.name] = q = b.posterior(computed[b.condition], inputs, state) if b.condition else prior
-            if z is not None:
-                zl = z[b.name]
-            elif use_q:
-                zl = q.mean if posterior_mean else q.rsample()
-            else:
-                t = temps[layer]
-                zl = prior.loc + t * prior.scale * torch.randn_like(prior.loc) if t > 0 else prior.loc
-            tr.z[b.name] = zl
-            computed[b.name] = b.output(zl, inputs, state)
-            layer += 1
-        tr.params = computed[self.output_block.name]
-        return tr
-
     def _likelihood(self, params: Tensor, lead: tuple[int, ...]) -> Distribution:
         lik = self.output_block.likelihood
         want = lik.params_per_dim * math.prod(self.data_shape)
@@ -197,16 +271,31 @@ class HierarchicalVAE(LatentVariableModel):
                              f"{type(lik).__name__} needs params_per_dim * prod(data_shape) = {want}")
         return lik(params.reshape(*lead, lik.params_per_dim * self.data_shape[0], *self.data_shape[1:]), len(self.data_shape))
 
-    def _flat(self, z: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[int, ...]]:
+    def _check_latents(self, z: dict[str, Tensor]) -> tuple[int, ...]:
+        """The leading dims shared by every latent, or an error naming the missing or misshapen one."""
+        if not isinstance(z, Mapping):
+            raise TypeError(f"z must be a dict {{latent name: tensor}} with keys {list(self.latent_names)}, got {type(z).__name__}")
         missing = [k for k in self.latent_names if k not in z]
         if missing:
             raise ValueError(f"z lacks the latent(s) {missing}; this model's latents are {list(self.latent_names)}")
-        lead = tuple(z[self.latent_names[0]].shape[:-1])
-        return {k: z[k].reshape(-1, z[k].shape[-1]) for k in self.latent_names}, lead
+        leads = {}
+        for k in self.latent_names:
+            shape = self.blocks[k].latent_shape
+            leads[k] = tuple(z[k].shape[: max(z[k].dim() - len(shape), 0)])
+            if tuple(z[k].shape[len(leads[k]):]) != shape:
+                raise ValueError(f"z[{k!r}] has shape {tuple(z[k].shape)}; latent {k!r} needs shape (..., {', '.join(map(str, shape))})")
+        if len(set(leads.values())) > 1:
+            raise ValueError(f"the latents must share their leading (sample, batch) dims, got {leads}")
+        return leads[self.latent_names[0]]
+
+    def _flat(self, z: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[int, ...]]:
+        """Latents with any leading (sample, batch) dims flattened into N, and those dims."""
+        lead = self._check_latents(z)
+        return {k: z[k].reshape(-1, *self.blocks[k].latent_shape) for k in self.latent_names}, lead
 
     def forward(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, tuple[DiagonalNormal, DiagonalNormal]]]:
         """Computed outputs of every block and ``{block_name: (prior, posterior)}`` per latent layer."""
-        tr = self.trace(x)
+        tr = self.posterior_pass(x)
         return tr.computed, {k: (tr.priors[k], tr.posteriors[k]) for k in self.latent_names}
 
     # ------------------------------------------------------------------ protocol
@@ -216,7 +305,7 @@ class HierarchicalVAE(LatentVariableModel):
         return x
 
     def elbo_terms(self, x: Tensor) -> ElboTerms:
-        tr = self.trace(x)
+        tr = self.posterior_pass(x)
         kl, log_q, log_p = {}, {}, {}
         for k in self.latent_names:
             q, p, z = tr.posteriors[k], tr.priors[k], tr.z[k]
@@ -228,7 +317,7 @@ class HierarchicalVAE(LatentVariableModel):
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
         k, b = check_int("k", k), x.shape[0]
         xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-        tr = self.trace(xk)
+        tr = self.posterior_pass(xk)
         lw = self._likelihood(tr.params, (k * b,)).log_prob(xk)
         for name in self.latent_names:
             z = tr.z[name]
@@ -241,27 +330,25 @@ class HierarchicalVAE(LatentVariableModel):
         A lower layer's posterior depends on the layers above: it is the one given their
         posterior means (default) or given one posterior draw (``sample=True``).
         """
-        return dict(self.trace(x, posterior_mean=not sample).posteriors)
+        return dict(self.posterior_pass(x, mean=not sample).posteriors)
 
     def decode(self, z: dict[str, Tensor]) -> Distribution:
         """``p(x | z)`` with batch shape = the leading dims of the latents."""
         flat, lead = self._flat(z)
-        return self._likelihood(self.trace(z=flat).params, lead)
+        return self._likelihood(self.latent_pass(flat).params, lead)
 
     def log_prior(self, z: dict[str, Tensor]) -> Tensor:
         flat, lead = self._flat(z)
-        tr = self.trace(z=flat)
-        return sum(tr.priors[k].log_prob(flat[k]) for k in self.latent_names).reshape(lead)
+        return self.latent_pass(flat).log_prior().reshape(lead)
 
     def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
         flat, lead = self._flat(z)
-        tr = self.trace(z=flat)
-        lp = sum(tr.priors[k].log_prob(flat[k]) for k in self.latent_names).reshape(lead)
-        return self._likelihood(tr.params, lead).log_prob(x) + lp
+        tr = self.latent_pass(flat)
+        return self._likelihood(tr.params, lead).log_prob(x) + tr.log_prior().reshape(lead)
 
     def sample_prior(self, n: int, temperature: Temperature = 1.0) -> dict[str, Tensor]:
-        """``n`` joint draws of every layer from the (tempered) prior, each of shape (n, latent_features)."""
-        return self.trace(n=check_int("n", n), temperature=temperature).z
+        """``n`` joint draws of every layer from the (tempered) prior, each of shape (n, *latent_shape)."""
+        return self.prior_pass(n, temperature).z
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True, temperature: Temperature = 1.0) -> Tensor:
@@ -275,7 +362,7 @@ class HierarchicalVAE(LatentVariableModel):
         temperature : float, list of float (one per layer, top first) or callable(layer) -> float
             Prior scale multiplier; 0 takes every prior's mean.
         """
-        px = self._likelihood(self.trace(n=check_int("n", n), temperature=temperature).params, (n,))
+        px = self._likelihood(self.prior_pass(n, temperature).params, (n,))
         return px.mean if mean else px.sample()
 
     @torch.no_grad()
@@ -295,54 +382,5 @@ class HierarchicalVAE(LatentVariableModel):
         -------
         Tensor of shape (batch, *data_shape)
         """
-        n_post = check_int("n_posterior_layers", n_posterior_layers, 0)
-        if n_post > len(self.latent_names):
-            raise ValueError(f"n_posterior_layers must be <= the number of latent layers ({len(self.latent_names)}), got {n_post}")
-        px = self._likelihood(self.trace(x, n_posterior=n_post, temperature=temperature).params, (x.shape[0],))
+        px = self._likelihood(self.mixed_pass(x, n_posterior_layers, temperature).params, (x.shape[0],))
         return px.mean if mean else px.sample()
-
-
-def _validate_graph(blocks: list[Block]) -> int:
-    """Check the block list; return the index where the generator starts."""
-    if not blocks:
-        raise ValueError("blocks must be a non-empty list: an input block, generative blocks and an output block")
-    for i, b in enumerate(blocks):
-        if not isinstance(b, Block):
-            raise TypeError(f"blocks[{i}] must be a vaekit.models.hierarchical.Block, got {type(b).__name__}")
-    seen: dict[str, int] = {}
-    for i, b in enumerate(blocks):
-        if b.name in seen:
-            raise ValueError(f"block name {b.name!r} is used twice (blocks[{seen[b.name]}] and blocks[{i}]); names must be unique")
-        seen[b.name] = i
-    first = blocks[0]
-    if first.references != ("x",):
-        raise ValueError(f"the first block {first.name!r} must read the data 'x' (e.g. an InputBlock), but it reads "
-                         f"{list(first.references)}")
-    if not isinstance(blocks[-1], OutputBlock):
-        raise ValueError(f"the last block must be an OutputBlock (the distribution over x), got {blocks[-1].name!r} "
-                         f"({type(blocks[-1]).__name__})")
-    gens = [i for i, b in enumerate(blocks) if b.generative]
-    if not gens:
-        raise ValueError("blocks need at least one generative block (GenBlock, TopGenBlock, ResidualGenBlock, SimpleGenBlock)")
-    # the generator starts at the first generative block or top block (a block with no inputs, e.g. TopSimpleBlock)
-    split = min(gens[0], next((i for i, b in enumerate(blocks) if not b.references), gens[0]))
-    for i, b in enumerate(blocks):
-        if isinstance(b, OutputBlock) and i != len(blocks) - 1:
-            raise ValueError(f"OutputBlock {b.name!r} is at index {i}; only the last block may be an OutputBlock")
-        for ref in b.references:
-            if ref == "x":
-                if i >= split:
-                    raise ValueError(f"block {b.name!r} in the generator reads the data 'x'; only encoder blocks "
-                                     f"(before the first generative block {blocks[split].name!r}) may")
-                continue
-            if ref not in seen:
-                raise ValueError(f"block {b.name!r} reads {ref!r}, but no block is named {ref!r}; "
-                                 f"names: {['x', *seen]}")
-            if seen[ref] >= i:
-                raise ValueError(f"block {b.name!r} (index {i}) reads {ref!r}, which comes later (index {seen[ref]}); "
-                                 "a block may read only earlier blocks")
-            is_condition = b.generative and ref == getattr(b, "condition", None)
-            if i >= split and seen[ref] < split and not is_condition:
-                raise ValueError(f"generator block {b.name!r} reads the encoder output {ref!r} as an input; the generator "
-                                 "may read encoder outputs only as a generative block's condition (so it can sample without x)")
-    return split
