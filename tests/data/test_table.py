@@ -301,7 +301,7 @@ def test_python_fitted_in_memory_run_evaluates_from_the_cli(tmp_path, monkeypatc
     rng = np.random.default_rng(0)
     groups = np.repeat(np.array(["a", "b", "c", "d"]), 10)
     data = GroupedArrays(rng.normal(size=(40, 2)), groups, rng.normal(size=40), task="regression", test_fraction=0.2)
-    model = GroupPredictor(MLPPredictor(2, 1, hidden=[4]), likelihood="gaussian_learned", latent_features=1)
+    model = GroupPredictor.from_data(data, MLPPredictor(2, 1, hidden=[4]), likelihood="gaussian_learned", latent_features=1)
     run = Trainer(max_epochs=1, batch_size=16, progress_bar=False).fit(model, data).run_dir.path
     section = yaml.safe_load((run / "config.yaml").read_text())["data"]
     assert section["class_path"] == "vaekit.data.GroupedArrayFile"

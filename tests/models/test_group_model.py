@@ -208,7 +208,7 @@ def test_missing_key_unknown_raw_id_and_unseen_groups():
         model.predict_proba(b["x"], b["groups"])
 
 
-def test_constructor_and_bind_errors():
+def test_constructor_and_data_errors():
     with pytest.raises(ValueError, match="injection must be one of"):
         GroupPredictor(MLPPredictor(2, 1), injection="late")
     with pytest.raises(ValueError, match="injection lists 1 modes but the data has 2"):
@@ -221,12 +221,19 @@ def test_constructor_and_bind_errors():
     data = SimpleNamespace(group_names=[["a", "b", "c"], ["p", "q"]], train_group_counts=[[2, 1, 0], [3, 0]],
                            train={"y": torch.zeros(5)}, level_names=["role", "play"], data_shape=(2,), task="regression")
     with pytest.raises(ValueError, match="sized for other grouped data: n_train"):
-        model.bind_data(data)
+        model.check_data_module(data)  # what Trainer.fit calls first
+    with pytest.raises(ValueError, match=r"n_train=3 does not fit the data, which gives n_train=5"):
+        GroupPredictor.from_data(data, MLPPredictor(2, 1), likelihood="gaussian", injection=["factor", "bias"], n_train=3)
+    sized = GroupPredictor.from_data(data, MLPPredictor(2, 1), likelihood="gaussian", injection=["factor", "bias"])
+    assert (sized.group_names, sized.n_train, sized.level_names, sized.data_shape) == (data.group_names, 5, ["role", "play"], (2,))
+    assert [c.tolist() for c in sized.counts] == data.train_group_counts
     data.task = "classification"
     with pytest.raises(ValueError, match="does not fit the data's task"):
-        GroupPredictor(MLPPredictor(2, 1), likelihood="gaussian").bind_data(data)
-    with pytest.raises(RuntimeError, match="not built yet"):
-        GroupPredictor(MLPPredictor(2, 1)).elbo_terms(_batch())
+        GroupPredictor.from_data(data, MLPPredictor(2, 1), likelihood="gaussian", injection=["factor", "bias"])
+    with pytest.raises(TypeError, match="needs grouped data"):
+        GroupPredictor.from_data(SimpleNamespace(train={"y": torch.zeros(5)}), MLPPredictor(2, 1))
+    with pytest.raises(ValueError, match=r"group_names is required .* GroupPredictor.from_data\(data"):
+        GroupPredictor(MLPPredictor(2, 1))
 
 
 # ---------------------------------------------------------------------------------------- checkpoint
@@ -250,7 +257,7 @@ def test_fit_load_round_trip_keeps_tables_mappings_and_writes_group_csv(tmp_path
     batch, _, _ = grouped_regression(n_groups=8, seed=6, max_size=12)
     data = _Data(batch, {k: v[::3] for k, v in batch.items()})
     torch.manual_seed(0)
-    model = GroupPredictor(MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian_learned", latent_features=2)
+    model = GroupPredictor.from_data(data, MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian_learned", latent_features=2)
     res = Trainer(max_epochs=2, batch_size=16, lr=0.01, progress_bar=False).fit(model, data, ELBO(), run_dir=tmp_path / "run")
     loaded = vaekit.load(res.run_dir, checkpoint="last")
     assert loaded.group_names == data.group_names and loaded.level_names == ["school"] and loaded.n_train == batch["y"].shape[0]
