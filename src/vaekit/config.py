@@ -35,7 +35,8 @@ from .models import LatentVariableModel
 from .objectives import ELBO, Objective
 from .training import Trainer
 
-__all__ = ["fit_config", "fit_namespace", "build_fit_parser", "build_model_parser", "check_config_keys", "instantiate", "ConfigError", "TOP_LEVEL_KEYS"]
+__all__ = ["fit_config", "fit_namespace", "build_fit_parser", "build_model_parser", "check_config_keys", "instantiate",
+           "size_model_from_data", "ConfigError", "TOP_LEVEL_KEYS"]
 
 TOP_LEVEL_KEYS = ("model", "data", "objective", "trainer", "config")
 
@@ -160,7 +161,8 @@ def size_model_from_data(cfg: Namespace) -> Any:
         return None
     module, _, name = path.rpartition(".")
     cls = getattr(importlib.import_module(module), name, None)
-    if not (inspect.isclass(cls) and issubclass(cls, LatentVariableModel)) or cls.data_args is LatentVariableModel.data_args:
+    if not (inspect.isclass(cls) and issubclass(cls, LatentVariableModel)) \
+            or cls.data_args.__func__ is LatentVariableModel.data_args.__func__:  # takes nothing from the data
         return None
     data_parser = ArgumentParser(exit_on_error=False, default_env=False)
     data_parser.add_subclass_arguments(DataModule, "data", required=True)

@@ -271,3 +271,51 @@ def test_fit_load_round_trip_keeps_tables_mappings_and_writes_group_csv(tmp_path
     assert {"epoch", "step", "level", "group", "metric", "value"} <= set(rows[0])
     assert len({r["epoch"] for r in rows}) == 2 and len(rows) == 2 * 8 * 3  # 2 validations x 8 schools x 3 metrics
     assert {r["metric"] for r in rows} == {"n", "rmse", "mae"}
+
+
+def test_a_run_directory_written_by_earlier_versions_loads_and_evaluates(tmp_path, monkeypatch, capsys):
+    """Runs of vaekit <= 4a54f73 (the model sized after construction by bind_data, its recorded
+    arguments rewritten) have this config.yaml model section and these state-dict keys: they load and evaluate."""
+    import numpy as np
+    import yaml
+
+    import vaekit
+    from vaekit.cli import main
+    from vaekit.data.grouped import GroupedArrays
+    from vaekit.training import Trainer, load_weights
+
+    rng = np.random.default_rng(0)
+    data = GroupedArrays(rng.normal(size=(40, 2)), np.repeat(np.array(["a", "b", "c", "d"]), 10), rng.normal(size=40),
+                         task="regression", test_fraction=0.25, val_fraction=0.0)
+    torch.manual_seed(0)
+    model = GroupPredictor.from_data(data, MLPPredictor(2, 1, hidden=[4]), likelihood="gaussian_learned", latent_features=2,
+                                     prior="learned", new_group_encoder=True)
+    run = Trainer(max_epochs=1, batch_size=16, progress_bar=False).fit(model, data, run_dir=tmp_path / "run").run_dir
+    old_model_section = {  # exactly what the earlier trainer wrote (the arguments bind_data derived merged in)
+        "class_path": "vaekit.models.group.GroupPredictor",
+        "init_args": {"data_shape": [2], "group_counts": [[7, 7, 7, 7]], "group_names": [["a", "b", "c", "d"]],
+                      "init_scale": 0.1, "injection": "factor", "kl_scale": "dataset", "latent_features": 2,
+                      "level_names": ["level0"], "likelihood": "gaussian_learned", "n_train": 28, "new_group_encoder": True,
+                      "predictor": {"class_path": "vaekit.nn.predictors.MLPPredictor",
+                                    "init_args": {"activation": "relu", "hidden": [4], "in_features": 2, "out_features": 1}},
+                      "prior": "learned"}}
+    config = yaml.safe_load(run.config_file.read_text())
+    assert config["model"] == old_model_section  # from_data records the same arguments
+    config["model"] = old_model_section
+    run.config_file.write_text(yaml.safe_dump(config))
+    assert sorted(load_weights(run.last_weights)) == [  # the earlier state-dict keys
+        "group_encoder.phi.0.bias", "group_encoder.phi.0.weight", "group_encoder.phi.2.bias", "group_encoder.phi.2.weight",
+        "group_encoder.rho.0.bias", "group_encoder.rho.0.weight", "group_encoder.rho.2.bias", "group_encoder.rho.2.weight",
+        "latent.active_0", "latent.loc.0", "latent.prior_loc.0", "latent.prior_raw_scale.0", "latent.raw_scale.0",
+        "log_sigma", "predictor.out.bias", "predictor.out.weight", "predictor.upper.0.bias", "predictor.upper.0.weight"]
+    loaded = vaekit.load(run, checkpoint="last")
+    data.setup()
+    test = data.test
+    model.eval()
+    torch.testing.assert_close(loaded.predict(test["x"], test["groups"]), model.predict(test["x"], test["groups"]))
+    assert loaded.group_names == [["a", "b", "c", "d"]] and loaded.n_train == 28
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["evaluate", str(run.path), "--ks", "1", "--max-groups", "2", "--shuffles", "1", "--steps", "3",
+                 "--checkpoint", "last"]) == 0
+    assert "test: rmse" in capsys.readouterr().out

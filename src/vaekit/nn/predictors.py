@@ -8,7 +8,10 @@ can inject latent vectors at two depths of *any* predictor:
 
 :meth:`Predictor.widen` rebuilds the input layers of ``body`` and ``head`` so that they
 accept ``mid_extra`` / ``extra`` more features; :meth:`Predictor.forward` then concatenates
-the given latent vectors there (broadcast over any sequence dimension).
+the given latent vectors there (broadcast over any sequence dimension). The group model's
+constructor widens its predictor once, from its own arguments: the predictor's recorded
+config stays what its constructor received, and the group model's config rebuilds the
+widened network.
 """
 
 from __future__ import annotations
