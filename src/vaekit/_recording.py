@@ -43,6 +43,17 @@ class Configurable:
     ...         self.a = a
     >>> to_config(Foo(3))
     {'class_path': 'vaekit._recording.Foo', 'init_args': {'a': 3, 'b': 'x'}}
+
+    A context-free form of an argument, declared by the class, is what is recorded:
+
+    >>> class Named(Configurable):
+    ...     @classmethod
+    ...     def canonical_args(cls, args):
+    ...         return {**args, "name": args["name"].strip().lower()}
+    ...     def __init__(self, name: str):
+    ...         self.name = name
+    >>> to_config(Named(" Anna "))["init_args"]
+    {'name': 'anna'}
     """
 
     @classmethod
