@@ -102,7 +102,6 @@ def train(model: GroupPredictor, data, epochs: int, batch_size: int, lr: float, 
     The group posteriors (``model.latent``) learn at ``latent_lr_mult * lr`` (see LATENT_LR_MULT).
     """
     torch.manual_seed(seed)
-    model.bind_data(data)
     table = [p for n, p in model.named_parameters() if n.startswith("latent.")]
     rest = [p for n, p in model.named_parameters() if not n.startswith("latent.")]
     opt = torch.optim.Adam([{"params": rest}] + ([{"params": table, "lr": lr * latent_lr_mult}] if table else []), lr=lr)
@@ -129,8 +128,8 @@ def hsb(cfg: dict) -> dict:
     out = {}
     for mode in MODES:
         torch.manual_seed(0)
-        model = GroupPredictor(MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned", latent_features=2,
-                               injection=mode, prior="learned")
+        model = GroupPredictor.from_data(data, MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned",
+                                         latent_features=2, injection=mode, prior="learned")
         secs = train(model, data, cfg["epochs"], cfg["batch_size"], cfg["lr"], 200, latent_lr_mult=cfg["latent_lr_mult"])
         res = {**evaluate(model, data.test), "seconds": secs}
         vc = model.variance_components(data)  # outcome units (math achievement points^2)
@@ -184,7 +183,7 @@ def classification(name: str, data, make_net, cfg: dict) -> dict:
         runs = []
         for seed in cfg["seeds"]:
             torch.manual_seed(seed)
-            model = GroupPredictor(make_net(), latent_features=cfg["latent_features"], prior=PRIOR,
+            model = GroupPredictor.from_data(data, make_net(), latent_features=cfg["latent_features"], prior=PRIOR,
                                    injection=mode if data.level_names[1:] == [] else [mode] * len(data.level_names))
             secs = train(model, data, cfg["epochs"], cfg["batch_size"], cfg["lr"], 300, seed=seed, latent_lr_mult=cfg["latent_lr_mult"])
             runs.append({**evaluate(model, data.test), "train_accuracy": evaluate(model, data.train)["accuracy"], "seconds": secs})
@@ -232,8 +231,8 @@ def new_hsb(cfg: dict) -> list[dict]:
     data = HighSchoolBeyond(split="group", standardize=True, standardize_y=True, test_fraction=cfg["test_fraction"], seed=0)
     data.setup()
     torch.manual_seed(0)
-    model = GroupPredictor(MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned", latent_features=2, injection="factor",
-                           prior=PRIOR)
+    model = GroupPredictor.from_data(data, MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned", latent_features=2,
+                                     injection="factor", prior=PRIOR)
     train(model, data, cfg["epochs"], 256, 3e-3, 200)
     return curve(model, data.test, ("prior", "optimize"), cfg["steps"], cfg["max_groups"])
 
@@ -241,8 +240,8 @@ def new_hsb(cfg: dict) -> list[dict]:
 def new_writers(cfg: dict) -> list[dict]:
     wr = writers_data(cfg)
     torch.manual_seed(0)
-    model = GroupPredictor(ImageCNN(n_classes=10, size=cfg["cnn"]), latent_features=cfg["latent_features"], injection="factor",
-                           new_group_encoder=True, prior=PRIOR)
+    model = GroupPredictor.from_data(wr, ImageCNN(n_classes=10, size=cfg["cnn"]), latent_features=cfg["latent_features"],
+                                     injection="factor", new_group_encoder=True, prior=PRIOR)
     train(model, wr, cfg["epochs"], cfg["batch_size"], cfg["lr"], 300, latent_lr_mult=cfg["latent_lr_mult"])
     fit_group_encoder(model, wr.train, steps=cfg["encoder_steps"])
     return curve(model, wr.test, ("prior", "optimize", "amortized"), cfg["steps"], cfg["max_groups"])

@@ -35,7 +35,8 @@ from .models import LatentVariableModel
 from .objectives import ELBO, Objective
 from .training import Trainer
 
-__all__ = ["fit_config", "fit_namespace", "build_fit_parser", "build_model_parser", "check_config_keys", "instantiate", "ConfigError", "TOP_LEVEL_KEYS"]
+__all__ = ["fit_config", "fit_namespace", "build_fit_parser", "build_model_parser", "check_config_keys", "instantiate",
+           "size_model_from_data", "ConfigError", "TOP_LEVEL_KEYS"]
 
 TOP_LEVEL_KEYS = ("model", "data", "objective", "trainer", "config")
 
@@ -107,13 +108,18 @@ def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None 
     guard = contextlib.nullcontext() if run_config is None else building_from_run(run_config, trust_code=trust_code)
     try:  # build phase: only an error here is an error of the config
         with guard:
+            seed = int(cfg.get("trainer.seed", 0) or 0)
+            seed_everything(seed, verbose=False)
+            data = size_model_from_data(cfg)  # the model's data-sized arguments go into cfg before anything is built
             with warnings.catch_warnings():  # skip_none is deprecated in newer jsonargparse, still the right meaning
                 warnings.simplefilter("ignore")
                 resolved = yaml.safe_load(parser.dump(cfg, skip_none=False))
             resolved.pop("config", None)
             # weights are initialised while the config is instantiated: seed first, so a run is repeatable
-            seed_everything(int(resolved.get("trainer", {}).get("seed", 0)), verbose=False)
+            seed_everything(seed, verbose=False)
             init = instantiate(parser, cfg)
+            if data is not None:
+                init.data = data  # the data module already set up to size the model (the same config section)
     except ConfigError:
         raise
     except Exception as e:  # a constructor's error, often wrapped by jsonargparse: keep the lines that say what failed
@@ -125,6 +131,48 @@ def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None 
     if resume is not None:
         return init.trainer.fit(init.model, init.data, init.objective, resume=resume, config=resolved)
     return init.trainer.fit(init.model, init.data, init.objective, config=resolved)
+
+
+def size_model_from_data(cfg: Namespace) -> Any:
+    """Complete ``cfg.model``'s constructor arguments that the data determine, before the model is built.
+
+    One config convention: ``config.yaml`` holds what each constructor received. A model whose
+    size depends on its data (:class:`~vaekit.models.group.GroupPredictor`) declares those
+    arguments (:meth:`LatentVariableModel.data_args <vaekit.models.LatentVariableModel.data_args>`);
+    the config may leave them out. Then the data module of ``cfg.data`` is built and set up
+    first, the arguments it determines are written into ``cfg.model.init_args`` (a value the
+    config gives must equal the data's), and only then is the model built, from the completed
+    config: the same as :meth:`~vaekit.models.LatentVariableModel.from_data` in Python.
+
+    Returns
+    -------
+    DataModule or None
+        The set-up data module (the caller uses it instead of building a second one), or
+        None when the model takes no argument from the data.
+
+    Raises
+    ------
+    ValueError
+        When a model argument given in the config differs from the value the data determine.
+    """
+    spec = cfg.get("model")
+    path = getattr(spec, "class_path", None) if spec is not None else None
+    if not isinstance(path, str):
+        return None
+    module, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (inspect.isclass(cls) and issubclass(cls, LatentVariableModel)) \
+            or cls.data_args.__func__ is LatentVariableModel.data_args.__func__:  # takes nothing from the data
+        return None
+    data_parser = ArgumentParser(exit_on_error=False, default_env=False)
+    data_parser.add_subclass_arguments(DataModule, "data", required=True)
+    data = instantiate(data_parser, Namespace(data=cfg.data)).data
+    if spec.init_args is None:
+        spec.init_args = Namespace()
+    given = spec.init_args.as_dict() if isinstance(spec.init_args, Namespace) else dict(spec.init_args)
+    for key, value in cls.args_for_data(data, given).items():
+        spec.init_args[key] = value
+    return data
 
 
 def fit_config(config: Mapping[str, Any], *, resume: str | None = None) -> Any:

@@ -301,7 +301,7 @@ def test_python_fitted_in_memory_run_evaluates_from_the_cli(tmp_path, monkeypatc
     rng = np.random.default_rng(0)
     groups = np.repeat(np.array(["a", "b", "c", "d"]), 10)
     data = GroupedArrays(rng.normal(size=(40, 2)), groups, rng.normal(size=40), task="regression", test_fraction=0.2)
-    model = GroupPredictor(MLPPredictor(2, 1, hidden=[4]), likelihood="gaussian_learned", latent_features=1)
+    model = GroupPredictor.from_data(data, MLPPredictor(2, 1, hidden=[4]), likelihood="gaussian_learned", latent_features=1)
     run = Trainer(max_epochs=1, batch_size=16, progress_bar=False).fit(model, data).run_dir.path
     section = yaml.safe_load((run / "config.yaml").read_text())["data"]
     assert section["class_path"] == "vaekit.data.GroupedArrayFile"
@@ -436,3 +436,28 @@ def test_in_memory_data_above_the_cap_is_not_copied_into_the_run(tmp_path, monke
             mlp_vae([8], 2, [4], likelihood="gaussian"), data).run_dir.path
     assert "data" not in yaml.safe_load((run / "config.yaml").read_text()) and not (run / "data").exists()
     assert "is not copied into the run directory" in caplog.text
+
+
+def test_cli_sizes_the_group_model_from_the_table_before_building_it(tmp_path, monkeypatch, capsys):
+    """config.yaml holds what the constructor received: the sizes the data determine, a size the config gives must
+    match the data's, and a resumed run checks them against the data again."""
+    rng = np.random.default_rng(2)
+    schools = np.repeat([f"S{i}" for i in range(5)], 10)
+    x = rng.normal(size=(50, 2))
+    (tmp_path / "scores.csv").write_text("school,x1,x2,y\n" + "".join(f"{s},{a:.4f},{b:.4f},{a + b:.4f}\n"
+                                                                     for s, (a, b) in zip(schools, x)))
+    monkeypatch.chdir(tmp_path)
+    cfg = ROOT / "examples" / "configs" / "groups_table.yaml"
+    args = ["fit", "--config", str(cfg), "--data.path", "scores.csv", "--data.target", "y", "--data.features", "[x1, x2]",
+            "--data.groups", "[school]", *ONE_EPOCH]
+    assert main([*args, "--model.init_args.data_shape", "[5]"]) == 2
+    assert "data_shape=[5] does not fit the data, which gives data_shape=[2]" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    assert main(args) == 0
+    (run,) = list((tmp_path / "runs" / "groups_table").glob("*"))
+    model = yaml.safe_load((run / "config.yaml").read_text())["model"]["init_args"]
+    assert model["group_names"] == [[f"S{i}" for i in range(5)]] and model["level_names"] == ["school"]
+    assert model["data_shape"] == [2] and model["n_train"] == sum(model["group_counts"][0]) < 50
+    assert main(["fit", "--resume", str(run), "--trainer.max_epochs", "2"]) == 0
+    again = yaml.safe_load((run / "config.yaml").read_text())["model"]["init_args"]
+    assert again == model

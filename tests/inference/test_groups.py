@@ -115,7 +115,7 @@ def test_new_group_errors(trained):
                            group_names=[["a"]], n_train=3)
     with pytest.raises(ValueError, match="no amortized group encoder"):
         amortized_new_group(plain, new["x"][:3], new["y"][:3])
-    with pytest.raises(TypeError, match="must be a GroupPredictor"):
+    with pytest.raises(TypeError, match="must be a group-latent model"):
         infer_new_group(torch.nn.Linear(2, 1), new["x"][:3], new["y"][:3])
 
 
@@ -136,7 +136,8 @@ def test_evaluate_group_run_writes_metrics_tables_and_curve(tmp_path, monkeypatc
             pass
 
     torch.manual_seed(0)
-    model = GroupPredictor(MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian", latent_features=1, injection="bias")
+    model = GroupPredictor.from_data(Data(), MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian", latent_features=1,
+                                     injection="bias")
     res = Trainer(max_epochs=3, batch_size=64, lr=0.02, progress_bar=False).fit(model, Data(), ELBO(), run_dir=tmp_path / "r")
     monkeypatch.setattr(vaekit.runs, "load_data", lambda run, **trust: Data())
     from vaekit.runs import evaluate_group_run

@@ -156,17 +156,17 @@ def test_cli_methods_steps_shuffles_batch_the_optimisation(tmp_path, monkeypatch
             pass
 
     torch.manual_seed(0)
-    model = GroupPredictor(MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian_learned", latent_features=1, injection="bias",
-                           prior="learned")
+    model = GroupPredictor.from_data(Data(), MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian_learned", latent_features=1,
+                                     injection="bias", prior="learned")
     res = Trainer(max_epochs=2, batch_size=64, lr=0.02, progress_bar=False).fit(model, Data(), ELBO(), run_dir=tmp_path / "r")
     monkeypatch.setattr(vaekit.runs, "load_data", lambda run, **trust: Data())
     calls = {"n": 0, "grad": 0}
     outputs = GroupPredictor.outputs
 
-    def counted(self, x, zs):
+    def counted(self, x, zs, **kw):
         calls["n"] += 1
         calls["grad"] += torch.is_grad_enabled()  # optimisation steps
-        return outputs(self, x, zs)
+        return outputs(self, x, zs, **kw)
 
     monkeypatch.setattr(GroupPredictor, "outputs", counted)
     run = str(res.run_dir.path)
@@ -194,7 +194,7 @@ def test_cli_methods_steps_shuffles_batch_the_optimisation(tmp_path, monkeypatch
 @pytest.mark.parametrize("injection", ["factor", "bias", "weight", "double", "lower", ["double", "factor"]])
 def test_cached_frozen_layers_give_the_models_outputs(injection):
     """The batched optimisation runs the layers before the latent once; the outputs are the model's own."""
-    from vaekit.inference.groups import _set_features, _trunk_features
+    from vaekit.inference.groups import _frozen_features, _set_features
 
     torch.manual_seed(0)
     two = isinstance(injection, list)
@@ -204,10 +204,15 @@ def test_cached_frozen_layers_give_the_models_outputs(injection):
     groups = torch.zeros(8, 2 if two else 1, dtype=torch.long)
     zs = [torch.randn(8, d) for d in model.latent_dims.values()]
     want = model.outputs(x, zs)
-    with _trunk_features(model, x) as (h, inp):
-        assert torch.equal(h, model.predictor.lower(x)) and inp.shape[1] == (5 if injection in ("bias", "factor", "weight") else 6)
-        assert torch.allclose(model.outputs(inp, zs), want, atol=1e-6)
-    assert "trunk" not in vars(model.predictor) and "body" not in vars(model.predictor)  # restored
+    h, inp, start = _frozen_features(model, x)
+    after_body = injection in ("bias", "factor", "weight")  # no latent enters the body: trunk and body are cached
+    assert torch.equal(h, model.predictor.lower(x)) and inp.shape[1] == (5 if after_body else 6)
+    assert start == ("body" if after_body else "trunk")
+    assert torch.allclose(model.outputs(inp, zs, start=start), want, atol=1e-6)
+    assert torch.allclose(model.outputs(h, zs, start="trunk"), want, atol=1e-6)  # from the trunk's output: the same
+    if not after_body:
+        with pytest.raises(ValueError, match="start='body' skips the body, but this predictor takes z_mid"):
+            model.outputs(inp, zs, start="body")
     assert torch.equal(model.outputs(x, zs), want)
     feats = _set_features(model, x, y, groups)  # trunk features ++ one-hot(y) - softmax at the prior mean
     assert feats.shape == (8, 6 + 4) and torch.allclose(feats[:, 6:].sum(1), torch.zeros(8), atol=1e-6)

@@ -208,7 +208,7 @@ def test_missing_key_unknown_raw_id_and_unseen_groups():
         model.predict_proba(b["x"], b["groups"])
 
 
-def test_constructor_and_bind_errors():
+def test_constructor_and_data_errors():
     with pytest.raises(ValueError, match="injection must be one of"):
         GroupPredictor(MLPPredictor(2, 1), injection="late")
     with pytest.raises(ValueError, match="injection lists 1 modes but the data has 2"):
@@ -221,12 +221,19 @@ def test_constructor_and_bind_errors():
     data = SimpleNamespace(group_names=[["a", "b", "c"], ["p", "q"]], train_group_counts=[[2, 1, 0], [3, 0]],
                            train={"y": torch.zeros(5)}, level_names=["role", "play"], data_shape=(2,), task="regression")
     with pytest.raises(ValueError, match="sized for other grouped data: n_train"):
-        model.bind_data(data)
+        model.check_data_module(data)  # what Trainer.fit calls first
+    with pytest.raises(ValueError, match=r"n_train=3 does not fit the data, which gives n_train=5"):
+        GroupPredictor.from_data(data, MLPPredictor(2, 1), likelihood="gaussian", injection=["factor", "bias"], n_train=3)
+    sized = GroupPredictor.from_data(data, MLPPredictor(2, 1), likelihood="gaussian", injection=["factor", "bias"])
+    assert (sized.group_names, sized.n_train, sized.level_names, sized.data_shape) == (data.group_names, 5, ["role", "play"], (2,))
+    assert [c.tolist() for c in sized.counts] == data.train_group_counts
     data.task = "classification"
     with pytest.raises(ValueError, match="does not fit the data's task"):
-        GroupPredictor(MLPPredictor(2, 1), likelihood="gaussian").bind_data(data)
-    with pytest.raises(RuntimeError, match="not built yet"):
-        GroupPredictor(MLPPredictor(2, 1)).elbo_terms(_batch())
+        GroupPredictor.from_data(data, MLPPredictor(2, 1), likelihood="gaussian", injection=["factor", "bias"])
+    with pytest.raises(TypeError, match="needs grouped data"):
+        GroupPredictor.from_data(SimpleNamespace(train={"y": torch.zeros(5)}), MLPPredictor(2, 1))
+    with pytest.raises(ValueError, match=r"group_names is required .* GroupPredictor.from_data\(data"):
+        GroupPredictor(MLPPredictor(2, 1))
 
 
 # ---------------------------------------------------------------------------------------- checkpoint
@@ -250,7 +257,7 @@ def test_fit_load_round_trip_keeps_tables_mappings_and_writes_group_csv(tmp_path
     batch, _, _ = grouped_regression(n_groups=8, seed=6, max_size=12)
     data = _Data(batch, {k: v[::3] for k, v in batch.items()})
     torch.manual_seed(0)
-    model = GroupPredictor(MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian_learned", latent_features=2)
+    model = GroupPredictor.from_data(data, MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian_learned", latent_features=2)
     res = Trainer(max_epochs=2, batch_size=16, lr=0.01, progress_bar=False).fit(model, data, ELBO(), run_dir=tmp_path / "run")
     loaded = vaekit.load(res.run_dir, checkpoint="last")
     assert loaded.group_names == data.group_names and loaded.level_names == ["school"] and loaded.n_train == batch["y"].shape[0]
@@ -264,3 +271,51 @@ def test_fit_load_round_trip_keeps_tables_mappings_and_writes_group_csv(tmp_path
     assert {"epoch", "step", "level", "group", "metric", "value"} <= set(rows[0])
     assert len({r["epoch"] for r in rows}) == 2 and len(rows) == 2 * 8 * 3  # 2 validations x 8 schools x 3 metrics
     assert {r["metric"] for r in rows} == {"n", "rmse", "mae"}
+
+
+def test_a_run_directory_written_by_earlier_versions_loads_and_evaluates(tmp_path, monkeypatch, capsys):
+    """Runs of vaekit <= 4a54f73 (the model sized after construction by bind_data, its recorded
+    arguments rewritten) have this config.yaml model section and these state-dict keys: they load and evaluate."""
+    import numpy as np
+    import yaml
+
+    import vaekit
+    from vaekit.cli import main
+    from vaekit.data.grouped import GroupedArrays
+    from vaekit.training import Trainer, load_weights
+
+    rng = np.random.default_rng(0)
+    data = GroupedArrays(rng.normal(size=(40, 2)), np.repeat(np.array(["a", "b", "c", "d"]), 10), rng.normal(size=40),
+                         task="regression", test_fraction=0.25, val_fraction=0.0)
+    torch.manual_seed(0)
+    model = GroupPredictor.from_data(data, MLPPredictor(2, 1, hidden=[4]), likelihood="gaussian_learned", latent_features=2,
+                                     prior="learned", new_group_encoder=True)
+    run = Trainer(max_epochs=1, batch_size=16, progress_bar=False).fit(model, data, run_dir=tmp_path / "run").run_dir
+    old_model_section = {  # exactly what the earlier trainer wrote (the arguments bind_data derived merged in)
+        "class_path": "vaekit.models.group.GroupPredictor",
+        "init_args": {"data_shape": [2], "group_counts": [[7, 7, 7, 7]], "group_names": [["a", "b", "c", "d"]],
+                      "init_scale": 0.1, "injection": "factor", "kl_scale": "dataset", "latent_features": 2,
+                      "level_names": ["level0"], "likelihood": "gaussian_learned", "n_train": 28, "new_group_encoder": True,
+                      "predictor": {"class_path": "vaekit.nn.predictors.MLPPredictor",
+                                    "init_args": {"activation": "relu", "hidden": [4], "in_features": 2, "out_features": 1}},
+                      "prior": "learned"}}
+    config = yaml.safe_load(run.config_file.read_text())
+    assert config["model"] == old_model_section  # from_data records the same arguments
+    config["model"] = old_model_section
+    run.config_file.write_text(yaml.safe_dump(config))
+    assert sorted(load_weights(run.last_weights)) == [  # the earlier state-dict keys
+        "group_encoder.phi.0.bias", "group_encoder.phi.0.weight", "group_encoder.phi.2.bias", "group_encoder.phi.2.weight",
+        "group_encoder.rho.0.bias", "group_encoder.rho.0.weight", "group_encoder.rho.2.bias", "group_encoder.rho.2.weight",
+        "latent.active_0", "latent.loc.0", "latent.prior_loc.0", "latent.prior_raw_scale.0", "latent.raw_scale.0",
+        "log_sigma", "predictor.out.bias", "predictor.out.weight", "predictor.upper.0.bias", "predictor.upper.0.weight"]
+    loaded = vaekit.load(run, checkpoint="last")
+    data.setup()
+    test = data.test
+    model.eval()
+    torch.testing.assert_close(loaded.predict(test["x"], test["groups"]), model.predict(test["x"], test["groups"]))
+    assert loaded.group_names == [["a", "b", "c", "d"]] and loaded.n_train == 28
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["evaluate", str(run.path), "--ks", "1", "--max-groups", "2", "--shuffles", "1", "--steps", "3",
+                 "--checkpoint", "last"]) == 0
+    assert "test: rmse" in capsys.readouterr().out

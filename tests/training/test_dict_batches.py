@@ -1,7 +1,7 @@
-"""The training loop with dict batches and the model hooks bind_data / validation_report.
+"""The training loop with dict batches, models sized from their data and the validation_report hook.
 
-A stand-in grouped regression: y = w x + b_group + noise, with the per-group table sized by
-``bind_data`` from the data (the shape of what group-latent models do).
+A stand-in grouped regression: y = w x + b_group + noise, with the per-group table sized from
+the data before the model is built (``data_args`` / ``from_data``: what group-latent models do).
 """
 
 from __future__ import annotations
@@ -23,26 +23,18 @@ from vaekit.objectives import ELBO
 
 
 class GroupBias(LatentVariableModel):
-    """p(y | x, g) = N(w x + b[g], 0.1^2); the group table is created by bind_data."""
+    """p(y | x, g) = N(w x + b[g], 0.1^2); the group table is sized from the data (data_args)."""
 
-    def __init__(self, n_groups: int | None = None, n_train: int | None = None) -> None:
+    def __init__(self, n_groups: int, n_train: int | None = None) -> None:
         super().__init__()
         self.data_shape = (1,)
         self.w = nn.Parameter(torch.zeros(1))
         self.n_groups, self.n_train = n_groups, n_train
-        self.b = nn.Parameter(torch.zeros(n_groups)) if n_groups is not None else None
-        self.bound_with: list[int] = []
+        self.b = nn.Parameter(torch.zeros(n_groups))
 
-    def bind_data(self, data: Any) -> dict[str, Any]:
-        g = int(data.train["g"].max()) + 1
-        self.bound_with.append(g)
-        if self.b is None:
-            self.b = nn.Parameter(torch.zeros(g))
-            self.n_groups, self.n_train = g, batch_len(data.train)
-            return {"n_groups": g, "n_train": self.n_train}
-        if g > self.n_groups:
-            raise ValueError(f"data has {g} groups, the model was sized for {self.n_groups}")
-        return {}
+    @classmethod
+    def data_args(cls, data: Any) -> dict[str, Any]:
+        return {"n_groups": int(data.train["g"].max()) + 1, "n_train": batch_len(data.train)}
 
     def validate_data(self, batch: Any, name: str = "x") -> Any:
         if set(batch) != {"x", "y", "g"}:
@@ -96,12 +88,12 @@ def test_evaluate_objective_dict_is_batching_invariant():
     assert full["rec"] == pytest.approx(small["rec"], rel=1e-5)
 
 
-def test_fit_with_dict_batches_binds_reports_and_reloads(tmp_path):
+def test_fit_with_dict_batches_sizes_from_data_reports_and_reloads(tmp_path):
     data = GroupedStandIn()
-    model = GroupBias()
+    model = GroupBias.from_data(data)
+    assert (model.n_groups, model.n_train) == (4, 100)
     res = Trainer(max_epochs=30, batch_size=25, lr=0.1, root_dir=str(tmp_path), progress_bar=False,
                   lr_schedule="constant").fit(model, data)
-    assert model.bound_with == [4]
     # the table learned the group offsets
     assert torch.allclose(model.b.detach(), data.offsets, atol=0.15)
     cfg = res.run_dir.read_config()
@@ -117,11 +109,21 @@ def test_fit_with_dict_batches_binds_reports_and_reloads(tmp_path):
     assert torch.equal(loaded.b.detach(), model.b.detach().cpu())
 
 
-def test_resume_truncates_tables_and_rebinds(tmp_path):
+def test_a_model_sized_for_other_data_is_refused(tmp_path):
+    data = GroupedStandIn()
+    with pytest.raises(ValueError, match=r"GroupBias: n_groups=3 does not fit the data, which gives n_groups=4"):
+        GroupBias.from_data(data, n_groups=3)
+    assert GroupBias.from_data(data, n_groups=4).n_groups == 4  # a given value equal to the data's is fine
+    with pytest.raises(ValueError, match=r"was built for other data: its n_train=99 but the data give n_train=100"):
+        Trainer(max_epochs=1, root_dir=str(tmp_path), progress_bar=False).fit(GroupBias(4, n_train=99), data)
+    assert not any(tmp_path.iterdir())
+
+
+def test_resume_truncates_tables(tmp_path):
     data = GroupedStandIn()
     t = dict(batch_size=25, lr=0.1, root_dir=str(tmp_path), progress_bar=False, lr_schedule="constant",
              checkpoint_every_steps=8)
-    res = Trainer(max_epochs=4, **t).fit(GroupBias(), data)
+    res = Trainer(max_epochs=4, **t).fit(GroupBias.from_data(data), data)
     # continue from step 8 (epoch 2): later validations' rows are dropped, then rewritten once
     model = GroupBias(n_groups=4, n_train=100)
     Trainer(max_epochs=4, **t).fit(model, data, resume=res.run_dir.checkpoints / "step-8.ckpt")
@@ -134,9 +136,9 @@ def test_bad_dict_split_is_refused_before_anything_is_written(tmp_path):
     data = GroupedStandIn()
     data.train = {**data.train, "y": data.train["y"][:-1]}
     with pytest.raises(ValueError, match=r"data.train\['y'\] has 99 examples but data.train\['x'\] has 100"):
-        Trainer(max_epochs=1, root_dir=str(tmp_path), progress_bar=False).fit(GroupBias(), data)
+        Trainer(max_epochs=1, root_dir=str(tmp_path), progress_bar=False).fit(GroupBias(4), data)
     data = GroupedStandIn()
     data.train["x"][3, 0] = float("nan")
     with pytest.raises(ValueError, match=r"data.train\['x'\] contains 1 NaN"):
-        Trainer(max_epochs=1, root_dir=str(tmp_path), progress_bar=False).fit(GroupBias(), data)
+        Trainer(max_epochs=1, root_dir=str(tmp_path), progress_bar=False).fit(GroupBias(4), data)
     assert not any(tmp_path.iterdir())

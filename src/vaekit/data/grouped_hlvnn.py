@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from vaekit._recording import update_recorded_args
 from vaekit.data.grouped import GroupedData, GroupedSource, Task
 from vaekit.data.grouped_source import TASKS, as_targets
 
@@ -109,6 +108,11 @@ class HLVNNFolder(GroupedData):
     ([32, 8, 8], [['0', '1', '2', '3']], ['gid'])
     """
 
+    @classmethod
+    def canonical_args(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """``path`` is recorded absolute (config.yaml says where the folder is, from anywhere)."""
+        return {**args, "path": os.path.abspath(os.path.expanduser(os.fspath(args["path"])))}
+
     def __init__(
         self,
         path: str,
@@ -137,7 +141,6 @@ class HLVNNFolder(GroupedData):
         absolute = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self.path, self.task_name, self.n_classes_arg, self.tokens = absolute, task, n_classes, tokens
         self.level_names_arg = None if level_names is None else list(level_names)
-        update_recorded_args(self, {"path": absolute})  # config.yaml records where the folder is, from anywhere
 
     def _array(self, name: str) -> np.ndarray:
         file = Path(self.path) / f"{name}.npy"

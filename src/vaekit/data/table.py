@@ -36,7 +36,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from vaekit._recording import update_recorded_args
 from vaekit.data.arrays import split_by_fraction
 from vaekit.data.base import DataModule, Splits
 from vaekit.data.formats import load_npz
@@ -368,6 +367,11 @@ class Table(GroupedData):
     #: Every column of the file (set by :meth:`setup`).
     columns: list[str] | None = None
 
+    @classmethod
+    def canonical_args(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """``path`` is recorded absolute (config.yaml says where the file is, from anywhere)."""
+        return {**args, "path": os.path.abspath(os.path.expanduser(os.fspath(args["path"])))}
+
     def __init__(
         self,
         path: str,
@@ -432,7 +436,6 @@ class Table(GroupedData):
                              f"{groups}; use a level in 0..{len(groups) - 1} (lowest level first)")
         self.path, self.target, self.features, self.groups = absolute, target, features, groups
         self.categorical, self.task_name, self.delimiter = categorical, task, delimiter
-        update_recorded_args(self, {"path": absolute})  # config.yaml records where the file is, from anywhere
 
     # ------------------------------------------------------------------ reading
     def _read(self) -> _Frame:

@@ -16,7 +16,6 @@ import math
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +25,7 @@ from torch import Tensor
 from torch.distributions import Normal, kl_divergence
 
 from .._checks import check_float, check_int
-from ..models.group import GroupPredictor
+from ..models.group import GroupModel
 from ..nn.modes import eval_mode
 from ..training.step import TrainStep, adam
 
@@ -36,71 +35,50 @@ __all__ = ["infer_new_group", "amortized_new_group", "fit_group_encoder", "data_
 Method = Literal["prior", "optimize", "amortized"]
 
 
-def _latent_index(model: GroupPredictor, level: int) -> int:
-    if not isinstance(model, GroupPredictor):
-        raise TypeError(f"model must be a GroupPredictor, got {type(model).__name__}")
-    model._require_built()
-    if level not in getattr(model, "latent_levels", []):
-        raise ValueError(f"level {level} has no group latent (injection per level: {model.modes}); pick one of "
+def _latent_index(model: GroupModel, level: int) -> int:
+    if not isinstance(model, GroupModel):
+        raise TypeError(f"model must be a group-latent model (vaekit.models.group.GroupModel, e.g. a GroupPredictor), "
+                        f"got {type(model).__name__}")
+    if level not in model.latent_levels:
+        raise ValueError(f"level {level} has no group latent (levels {model.level_names}); pick one of "
                          f"{model.latent_levels}")
     return model.latent_levels.index(level)
 
 
-def _check_set(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | None) -> None:
+def _check_set(model: GroupModel, x: Tensor, y: Tensor, groups: Tensor | None) -> None:
     if x.shape[0] == 0 or x.shape[0] != y.shape[0] or (groups is not None and groups.shape[0] != x.shape[0]):
         raise ValueError(f"x, y (and groups) must have the same non-zero number of examples, got {x.shape[0]}, "
                          f"{y.shape[0]}{'' if groups is None else ', ' + str(groups.shape[0])}")
-    model._check_y(y, "y")
+    model.check_targets(y, "y")
 
 
-def _other_latents(model: GroupPredictor, n: int, groups: Tensor | None) -> list[Tensor]:
+def _other_latents(model: GroupModel, n: int, groups: Tensor | None) -> list[Tensor]:
     """Posterior means of the known levels' groups (prior means without ids), each (n, d)."""
     if groups is not None:
         return [z.detach() for z in model.latents(groups, "mean", new_groups="prior")]
     return [model.latent.prior_params(i)[0].detach().expand(n, -1) for i in range(len(model.latent_levels))]
 
 
-def _prior(model: GroupPredictor, i: int) -> tuple[Tensor, Tensor]:
+def _prior(model: GroupModel, i: int) -> tuple[Tensor, Tensor]:
     mu0, s0 = model.latent.prior_params(i)
     return mu0.detach(), s0.detach()
 
 
-def _identity(x: Tensor) -> Tensor:
-    return x
-
-
-@contextmanager
-def _trunk_features(model: GroupPredictor, x: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
-    """Run the frozen layers before the first latent once: yields ``(trunk(x), inp)``, and inside,
-    ``model.outputs(inp, zs)`` equals ``model.outputs(x, zs)``.
+def _frozen_features(model: GroupModel, x: Tensor) -> tuple[Tensor, Tensor, str]:
+    """Run the frozen layers before the first latent once: ``(trunk(x), inp, start)``, where
+    ``model.outputs(inp, zs, start=start)`` equals ``model.outputs(x, zs)``.
 
     A new group's latent is optimised or scored many times on the same examples, and the
     layers before it do not change: the trunk (every injection mode enters after it) and,
-    unless a level is ``"double"`` or ``"lower"`` (which enter the body), the body too.
-    Inside, those layers of the predictor pass their input through and ``inp`` is their
-    output; the rest of the forward pass is the model's own. With another injection mode, or
-    a trunk or body that is not a plain method, nothing is cached (``inp`` is ``x``).
+    unless a level enters the body (``"double"``, ``"lower"``: the predictor's ``mid_extra``),
+    the body too.
     """
     pred = model.predictor
     with torch.no_grad():
         h = pred.trunk(x)
-    modes = {model.modes[l] for l in model.latent_levels}
-    names = ["trunk"] if modes <= {"factor", "bias", "weight", "double", "lower"} else []
-    names += ["body"] if names and modes <= {"factor", "bias", "weight"} else []
-    if any(n in vars(pred) or n in pred._modules for n in names):
-        names = []
-    if not names:
-        yield h, x
-        return
-    with torch.no_grad():
-        inp = pred.body(h) if "body" in names else h
-    for n in names:
-        setattr(pred, n, _identity)  # an instance attribute shadows the method until it is deleted
-    try:
-        yield h, inp
-    finally:
-        for n in names:
-            delattr(pred, n)
+        if pred.mid_extra:
+            return h, h, "trunk"
+        return h, pred.body(h), "body"
 
 
 def _sets_per_pass(rows_per_set: int, budget: int = 4096) -> int:
@@ -108,7 +86,7 @@ def _sets_per_pass(rows_per_set: int, budget: int = 4096) -> int:
     return max(1, budget // rows_per_set)
 
 
-def _infer_sets(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | None, i: int, *, steps: int, lr: float,
+def _infer_sets(model: GroupModel, x: Tensor, y: Tensor, groups: Tensor | None, i: int, *, steps: int, lr: float,
                 samples: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
     """Fit the posteriors of ``S`` new groups at once: ``x`` (S, k, *x_shape), ``y`` (S, k, ...), ``groups`` (S, k, L).
 
@@ -125,23 +103,23 @@ def _infer_sets(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | No
     raw = torch.log(torch.expm1(0.5 * s0)).expand(S, -1).clone().requires_grad_(True)
     opt = torch.optim.Adam([loc, raw], lr=lr)
     rep = lambda t: t.repeat(samples, *([1] * (t.dim() - 1)))  # noqa: E731 - sample-major copies
-    with _trunk_features(model, xf) as (_, inp):
-        h, yr, zr = rep(inp), rep(yf), [rep(z) for z in zs]
-        for _ in range(steps):
-            scale = F.softplus(raw) + 1e-6
-            eps = torch.randn(samples, S, loc.shape[1], generator=g).to(loc)
-            z = (loc + scale * eps).unsqueeze(2).expand(samples, S, k, loc.shape[1]).reshape(samples * n, -1)
-            zz = list(zr)
-            zz[i] = z
-            rec = model.log_likelihood(model.outputs(h, zz), yr).sum() / samples
-            loss = -rec + kl_divergence(Normal(loc, scale), Normal(mu0, s0)).sum()
-            opt.zero_grad()
-            loc.grad, raw.grad = torch.autograd.grad(loss, [loc, raw])
-            opt.step()
+    _, inp, start = _frozen_features(model, xf)
+    h, yr, zr = rep(inp), rep(yf), [rep(z) for z in zs]
+    for _ in range(steps):
+        scale = F.softplus(raw) + 1e-6
+        eps = torch.randn(samples, S, loc.shape[1], generator=g).to(loc)
+        z = (loc + scale * eps).unsqueeze(2).expand(samples, S, k, loc.shape[1]).reshape(samples * n, -1)
+        zz = list(zr)
+        zz[i] = z
+        rec = model.log_likelihood(model.outputs(h, zz, start=start), yr).sum() / samples
+        loss = -rec + kl_divergence(Normal(loc, scale), Normal(mu0, s0)).sum()
+        opt.zero_grad()
+        loc.grad, raw.grad = torch.autograd.grad(loss, [loc, raw])
+        opt.step()
     return loc.detach(), F.softplus(raw.detach()) + 1e-6
 
 
-def infer_new_group(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | None = None, *, level: int = 0,
+def infer_new_group(model: GroupModel, x: Tensor, y: Tensor, groups: Tensor | None = None, *, level: int = 0,
                     steps: int = 200, lr: float = 0.05, samples: int = 4, assign_to: int | None = None,
                     seed: int = 0) -> Normal:
     """Fit a new group's posterior ``q(z) = N(loc, scale)`` to its labelled examples, network frozen.
@@ -152,7 +130,8 @@ def infer_new_group(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor 
 
     Parameters
     ----------
-    model : GroupPredictor
+    model : GroupModel
+        A group-latent model, e.g. :class:`~vaekit.models.group.GroupPredictor`.
     x : Tensor of shape (k, *x_shape)
     y : Tensor of shape (k, ...)
     groups : Tensor of shape (k, n_levels), optional
@@ -183,7 +162,7 @@ def infer_new_group(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor 
     return q
 
 
-def _set_features(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | None = None,
+def _set_features(model: GroupModel, x: Tensor, y: Tensor, groups: Tensor | None = None,
                   batch_size: int = 4096) -> Tensor:
     """Per-example input of the set encoder, shape (n, mid_features + out_features).
 
@@ -199,23 +178,24 @@ def _set_features(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | 
         xs, ys = x[a:a + batch_size], y[a:a + batch_size]
         zs = _other_latents(model, xs.shape[0], None if groups is None else groups[a:a + batch_size])
         zs[0] = mu0.expand(xs.shape[0], -1)
-        with _trunk_features(model, xs) as (h, inp), torch.enable_grad():
-            out = model.outputs(inp, zs).detach().requires_grad_(True)
+        h, inp, start = _frozen_features(model, xs)
+        with torch.enable_grad():
+            out = model.outputs(inp, zs, start=start).detach().requires_grad_(True)
             (score,) = torch.autograd.grad(model.log_likelihood(out, ys).sum(), out)
         h = h[:, -1] if h.dim() == 3 else h
         feats.append(torch.cat([h.detach(), score.reshape(xs.shape[0], -1, score.shape[-1]).mean(1)], -1))
     return torch.cat(feats)
 
 
-def _encoder(model: GroupPredictor) -> Any:
-    enc = getattr(model, "group_encoder", None)
+def _encoder(model: GroupModel) -> Any:
+    enc = model.group_encoder
     if enc is None:
         raise ValueError("this model has no amortized group encoder: build it with new_group_encoder=True "
                          "(level 0 must have a latent)")
     return enc
 
 
-def _encode(model: GroupPredictor, enc: Any, feats: Tensor) -> tuple[Tensor, Tensor]:
+def _encode(model: GroupModel, enc: Any, feats: Tensor) -> tuple[Tensor, Tensor]:
     """Posterior ``(loc, scale)`` (S, d) of sets of features (S, k, F): the prior times k examples' evidence.
 
     The set encoder's two outputs ``(u, s)`` are read as the evidence of one example of the set,
@@ -235,7 +215,7 @@ def _encode(model: GroupPredictor, enc: Any, feats: Tensor) -> tuple[Tensor, Ten
     return (p0 * mu0 + k * u) / prec, prec.rsqrt()
 
 
-def amortized_new_group(model: GroupPredictor, x: Tensor, y: Tensor, groups: Tensor | None = None, *,
+def amortized_new_group(model: GroupModel, x: Tensor, y: Tensor, groups: Tensor | None = None, *,
                         assign_to: int | None = None) -> Normal:
     """A new level-0 group's posterior from its labelled examples in one pass of the set encoder.
 
@@ -269,7 +249,7 @@ def amortized_new_group(model: GroupPredictor, x: Tensor, y: Tensor, groups: Ten
     return Normal(loc, scale)
 
 
-def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, steps: int = 300, lr: float = 1e-3,
+def fit_group_encoder(model: GroupModel, train: Mapping[str, Tensor], *, steps: int = 300, lr: float = 1e-3,
                       k_max: int = 20, sets_per_step: int = 16, target: Literal["posterior", "elbo"] = "posterior",
                       seed: int = 0) -> list[float]:
     """Train the model's set encoder on random subsets of training groups (network frozen).
@@ -305,7 +285,7 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
     enc = _encoder(model)
     steps, k_max, sets_per_step = check_int("steps", steps), check_int("k_max", k_max), check_int("sets_per_step", sets_per_step)
     lr = check_float("lr", lr, 0, low_open=True)
-    x, y, groups = model._unpack(train)
+    x, y, groups = model.split_batch(train)
     g = torch.Generator().manual_seed(seed)
     ids = groups[:, 0]
     known = torch.unique(ids)
@@ -369,7 +349,7 @@ def fit_group_encoder(model: GroupPredictor, train: Mapping[str, Tensor], *, ste
     return torch.stack(losses).tolist()
 
 
-def _per_example(model: GroupPredictor, out: Tensor, y: Tensor) -> tuple[str, Tensor]:
+def _per_example(model: GroupModel, out: Tensor, y: Tensor) -> tuple[str, Tensor]:
     """Per-example accuracy (mean over sequence steps) or squared error (mean over outputs)."""
     n = y.shape[0]
     if model.likelihood == "categorical":
@@ -381,7 +361,7 @@ class FewGroupsWarning(UserWarning):
     """The data-efficiency curve rests on fewer groups than ``min_groups``: its standard errors are unreliable."""
 
 
-def _check_curve_args(model: GroupPredictor, ks: Sequence[int], methods: Sequence[str], level: int, steps: int,
+def _check_curve_args(model: GroupModel, ks: Sequence[int], methods: Sequence[str], level: int, steps: int,
                       lr: float, samples: int, max_groups: int | None, shuffles: int, min_groups: int) -> list[int]:
     if isinstance(ks, (int, str)) or not len(ks):
         raise ValueError(f"ks must be a non-empty list of positive ints, got {ks!r}")
@@ -402,7 +382,7 @@ def _check_curve_args(model: GroupPredictor, ks: Sequence[int], methods: Sequenc
     return ks
 
 
-def data_efficiency_curve(model: GroupPredictor, data: Mapping[str, Tensor], ks: Sequence[int] = (1, 2, 5, 10, 20),
+def data_efficiency_curve(model: GroupModel, data: Mapping[str, Tensor], ks: Sequence[int] = (1, 2, 5, 10, 20),
                           methods: Sequence[Method] = ("prior", "optimize"), *, level: int = 0, steps: int = 100,
                           lr: float = 0.05, samples: int = 4, max_groups: int | None = 50, shuffles: int = 5,
                           min_groups: int = 10, seed: int = 0) -> list[dict[str, Any]]:
@@ -432,6 +412,7 @@ def data_efficiency_curve(model: GroupPredictor, data: Mapping[str, Tensor], ks:
 
     Examples
     --------
+    >>> from vaekit.models.group import GroupPredictor
     >>> from vaekit.nn.predictors import MLPPredictor
     >>> m = GroupPredictor(MLPPredictor(1, 1, hidden=[4]), likelihood="gaussian", latent_features=1,
     ...                    group_names=[[str(j) for j in range(12)]], group_counts=[[0] * 12], n_train=1)
@@ -442,7 +423,7 @@ def data_efficiency_curve(model: GroupPredictor, data: Mapping[str, Tensor], ks:
     """
     ks = _check_curve_args(model, ks, methods, level, steps, lr, samples, max_groups, shuffles, min_groups)
     i = _latent_index(model, level)
-    x, y, groups = model._unpack(data)
+    x, y, groups = model.split_batch(data)
     g = torch.Generator().manual_seed(seed)
     ids = groups[:, level]
     K = ks[-1]
@@ -493,11 +474,12 @@ def data_efficiency_curve(model: GroupPredictor, data: Mapping[str, Tensor], ks:
         for a in range(0, len(q_idx), 4096):
             idx, sets = q_idx[a:a + 4096], q_set[a:a + 4096]
             other = _other_latents(model, len(idx), groups[idx])
-            with _trunk_features(model, x[idx]) as (_, inp), torch.no_grad():
+            _, inp, start = _frozen_features(model, x[idx])
+            with torch.no_grad():
                 for key, z in latents.items():
                     zz = list(other)
                     zz[i] = z[sets]
-                    metric, per = _per_example(model, model.outputs(inp, zz), y[idx])
+                    metric, per = _per_example(model, model.outputs(inp, zz, start=start), y[idx])
                     sums[key].index_add_(0, sets, per.cpu())
     n_q = torch.bincount(q_set, minlength=S * G).double()
     values = {key: (s / n_q if metric == "accuracy" else (s / n_q).sqrt()).reshape(S, G) for key, s in sums.items()}
@@ -518,7 +500,7 @@ def data_efficiency_curve(model: GroupPredictor, data: Mapping[str, Tensor], ks:
     return rows
 
 
-def evaluate_groups(model: GroupPredictor, data: Any, out_dir: str | os.PathLike[str], *, split: str = "test",
+def evaluate_groups(model: GroupModel, data: Any, out_dir: str | os.PathLike[str], *, split: str = "test",
                     ks: Sequence[int] = (1, 2, 5, 10, 20), methods: Sequence[Method] | None = None, steps: int = 100,
                     lr: float = 0.05, samples: int = 4, max_groups: int | None = 50, shuffles: int = 5,
                     min_groups: int = 10, encoder_steps: int = 300, device: str = "cpu", seed: int = 0) -> dict[str, Any]:
@@ -538,7 +520,8 @@ def evaluate_groups(model: GroupPredictor, data: Any, out_dir: str | os.PathLike
 
     Parameters
     ----------
-    model : GroupPredictor
+    model : GroupModel
+        A group-latent model, e.g. :class:`~vaekit.models.group.GroupPredictor`.
     data : GroupedData
         Set up (its dict splits are read).
 
@@ -549,8 +532,9 @@ def evaluate_groups(model: GroupPredictor, data: Any, out_dir: str | os.PathLike
     """
     import csv
 
-    if not isinstance(model, GroupPredictor):
-        raise TypeError(f"model is a {type(model).__name__}, not a GroupPredictor; use vaekit.inference.iwae_log_likelihood")
+    if not isinstance(model, GroupModel):
+        raise TypeError(f"model is a {type(model).__name__}, not a group-latent model (vaekit.models.group.GroupModel, e.g. "
+                        f"a GroupPredictor); use vaekit.inference.iwae_log_likelihood")
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     batch = getattr(data, split)
@@ -558,7 +542,7 @@ def evaluate_groups(model: GroupPredictor, data: Any, out_dir: str | os.PathLike
         raise ValueError(f"{type(data).__name__} has no {split!r} split")
     batch = {k: v.to(device) for k, v in batch.items()}
     if methods is None:
-        methods = ("prior", "optimize") + (("amortized",) if getattr(model, "group_encoder", None) is not None else ())
+        methods = ("prior", "optimize") + (("amortized",) if model.group_encoder is not None else ())
     if model.latent is not None:
         _check_curve_args(model, ks, methods, 0, steps, lr, samples, max_groups, shuffles, min_groups)
     if "amortized" in methods:

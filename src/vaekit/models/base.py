@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .._recording import Configurable
+from .._recording import Configurable, recorded_args, to_config
 
 __all__ = ["ElboTerms", "LazyTerms", "LatentVariableModel", "ValidationReport"]
 
@@ -136,6 +136,11 @@ class LatentVariableModel(Configurable, nn.Module):
     latents are per example (all VAEs) also implement :meth:`encode`, :meth:`decode`,
     :meth:`log_joint`, :meth:`sample_prior` and :meth:`sample`.
 
+    A model whose size depends on its data declares the constructor arguments the data
+    determine (:meth:`data_args`) and is built by :meth:`from_data`; the training loop calls
+    :meth:`check_data_module` before training and :meth:`validation_report` after each
+    validation (both have defaults that do nothing for models that need nothing).
+
     Attributes
     ----------
     data_shape : tuple of int
@@ -208,18 +213,108 @@ class LatentVariableModel(Configurable, nn.Module):
         px = self.decode(self.sample_prior(n))
         return px.mean if mean else px.sample()
 
-    # ------------------------------------------------------------------ optional hooks of the training loop
-    # bind_data(data) -> dict: called by Trainer.fit once data.setup() has run and before the model's
-    #     data is validated or its optimizer is built. A model whose size depends on the data (group
-    #     tables sized by the groups seen in training) creates its parameters here and returns the
-    #     constructor arguments it derived (e.g. {"group_names": [...], "n_train": 7185}); the trainer
-    #     merges them into config.yaml's model.init_args, so vaekit.load rebuilds the same model.
-    #     On resume it is called again and must leave an already-sized model unchanged (or raise if the
-    #     data no longer matches).
-    # validation_report(val, batch_size) -> ValidationReport: called after each validation with the
-    #     whole validation split (a Tensor or a dict of Tensors, on the training device), in eval mode
-    #     without gradients; its metrics are logged beside the objective's and its tables appended to
-    #     eval/<name>.csv.
+    # ------------------------------------------------------------------ sized by the data
+    @classmethod
+    def data_args(cls, data: Any) -> dict[str, Any]:
+        """The constructor arguments that a set-up data module determines (none by default).
+
+        A model whose size depends on its data (the group tables of
+        :class:`~vaekit.models.group.GroupPredictor`) overrides this; :meth:`from_data` and
+        ``vaekit fit`` pass the result to the constructor, so ``config.yaml`` holds exactly what
+        the constructor received.
+
+        Parameters
+        ----------
+        data : DataModule
+            After ``setup()``.
+
+        Returns
+        -------
+        dict of str to plain values (YAML-ready)
+        """
+        return {}
+
+    @classmethod
+    def args_for_data(cls, data: Any, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`data_args` of ``data``, checked against the constructor arguments ``given``.
+
+        ``data.setup()`` is called first (a second call does nothing). An argument that
+        ``given`` sets (not None) must equal the data's value.
+
+        Raises
+        ------
+        ValueError
+            When a given argument differs from the value the data determine; the message names
+            the argument and both values.
+        """
+        if callable(getattr(data, "setup", None)):
+            data.setup()
+        derived = cls.data_args(data)
+        given = dict(given or {})
+        for key, value in derived.items():
+            mine = given.get(key)
+            if mine is not None and _plain(mine) != _plain(value):
+                raise ValueError(f"{cls.__name__}: {key}={_short(mine)} does not fit the data, which gives "
+                                 f"{key}={_short(value)}; leave {key} out (it is derived from the data) or use the "
+                                 f"data it was derived from")
+        return derived
+
+    @classmethod
+    def from_data(cls, data: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Build the model sized from ``data``: ``cls(*args, **kwargs, **data_args(data))``.
+
+        The one way to build a model whose size depends on its data; the constructor receives
+        every argument, so the model's recorded config rebuilds it (``vaekit.load``).
+
+        Raises
+        ------
+        ValueError
+            When an argument given here differs from the value the data determine.
+        """
+        import inspect
+
+        given = inspect.signature(cls).bind_partial(*args, **kwargs).arguments
+        model = cls(**{**given, **cls.args_for_data(data, given)})
+        model.check_data_module(data)
+        return model
+
+    def check_data_module(self, data: Any) -> None:
+        """Raise when ``data`` (set up) does not fit this model; called by ``Trainer.fit`` before training.
+
+        By default: every argument of :meth:`data_args` that the model was built with must
+        equal the data's (a model sized for other grouped data is refused). Subclasses may
+        check more (and call this).
+
+        Raises
+        ------
+        ValueError
+            Naming the argument, the model's value and the data's.
+        """
+        derived = type(self).data_args(data)
+        if not derived:
+            return
+        mine = recorded_args(self) or {}
+        for key, value in derived.items():
+            if mine.get(key) is not None and _plain(mine[key]) != _plain(value):
+                raise ValueError(f"this {type(self).__name__} was built for other data: its {key}={_short(mine[key])} "
+                                 f"but the data give {key}={_short(value)}; use the data it was built from, or build "
+                                 f"a new model with {type(self).__name__}.from_data(data, ...)")
+
+    # ------------------------------------------------------------------ training-loop hook
+    def validation_report(self, val: Any, batch_size: int = 4096) -> ValidationReport | None:
+        """Extra metrics and tables for each validation of the training loop (none by default).
+
+        Called by the loop on rank 0 after each validation with the whole validation split (a
+        Tensor or a dict of Tensors, on the training device), in eval mode, without gradients
+        (and with the EMA weights when ``ema_decay`` is set).
+
+        Returns
+        -------
+        ValidationReport or None
+            Its ``metrics`` are logged beside the objective's (``metrics.csv``, split
+            ``"val"``), its ``tables`` appended to ``eval/<name>.csv``. None: nothing to add.
+        """
+        return None
 
     # ------------------------------------------------------------------ helpers
     def validate_data(self, x: Any, name: str = "x") -> Tensor:
@@ -245,3 +340,16 @@ class LatentVariableModel(Configurable, nn.Module):
             bad = int((~torch.isfinite(x)).sum())
             raise ValueError(f"{name} contains {bad} NaN/inf value(s); clean or impute the data first")
         return x
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as YAML would hold it (tuples as lists), for comparing constructor arguments."""
+    try:
+        return to_config(value)
+    except TypeError:
+        return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(_plain(value))
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -15,7 +15,7 @@ negative ELBO / ``n_train``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +28,66 @@ from .group_latent import GroupLatent, Prior
 from .group_metrics import group_metric_rows, summary_metrics
 from .group_stats import VarianceComponents, group_effects, variance_components
 
-__all__ = ["GroupLatent", "GroupPredictor"]
+__all__ = ["GroupLatent", "GroupModel", "GroupPredictor"]
 
 Injection = Literal["none", "factor", "bias", "double", "lower", "weight"]
 _INJECTIONS = ("none", "factor", "bias", "double", "lower", "weight")
 _LIKELIHOODS = ("categorical", "gaussian", "gaussian_learned")
+
+
+@runtime_checkable
+class GroupModel(Protocol):
+    """What new-group inference and group evaluation (:mod:`vaekit.inference.groups`) use of a
+    group-latent model; :class:`GroupPredictor` implements it.
+
+    Attributes
+    ----------
+    likelihood : str
+        ``"categorical"`` or a Gaussian (``"gaussian"``, ``"gaussian_learned"``).
+    level_names, group_names : list
+        Name of each group level; per level, the raw id of each contiguous group id.
+    latent_levels : list of int
+        The levels that have a latent vector, in the order of :attr:`latent`'s tables.
+    latent : GroupLatent or None
+        The posterior (and prior) tables of the latent levels.
+    predictor : Predictor
+        The network (``trunk``, ``body``, ``mid_extra``, ``mid_features``, ``out_features``).
+    group_encoder : SetEncoder or None
+        The amortized encoder of new level-0 groups, if the model has one.
+    """
+
+    likelihood: str
+    level_names: list[str]
+    group_names: list[list[str]]
+    latent_levels: list[int]
+    latent: GroupLatent | None
+    predictor: Predictor
+    group_encoder: SetEncoder | None
+
+    def split_batch(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x, y, groups)`` of a batch dict, checked."""
+        ...
+
+    def check_targets(self, y: Tensor, name: str = "y") -> None:
+        """Raise unless ``y`` fits the likelihood and the outputs."""
+        ...
+
+    def latents(self, groups: Tensor, mode: Literal["sample", "mean"] = "sample",
+                new_groups: Literal["error", "prior"] = "error", sample_shape: tuple[int, ...] = ()) -> list[Tensor]:
+        """The latent-level vectors of ``groups`` (batch, n_levels), each (*sample_shape, batch, d)."""
+        ...
+
+    def outputs(self, x: Tensor, zs: Sequence[Tensor], *, start: Literal["input", "trunk", "body"] = "input") -> Tensor:
+        """Predictor outputs given the latent-level vectors ``zs``."""
+        ...
+
+    def log_likelihood(self, out: Tensor, y: Tensor) -> Tensor:
+        """``log p(y | outputs)`` per example, shape (batch,)."""
+        ...
+
+    def validation_report(self, val: Any, batch_size: int = 4096) -> ValidationReport | None:
+        """Overall and per-group metrics on ``val``."""
+        ...
 
 
 class GroupPredictor(LatentVariableModel):
@@ -48,9 +103,11 @@ class GroupPredictor(LatentVariableModel):
     With a linear output layer ``factor`` and ``bias`` span the same functions (both add a
     linear map of ``z`` to the logits) and differ only in parametrization.
 
-    Group tables are sized from the data by :meth:`bind_data` (called by the trainer), which
-    returns ``group_names``, ``group_counts``, ``n_train``, ``level_names`` and ``data_shape``;
-    given to the constructor, these rebuild the same model (``vaekit.load``).
+    The group tables are sized by the constructor's ``group_names`` (and ``group_counts``,
+    ``n_train``, ``level_names``, ``data_shape``). Build the model from grouped data with
+    :meth:`from_data`, which reads them from the data (:meth:`data_args`) and passes them to
+    the constructor, so the recorded config (``config.yaml``) rebuilds the same model
+    (``vaekit.load``); ``vaekit fit`` does the same for a config that leaves them out.
 
     Parameters
     ----------
@@ -72,8 +129,9 @@ class GroupPredictor(LatentVariableModel):
         Prior of the group vectors (see :class:`GroupLatent`).
     kl_scale : {"dataset"}
         The KL per example is the total group KL / ``n_train``.
-    group_names : list of list of str, optional
-        Per level, raw id (as a string) of each contiguous group id.
+    group_names : list of list of str
+        Per level, raw id (as a string) of each contiguous group id. Required (None is
+        accepted by the signature only so that a config may leave it to :meth:`from_data`).
     group_counts : list of list of int, optional
         Per level, training examples per group (0 = unseen in training).
     n_train : int, optional
@@ -96,6 +154,16 @@ class GroupPredictor(LatentVariableModel):
     >>> t = m.elbo_terms(batch)
     >>> t.rec.shape, list(t.kl), m.predict(batch["x"], batch["groups"]).shape
     (torch.Size([4]), ['group/0'], torch.Size([4]))
+
+    Sized from grouped data:
+
+    >>> import numpy as np
+    >>> from vaekit.data.grouped import GroupedArrays
+    >>> data = GroupedArrays(np.zeros((6, 3)), ["a", "a", "b", "b", "c", "c"], np.array([0, 1, 0, 1, 0, 1]),
+    ...                      val_fraction=0.0, test_fraction=0.0)
+    >>> m = GroupPredictor.from_data(data, MLPPredictor(3, 2, hidden=[8]), latent_features=2)
+    >>> m.group_names, m.n_train, [c.tolist() for c in m.counts]
+    ([['a', 'b', 'c']], 6, [[2, 2, 2]])
     """
 
     def __init__(self, predictor: Predictor, likelihood: Literal["categorical", "gaussian", "gaussian_learned"] = "categorical",
@@ -126,11 +194,13 @@ class GroupPredictor(LatentVariableModel):
             # name is historical and kept as the state-dict key, so existing checkpoints load.
             self.log_sigma = nn.Parameter(torch.zeros(predictor.out_features))
         self.latent: GroupLatent | None = None
-        self.group_names: list[list[str]] | None = None
-        if group_names is not None:
-            self._build(group_names, group_counts, level_names)
-        elif group_counts is not None:
-            raise ValueError("group_counts needs group_names (the raw id of each group per level)")
+        self.group_encoder: SetEncoder | None = None  # built with new_group_encoder=True (level 0 has a latent)
+        if group_names is None:
+            raise ValueError("group_names is required (the raw id of each group per level): build the model from grouped "
+                             "data with GroupPredictor.from_data(data, predictor, ...), which passes group_names, "
+                             "group_counts, n_train, level_names and data_shape (vaekit fit does this for a config "
+                             "that leaves them out)")
+        self._build(group_names, group_counts, level_names)
 
     # ------------------------------------------------------------------ construction
     def _build(self, group_names: Sequence[Sequence[Any]], group_counts: Sequence[Sequence[int]] | None,
@@ -196,47 +266,56 @@ class GroupPredictor(LatentVariableModel):
 
     @property
     def n_levels(self) -> int:
-        """Number of group levels (0 before :meth:`bind_data`)."""
-        return 0 if self.group_names is None else len(self.group_names)
+        """Number of group levels."""
+        return len(self.group_names)
 
-    def _require_built(self) -> None:
-        if self.group_names is None:
-            raise RuntimeError("the group tables are not built yet: pass group_names (and group_counts, n_train) to the "
-                               "constructor or call bind_data(data) (Trainer.fit does)")
+    # ------------------------------------------------------------------ sized by the data
+    @classmethod
+    def data_args(cls, data: Any) -> dict[str, Any]:
+        """The constructor arguments that a set-up grouped data module determines.
 
-    def bind_data(self, data: Any) -> dict[str, Any]:
-        """Size the group tables from a set-up grouped data module; return the derived constructor args.
+        ``group_names``, ``group_counts`` (training examples per group), ``n_train``,
+        ``level_names`` and ``data_shape``, as plain values; :meth:`from_data` passes them to
+        the constructor.
 
         Raises
         ------
-        ValueError
-            If the model is already sized and the data's groups differ, or the task does not
-            fit the likelihood.
+        TypeError
+            If ``data`` is not grouped data (``group_names``, ``train_group_counts``, ``train``).
         """
         for attr in ("group_names", "train_group_counts", "train"):
             if getattr(data, attr, None) is None:
-                raise TypeError(f"{type(self).__name__} needs grouped data (vaekit.data.grouped.GroupedData) with "
+                raise TypeError(f"{cls.__name__} needs grouped data (vaekit.data.grouped.GroupedData) with "
                                 f"{attr!r}; {type(data).__name__} has none")
+        return {"group_names": [[str(n) for n in level] for level in data.group_names],
+                "group_counts": [[int(c) for c in level] for level in data.train_group_counts],
+                "n_train": int(data.train["y"].shape[0]),
+                "level_names": [str(n) for n in getattr(data, "level_names", None) or range(len(data.group_names))],
+                "data_shape": [int(s) for s in data.data_shape]}
+
+    def check_data_module(self, data: Any) -> None:
+        """Raise unless ``data`` (set up) has this model's groups, training counts and shapes, and a
+        task that fits the likelihood (called by ``Trainer.fit`` and :meth:`from_data`).
+
+        Raises
+        ------
+        TypeError
+            If ``data`` is not grouped data.
+        ValueError
+            If the model was sized for other grouped data, or the task does not fit the likelihood.
+        """
         task = getattr(data, "task", None)
         if task is not None and (task == "regression") != self.likelihood.startswith("gaussian"):
             raise ValueError(f"likelihood={self.likelihood!r} does not fit the data's task {task!r}: use 'categorical' "
                              f"for classification/sequence data and 'gaussian'/'gaussian_learned' for regression")
-        derived = {"group_names": [[str(n) for n in level] for level in data.group_names],
-                   "group_counts": [[int(c) for c in level] for level in data.train_group_counts],
-                   "n_train": int(data.train["y"].shape[0]),
-                   "level_names": [str(n) for n in getattr(data, "level_names", None) or range(len(data.group_names))],
-                   "data_shape": [int(s) for s in data.data_shape]}
-        if self.group_names is not None:
-            mine = {"group_names": self.group_names, "group_counts": [c.tolist() for c in self.counts],
-                    "n_train": self.n_train, "level_names": self.level_names, "data_shape": list(self.data_shape)}
-            diff = [k for k in ("group_names", "group_counts", "n_train") if mine[k] != derived[k]]
-            if diff:
-                raise ValueError(f"this model was sized for other grouped data: {', '.join(diff)} differ from the data's "
-                                 f"(e.g. n_train {self.n_train} vs {derived['n_train']}); use the data module it was trained on")
-            return derived
-        self._build(derived["group_names"], derived["group_counts"], derived["level_names"])
-        self.n_train, self.data_shape = derived["n_train"], tuple(derived["data_shape"])
-        return derived
+        derived = self.data_args(data)
+        mine = {"group_names": self.group_names, "group_counts": [c.tolist() for c in self.counts],
+                "n_train": self.n_train, "data_shape": list(self.data_shape) or None}
+        diff = [k for k in mine if mine[k] is not None and mine[k] != derived[k]]
+        if diff:
+            raise ValueError(f"this model was sized for other grouped data: {', '.join(diff)} differ from the data's "
+                             f"(e.g. n_train {self.n_train} vs {derived['n_train']}); use the data module it was built "
+                             f"from, or build a new model with GroupPredictor.from_data(data, ...)")
 
     # ------------------------------------------------------------------ ids
     def encode_groups(self, raw: Sequence[Sequence[Any]]) -> Tensor:
@@ -251,7 +330,6 @@ class GroupPredictor(LatentVariableModel):
         ValueError
             For a missing level or a raw id that is not in ``group_names``.
         """
-        self._require_built()
         if len(raw) != self.n_levels:
             raise ValueError(f"raw ids must give {self.n_levels} level(s) ({self.level_names}), got {len(raw)}")
         cols = []
@@ -267,7 +345,6 @@ class GroupPredictor(LatentVariableModel):
 
     def validate_data(self, x: Any, name: str = "x") -> Any:
         """Check a batch dict ``{"x", "y", "groups"}``: keys, lengths, dtypes, shapes and id ranges."""
-        self._require_built()
         if not isinstance(x, Mapping):
             raise TypeError(f"{name} must be a dict with keys 'x', 'y', 'groups', got {type(x).__name__}")
         missing = [k for k in ("x", "y", "groups") if k not in x]
@@ -294,10 +371,19 @@ class GroupPredictor(LatentVariableModel):
             raise ValueError(f"{name}['x'] has shape {tuple(xs.shape)}, expected (n, {', '.join(map(str, self.data_shape))})")
         if xs.is_floating_point() and not bool(torch.isfinite(xs).all()):
             raise ValueError(f"{name}['x'] contains NaN/inf values")
-        self._check_y(y, f"{name}['y']")
+        self.check_targets(y, f"{name}['y']")
         return x
 
-    def _check_y(self, y: Tensor, name: str) -> None:
+    def check_targets(self, y: Tensor, name: str = "y") -> None:
+        """Check outcomes ``y`` against the likelihood and the predictor's ``out_features``.
+
+        Raises
+        ------
+        TypeError
+            For integer/float outcomes that do not fit the likelihood.
+        ValueError
+            For classes out of range, a wrong number of outputs, or NaN/inf values.
+        """
         K = self.predictor.out_features
         if self.likelihood == "categorical":
             if y.dtype.is_floating_point or y.dtype == torch.bool:
@@ -313,8 +399,16 @@ class GroupPredictor(LatentVariableModel):
             if not bool(torch.isfinite(y).all()):
                 raise ValueError(f"{name} contains NaN/inf values")
 
-    def _unpack(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
-        self._require_built()
+    def split_batch(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x, y, groups)`` of a batch dict ``{"x", "y", "groups"}``, with its lengths and levels checked.
+
+        Raises
+        ------
+        TypeError
+            If ``batch`` is not a dict with those keys.
+        ValueError
+            For different numbers of examples or a ``groups`` of the wrong shape.
+        """
         if not isinstance(batch, Mapping) or any(k not in batch for k in ("x", "y", "groups")):
             raise TypeError("a GroupPredictor batch is a dict with keys 'x', 'y', 'groups' "
                             f"(got {type(batch).__name__}{' with keys ' + str(list(batch)) if isinstance(batch, Mapping) else ''})")
@@ -353,8 +447,13 @@ class GroupPredictor(LatentVariableModel):
             out.append(zs[i])
         return out
 
-    def outputs(self, x: Tensor, zs: Sequence[Tensor]) -> Tensor:
-        """Predictor outputs (logits or means) given the latent-level vectors ``zs`` (batch, d) each."""
+    def outputs(self, x: Tensor, zs: Sequence[Tensor], *, start: Literal["input", "trunk", "body"] = "input") -> Tensor:
+        """Predictor outputs (logits or means) given the latent-level vectors ``zs`` (batch, d) each.
+
+        ``start``: ``x`` is the input (``"input"``) or the predictor's ``trunk``/``body``
+        output computed once for many latents (:meth:`Predictor.head_input
+        <vaekit.nn.predictors.Predictor.head_input>`).
+        """
         mid, late, bias, weight = [], [], 0.0, []
         for z, l in zip(zs, self.latent_levels):
             mode, d = self.modes[l], self.dims[l]
@@ -369,7 +468,8 @@ class GroupPredictor(LatentVariableModel):
                 weight.append((z, l))
             else:
                 bias = bias + self.bias_maps[str(l)](z)
-        h = self.predictor.head_input(x, torch.cat(mid, -1) if mid else None, torch.cat(late, -1) if late else None)
+        h = self.predictor.head_input(x, torch.cat(mid, -1) if mid else None, torch.cat(late, -1) if late else None,
+                                      start=start)
         out = self.predictor.head(h)
         for z, l in weight:
             out = out + self._weight_delta(h, z, l)
@@ -408,9 +508,9 @@ class GroupPredictor(LatentVariableModel):
     # ------------------------------------------------------------------ protocol
     def elbo_terms(self, batch: Any) -> ElboTerms:
         """``rec = log p(y_i | x_i, z)`` at one posterior draw; ``kl["group/<level>"]`` = level KL / ``n_train``."""
-        x, y, g = self._unpack(batch)
+        x, y, g = self.split_batch(batch)
         if self.latent is not None and self.n_train is None:
-            raise RuntimeError("n_train is unknown: pass it to the constructor or call bind_data(data)")
+            raise RuntimeError("n_train is unknown: pass it to the constructor (GroupPredictor.from_data(data, ...) does)")
         rec = self.log_likelihood(self.outputs(x, self.latents(g, "sample", new_groups="prior")), y)
         kl = {}
         if self.latent is not None:
@@ -426,7 +526,7 @@ class GroupPredictor(LatentVariableModel):
         examples of seen groups (unseen groups use the prior).
         """
         k = check_int("k", k)
-        xs, y, g = self._unpack(x)
+        xs, y, g = self.split_batch(x)
         zs = self.latents(g, "sample", new_groups="prior", sample_shape=(k,))
         return torch.stack([self.log_likelihood(self.outputs(xs, [z[j] for z in zs]), y) for j in range(k)])
 
@@ -435,7 +535,6 @@ class GroupPredictor(LatentVariableModel):
     def predict_outputs(self, x: Tensor, groups: Tensor, new_groups: Literal["error", "prior"] = "error",
                         batch_size: int = 4096) -> Tensor:
         """Outputs at the posterior means of the group vectors, in chunks; shape (n, ..., out_features)."""
-        self._require_built()
         if new_groups not in ("error", "prior"):
             raise ValueError(f"new_groups must be 'error' or 'prior', got {new_groups!r}")
         if x.shape[0] != groups.shape[0]:
@@ -462,7 +561,7 @@ class GroupPredictor(LatentVariableModel):
     @torch.no_grad()
     def validation_report(self, val: Any, batch_size: int = 4096) -> ValidationReport:
         """Overall metrics, per-group percentiles and per-group rows (``tables["groups"]``) on ``val``."""
-        x, y, g = self._unpack(val)
+        x, y, g = self.split_batch(val)
         out = self.predict_outputs(x, g, new_groups="prior", batch_size=batch_size)
         task = "classification" if self.likelihood == "categorical" else "regression"
         metrics = summary_metrics(out, y, g, task, self.predictor.out_features)

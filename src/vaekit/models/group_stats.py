@@ -116,7 +116,6 @@ def _setup(model: GroupPredictor, data: Any, x: Tensor | None, target_std: Any, 
 
     if not isinstance(model, GroupPredictor):
         raise TypeError(f"model must be a GroupPredictor, got {type(model).__name__}")
-    model._require_built()
     max_x = check_int("max_x", max_x)
     if x is None:
         train = getattr(data, "train", None)

@@ -8,7 +8,10 @@ can inject latent vectors at two depths of *any* predictor:
 
 :meth:`Predictor.widen` rebuilds the input layers of ``body`` and ``head`` so that they
 accept ``mid_extra`` / ``extra`` more features; :meth:`Predictor.forward` then concatenates
-the given latent vectors there (broadcast over any sequence dimension).
+the given latent vectors there (broadcast over any sequence dimension). The group model's
+constructor widens its predictor once, from its own arguments: the predictor's recorded
+config stays what its constructor received, and the group model's config rebuilds the
+widened network.
 """
 
 from __future__ import annotations
@@ -90,20 +93,35 @@ class Predictor(Configurable, nn.Module):
             self.out = nn.Linear(self.features + extra, self.out_features)
             self.extra = extra
 
-    def head_input(self, x: Tensor, z_mid: Tensor | None = None, z: Tensor | None = None) -> Tensor:
+    def head_input(self, x: Tensor, z_mid: Tensor | None = None, z: Tensor | None = None, *,
+                   start: Literal["input", "trunk", "body"] = "input") -> Tensor:
         """The output layer's input: ``body(trunk(x) ++ z_mid) ++ z``, shape (batch, ..., features + extra).
 
         Parameters
         ----------
-        x : Tensor of shape (batch, *x_shape)
+        x : Tensor
+            The input (batch, *x_shape); with ``start="trunk"`` the trunk's output ``trunk(x)``
+            instead, with ``start="body"`` the body's output ``body(trunk(x))`` (only without
+            ``z_mid``): a caller that evaluates many latents on the same examples computes
+            the layers before them once.
         z_mid : Tensor of shape (batch, mid_extra), optional
         z : Tensor of shape (batch, extra), optional
+        start : {"input", "trunk", "body"}
+            Which stage ``x`` comes from.
         """
         for name, v, size in (("z_mid", z_mid, self.mid_extra), ("z", z, self.extra)):
             got = 0 if v is None else v.shape[-1]
             if got != size:
                 raise ValueError(f"{name} must have {size} features (the width set by widen()), got {got}")
-        return concat_latent(self.body(concat_latent(self.trunk(x), z_mid)), z)
+        if start == "body":
+            if self.mid_extra:
+                raise ValueError(f"start='body' skips the body, but this predictor takes z_mid ({self.mid_extra} features) "
+                                 f"into it; use start='trunk'")
+            return concat_latent(x, z)
+        if start not in ("input", "trunk"):
+            raise ValueError(f"start must be 'input', 'trunk' or 'body', got {start!r}")
+        h_mid = self.trunk(x) if start == "input" else x
+        return concat_latent(self.body(concat_latent(h_mid, z_mid)), z)
 
     def forward(self, x: Tensor, z_mid: Tensor | None = None, z: Tensor | None = None) -> Tensor:
         """Outputs of ``x`` with latents concatenated after the trunk (``z_mid``) and the body (``z``).

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from .._recording import to_config
+from ..models.base import LatentVariableModel
 from ..nn.modes import eval_mode
 from .batches import IndexBatches, LoaderBatches, batch_len, take
 from .checkpoint import CHECKPOINT_FORMAT, get_rng_state, save_checkpoint, save_weights, set_rng_state, to_plain
@@ -473,14 +474,16 @@ class FitLoop:
         return reason
 
     def _report(self, epoch: int, batch_size: int) -> None:
-        """The model's optional ``validation_report`` hook (rank 0): extra metrics and eval/<table>.csv rows."""
-        hook = getattr(self.model, "validation_report", None)
-        if not callable(hook) or self.rank != 0:
+        """The model's :meth:`~vaekit.models.LatentVariableModel.validation_report` (rank 0): extra metrics
+        and eval/<table>.csv rows."""
+        if not isinstance(self.model, LatentVariableModel) or self.rank != 0:
             return
         s = self.state
         with self.ema.swapped(self.model) if self.ema is not None else nullcontext(), eval_mode(self.model), \
                 torch.no_grad():
-            report = hook(self.val_device, batch_size=batch_size)
+            report = self.model.validation_report(self.val_device, batch_size=batch_size)
+        if report is None:
+            return
         metrics = {k: float(v) for k, v in report.metrics.items()}
         if metrics and self.writer is not None:
             self.writer.log(metrics, step=s.global_step, epoch=epoch, split="val")

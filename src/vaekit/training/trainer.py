@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from ..objectives import ELBO, Objective
-from .._recording import update_recorded_args
+from .._recording import Configurable, recorded_args
+from ..models.base import LatentVariableModel
 from .batches import batch_len, check_batch_dict, take
 from .checkpoint import CorruptFileError, load_checkpoint, shape_mismatches, to_plain
 from .rundir import RunDir, check_run_name
@@ -28,7 +29,7 @@ _PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true")
 _OPTIMIZERS = ("adam", "adamw")
 
 
-class Trainer:
+class Trainer(Configurable):
     """Trains any :class:`~vaekit.models.LatentVariableModel` with an objective on a data module.
 
     The constructor only checks and stores its (plain, typed) arguments, so a YAML section
@@ -259,13 +260,10 @@ class Trainer:
         self.progress_bar, self.root_dir, self.run_name = bool(progress_bar), root_dir, run_name
 
     def get_params(self) -> dict[str, Any]:
-        """The constructor arguments, as plain values (what ``config.yaml`` stores)."""
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        out = {n: getattr(self, n) for n in names}
-        out["adam_betas"] = list(self.adam_betas)
-        return out
+        """The constructor arguments as the constructor received them (recorded by
+        :class:`~vaekit.Configurable`, as for every vaekit object), as plain values: what
+        ``config.yaml`` stores in its ``trainer`` section."""
+        return to_plain(recorded_args(self) or {})
 
     def __repr__(self) -> str:
         defaults = type(self)().get_params()
@@ -286,8 +284,9 @@ class Trainer:
         data : DataModule
             Anything with ``setup()``, ``train`` (Tensor of shape (n, *data_shape), a dict of
             Tensors sharing the first dimension, or a ``Dataset``), ``val`` (the same kind, or
-            None) and ``augment(batch) -> batch``. A model with a ``bind_data(data)`` hook is
-            sized from the data first (see :mod:`vaekit.models.base`).
+            None) and ``augment(batch) -> batch``. It must fit the model:
+            :meth:`LatentVariableModel.check_data_module <vaekit.models.LatentVariableModel.check_data_module>`
+            is called first (a model sized from other data is refused; build one with ``from_data``).
         objective : Objective, optional
             ``loss, metrics = objective(model, batch, step)``; default :class:`~vaekit.objectives.ELBO`.
         run_dir : RunDir, str or Path, optional
@@ -352,7 +351,8 @@ class Trainer:
         if config is not None and not isinstance(config, dict) and not hasattr(config, "as_dict"):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         train, val = self._check_data(data)
-        config = self._bind(model, data, config)
+        if isinstance(model, LatentVariableModel):
+            model.check_data_module(data)  # a model sized from data (from_data) must fit these data
         validate = getattr(model, "validate_data", None)
         if callable(validate):  # every example as the model will see it (augmented), without using the RNG
             augment = getattr(data, "augment", None)
@@ -385,27 +385,6 @@ class Trainer:
             warnings.warn(f"the run failed (stop_reason={result.stop_reason!r}): {result.message}", TrainingStoppedWarning,
                           stacklevel=2)
         return result
-
-    @staticmethod
-    def _bind(model: nn.Module, data: Any, config: Any) -> Any:
-        """Call the model's optional ``bind_data(data)`` hook; the constructor arguments it derived
-        from the data go into the model's recorded config and ``config['model']['init_args']``."""
-        bind = getattr(model, "bind_data", None)
-        if not callable(bind):
-            return config
-        updates = bind(data) or {}
-        if not isinstance(updates, dict):
-            raise TypeError(f"{type(model).__name__}.bind_data must return a dict of constructor arguments, "
-                            f"got {type(updates).__name__}")
-        if not updates:
-            return config
-        update_recorded_args(model, updates)
-        if config is not None:
-            config = dict(config.as_dict() if hasattr(config, "as_dict") else config)
-            section = dict(config.get("model") or {})
-            section["init_args"] = {**(section.get("init_args") or {}), **to_plain(updates)}
-            config["model"] = section
-        return config
 
     def _check_data(self, data: Any) -> tuple[Any, Any]:
         for attr in ("train", "val"):

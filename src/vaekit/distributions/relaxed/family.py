@@ -13,7 +13,6 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..._checks import check_float, check_int
-from ..._recording import update_recorded_args
 from ..base import ConditionalDistribution
 from ..flows._base import check_context
 from ._simplex import check_temperature
@@ -79,6 +78,13 @@ class RelaxedCategorical(ConditionalDistribution):
     torch.Size([3])
     """
 
+    @classmethod
+    def canonical_args(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """A fitted ``prior`` (an :class:`IGRPrior` or its file) is recorded as its numbers
+        (``IGRPrior.to_dict()``): config.yaml holds no object and needs no file."""
+        fitted = _fitted_prior(args.get("prior"))
+        return args if fitted is None else {**args, "prior": fitted.to_dict()}
+
     def __init__(self, in_features: int, n_variables: int, n_categories: int,
                  relaxation: Literal["gs", "igr_i", "igr_planar", "igr_sb"] = "igr_i", temperature: float = 0.5,
                  delta: float = 1.0, n_flows: int = 1, threshold: float = 0.99, hard: bool = False,
@@ -112,7 +118,6 @@ class RelaxedCategorical(ConditionalDistribution):
                                  f"{fitted.loc.numel() + 1} categories) but n_categories={self.n_categories} needs "
                                  f"{self.n_categories - 1}")
             prior = fitted.to_dict()
-            update_recorded_args(self, {"prior": prior})  # the numbers, not an object or a file, go to config.yaml
         self.relaxation, self.hard, self.prior = relaxation, hard, prior
         self._fitted = None if fitted is None else (fitted.loc.float(), fitted.scale.float())
         self.latent_features = self.n_variables * self.n_categories
