@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .._numeric import logmeanexp
 from ._common import finite_or_none
 
 __all__ = ["AISResult", "BDMCResult"]
@@ -87,7 +88,7 @@ class AISResult:
         chains = lw.shape[1]
         sign = 1.0 if self.direction == "forward" else -1.0
         signed = sign * lw  # log of the importance weights whose mean is unbiased
-        self.per_example = sign * (torch.logsumexp(signed, 1) - math.log(chains))
+        self.per_example = sign * logmeanexp(signed, 1)
         self.log_weight_var = lw.var(1) if chains > 1 else torch.full((lw.shape[0],), math.nan, dtype=torch.float64)
         self.ess = torch.exp(2 * torch.logsumexp(signed, 1) - torch.logsumexp(2 * signed, 1))
         n = lw.shape[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -132,9 +133,12 @@ class ValidationReport:
 class LatentVariableModel(Configurable, nn.Module):
     """Base class of every vaekit model (the protocol of ARCHITECTURE.md).
 
-    Subclasses implement :meth:`elbo_terms` and :meth:`log_weights`; models whose
+    Every model implements :meth:`elbo_terms` and :meth:`log_weights`. Models whose
     latents are per example (all VAEs) also implement :meth:`encode`, :meth:`decode`,
-    :meth:`log_joint`, :meth:`sample_prior` and :meth:`sample`.
+    :meth:`log_joint`, :meth:`log_prior` and :meth:`sample_prior`: their defaults raise
+    ``NotImplementedError`` naming the model, so a model with global latents (group
+    latents) simply leaves them out. :meth:`sample` and :meth:`prior_distributions` have
+    working defaults built on the methods above.
 
     Attributes
     ----------
@@ -142,15 +146,19 @@ class LatentVariableModel(Configurable, nn.Module):
         Shape of one example ``x`` (without the batch dimension).
     latent_names : tuple of str
         Names of the latent variables, in generative order (top first).
+    latent_dims : dict of str to int
+        Number of dimensions of each named latent (the free-bits floor and KL balancing of
+        :class:`~vaekit.objectives.ELBO` scale with it); empty when the model does not say.
     """
 
     data_shape: tuple[int, ...] = ()
     latent_names: tuple[str, ...] = ("z",)
+    latent_dims: Mapping[str, int] = MappingProxyType({})
 
-    # ------------------------------------------------------------------ protocol
+    # ------------------------------------------------------------------ protocol: every model
     def elbo_terms(self, batch: Any) -> ElboTerms:
         """Per-example reconstruction log-likelihood and KL per named latent."""
-        raise NotImplementedError
+        raise self._not_implemented("elbo_terms")
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
         """Importance log-weights ``log p(x, z_i) - log q(z_i | x)``, ``z_i ~ q(z | x)``.
@@ -165,30 +173,42 @@ class LatentVariableModel(Configurable, nn.Module):
         -------
         Tensor of shape (k, batch)
         """
-        raise NotImplementedError
+        raise self._not_implemented("log_weights")
 
+    # ------------------------------------------------------------------ protocol: models with per-example latents
     def encode(self, x: Tensor) -> dict[str, Distribution]:
         """Posterior distribution of every named latent given ``x``."""
-        raise NotImplementedError
+        raise self._not_implemented("encode")
 
     def decode(self, z: dict[str, Tensor]) -> Distribution:
         """Distribution over ``x`` given the latents (batch shape = leading dims of z)."""
-        raise NotImplementedError
+        raise self._not_implemented("decode")
 
     def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
         """``log p(x, z)`` with shape = the leading (sample, batch) dims of ``z``."""
-        raise NotImplementedError
+        raise self._not_implemented("log_joint")
 
     def log_prior(self, z: dict[str, Tensor]) -> Tensor:
         """``log p(z)`` summed over the named latents, shape = leading (sample, batch) dims of ``z``.
 
         ``log_joint(x, z) - log_prior(z)`` is ``log p(x | z)``: AIS anneals that term.
         """
-        raise NotImplementedError
+        raise self._not_implemented("log_prior")
 
     def sample_prior(self, n: int) -> dict[str, Tensor]:
         """``n`` draws of every named latent from the prior, each of shape (n, ...)."""
-        raise NotImplementedError
+        raise self._not_implemented("sample_prior")
+
+    def prior_distributions(self) -> dict[str, Distribution] | None:
+        """The prior of every named latent as a distribution, or None (the default).
+
+        A model whose latents have fixed priors, not conditioned on other latents (a VAE's
+        ``p(z)``), returns ``{name: distribution}`` with the latent's event shape; analysis
+        uses it for the prior's centre and for per-dimension KLs. Models with conditional
+        priors (hierarchical VAEs) keep the default: consumers then fall back to
+        :meth:`sample_prior`.
+        """
+        return None
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> Tensor:
@@ -207,6 +227,11 @@ class LatentVariableModel(Configurable, nn.Module):
         """
         px = self.decode(self.sample_prior(n))
         return px.mean if mean else px.sample()
+
+    def _not_implemented(self, method: str) -> NotImplementedError:
+        what = "every model" if method in ("elbo_terms", "log_weights") else "models whose latents are per example"
+        return NotImplementedError(f"{type(self).__name__} does not implement {method} (a method of the protocol for "
+                                   f"{what}; see vaekit.models.LatentVariableModel)")
 
     # ------------------------------------------------------------------ optional hooks of the training loop
     # bind_data(data) -> dict: called by Trainer.fit once data.setup() has run and before the model's

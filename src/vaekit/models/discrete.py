@@ -36,6 +36,7 @@ from .._checks import check_float, check_int
 from ..distributions import Likelihood
 from ..distributions.relaxed import RelaxedCategorical, relaxed_kl
 from ..nn import MLP
+from ._common import check_data_shape, log_categorical
 from .base import ElboTerms, LatentVariableModel
 from .vae import LikelihoodName, make_likelihood
 
@@ -92,15 +93,6 @@ def categorical_kl(q_probs: Tensor, p_probs: Tensor) -> Tensor:
     return torch.where(q_probs > 0, terms, torch.zeros_like(terms)).sum((-2, -1))
 
 
-def _logmeanexp(x: Tensor, dim: int = 0) -> Tensor:
-    return torch.logsumexp(x, dim) - math.log(x.shape[dim])
-
-
-def _log_categorical(onehot: Tensor, log_probs: Tensor) -> Tensor:
-    """``sum_n log probs[n, c_n]`` for one-hot ``c`` of shape (..., N, K)."""
-    return (onehot * log_probs).sum((-2, -1))
-
-
 class RelaxedLatentModel(LatentVariableModel):
     """Shared machinery of models with one relaxed categorical latent (discrete, joint, structured).
 
@@ -134,7 +126,7 @@ class RelaxedLatentModel(LatentVariableModel):
 
     def _init_networks(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
                        data_shape: Sequence[int]) -> None:
-        shape = _check_data_shape(data_shape)
+        shape = check_data_shape(data_shape)
         for arg, value, cls in (("encoder", encoder, nn.Module), ("decoder", decoder, nn.Module),
                                 ("likelihood", likelihood, Likelihood)):
             if not isinstance(value, cls):
@@ -274,20 +266,13 @@ class RelaxedLatentModel(LatentVariableModel):
         r = r / r.sum(-1, keepdim=True)
         idx = torch.distributions.Categorical(probs=r).sample((k,))
         onehot = torch.nn.functional.one_hot(idx, probs.shape[-1]).to(probs.dtype)
-        return onehot, _log_categorical(onehot, r.log())
+        return onehot, log_categorical(onehot, r.log())
 
     def _check_shape(self, x: Tensor, name: str = "x") -> None:
         if not isinstance(x, Tensor) or tuple(x.shape[1:]) != tuple(self.data_shape) or x.dim() != len(self.data_shape) + 1:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"{name} has shape {got} but this model expects (batch, {', '.join(map(str, self.data_shape))}) "
                              f"(data_shape={tuple(self.data_shape)})")
-
-
-def _check_data_shape(data_shape: Sequence[int]) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in data_shape)
-    if not shape or any(d < 1 for d in shape):
-        raise ValueError(f"data_shape must be a non-empty list of positive ints, got {list(data_shape)}")
-    return shape
 
 
 class DiscreteVAE(RelaxedLatentModel):
@@ -365,7 +350,7 @@ class DiscreteVAE(RelaxedLatentModel):
         self._check_shape(x)
         probs = self.implied_probs(self.encode(x)["z"])
         c, log_r = self._discrete_draw(probs, k)
-        log_p = _log_categorical(c, self.prior_probs().log())
+        log_p = log_categorical(c, self.prior_probs().log())
         return self.decode(c.flatten(-2)).log_prob(x) + log_p - log_r
 
     def discrete_kl(self, x: Tensor) -> Tensor:

@@ -15,21 +15,13 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int
+from .._numeric import logmeanexp
 from .._recording import Configurable
 
 if TYPE_CHECKING:
     from ..models.base import ElboTerms, LatentVariableModel
 
 __all__ = ["KLWeight", "Objective", "ELBO", "IWAE", "logmeanexp"]
-
-
-def logmeanexp(x: Tensor, dim: int = 0) -> Tensor:
-    """``log(mean(exp(x)))`` along ``dim``, computed stably.
-
-    >>> logmeanexp(torch.log(torch.tensor([1.0, 3.0])))
-    tensor(0.6931)
-    """
-    return torch.logsumexp(x, dim) - math.log(x.shape[dim])
 
 
 class KLWeight:
@@ -183,7 +175,7 @@ def _total(values: list[Tensor]) -> Tensor | float:
 def _balance(model: LatentVariableModel, kl: dict[str, Tensor]) -> dict[str, Tensor]:
     """NVAE's balancing coefficients per named latent (mean 1, no gradient)."""
     names = list(kl)
-    dims = getattr(model, "latent_dims", None) or {}
+    dims = model.latent_dims
     alpha = torch.tensor([float(dims.get(n, 1)) for n in names], device=kl[names[0]].device)
     alpha = alpha / alpha.min()
     c = torch.stack([kl[n].detach().abs().mean() for n in names]) + 0.01
@@ -193,8 +185,8 @@ def _balance(model: LatentVariableModel, kl: dict[str, Tensor]) -> dict[str, Ten
 
 
 def _latent_dim(model: LatentVariableModel, name: str) -> int:
-    dims = getattr(model, "latent_dims", None)
-    if not dims or name not in dims:
+    dims = model.latent_dims
+    if name not in dims:
         raise ValueError(f"free_bits needs model.latent_dims[{name!r}] (the number of dimensions of latent {name!r})")
     return int(dims[name])
 
