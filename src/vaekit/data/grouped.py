@@ -119,7 +119,7 @@ class GroupedData(DataModule):
         test_fraction = check_fraction("test_fraction", test_fraction)
         if val_fraction + test_fraction >= 1.0:
             raise ValueError(f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no training data")
-        seed, split_level = check_int("seed", seed), check_int("split_level", split_level)
+        seed, split_level = check_int("seed", seed, 0), check_int("split_level", split_level, 0)
         for name, value in (("standardize", standardize), ("standardize_y", standardize_y)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool; got {value!r} of type {type(value).__name__}")
