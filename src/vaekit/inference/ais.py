@@ -176,6 +176,7 @@ def ais_log_likelihood(
 
     >>> import torch
     >>> from vaekit.models import LatentVariableModel
+    >>> from vaekit.models import ElboTerms
     >>> class Flat(LatentVariableModel):
     ...     data_shape = (2,)
     ...     def log_prior(self, z):
@@ -184,6 +185,10 @@ def ais_log_likelihood(
     ...         return self.log_prior(z)
     ...     def sample_prior(self, n):
     ...         return {"z": torch.randn(n, 3)}
+    ...     def log_weights(self, x, k=1):  # the prior as q: log p(x | z) = 0
+    ...         return torch.zeros(k, x.shape[0])
+    ...     def elbo_terms(self, x):
+    ...         return ElboTerms(rec=torch.zeros(x.shape[0]), kl={"z": torch.zeros(x.shape[0])})
     >>> res = ais_log_likelihood(Flat(), torch.zeros(4, 2), n_chains=5, n_steps=20, hmc=HMCSettings(leapfrog_steps=2))
     >>> res.per_example
     tensor([0., 0., 0., 0.], dtype=torch.float64)

@@ -192,10 +192,13 @@ def iwae_log_likelihood(
 
     >>> import torch
     >>> from vaekit.models import LatentVariableModel
+    >>> from vaekit.models import ElboTerms
     >>> class Flat(LatentVariableModel):
     ...     data_shape = (2,)
     ...     def log_weights(self, x, k=1):
     ...         return torch.zeros(k, x.shape[0])
+    ...     def elbo_terms(self, x):
+    ...         return ElboTerms(rec=torch.zeros(x.shape[0]), kl={})
     >>> res = iwae_log_likelihood(Flat(), torch.zeros(3, 2), k=100, chunk_size=16)
     >>> res.per_example
     tensor([0., 0., 0.], dtype=torch.float64)

@@ -10,6 +10,7 @@ there is a single latent (``{"z": z}``).
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -130,10 +131,11 @@ class ValidationReport:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-class LatentVariableModel(Configurable, nn.Module):
+class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
     """Base class of every vaekit model (the protocol of ARCHITECTURE.md).
 
-    Every model implements :meth:`elbo_terms` and :meth:`log_weights`. Models whose
+    Every model implements the two abstract methods :meth:`elbo_terms` and
+    :meth:`log_weights` (a class that lacks either cannot be instantiated). Models whose
     latents are per example (all VAEs) also implement :meth:`encode`, :meth:`decode`,
     :meth:`log_joint`, :meth:`log_prior` and :meth:`sample_prior`: their defaults raise
     ``NotImplementedError`` naming the model, so a model with global latents (group
@@ -156,10 +158,11 @@ class LatentVariableModel(Configurable, nn.Module):
     latent_dims: Mapping[str, int] = MappingProxyType({})
 
     # ------------------------------------------------------------------ protocol: every model
+    @abstractmethod
     def elbo_terms(self, batch: Any) -> ElboTerms:
         """Per-example reconstruction log-likelihood and KL per named latent."""
-        raise self._not_implemented("elbo_terms")
 
+    @abstractmethod
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
         """Importance log-weights ``log p(x, z_i) - log q(z_i | x)``, ``z_i ~ q(z | x)``.
 
@@ -173,7 +176,6 @@ class LatentVariableModel(Configurable, nn.Module):
         -------
         Tensor of shape (k, batch)
         """
-        raise self._not_implemented("log_weights")
 
     # ------------------------------------------------------------------ protocol: models with per-example latents
     def encode(self, x: Tensor) -> dict[str, Distribution]:
@@ -229,9 +231,8 @@ class LatentVariableModel(Configurable, nn.Module):
         return px.mean if mean else px.sample()
 
     def _not_implemented(self, method: str) -> NotImplementedError:
-        what = "every model" if method in ("elbo_terms", "log_weights") else "models whose latents are per example"
         return NotImplementedError(f"{type(self).__name__} does not implement {method} (a method of the protocol for "
-                                   f"{what}; see vaekit.models.LatentVariableModel)")
+                                   "models whose latents are per example; see vaekit.models.LatentVariableModel)")
 
     # ------------------------------------------------------------------ optional hooks of the training loop
     # bind_data(data) -> dict: called by Trainer.fit once data.setup() has run and before the model's
