@@ -101,10 +101,26 @@ class RelaxedLatentModel(LatentVariableModel):
     counter buffer saved in checkpoints, so a resumed or reloaded model has the same
     temperature), the relaxed sample with its KL, the implied categorical of a posterior
     and the discrete prior.
+
+    What consumers (the discrete diagnostics of :mod:`vaekit.analysis.discrete`,
+    :class:`~vaekit.objectives.CapacityObjective`) read of these models, besides the protocol:
+    :attr:`relaxed_family`, :attr:`relaxed_latent`, the ``train_step`` buffer (training steps
+    counted, which set the temperature), :attr:`max_discrete_kl`, :meth:`relaxed_context`,
+    :meth:`discrete_kl` and :meth:`inference_parameters`.
+
+    Attributes
+    ----------
+    relaxed_family : RelaxedCategorical
+        The relaxed categorical posterior family.
+    relaxed_latent : str
+        The name of the relaxed latent in :meth:`encode` and ``elbo_terms``.
+    inference_modules : tuple of str
+        Names of the submodules that compute ``q(latents | x)``.
     """
 
     relaxed_family: RelaxedCategorical
     relaxed_latent: str = "z"
+    inference_modules: tuple[str, ...] = ("encoder", "posterior")
 
     def _init_relaxed(self, family: RelaxedCategorical, kl: str, temperature_schedule: Sequence[float] | None,
                       implied_samples: int, proposal_floor: float) -> None:
@@ -194,6 +210,19 @@ class RelaxedLatentModel(LatentVariableModel):
     def relaxed_context(self, x: Tensor) -> Tensor:
         """Features of ``x`` that the relaxed family reads, shape (batch, in_features)."""
         return self._features(x)
+
+    def discrete_kl(self, x: Tensor) -> Tensor | None:
+        """Exact ``KL(q_cat(c|x) || p_cat(c))`` of the implied categoricals, shape (batch,); None when the
+        model has no discrete prior to compare with (the default: structured prediction)."""
+        return None
+
+    def inference_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters of ``q(latents | x)`` (those of :attr:`inference_modules`, each once)."""
+        params: list[nn.Parameter] = []
+        for name in self.inference_modules:
+            module = getattr(self, name)
+            params += [p for p in module.parameters() if p.requires_grad and all(p is not q for q in params)]
+        return params
 
     def relaxed_prior(self) -> Distribution:
         """The relaxed prior, batch shape (N,), event (K,), at the current temperature."""

@@ -79,6 +79,7 @@ class JointVAE(RelaxedLatentModel):
         self.continuous_posterior, self.discrete_posterior = continuous_posterior, discrete_posterior
         self.prior = StandardNormal(continuous_posterior.latent_features)
         self.relaxed_latent = "c"
+        self.inference_modules = ("encoder", "continuous_posterior", "discrete_posterior")
         self.latent_names = ("z", "c")
         self.latent_dims = {"z": int(continuous_posterior.latent_features), "c": self.n_variables * self.n_categories}
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_float, check_int
+from ..models.discrete import RelaxedLatentModel
 from .elbo import Objective
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ class CapacityObjective(Objective):
         if missing:
             raise ValueError(f"CapacityObjective controls latents {names} but the model's elbo_terms has KL terms for "
                              f"{sorted(terms.kl)}; set continuous_latent/discrete_latent to names it has (or None)")
-        caps = self.capacities(step, getattr(model, "max_discrete_kl", None))
+        caps = self.capacities(step, model.max_discrete_kl if isinstance(model, RelaxedLatentModel) else None)
         rec = terms.rec.mean()
         loss = -rec
         metrics = {"elbo": terms.elbo.mean().detach(), "rec": rec.detach()}
