@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .._checks import check_float, check_int
+from .._checks import InvalidArgumentError, check_float, check_int
 from ..distributions.relaxed import RelaxedCategorical
 from ..models.base import LatentVariableModel
 from ..models.discrete import RelaxedLatentModel
@@ -40,7 +40,7 @@ def _vertex_fraction(z: Tensor, d: float) -> float:
 
 def _check_temperatures(temperatures: Sequence[float]) -> list[float]:
     if isinstance(temperatures, (str, bytes)) or not isinstance(temperatures, Sequence) or len(temperatures) == 0:
-        raise ValueError(f"temperatures must be a non-empty sequence of positive floats, got {temperatures!r}")
+        raise InvalidArgumentError(f"temperatures must be a non-empty sequence of positive floats, got {temperatures!r}")
     return [check_float(f"temperatures[{i}]", t, 0, low_open=True) for i, t in enumerate(temperatures)]
 
 

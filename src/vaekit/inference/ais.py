@@ -443,10 +443,10 @@ def _check_model_data(model: Any, x: Any, device: Any, needs: tuple[str, ...]
 def _check_z_init(z_init: Any, n: int, n_chains: int) -> dict[str, Tensor]:
     """``z_init`` of shapes (n, *event) expanded to (n_chains, n, *event)."""
     if not isinstance(z_init, dict) or not z_init or not all(isinstance(v, Tensor) for v in z_init.values()):
-        raise TypeError(f"z_init must be a non-empty dict of str to Tensor, got {type(z_init).__name__}")
+        raise InvalidArgumentError(f"z_init must be a non-empty dict of str to Tensor, got {type(z_init).__name__}")
     for name, v in z_init.items():
         if v.dim() < 1 or v.shape[0] != n:
-            raise ValueError(f"z_init[{name!r}] has shape {tuple(v.shape)}; expected (n, *event) with n = {n}, "
+            raise InvalidArgumentError(f"z_init[{name!r}] has shape {tuple(v.shape)}; expected (n, *event) with n = {n}, "
                              "the number of examples in x (one exact posterior sample per example)")
     return {name: v.detach().expand(n_chains, *v.shape) for name, v in z_init.items()}
 

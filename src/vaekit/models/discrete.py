@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .._checks import check_float, check_int
+from .._checks import InvalidArgumentError, check_float, check_int
 from ..distributions import Likelihood
 from ..distributions.relaxed import RelaxedCategorical, relaxed_kl
 from ..nn import MLP
@@ -62,7 +62,7 @@ def _check_schedule(schedule: Sequence[float] | None) -> tuple[float, float, int
     if schedule is None:
         return None
     if isinstance(schedule, (str, bytes)) or not isinstance(schedule, Sequence) or len(schedule) != 3:
-        raise ValueError(f"temperature_schedule must be None or a (start, end, steps) triple, e.g. (1.0, 0.5, 10000), got {schedule!r}")
+        raise InvalidArgumentError(f"temperature_schedule must be None or a (start, end, steps) triple, e.g. (1.0, 0.5, 10000), got {schedule!r}")
     start = check_float("temperature_schedule[0] (start temperature)", schedule[0], 0, low_open=True)
     end = check_float("temperature_schedule[1] (end temperature)", schedule[1], 0, low_open=True)
     return start, end, check_int("temperature_schedule[2] (steps)", schedule[2], 0)
