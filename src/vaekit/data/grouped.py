@@ -454,6 +454,11 @@ class GroupedArrays(GroupedData):
     def _load_source(self) -> GroupedSource:
         return self._source
 
+    @property
+    def source(self) -> GroupedSource:
+        """The data as given (raw group ids, checked targets), before ids are mapped and it is split."""
+        return self._source
+
     def setup(self) -> None:
         """Assign the splits computed (and checked) by the constructor."""
         if not self.is_setup:

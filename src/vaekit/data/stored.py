@@ -162,7 +162,7 @@ def stored_arrays(data: Any, path: str | os.PathLike[str]) -> tuple[dict[str, np
         return None
     args = recorded_args(data)
     if isinstance(data, GroupedArrays):
-        source = data._source
+        source = data.source
         arrays = {"x": source.x.numpy(), "y": source.y.numpy()}
         for i, raw in enumerate(source.groups):
             arrays[f"groups_{i}"] = raw_keys("groups", i, np.asarray(raw))[0]  # int64 or str: maps the same
