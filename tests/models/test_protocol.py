@@ -81,3 +81,19 @@ def test_free_bits_reads_the_declared_latent_dims():
     loss, metrics = ELBO(free_bits=0.5)(model, torch.ones(2, 2))
     torch.testing.assert_close(loss, torch.tensor(2.0 + 2.0))
     torch.testing.assert_close(metrics["kl/z"], torch.tensor(1.0))
+
+
+def test_relaxed_models_declare_what_the_discrete_diagnostics_read():
+    from vaekit.analysis.discrete import gradient_variance
+    from vaekit.models import joint_vae
+    from vaekit.models.structured import structured_predictor
+
+    joint = joint_vae([12], continuous_features=2, n_variables=2, n_categories=3, hidden=[8])
+    ids = {id(p) for p in joint.inference_parameters()}
+    for part in (joint.encoder, joint.continuous_posterior, joint.discrete_posterior):
+        assert {id(p) for p in part.parameters()} <= ids
+    assert not {id(p) for p in joint.decoder.parameters()} & ids
+    assert joint.discrete_kl(torch.rand(3, 12)).shape == (3,)
+    assert structured_predictor().discrete_kl(torch.rand(2, 784)) is None  # no discrete prior to compare with
+    with pytest.raises(ValueError, match="RelaxedLatentModel"):
+        gradient_variance(mlp_vae([12], 2, [8]), torch.rand(4, 12), n_samples=2)
