@@ -9,6 +9,7 @@ The most used names are importable from the top level (loaded on first use, so
 - run directories: :func:`~vaekit.runs.load`; the classes of your own that their configs may
   build: :func:`~vaekit.trust.register_constructible` (see :mod:`vaekit.trust`)
 - embedding: :class:`~vaekit.embedding.VAEEmbedder` and the :mod:`vaekit.plot` module
+- argument errors: :class:`InvalidArgumentError` (both a ``ValueError`` and a ``TypeError``)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _LAZY = {
     "VAEEmbedder": "vaekit.embedding",
     "HierarchicalVAE": "vaekit.models", "DiscreteVAE": "vaekit.models", "JointVAE": "vaekit.models",
     "GroupPredictor": "vaekit.models",
+    "InvalidArgumentError": "vaekit._checks",
 }
 #: Submodules loaded on first attribute access (``vaekit.plot.embedding(...)`` after ``import vaekit``).
 _SUBMODULES = ("plot", "analysis", "data", "distributions", "embedding", "inference", "models", "nn", "objectives",

@@ -1,12 +1,27 @@
-"""Argument checks shared by every layer: errors name the argument, the value and what is accepted."""
+"""Argument checks shared by every layer: errors name the argument, the value and what is accepted.
+
+Every argument error vaekit raises from a check is one :class:`InvalidArgumentError`: a
+``ValueError`` *and* a ``TypeError`` (the rule of scikit-learn's ``InvalidParameterError``),
+so ``except ValueError`` and ``except TypeError`` both catch it, whether the value had the
+wrong type (``2.5`` for an int) or the wrong range (``0`` for a count >= 1).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["check_int", "check_float"]
+__all__ = ["InvalidArgumentError", "check_choice", "check_float", "check_int"]
+
+
+class InvalidArgumentError(ValueError, TypeError):
+    """An argument with a wrong type or value; the message names the argument, the value and what is accepted.
+
+    >>> issubclass(InvalidArgumentError, ValueError) and issubclass(InvalidArgumentError, TypeError)
+    True
+    """
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -17,12 +32,12 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
     >>> check_int("k", 2.5)
     Traceback (most recent call last):
     ...
-    TypeError: k must be an int >= 1, got 2.5 of type float
+    vaekit._checks.InvalidArgumentError: k must be an int >= 1, got 2.5 of type float
     """
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} of type {type(value).__name__}")
+        raise InvalidArgumentError(f"{name} must be an int >= {minimum}, got {value!r} of type {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+        raise InvalidArgumentError(f"{name} must be an int >= {minimum}, got {value}")
     return int(value)
 
 
@@ -35,7 +50,7 @@ def check_float(name: str, value: Any, low: float | None = None, high: float | N
     >>> check_float("tol", float("nan"), 0)
     Traceback (most recent call last):
     ...
-    ValueError: tol must be a finite number >= 0, got nan
+    vaekit._checks.InvalidArgumentError: tol must be a finite number >= 0, got nan
     """
     bounds = []
     if low is not None:
@@ -44,9 +59,27 @@ def check_float(name: str, value: Any, low: float | None = None, high: float | N
         bounds.append(f"{'<' if high_open else '<='} {high:g}")
     what = f"{name} must be a finite number{' ' + ' and '.join(bounds) if bounds else ''}"
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{what}, got {value!r} of type {type(value).__name__}")
+        raise InvalidArgumentError(f"{what}, got {value!r} of type {type(value).__name__}")
     v = float(value)
     if not math.isfinite(v) or (low is not None and (v <= low if low_open else v < low)) or (
             high is not None and (v >= high if high_open else v > high)):
-        raise ValueError(f"{what}, got {value!r}")
+        raise InvalidArgumentError(f"{what}, got {value!r}")
     return v
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices``.
+
+    >>> check_choice("schedule", "linear", ("linear", "sigmoidal"))
+    'linear'
+    >>> check_choice("schedule", "cosine", ("linear", "sigmoidal"))
+    Traceback (most recent call last):
+    ...
+    vaekit._checks.InvalidArgumentError: schedule must be one of ['linear', 'sigmoidal'], got 'cosine'
+    """
+    try:
+        if value in choices:
+            return value
+    except (TypeError, ValueError, RuntimeError):  # a value that cannot be compared (an array, a tensor)
+        pass
+    raise InvalidArgumentError(f"{name} must be one of {list(choices)}, got {value!r}")

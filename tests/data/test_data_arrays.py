@@ -122,7 +122,7 @@ BAD_ARRAYS = [
     (dict(x=np.zeros((5, 2)), test_x=np.zeros((3, 4))), ValueError, "test_x examples have shape"),
     (dict(x=np.zeros((5, 2)), test_labels=np.zeros(3)), ValueError, "without test_x"),
     (dict(x=np.zeros((5, 2)), test_x=np.zeros((3, 2)), test_labels=np.zeros(2)), ValueError, "test_labels"),
-    (dict(x=np.zeros((5, 2)), seed=-1), ValueError, "seed=-1"),
+    (dict(x=np.zeros((5, 2)), seed=-1), ValueError, "seed must be an int >= 0, got -1"),
 ]
 
 

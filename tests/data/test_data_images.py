@@ -260,7 +260,7 @@ def test_digits_offline() -> None:
     ("build", "error", "match"),
     [
         (lambda: MNIST(binarize="sometimes"), ValueError, r"binarize='sometimes' is not accepted"),
-        (lambda: FashionMNIST(val_size=-1), ValueError, "val_size=-1 must be >= 0"),
+        (lambda: FashionMNIST(val_size=-1), ValueError, "val_size must be an int >= 0, got -1"),
         (lambda: MNIST(val_size=True), TypeError, "val_size must be an int"),
         (lambda: MNIST(flatten="yes"), TypeError, "flatten must be a bool"),
         (lambda: CIFAR10(download=1), TypeError, "download must be a bool"),

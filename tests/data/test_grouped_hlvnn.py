@@ -9,7 +9,7 @@ import yaml
 
 from vaekit._recording import to_config
 from vaekit.data import HLVNNFolder
-from vaekit.data.grouped_hlvnn import hlvnn_levels
+from vaekit.data.grouped_sets import hlvnn_levels
 
 
 def write_folder(folder, n_train=60, n_test=12, users=6, d=(3,), levels=2, seed=0, x_dtype=np.float32, **replace):
@@ -77,12 +77,32 @@ def test_the_config_records_an_absolute_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = HLVNNFolder("data/x")
     cfg = to_config(data)
-    assert cfg["class_path"] == "vaekit.data.grouped_hlvnn.HLVNNFolder"
+    assert cfg["class_path"] == "vaekit.data.grouped_sets.HLVNNFolder"
     assert cfg["init_args"]["path"] == str(tmp_path / "data" / "x")
     monkeypatch.chdir("/")
     data.setup()  # still found from elsewhere
     assert len(data.test["y"]) == 12
     assert hlvnn_levels(tmp_path / "data" / "x") == ["gid", "gid2"]
+
+
+def test_a_config_saved_with_the_old_module_path_still_loads(tmp_path):
+    """Runs saved before the grouped modules were merged name ``vaekit.data.grouped_hlvnn.HLVNNFolder``."""
+    from jsonargparse import ArgumentParser
+
+    from vaekit.data import DataModule
+    from vaekit.trust import check_config_trust
+
+    write_folder(tmp_path / "x")
+    section = {"class_path": "vaekit.data.grouped_hlvnn.HLVNNFolder", "init_args": {"path": str(tmp_path / "x")}}
+    assert check_config_trust({"data": section}) == []  # inside the registry: no trust_code needed
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--data", type=DataModule)
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+    data = instantiate(parser.parse_object({"data": section})).data
+    assert type(data) is HLVNNFolder
+    data.setup()
+    assert len(data.test["y"]) == 12 and data.level_names == ["gid", "gid2"]
+    assert to_config(data)["class_path"] == "vaekit.data.grouped_sets.HLVNNFolder"
 
 
 @pytest.mark.parametrize("change, err, match", [

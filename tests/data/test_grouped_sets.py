@@ -97,7 +97,7 @@ def test_shakespeare_roles(shared_data: Path) -> None:
         ShakespeareRoles(split_level=2)
     with pytest.raises(ValueError, match=r"no role of .* has min_lines=10 lines and seq_len \+ 1 = 100001 characters"):
         ShakespeareRoles(str(shared_data), seq_len=100000, max_groups=2).setup()
-    with pytest.raises(TypeError, match=r"max_windows_per_group must be an int >= 1; got 2.5"):
+    with pytest.raises(TypeError, match=r"max_windows_per_group must be an int >= 1, got 2.5 of type float"):
         ShakespeareRoles(max_windows_per_group=2.5)  # type: ignore[arg-type]
 
 

@@ -20,9 +20,23 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, MultivariateNormal, Normal
 
-from vaekit.models import LatentVariableModel
+from vaekit.models import ElboTerms, LatentVariableModel
 
-__all__ = ["LinearGaussian", "exact_posterior", "orthogonal_columns"]
+__all__ = ["LinearGaussian", "PriorProposal", "exact_posterior", "orthogonal_columns"]
+
+
+class PriorProposal:
+    """Mixin for test models known through ``log_joint``, ``log_prior`` and ``sample_prior`` (what AIS uses):
+    the prior is their ``q``, so ``log_weights`` are ``log p(x | z)`` at prior draws and the KL is 0."""
+
+    def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
+        n = x.shape[0]
+        z = {name: v.reshape(k, n, *v.shape[1:]) for name, v in self.sample_prior(k * n).items()}
+        return self.log_joint(x, z) - self.log_prior(z)
+
+    def elbo_terms(self, x: Tensor) -> ElboTerms:
+        rec = self.log_weights(x, 1)[0]
+        return ElboTerms(rec=rec, kl={name: torch.zeros_like(rec) for name in self.latent_names})
 
 
 def orthogonal_columns(D: int, d: int, scales: list[float], seed: int = 0) -> Tensor:
@@ -93,6 +107,13 @@ class LinearGaussian(LatentVariableModel):
         q = self.encode(x)["z"]
         z = q.rsample((k,))
         return self.log_joint(x, {"z": z}) - q.log_prob(z)
+
+    def elbo_terms(self, x: Tensor) -> ElboTerms:
+        q = self.encode(x)["z"]
+        z = q.rsample()
+        log_q, log_p = q.log_prob(z), self.log_prior({"z": z})
+        return ElboTerms(rec=self.decode({"z": z}).log_prob(x), kl={"z": log_q - log_p}, log_q={"z": log_q},
+                         log_p={"z": log_p})
 
     @torch.no_grad()
     def log_marginal(self, x: Tensor) -> Tensor:

@@ -7,10 +7,10 @@ import math
 
 import pytest
 import torch
-from linear_gaussian import LinearGaussian, exact_posterior
+from linear_gaussian import LinearGaussian, PriorProposal, exact_posterior
 from torch import Tensor
 
-from vaekit.inference import (AISResult, BDMCResult, ais_log_likelihood, ais_schedule, bdmc, combine_max,
+from vaekit.inference import (AISResult, BDMCResult, HMCSettings, ais_log_likelihood, ais_schedule, bdmc, combine_max,
                               iwae_log_likelihood, reverse_ais)
 from vaekit.inference._hmc import LatentPacker
 from vaekit.models import LatentVariableModel, mlp_vae
@@ -54,7 +54,7 @@ def lg() -> tuple[LinearGaussian, Tensor, Tensor]:
     return model, x, model.log_marginal(x)
 
 
-class Split(LatentVariableModel):
+class Split(PriorProposal, LatentVariableModel):
     """The linear-Gaussian model with its latent split into ``{"a": (n, 1), "b": (n, 2, 2)}``."""
 
     def __init__(self, inner: LinearGaussian) -> None:
@@ -79,7 +79,7 @@ class Split(LatentVariableModel):
         return {"a": z[:, :1], "b": z[:, 1:].reshape(n, 2, 2)}
 
 
-class Flat(LatentVariableModel):
+class Flat(PriorProposal, LatentVariableModel):
     """``log p(x | z) = -|x|^2`` for every z: every AIS weight equals it exactly. Counts calls."""
 
     data_shape = (2,)
@@ -301,6 +301,32 @@ def test_bad_settings_raise_before_any_work(kwargs, error, match):
     assert model.calls == 0
 
 
+def test_hmc_settings_are_one_object_for_all_three_estimators(lg):
+    model, x, _ = lg
+    kernel = HMCSettings(leapfrog_steps=3, step_size=0.1, target_accept=0.8, adapt=False)
+    runs = []
+    for how in ({"hmc": kernel}, {"leapfrog_steps": 3, "step_size": 0.1, "target_accept": 0.8, "adapt": False}):
+        torch.manual_seed(4)
+        runs.append(ais_log_likelihood(model, x[:4], n_chains=2, n_steps=6, **how))
+    assert torch.equal(runs[0].log_weights, runs[1].log_weights)  # the same kernel, the same chains
+    assert runs[0].settings["leapfrog_steps"] == 3 and runs[0].settings["adapt"] is False
+    assert torch.equal(runs[0].step_size, torch.full((4,), 0.1, dtype=torch.float64))  # not adapted
+    assert runs[0].grad_evals == 4 * 2 * (1 + 5 * 3)
+    # bdmc's default kernel does not adapt; ais_log_likelihood's does
+    assert bdmc(model, 2, n_chains=2, n_steps=3).forward.settings["adapt"] is False
+    assert ais_log_likelihood(model, x[:2], n_chains=2, n_steps=3).settings["adapt"] is True
+    with pytest.raises(ValueError, match=r"either as hmc=HMCSettings\(...\) or one by one, not both"):
+        ais_log_likelihood(model, x, hmc=kernel, leapfrog_steps=2)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'leapfrogs'; the HMC settings are"):
+        reverse_ais(model, x, {"z": torch.zeros(len(x), 5)}, leapfrogs=2)
+    with pytest.raises(TypeError, match="hmc must be a vaekit.inference.HMCSettings, got dict"):
+        bdmc(model, 2, hmc={"leapfrog_steps": 2})
+    with pytest.raises(ValueError, match=r"step_size must be a number inside step_size_bounds=\(0.2, 0.3\), got 0.05"):
+        HMCSettings(step_size_bounds=(0.2, 0.3))
+    with pytest.raises(TypeError, match="adapt must be True or False, got 'yes'"):
+        HMCSettings(adapt="yes")
+
+
 def test_bad_model_data_and_starts():
     x = torch.zeros(2, 2)
     with pytest.raises(ValueError, match=r"x has shape \(2, 3\)"):
@@ -308,11 +334,9 @@ def test_bad_model_data_and_starts():
     with pytest.raises(TypeError, match="model must be a vaekit.models.LatentVariableModel"):
         ais_log_likelihood(torch.nn.Linear(2, 2), x)
 
-    class NoPrior(LatentVariableModel):
-        data_shape = (2,)
-
-        def log_joint(self, x, z):
-            return torch.zeros(z["z"].shape[:-1])
+    class NoPrior(Flat):  # Flat without the prior methods of the protocol
+        log_prior = LatentVariableModel.log_prior
+        sample_prior = LatentVariableModel.sample_prior
 
     with pytest.raises(TypeError, match="implement log_prior, sample_prior"):
         ais_log_likelihood(NoPrior(), x)

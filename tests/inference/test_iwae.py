@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from vaekit.distributions import DiagonalGaussian, Gaussian
 from vaekit.inference import IWAEResult, iwae_log_likelihood
-from vaekit.models import VAE, LatentVariableModel
+from vaekit.models import VAE, ElboTerms, LatentVariableModel
 from vaekit.nn import MLP
 from vaekit.objectives import ELBO
 
@@ -50,8 +50,18 @@ class Recording(LatentVariableModel):
         self.calls.append((k, x.shape[0], self.training, torch.is_grad_enabled()))
         return self.inner.log_weights(x, k)
 
+    def elbo_terms(self, x: Tensor) -> ElboTerms:
+        return self.inner.elbo_terms(x)
 
-class Table(LatentVariableModel):
+
+class WeightsOnly:
+    """Mixin for test models known only through their log-weights: the one-sample ELBO is ``log_weights(x, 1)``."""
+
+    def elbo_terms(self, x: Tensor) -> ElboTerms:
+        return ElboTerms(rec=self.log_weights(x, 1)[0], kl={})
+
+
+class Table(WeightsOnly, LatentVariableModel):
     """Serves fixed float32 log-weights ``table[i, :]`` in order to example ``i`` (x[:, 0] = i)."""
 
     data_shape = (1,)
@@ -245,7 +255,7 @@ def test_not_a_model():
         iwae_log_likelihood(nn.Linear(2, 2), torch.zeros(3, 2), k=5)
 
 
-class Broken(LatentVariableModel):
+class Broken(WeightsOnly, LatentVariableModel):
     data_shape = (2,)
 
     def __init__(self, mode: str) -> None:

@@ -46,6 +46,9 @@ class GroupBias(LatentVariableModel):
         rec = torch.distributions.Normal(mean, 0.1).log_prob(batch["y"])
         return ElboTerms(rec=rec, kl={})
 
+    def log_weights(self, batch: dict[str, Tensor], k: int = 1) -> Tensor:  # no latent: log p(y | x, g) itself
+        return self.elbo_terms(batch).rec.expand(k, -1)
+
     def validation_report(self, val: dict[str, Tensor], batch_size: int) -> ValidationReport:
         err = (self.w * val["x"][:, 0] + self.b[val["g"]] - val["y"]).abs()
         rows = [{"group": int(g), "metric": "mae", "value": float(err[val["g"] == g].mean())}

@@ -20,8 +20,10 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .._checks import check_float, check_int
+from .._checks import InvalidArgumentError, check_float, check_int
 from ..distributions.relaxed import RelaxedCategorical
+from ..models.base import LatentVariableModel
+from ..models.discrete import RelaxedLatentModel
 from ..nn.modes import eval_mode
 
 __all__ = ["simplex_proximity", "gradient_variance", "categories_used", "discrete_diagnostics", "relaxed_family",
@@ -38,7 +40,7 @@ def _vertex_fraction(z: Tensor, d: float) -> float:
 
 def _check_temperatures(temperatures: Sequence[float]) -> list[float]:
     if isinstance(temperatures, (str, bytes)) or not isinstance(temperatures, Sequence) or len(temperatures) == 0:
-        raise ValueError(f"temperatures must be a non-empty sequence of positive floats, got {temperatures!r}")
+        raise InvalidArgumentError(f"temperatures must be a non-empty sequence of positive floats, got {temperatures!r}")
     return [check_float(f"temperatures[{i}]", t, 0, low_open=True) for i, t in enumerate(temperatures)]
 
 
@@ -110,20 +112,16 @@ def simplex_proximity(family_or_dist: RelaxedCategorical | Distribution | Callab
 
 def relaxed_family(model: nn.Module) -> RelaxedCategorical | None:
     """The relaxed categorical family of a model (``model.relaxed_family`` or the first such submodule)."""
-    family = getattr(model, "relaxed_family", None)
-    if isinstance(family, RelaxedCategorical):
-        return family
+    if isinstance(model, RelaxedLatentModel):
+        return model.relaxed_family
     return next((m for m in model.modules() if isinstance(m, RelaxedCategorical)), None)
 
 
 def _encoder_parameters(model: nn.Module) -> list[nn.Parameter]:
-    params: list[nn.Parameter] = []
-    for name in ("encoder", "posterior", "continuous_posterior", "discrete_posterior"):
-        module = getattr(model, name, None)
-        if isinstance(module, nn.Module):
-            params += [p for p in module.parameters() if p.requires_grad and all(p is not q for q in params)]
+    params = model.inference_parameters() if isinstance(model, RelaxedLatentModel) else []
     if not params:
-        raise ValueError(f"{type(model).__name__} has no encoder/posterior parameters to measure gradients of")
+        raise ValueError(f"{type(model).__name__} has no encoder/posterior parameters to measure gradients of "
+                         "(gradient_variance measures models with a relaxed latent, vaekit.models.RelaxedLatentModel)")
     return params
 
 
@@ -153,8 +151,8 @@ def gradient_variance(model: nn.Module, x: Tensor, n_samples: int = 20) -> dict[
     grads = []
     was_training = model.training
     model.eval()  # dropout off; the latent noise is what we measure
-    step = getattr(model, "train_step", None)
-    saved = step.clone() if isinstance(step, Tensor) else None
+    step = model.train_step if isinstance(model, RelaxedLatentModel) else None  # elbo_terms counts steps
+    saved = step.clone() if step is not None else None
     try:
         for _ in range(n_samples):
             loss = -model.elbo_terms(x).elbo.mean()
@@ -189,7 +187,7 @@ def categories_used(model: nn.Module, x: Tensor, n: int = 10) -> dict[str, Any] 
         return None
     n = check_int("n", n)
     with eval_mode(model):
-        q = model.encode(x)[model.relaxed_latent] if hasattr(model, "relaxed_latent") else family.prior_distribution()
+        q = model.encode(x)[model.relaxed_latent] if isinstance(model, RelaxedLatentModel) else family.prior_distribution()
         counts, truncated = [], []
         for _ in range(n):
             q.rsample()
@@ -234,12 +232,12 @@ def discrete_diagnostics(model: nn.Module, x: Tensor, out_dir: str | Path, *,
     check_float("d", d, 0, low_open=True)
     check_int("n", n)
     check_int("grad_samples", grad_samples, 2)
-    if hasattr(model, "validate_data"):
+    if isinstance(model, LatentVariableModel):
         model.validate_data(x)
     x = x[: check_int("max_examples", max_examples)]
     out_dir = Path(out_dir)
     feats = None
-    if hasattr(model, "relaxed_context"):
+    if isinstance(model, RelaxedLatentModel):
         with eval_mode(model), torch.no_grad():
             feats = model.relaxed_context(x)
     result: dict[str, Any] = {"relaxation": family.relaxation, "temperature": float(family.temperature),
@@ -247,9 +245,11 @@ def discrete_diagnostics(model: nn.Module, x: Tensor, out_dir: str | Path, *,
     result["proximity"] = simplex_proximity(family, temps, d=d, n=n, context=feats)
     result["gradient_variance"] = gradient_variance(model, x, grad_samples)
     result["categories_used"] = categories_used(model, x)
-    if hasattr(model, "discrete_kl"):
+    if isinstance(model, RelaxedLatentModel):
         with eval_mode(model), torch.no_grad():
-            result["discrete_kl"] = float(model.discrete_kl(x).mean())
+            kl = model.discrete_kl(x)
+        if kl is not None:
+            result["discrete_kl"] = float(kl.mean())
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "discrete.json").write_text(json.dumps(result, indent=2))
     _plot_proximity(result["proximity"], out_dir / "discrete_proximity.png", family.relaxation)

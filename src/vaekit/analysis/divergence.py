@@ -11,7 +11,6 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent
 
 from .._checks import check_float, check_int
-from ..distributions import ConditionalDistribution
 from ..nn import eval_mode
 from ._common import check_x, posterior_means
 
@@ -61,15 +60,17 @@ class LatentStats:
 def latent_pairs(model: Any, x: Tensor) -> dict[str, tuple[Distribution, Distribution]] | None:
     """``{name: (prior, posterior)}`` for a batch, when the model exposes its priors.
 
-    Two sources, tried in order: a single-latent model with a ``prior`` module (e.g.
-    :class:`~vaekit.models.VAE`: ``(model.prior(), model.encode(x)[name])``), or a model
+    Two sources, tried in order: a model that declares its priors with
+    :meth:`~vaekit.models.LatentVariableModel.prior_distributions` (e.g.
+    :class:`~vaekit.models.VAE`: ``(model.prior_distributions()[name], model.encode(x)[name])``), or a model
     whose ``forward(x)`` returns ``(outputs, {name: (prior, posterior)})`` for every named
     latent (the block-graph models do). Returns None for other models.
     """
     names = tuple(model.latent_names)
-    prior = getattr(model, "prior", None)
-    if len(names) == 1 and isinstance(prior, ConditionalDistribution):
-        return {names[0]: (prior(), model.encode(x)[names[0]])}
+    priors = model.prior_distributions()
+    if priors is not None:
+        q = model.encode(x)
+        return {n: (priors[n], q[n]) for n in names}
     out = model(x)
     if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
         pairs = out[1]

@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 
 from .._checks import check_float, check_int
-from ..distributions import ConditionalDistribution
 from ..nn import eval_mode
 from ._common import distribution_mean
 from .images import save_image_grid
@@ -23,18 +22,19 @@ __all__ = ["prior_centres", "sample_at_temperature", "samples_at_temperatures", 
 def prior_centres(model: Any, n_mc: int = 2048) -> dict[str, Tensor]:
     """Centre of the prior of every named latent, shape (*latent_event) each.
 
-    The mean of the model's ``prior`` module when it has one (a single-latent model such as
-    :class:`~vaekit.models.VAE`), else the average of ``n_mc`` draws of ``sample_prior``.
+    The means of the model's :meth:`~vaekit.models.LatentVariableModel.prior_distributions`
+    when it declares them (e.g. :class:`~vaekit.models.VAE`) and they have a mean, else the
+    average of ``n_mc`` draws of ``sample_prior``.
 
     >>> from vaekit.models import mlp_vae
     >>> prior_centres(mlp_vae([6], 3, [4]))["z"]
     tensor([0., 0., 0.])
     """
-    prior = getattr(model, "prior", None)
-    if isinstance(prior, ConditionalDistribution) and len(model.latent_names) == 1:
+    priors = model.prior_distributions()
+    if priors is not None:
         try:
-            return {model.latent_names[0]: prior().mean.detach()}
-        except NotImplementedError:
+            return {name: priors[name].mean.detach() for name in model.latent_names}
+        except NotImplementedError:  # a distribution without a closed-form mean
             pass
     return {name: z.mean(0) for name, z in model.sample_prior(check_int("n_mc", n_mc)).items()}
 

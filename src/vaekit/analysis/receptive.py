@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_float, check_int
+from .._checks import InvalidArgumentError, check_float, check_int
 from ..nn import eval_mode
 from ._common import check_latent, encode_means, model_device
 from .images import save_image_grid
@@ -27,7 +27,7 @@ def check_units(model: Any, latent: str, units: Sequence[int] | None) -> list[in
         return list(range(size))
     units = [check_int("units", u, 0) for u in units]
     if not units or any(u >= size for u in units):
-        raise ValueError(f"units must be a non-empty list of indices in [0, {size}) of latent {latent!r}, got {units}")
+        raise InvalidArgumentError(f"units must be a non-empty list of indices in [0, {size}) of latent {latent!r}, got {units}")
     return units
 
 
@@ -36,9 +36,9 @@ def check_centre(model: Any, centre: float | Tensor) -> Tensor:
     shape = tuple(model.data_shape)
     if isinstance(centre, Tensor):
         if centre.shape != shape and centre.numel() != 1:
-            raise ValueError(f"centre must be a number or a tensor of shape {shape} (data_shape), got shape {tuple(centre.shape)}")
+            raise InvalidArgumentError(f"centre must be a number or a tensor of shape {shape} (data_shape), got shape {tuple(centre.shape)}")
         if not torch.isfinite(centre).all():
-            raise ValueError("centre must be finite")
+            raise InvalidArgumentError("centre must be finite")
         return centre.float().expand(shape).to(model_device(model))
     return torch.full(shape, check_float("centre", centre), device=model_device(model))
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .._checks import check_float, check_int
+from .._checks import InvalidArgumentError, check_float, check_int
 from ..nn import eval_mode
 from ._common import check_labels, check_x, is_image, posterior_means
 from .divergence import kl_statistics, save_kl_plot
@@ -65,17 +65,17 @@ def check_which(which: Sequence[str] | str | None) -> list[str]:
     >>> check_which(["recon", "ssim"])
     Traceback (most recent call last):
     ...
-    ValueError: unknown analysis 'ssim'; accepted: recon, generation, kl, probe, traversal, receptive, mei, extra...
+    vaekit._checks.InvalidArgumentError: unknown analysis 'ssim'; accepted: recon, generation, kl, probe, traversal, receptive, mei, extra...
     """
     accepted = [*ANALYSES, "extra", *(f.__name__ for f in EXTRA_ANALYSES)]
     if which is None:
         return accepted
     names = [w.strip() for w in which.split(",")] if isinstance(which, str) else list(which)
     if not names or any(not isinstance(n, str) or not n for n in names):
-        raise ValueError(f"which must name at least one analysis; accepted: {', '.join(accepted)}")
+        raise InvalidArgumentError(f"which must name at least one analysis; accepted: {', '.join(accepted)}")
     for n in names:
         if n not in accepted:
-            raise ValueError(f"unknown analysis {n!r}; accepted: {', '.join(accepted)}")
+            raise InvalidArgumentError(f"unknown analysis {n!r}; accepted: {', '.join(accepted)}")
     return names
 
 

@@ -28,9 +28,8 @@ from vaekit.data.arrays import ArrayData, ArrayFile
 from vaekit.data.base import DataModule, Splits
 from vaekit.data.download import DatasetFiles, DatasetNotFoundError, cache_dir, find_dataset, locate, search_dirs
 from vaekit.data.grouped import GroupedArrays, GroupedData
-from vaekit.data.grouped_hlvnn import HLVNNFolder
 from vaekit.data.grouped_ids import UnknownGroupError
-from vaekit.data.grouped_sets import GroupedTable, HighSchoolBeyond, OlivettiFaces, ShakespeareRoles
+from vaekit.data.grouped_sets import GroupedTable, HighSchoolBeyond, HLVNNFolder, OlivettiFaces, ShakespeareRoles
 from vaekit.data.grouped_writers import MNISTWriters
 from vaekit.data.images import CIFAR10, MNIST, BinarizedMNIST, Digits, FashionMNIST
 from vaekit.data.leaf import LEAFFemnist, LEAFShakespeare

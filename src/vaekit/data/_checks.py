@@ -1,7 +1,8 @@
 """Input checks shared by every data module (private).
 
-Every check raises a ``ValueError``/``TypeError`` that names the argument, the value seen
-and what is accepted, and none of them changes any state.
+Every argument check raises :class:`vaekit.InvalidArgumentError` (both a ``ValueError`` and a
+``TypeError``) naming the argument, the value seen and what is accepted, and none of them
+changes any state. ``check_int`` is the one of :mod:`vaekit._checks`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from .._checks import InvalidArgumentError, check_int
 
 __all__ = [
     "BINARIZE_MODES",
@@ -30,26 +33,17 @@ BINARIZE_MODES = ("none", "dynamic", "threshold")
 def check_binarize(binarize: Any) -> str:
     """Return ``binarize`` if it is one of :data:`BINARIZE_MODES`, else raise ``ValueError``."""
     if not isinstance(binarize, str) or binarize not in BINARIZE_MODES:
-        raise ValueError(f"binarize={binarize!r} is not accepted; use one of {list(BINARIZE_MODES)}")
+        raise InvalidArgumentError(f"binarize={binarize!r} is not accepted; use one of {list(BINARIZE_MODES)}")
     return binarize
 
 
 def check_fraction(name: str, value: Any) -> float:
     """Return ``value`` as a float if it is a real number in ``[0, 1)``, else raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float in [0, 1); got {value!r} of type {type(value).__name__}")
+        raise InvalidArgumentError(f"{name} must be a float in [0, 1); got {value!r} of type {type(value).__name__}")
     if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{name}={value!r} is outside [0, 1); use e.g. {name}=0.1 (0 means no split)")
+        raise InvalidArgumentError(f"{name}={value!r} is outside [0, 1); use e.g. {name}=0.1 (0 means no split)")
     return float(value)
-
-
-def check_int(name: str, value: Any, *, minimum: int = 0) -> int:
-    """Return ``value`` if it is an int ``>= minimum`` (bools are rejected), else raise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r} must be >= {minimum}")
-    return int(value)
 
 
 def _to_numpy(name: str, value: Any) -> np.ndarray:
@@ -138,7 +132,7 @@ def check_sha256_arg(sha256: object) -> str | None:
     if sha256 is None:
         return None
     if not isinstance(sha256, str) or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise ValueError(f"sha256 must be None or the 64 lowercase hex digits of a SHA-256; got {sha256!r}")
+        raise InvalidArgumentError(f"sha256 must be None or the 64 lowercase hex digits of a SHA-256; got {sha256!r}")
     return sha256
 
 

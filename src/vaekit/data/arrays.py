@@ -125,7 +125,7 @@ class ArrayData(DataModule):
     ) -> None:
         binarize = check_binarize(binarize)
         val_fraction = check_fraction("val_fraction", val_fraction)
-        seed = check_int("seed", seed)
+        seed = check_int("seed", seed, 0)
         unit = binarize != "none"
         x_t = as_data_tensor("x", x, unit_interval=unit)
         y_t = None if labels is None else as_label_tensor("labels", labels, len(x_t))
@@ -213,7 +213,7 @@ class ArrayFile(DataModule):
         self.path = os.fspath(path)
         self.key, self.labels_key, self.test_key, self.test_labels_key = key, labels_key, test_key, test_labels_key
         self.val_fraction = check_fraction("val_fraction", val_fraction)
-        self.seed = check_int("seed", seed)
+        self.seed = check_int("seed", seed, 0)
         self.binarize = check_binarize(binarize)
         if standardize and self.binarize != "none":
             raise ValueError(f"standardize=True cannot be combined with binarize={self.binarize!r}")

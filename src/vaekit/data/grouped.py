@@ -17,6 +17,11 @@ says how many training examples each group has (0 = unseen in training).
 Splits: ``split="example"`` holds out examples within every group (each group keeps at
 least one training example); ``split="group"`` holds out whole groups of level
 ``split_level`` (unseen groups). Both are deterministic in ``seed``.
+
+A dataset is loaded as a :class:`GroupedSource` (raw ids, targets as tensors), checked by
+:func:`check_source`, then mapped and split by :class:`GroupedData`'s ``setup``; the id
+mapping and the splits are in :mod:`vaekit.data.grouped_ids`, the datasets read from files
+in :mod:`vaekit.data.grouped_sets`, the synthetic writers in :mod:`vaekit.data.grouped_writers`.
 """
 
 from __future__ import annotations
@@ -38,11 +43,100 @@ from vaekit.data.grouped_ids import (
     split_indices,
     to_long,
 )
-from vaekit.data.grouped_source import TASKS, GroupedSource, as_targets, check_source
 
-__all__ = ["GroupedArrays", "GroupedData", "GroupedSource"]
+__all__ = ["TASKS", "GroupedArrays", "GroupedData", "GroupedSource", "as_targets", "check_source"]
 
 Task = Literal["classification", "regression", "sequence"]
+
+#: The tasks of grouped data: what ``y`` holds.
+TASKS = ("classification", "regression", "sequence")
+
+
+@dataclass
+class GroupedSource:
+    """A grouped dataset as loaded, before ids are mapped and the data is split.
+
+    Attributes
+    ----------
+    x : Tensor of shape (n, *x_shape)
+        float32 features, or int64 token ids.
+    y : Tensor
+        Targets as described in the module docstring for ``task``.
+    groups : list of ndarray of shape (n,)
+        Raw ids per level, lowest level first.
+    level_names : list of str
+    task : {"classification", "regression", "sequence"}
+    n_classes : int or None
+        Classes (or vocabulary size); ``None`` for regression.
+    test_mask : ndarray of shape (n,), bool, optional
+        Examples that form a predefined test split (e.g. LEAF's ``test/`` files).
+    """
+
+    x: Tensor
+    y: Tensor
+    groups: list[np.ndarray]
+    level_names: list[str]
+    task: str
+    n_classes: int | None = None
+    test_mask: np.ndarray | None = None
+
+
+def check_source(source: GroupedSource, what: str = "data") -> None:
+    """Check a loaded source: shapes, dtypes, finite values, label ranges, levels (raises, assigns nothing)."""
+    x, y, task = source.x, source.y, source.task
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not accepted; use one of {list(TASKS)}")
+    n = len(x)
+    if n == 0 or x.numel() == 0:
+        raise ValueError(f"{what}: x is empty (shape {tuple(x.shape)}); a grouped dataset needs at least one example")
+    if x.dtype not in (torch.float32, torch.int64):
+        raise TypeError(f"{what}: x must be float32 features or int64 tokens; got {x.dtype}")
+    if x.dtype == torch.float32 and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{what}: x contains {int((~torch.isfinite(x)).sum())} non-finite values (NaN or inf)")
+    if x.dtype == torch.int64 and int(x.min()) < 0:
+        raise ValueError(f"{what}: x token ids must be >= 0; found {int(x.min())}")
+    if len(y) != n:
+        raise ValueError(f"{what}: x has {n} examples but y has {len(y)}; give one target per example")
+    if task == "regression":
+        if y.dtype != torch.float32 or y.ndim not in (1, 2):
+            raise TypeError(f"{what}: regression y must be float32 of shape (n,) or (n, d); got {y.dtype} {tuple(y.shape)}")
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError(f"{what}: y contains {int((~torch.isfinite(y)).sum())} non-finite values (NaN or inf)")
+    else:
+        want = 1 if task == "classification" else 2
+        if y.dtype != torch.int64 or y.ndim != want:
+            shape = "(n,)" if want == 1 else "(n, T)"
+            raise TypeError(f"{what}: {task} y must be int64 of shape {shape}; got {y.dtype} {tuple(y.shape)}")
+        k = source.n_classes
+        if k is None or int(y.min()) < 0 or int(y.max()) >= k:
+            raise ValueError(f"{what}: {task} y must lie in [0, n_classes={k}); it spans [{int(y.min())}, {int(y.max())}]")
+    if len(source.groups) != len(source.level_names):
+        raise ValueError(
+            f"{what}: {len(source.groups)} group level(s) given but level_names has {len(source.level_names)} "
+            f"({source.level_names}); a group level is missing or a name is extra"
+        )
+    for level, raw in enumerate(source.groups):
+        if len(raw) != n:
+            raise ValueError(f"{what}: group level {level} ({source.level_names[level]!r}) has {len(raw)} ids for {n} examples")
+
+
+def as_targets(y: np.ndarray, task: str, n_classes: int | None) -> tuple[Tensor, int | None]:
+    """Targets as a tensor of the task's dtype, with the number of classes (checked)."""
+    if task == "regression":
+        if y.dtype.kind not in "biuf":
+            raise TypeError(f"regression y must hold numbers; got dtype {y.dtype}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), None
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise ValueError(f"{task} y must hold integer class ids; got non-integer or NaN values")
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"{task} y must hold integer class ids; got dtype {y.dtype}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"{task} y must hold class ids >= 0; found {y.min()}")
+    k = int(y.max()) + 1 if n_classes is None and y.size else n_classes
+    if k is not None:
+        k = check_int("n_classes", k, minimum=1)
+    return torch.from_numpy(np.ascontiguousarray(y).astype(np.int64)), k
 
 
 @dataclass
@@ -119,7 +213,7 @@ class GroupedData(DataModule):
         test_fraction = check_fraction("test_fraction", test_fraction)
         if val_fraction + test_fraction >= 1.0:
             raise ValueError(f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no training data")
-        seed, split_level = check_int("seed", seed), check_int("split_level", split_level)
+        seed, split_level = check_int("seed", seed, 0), check_int("split_level", split_level, 0)
         for name, value in (("standardize", standardize), ("standardize_y", standardize_y)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool; got {value!r} of type {type(value).__name__}")
@@ -358,6 +452,11 @@ class GroupedArrays(GroupedData):
         self.tokens = tokens
 
     def _load_source(self) -> GroupedSource:
+        return self._source
+
+    @property
+    def source(self) -> GroupedSource:
+        """The data as given (raw group ids, checked targets), before ids are mapped and it is split."""
         return self._source
 
     def setup(self) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "check_consistent_levels",
     "encode_level",
     "map_level",
+    "raw_keys",
     "split_indices",
 ]
 
@@ -104,7 +105,7 @@ def as_group_levels(name: str, groups: Any) -> tuple[list[np.ndarray], list[str]
     return levels, names
 
 
-def _raw_keys(name: str, level: int, raw: np.ndarray) -> tuple[np.ndarray, bool]:
+def raw_keys(name: str, level: int, raw: np.ndarray) -> tuple[np.ndarray, bool]:
     """Raw ids of one level as (int64 values, True) or (str values, False), checked."""
     kind = raw.dtype.kind
     where = f"{name} level {level}"
@@ -146,7 +147,7 @@ def map_level(raw: np.ndarray, name: str = "groups", level: int = 0) -> tuple[np
     group_names : list of str
         ``group_names[id]`` is the raw id, as a string.
     """
-    values, _ = _raw_keys(name, level, raw)
+    values, _ = raw_keys(name, level, raw)
     unique, inverse = np.unique(values, return_inverse=True)
     return inverse.reshape(-1).astype(np.int64), [str(v) for v in unique.tolist()]
 
@@ -163,7 +164,7 @@ def encode_level(raw: np.ndarray, group_names: Sequence[str], level: int, level_
     ...
     vaekit.data.grouped_ids.UnknownGroupError: unknown group id 'x' at level 0 ('writer'): ...
     """
-    values, _ = _raw_keys("groups", level, raw)
+    values, _ = raw_keys("groups", level, raw)
     lookup = {n: i for i, n in enumerate(group_names)}
     keys = [str(v) for v in values.tolist()]
     for key in keys:

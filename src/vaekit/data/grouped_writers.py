@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vaekit.data._checks import check_int
+from vaekit.data._checks import InvalidArgumentError, check_int
 from vaekit.data.download import locate
 from vaekit.data.formats import load_npz, read_idx
 from vaekit.data.grouped import GroupedData, GroupedSource
@@ -137,9 +137,9 @@ def _check_skew(label_skew: object) -> float | None:
     if label_skew is None:
         return None
     if isinstance(label_skew, bool) or not isinstance(label_skew, numbers.Real):
-        raise TypeError(f"label_skew must be {accepted}; got {label_skew!r} of type {type(label_skew).__name__}")
+        raise InvalidArgumentError(f"label_skew must be {accepted}; got {label_skew!r} of type {type(label_skew).__name__}")
     if not (math.isfinite(float(label_skew)) and float(label_skew) > 0):
-        raise ValueError(f"label_skew must be {accepted}; got {label_skew!r}")
+        raise InvalidArgumentError(f"label_skew must be {accepted}; got {label_skew!r}")
     return float(label_skew)
 
 

@@ -111,7 +111,7 @@ class MNIST(_FileImages):
         download: bool = True,
     ) -> None:
         self.binarize = check_binarize(binarize)
-        self.val_size = check_int("val_size", val_size)
+        self.val_size = check_int("val_size", val_size, 0)
         self._init_files(root, flatten, download)
 
     def _load(self) -> Splits:
@@ -212,7 +212,7 @@ class CIFAR10(_FileImages):
     def __init__(
         self, root: str | None = None, *, flatten: bool = False, val_size: int = 5000, download: bool = True
     ) -> None:
-        self.val_size = check_int("val_size", val_size)
+        self.val_size = check_int("val_size", val_size, 0)
         self._init_files(root, flatten, download)
 
     def _load(self) -> Splits:
@@ -272,7 +272,7 @@ class Digits(DataModule):
             raise ValueError(
                 f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} leaves no training data"
             )
-        self.flatten, self.seed = flatten, check_int("seed", seed)
+        self.flatten, self.seed = flatten, check_int("seed", seed, 0)
 
     def _load(self) -> Splits:
         from sklearn.datasets import load_digits

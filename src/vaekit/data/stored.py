@@ -22,9 +22,8 @@ from vaekit._recording import recorded_args, to_config
 from vaekit.data._checks import _to_numpy, check_file_sha256, check_int, check_sha256_arg
 from vaekit.data.arrays import ArrayData
 from vaekit.data.formats import load_npz, npz_keys
-from vaekit.data.grouped import GroupedArrays, GroupedData
-from vaekit.data.grouped_ids import _raw_keys
-from vaekit.data.grouped_source import TASKS, GroupedSource, as_targets
+from vaekit.data.grouped import TASKS, GroupedArrays, GroupedData, GroupedSource, as_targets
+from vaekit.data.grouped_ids import raw_keys
 
 __all__ = ["ARRAYS_NAME", "GroupedArrayFile", "can_store", "stored_arrays"]
 
@@ -163,10 +162,10 @@ def stored_arrays(data: Any, path: str | os.PathLike[str]) -> tuple[dict[str, np
         return None
     args = recorded_args(data)
     if isinstance(data, GroupedArrays):
-        source = data._source
+        source = data.source
         arrays = {"x": source.x.numpy(), "y": source.y.numpy()}
         for i, raw in enumerate(source.groups):
-            arrays[f"groups_{i}"] = _raw_keys("groups", i, np.asarray(raw))[0]  # int64 or str: maps the same
+            arrays[f"groups_{i}"] = raw_keys("groups", i, np.asarray(raw))[0]  # int64 or str: maps the same
         init_args = {"path": str(path), "level_names": list(source.level_names), "task": source.task,
                      "n_classes": source.n_classes, "tokens": bool(source.x.dtype == torch.int64),
                      **{k: getattr(data, k) for k in ("split", "split_level", "val_fraction", "test_fraction", "seed",

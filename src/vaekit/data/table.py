@@ -39,8 +39,7 @@ import torch
 from vaekit.data.arrays import split_by_fraction
 from vaekit.data.base import DataModule, Splits
 from vaekit.data.formats import load_npz
-from vaekit.data.grouped import GroupedData
-from vaekit.data.grouped_source import GroupedSource
+from vaekit.data.grouped import GroupedData, GroupedSource
 
 __all__ = ["MISSING_TOKENS", "SUFFIXES", "Table"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import os
 from numbers import Integral, Real
 from pathlib import Path
@@ -16,6 +15,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
+from .._numeric import logmeanexp
 from ..nn import eval_mode
 from ..nn.mlp import ACTIVATIONS
 from ._model import LIKELIHOODS, POSTERIOR_NAMES, PRIORS, log_weights_given_noise, posterior_mean, row_noise
@@ -462,7 +462,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         def bound(model: Any, x: torch.Tensor) -> torch.Tensor:
             eps = torch.from_numpy(row_noise(x.cpu().numpy(), seed, k, self.n_components)).to(x.device)
             w = log_weights_given_noise(model, x, eps)
-            return (torch.logsumexp(w, 0) - math.log(k)).unsqueeze(-1)
+            return logmeanexp(w, 0).unsqueeze(-1)
 
         return self._chunks(source, bound, 1)[:, 0].astype(np.float64) + log_jac
 

@@ -9,7 +9,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .iwae import _finite_or_none
+from .._numeric import logmeanexp
+from ._common import finite_or_none
 
 __all__ = ["AISResult", "BDMCResult"]
 
@@ -87,7 +88,7 @@ class AISResult:
         chains = lw.shape[1]
         sign = 1.0 if self.direction == "forward" else -1.0
         signed = sign * lw  # log of the importance weights whose mean is unbiased
-        self.per_example = sign * (torch.logsumexp(signed, 1) - math.log(chains))
+        self.per_example = sign * logmeanexp(signed, 1)
         self.log_weight_var = lw.var(1) if chains > 1 else torch.full((lw.shape[0],), math.nan, dtype=torch.float64)
         self.ess = torch.exp(2 * torch.logsumexp(signed, 1) - torch.logsumexp(2 * signed, 1))
         n = lw.shape[0]
@@ -122,21 +123,21 @@ class AISResult:
             ess_per_example``.
         """
         def avg(t: Tensor) -> float | None:
-            return _finite_or_none(float(t.mean())) if t.numel() else None
+            return finite_or_none(float(t.mean())) if t.numel() else None
 
         out: dict[str, Any] = {
             "estimator": "ais", "direction": self.direction, "n": self.n, "n_chains": self.n_chains,
-            "mean": _finite_or_none(self.mean), "stderr": _finite_or_none(self.stderr),
+            "mean": finite_or_none(self.mean), "stderr": finite_or_none(self.stderr),
             "acceptance": avg(self.acceptance), "step_size": avg(self.step_size),
             "log_weight_var": avg(self.log_weight_var), "ess": avg(self.ess),
-            "seconds": _finite_or_none(self.seconds), "grad_evals": self.grad_evals,
+            "seconds": finite_or_none(self.seconds), "grad_evals": self.grad_evals,
             "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in self.settings.items()},
         }
         if per_example:
             for key, t in (("per_example", self.per_example), ("acceptance_per_example", self.acceptance),
                            ("step_size_per_example", self.step_size),
                            ("log_weight_var_per_example", self.log_weight_var), ("ess_per_example", self.ess)):
-                out[key] = [_finite_or_none(v) for v in t.tolist()]
+                out[key] = [finite_or_none(v) for v in t.tolist()]
         return out
 
 
@@ -185,9 +186,9 @@ class BDMCResult:
     def to_dict(self, per_example: bool = False) -> dict[str, Any]:
         """``{"estimator": "bdmc", "n", "mean_gap", "forward": {...}, "reverse": {...}}``
         (and ``gap`` per example when asked); the two sides are :meth:`AISResult.to_dict`."""
-        out: dict[str, Any] = {"estimator": "bdmc", "n": self.forward.n, "mean_gap": _finite_or_none(self.mean_gap),
+        out: dict[str, Any] = {"estimator": "bdmc", "n": self.forward.n, "mean_gap": finite_or_none(self.mean_gap),
                                "forward": self.forward.to_dict(per_example),
                                "reverse": self.reverse.to_dict(per_example)}
         if per_example:
-            out["gap"] = [_finite_or_none(v) for v in self.gap.tolist()]
+            out["gap"] = [finite_or_none(v) for v in self.gap.tolist()]
         return out

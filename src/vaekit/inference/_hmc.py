@@ -19,17 +19,81 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._checks import InvalidArgumentError, check_int
 from ..models.base import LatentVariableModel
 
-__all__ = ["LatentPacker", "HMCState", "anneal", "evaluate", "hmc_transition"]
+__all__ = ["HMCSettings", "LatentPacker", "HMCState", "anneal", "evaluate", "hmc_transition"]
 
 #: Multiplicative step-size change per transition (Wu et al. 2017; Cremer et al. 2018).
 _ADAPT_FACTOR = 1.02
+
+
+@dataclass(frozen=True)
+class HMCSettings:
+    """The HMC transition kernel of AIS, reverse AIS and BDMC, and its step-size adaptation.
+
+    Every field is checked when the settings are made, so a bad value is refused before
+    any work, with an error naming the field, the value and what is accepted.
+
+    Parameters
+    ----------
+    leapfrog_steps : int
+        Leapfrog steps (gradient evaluations of ``log p(x, z)``) per transition (>= 1).
+    step_size : float
+        Initial leapfrog step size, inside ``step_size_bounds``.
+    target_accept : float
+        Acceptance probability the adaptation aims at, in (0, 1).
+    step_size_bounds : (float, float)
+        ``(low, high)`` with ``0 < low <= high``: the adapted step size is clamped to it.
+    adapt : bool
+        Adapt the step size of each example after every transition: multiply it by 1.02
+        when the mean acceptance probability of its chains exceeded ``target_accept``, else
+        divide it by 1.02 (Wu et al. 2017). False keeps ``step_size`` fixed.
+
+    Examples
+    --------
+    >>> HMCSettings(leapfrog_steps=5, adapt=False)
+    HMCSettings(leapfrog_steps=5, step_size=0.05, target_accept=0.65, step_size_bounds=(0.0001, 0.5), adapt=False)
+    >>> HMCSettings(step_size=0.9)
+    Traceback (most recent call last):
+    ...
+    vaekit._checks.InvalidArgumentError: step_size must be a number inside step_size_bounds=(0.0001, 0.5), got 0.9
+    """
+
+    leapfrog_steps: int = 10
+    step_size: float = 0.05
+    target_accept: float = 0.65
+    step_size_bounds: tuple[float, float] = (1e-4, 0.5)
+    adapt: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("leapfrog_steps", self.leapfrog_steps)
+        if not _is_number(self.target_accept) or not 0 < self.target_accept < 1:
+            raise InvalidArgumentError(f"target_accept must be a number in (0, 1), got {self.target_accept!r}")
+        given = self.step_size_bounds
+        bounds = tuple(given) if isinstance(given, (tuple, list)) else ()
+        if len(bounds) != 2 or not all(_is_number(b) for b in bounds) or not 0 < bounds[0] <= bounds[1] < math.inf:
+            raise InvalidArgumentError(f"step_size_bounds must be (low, high) with 0 < low <= high, got {given!r}")
+        bounds = (float(bounds[0]), float(bounds[1]))
+        if not _is_number(self.step_size) or not bounds[0] <= self.step_size <= bounds[1]:
+            raise InvalidArgumentError(f"step_size must be a number inside step_size_bounds={bounds}, "
+                                       f"got {self.step_size!r}")
+        if not isinstance(self.adapt, bool):
+            raise InvalidArgumentError(f"adapt must be True or False, got {self.adapt!r}")
+        object.__setattr__(self, "leapfrog_steps", int(self.leapfrog_steps))
+        object.__setattr__(self, "step_size", float(self.step_size))
+        object.__setattr__(self, "target_accept", float(self.target_accept))
+        object.__setattr__(self, "step_size_bounds", bounds)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class LatentPacker:
@@ -218,11 +282,10 @@ def hmc_transition(model: LatentVariableModel, x: Tensor, packer: LatentPacker, 
 
 
 def anneal(model: LatentVariableModel, x: Tensor, packer: LatentPacker, z: Tensor, betas: Tensor,
-            settings: dict[str, Any], adapt: bool, bar: Any) -> tuple[Tensor, ...]:
-    """Anneal one batch of chains along ``betas``, adapting the step size per example.
+            hmc: HMCSettings, bar: Any) -> tuple[Tensor, ...]:
+    """Anneal one batch of chains along ``betas``, adapting the step size per example (``hmc.adapt``).
 
-    ``settings`` holds ``step_size``, ``step_size_bounds``, ``target_accept`` and
-    ``leapfrog_steps``; ``bar`` is a progress bar updated once per annealing step.
+    ``hmc`` is the kernel; ``bar`` is a progress bar updated once per annealing step.
     ``z`` (chains, batch, dim) are the starting points. Returns float64 CPU tensors:
 
     ``lw`` (chains, batch) is ``sum_t (betas[t] - betas[t-1]) log p(x | z_{t-1})``,
@@ -230,8 +293,8 @@ def anneal(model: LatentVariableModel, x: Tensor, packer: LatentPacker, z: Tenso
     ``trace_acc``, ``trace_eps`` (transitions,) their means over the batch per transition.
     """
     chains, b = z.shape[:2]
-    low, high = settings["step_size_bounds"]
-    eps = torch.full((b,), settings["step_size"], dtype=torch.float64, device=z.device)
+    low, high = hmc.step_size_bounds
+    eps = torch.full((b,), hmc.step_size, dtype=torch.float64, device=z.device)
     lw = torch.zeros(chains, b, dtype=torch.float64, device=z.device)
     accepted_sum = torch.zeros(b, dtype=torch.float64, device=z.device)
     trace_acc, trace_eps = [], []
@@ -242,12 +305,12 @@ def anneal(model: LatentVariableModel, x: Tensor, packer: LatentPacker, z: Tenso
         if t < steps:
             trace_eps.append(eps.mean())
             state, prob, accepted = hmc_transition(model, x, packer, state, float(betas[t]), eps,
-                                                   settings["leapfrog_steps"])
+                                                   hmc.leapfrog_steps)
             rate = accepted.to(torch.float64).mean(0)
             accepted_sum += rate
             trace_acc.append(rate.mean())
-            if adapt:
-                up = prob.mean(0) > settings["target_accept"]
+            if hmc.adapt:
+                up = prob.mean(0) > hmc.target_accept
                 eps = torch.where(up, eps * _ADAPT_FACTOR, eps / _ADAPT_FACTOR).clamp(low, high)
         bar.update(1)
     transitions = max(steps - 1, 1)

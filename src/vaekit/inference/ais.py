@@ -24,9 +24,9 @@ per chain, so hierarchical models work unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Sequence
 from numbers import Real
 from typing import Any, Literal
 
@@ -35,12 +35,13 @@ from torch import Tensor
 
 from ..models.base import LatentVariableModel
 from ..nn.modes import eval_mode
+from .._checks import InvalidArgumentError, check_int
 from ._ais_results import AISResult, BDMCResult
-from ._hmc import LatentPacker, anneal
+from ._common import DEFAULT_BUDGET, resolve_device
+from ._hmc import HMCSettings, LatentPacker, anneal
 from .budget import Progress, Work, check_force, check_progress, max_pairs, progress_reporter, too_large
-from .iwae import _DEFAULT_BUDGET, _check_positive_int, _resolve_device
 
-__all__ = ["AISResult", "BDMCResult", "ais_log_likelihood", "ais_schedule", "bdmc", "combine_max", "reverse_ais"]
+__all__ = ["AISResult", "BDMCResult", "HMCSettings", "ais_log_likelihood", "ais_schedule", "bdmc", "combine_max", "reverse_ais"]
 
 Schedule = Literal["linear", "sigmoidal"]
 
@@ -72,11 +73,11 @@ def ais_schedule(n_steps: int, kind: Schedule = "sigmoidal", radius: float = 4.0
     >>> ais_schedule(4, "sigmoidal")
     tensor([0.0000, 0.1050, 0.5000, 0.8950, 1.0000], dtype=torch.float64)
     """
-    n_steps = _check_positive_int("n_steps", n_steps)
+    n_steps = check_int("n_steps", n_steps)
     if kind not in ("linear", "sigmoidal"):
-        raise ValueError(f"schedule must be 'linear' or 'sigmoidal', got {kind!r}")
+        raise InvalidArgumentError(f"schedule must be 'linear' or 'sigmoidal', got {kind!r}")
     if isinstance(radius, bool) or not isinstance(radius, Real) or not radius > 0:
-        raise ValueError(f"radius must be a number > 0, got {radius!r}")
+        raise InvalidArgumentError(f"radius must be a number > 0, got {radius!r}")
     if kind == "linear":
         betas = torch.linspace(0.0, 1.0, n_steps + 1, dtype=torch.float64)
     else:
@@ -93,27 +94,24 @@ def ais_log_likelihood(
     n_chains: int = 16,
     n_steps: int = 1000,
     schedule: Schedule = "sigmoidal",
-    leapfrog_steps: int = 10,
-    step_size: float = 0.05,
-    target_accept: float = 0.65,
-    step_size_bounds: tuple[float, float] = (1e-4, 0.5),
-    adapt: bool = True,
+    hmc: HMCSettings | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress = False,
     return_diagnostics: bool = True,
     force: bool = False,
+    **hmc_fields: Any,
 ) -> AISResult:
     r"""Estimate ``log p(x)`` of every example by forward AIS with HMC transitions.
 
     All ``n_chains`` chains of ``batch_size`` examples run as one batch: latents of
-    shape (chains, batch, ...) go to ``model.log_joint(x_batch, z)``. After each of the
-    ``n_steps - 1`` transitions the step size of each example is multiplied by 1.02 if
-    the mean acceptance probability of its chains exceeded ``target_accept``, else
-    divided by 1.02, and clamped to ``step_size_bounds`` (Wu et al. 2017).
-    Adaptation makes a chain's kernel depend on the past of its example's chains, the
-    common practice of Wu et al. (2017) and Cremer et al. (2018); ``adapt=False`` keeps
-    the estimator exactly unbiased in ``w``.
+    shape (chains, batch, ...) go to ``model.log_joint(x_batch, z)``. The ``n_steps - 1``
+    transitions are the HMC kernel of ``hmc`` (:class:`HMCSettings`): after each, the step
+    size of each example is multiplied by 1.02 if the mean acceptance probability of its
+    chains exceeded ``hmc.target_accept``, else divided by 1.02, and clamped to
+    ``hmc.step_size_bounds`` (Wu et al. 2017). Adaptation makes a chain's kernel depend on
+    the past of its example's chains, the common practice of Wu et al. (2017) and Cremer et
+    al. (2018); ``adapt=False`` keeps the estimator exactly unbiased in ``w``.
 
     Parameters
     ----------
@@ -131,16 +129,9 @@ def ais_log_likelihood(
         transitions; ``n_steps=1`` is importance sampling from the prior.
     schedule : {"linear", "sigmoidal"}
         See :func:`ais_schedule`.
-    leapfrog_steps : int
-        Leapfrog steps (gradient evaluations) per transition (>= 1).
-    step_size : float
-        Initial leapfrog step size, inside ``step_size_bounds``.
-    target_accept : float
-        Acceptance probability the adaptation aims at, in (0, 1).
-    step_size_bounds : (float, float)
-        ``(low, high)`` with ``0 < low <= high``.
-    adapt : bool
-        Adapt the step size per example; otherwise it stays ``step_size``.
+    hmc : HMCSettings, optional
+        The HMC kernel and its step-size adaptation (default ``HMCSettings()``: 10 leapfrog
+        steps, step size 0.05 adapted towards an acceptance of 0.65 within (1e-4, 0.5)).
     batch_size : int, optional
         Examples per batch (>= 1). Default: all chains of a batch hold at most ``2**22``
         floats of the size of one example on the CPU (``2**28`` on an accelerator).
@@ -158,6 +149,9 @@ def ais_log_likelihood(
     force : bool
         Run even when the ``len(x) * n_chains * (1 + (n_steps - 1) * leapfrog_steps)``
         gradient evaluations exceed :data:`~vaekit.inference.budget.WORK_BUDGET` (1e10).
+    **hmc_fields
+        Fields of :class:`HMCSettings` one by one (``leapfrog_steps=5, adapt=False``):
+        the same as ``hmc=HMCSettings(leapfrog_steps=5, adapt=False)``; not together with ``hmc``.
 
     Returns
     -------
@@ -182,6 +176,7 @@ def ais_log_likelihood(
 
     >>> import torch
     >>> from vaekit.models import LatentVariableModel
+    >>> from vaekit.models import ElboTerms
     >>> class Flat(LatentVariableModel):
     ...     data_shape = (2,)
     ...     def log_prior(self, z):
@@ -190,18 +185,22 @@ def ais_log_likelihood(
     ...         return self.log_prior(z)
     ...     def sample_prior(self, n):
     ...         return {"z": torch.randn(n, 3)}
-    >>> res = ais_log_likelihood(Flat(), torch.zeros(4, 2), n_chains=5, n_steps=20, leapfrog_steps=2)
+    ...     def log_weights(self, x, k=1):  # the prior as q: log p(x | z) = 0
+    ...         return torch.zeros(k, x.shape[0])
+    ...     def elbo_terms(self, x):
+    ...         return ElboTerms(rec=torch.zeros(x.shape[0]), kl={"z": torch.zeros(x.shape[0])})
+    >>> res = ais_log_likelihood(Flat(), torch.zeros(4, 2), n_chains=5, n_steps=20, hmc=HMCSettings(leapfrog_steps=2))
     >>> res.per_example
     tensor([0., 0., 0., 0.], dtype=torch.float64)
     >>> res.log_weights.shape, res.direction
     (torch.Size([4, 5]), 'forward')
     """
-    settings = _check_settings(n_chains, n_steps, schedule, leapfrog_steps, step_size, target_accept,
-                               step_size_bounds, batch_size)
+    settings = ais_settings(n_chains=n_chains, n_steps=n_steps, schedule=schedule, hmc=hmc, batch_size=batch_size,
+                            **hmc_fields)
     progress, force = check_progress(progress), check_force(force)
     model, x, device = _check_model_data(model, x, device, ("log_joint", "log_prior", "sample_prior"))
     _plan(model, int(x.shape[0]), settings, device, force, "ais_log_likelihood")
-    return _run(model, x, None, "forward", settings, adapt, device, progress, return_diagnostics)
+    return _run(model, x, None, "forward", settings, device, progress, return_diagnostics)
 
 
 def reverse_ais(
@@ -212,16 +211,13 @@ def reverse_ais(
     n_chains: int = 16,
     n_steps: int = 1000,
     schedule: Schedule = "sigmoidal",
-    leapfrog_steps: int = 10,
-    step_size: float = 0.05,
-    target_accept: float = 0.65,
-    step_size_bounds: tuple[float, float] = (1e-4, 0.5),
-    adapt: bool = True,
+    hmc: HMCSettings | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress = False,
     return_diagnostics: bool = True,
     force: bool = False,
+    **hmc_fields: Any,
 ) -> AISResult:
     r"""Reverse AIS from exact posterior samples: a stochastic upper bound on ``log p(x)``.
 
@@ -240,7 +236,7 @@ def reverse_ais(
     z_init : dict of str to Tensor
         Every named latent, of shape (n, *event): one exact posterior sample per example,
         the start of all its chains.
-    **settings
+    n_chains, n_steps, schedule, hmc, batch_size, device, progress, return_diagnostics, force, **hmc_fields
         As in :func:`ais_log_likelihood`.
 
     Returns
@@ -248,13 +244,13 @@ def reverse_ais(
     AISResult
         ``direction="reverse"``; ``log_weights`` are the per-chain ``log u``.
     """
-    settings = _check_settings(n_chains, n_steps, schedule, leapfrog_steps, step_size, target_accept,
-                               step_size_bounds, batch_size)
+    settings = ais_settings(n_chains=n_chains, n_steps=n_steps, schedule=schedule, hmc=hmc, batch_size=batch_size,
+                            **hmc_fields)
     progress, force = check_progress(progress), check_force(force)
     model, x, device = _check_model_data(model, x, device, ("log_joint", "log_prior"))
     z_init = _check_z_init(z_init, int(x.shape[0]), n_chains)
     _plan(model, int(x.shape[0]), settings, device, force, "reverse_ais")
-    return _run(model, x, z_init, "reverse", settings, adapt, device, progress, return_diagnostics)
+    return _run(model, x, z_init, "reverse", settings, device, progress, return_diagnostics)
 
 
 def bdmc(
@@ -264,16 +260,13 @@ def bdmc(
     n_chains: int = 16,
     n_steps: int = 1000,
     schedule: Schedule = "sigmoidal",
-    leapfrog_steps: int = 10,
-    step_size: float = 0.05,
-    target_accept: float = 0.65,
-    step_size_bounds: tuple[float, float] = (1e-4, 0.5),
-    adapt: bool = False,
+    hmc: HMCSettings | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress = False,
     return_diagnostics: bool = True,
     force: bool = False,
+    **hmc_fields: Any,
 ) -> BDMCResult:
     r"""Bidirectional Monte Carlo: bracket ``log p(x)`` on data simulated from the model.
 
@@ -284,8 +277,9 @@ def bdmc(
     al. 2015; Wu et al. 2017). Step-size adaptation is OFF by default here (``adapt=False``):
     adapting makes each chain's kernel depend on its own past, and on simulated
     linear-Gaussian data it pushed reverse AIS below the exact value (no longer an upper
-    bound), so a bracket you rely on needs fixed step sizes. With ``adapt=True`` both
-    directions adapt from ``step_size``. Uses the global torch random generator.
+    bound), so a bracket you rely on needs fixed step sizes: without ``hmc`` (or ``adapt``)
+    the kernel is ``HMCSettings(adapt=False)``. With ``adapt=True`` both directions adapt
+    from ``step_size``. Uses the global torch random generator.
 
     Parameters
     ----------
@@ -293,8 +287,8 @@ def bdmc(
         As in :func:`ais_log_likelihood`, also implementing ``decode(z)``.
     n_examples : int
         Number of simulated examples (>= 1).
-    **settings
-        As in :func:`ais_log_likelihood`, used for both directions.
+    n_chains, n_steps, schedule, hmc, batch_size, device, progress, return_diagnostics, force, **hmc_fields
+        As in :func:`ais_log_likelihood` (default kernel ``HMCSettings(adapt=False)``), used for both directions.
 
     Returns
     -------
@@ -304,9 +298,9 @@ def bdmc(
     The work budget counts both directions: ``2 * n_examples * n_chains * (1 + (n_steps - 1)
     * leapfrog_steps)`` gradient evaluations.
     """
-    settings = _check_settings(n_chains, n_steps, schedule, leapfrog_steps, step_size, target_accept,
-                               step_size_bounds, batch_size)
-    n_examples = _check_positive_int("n_examples", n_examples)
+    settings = ais_settings(n_chains=n_chains, n_steps=n_steps, schedule=schedule, hmc=hmc, batch_size=batch_size,
+                            default_adapt=False, **hmc_fields)
+    n_examples = check_int("n_examples", n_examples)
     progress, force = check_progress(progress), check_force(force)
     model, _, device = _check_model_data(model, None, device, ("log_joint", "log_prior", "sample_prior", "decode"))
     _plan(model, n_examples, settings, device, force, "bdmc", directions=2)
@@ -314,8 +308,8 @@ def bdmc(
         z = {k: v.to(device) for k, v in model.sample_prior(n_examples).items()}
         x = model.decode(z).sample()
     x = model.validate_data(x, "simulated x")
-    forward = _run(model, x, None, "forward", settings, adapt, device, progress, return_diagnostics)
-    reverse = _run(model, x, _check_z_init(z, n_examples, n_chains), "reverse", settings, adapt, device, progress,
+    forward = _run(model, x, None, "forward", settings, device, progress, return_diagnostics)
+    reverse = _run(model, x, _check_z_init(z, n_examples, n_chains), "reverse", settings, device, progress,
                    return_diagnostics)
     return BDMCResult(x.detach().cpu(), {k: v.detach().cpu() for k, v in z.items()}, forward, reverse)
 
@@ -357,7 +351,7 @@ def combine_max(ais: Tensor | AISResult, iwae: Any) -> Tensor:
 # ---------------------------------------------------------------------------- internals
 def ais_work(n: int, settings: dict[str, Any], estimator: str = "ais_log_likelihood", directions: int = 1) -> Work:
     """The gradient evaluations of AIS on ``n`` examples (both directions for BDMC), as a :class:`Work`."""
-    chains, steps, leapfrog = settings["n_chains"], settings["n_steps"], settings["leapfrog_steps"]
+    chains, steps, leapfrog = settings["n_chains"], settings["n_steps"], settings["hmc"].leapfrog_steps
     formula = "{n} x {n_chains} x (1 + ({n_steps} - 1) x {leapfrog_steps})"
     args = {"n": n, "n_chains": chains, "n_steps": steps, "leapfrog_steps": leapfrog}
     if directions > 1:
@@ -376,7 +370,7 @@ def _plan(model: LatentVariableModel, n: int, settings: dict[str, Any], device: 
         raise too_large({"n_chains": chains}, limit, "chains", device, optional=False)
     batch_size = settings["batch_size"]
     if batch_size is None:
-        budget = _DEFAULT_BUDGET["cpu" if device.type == "cpu" else "accelerator"]
+        budget = DEFAULT_BUDGET["cpu" if device.type == "cpu" else "accelerator"]
         batch_size = min(limit // chains, max(1, budget // max(1, math.prod(shape)) // chains))
     elif min(batch_size, n) * chains > limit:
         raise too_large({"batch_size": batch_size, "n_chains": chains}, limit // chains, "chains", device)
@@ -399,28 +393,38 @@ class _StepsToPairs:
             self.report.update(self.pairs * (self.leapfrog if self.left > 0 else 1))
 
 
-def _check_settings(n_chains: int, n_steps: int, schedule: str, leapfrog_steps: int, step_size: float,
-                    target_accept: float, step_size_bounds: Sequence[float], batch_size: int | None) -> dict[str, Any]:
-    """Validate the sampler settings; return them as a plain dict."""
-    out: dict[str, Any] = {name: _check_positive_int(name, value) for name, value in
-                           (("n_chains", n_chains), ("n_steps", n_steps), ("leapfrog_steps", leapfrog_steps))}
+def ais_settings(*, n_chains: int = 16, n_steps: int = 1000, schedule: Schedule = "sigmoidal",
+                 hmc: HMCSettings | None = None, batch_size: int | None = None, default_adapt: bool = True,
+                 **hmc_fields: Any) -> dict[str, Any]:
+    """Validate the sampler settings of an AIS call; return them as a dict (``hmc`` an :class:`HMCSettings`).
+
+    ``hmc_fields`` are fields of :class:`HMCSettings` given one by one, the shorthand of
+    ``hmc=HMCSettings(**hmc_fields)``; without either the kernel is
+    ``HMCSettings(adapt=default_adapt)``.
+
+    >>> s = ais_settings(n_chains=4, leapfrog_steps=3)
+    >>> s["n_chains"], s["hmc"].leapfrog_steps, s["hmc"].adapt
+    (4, 3, True)
+    """
+    out: dict[str, Any] = {"n_chains": check_int("n_chains", n_chains), "n_steps": check_int("n_steps", n_steps),
+                           "schedule": schedule}
     if schedule not in ("linear", "sigmoidal"):
-        raise ValueError(f"schedule must be 'linear' or 'sigmoidal', got {schedule!r}")
-    if not _is_number(target_accept) or not 0 < target_accept < 1:
-        raise ValueError(f"target_accept must be a number in (0, 1), got {target_accept!r}")
-    bounds = tuple(step_size_bounds) if isinstance(step_size_bounds, (tuple, list)) else ()
-    if len(bounds) != 2 or not all(_is_number(b) for b in bounds) or not 0 < bounds[0] <= bounds[1] < math.inf:
-        raise ValueError(f"step_size_bounds must be (low, high) with 0 < low <= high, got {step_size_bounds!r}")
-    if not _is_number(step_size) or not bounds[0] <= step_size <= bounds[1]:
-        raise ValueError(f"step_size must be a number inside step_size_bounds={bounds}, got {step_size!r}")
-    if batch_size is not None:
-        batch_size = _check_positive_int("batch_size", batch_size)
-    return {**out, "schedule": schedule, "step_size": float(step_size), "target_accept": float(target_accept),
-            "step_size_bounds": (float(bounds[0]), float(bounds[1])), "batch_size": batch_size}
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+        raise InvalidArgumentError(f"schedule must be 'linear' or 'sigmoidal', got {schedule!r}")
+    fields = {f.name for f in dataclasses.fields(HMCSettings)}
+    unknown = sorted(set(hmc_fields) - fields)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                        f"the HMC settings are {sorted(fields)} (or hmc=HMCSettings(...))")
+    if hmc is None:
+        hmc = HMCSettings(**{"adapt": default_adapt, **hmc_fields})
+    elif not isinstance(hmc, HMCSettings):
+        raise InvalidArgumentError(f"hmc must be a vaekit.inference.HMCSettings, got {type(hmc).__name__}")
+    elif hmc_fields:
+        raise InvalidArgumentError(f"give the HMC settings either as hmc=HMCSettings(...) or one by one, not both; "
+                                   f"got hmc={hmc!r} and {', '.join(f'{k}={v!r}' for k, v in hmc_fields.items())}")
+    out["hmc"] = hmc
+    out["batch_size"] = None if batch_size is None else check_int("batch_size", batch_size)
+    return out
 
 
 def _check_model_data(model: Any, x: Any, device: Any, needs: tuple[str, ...]
@@ -433,27 +437,28 @@ def _check_model_data(model: Any, x: Any, device: Any, needs: tuple[str, ...]
         raise TypeError(f"AIS needs {type(model).__name__} to implement {', '.join(missing)} (the model protocol)")
     if x is not None:
         x = model.validate_data(x, "x")
-    return model, x, _resolve_device(model, x if x is not None else torch.empty(0), device)
+    return model, x, resolve_device(model, x if x is not None else torch.empty(0), device)
 
 
 def _check_z_init(z_init: Any, n: int, n_chains: int) -> dict[str, Tensor]:
     """``z_init`` of shapes (n, *event) expanded to (n_chains, n, *event)."""
     if not isinstance(z_init, dict) or not z_init or not all(isinstance(v, Tensor) for v in z_init.values()):
-        raise TypeError(f"z_init must be a non-empty dict of str to Tensor, got {type(z_init).__name__}")
+        raise InvalidArgumentError(f"z_init must be a non-empty dict of str to Tensor, got {type(z_init).__name__}")
     for name, v in z_init.items():
         if v.dim() < 1 or v.shape[0] != n:
-            raise ValueError(f"z_init[{name!r}] has shape {tuple(v.shape)}; expected (n, *event) with n = {n}, "
+            raise InvalidArgumentError(f"z_init[{name!r}] has shape {tuple(v.shape)}; expected (n, *event) with n = {n}, "
                              "the number of examples in x (one exact posterior sample per example)")
     return {name: v.detach().expand(n_chains, *v.shape) for name, v in z_init.items()}
 
 
 def _run(model: LatentVariableModel, x: Tensor, z_init: dict[str, Tensor] | None, direction: str,
-         settings: dict[str, Any], adapt: bool, device: torch.device, progress: bool,
+         settings: dict[str, Any], device: torch.device, progress: bool,
          return_diagnostics: bool) -> AISResult:
     """Run AIS over batches of examples; ``z_init`` (chains, n, ...) only for reverse."""
     n, chains, steps = int(x.shape[0]), settings["n_chains"], settings["n_steps"]
     batch_size = min(settings["batch_size"], n)  # chosen by _plan
-    leapfrog = settings["leapfrog_steps"]
+    hmc: HMCSettings = settings["hmc"]
+    leapfrog = hmc.leapfrog_steps
     betas = ais_schedule(steps, settings["schedule"])
     if direction == "reverse":
         betas = betas.flip(0)
@@ -475,7 +480,7 @@ def _run(model: LatentVariableModel, x: Tensor, z_init: dict[str, Tensor] | None
                     packer = LatentPacker(zb, 2)
                     z = packer.pack(zb, 2).to(device)
                 bar = _StepsToPairs(report, chains * int(xb.shape[0]), leapfrog, steps)
-                for key, value in zip(parts, anneal(model, xb, packer, z, betas, settings, adapt, bar)):
+                for key, value in zip(parts, anneal(model, xb, packer, z, betas, hmc, bar)):
                     parts[key].append(value)
     lw = torch.cat(parts["lw"], 1).T  # (n, chains), float64: forward log w or reverse -log u
     trace = None
@@ -486,8 +491,9 @@ def _run(model: LatentVariableModel, x: Tensor, z_init: dict[str, Tensor] | None
     result = AISResult(
         log_weights=lw if direction == "forward" else -lw, direction=direction,
         acceptance=torch.cat(parts["acc"]), step_size=torch.cat(parts["eps"]),
-        settings={**settings, "batch_size": batch_size, "adapt": bool(adapt), "device": str(device)},
-        seconds=time.perf_counter() - start_time, grad_evals=n * chains * (1 + max(steps - 1, 0) * settings["leapfrog_steps"]),
+        settings={"n_chains": chains, "n_steps": steps, "schedule": settings["schedule"], **dataclasses.asdict(hmc),
+                  "batch_size": batch_size, "device": str(device)},
+        seconds=time.perf_counter() - start_time, grad_evals=n * chains * (1 + max(steps - 1, 0) * leapfrog),
         trace=trace)
     bad = ~torch.isfinite(result.per_example)
     if bool(bad.any()):

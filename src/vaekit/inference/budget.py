@@ -36,6 +36,8 @@ from typing import Any, Union
 
 import torch
 
+from .._checks import InvalidArgumentError
+
 __all__ = ["WORK_BUDGET", "Work", "WorkBudgetError", "check_force", "check_progress", "memory_limit", "pair_bytes",
            "max_pairs", "progress_reporter"]
 
@@ -138,7 +140,7 @@ def check_force(force: Any) -> bool:
     True
     """
     if not isinstance(force, bool):
-        raise TypeError(f"force must be True or False, got {force!r} of type {type(force).__name__}")
+        raise InvalidArgumentError(f"force must be True or False, got {force!r} of type {type(force).__name__}")
     return force
 
 
@@ -150,7 +152,7 @@ def check_progress(progress: Any) -> Progress:
     """
     if isinstance(progress, bool) or callable(progress):
         return progress
-    raise TypeError(f"progress must be True, False or a callable progress(done, total), got {progress!r} "
+    raise InvalidArgumentError(f"progress must be True, False or a callable progress(done, total), got {progress!r} "
                     f"of type {type(progress).__name__}")
 
 

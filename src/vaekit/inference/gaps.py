@@ -272,17 +272,13 @@ def check_budgets(n: int, *, iwae_k: int | None = None, ais: dict[str, Any] | No
     """
     import inspect
 
-    from .ais import _check_settings, ais_log_likelihood, ais_work
+    from .ais import ais_settings, ais_work
 
     if iwae_k is not None:
         iwae_work(n, check_int("iwae_k", iwae_k)).check(force)
     if ais is not None:
-        bound = inspect.signature(ais_log_likelihood).bind(None, None, **ais)
-        bound.apply_defaults()
-        a = bound.arguments
-        settings = _check_settings(a["n_chains"], a["n_steps"], a["schedule"], a["leapfrog_steps"], a["step_size"],
-                                   a["target_accept"], a["step_size_bounds"], a["batch_size"])
-        ais_work(n, settings).check(check_force(a["force"]) or force)
+        settings = ais_settings(**{k: v for k, v in ais.items() if k not in ("progress", "return_diagnostics", "force")})
+        ais_work(n, settings).check(check_force(ais.get("force", False)) or force)
     if local_opt_kwargs is not None:
         bound = inspect.signature(optimize_local_posterior).bind(None, None, **local_opt_kwargs)
         bound.apply_defaults()

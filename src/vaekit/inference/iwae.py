@@ -30,14 +30,10 @@ from torch import Tensor
 from .._checks import check_int
 from ..models.base import LatentVariableModel
 from ..nn.modes import eval_mode
+from ._common import DEFAULT_BUDGET, finite_or_none, resolve_device
 from .budget import Progress, Work, check_force, check_progress, max_pairs, progress_reporter, too_large
 
 __all__ = ["IWAEResult", "iwae_log_likelihood"]
-
-#: Default work budget, in floats of the size of ``x``: per call the model sees at most
-#: ``budget // prod(data_shape)`` (sample, example) pairs. Small chunks stay in the CPU
-#: caches; accelerators want large launches.
-_DEFAULT_BUDGET = {"cpu": 2**22, "accelerator": 2**28}
 
 
 @dataclass(eq=False)
@@ -115,13 +111,13 @@ class IWAEResult:
         """
         out: dict[str, Any] = {
             "estimator": "iwae", "k": self.k, "n": self.n,
-            "mean": _finite_or_none(self.mean), "stderr": _finite_or_none(self.stderr),
-            "elbo": _finite_or_none(self.elbo),
+            "mean": finite_or_none(self.mean), "stderr": finite_or_none(self.stderr),
+            "elbo": finite_or_none(self.elbo),
             "batch_size": self.batch_size, "chunk_size": self.chunk_size,
         }
         if per_example:
-            out["per_example"] = [_finite_or_none(v) for v in self.per_example.tolist()]
-            out["elbo_per_example"] = [_finite_or_none(v) for v in self.elbo_per_example.tolist()]
+            out["per_example"] = [finite_or_none(v) for v in self.per_example.tolist()]
+            out["elbo_per_example"] = [finite_or_none(v) for v in self.elbo_per_example.tolist()]
         return out
 
 
@@ -196,28 +192,31 @@ def iwae_log_likelihood(
 
     >>> import torch
     >>> from vaekit.models import LatentVariableModel
+    >>> from vaekit.models import ElboTerms
     >>> class Flat(LatentVariableModel):
     ...     data_shape = (2,)
     ...     def log_weights(self, x, k=1):
     ...         return torch.zeros(k, x.shape[0])
+    ...     def elbo_terms(self, x):
+    ...         return ElboTerms(rec=torch.zeros(x.shape[0]), kl={})
     >>> res = iwae_log_likelihood(Flat(), torch.zeros(3, 2), k=100, chunk_size=16)
     >>> res.per_example
     tensor([0., 0., 0.], dtype=torch.float64)
     >>> res.mean, res.chunk_size, res.batch_size
     (0.0, 16, 3)
     """
-    k = _check_positive_int("k", k)
+    k = check_int("k", k)
     if batch_size is not None:
-        batch_size = _check_positive_int("batch_size", batch_size)
+        batch_size = check_int("batch_size", batch_size)
     if chunk_size is not None:
-        chunk_size = _check_positive_int("chunk_size", chunk_size)
+        chunk_size = check_int("chunk_size", chunk_size)
     if max_elements is not None:
-        max_elements = _check_positive_int("max_elements", max_elements)
+        max_elements = check_int("max_elements", max_elements)
     progress, force = check_progress(progress), check_force(force)
     if not isinstance(model, LatentVariableModel):
         raise TypeError(f"model must be a vaekit.models.LatentVariableModel, got {type(model).__name__}")
     x = model.validate_data(x, "x")
-    device = _resolve_device(model, x, device)
+    device = resolve_device(model, x, device)
     n = int(x.shape[0])
     iwae_work(n, k).check(force)
     batch_size, chunk_size = _plan(n, k, x, device, batch_size, chunk_size, max_elements, model)
@@ -276,7 +275,7 @@ def _plan(n: int, k: int, x: Tensor, device: torch.device, batch_size: int | Non
     if max_elements is not None and max_elements > limit:
         raise too_large({"max_elements": max_elements}, limit, "(sample, example) pairs", device)
     if max_elements is None:
-        budget = _DEFAULT_BUDGET["cpu" if device.type == "cpu" else "accelerator"]
+        budget = DEFAULT_BUDGET["cpu" if device.type == "cpu" else "accelerator"]
         max_elements = min(limit, max(1, budget // max(1, math.prod(x.shape[1:]))))
     given = {name: v for name, v in (("chunk_size", chunk_size), ("batch_size", batch_size)) if v is not None}
     if chunk_size is None:
@@ -291,26 +290,3 @@ def _plan(n: int, k: int, x: Tensor, device: torch.device, batch_size: int | Non
         other = batch_size if first == "chunk_size" and "batch_size" in given else 1
         raise too_large(given, max(1, limit // other), "(sample, example) pairs", device)
     return batch_size, chunk_size
-
-
-def _resolve_device(model: LatentVariableModel, x: Tensor,
-                    device: str | torch.device | None) -> torch.device:
-    """The device to compute on: ``device``, else the model's, else the data's."""
-    own = next((t.device for t in (*model.parameters(), *model.buffers())), None)
-    if device is None:
-        return own if own is not None else x.device
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from err
-    if own is not None and (own.type != device.type or device.index not in (None, own.index)):
-        raise ValueError(f"device={str(device)!r} but the model's parameters are on {str(own)!r}; "
-                         f"move the model first (model.to({str(device)!r})) or leave device=None")
-    return own if own is not None else device
-
-
-_check_positive_int = check_int  # kept for the other estimators that import it
-
-
-def _finite_or_none(v: float) -> float | None:
-    return v if math.isfinite(v) else None

@@ -39,7 +39,7 @@ from ..models.base import LatentVariableModel
 from ..nn.modes import eval_mode
 from .._checks import check_float, check_int
 from .budget import Progress, Work, check_force, check_progress, memory_limit, pair_bytes, progress_reporter, too_large
-from .iwae import _resolve_device
+from ._common import resolve_device as _resolve_device
 
 __all__ = ["LocalOptResult", "optimize_local_posterior", "amortized_parts"]
 

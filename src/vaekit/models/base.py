@@ -10,8 +10,10 @@ there is a single latent (``{"z": z}``).
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -129,12 +131,16 @@ class ValidationReport:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-class LatentVariableModel(Configurable, nn.Module):
+class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
     """Base class of every vaekit model (the protocol of ARCHITECTURE.md).
 
-    Subclasses implement :meth:`elbo_terms` and :meth:`log_weights`; models whose
+    Every model implements the two abstract methods :meth:`elbo_terms` and
+    :meth:`log_weights` (a class that lacks either cannot be instantiated). Models whose
     latents are per example (all VAEs) also implement :meth:`encode`, :meth:`decode`,
-    :meth:`log_joint`, :meth:`sample_prior` and :meth:`sample`.
+    :meth:`log_joint`, :meth:`log_prior` and :meth:`sample_prior`: their defaults raise
+    ``NotImplementedError`` naming the model, so a model with global latents (group
+    latents) simply leaves them out. :meth:`sample` and :meth:`prior_distributions` have
+    working defaults built on the methods above.
 
     A model whose size depends on its data declares the constructor arguments the data
     determine (:meth:`data_args`) and is built by :meth:`from_data`; the training loop calls
@@ -147,16 +153,21 @@ class LatentVariableModel(Configurable, nn.Module):
         Shape of one example ``x`` (without the batch dimension).
     latent_names : tuple of str
         Names of the latent variables, in generative order (top first).
+    latent_dims : dict of str to int
+        Number of dimensions of each named latent (the free-bits floor and KL balancing of
+        :class:`~vaekit.objectives.ELBO` scale with it); empty when the model does not say.
     """
 
     data_shape: tuple[int, ...] = ()
     latent_names: tuple[str, ...] = ("z",)
+    latent_dims: Mapping[str, int] = MappingProxyType({})
 
-    # ------------------------------------------------------------------ protocol
+    # ------------------------------------------------------------------ protocol: every model
+    @abstractmethod
     def elbo_terms(self, batch: Any) -> ElboTerms:
         """Per-example reconstruction log-likelihood and KL per named latent."""
-        raise NotImplementedError
 
+    @abstractmethod
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
         """Importance log-weights ``log p(x, z_i) - log q(z_i | x)``, ``z_i ~ q(z | x)``.
 
@@ -170,30 +181,41 @@ class LatentVariableModel(Configurable, nn.Module):
         -------
         Tensor of shape (k, batch)
         """
-        raise NotImplementedError
 
+    # ------------------------------------------------------------------ protocol: models with per-example latents
     def encode(self, x: Tensor) -> dict[str, Distribution]:
         """Posterior distribution of every named latent given ``x``."""
-        raise NotImplementedError
+        raise self._not_implemented("encode")
 
     def decode(self, z: dict[str, Tensor]) -> Distribution:
         """Distribution over ``x`` given the latents (batch shape = leading dims of z)."""
-        raise NotImplementedError
+        raise self._not_implemented("decode")
 
     def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
         """``log p(x, z)`` with shape = the leading (sample, batch) dims of ``z``."""
-        raise NotImplementedError
+        raise self._not_implemented("log_joint")
 
     def log_prior(self, z: dict[str, Tensor]) -> Tensor:
         """``log p(z)`` summed over the named latents, shape = leading (sample, batch) dims of ``z``.
 
         ``log_joint(x, z) - log_prior(z)`` is ``log p(x | z)``: AIS anneals that term.
         """
-        raise NotImplementedError
+        raise self._not_implemented("log_prior")
 
     def sample_prior(self, n: int) -> dict[str, Tensor]:
         """``n`` draws of every named latent from the prior, each of shape (n, ...)."""
-        raise NotImplementedError
+        raise self._not_implemented("sample_prior")
+
+    def prior_distributions(self) -> dict[str, Distribution] | None:
+        """The prior of every named latent as a distribution, or None (the default).
+
+        A model whose latents have fixed priors, not conditioned on other latents (a VAE's
+        ``p(z)``), returns ``{name: distribution}`` with the latent's event shape; analysis
+        uses it for the prior's centre and for per-dimension KLs. Models with conditional
+        priors (hierarchical VAEs) keep the default: consumers then fall back to
+        :meth:`sample_prior`.
+        """
+        return None
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> Tensor:
@@ -212,6 +234,10 @@ class LatentVariableModel(Configurable, nn.Module):
         """
         px = self.decode(self.sample_prior(n))
         return px.mean if mean else px.sample()
+
+    def _not_implemented(self, method: str) -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} does not implement {method} (a method of the protocol for "
+                                   "models whose latents are per example; see vaekit.models.LatentVariableModel)")
 
     # ------------------------------------------------------------------ sized by the data
     @classmethod

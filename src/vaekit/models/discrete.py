@@ -32,10 +32,11 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .._checks import check_float, check_int
+from .._checks import InvalidArgumentError, check_float, check_int
 from ..distributions import Likelihood
 from ..distributions.relaxed import RelaxedCategorical, relaxed_kl
 from ..nn import MLP
+from ._common import check_data_shape, log_categorical
 from .base import ElboTerms, LatentVariableModel
 from .vae import LikelihoodName, make_likelihood
 
@@ -61,7 +62,7 @@ def _check_schedule(schedule: Sequence[float] | None) -> tuple[float, float, int
     if schedule is None:
         return None
     if isinstance(schedule, (str, bytes)) or not isinstance(schedule, Sequence) or len(schedule) != 3:
-        raise ValueError(f"temperature_schedule must be None or a (start, end, steps) triple, e.g. (1.0, 0.5, 10000), got {schedule!r}")
+        raise InvalidArgumentError(f"temperature_schedule must be None or a (start, end, steps) triple, e.g. (1.0, 0.5, 10000), got {schedule!r}")
     start = check_float("temperature_schedule[0] (start temperature)", schedule[0], 0, low_open=True)
     end = check_float("temperature_schedule[1] (end temperature)", schedule[1], 0, low_open=True)
     return start, end, check_int("temperature_schedule[2] (steps)", schedule[2], 0)
@@ -92,15 +93,6 @@ def categorical_kl(q_probs: Tensor, p_probs: Tensor) -> Tensor:
     return torch.where(q_probs > 0, terms, torch.zeros_like(terms)).sum((-2, -1))
 
 
-def _logmeanexp(x: Tensor, dim: int = 0) -> Tensor:
-    return torch.logsumexp(x, dim) - math.log(x.shape[dim])
-
-
-def _log_categorical(onehot: Tensor, log_probs: Tensor) -> Tensor:
-    """``sum_n log probs[n, c_n]`` for one-hot ``c`` of shape (..., N, K)."""
-    return (onehot * log_probs).sum((-2, -1))
-
-
 class RelaxedLatentModel(LatentVariableModel):
     """Shared machinery of models with one relaxed categorical latent (discrete, joint, structured).
 
@@ -109,10 +101,26 @@ class RelaxedLatentModel(LatentVariableModel):
     counter buffer saved in checkpoints, so a resumed or reloaded model has the same
     temperature), the relaxed sample with its KL, the implied categorical of a posterior
     and the discrete prior.
+
+    What consumers (the discrete diagnostics of :mod:`vaekit.analysis.discrete`,
+    :class:`~vaekit.objectives.CapacityObjective`) read of these models, besides the protocol:
+    :attr:`relaxed_family`, :attr:`relaxed_latent`, the ``train_step`` buffer (training steps
+    counted, which set the temperature), :attr:`max_discrete_kl`, :meth:`relaxed_context`,
+    :meth:`discrete_kl` and :meth:`inference_parameters`.
+
+    Attributes
+    ----------
+    relaxed_family : RelaxedCategorical
+        The relaxed categorical posterior family.
+    relaxed_latent : str
+        The name of the relaxed latent in :meth:`encode` and ``elbo_terms``.
+    inference_modules : tuple of str
+        Names of the submodules that compute ``q(latents | x)``.
     """
 
     relaxed_family: RelaxedCategorical
     relaxed_latent: str = "z"
+    inference_modules: tuple[str, ...] = ("encoder", "posterior")
 
     def _init_relaxed(self, family: RelaxedCategorical, kl: str, temperature_schedule: Sequence[float] | None,
                       implied_samples: int, proposal_floor: float) -> None:
@@ -134,7 +142,7 @@ class RelaxedLatentModel(LatentVariableModel):
 
     def _init_networks(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
                        data_shape: Sequence[int]) -> None:
-        shape = _check_data_shape(data_shape)
+        shape = check_data_shape(data_shape)
         for arg, value, cls in (("encoder", encoder, nn.Module), ("decoder", decoder, nn.Module),
                                 ("likelihood", likelihood, Likelihood)):
             if not isinstance(value, cls):
@@ -202,6 +210,19 @@ class RelaxedLatentModel(LatentVariableModel):
     def relaxed_context(self, x: Tensor) -> Tensor:
         """Features of ``x`` that the relaxed family reads, shape (batch, in_features)."""
         return self._features(x)
+
+    def discrete_kl(self, x: Tensor) -> Tensor | None:
+        """Exact ``KL(q_cat(c|x) || p_cat(c))`` of the implied categoricals, shape (batch,); None when the
+        model has no discrete prior to compare with (the default: structured prediction)."""
+        return None
+
+    def inference_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters of ``q(latents | x)`` (those of :attr:`inference_modules`, each once)."""
+        params: list[nn.Parameter] = []
+        for name in self.inference_modules:
+            module = getattr(self, name)
+            params += [p for p in module.parameters() if p.requires_grad and all(p is not q for q in params)]
+        return params
 
     def relaxed_prior(self) -> Distribution:
         """The relaxed prior, batch shape (N,), event (K,), at the current temperature."""
@@ -274,20 +295,13 @@ class RelaxedLatentModel(LatentVariableModel):
         r = r / r.sum(-1, keepdim=True)
         idx = torch.distributions.Categorical(probs=r).sample((k,))
         onehot = torch.nn.functional.one_hot(idx, probs.shape[-1]).to(probs.dtype)
-        return onehot, _log_categorical(onehot, r.log())
+        return onehot, log_categorical(onehot, r.log())
 
     def _check_shape(self, x: Tensor, name: str = "x") -> None:
         if not isinstance(x, Tensor) or tuple(x.shape[1:]) != tuple(self.data_shape) or x.dim() != len(self.data_shape) + 1:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"{name} has shape {got} but this model expects (batch, {', '.join(map(str, self.data_shape))}) "
                              f"(data_shape={tuple(self.data_shape)})")
-
-
-def _check_data_shape(data_shape: Sequence[int]) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in data_shape)
-    if not shape or any(d < 1 for d in shape):
-        raise ValueError(f"data_shape must be a non-empty list of positive ints, got {list(data_shape)}")
-    return shape
 
 
 class DiscreteVAE(RelaxedLatentModel):
@@ -365,7 +379,7 @@ class DiscreteVAE(RelaxedLatentModel):
         self._check_shape(x)
         probs = self.implied_probs(self.encode(x)["z"])
         c, log_r = self._discrete_draw(probs, k)
-        log_p = _log_categorical(c, self.prior_probs().log())
+        log_p = log_categorical(c, self.prior_probs().log())
         return self.decode(c.flatten(-2)).log_prob(x) + log_p - log_r
 
     def discrete_kl(self, x: Tensor) -> Tensor:

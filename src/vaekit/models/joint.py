@@ -24,7 +24,8 @@ from ..distributions import (ConditionalDistribution, DiagonalGaussian, Likeliho
 from ..distributions.relaxed import RelaxedCategorical
 from ..nn import MLP
 from .base import ElboTerms
-from .discrete import KLMethod, Relaxation, RelaxedLatentModel, _log_categorical, categorical_kl
+from ._common import log_categorical
+from .discrete import KLMethod, Relaxation, RelaxedLatentModel, categorical_kl
 from .vae import LikelihoodName, make_likelihood
 
 __all__ = ["JointVAE", "joint_vae"]
@@ -78,6 +79,7 @@ class JointVAE(RelaxedLatentModel):
         self.continuous_posterior, self.discrete_posterior = continuous_posterior, discrete_posterior
         self.prior = StandardNormal(continuous_posterior.latent_features)
         self.relaxed_latent = "c"
+        self.inference_modules = ("encoder", "continuous_posterior", "discrete_posterior")
         self.latent_names = ("z", "c")
         self.latent_dims = {"z": int(continuous_posterior.latent_features), "c": self.n_variables * self.n_categories}
 
@@ -112,7 +114,7 @@ class JointVAE(RelaxedLatentModel):
         q = self.encode(x)
         z, log_qz = rsample_and_log_prob(q["z"], (k,))
         c, log_r = self._discrete_draw(self.implied_probs(q["c"]), k)
-        log_pc = _log_categorical(c, self.prior_probs().log())
+        log_pc = log_categorical(c, self.prior_probs().log())
         return self.decode({"z": z, "c": c.flatten(-2)}).log_prob(x) + self.prior().log_prob(z) - log_qz + log_pc - log_r
 
     def discrete_kl(self, x: Tensor) -> Tensor:

@@ -32,7 +32,9 @@ from ..distributions import Likelihood
 from ..distributions.relaxed import RelaxedCategorical
 from ..nn import MLP
 from .base import ElboTerms
-from .discrete import Relaxation, RelaxedLatentModel, _check_data_shape, _logmeanexp
+from .._numeric import logmeanexp
+from ._common import check_data_shape
+from .discrete import Relaxation, RelaxedLatentModel
 from .vae import LikelihoodName, make_likelihood
 
 __all__ = ["StructuredPredictor", "structured_predictor", "split_halves"]
@@ -99,7 +101,7 @@ class StructuredPredictor(RelaxedLatentModel):
                  data_shape: Sequence[int], train_samples: int = 1,
                  temperature_schedule: tuple[float, float, int] | None = None, implied_samples: int = 1000) -> None:
         super().__init__()
-        shape = _check_data_shape(data_shape)
+        shape = check_data_shape(data_shape)
         if len(shape) == 1 and shape[0] % 2:
             raise ValueError(f"data_shape {list(shape)}: a flat example needs an even size to split into two halves")
         if len(shape) > 1 and (len(shape) != 3 or shape[-2] % 2):
@@ -136,7 +138,7 @@ class StructuredPredictor(RelaxedLatentModel):
         upper, lower = self.split(x)
         q = self.relaxed_posterior(self.encoder(upper))
         z = q.rsample((self.train_samples,)).flatten(-2)
-        rec = _logmeanexp(self.decode(z).log_prob(lower), 0)
+        rec = logmeanexp(self.decode(z).log_prob(lower), 0)
         self._tick()
         return ElboTerms(rec=rec, kl={"z": torch.zeros_like(rec)})
 
@@ -157,7 +159,7 @@ class StructuredPredictor(RelaxedLatentModel):
         -------
         Tensor of shape (batch,)
         """
-        return _logmeanexp(self.log_weights(x, check_int("k", k)), 0)
+        return logmeanexp(self.log_weights(x, check_int("k", k)), 0)
 
     @torch.no_grad()
     def predict(self, x: Tensor, k: int = 100) -> Tensor:

@@ -149,6 +149,10 @@ class VAE(LatentVariableModel):
     def sample_prior(self, n: int) -> dict[str, Tensor]:
         return {self.latent_name: self.prior().sample((check_int("n", n),))}
 
+    def prior_distributions(self) -> dict[str, Distribution]:
+        """``{latent_name: p(z)}``, the prior module's distribution (event shape (latent_features,))."""
+        return {self.latent_name: self.prior()}
+
     def forward(self, x: Tensor) -> ElboTerms:
         """Same as :meth:`elbo_terms` (so DDP wrappers see a forward)."""
         return self.elbo_terms(x)

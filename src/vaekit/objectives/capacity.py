@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .._checks import check_float, check_int
+from .._checks import InvalidArgumentError, check_float, check_int
+from ..models.discrete import RelaxedLatentModel
 from .elbo import Objective
 
 if TYPE_CHECKING:
@@ -32,12 +33,12 @@ __all__ = ["CapacityObjective", "linear_capacity"]
 
 def _check_capacity(name: str, value: Sequence[float]) -> tuple[float, float, int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
-        raise ValueError(f"{name} must be a (low, high, iterations) triple, e.g. (0.0, 5.0, 25000), got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a (low, high, iterations) triple, e.g. (0.0, 5.0, 25000), got {value!r}")
     low = check_float(f"{name}[0] (low)", value[0], 0)
     high = check_float(f"{name}[1] (high)", value[1], 0)
     iters = check_int(f"{name}[2] (iterations)", value[2], 0)
     if high < low:
-        raise ValueError(f"{name} must rise: high ({high}) must be >= low ({low}), got {tuple(value)!r}")
+        raise InvalidArgumentError(f"{name} must rise: high ({high}) must be >= low ({low}), got {tuple(value)!r}")
     return low, high, iters
 
 
@@ -112,7 +113,7 @@ class CapacityObjective(Objective):
         if missing:
             raise ValueError(f"CapacityObjective controls latents {names} but the model's elbo_terms has KL terms for "
                              f"{sorted(terms.kl)}; set continuous_latent/discrete_latent to names it has (or None)")
-        caps = self.capacities(step, getattr(model, "max_discrete_kl", None))
+        caps = self.capacities(step, model.max_discrete_kl if isinstance(model, RelaxedLatentModel) else None)
         rec = terms.rec.mean()
         loss = -rec
         metrics = {"elbo": terms.elbo.mean().detach(), "rec": rec.detach()}

@@ -14,22 +14,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import InvalidArgumentError, check_int
+from .._numeric import logmeanexp
 from .._recording import Configurable
 
 if TYPE_CHECKING:
     from ..models.base import ElboTerms, LatentVariableModel
 
 __all__ = ["KLWeight", "Objective", "ELBO", "IWAE", "logmeanexp"]
-
-
-def logmeanexp(x: Tensor, dim: int = 0) -> Tensor:
-    """``log(mean(exp(x)))`` along ``dim``, computed stably.
-
-    >>> logmeanexp(torch.log(torch.tensor([1.0, 3.0])))
-    tensor(0.6931)
-    """
-    return torch.logsumexp(x, dim) - math.log(x.shape[dim])
 
 
 class KLWeight:
@@ -57,11 +49,11 @@ class KLWeight:
     def __init__(self, value: float = 1.0, warmup_steps: int = 0, start: float = 0.0,
                  shape: Literal["linear", "logistic"] = "linear") -> None:
         if value < 0:
-            raise ValueError(f"kl weight value must be >= 0, got {value}")
+            raise InvalidArgumentError(f"kl weight value must be >= 0, got {value}")
         if warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+            raise InvalidArgumentError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if shape not in ("linear", "logistic"):
-            raise ValueError(f"shape must be 'linear' or 'logistic', got {shape!r}")
+            raise InvalidArgumentError(f"shape must be 'linear' or 'logistic', got {shape!r}")
         self.value, self.warmup_steps, self.start, self.shape = float(value), int(warmup_steps), float(start), shape
 
     def __call__(self, step: int) -> float:
@@ -130,14 +122,14 @@ class ELBO(Objective):
                  warmup: Literal["kl", "entropy"] = "kl", free_bits: float = 0.0,
                  warmup_shape: Literal["linear", "logistic"] = "linear", kl_balance: bool = False) -> None:
         if warmup not in ("kl", "entropy"):
-            raise ValueError(f"warmup must be 'kl' or 'entropy', got {warmup!r}")
+            raise InvalidArgumentError(f"warmup must be 'kl' or 'entropy', got {warmup!r}")
         if free_bits < 0:
-            raise ValueError(f"free_bits must be >= 0, got {free_bits}")
+            raise InvalidArgumentError(f"free_bits must be >= 0, got {free_bits}")
         if free_bits > 0 and warmup == "entropy":
-            raise ValueError("free_bits applies to KL terms, but warmup='entropy' weights log q instead; use "
+            raise InvalidArgumentError("free_bits applies to KL terms, but warmup='entropy' weights log q instead; use "
                              "warmup='kl' with free_bits, or free_bits=0 with warmup='entropy'")
         if kl_balance and warmup == "entropy":
-            raise ValueError("kl_balance weights the KL terms, but warmup='entropy' weights log q instead; use warmup='kl'")
+            raise InvalidArgumentError("kl_balance weights the KL terms, but warmup='entropy' weights log q instead; use warmup='kl'")
         self.weight = KLWeight(kl_weight, warmup_steps, shape=warmup_shape)
         self.warmup = warmup
         self.free_bits = float(free_bits)
@@ -183,7 +175,7 @@ def _total(values: list[Tensor]) -> Tensor | float:
 def _balance(model: LatentVariableModel, kl: dict[str, Tensor]) -> dict[str, Tensor]:
     """NVAE's balancing coefficients per named latent (mean 1, no gradient)."""
     names = list(kl)
-    dims = getattr(model, "latent_dims", None) or {}
+    dims = model.latent_dims
     alpha = torch.tensor([float(dims.get(n, 1)) for n in names], device=kl[names[0]].device)
     alpha = alpha / alpha.min()
     c = torch.stack([kl[n].detach().abs().mean() for n in names]) + 0.01
@@ -193,8 +185,8 @@ def _balance(model: LatentVariableModel, kl: dict[str, Tensor]) -> dict[str, Ten
 
 
 def _latent_dim(model: LatentVariableModel, name: str) -> int:
-    dims = getattr(model, "latent_dims", None)
-    if not dims or name not in dims:
+    dims = model.latent_dims
+    if name not in dims:
         raise ValueError(f"free_bits needs model.latent_dims[{name!r}] (the number of dimensions of latent {name!r})")
     return int(dims[name])
 

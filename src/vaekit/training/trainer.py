@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .._checks import InvalidArgumentError, check_choice, check_int
 from ..objectives import ELBO, Objective
 from .._recording import Configurable, recorded_args
 from ..models.base import LatentVariableModel
@@ -170,7 +171,7 @@ class Trainer(Configurable):
     >>> Trainer(batch_size=0)
     Traceback (most recent call last):
     ...
-    ValueError: batch_size must be an int >= 1, got 0
+    vaekit._checks.InvalidArgumentError: batch_size must be an int >= 1, got 0
     """
 
     def __init__(self, *, max_epochs: int = 10, max_steps: int | None = None, batch_size: int = 100,
@@ -577,17 +578,15 @@ def _launch_rank() -> int:
 
 
 def _int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    check_int(name, value, low)
 
 
 def _float(name: str, value: Any, low: float, strict: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or (value <= low if strict else value < low):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    check_choice(name, value, choices)
 
