@@ -22,16 +22,18 @@ name (``make_posterior``)  class                                           ``log
 ========================== =============================================== ==================
 """
 
-from ._base import FlowDistribution, FlowPosterior
+from ._base import FlowDistribution, FlowPosterior, StepTransform, upgrade_state_dict
 from .autoregressive import IAF, NeuralSplineFlow
 from .auxiliary import AuxiliaryFlow, AuxiliaryFlowDistribution
-from .coupling import AffineCoupling, RealNVPFlow
-from .factory import POSTERIORS, make_posterior
-from .planar import PlanarFlow
-from .radial import RadialFlow
-from .sylvester import SylvesterFlow
+from .coupling import AffineCoupling, AffineCouplingTransform, RealNVPFlow
+from .factory import POSTERIORS, make_posterior, posterior_name
+from .planar import PlanarFlow, PlanarFlowStep, PlanarTransform
+from .radial import RadialFlow, RadialFlowStep, RadialTransform
+from .sylvester import SylvesterFlow, SylvesterFlowStep, SylvesterTransform
 
 __all__ = [
-    "FlowDistribution", "FlowPosterior", "PlanarFlow", "RadialFlow", "SylvesterFlow", "RealNVPFlow", "AffineCoupling",
-    "AuxiliaryFlow", "AuxiliaryFlowDistribution", "IAF", "NeuralSplineFlow", "make_posterior", "POSTERIORS",
+    "FlowDistribution", "FlowPosterior", "StepTransform", "PlanarFlow", "RadialFlow", "SylvesterFlow", "RealNVPFlow",
+    "AffineCoupling", "AuxiliaryFlow", "AuxiliaryFlowDistribution", "IAF", "NeuralSplineFlow", "make_posterior",
+    "posterior_name", "POSTERIORS", "upgrade_state_dict", "PlanarFlowStep", "PlanarTransform", "RadialFlowStep",
+    "RadialTransform", "SylvesterFlowStep", "SylvesterTransform", "AffineCouplingTransform",
 ]
