@@ -9,6 +9,13 @@ raises ``NotImplementedError`` elsewhere (planar, Sylvester; the auxiliary flow'
 density term is a bound, not a density). The KL to the prior is then Monte Carlo,
 chosen automatically by :func:`vaekit.distributions.kl_divergence`.
 
+Every family except the auxiliary flow is a :class:`FlowPosterior`: a base
+:class:`~vaekit.distributions.DiagonalGaussian` plus ``transforms``, a list of step modules
+whose ``forward(context)`` returns that step's transform (``call_and_ladj(z)``); its
+distribution is a :class:`FlowDistribution`, with ``push(z0) -> (z, logdet)`` and
+``point_estimate()`` (the flow at the base mean). :class:`AuxiliaryFlow` is built from
+the same :class:`AffineCoupling` steps around its auxiliary variable.
+
 ========================== =============================================== ==================
 name (``make_posterior``)  class                                           ``log_prob(z)``
 ========================== =============================================== ==================
