@@ -155,7 +155,7 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     Parameters
     ----------
     model : LatentVariableModel
-        A single-latent model with an encoder and a posterior family (e.g. a VAE).
+        A model that declares :meth:`~vaekit.models.LatentVariableModel.amortized` (e.g. a VAE).
     x : Tensor of shape (n, *data_shape)
     local_opt : sequence of str or ConditionalDistribution
         Families to optimise per datapoint: names (``"ffg"``/``"gaussian"``, ``"af"``, any
