@@ -21,6 +21,8 @@ from torch import Tensor
 from ._checks import check_int
 from .analysis import save_image_grid
 from .data import DataModule
+from .distributions import point_estimate
+from .distributions.flows import upgrade_state_dict
 from .inference import iwae_log_likelihood
 from .inference.budget import check_force, check_progress
 from .models import LatentVariableModel
@@ -112,6 +114,7 @@ def load(run_dir: str | os.PathLike[str], *, checkpoint: Checkpoint = "best", de
         warnings.warn(f"{e}. Using {run.last_weights} (the weights of the last checkpoint) instead", stacklevel=2)
         path = run.last_weights
         state = load_weights(path)
+    state = upgrade_state_dict(model, state)  # flow weights saved before flows were lists of steps
     diff = shape_mismatches(model, state)
     if diff:
         raise ValueError(f"weights in {path} do not match the model in {run.config_file}: {', '.join(diff)}")
@@ -178,7 +181,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     progress, force = check_progress(progress), check_force(force)
     local_opt = list(local_opt)
     if local_opt:
-        from .distributions.flows.factory import POSTERIORS
+        from .distributions import POSTERIORS
         from .inference.gaps import LOCAL_ALIASES
 
         unknown = [f for f in local_opt if LOCAL_ALIASES.get(f, f) not in POSTERIORS]
@@ -190,13 +193,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     run = RunDir.open(run_dir)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load(run.path, checkpoint=checkpoint, device=dev, trust_code=trust_code, allow=allow)
-    if local_opt:
-        from .inference.local_opt import amortized_parts
-
-        amortized_parts(model)  # fails before anything is written for models local optimisation cannot handle
     x = _split(load_data(run.path, trust_code=trust_code, allow=allow), split)
     if n_points is not None:
         x = x[: int(n_points)]
+    if local_opt:
+        with torch.no_grad():  # fails before anything is written for models local optimisation cannot handle
+            model.amortized(model.validate_data(x[:1]).to(dev))
     ais = None
     if ais_chains is not None or ais_steps is not None:
         ais = {"n_chains": int(ais_chains or 16), "n_steps": int(ais_steps or 1000)}
@@ -237,16 +239,13 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
 
 @torch.no_grad()
 def reconstruct(model: LatentVariableModel, x: Tensor) -> Tensor:
-    """Mean of p(x | z) at the posterior mean of every latent, shape (batch, *data_shape).
+    """Mean of p(x | z) at the posterior's point estimate of every latent, shape (batch, *data_shape).
 
-    Posterior families without a closed-form mean (flows) contribute one sample instead.
+    The point estimate is :func:`vaekit.distributions.point_estimate`: the mean, for a flow
+    the flow at its base mean (deterministic); a relaxed categorical, which has neither,
+    gives the average of 32 draws (as the analysis tools do).
     """
-    z = {}
-    for name, q in model.encode(x).items():
-        try:
-            z[name] = q.mean
-        except NotImplementedError:
-            z[name] = q.sample()
+    z = {name: point_estimate(q, n_mc=32) for name, q in model.encode(x).items()}
     return model.decode(z).mean
 
 

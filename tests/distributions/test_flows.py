@@ -13,7 +13,7 @@ from torch.distributions import Independent, Normal
 from torch.func import functional_call, stack_module_state, vmap
 
 from vaekit._recording import to_config
-from vaekit.distributions import (IAF, POSTERIORS, AuxiliaryFlow, Bernoulli, ConditionalDistribution,
+from vaekit.distributions import (IAF, POSTERIORS, AuxiliaryFlow, Bernoulli, ConditionalDistribution, DrawWithLogProb,
                                   NeuralSplineFlow, PlanarFlow, RadialFlow, RealNVPFlow, StandardNormal, SylvesterFlow,
                                   kl_divergence, make_posterior, rsample_and_log_prob)
 from vaekit.models import VAE
@@ -82,9 +82,9 @@ def test_log_det_matches_autograd_jacobian(name):
         z, log_q = q.rsample_and_log_prob()
         torch.manual_seed(seed)
         z0, log_q0 = q.base.rsample_and_log_prob()
-        z_t, logdet = q._transform(z0)
+        z_t, logdet = q.push(z0)
         torch.testing.assert_close(z_t, z, rtol=0, atol=0)
-        jac = jacobian(lambda v: q._transform(v)[0], z0)
+        jac = jacobian(lambda v: q.push(v)[0], z0)
         exact = torch.linalg.slogdet(jac).logabsdet
         torch.testing.assert_close(log_q0 - log_q, exact, rtol=0, atol=1e-5)
         torch.testing.assert_close(logdet, exact, rtol=0, atol=1e-5)
@@ -112,7 +112,7 @@ def test_auxiliary_flow_log_q_is_the_auxiliary_bound():
         log_q_z0 = _gaussian(family.q_z0(torch.cat([v0, ctx]))).log_prob(z0)
 
         def joint(w):
-            z_t, v_t, _ = q._transform(w[:d], w[d:])
+            z_t, v_t, _ = q.push(w[:d], w[d:])
             return torch.cat([z_t, v_t])
 
         w0 = torch.cat([z0, v0])
@@ -155,11 +155,11 @@ def test_monte_carlo_kl_is_nonnegative(name):
 
 def test_planar_flow_with_zero_u_is_the_base_gaussian():
     family = _make("planar")
-    d, t = family.latent_features, family.n_flows
-    rows = torch.tensor([k * (2 * d + 1) + j for k in range(t) for j in range(d)])  # the u outputs
+    d = family.latent_features
     with torch.no_grad():
-        family.amortize.weight[rows] = 0.0
-        family.amortize.bias[rows] = 0.0
+        for step in family.transforms:  # each step's first d outputs are its u
+            step.amortize.weight[:d] = 0.0
+            step.amortize.bias[:d] = 0.0
     q = family(_context(B))
     torch.manual_seed(0)
     z, log_q = q.rsample_and_log_prob((20000,))
@@ -174,13 +174,15 @@ def test_planar_flow_with_zero_u_is_the_base_gaussian():
 
 def test_planar_constraint_keeps_w_dot_u_above_minus_one():
     family = PlanarFlow(C, D, n_flows=2).double()
-    with torch.no_grad():
-        family.amortize.weight.mul_(5.0)  # large, often anti-aligned u and w
     ctx = _context(500, dtype=torch.float64)
-    u, w = family.amortize(ctx).unflatten(-1, (2, 2 * D + 1))[..., :2 * D].chunk(2, -1)
-    assert ((u * w).sum(-1) < -1).double().mean() > 0.2  # the raw u often violates the condition ...
-    u_hat, w, _, _ = family._flow_parameters(ctx)
-    assert ((u_hat * w).sum(-1) > -1 - 1e-9).all()  # ... u_hat never does (up to rounding where m(w.u) ~ -1)
+    for step in family.transforms:
+        with torch.no_grad():
+            step.amortize.weight.mul_(5.0)  # large, often anti-aligned u and w
+        u, w = step.amortize(ctx)[..., :2 * D].chunk(2, -1)
+        assert ((u * w).sum(-1) < -1).double().mean() > 0.2  # the raw u often violates the condition ...
+        transform = step(ctx)
+        torch.testing.assert_close(transform.w, w)
+        assert ((transform.u_hat * w).sum(-1) > -1 - 1e-9).all()  # ... u_hat never does (up to rounding, m(w.u) ~ -1)
     z, log_q = rsample_and_log_prob(family(ctx), (10,))
     assert torch.isfinite(log_q).all() and torch.isfinite(z).all()
 
@@ -216,14 +218,14 @@ def test_config_rebuilds_the_same_family(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_works_under_functional_call_and_vmap(name):
-    """Local optimisation stacks per-datapoint parameters and vmaps; the lazy networks must see them."""
+    """Local optimisation stacks per-datapoint parameters and vmaps one functional call that draws and scores."""
     family = _make(name)
     n, h = 3, _context(3)
-    params, buffers = stack_module_state([family] * n)
-    skeleton = copy.deepcopy(family).to("meta")
+    params, buffers = stack_module_state([DrawWithLogProb(family)] * n)
+    skeleton = DrawWithLogProb(copy.deepcopy(family)).to("meta")
 
     def one(p, b, hi):
-        return rsample_and_log_prob(functional_call(skeleton, (p, b), (hi[None],)), (2,))
+        return functional_call(skeleton, (p, b), (hi[None], 2))
 
     torch.manual_seed(0)
     z, log_q = vmap(one, randomness="same")(params, buffers, h)
@@ -344,7 +346,8 @@ def test_vae_with_a_flow_rebuilds_from_its_yaml_config():
 @pytest.mark.parametrize("kind", ["orthogonal", "householder"])
 def test_sylvester_q_has_orthonormal_columns(kind):
     family = SylvesterFlow(C, 6, kind, n_flows=2, n_orthogonal=4 if kind == "orthogonal" else None).double()
-    q = family._flow_parameters(_context(50, dtype=torch.float64))["q"]
+    ctx = _context(50, dtype=torch.float64)
+    q = torch.stack([step(ctx).q for step in family.transforms], dim=1)
     m = q.shape[-1]
     assert q.shape == (50, 2, 6, 4 if kind == "orthogonal" else 6)
     torch.testing.assert_close(q.mT @ q, torch.eye(m, dtype=torch.float64).expand(50, 2, m, m), rtol=0, atol=1e-10)

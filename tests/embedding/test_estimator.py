@@ -69,8 +69,9 @@ def test_transform_is_the_base_mean_pushed_through_the_flow(fitted):
         q = model.encode(x)["z"]
         base_mean = q.base.loc
         expected = base_mean
-        for t in model.posterior.transforms:  # the IAF steps, one after the other, with each example's context
-            expected = t(model._features(x))(expected)
+        context, family = model.amortized(x)
+        for step in family.transforms:  # the IAF steps, one after the other, with each example's context
+            expected = step(context)(expected)
     assert np.allclose(fitted.transform(X[:4]), expected.numpy(), atol=1e-5)
     assert not np.allclose(fitted.transform(X[:4]), base_mean.numpy(), atol=1e-3)  # the flow does move the mean
 

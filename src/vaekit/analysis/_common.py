@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from .._checks import check_int
+from ..distributions import point_estimate
 from .images import as_images
 
 __all__ = ["model_device", "check_x", "check_labels", "check_latent", "is_image", "distribution_mean",
@@ -80,16 +81,17 @@ def is_image(data_shape: Sequence[int]) -> bool:
 
 
 def distribution_mean(dist: Distribution, n_mc: int = 32) -> Tensor:
-    """``dist.mean``, or the average of ``n_mc`` draws when it has no closed form (flows)."""
-    try:
-        return dist.mean
-    except NotImplementedError:
-        return dist.sample((n_mc,)).mean(0)
+    """:func:`vaekit.distributions.point_estimate`: ``dist.mean``, for a flow the flow at its base mean.
+
+    Distributions with neither (relaxed categoricals; likelihoods without a closed-form
+    mean) give the average of ``n_mc`` draws.
+    """
+    return point_estimate(dist, n_mc=n_mc)
 
 
 @torch.no_grad()
 def encode_means(model: Any, x: Tensor, *, batch_size: int = 256, n_mc: int = 32) -> dict[str, Tensor]:
-    """Posterior mean of every named latent, in the latent's own shape.
+    """Posterior point estimate of every named latent (:func:`distribution_mean`), in the latent's own shape.
 
     Parameters
     ----------
@@ -97,7 +99,9 @@ def encode_means(model: Any, x: Tensor, *, batch_size: int = 256, n_mc: int = 32
     x : Tensor of shape (n, *data_shape)
     batch_size : int
     n_mc : int
-        Draws averaged for posteriors without a closed-form mean.
+        Draws averaged for posteriors with neither a mean nor a declared point estimate
+        (relaxed categoricals; a flow gives the flow at its base mean, see
+        :func:`vaekit.distributions.point_estimate`).
 
     Returns
     -------

@@ -1,13 +1,13 @@
 """Posterior, prior and observation families, all ``torch.distributions`` compatible."""
 
-from .base import ConditionalDistribution, rsample_and_log_prob
+from .base import ConditionalDistribution, DrawWithLogProb, point_estimate, rsample_and_log_prob
 from .gaussian import DiagonalGaussian, DiagonalNormal, LearnedGaussian, StandardNormal
 from .kl import closed_form_kl, kl_divergence
 from .likelihoods import Bernoulli, DiscretizedLogistic, DiscretizedLogisticDistribution, Gaussian, Likelihood
 from .logistic_mixture import DiscretizedLogisticMixture, DiscretizedLogisticMixtureDistribution
 
 __all__ = [
-    "ConditionalDistribution", "rsample_and_log_prob", "DiagonalNormal", "DiagonalGaussian", "StandardNormal",
+    "ConditionalDistribution", "rsample_and_log_prob", "point_estimate", "DrawWithLogProb", "DiagonalNormal", "DiagonalGaussian", "StandardNormal",
     "LearnedGaussian", "kl_divergence", "closed_form_kl", "Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic",
     "DiscretizedLogisticDistribution", "DiscretizedLogisticMixture", "DiscretizedLogisticMixtureDistribution",
 ]

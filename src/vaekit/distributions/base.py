@@ -15,7 +15,7 @@ from torch.distributions import Distribution
 
 from .._recording import Configurable
 
-__all__ = ["ConditionalDistribution", "rsample_and_log_prob"]
+__all__ = ["ConditionalDistribution", "rsample_and_log_prob", "point_estimate", "check_context", "DrawWithLogProb"]
 
 
 class ConditionalDistribution(Configurable, nn.Module):
@@ -59,3 +59,98 @@ def rsample_and_log_prob(dist: Distribution, sample_shape: Size | tuple[int, ...
         return fn(Size(sample_shape))
     z = dist.rsample(Size(sample_shape))
     return z, dist.log_prob(z)
+
+
+def point_estimate(dist: Distribution, n_mc: int | None = None) -> Tensor:
+    r"""The posterior's point estimate of :math:`z`: deterministic, one per batch element.
+
+    A flow posterior :math:`z = f_x(z_0)`, :math:`z_0 \sim q_0(z_0|x)` declares it as its
+    ``point_estimate()``: the flow evaluated at the base mean, :math:`f_x(\mathbb E[z_0])`
+    (one pass, no sampling; the mode when the flow is the identity). Every other
+    distribution gives its ``mean``. This is what vaekit means by the "posterior mean" of a
+    flow: :func:`vaekit.runs.reconstruct`, the analysis tools and
+    :class:`~vaekit.embedding.VAEEmbedder` all use it.
+
+    Parameters
+    ----------
+    dist : Distribution
+    n_mc : int, optional
+        For a distribution with neither (a relaxed categorical, a likelihood without a
+        closed-form mean): return the Monte Carlo mean of ``n_mc`` draws instead of raising.
+        Flows never take this path.
+
+    Returns
+    -------
+    Tensor of shape (*dist.batch_shape, *dist.event_shape)
+
+    Raises
+    ------
+    NotImplementedError
+        For a distribution with neither when ``n_mc`` is None, naming its type.
+
+    Examples
+    --------
+    >>> from torch.distributions import Normal
+    >>> point_estimate(Normal(torch.tensor([1.0, 2.0]), 1.0))
+    tensor([1., 2.])
+    """
+    declared = getattr(type(dist), "point_estimate", None)
+    if callable(declared):
+        return dist.point_estimate()
+    try:
+        return dist.mean
+    except NotImplementedError:
+        if n_mc is None:
+            raise NotImplementedError(f"{type(dist).__name__} has no closed-form mean and declares no point_estimate(); "
+                                      "pass n_mc to use the Monte Carlo mean of n_mc draws") from None
+    return dist.sample((n_mc,)).mean(0)
+
+
+def check_context(name: str, context: Tensor | None, width: int) -> Tensor:
+    """``context`` if it is a tensor of shape (*batch, width), else a ``ValueError`` naming the family ``name``.
+
+    >>> check_context("PlanarFlow", torch.zeros(2, 3), 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: PlanarFlow expects context of shape (*batch, 4) (context_features=4), got (2, 3)
+    """
+    if context is None:
+        raise ValueError(f"{name} is a posterior: it needs the encoder features as context")
+    if not isinstance(context, Tensor) or context.dim() < 1 or context.shape[-1] != width:
+        shape = tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__
+        raise ValueError(f"{name} expects context of shape (*batch, {width}) (context_features={width}), got {shape}")
+    return context
+
+
+class DrawWithLogProb(nn.Module):
+    """``forward(context, n)``: ``n`` draws from ``family(context)`` and their log-densities, in one module call.
+
+    A family's distribution may run the family's networks when it is sampled, after the
+    family's ``forward`` has returned (a coupling flow does). To substitute parameters with
+    :func:`torch.func.functional_call` (and ``vmap`` over stacked per-datapoint
+    parameters, as local optimisation does), call this wrapper instead of the family:
+    the whole draw then happens inside the call. Its parameters are the family's, under
+    the prefix ``family.``.
+
+    Parameters
+    ----------
+    family : ConditionalDistribution
+
+    Examples
+    --------
+    >>> from torch.func import functional_call
+    >>> from vaekit.distributions import RealNVPFlow
+    >>> draw = DrawWithLogProb(RealNVPFlow(4, 2, n_flows=2, hidden=[8]))
+    >>> params = {k: torch.zeros_like(v) for k, v in draw.state_dict().items()}  # every network outputs 0
+    >>> z, log_q = functional_call(draw, params, (torch.randn(3, 4), 5))
+    >>> z.shape, log_q.shape, bool(torch.allclose(z[0], functional_call(draw, params, (torch.zeros(3, 4), 1))[0][0]))
+    (torch.Size([5, 3, 2]), torch.Size([5, 3]), False)
+    """
+
+    def __init__(self, family: ConditionalDistribution) -> None:
+        super().__init__()
+        self.family = family
+
+    def forward(self, context: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """``z`` of shape (n, *batch, d) and ``log q(z|x)`` of shape (n, *batch)."""
+        return rsample_and_log_prob(self.family(context), (n,))

@@ -11,8 +11,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from ..distributions import Bernoulli, DiagonalGaussian, Gaussian, Likelihood, make_posterior
-from ..distributions.flows import FlowDistribution
+from ..distributions import Bernoulli, DiagonalGaussian, FlowDistribution, Gaussian, Likelihood, make_posterior, point_estimate
 from ..models.vae import VAE
 from ..nn import MLP
 from .priors import MixturePrior
@@ -113,7 +112,7 @@ def state_size(n_features: int, n_components: int, hidden_layers: Sequence[int],
 
 
 def posterior_mean(vae: VAE, x: Tensor) -> Tensor:
-    r"""The embedding of ``x``: the base posterior's mean pushed through the flow.
+    r"""The embedding of ``x``: the posterior's point estimate (:func:`vaekit.distributions.point_estimate`).
 
     For a flow posterior :math:`z = f_x(z_0)`, :math:`z_0 \sim \mathcal N(\mu(x), \sigma(x)^2)`,
     this is :math:`f_x(\mu(x))` (the flow evaluated at the base mean with the same context;
@@ -129,17 +128,14 @@ def posterior_mean(vae: VAE, x: Tensor) -> Tensor:
     -------
     Tensor of shape (batch, n_components)
     """
-    q = vae.encode(x)[vae.latent_name]
-    if isinstance(q, FlowDistribution):
-        return q._transform(q.base.loc)[0]
-    return q.mean
+    return point_estimate(vae.encode(x)[vae.latent_name])
 
 
 def _push(q: Distribution, z0: Tensor) -> tuple[Tensor, Tensor]:
     """Base points ``z0`` of ``q`` pushed through its flow (if any): ``(z, log q(z))`` by the change of variables."""
     if not isinstance(q, FlowDistribution):
         return z0, q.log_prob(z0)
-    z, logdet = q._transform(z0)
+    z, logdet = q.push(z0)
     return z, q.base.log_prob(z0) - logdet
 
 
@@ -196,8 +192,8 @@ def anchor_elbo_and_embedding(vae: VAE, x: Tensor, n_anchors: int) -> tuple[Tens
     >>> elbo.shape, bool(torch.allclose(z, posterior_mean(vae, x), atol=1e-6))
     (torch.Size([3]), True)
     """
-    features = vae._features(x)
-    q = vae.posterior(torch.cat([features[:n_anchors], features]))
+    features, family = vae.amortized(x)
+    q = family(torch.cat([features[:n_anchors], features]))
     base = q.base if isinstance(q, FlowDistribution) else q
     eps = torch.randn_like(base.loc[:n_anchors])
     z, log_q = _push(q, torch.cat([base.loc[:n_anchors] + base.scale[:n_anchors] * eps, base.loc[n_anchors:]]))

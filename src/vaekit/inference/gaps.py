@@ -32,12 +32,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..distributions import ConditionalDistribution, DiagonalGaussian
+from ..distributions import POSTERIORS, ConditionalDistribution, DiagonalGaussian, make_posterior
+from ..distributions.flows import posterior_name
 from .._checks import check_int
 from ..models.base import LatentVariableModel
+from ..nn.modes import eval_mode
 from .budget import Progress, check_force, check_progress
 from .iwae import IWAEResult, iwae_log_likelihood, iwae_work
-from .local_opt import amortized_parts, local_opt_work, optimize_local_posterior
+from .local_opt import local_opt_work, optimize_local_posterior
 
 __all__ = ["GapColumn", "inference_gaps", "gap_table", "write_gap_report", "family_name", "LOCAL_ALIASES", "check_budgets"]
 
@@ -113,19 +115,23 @@ def family_name(posterior: ConditionalDistribution) -> str:
     >>> family_name(DiagonalGaussian(4, 2))
     'gaussian'
     """
-    from ..distributions.flows.factory import _TABLE
-
-    for name, ctor in _TABLE.items():
-        cls = getattr(ctor, "func", ctor)
-        kind = getattr(ctor, "keywords", {}).get("kind")
-        if type(posterior) is cls and (kind is None or getattr(posterior, "kind", None) == kind):
-            return name
-    return type(posterior).__name__
+    return posterior_name(posterior) or type(posterior).__name__
 
 
-def _local_family(name: str | ConditionalDistribution, model: Any) -> tuple[ConditionalDistribution | None, str]:
+def _own_family(model: LatentVariableModel, x: Tensor) -> ConditionalDistribution:
+    """The model's posterior family, from the declared :meth:`~vaekit.models.LatentVariableModel.amortized`.
+
+    Its ``TypeError`` (models without one) and bad data come before any work.
+    """
+    first = model.validate_data(x)[:1]
+    dev = next((t.device for t in model.parameters()), first.device)
+    with torch.no_grad(), eval_mode(model):
+        return model.amortized(first.to(dev))[1]
+
+
+def _local_family(name: str | ConditionalDistribution,
+                  own: ConditionalDistribution) -> tuple[ConditionalDistribution | None, str]:
     """(family module or None for the model's own, init) for a local-optimisation family name or module."""
-    from ..distributions.flows.factory import POSTERIORS, make_posterior
 
     if isinstance(name, ConditionalDistribution):  # any family, configured by the caller
         return name, "scratch"
@@ -133,7 +139,6 @@ def _local_family(name: str | ConditionalDistribution, model: Any) -> tuple[Cond
     if canonical not in POSTERIORS:
         raise ValueError(f"unknown local-optimisation family {name!r}; accepted: "
                          f"{', '.join([*LOCAL_ALIASES, *POSTERIORS])}")
-    own = model.posterior
     if canonical == family_name(own):
         return None, "amortized"
     width = int(getattr(own, "context_features", 2 * own.latent_features))
@@ -150,7 +155,7 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     Parameters
     ----------
     model : LatentVariableModel
-        A single-latent model with an encoder and a posterior family (e.g. a VAE).
+        A model that declares :meth:`~vaekit.models.LatentVariableModel.amortized` (e.g. a VAE).
     x : Tensor of shape (n, *data_shape)
     local_opt : sequence of str or ConditionalDistribution
         Families to optimise per datapoint: names (``"ffg"``/``"gaussian"``, ``"af"``, any
@@ -200,9 +205,9 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     """
     if ais is not None and "device" in ais:
         raise ValueError("ais must not contain 'device': pass device= to inference_gaps")
-    _, own_family = amortized_parts(model)  # a clear TypeError before any work for models without a posterior
+    own_family = _own_family(model, x)  # a clear TypeError before any work for models without a posterior family
     families = [(family_name(n) if isinstance(n, ConditionalDistribution) else LOCAL_ALIASES.get(n, n),
-                 *_local_family(n, model)) for n in local_opt]  # checks names before any work
+                 *_local_family(n, own_family)) for n in local_opt]  # checks names before any work
     progress, force = check_progress(progress), check_force(force)
     t0 = time.perf_counter()
     if iwae is not None and iwae.per_example.shape[0] != x.shape[0]:

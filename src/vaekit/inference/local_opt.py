@@ -34,14 +34,14 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ..distributions import ConditionalDistribution, rsample_and_log_prob
+from ..distributions import ConditionalDistribution, DrawWithLogProb
 from ..models.base import LatentVariableModel
 from ..nn.modes import eval_mode
 from .._checks import check_float, check_int
 from .budget import Progress, Work, check_force, check_progress, memory_limit, pair_bytes, progress_reporter, too_large
 from ._common import resolve_device as _resolve_device
 
-__all__ = ["LocalOptResult", "optimize_local_posterior", "amortized_parts"]
+__all__ = ["LocalOptResult", "optimize_local_posterior"]
 
 
 @dataclass(eq=False)
@@ -86,22 +86,6 @@ class LocalOptResult:
                 "converged_fraction": float(self.converged.float().mean())}
 
 
-def amortized_parts(model: LatentVariableModel) -> tuple[Any, ConditionalDistribution]:
-    """``(features, posterior)`` of a single-latent model with an encoder and a posterior family.
-
-    Raises
-    ------
-    TypeError
-        For models without them (local optimisation and the gap analysis need them).
-    """
-    features = getattr(model, "_features", None)
-    posterior = getattr(model, "posterior", None)
-    if not callable(features) or not isinstance(posterior, ConditionalDistribution) or len(model.latent_names) != 1:
-        raise TypeError(f"local optimisation needs a single-latent model with an encoder and a posterior family "
-                        f"(like vaekit.models.VAE); got {type(model).__name__} with latents {model.latent_names}")
-    return features, posterior
-
-
 def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: ConditionalDistribution | None = None,
                              init: Literal["amortized", "scratch"] = "amortized", k: int = 10, lr: float = 1e-3,
                              max_steps: int = 10000, check_every: int = 100, patience: int = 10, tol: float = 1e-3,
@@ -113,7 +97,8 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
     Parameters
     ----------
     model : LatentVariableModel
-        A single-latent model with ``encoder``/``posterior`` (e.g. :class:`~vaekit.models.VAE`);
+        A model whose posterior is one family of one context, declared by
+        :meth:`~vaekit.models.LatentVariableModel.amortized` (e.g. :class:`~vaekit.models.VAE`);
         its parameters are frozen during the call (their ``requires_grad`` is restored).
     x : Tensor of shape (n, *data_shape)
     family : ConditionalDistribution, optional
@@ -189,7 +174,10 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
     check_float("lr", lr, 0, low_open=True)
     check_float("tol", tol, 0)
     progress, force = check_progress(progress), check_force(force)
-    features, own = amortized_parts(model)
+    x = model.validate_data(x)
+    dev = _resolve_device(model, x, device)
+    with torch.no_grad(), eval_mode(model):
+        own = model.amortized(x[:1].to(dev))[1]  # the declared protocol: a TypeError naming the model if it has none
     family = own if family is None else family
     if not isinstance(family, ConditionalDistribution):
         raise TypeError(f"family must be a vaekit ConditionalDistribution, got {type(family).__name__}")
@@ -202,8 +190,6 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
             raise ValueError("init='amortized' copies the model's trained posterior, so family must be None or the same "
                              f"family with the same shapes (got {type(family).__name__} vs {type(own).__name__}); use "
                              "init='scratch' to optimise another family")
-    x = model.validate_data(x)
-    dev = _resolve_device(model, x, device)
     n = int(x.shape[0])
     work = local_opt_work(n, k, max_steps, check_every, check_k, eval_k)
     work.check(force)
@@ -214,7 +200,7 @@ def optimize_local_posterior(model: LatentVariableModel, x: Tensor, *, family: C
             p.requires_grad_(False)
         with eval_mode(model), progress_reporter(progress, work.pairs,
                                                  f"local optimisation ({type(family).__name__}) on {n} examples") as bar:
-            parts = [_optimize_batch(model, x[i:i + bs].to(dev), features, own if init == "amortized" else family,
+            parts = [_optimize_batch(model, x[i:i + bs].to(dev), own if init == "amortized" else family,
                                      init, k, lr, max_steps, check_every, patience, tol, eval_k, check_k, bar)
                      for i in range(0, n, bs)]
     finally:
@@ -256,7 +242,7 @@ def _batch_size(model: LatentVariableModel, family: ConditionalDistribution, n: 
     return wanted
 
 
-def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family: ConditionalDistribution, init: str,
+def _optimize_batch(model: LatentVariableModel, x: Tensor, family: ConditionalDistribution, init: str,
                     k: int, lr: float, max_steps: int, check_every: int, patience: int, tol: float,
                     eval_k: int, check_k: int, bar: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     n = x.shape[0]
@@ -269,17 +255,16 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, features: Any, family
         bar.update(pairs)
 
     name = model.latent_names[0]
-    template = copy.deepcopy(family).to(x.device)
+    template = DrawWithLogProb(copy.deepcopy(family).to(x.device))  # one call draws and scores: vmap covers it all
     params, buffers = stack_module_state([template] * n)  # stacking copies the tensors
     params = {key: v.detach().clone().requires_grad_(True) for key, v in params.items()}
     with torch.no_grad():
-        ctx0 = features(x) if init == "amortized" else torch.zeros(n, _context_width(template), device=x.device)
+        ctx0 = model.amortized(x)[0] if init == "amortized" else torch.zeros(n, _context_width(family), device=x.device)
     context = ctx0.detach().clone().requires_grad_(True)
     skeleton = copy.deepcopy(template).to("meta")
 
     def elbo_one(p: dict[str, Tensor], b: dict[str, Tensor], h: Tensor, xi: Tensor, samples: int) -> Tensor:
-        q = functional_call(skeleton, (p, b), (h[None],))
-        z, log_q = rsample_and_log_prob(q, (samples,))
+        z, log_q = functional_call(skeleton, (p, b), (h[None], samples))
         return (model.log_joint(xi[None], {name: z}) - log_q).mean()
 
     batched = vmap(elbo_one, in_dims=(0, 0, 0, 0, None), randomness="different")

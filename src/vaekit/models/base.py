@@ -14,13 +14,16 @@ from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from .._recording import Configurable, recorded_args, to_config
+
+if TYPE_CHECKING:
+    from ..distributions import ConditionalDistribution
 
 __all__ = ["ElboTerms", "LazyTerms", "LatentVariableModel", "ValidationReport"]
 
@@ -216,6 +219,35 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         :meth:`sample_prior`.
         """
         return None
+
+    def amortized(self, x: Tensor) -> tuple[Tensor, ConditionalDistribution]:
+        """The amortized posterior of a single-latent model as its two parts: ``(context, family)``.
+
+        ``family(context)`` is ``encode(x)[latent_names[0]]``: ``context`` (batch, C) is what the
+        encoder computes from ``x``, ``family`` the posterior family module
+        (a :class:`~vaekit.distributions.ConditionalDistribution` with ``context_features`` C
+        and ``latent_features``). Local optimisation
+        (:func:`~vaekit.inference.optimize_local_posterior`) re-fits the family's parameters and
+        the context per example; the inference-gap analysis builds other families of the same
+        context width.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, *data_shape)
+
+        Returns
+        -------
+        context : Tensor of shape (batch, C)
+        family : ConditionalDistribution
+
+        Raises
+        ------
+        TypeError
+            For models whose posterior is not one family of one context (the default).
+        """
+        raise TypeError(f"{type(self).__name__} does not declare amortized(x) -> (context, family): local optimisation and "
+                        "the inference-gap analysis need a single-latent model with an encoder and a posterior family "
+                        "(like vaekit.models.VAE)")
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> Tensor:

@@ -96,6 +96,16 @@ class VAE(LatentVariableModel):
         """Posterior ``{latent_name: q(z|x)}`` with batch shape (batch,)."""
         return {self.latent_name: self.posterior(self._features(x))}
 
+    def amortized(self, x: Tensor) -> tuple[Tensor, ConditionalDistribution]:
+        """``(encoder features of x, the posterior family)``: ``posterior(context)`` is ``encode(x)[latent_name]``.
+
+        >>> model = mlp_vae([6], latent_features=2, hidden=[4])
+        >>> context, family = model.amortized(torch.zeros(3, 6))
+        >>> context.shape, family is model.posterior
+        (torch.Size([3, 4]), True)
+        """
+        return self._features(x), self.posterior
+
     def decode(self, z: dict[str, Tensor] | Tensor) -> Distribution:
         """``p(x|z)`` with batch shape = the leading dims of z and event shape ``data_shape``."""
         if isinstance(z, dict):

@@ -6,14 +6,10 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from .._layers import ACTIVATIONS, activation_class, linear_stack
 from .._recording import Configurable
 
 __all__ = ["MLP", "activation", "ACTIVATIONS"]
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
-    "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
-}
 
 
 def activation(name: str) -> nn.Module:
@@ -24,9 +20,7 @@ def activation(name: str) -> nn.Module:
     >>> activation("identity")
     Identity()
     """
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; accepted: {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+    return activation_class(name)()
 
 
 class MLP(Configurable, nn.Sequential):
@@ -62,18 +56,9 @@ class MLP(Configurable, nn.Sequential):
             raise ValueError(f"layer sizes must be >= 1, got in_features={in_features}, hidden={list(hidden)}, out_features={out_features}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        sizes = [int(in_features), *map(int, hidden), int(out_features)]
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(sizes) - 2:
-                layers.append(_activation(activation))
-                if dropout > 0:
-                    layers.append(nn.Dropout(dropout))
-        if output_activation is not None:
-            layers.append(_activation(output_activation))
-        super().__init__(*layers)
-        self.in_features, self.out_features = sizes[0], sizes[-1]
+        super().__init__(*linear_stack(in_features, out_features, hidden, activation, dropout=dropout,
+                                       output_activation=output_activation))
+        self.in_features, self.out_features = int(in_features), int(out_features)
 
     flat_input = True
 
@@ -82,5 +67,3 @@ class MLP(Configurable, nn.Sequential):
             raise ValueError(f"MLP expects inputs of shape (..., {self.in_features}) (in_features), got {tuple(x.shape)}")
         return super().forward(x)
 
-
-_activation = activation

@@ -9,6 +9,13 @@ raises ``NotImplementedError`` elsewhere (planar, Sylvester; the auxiliary flow'
 density term is a bound, not a density). The KL to the prior is then Monte Carlo,
 chosen automatically by :func:`vaekit.distributions.kl_divergence`.
 
+Every family except the auxiliary flow is a :class:`FlowPosterior`: a base
+:class:`~vaekit.distributions.DiagonalGaussian` plus ``transforms``, a list of step modules
+whose ``forward(context)`` returns that step's transform (``call_and_ladj(z)``); its
+distribution is a :class:`FlowDistribution`, with ``push(z0) -> (z, logdet)`` and
+``point_estimate()`` (the flow at the base mean). :class:`AuxiliaryFlow` is built from
+the same :class:`AffineCoupling` steps around its auxiliary variable.
+
 ========================== =============================================== ==================
 name (``make_posterior``)  class                                           ``log_prob(z)``
 ========================== =============================================== ==================
@@ -22,16 +29,18 @@ name (``make_posterior``)  class                                           ``log
 ========================== =============================================== ==================
 """
 
-from ._base import FlowDistribution, FlowPosterior
+from ._base import FlowDistribution, FlowPosterior, StepTransform, upgrade_state_dict
 from .autoregressive import IAF, NeuralSplineFlow
 from .auxiliary import AuxiliaryFlow, AuxiliaryFlowDistribution
-from .coupling import AffineCoupling, RealNVPFlow
-from .factory import POSTERIORS, make_posterior
-from .planar import PlanarFlow
-from .radial import RadialFlow
-from .sylvester import SylvesterFlow
+from .coupling import AffineCoupling, AffineCouplingTransform, RealNVPFlow
+from .factory import POSTERIORS, make_posterior, posterior_name
+from .planar import PlanarFlow, PlanarFlowStep, PlanarTransform
+from .radial import RadialFlow, RadialFlowStep, RadialTransform
+from .sylvester import SylvesterFlow, SylvesterFlowStep, SylvesterTransform
 
 __all__ = [
-    "FlowDistribution", "FlowPosterior", "PlanarFlow", "RadialFlow", "SylvesterFlow", "RealNVPFlow", "AffineCoupling",
-    "AuxiliaryFlow", "AuxiliaryFlowDistribution", "IAF", "NeuralSplineFlow", "make_posterior", "POSTERIORS",
+    "FlowDistribution", "FlowPosterior", "StepTransform", "PlanarFlow", "RadialFlow", "SylvesterFlow", "RealNVPFlow",
+    "AffineCoupling", "AuxiliaryFlow", "AuxiliaryFlowDistribution", "IAF", "NeuralSplineFlow", "make_posterior",
+    "posterior_name", "POSTERIORS", "upgrade_state_dict", "PlanarFlowStep", "PlanarTransform", "RadialFlowStep",
+    "RadialTransform", "SylvesterFlowStep", "SylvesterTransform", "AffineCouplingTransform",
 ]

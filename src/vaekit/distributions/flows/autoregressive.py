@@ -24,41 +24,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from zuko.flows.autoregressive import MaskedAutoregressiveTransform
 from zuko.transforms import MonotonicRQSTransform
 
-from ._base import FlowPosterior, check_activation, check_hidden, check_int, compose
+from ..._checks import check_int
+from ..._layers import ActivationName, activation_class, check_hidden
+from ._base import FlowPosterior
 
 __all__ = ["IAF", "NeuralSplineFlow"]
 
 
 class _MaskedAutoregressivePosterior(FlowPosterior):
-    """Shared body of :class:`IAF` and :class:`NeuralSplineFlow`."""
+    """Shared body of :class:`IAF` and :class:`NeuralSplineFlow`: the steps are zuko's masked transforms."""
 
     invertible = True
 
     def _build(self, hidden: Sequence[int], activation: str, **kwargs: Any) -> None:
-        hidden, act = check_hidden(hidden), check_activation(activation)
+        hidden, act = check_hidden(hidden), activation_class(activation)
         d = self.latent_features
         orders = [torch.arange(d), torch.arange(d).flip(0)]
         self.transforms = nn.ModuleList(
             MaskedAutoregressiveTransform(features=d, context=self.context_features, order=orders[t % 2],
                                           hidden_features=hidden, activation=act, **kwargs)
             for t in range(self.n_flows))
-
-    def _flow_parameters(self, context: Tensor) -> list:
-        return [t(context) for t in self.transforms]
-
-    def _flow(self, transforms: list, z: Tensor) -> tuple[Tensor, Tensor]:
-        return compose(z, (t.call_and_ladj for t in transforms))
-
-    def _inverse(self, transforms: list, z: Tensor) -> tuple[Tensor, Tensor]:
-        z, ladj_inverse = compose(z, (t.inv.call_and_ladj for t in reversed(transforms)))
-        return z, -ladj_inverse
 
 
 class IAF(_MaskedAutoregressivePosterior):
@@ -77,7 +69,8 @@ class IAF(_MaskedAutoregressivePosterior):
         Number of autoregressive steps (>= 1).
     hidden : sequence of int
         Hidden sizes of each MADE network.
-    activation : {"relu", "elu", "tanh", "gelu", "silu"}
+    activation : str
+        Hidden activation, one of :data:`vaekit.nn.mlp.ACTIVATIONS`.
 
     Examples
     --------
@@ -88,7 +81,7 @@ class IAF(_MaskedAutoregressivePosterior):
     """
 
     def __init__(self, context_features: int, latent_features: int, n_flows: int = 4, hidden: Sequence[int] = (64, 64),
-                 activation: Literal["relu", "elu", "tanh", "gelu", "silu"] = "relu") -> None:
+                 activation: ActivationName = "relu") -> None:
         super().__init__(context_features, latent_features, n_flows)
         self._build(hidden, activation)
 
@@ -113,7 +106,8 @@ class NeuralSplineFlow(_MaskedAutoregressivePosterior):
         Spline bins ``K`` (>= 2).
     bound : float
         The spline acts on :math:`[-B, B]` and is the identity outside (> 0).
-    activation : {"relu", "elu", "tanh", "gelu", "silu"}
+    activation : str
+        Hidden activation, one of :data:`vaekit.nn.mlp.ACTIVATIONS`.
 
     Examples
     --------
@@ -125,7 +119,7 @@ class NeuralSplineFlow(_MaskedAutoregressivePosterior):
 
     def __init__(self, context_features: int, latent_features: int, n_flows: int = 4, hidden: Sequence[int] = (64, 64),
                  bins: int = 8, bound: float = 5.0,
-                 activation: Literal["relu", "elu", "tanh", "gelu", "silu"] = "relu") -> None:
+                 activation: ActivationName = "relu") -> None:
         super().__init__(context_features, latent_features, n_flows)
         self.bins = check_int("bins", bins, 2)
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:

@@ -36,17 +36,17 @@ included, and :math:`r` is evaluated at the final :math:`(v_T, z_T)`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
-from typing import Literal
 
 import torch
 from torch import Size, Tensor, nn
 from torch.distributions import Distribution, constraints
+from zuko.transforms import ComposedTransform
 
-from ..base import ConditionalDistribution
+from ..._checks import check_int
+from ..._layers import ActivationName, activation_class, check_hidden, linear_stack
+from ..base import ConditionalDistribution, check_context
 from ..gaussian import DiagonalNormal
-from ._base import (bind_parameters, check_activation, check_context, check_hidden, check_int, compose, diagonal_normal,
-                    mlp, with_context)
+from ._base import diagonal_normal, with_context
 from .coupling import AffineCoupling
 
 __all__ = ["AuxiliaryFlow", "AuxiliaryFlowDistribution"]
@@ -57,8 +57,8 @@ class AuxiliaryFlowDistribution(Distribution):
 
     Batch shape (*batch,), event shape (d,): samples are :math:`z_T` only.
     ``rsample_and_log_prob`` returns :math:`(z_T, \log\tilde q)` with :math:`\log\tilde q`
-    the auxiliary bound of the module docstring. The pieces are exposed for diagnostics and
-    tests: :attr:`q_v0`, :meth:`q_z0`, :meth:`reverse`, :meth:`_transform` and
+    the auxiliary bound of the module docstring. The pieces are public for diagnostics and
+    tests: :attr:`q_v0`, :meth:`q_z0`, :meth:`reverse`, :meth:`push` and
     :meth:`rsample_with_auxiliary`.
     """
 
@@ -67,33 +67,36 @@ class AuxiliaryFlowDistribution(Distribution):
     has_rsample = True
 
     def __init__(self, flow: AuxiliaryFlow, context: Tensor) -> None:
-        self.flow, self.context, self._run = flow, context, bind_parameters(flow)
+        self.flow, self.context = flow, context
         #: :math:`q(v_0|x)`, batch shape (*batch,), event shape (d_v,)
         self.q_v0: DiagonalNormal = diagonal_normal(flow.q_v0(context))
+        #: the couplings on :math:`w = (z, v)`: z given (v, x), then v given (z, x), step after step
+        self.couplings = ComposedTransform(*(step(context) for pair in zip(flow.z_steps, flow.v_steps) for step in pair))
         super().__init__(context.shape[:-1], Size([flow.latent_features]), validate_args=False)
 
     def q_z0(self, v0: Tensor) -> DiagonalNormal:
         """:math:`q(z_0|x, v_0)` for ``v0`` of shape (*sample, *batch, d_v)."""
-        return diagonal_normal(self._run(self.flow.q_z0, with_context(v0, self.context)))
+        return diagonal_normal(self.flow.q_z0(with_context(v0, self.context)))
 
     def reverse(self, z: Tensor) -> DiagonalNormal:
         """The reverse model :math:`r(v_T|x, z_T)` for ``z`` of shape (*sample, *batch, d)."""
-        return diagonal_normal(self._run(self.flow.reverse, with_context(z, self.context)))
+        return diagonal_normal(self.flow.reverse(with_context(z, self.context)))
 
-    def _transform(self, z0: Tensor, v0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def push(self, z0: Tensor, v0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(z0, v0) -> (zT, vT, log|det d(zT, vT)/d(z0, v0)|)``."""
-        return self._run(self._couplings, z0, v0)
-
-    def _couplings(self, z0: Tensor, v0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        steps = (partial(step, context=self.context) for pair in zip(self.flow.z_steps, self.flow.v_steps) for step in pair)
-        w, logdet = compose(torch.cat([z0, v0], dim=-1), steps)
+        w, logdet = self.couplings.call_and_ladj(torch.cat([z0, v0], dim=-1))
         return w[..., :self.flow.latent_features], w[..., self.flow.latent_features:], logdet
+
+    def point_estimate(self) -> Tensor:
+        r""":math:`z_T` of the flow at the base means: :math:`v_0 = \mathbb E[v_0|x]`, :math:`z_0 = \mathbb E[z_0|x, v_0]`; (*batch, d)."""
+        v0 = self.q_v0.loc
+        return self.push(self.q_z0(v0).loc, v0)[0]
 
     def rsample_with_auxiliary(self, sample_shape: Size | tuple[int, ...] = Size()) -> dict[str, Tensor]:
         """Every intermediate of one draw: ``z0, v0, zT, vT`` and ``log_q_v0, log_q_z0, logdet, log_r, log_q``."""
         v0, log_q_v0 = self.q_v0.rsample_and_log_prob(Size(sample_shape))
         z0, log_q_z0 = self.q_z0(v0).rsample_and_log_prob()
-        z, v, logdet = self._transform(z0, v0)
+        z, v, logdet = self.push(z0, v0)
         log_r = self.reverse(z).log_prob(v)
         return {"z0": z0, "v0": v0, "zT": z, "vT": v, "log_q_v0": log_q_v0, "log_q_z0": log_q_z0, "logdet": logdet,
                 "log_r": log_r, "log_q": log_q_v0 + log_q_z0 - logdet - log_r}
@@ -137,7 +140,8 @@ class AuxiliaryFlow(ConditionalDistribution):
         :math:`r(v_T|x,z_T)`).
     aux_features : int, optional
         Dimension :math:`d_v` of ``v`` (default ``d``).
-    activation : {"relu", "elu", "tanh", "gelu", "silu"}
+    activation : str
+        Hidden activation, one of :data:`vaekit.nn.mlp.ACTIVATIONS`.
 
     Examples
     --------
@@ -148,19 +152,19 @@ class AuxiliaryFlow(ConditionalDistribution):
     """
 
     def __init__(self, context_features: int, latent_features: int, n_flows: int = 2, hidden: Sequence[int] = (64, 64),
-                 aux_features: int | None = None, activation: Literal["relu", "elu", "tanh", "gelu", "silu"] = "elu") -> None:
+                 aux_features: int | None = None, activation: ActivationName = "elu") -> None:
         super().__init__()
         c = self.context_features = check_int("context_features", context_features, 1)
         d = self.latent_features = check_int("latent_features", latent_features, 1)
         self.n_flows = check_int("n_flows", n_flows, 1)
         dv = self.aux_features = d if aux_features is None else check_int("aux_features", aux_features, 1)
-        hidden, act = check_hidden(hidden), check_activation(activation)
-        self.q_v0 = mlp(c, 2 * dv, hidden, act)
-        self.q_z0 = mlp(c + dv, 2 * d, hidden, act)
+        hidden, act = check_hidden(hidden), activation_class(activation)
+        self.q_v0 = nn.Sequential(*linear_stack(c, 2 * dv, hidden, act))
+        self.q_z0 = nn.Sequential(*linear_stack(c + dv, 2 * d, hidden, act))
         # on w = (z, v): the z-step keeps the last dv coordinates (v), the v-step the first d (z)
         self.z_steps = nn.ModuleList(AffineCoupling(dv, d, False, c, hidden, act) for _ in range(self.n_flows))
         self.v_steps = nn.ModuleList(AffineCoupling(d, dv, True, c, hidden, act) for _ in range(self.n_flows))
-        self.reverse = mlp(c + d, 2 * dv, hidden, act)
+        self.reverse = nn.Sequential(*linear_stack(c + d, 2 * dv, hidden, act))
 
     def forward(self, context: Tensor | None = None) -> AuxiliaryFlowDistribution:
         context = check_context("AuxiliaryFlow", context, self.context_features)

@@ -17,19 +17,43 @@ transforms the single coordinate with a scale and shift of the context alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from ._base import FlowPosterior, check_activation, check_hidden, compose, mlp, soft_clamp, with_context
+from ..._layers import ActivationName, activation_class, check_hidden, linear_stack
+from ._base import FlowPosterior, StepTransform, soft_clamp, with_context
 
-__all__ = ["RealNVPFlow", "AffineCoupling"]
+__all__ = ["RealNVPFlow", "AffineCoupling", "AffineCouplingTransform"]
+
+
+class AffineCouplingTransform(StepTransform):
+    r"""An :class:`AffineCoupling` step with its context bound: :math:`z_b \mapsto z_b e^{s(z_a, x)} + m(z_a, x)`.
+
+    The coupling network runs when the transform is applied (on the kept coordinates of
+    the point it is applied to); the inverse is closed form.
+    """
+
+    def __init__(self, step: AffineCoupling, context: Tensor | None) -> None:
+        super().__init__()
+        self.step, self.context = step, context
+
+    def call_and_ladj(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        z_a, z_b = self.step.split(z)
+        shift, log_scale = self.step.shift_and_log_scale(z_a, self.context)
+        return self.step.merge(z_a, z_b * log_scale.exp() + shift), log_scale.sum(-1)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        y_a, y_b = self.step.split(y)
+        shift, log_scale = self.step.shift_and_log_scale(y_a, self.context)
+        return self.step.merge(y_a, (y_b - shift) * torch.exp(-log_scale))
 
 
 class AffineCoupling(nn.Module):
-    r"""One conditional affine coupling step ``z -> z'``: keep one block of coordinates, move the other.
+    r"""One conditional affine coupling step: keep one block of coordinates, move the other.
+
+    ``forward(context)`` returns the :class:`AffineCouplingTransform` of that context
+    (``call_and_ladj(z) -> (z', log|det dz'/dz|)``, ``inv``).
 
     Parameters
     ----------
@@ -49,8 +73,8 @@ class AffineCoupling(nn.Module):
     --------
     >>> step = AffineCoupling(1, 2, True, context_features=4, hidden=[16], activation=nn.ELU)
     >>> z, c = torch.randn(5, 3), torch.randn(5, 4)
-    >>> y, logdet = step(z, c)
-    >>> torch.allclose(step.inverse(y, c)[0], z, atol=1e-6), torch.equal(y[:, 0], z[:, 0]), logdet.shape
+    >>> y, logdet = step(c).call_and_ladj(z)
+    >>> torch.allclose(step(c).inv(y), z, atol=1e-6), torch.equal(y[:, 0], z[:, 0]), logdet.shape
     (True, True, torch.Size([5]))
     """
 
@@ -58,32 +82,26 @@ class AffineCoupling(nn.Module):
                  hidden: Sequence[int], activation: type[nn.Module]) -> None:
         super().__init__()
         self.n_kept, self.n_transformed, self.keep_first = n_kept, n_transformed, keep_first
-        self.net = mlp(n_kept + context_features, 2 * n_transformed, hidden, activation)
+        self.net = nn.Sequential(*linear_stack(n_kept + context_features, 2 * n_transformed, hidden, activation))
 
-    def _split(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def split(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``(z_a, z_b)``: the kept and the transformed coordinates."""
         if self.keep_first:
             return z[..., :self.n_kept], z[..., self.n_kept:]
         return z[..., self.n_transformed:], z[..., :self.n_transformed]
 
-    def _merge(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+    def merge(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        """The inverse of :meth:`split`."""
         return torch.cat([z_a, z_b] if self.keep_first else [z_b, z_a], dim=-1)
 
-    def _shift_scale(self, z_a: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+    def shift_and_log_scale(self, z_a: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        """:math:`(m, s)` of the kept coordinates and the context, each of shape (..., n_transformed)."""
         inp = z_a if context is None else with_context(z_a, context)
         shift, raw = self.net(inp).chunk(2, dim=-1)
         return shift, soft_clamp(raw)
 
-    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(z', log|det dz'/dz|)`` with shapes (..., d) and (...)."""
-        z_a, z_b = self._split(z)
-        shift, log_scale = self._shift_scale(z_a, context)
-        return self._merge(z_a, z_b * log_scale.exp() + shift), log_scale.sum(-1)
-
-    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(z, log|det dz'/dz|)``: the preimage of ``y`` and the forward log-determinant there."""
-        y_a, y_b = self._split(y)
-        shift, log_scale = self._shift_scale(y_a, context)
-        return self._merge(y_a, (y_b - shift) * torch.exp(-log_scale)), log_scale.sum(-1)
+    def forward(self, context: Tensor | None = None) -> AffineCouplingTransform:
+        return AffineCouplingTransform(self, context)
 
 
 class RealNVPFlow(FlowPosterior):
@@ -103,7 +121,8 @@ class RealNVPFlow(FlowPosterior):
         Number of coupling steps (>= 1).
     hidden : sequence of int
         Hidden sizes of each coupling network.
-    activation : {"relu", "elu", "tanh", "gelu", "silu"}
+    activation : str
+        Hidden activation, one of :data:`vaekit.nn.mlp.ACTIVATIONS`.
 
     Examples
     --------
@@ -114,27 +133,19 @@ class RealNVPFlow(FlowPosterior):
     """
 
     invertible = True
+    _legacy_steps_name = "steps"
 
     def __init__(self, context_features: int, latent_features: int, n_flows: int = 4, hidden: Sequence[int] = (64, 64),
-                 activation: Literal["relu", "elu", "tanh", "gelu", "silu"] = "relu") -> None:
+                 activation: ActivationName = "relu") -> None:
         super().__init__(context_features, latent_features, n_flows)
-        hidden, act = check_hidden(hidden), check_activation(activation)
-        d, half = self.latent_features, self.latent_features // 2
+        hidden, act = check_hidden(hidden), activation_class(activation)
+        c, d, half = self.context_features, self.latent_features, self.latent_features // 2
         steps = []
         for t in range(self.n_flows):
             if d == 1:  # transform the one coordinate from the context alone
-                steps.append(AffineCoupling(0, 1, True, self.context_features, hidden, act))
+                steps.append(AffineCoupling(0, 1, True, c, hidden, act))
             elif t % 2 == 0:  # keep the first floor(d/2), move the last ceil(d/2)
-                steps.append(AffineCoupling(half, d - half, True, self.context_features, hidden, act))
+                steps.append(AffineCoupling(half, d - half, True, c, hidden, act))
             else:  # keep the last ceil(d/2), move the first floor(d/2)
-                steps.append(AffineCoupling(d - half, half, False, self.context_features, hidden, act))
-        self.steps = nn.ModuleList(steps)
-
-    def _flow_parameters(self, context: Tensor) -> Tensor:
-        return context
-
-    def _flow(self, context: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        return compose(z, (partial(step, context=context) for step in self.steps))
-
-    def _inverse(self, context: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        return compose(z, (partial(step.inverse, context=context) for step in reversed(self.steps)))
+                steps.append(AffineCoupling(d - half, half, False, c, hidden, act))
+        self.transforms = nn.ModuleList(steps)

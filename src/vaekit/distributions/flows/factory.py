@@ -14,7 +14,7 @@ from .planar import PlanarFlow
 from .radial import RadialFlow
 from .sylvester import SylvesterFlow
 
-__all__ = ["make_posterior", "POSTERIORS"]
+__all__ = ["make_posterior", "posterior_name", "POSTERIORS"]
 
 _TABLE: dict[str, Callable[..., ConditionalDistribution]] = {
     "gaussian": DiagonalGaussian,
@@ -68,3 +68,19 @@ def make_posterior(name: str, context_features: int, latent_features: int, **kwa
     if name not in _TABLE:
         raise ValueError(f"unknown posterior {name!r}; accepted: {', '.join(POSTERIORS)}")
     return _TABLE[name](context_features, latent_features, **kwargs)
+
+
+def posterior_name(family: ConditionalDistribution) -> str | None:
+    """The :data:`POSTERIORS` name that :func:`make_posterior` builds ``family``'s class (and kind) under, else None.
+
+    >>> posterior_name(make_posterior("sylvester_triangular", 4, 2)), posterior_name(make_posterior("iaf", 4, 2))
+    ('sylvester_triangular', 'iaf')
+    >>> posterior_name(ConditionalDistribution()) is None
+    True
+    """
+    for name, ctor in _TABLE.items():
+        cls = getattr(ctor, "func", ctor)
+        kind = getattr(ctor, "keywords", {}).get("kind")
+        if type(family) is cls and (kind is None or getattr(family, "kind", None) == kind):
+            return name
+    return None

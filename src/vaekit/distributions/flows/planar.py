@@ -29,26 +29,65 @@ The inverse has no closed form, so the returned distribution only scores its own
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._base import FlowPosterior
+from ._base import FlowPosterior, StepTransform
 
-__all__ = ["PlanarFlow"]
+__all__ = ["PlanarFlow", "PlanarFlowStep", "PlanarTransform"]
 
 _SHIFT = math.log(math.e - 1.0)  # softplus(_SHIFT) = 1, so m(0) = 0
+
+
+class PlanarTransform(StepTransform):
+    r""":math:`z \mapsto z + \hat u\tanh(w^\top z + b)` for one batch of parameters (see the module docstring).
+
+    Parameters
+    ----------
+    u_hat, w : Tensor of shape (*batch, d)
+    b : Tensor of shape (*batch,)
+    slope : Tensor of shape (*batch,)
+        :math:`1 + w^\top\hat u = 1 + m(w^\top u) > 0`.
+    """
+
+    def __init__(self, u_hat: Tensor, w: Tensor, b: Tensor, slope: Tensor) -> None:
+        super().__init__()
+        self.u_hat, self.w, self.b, self.slope = u_hat, w, b, slope
+
+    def call_and_ladj(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        h = torch.tanh((z * self.w).sum(-1) + self.b)
+        # 1 + tanh'(a) w.u_hat = tanh(a)^2 + (1 - tanh(a)^2) (m(w.u) + 1): two non-negative terms, no cancellation
+        h2 = h.pow(2)
+        return z + self.u_hat * h.unsqueeze(-1), torch.log(h2 + (1 - h2) * self.slope)
+
+
+class PlanarFlowStep(nn.Module):
+    """One amortized planar step: a linear layer maps the context to :math:`(u, w, b)`; returns a :class:`PlanarTransform`."""
+
+    def __init__(self, context_features: int, latent_features: int) -> None:
+        super().__init__()
+        self.latent_features = latent_features
+        self.amortize = nn.Linear(context_features, 2 * latent_features + 1)
+
+    def forward(self, context: Tensor) -> PlanarTransform:
+        d = self.latent_features
+        p = self.amortize(context)
+        u, w, b = p[..., :d], p[..., d:2 * d], p[..., 2 * d]
+        wu = (w * u).sum(-1, keepdim=True)
+        w_sq = w.pow(2).sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+        slope = F.softplus(wu + _SHIFT)  # m(w.u) + 1 = w.u_hat + 1 > 0
+        return PlanarTransform(u + (slope - 1.0 - wu) * w / w_sq, w, b, slope.squeeze(-1))
 
 
 class PlanarFlow(FlowPosterior):
     r"""Amortized planar-flow posterior :math:`q(z_T|x)` (Rezende & Mohamed 2015).
 
-    A linear layer maps the context to :math:`(u_t, w_t, b_t)_{t=1}^T`; the base
-    :math:`q_0(z_0|x)` is a :class:`~vaekit.distributions.DiagonalGaussian` of the same
-    context. See the module docstring for the step, its log-determinant and the invertibility
-    constraint on :math:`u`.
+    ``n_flows`` :class:`PlanarFlowStep` modules, each mapping the context to its
+    :math:`(u_t, w_t, b_t)`, on a base :math:`q_0(z_0|x)`, a
+    :class:`~vaekit.distributions.DiagonalGaussian` of the same context. See the module
+    docstring for the step, its log-determinant and the invertibility constraint on :math:`u`.
 
     Parameters
     ----------
@@ -67,27 +106,9 @@ class PlanarFlow(FlowPosterior):
     (torch.Size([4, 5, 2]), torch.Size([4, 5]))
     """
 
+    _legacy_stacked = ("amortize",)
+
     def __init__(self, context_features: int, latent_features: int, n_flows: int = 4) -> None:
         super().__init__(context_features, latent_features, n_flows)
-        self.amortize = nn.Linear(self.context_features, self.n_flows * (2 * self.latent_features + 1))
-
-    def _flow_parameters(self, context: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        d = self.latent_features
-        p = self.amortize(context).unflatten(-1, (self.n_flows, 2 * d + 1))
-        u, w, b = p[..., :d], p[..., d:2 * d], p[..., 2 * d]
-        wu = (w * u).sum(-1, keepdim=True)
-        w_sq = w.pow(2).sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
-        softplus = F.softplus(wu + _SHIFT)  # m(w.u) + 1 = w.u_hat + 1 > 0
-        u_hat = u + (softplus - 1.0 - wu) * w / w_sq
-        return u_hat, w, b, softplus.squeeze(-1)  # (*batch, T, d), (*batch, T, d), (*batch, T), (*batch, T)
-
-    def _flow(self, params: Any, z: Tensor) -> tuple[Tensor, Tensor]:
-        u_hat, w, b, softplus = params
-        logdet = z.new_zeros(z.shape[:-1])
-        for t in range(self.n_flows):
-            h = torch.tanh((z * w[..., t, :]).sum(-1) + b[..., t])
-            z = z + u_hat[..., t, :] * h.unsqueeze(-1)
-            # 1 + tanh'(a) w.u_hat = tanh(a)^2 + (1 - tanh(a)^2) (m(w.u) + 1): two non-negative terms, no cancellation
-            h2 = h.pow(2)
-            logdet = logdet + torch.log(h2 + (1 - h2) * softplus[..., t])
-        return z, logdet
+        self.transforms = nn.ModuleList(PlanarFlowStep(self.context_features, self.latent_features)
+                                        for _ in range(self.n_flows))

@@ -20,23 +20,69 @@ So ``log_prob`` works for any point.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._base import FlowPosterior
+from ._base import FlowPosterior, StepTransform
 
-__all__ = ["RadialFlow"]
+__all__ = ["RadialFlow", "RadialFlowStep", "RadialTransform"]
+
+
+class RadialTransform(StepTransform):
+    r""":math:`z \mapsto z + \beta (z - z_r) / (\alpha + \|z - z_r\|)` for one batch of parameters, with its inverse.
+
+    Parameters
+    ----------
+    ref : Tensor of shape (*batch, d)
+    alpha : Tensor of shape (*batch,), > 0
+    beta : Tensor of shape (*batch,), >= -alpha
+    """
+
+    def __init__(self, ref: Tensor, alpha: Tensor, beta: Tensor) -> None:
+        super().__init__()
+        self.ref, self.alpha, self.beta = ref, alpha, beta
+
+    def _ladj(self, r: Tensor) -> Tensor:
+        a, b = self.alpha, self.beta
+        return (self.ref.shape[-1] - 1) * torch.log1p(b / (a + r)) + torch.log1p(a * b / (a + r).pow(2))
+
+    def call_and_ladj(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        diff = z - self.ref
+        r = diff.norm(dim=-1)
+        return z + (self.beta / (self.alpha + r)).unsqueeze(-1) * diff, self._ladj(r)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        a, b, diff = self.alpha, self.beta, y - self.ref
+        s = diff.norm(dim=-1)
+        c, sq = a + b - s, torch.sqrt((a + b - s).pow(2) + 4 * a * s)
+        # the non-negative root of r^2 + c r - a s = 0, in the form without cancellation
+        r = torch.where(c > 0, 2 * a * s / (c + sq).clamp_min(torch.finfo(y.dtype).tiny), 0.5 * (sq - c))
+        return self.ref + diff / (1 + b / (a + r)).unsqueeze(-1)
+
+
+class RadialFlowStep(nn.Module):
+    r"""One amortized radial step: a linear layer maps the context to :math:`(z_r, \tilde\alpha, \tilde\beta)`."""
+
+    def __init__(self, context_features: int, latent_features: int) -> None:
+        super().__init__()
+        self.latent_features = latent_features
+        self.amortize = nn.Linear(context_features, latent_features + 2)
+
+    def forward(self, context: Tensor) -> RadialTransform:
+        d = self.latent_features
+        p = self.amortize(context)
+        alpha = F.softplus(p[..., d])
+        return RadialTransform(p[..., :d], alpha, -alpha + F.softplus(p[..., d + 1]))
 
 
 class RadialFlow(FlowPosterior):
     r"""Amortized radial-flow posterior :math:`q(z_T|x)` (Rezende & Mohamed 2015).
 
-    A linear layer maps the context to :math:`(z_{r,t}, \tilde\alpha_t, \tilde\beta_t)_{t=1}^T`;
-    the base :math:`q_0(z_0|x)` is a :class:`~vaekit.distributions.DiagonalGaussian` of the
-    same context. See the module docstring for the step, its log-determinant and its inverse.
+    ``n_flows`` :class:`RadialFlowStep` modules, each mapping the context to its
+    :math:`(z_{r,t}, \tilde\alpha_t, \tilde\beta_t)`, on a base :math:`q_0(z_0|x)`, a
+    :class:`~vaekit.distributions.DiagonalGaussian` of the same context. See the module
+    docstring for the step, its log-determinant and its inverse.
 
     Parameters
     ----------
@@ -56,41 +102,9 @@ class RadialFlow(FlowPosterior):
     """
 
     invertible = True
+    _legacy_stacked = ("amortize",)
 
     def __init__(self, context_features: int, latent_features: int, n_flows: int = 4) -> None:
         super().__init__(context_features, latent_features, n_flows)
-        self.amortize = nn.Linear(self.context_features, self.n_flows * (self.latent_features + 2))
-
-    def _flow_parameters(self, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        d = self.latent_features
-        p = self.amortize(context).unflatten(-1, (self.n_flows, d + 2))
-        alpha = F.softplus(p[..., d])
-        beta = -alpha + F.softplus(p[..., d + 1])
-        return p[..., :d], alpha, beta  # (*batch, T, d), (*batch, T), (*batch, T)
-
-    def _step_logdet(self, alpha: Tensor, beta: Tensor, r: Tensor) -> Tensor:
-        bh = beta / (alpha + r)
-        return (self.latent_features - 1) * torch.log1p(bh) + torch.log1p(alpha * beta / (alpha + r).pow(2))
-
-    def _flow(self, params: Any, z: Tensor) -> tuple[Tensor, Tensor]:
-        ref, alpha, beta = params
-        logdet = z.new_zeros(z.shape[:-1])
-        for t in range(self.n_flows):
-            a, b, diff = alpha[..., t], beta[..., t], z - ref[..., t, :]
-            r = diff.norm(dim=-1)
-            z = z + (b / (a + r)).unsqueeze(-1) * diff
-            logdet = logdet + self._step_logdet(a, b, r)
-        return z, logdet
-
-    def _inverse(self, params: Any, y: Tensor) -> tuple[Tensor, Tensor]:
-        ref, alpha, beta = params
-        logdet = y.new_zeros(y.shape[:-1])
-        for t in reversed(range(self.n_flows)):
-            a, b, diff = alpha[..., t], beta[..., t], y - ref[..., t, :]
-            s = diff.norm(dim=-1)
-            c, sq = a + b - s, torch.sqrt((a + b - s).pow(2) + 4 * a * s)
-            # the non-negative root of r^2 + c r - a s = 0, in the form without cancellation
-            r = torch.where(c > 0, 2 * a * s / (c + sq).clamp_min(torch.finfo(y.dtype).tiny), 0.5 * (sq - c))
-            y = ref[..., t, :] + diff / (1 + b / (a + r)).unsqueeze(-1)
-            logdet = logdet + self._step_logdet(a, b, r)
-        return y, logdet
+        self.transforms = nn.ModuleList(RadialFlowStep(self.context_features, self.latent_features)
+                                        for _ in range(self.n_flows))

@@ -40,14 +40,15 @@ The inverse has no closed form, so the returned distribution only scores its own
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from ._base import FlowPosterior, check_int
+from ..._checks import check_int
+from ._base import FlowPosterior, StepTransform
 
-__all__ = ["SylvesterFlow", "SYLVESTER_KINDS"]
+__all__ = ["SylvesterFlow", "SylvesterFlowStep", "SylvesterTransform", "SYLVESTER_KINDS"]
 
 SYLVESTER_KINDS = ("orthogonal", "householder", "triangular")
 
@@ -89,6 +90,90 @@ def _matvec(m: Tensor, x: Tensor) -> Tensor:
     return (x.unsqueeze(-2) @ m.mT).squeeze(-2)
 
 
+class SylvesterTransform(StepTransform):
+    r""":math:`z \mapsto z + Q R\,\tanh(\tilde R Q^\top z + b)` for one batch of parameters (see the module docstring).
+
+    Parameters
+    ----------
+    q : Tensor of shape (*batch, d, M), or None
+        Orthonormal columns; None for the triangular kind, whose :math:`Q` is the identity
+        (``reverse=False``) or the reversal permutation (``reverse=True``).
+    r, r_tilde : Tensor of shape (*batch, M, M)
+        Upper triangular.
+    b : Tensor of shape (*batch, M)
+    diag : Tensor of shape (*batch, M)
+        :math:`\tilde R_{ii} R_{ii}`.
+    reverse : bool
+    """
+
+    def __init__(self, q: Tensor | None, r: Tensor, r_tilde: Tensor, b: Tensor, diag: Tensor,
+                 reverse: bool = False) -> None:
+        super().__init__()
+        self.q, self.r, self.r_tilde, self.b, self.diag, self.reverse = q, r, r_tilde, b, diag, reverse
+
+    def _to_bottleneck(self, z: Tensor) -> Tensor:  # Q^T z
+        if self.q is None:
+            return z.flip(-1) if self.reverse else z
+        return _matvec(self.q.mT, z)
+
+    def _from_bottleneck(self, v: Tensor) -> Tensor:  # Q v
+        if self.q is None:
+            return v.flip(-1) if self.reverse else v
+        return _matvec(self.q, v)
+
+    def call_and_ladj(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        h = torch.tanh(_matvec(self.r_tilde, self._to_bottleneck(z)) + self.b)
+        z = z + self._from_bottleneck(_matvec(self.r, h))
+        return z, torch.log1p(self.diag * (1 - h.pow(2))).sum(-1)
+
+
+class SylvesterFlowStep(nn.Module):
+    r"""One amortized Sylvester step: linear layers map the context to :math:`R, \tilde R`, their diagonals, :math:`b`
+    and (orthogonal, Householder) :math:`Q`; returns a :class:`SylvesterTransform`.
+
+    Parameters
+    ----------
+    context_features, latent_features : int
+    kind : {"orthogonal", "householder", "triangular"}
+    bottleneck : int
+        :math:`M` (``latent_features`` unless ``kind="orthogonal"``).
+    n_householder : int
+        Reflections (``kind="householder"``).
+    reverse : bool
+        For ``kind="triangular"``: :math:`Q` is the reversal permutation instead of the identity.
+    """
+
+    bjorck_max_steps: int = 100
+
+    def __init__(self, context_features: int, latent_features: int, kind: str, bottleneck: int,
+                 n_householder: int = 2, reverse: bool = False) -> None:
+        super().__init__()
+        c, d, m = context_features, latent_features, bottleneck
+        self.kind, self.latent_features, self.bottleneck = kind, d, m
+        self.n_householder, self.reverse = n_householder, reverse
+        if kind == "orthogonal":
+            self.amortize_q: nn.Linear | None = nn.Linear(c, d * m)
+        elif kind == "householder":
+            self.amortize_q = nn.Linear(c, n_householder * d)
+        else:
+            self.amortize_q = None
+        self.amortize_r = nn.Linear(c, m * m)
+        self.amortize_diag = nn.Linear(c, 2 * m)
+        self.amortize_b = nn.Linear(c, m)
+
+    def forward(self, context: Tensor) -> SylvesterTransform:
+        m, d = self.bottleneck, self.latent_features
+        full = self.amortize_r(context).unflatten(-1, (m, m))
+        diag_r, diag_rt = torch.tanh(self.amortize_diag(context).unflatten(-1, (2, m))).unbind(-2)
+        q = None
+        if self.kind == "orthogonal":
+            q = _orthogonalize(self.amortize_q(context).unflatten(-1, (d, m)), self.bjorck_max_steps)
+        elif self.kind == "householder":
+            q = _householder(self.amortize_q(context).unflatten(-1, (self.n_householder, d)))
+        return SylvesterTransform(q, full.triu(1) + torch.diag_embed(diag_r), full.mT.triu(1) + torch.diag_embed(diag_rt),
+                                  self.amortize_b(context), diag_r * diag_rt, self.reverse)
+
+
 class SylvesterFlow(FlowPosterior):
     r"""Amortized Sylvester-flow posterior :math:`q(z_T|x)`: orthogonal, Householder or triangular.
 
@@ -120,7 +205,7 @@ class SylvesterFlow(FlowPosterior):
     (torch.Size([2, 5, 4]), torch.Size([2, 5]))
     """
 
-    bjorck_max_steps: int = 100
+    _legacy_stacked = ("amortize_q", "amortize_r", "amortize_diag", "amortize_b")
 
     def __init__(self, context_features: int, latent_features: int,
                  kind: Literal["orthogonal", "householder", "triangular"] = "orthogonal", n_flows: int = 4,
@@ -128,54 +213,16 @@ class SylvesterFlow(FlowPosterior):
         if kind not in SYLVESTER_KINDS:
             raise ValueError(f"kind must be one of {list(SYLVESTER_KINDS)}, got {kind!r}")
         super().__init__(context_features, latent_features, n_flows)
-        d, c, t = self.latent_features, self.context_features, self.n_flows
+        d = self.latent_features
         self.kind = kind
-        if kind == "orthogonal":
-            m = d if n_orthogonal is None else check_int("n_orthogonal", n_orthogonal, 1)
+        m = d
+        if kind == "orthogonal" and n_orthogonal is not None:
+            m = check_int("n_orthogonal", n_orthogonal, 1)
             if m > d:
                 raise ValueError(f"n_orthogonal must be <= latent_features={d}, got {n_orthogonal}")
-            self.amortize_q: nn.Linear | None = nn.Linear(c, t * d * m)
-        elif kind == "householder":
-            m, self.n_householder = d, check_int("n_householder", n_householder, 1)
-            self.amortize_q = nn.Linear(c, t * self.n_householder * d)
-        else:
-            m, self.amortize_q = d, None
+        if kind == "householder":
+            self.n_householder = check_int("n_householder", n_householder, 1)
         self.bottleneck = m
-        self.amortize_r = nn.Linear(c, t * m * m)
-        self.amortize_diag = nn.Linear(c, t * 2 * m)
-        self.amortize_b = nn.Linear(c, t * m)
-
-    def _flow_parameters(self, context: Tensor) -> dict[str, Tensor | None]:
-        t, m, d = self.n_flows, self.bottleneck, self.latent_features
-        full = self.amortize_r(context).unflatten(-1, (t, m, m))
-        diag_r, diag_rt = torch.tanh(self.amortize_diag(context).unflatten(-1, (t, 2, m))).unbind(-2)
-        params: dict[str, Tensor | None] = {
-            "r": full.triu(1) + torch.diag_embed(diag_r),
-            "r_tilde": full.mT.triu(1) + torch.diag_embed(diag_rt),
-            "diag": diag_r * diag_rt,
-            "b": self.amortize_b(context).unflatten(-1, (t, m)),
-            "q": None,
-        }
-        if self.kind == "orthogonal":
-            params["q"] = _orthogonalize(self.amortize_q(context).unflatten(-1, (t, d, m)), self.bjorck_max_steps)
-        elif self.kind == "householder":
-            params["q"] = _householder(self.amortize_q(context).unflatten(-1, (t, self.n_householder, d)))
-        return params  # matrices (*batch, T, ., .), vectors (*batch, T, M)
-
-    def _flow(self, params: Any, z: Tensor) -> tuple[Tensor, Tensor]:
-        logdet = z.new_zeros(z.shape[:-1])
-        for t in range(self.n_flows):
-            q = None if params["q"] is None else params["q"][..., t, :, :]
-            flip = q is None and t % 2 == 1
-            if q is None:
-                qz = z.flip(-1) if flip else z
-            else:
-                qz = _matvec(q.mT, z)
-            h = torch.tanh(_matvec(params["r_tilde"][..., t, :, :], qz) + params["b"][..., t, :])
-            rh = _matvec(params["r"][..., t, :, :], h)
-            if q is None:
-                z = z + (rh.flip(-1) if flip else rh)
-            else:
-                z = z + _matvec(q, rh)
-            logdet = logdet + torch.log1p(params["diag"][..., t, :] * (1 - h.pow(2))).sum(-1)
-        return z, logdet
+        self.transforms = nn.ModuleList(
+            SylvesterFlowStep(self.context_features, d, kind, m, n_householder, reverse=t % 2 == 1)
+            for t in range(self.n_flows))

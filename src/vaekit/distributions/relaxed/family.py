@@ -13,8 +13,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..._checks import check_float, check_int
-from ..base import ConditionalDistribution
-from ..flows._base import check_context
+from ..base import ConditionalDistribution, check_context
 from ._simplex import check_temperature
 from .gumbel import GumbelSoftmax
 from .igr import IGR, PlanarStep
