@@ -122,6 +122,18 @@ def test_evaluate_refuses_an_untrusted_class_path_before_importing_it(tmp_path, 
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_evaluate_with_trust_code_resolves_a_class_of_your_own(tmp_path, monkeypatch, capsys, paths_taken):
+    (tmp_path / "my_group_models_cli.py").write_text(
+        "from vaekit.models import GroupPredictor\n\n\nclass MyPredictor(GroupPredictor):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = _fake_run(tmp_path / "run", {"class_path": "my_group_models_cli.MyPredictor"})
+    assert main(["evaluate", str(run)]) == 2  # without --trust-code: refused, not imported
+    assert "--trust-code" in capsys.readouterr().err and "my_group_models_cli" not in sys.modules
+    assert main(["evaluate", str(run), "--trust-code"]) == 1
+    assert paths_taken == ["groups"] and "my_group_models_cli" in sys.modules  # a GroupPredictor subclass
+    del sys.modules["my_group_models_cli"]
+
+
 @pytest.fixture
 def constructions(monkeypatch):
     """Count the models constructed (every vaekit model's __init__ runs LatentVariableModel's)."""
