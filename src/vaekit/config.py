@@ -35,8 +35,8 @@ from .models import LatentVariableModel
 from .objectives import ELBO, Objective
 from .training import Trainer
 
-__all__ = ["fit_config", "fit_namespace", "build_fit_parser", "build_model_parser", "check_config_keys", "instantiate",
-           "size_model_from_data", "ConfigError", "TOP_LEVEL_KEYS"]
+__all__ = ["fit_config", "fit_namespace", "build_fit_parser", "build_model_parser", "check_config_keys", "check_init_args",
+           "error_lines", "instantiate", "size_model_from_data", "ConfigError", "TOP_LEVEL_KEYS"]
 
 TOP_LEVEL_KEYS = ("model", "data", "objective", "trainer", "config")
 
@@ -123,11 +123,7 @@ def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None 
     except ConfigError:
         raise
     except Exception as e:  # a constructor's error, often wrapped by jsonargparse: keep the lines that say what failed
-        lines = [ln.rstrip() for ln in str(e).strip().splitlines() if ln.strip()]
-        lines = [ln for ln in lines
-                 if "Expected a <class 'NoneType'>" not in ln and not ln.lstrip().startswith("Given value")]
-        message = "\n".join(lines[:12]) or type(e).__name__
-        raise ConfigError(f"cannot build the objects of the config: {message}") from e
+        raise ConfigError(f"cannot build the objects of the config: {error_lines(e) or type(e).__name__}") from e
     if resume is not None:
         return init.trainer.fit(init.model, init.data, init.objective, resume=resume, config=resolved)
     return init.trainer.fit(init.model, init.data, init.objective, config=resolved)
@@ -186,6 +182,20 @@ def fit_config(config: Mapping[str, Any], *, resume: str | None = None) -> Any:
     return fit_namespace(parser, cfg, resume=resume)
 
 
+def error_lines(error: BaseException | str, max_lines: int = 12) -> str:
+    """The lines of a jsonargparse error (or its message) that say what failed, at most ``max_lines``.
+
+    jsonargparse tries every type a value may have and reports each try; the lines about
+    the ``None`` alternative and the repeated ``Given value`` are dropped.
+
+    >>> error_lines("Parser key 'lr':\\n  Expected a <class 'NoneType'>. Got value: x\\n  Given value type: str\\n  not a float")
+    "Parser key 'lr':\\n  not a float"
+    """
+    lines = [ln.rstrip() for ln in str(error).strip().splitlines() if ln.strip()]
+    keep = [ln for ln in lines if "Expected a <class 'NoneType'>" not in ln and not ln.lstrip().startswith("Given value")]
+    return "\n".join(keep[:max_lines])
+
+
 # ---------------------------------------------------------------------------------- key check
 def _accepted(cls: Any) -> list[str] | None:
     """Constructor parameter names of ``cls`` (None when it takes ``**kwargs``)."""
@@ -224,10 +234,34 @@ def _check_class_spec(spec: Mapping[str, Any], where: str) -> None:
     init_args = spec.get("init_args") or {}
     if not isinstance(init_args, Mapping):
         raise ConfigError(f"{where}.init_args must be a mapping of constructor arguments, got {type(init_args).__name__}")
-    _check_args(cls, init_args, f"{where} ({spec['class_path']})")
+    check_init_args(cls, init_args, f"{where} ({spec['class_path']})")
 
 
-def _check_args(cls: Any, args: Mapping[str, Any], where: str) -> None:
+def check_init_args(cls: Any, args: Mapping[str, Any], where: str) -> None:
+    """Reject an argument that ``cls``'s constructor does not take, at any depth of ``class_path`` specs.
+
+    Parameters
+    ----------
+    cls : class or function
+        What the arguments are for (a constructor taking ``**kwargs`` accepts every key).
+    args : mapping
+        Its arguments as read from a config; nested ``{class_path, init_args}`` values (and
+        lists of them) are checked against the classes they name.
+    where : str
+        The arguments' place in the config, named in the error (e.g. ``"trainer"``).
+
+    Raises
+    ------
+    ConfigError
+        For the first unknown key, naming it, ``where``, a close match and the accepted keys.
+
+    >>> from vaekit.training import Trainer
+    >>> check_init_args(Trainer, {"max_epochs": 3}, "trainer")
+    >>> check_init_args(Trainer, {"max_epoch": 3}, "trainer")
+    Traceback (most recent call last):
+    ...
+    vaekit.config.ConfigError: unknown config key 'max_epoch' in trainer (did you mean 'max_epochs'?); accepted keys: ...
+    """
     accepted = _accepted(cls)
     if accepted is not None:
         for key in args:
@@ -268,7 +302,7 @@ def check_config_keys(cfg: Mapping[str, Any]) -> None:
         if key not in TOP_LEVEL_KEYS:
             raise _unknown(key, "the top level", [k for k in TOP_LEVEL_KEYS if k != "config"])
         if key == "trainer" and isinstance(value, Mapping):
-            _check_args(Trainer, value, "trainer")
+            check_init_args(Trainer, value, "trainer")
         elif key in ("model", "data", "objective") and isinstance(value, Mapping):
             if "class_path" not in value:
                 raise ConfigError(f"{key} needs a class_path (e.g. {_EXAMPLES[key]!r}) and its init_args")

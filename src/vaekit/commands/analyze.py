@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from ._common import CLIError, add_trust_code, untrusted_as_cli
+
 __all__ = ["main", "build_parser"]
 
 
@@ -28,9 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-images", type=int, default=32, help="examples per image grid")
     p.add_argument("--n-units", type=int, default=8, help="most active units per latent to traverse / give a receptive field and an MEI")
     p.add_argument("--mlp-probe", action="store_true", help="also train MLP probes (slower)")
-    from ..cli import TRUST_HELP
-
-    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+    add_trust_code(p)
     return p
 
 
@@ -38,20 +38,16 @@ def main(argv: Sequence[str]) -> None:
     """Run ``vaekit analyze`` with the arguments ``argv`` (after the subcommand)."""
     from ..analysis.report import check_which
     from ..runs import analyze_run
-    from ..cli import CLIError, untrusted_as_cli_error
-    from ..trust import UntrustedConfigError
 
     a = build_parser().parse_args(list(argv))
     try:
         which = check_which(a.only) if a.only is not None else None
     except ValueError as e:
         raise CLIError(f"--only: {e}") from None
-    try:
+    with untrusted_as_cli():
         res = analyze_run(a.run_dir, split=a.split, n_points=a.n_points, checkpoint=a.checkpoint, which=which,
                           device=a.device, seed=a.seed, n_images=a.n_images, n_units=a.n_units, probe_mlp=a.mlp_probe,
                           trust_code=a.trust_code)
-    except UntrustedConfigError as e:
-        raise untrusted_as_cli_error(e) from e
     print(f"analysed {res['n']} {a.split} examples of {res['model']} (latents {res['latents']})")
     if "recon" in res:
         r = res["recon"]

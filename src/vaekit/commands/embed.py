@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from ._common import CLIError
+
 __all__ = ["main", "read_data"]
 
 
@@ -57,7 +59,6 @@ def read_data(path: str | os.PathLike[str]) -> Any:
     FileNotFoundError, ValueError
         Missing file, unknown suffix, an ``.npz`` without a usable array, unreadable CSV.
     """
-    from ..cli import CLIError
     from ..embedding.inputs import ArraySource
 
     p = Path(path)
@@ -152,8 +153,6 @@ FIT_FLAGS = {"--hidden-layers": ("hidden_layers", "hidden_layers"), "--n-flows":
 
 def _check_paths(a: argparse.Namespace) -> None:
     """Every output-path and option problem, before any data are read or a model is trained."""
-    from ..cli import CLIError
-
     if a.decode is not None:
         if a.model is None:
             raise CLIError("--decode needs --model MODEL_DIR (the embedder whose decoder maps Z back to data)")
@@ -210,7 +209,6 @@ def _check_paths(a: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str]) -> None:
     """Run ``vaekit embed`` (see the module docstring)."""
-    from ..cli import CLIError
     from ..embedding import VAEEmbedder
 
     a = _parser().parse_args(list(argv))
@@ -257,7 +255,6 @@ def _check_labels(a: argparse.Namespace, labels: np.ndarray, X: Any) -> None:
     and a directory listed (``.npz`` and ``.csv`` data are already in memory). The values
     follow :func:`vaekit.plot.embedding`'s rule: integer, boolean, string or finite float.
     """
-    from ..cli import CLIError
     from ..embedding.inputs import ArraySource, as_source
 
     if labels.ndim != 1:
@@ -291,7 +288,6 @@ def _grid_shape(a: argparse.Namespace, est: Any, X: Any) -> tuple[int, ...]:
     """The shape of one decoded image of ``--latent-grid``, checked against the feature count (before fitting)."""
     import math
 
-    from ..cli import CLIError
     from ..embedding.inputs import as_source
 
     n = est.n_features_in_ if a.model is not None else (as_source(X) or X).n_features
@@ -308,8 +304,6 @@ def _grid_shape(a: argparse.Namespace, est: Any, X: Any) -> tuple[int, ...]:
 
 def _decode(a: argparse.Namespace, est: Any) -> None:
     """``--decode Z.npy``: ``inverse_transform`` of the embeddings, written to ``--out``."""
-    from ..cli import CLIError
-
     try:
         Z = np.load(a.decode, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -346,8 +340,6 @@ def _latent_grid(est: Any, Z: np.ndarray | None, shape: tuple[int, ...], a: argp
 
 
 def _plot(Z: np.ndarray, labels: np.ndarray | None, path: str) -> None:
-    from ..cli import CLIError
-
     try:
         from ..plot import embedding
     except ImportError as e:

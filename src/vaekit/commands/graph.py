@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._common import CLIError, add_trust_code, untrusted_as_cli
+
 __all__ = ["main"]
 
 
@@ -14,26 +16,22 @@ def main(argv: Sequence[str]) -> None:
 
     Raises
     ------
-    vaekit.cli.CLIError
+    vaekit.commands.CLIError
         When the run's model is not built from blocks, or its config names code outside
         vaekit's registry without ``--trust-code`` (nothing is written).
     """
-    from ..cli import TRUST_HELP, CLIError, untrusted_as_cli_error
     from ..models.hierarchical.graph import draw_graph
     from ..models.hierarchical.model import HierarchicalVAE
     from ..runs import load
-    from ..trust import UntrustedConfigError
 
     p = argparse.ArgumentParser(prog="vaekit graph", description="Draw the block graph of a hierarchical VAE run as an image")
     p.add_argument("run_dir")
     p.add_argument("--out", default=None, help="output image, .png/.svg/.pdf (default RUN_DIR/eval/graph.png)")
     p.add_argument("--checkpoint", default="last", choices=["best", "last"])
-    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+    add_trust_code(p)
     a = p.parse_args(list(argv))
-    try:
+    with untrusted_as_cli():
         model = load(a.run_dir, checkpoint=a.checkpoint, trust_code=a.trust_code)
-    except UntrustedConfigError as e:
-        raise untrusted_as_cli_error(e) from e
     if not isinstance(model, HierarchicalVAE):
         raise CLIError(f"{a.run_dir} holds a {type(model).__name__}, which has no block graph; "
                        "vaekit graph draws models built from blocks (vaekit.models.hierarchical.HierarchicalVAE)")

@@ -37,15 +37,15 @@ and, while it builds, imports nothing outside the registry and reads no file; th
 loaders refuse to run there.
 """
 
-from ._check import SECTION_BASES, building_from_run, check_config_trust, refuse_code_loading
+from ._check import SECTION_BASES, building_from_run, check_config_trust, refuse_code_loading, resolve_class_path
 from ._registry import (CODE_LOADERS, REGISTRY_PACKAGES, TORCH_LAYERS, TrustWarning, UntrustedConfigError,
                         is_constructible, register_constructible)
 
 __all__ = ["UntrustedConfigError", "TrustWarning", "register_constructible", "is_constructible", "check_config_trust",
-           "building_from_run", "refuse_code_loading", "REGISTRY_PACKAGES", "TORCH_LAYERS", "CODE_LOADERS",
+           "resolve_class_path", "building_from_run", "refuse_code_loading", "REGISTRY_PACKAGES", "TORCH_LAYERS", "CODE_LOADERS",
            "SECTION_BASES"]
 
 for _obj in (UntrustedConfigError, TrustWarning, register_constructible, is_constructible, check_config_trust,
-             building_from_run, refuse_code_loading):
+             resolve_class_path, building_from_run, refuse_code_loading):
     _obj.__module__ = __name__  # documented, and shown in tracebacks, as vaekit.trust.NAME
 del _obj

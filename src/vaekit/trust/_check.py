@@ -17,7 +17,7 @@ from ..config import ConfigError
 from ._registry import _OUTSIDE, TrustWarning, UntrustedConfigError, _loaders, _path_of, _Policy
 from ._types import _UNRESOLVED, _accepts_mapping, _class_bases, _element, _hints, _keeps_strings, _may_hold_class, _named
 
-__all__ = ["check_config_trust", "building_from_run", "refuse_code_loading", "SECTION_BASES"]
+__all__ = ["check_config_trust", "resolve_class_path", "building_from_run", "refuse_code_loading", "SECTION_BASES"]
 
 #: Base classes of the sections of a run's config (for bare class names).
 SECTION_BASES = {"model": "vaekit.models.LatentVariableModel", "data": "vaekit.data.DataModule",
@@ -445,3 +445,66 @@ def check_config_trust(config: Mapping[str, Any], *, file: str | os.PathLike[str
         warnings.warn(f"trust_code=True: building code from outside vaekit's registry named by {file_s or 'the config'}: "
                       + "; ".join(walk.outside), TrustWarning, stacklevel=2)
     return walk.outside
+
+
+def resolve_class_path(spec: str | Mapping[str, Any], section: str = "model", *,
+                       file: str | os.PathLike[str] | None = None, trust_code: bool = False,
+                       allow: Iterable[Any] = ()) -> Any:
+    """The class or factory a run's config names by ``class_path``, resolved as building it would, built never.
+
+    Decides which kind of model a run holds from its ``config.yaml`` alone (``vaekit evaluate``
+    takes the group-latent path for a :class:`~vaekit.models.GroupPredictor`). The path is
+    held to the policy of :func:`check_config_trust` (a bare class name is looked up among
+    the imported subclasses of the section's base class); only with ``trust_code`` is a path
+    from outside the registry imported, as building it would import it. The arguments of the
+    spec are not checked (:func:`check_config_trust` does, before the section is built).
+
+    Parameters
+    ----------
+    spec : str or mapping
+        A ``class_path``, e.g. ``"vaekit.models.VAE"``, or the section's ``{class_path,
+        init_args}`` mapping (a code loader's refusal then names its ``source``).
+    section : {"model", "data", "objective"}
+    file : path, optional
+        The config file, named in the error.
+    trust_code, allow
+        As in :func:`check_config_trust`.
+
+    Returns
+    -------
+    class, function or None
+        ``None`` when nothing of that name can be imported (building it would report it).
+
+    Raises
+    ------
+    UntrustedConfigError
+        Without ``trust_code``, when ``class_path`` lies outside the registry or names a code
+        loader (nothing was imported).
+    ConfigError
+        When ``spec`` is a mapping whose ``class_path`` is not a string.
+
+    Examples
+    --------
+    >>> resolve_class_path("vaekit.models.vae.VAE").__name__
+    'VAE'
+    >>> resolve_class_path({"class_path": "os.system"}, file="run/config.yaml")
+    Traceback (most recent call last):
+    ...
+    vaekit.trust.UntrustedConfigError: run/config.yaml: model: class_path 'os.system' is not in vaekit's registry ...
+    """
+    if section not in SECTION_BASES:
+        raise ValueError(f"section must be one of {list(SECTION_BASES)}, got {section!r}")
+    spec = {"class_path": spec} if isinstance(spec, str) else spec
+    cp = spec.get("class_path") if isinstance(spec, Mapping) else None
+    if not isinstance(cp, str):
+        raise ConfigError(f"{file or 'the config'}: {section}.class_path must be a dotted class path, got {cp!r}")
+    module, _, name = SECTION_BASES[section].rpartition(".")
+    walk = _Walk(_Policy(allow), None if file is None else str(file), bool(trust_code))
+    obj = walk.resolve(cp, spec, getattr(importlib.import_module(module), name), section)
+    if obj is None and trust_code and not cp.isidentifier():  # outside the registry, not imported yet
+        module, _, name = cp.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            return None
+    return obj
