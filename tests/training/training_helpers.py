@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from vaekit.models import ElboTerms, LatentVariableModel
 from vaekit.objectives import ELBO, Objective
 
-__all__ = ["HostReads", "TinyVAE", "StandInData", "NaNAt", "ReconMSE", "make_data", "weights", "same_weights"]
+__all__ = ["HostReads", "TinyVAE", "MeanTinyVAE", "StandInData", "NaNAt", "ReconMSE", "make_data", "weights", "same_weights"]
 
 
 class TinyVAE(LatentVariableModel):
@@ -57,6 +57,18 @@ class TinyVAE(LatentVariableModel):
         return {"z": torch.randn(n, self.latent_dims["z"])}
 
 
+class MeanTinyVAE(TinyVAE):
+    """:class:`TinyVAE` whose ELBO terms take z at the posterior mean: a deterministic objective (no draws),
+    so that a run can be repeated step by step from the batches it saw."""
+
+    def elbo_terms(self, batch: Any) -> ElboTerms:
+        q = self.encode(batch)["z"]
+        z = q.mean
+        p = self.prior(z)
+        return ElboTerms(rec=self.decode({"z": z}).log_prob(batch), kl={"z": kl_divergence(q, p)},
+                         log_q={"z": q.log_prob(z)}, log_p={"z": p.log_prob(z)})
+
+
 class StandInData:
     """The DataModule attributes the trainer consumes; ``augment`` adds noise from the global torch RNG."""
 
@@ -89,12 +101,15 @@ class NaNAt(Objective):
     def __init__(self, steps: tuple[int, ...] = (), forever_from: int | None = None) -> None:
         self.inner, self.steps, self.forever_from = ELBO(), set(steps), forever_from
         self.calls: list[int] = []
+        self.batches: list[tuple[int, Tensor]] = []  # (step, CPU copy of the batch) of every training step
 
     def __call__(self, model: Any, batch: Any, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
         loss, metrics = self.inner(model, batch, step)
         training = model.training
         if training:
             self.calls.append(step)
+            if torch.is_grad_enabled():  # not the loop's no-grad probe of the objective
+                self.batches.append((step, batch.detach().cpu().clone()))
         if training and (step in self.steps or (self.forever_from is not None and step >= self.forever_from)):
             loss = loss * math.nan
             metrics = {**metrics, "loss": loss.detach()}
