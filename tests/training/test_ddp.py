@@ -89,9 +89,9 @@ def test_two_process_ddp_on_cpu(tmp_path: Path) -> None:
     raw = {k: v.detach() for k, v in ref.state_dict().items()}
     assert set(ckpt["model"]) == set(raw) and set(ckpt["ema"]["shadow"]) == set(shadow)
     for k in raw:
-        torch.testing.assert_close(ckpt["model"][k], raw[k], rtol=1e-4, atol=1e-5, msg=f"weights {k}")
-        torch.testing.assert_close(ckpt["ema"]["shadow"][k], shadow[k], rtol=1e-4, atol=1e-5, msg=f"EMA {k}")
-        torch.testing.assert_close(r0["final"][k], shadow[k], rtol=1e-4, atol=1e-5, msg=f"final {k}")
+        torch.testing.assert_close(ckpt["model"][k], raw[k], rtol=1e-5, atol=1e-6, msg=f"weights {k}")
+        torch.testing.assert_close(ckpt["ema"]["shadow"][k], shadow[k], rtol=1e-5, atol=1e-6, msg=f"EMA {k}")
+        torch.testing.assert_close(r0["final"][k], shadow[k], rtol=1e-5, atol=1e-6, msg=f"final {k}")
     # the EMA is not the last weights (it would be with a wrong decay of 0), nor the initial ones (decay 1)
     assert max((shadow[k] - raw[k]).abs().max().item() for k in raw) > 1e-3
     assert max((shadow[k] - r0["init"][k]).abs().max().item() for k in raw) > 1e-3

@@ -107,7 +107,7 @@ def test_grad_clip_bounds_the_update(tmp_path: Path) -> None:
         moved = {k: weights(model)[k] - start[k] for k in start}
         assert set(k for k in moved if moved[k].abs().max() > 0) == set(expected)
         for k, want in expected.items():
-            torch.testing.assert_close(moved[k], want, rtol=1e-3, atol=1e-7, msg=f"{k} (grad_clip={grad_clip})")
+            torch.testing.assert_close(moved[k], want, rtol=1e-4, atol=1e-7, msg=f"{k} (grad_clip={grad_clip})")
     step = torch.linalg.vector_norm(torch.cat([v.flatten() for v in clipped.values()]))
     assert clip * 0.9 < step.item() <= clip  # the clipped update is about clip long (eps = 1 >> |c g_i|)
 
