@@ -41,9 +41,13 @@ class TinyVAE(LatentVariableModel):
     def prior(self, like: Tensor) -> Independent:
         return Independent(Normal(torch.zeros_like(like), torch.ones_like(like)), 1)
 
+    def elbo_point(self, q: Independent) -> Tensor:
+        """The z at which :meth:`elbo_terms` evaluates the ELBO: one draw from q."""
+        return q.rsample()
+
     def elbo_terms(self, batch: Any) -> ElboTerms:
         q = self.encode(batch)["z"]
-        z = q.rsample()
+        z = self.elbo_point(q)
         p = self.prior(z)
         return ElboTerms(rec=self.decode({"z": z}).log_prob(batch), kl={"z": kl_divergence(q, p)},
                          log_q={"z": q.log_prob(z)}, log_p={"z": p.log_prob(z)})
@@ -61,12 +65,8 @@ class MeanTinyVAE(TinyVAE):
     """:class:`TinyVAE` whose ELBO terms take z at the posterior mean: a deterministic objective (no draws),
     so that a run can be repeated step by step from the batches it saw."""
 
-    def elbo_terms(self, batch: Any) -> ElboTerms:
-        q = self.encode(batch)["z"]
-        z = q.mean
-        p = self.prior(z)
-        return ElboTerms(rec=self.decode({"z": z}).log_prob(batch), kl={"z": kl_divergence(q, p)},
-                         log_q={"z": q.log_prob(z)}, log_p={"z": p.log_prob(z)})
+    def elbo_point(self, q: Independent) -> Tensor:
+        return q.mean
 
 
 class StandInData:
