@@ -12,7 +12,9 @@ Gumbel-Softmax at its best temperature.
     python benchmarks/igr_comparison.py            # the paper's budget (GPU: 100 epochs, lr 1e-4, 7 temperatures)
     python benchmarks/igr_comparison.py --short    # a CPU check in under 15 minutes (see SHORT below)
 
-Writes benchmarks/results/igr_comparison_<cpu|gpu>[_short].md and .json naming the machine.
+Writes benchmarks/results/igr_comparison_<cpu|gpu>.md and .json naming the machine, or with ``--short``
+igr_comparison_<cpu|gpu>_short.md and .json (a short run never overwrites the full results); ``--out STEM``
+writes STEM.md and STEM.json instead.
 """
 
 from __future__ import annotations
@@ -105,13 +107,23 @@ def best_per_method(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def results_name(kind: str, short: bool) -> str:
+    """The default results stem: ``igr_comparison_<cpu|gpu>``, with ``_short`` for a short run.
+
+    >>> results_name("cpu", True), results_name("gpu", False)
+    ('igr_comparison_cpu_short', 'igr_comparison_gpu')
+    """
+    return f"igr_comparison_{kind}{'_short' if short else ''}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="CPU check: 2 temperatures, 1 epoch on 6000 images, 300 test images")
     parser.add_argument("--datasets", nargs="+", default=["binarized_mnist", "fashion_mnist"])
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="results file stem (default benchmarks/results/igr_comparison_<device>)")
+    parser.add_argument("--out", default=None, help="results file stem (default benchmarks/results/"
+                        "igr_comparison_<device>, with --short igr_comparison_<device>_short)")
     args = parser.parse_args(argv)
     cfg = SHORT if args.short else FULL
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -129,9 +141,9 @@ def main(argv: list[str] | None = None) -> None:
                       flush=True)
     elapsed = time.perf_counter() - total
     kind = "gpu" if device.type == "cuda" else "cpu"
-    stem = Path(args.out) if args.out else Path(__file__).parent / "results" / f"igr_comparison_{kind}"
-    stem.parent.mkdir(parents=True, exist_ok=True)
     mode = "short" if args.short else "full"
+    stem = Path(args.out) if args.out else Path(__file__).parent / "results" / results_name(kind, args.short)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     header = (f"# IGR vs Gumbel-Softmax discrete VAEs ({mode} mode)\n\nMachine: {machine()}\n\n"
               f"Command: `python benchmarks/igr_comparison.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
               f"Settings: {json.dumps(cfg)}; 20 variables x 10 categories, 784-512-256 ReLU MLPs, Bernoulli, "
@@ -140,8 +152,9 @@ def main(argv: list[str] | None = None) -> None:
               "posterior (mixed with 0.1% uniform), exact discrete prior. Discrete ELBO: mean of the same log-weights. "
               "Relaxed ELBO: the training objective (single sample) on the test images.\n\n")
     text = header + table(rows) + "\n\n## Best temperature per method\n\n" + best_per_method(rows) + "\n"
-    stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".json").write_text(json.dumps({"machine": machine(), "mode": mode, "settings": cfg, "rows": rows}, indent=2))
+    stem.parent.joinpath(stem.name + ".md").write_text(text)  # not with_suffix: a stem may hold a dot
+    stem.parent.joinpath(stem.name + ".json").write_text(
+        json.dumps({"machine": machine(), "mode": mode, "settings": cfg, "rows": rows}, indent=2))
     print(text)
 
 

@@ -97,7 +97,10 @@ def test_inverse_transform_and_sample_in_original_units(fitted):
     assert fitted.inverse_transform(fitted.transform(X)).shape == X.shape
     s = fitted.sample(300, random_state=0)
     assert s.shape == (300, X.shape[1]) and np.isfinite(s).all()
-    assert np.allclose(s.mean(0), X.mean(0), atol=1.5 * X.std(0).max())  # decoded around the data, not around 0
+    # decoded around the data, not around 0: each feature's sample mean within 0.6 of its standard deviation of
+    # the data mean (measured after these 3 epochs, random_state 0-5: at most 0.47 sd off; samples centred at 0
+    # are 1.0-4.5 sd off in every feature, and samples in standardised units are too)
+    assert (np.abs(s.mean(0) - X.mean(0)) < 0.6 * X.std(0)).all(), (s.mean(0) - X.mean(0)) / X.std(0)
     assert np.array_equal(s, fitted.sample(300, random_state=0))
     with pytest.raises(ValueError, match="n_components=2"):
         fitted.inverse_transform(np.zeros((3, 3)))

@@ -67,14 +67,38 @@ def test_tol_must_be_finite_and_non_negative(tol):
         optimize_local_posterior(model, torch.bernoulli(torch.full((2, 20), 0.4)), tol=tol)
 
 
-def test_a_diverging_run_keeps_its_starting_point():
+def _start_elbo(model, q, x: torch.Tensor, samples: int = 200_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ELBO, standard deviation of log w) of the posterior ``q`` per example, from ``samples`` draws."""
+    with torch.no_grad():
+        z = q.sample((samples,))
+        lw = (model.log_joint(x, {"z": z}) - q.log_prob(z)).double()
+    return lw.mean(0), lw.std(0)
+
+
+@pytest.mark.parametrize("init", ["scratch", "amortized"])
+def test_no_example_ends_below_its_start(init):
     model, W, b = linear_vae(seed=4)
     x = simulate(W, b, 6, seed=5)
-    res = optimize_local_posterior(model, x, family=DiagonalGaussian(8, d), init="scratch", k=4, lr=50.0,
-                                   max_steps=60, check_every=20, patience=10, eval_k=2000)
+    torch.manual_seed(0)
+    family = DiagonalGaussian(8, d)
+    start = family(torch.zeros(6, 8)) if init == "scratch" else model.encode(x)["z"]
+    exact, sd = _start_elbo(model, start, x)
+    eval_k = 2000
+    se = sd / eval_k**0.5  # standard error of a 2000-sample ELBO estimate: 0.26-1.0 nats here
+    kw = {"family": family} if init == "scratch" else {}
+    # lr=50 sends every iterate to ELBOs of -1e3 and below: each example keeps its start, so its result is a fresh
+    # estimate of the start's ELBO (measured: within 1.5 standard errors; the starting point not being a
+    # candidate loses 5-500000 nats)
+    res = optimize_local_posterior(model, x, init=init, k=4, lr=50.0, max_steps=60, check_every=20, patience=10,
+                                   eval_k=eval_k, **kw)
     assert torch.isfinite(res.elbo).all()
-    # lr=50 sends the iterates to ELBOs of -1e3 and below; what is kept is the start (equal up to estimation noise)
-    assert (res.elbo >= res.initial_elbo - 3.0).all()
+    assert ((res.initial_elbo - exact).abs() < 4 * se).all(), (res.initial_elbo - exact) / se
+    assert ((res.elbo - exact).abs() < 4 * se).all(), (res.elbo - exact) / se
+    # lr=1: some examples improve by 5-60 nats, the others keep their start; none ends below it
+    res = optimize_local_posterior(model, x, init=init, k=4, lr=1.0, max_steps=60, check_every=20, patience=10,
+                                   eval_k=eval_k, **kw)
+    assert (res.elbo > exact - 4 * se).all(), (res.elbo - exact) / se
+    assert (res.elbo > exact + 4.0).sum() >= 2, res.elbo - exact
 
 
 def test_a_flow_family_closes_the_approximation_gap_that_ffg_cannot():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import ELBO, NaNAt, TinyVAE, make_data, weights
+from training_helpers import ELBO, NaNAt, ReconMSE, TinyVAE, make_data, weights
 
 from vaekit.training import Trainer, TrainingStoppedWarning, load_checkpoint, load_weights, read_metrics
 
@@ -73,15 +73,43 @@ def test_the_skip_bound_is_checked_at_the_next_synchronisation_point(tmp_path: P
     assert "6 steps in a row were skipped" in res.run_dir.log.read_text()
 
 
+def _adam_first_update(model: TinyVAE, x: torch.Tensor, clip: float | None, lr: float, eps: float) -> tuple[dict[str, torch.Tensor], float, float]:
+    """Adam's first update of a full-batch ReconMSE step, from the gradient clipped by its global 2-norm.
+
+    The first Adam step (bias-corrected moments m = c g, v = (c g)^2) moves each weight by
+    -lr * c g / (|c g| + eps), where c = min(1, clip / (|g|_2 + 1e-6)) and |g|_2 is the norm of all
+    gradients together (``torch.nn.utils.clip_grad_norm_``'s convention).
+    """
+    model.zero_grad(set_to_none=True)
+    ReconMSE()(model, x)[0].backward()
+    grads = {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads.values()]))
+    c = 1.0 if clip is None else min(1.0, clip / (norm.item() + 1e-6))
+    return {k: -lr * c * g / (c * g.abs() + eps) for k, g in grads.items()}, norm.item(), c
+
+
 def test_grad_clip_bounds_the_update(tmp_path: Path) -> None:
-    a, b = _model(), _model()
-    start = weights(a)
-    _trainer(tmp_path, max_steps=1, lr=1.0, optimizer="adamw").fit(a, make_data(n=64))
-    _trainer(tmp_path, max_steps=1, lr=1.0, optimizer="adamw", grad_clip=1e-3).fit(b, make_data(n=64))
-    # Adam's first step is lr * g / (|g| + eps) per coordinate: clipping to a tiny norm makes eps dominate
-    da = max((weights(a)[k] - start[k]).abs().max().item() for k in start)
-    db = max((weights(b)[k] - start[k]).abs().max().item() for k in start)
-    assert da > 0.9 and db < da
+    # one full-batch step of a deterministic objective: the gradient is known, and so is Adam's first update.
+    # A large eps makes the update (nearly) linear in the clipped gradient, so it measures the clip factor:
+    # clipping by another norm (per parameter, max-abs, squared) or not at all moves the weights by another amount
+    data = make_data(n=64, n_val=0)
+    lr, eps, clip = 1.0, 1.0, 0.05
+    start_model = _model()
+    start = weights(start_model)
+    unclipped, norm, _ = _adam_first_update(start_model, data.train, None, lr, eps)
+    clipped, _, c = _adam_first_update(start_model, data.train, clip, lr, eps)
+    assert c < 0.1, f"the clip must bite for this test to measure it (|g| = {norm:.3g})"
+    for grad_clip, expected in ((None, unclipped), (clip, clipped), (10 * norm, unclipped)):
+        model = _model()
+        _trainer(tmp_path, max_steps=1, batch_size=64, lr=lr, adam_eps=eps, grad_clip=grad_clip,
+                 divergence_factor=None).fit(model, data, ReconMSE())
+        moved = {k: weights(model)[k] - start[k] for k in start}
+        assert set(k for k in moved if moved[k].abs().max() > 0) == set(expected)
+        for k, want in expected.items():
+            torch.testing.assert_close(moved[k], want, rtol=1e-4, atol=1e-7, msg=f"{k} (grad_clip={grad_clip})")
+    step = torch.linalg.vector_norm(torch.cat([v.flatten() for v in clipped.values()]))
+    assert clip * 0.9 < step.item() <= clip  # the clipped update is about clip long (eps = 1 >> |c g_i|)
 
 
 def test_nan_forever_stops_and_keeps_the_last_good_checkpoints(tmp_path: Path) -> None:

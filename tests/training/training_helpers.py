@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from vaekit.models import ElboTerms, LatentVariableModel
 from vaekit.objectives import ELBO, Objective
 
-__all__ = ["HostReads", "TinyVAE", "StandInData", "NaNAt", "ReconMSE", "make_data", "weights", "same_weights"]
+__all__ = ["HostReads", "TinyVAE", "MeanTinyVAE", "StandInData", "NaNAt", "ReconMSE", "make_data", "weights", "same_weights"]
 
 
 class TinyVAE(LatentVariableModel):
@@ -41,9 +41,13 @@ class TinyVAE(LatentVariableModel):
     def prior(self, like: Tensor) -> Independent:
         return Independent(Normal(torch.zeros_like(like), torch.ones_like(like)), 1)
 
+    def elbo_point(self, q: Independent) -> Tensor:
+        """The z at which :meth:`elbo_terms` evaluates the ELBO: one draw from q."""
+        return q.rsample()
+
     def elbo_terms(self, batch: Any) -> ElboTerms:
         q = self.encode(batch)["z"]
-        z = q.rsample()
+        z = self.elbo_point(q)
         p = self.prior(z)
         return ElboTerms(rec=self.decode({"z": z}).log_prob(batch), kl={"z": kl_divergence(q, p)},
                          log_q={"z": q.log_prob(z)}, log_p={"z": p.log_prob(z)})
@@ -55,6 +59,14 @@ class TinyVAE(LatentVariableModel):
 
     def sample_prior(self, n: int) -> dict[str, Tensor]:
         return {"z": torch.randn(n, self.latent_dims["z"])}
+
+
+class MeanTinyVAE(TinyVAE):
+    """:class:`TinyVAE` whose ELBO terms take z at the posterior mean: a deterministic objective (no draws),
+    so that a run can be repeated step by step from the batches it saw."""
+
+    def elbo_point(self, q: Independent) -> Tensor:
+        return q.mean
 
 
 class StandInData:
@@ -89,12 +101,15 @@ class NaNAt(Objective):
     def __init__(self, steps: tuple[int, ...] = (), forever_from: int | None = None) -> None:
         self.inner, self.steps, self.forever_from = ELBO(), set(steps), forever_from
         self.calls: list[int] = []
+        self.batches: list[tuple[int, Tensor]] = []  # (step, CPU copy of the batch) of every training step
 
     def __call__(self, model: Any, batch: Any, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
         loss, metrics = self.inner(model, batch, step)
         training = model.training
         if training:
             self.calls.append(step)
+            if torch.is_grad_enabled():  # not the loop's no-grad probe of the objective
+                self.batches.append((step, batch.detach().cpu().clone()))
         if training and (step in self.steps or (self.forever_from is not None and step >= self.forever_from)):
             loss = loss * math.nan
             metrics = {**metrics, "loss": loss.detach()}
