@@ -43,9 +43,9 @@ from vaekit.objectives import ELBO
 
 MODES = ("none", "factor", "bias", "double")
 #: Prior of the group vectors in every latent model here. The learned hierarchical prior fits the
-#: spread of the group effects; with the fixed N(0, I) prior, new-group inference from a few
-#: examples overreacts (measured on HSB: RMSE 0.936 at k=1 vs 0.916 for the prior mean, against
-#: 0.912 with the learned prior).
+#: spread of the group effects, so new-group inference from a few examples is shrunk by the
+#: spread the training groups show (a fixed N(0, I) prior ignores it); the committed results
+#: (results/groups_cpu.md) are all with the learned prior.
 PRIOR = "learned"
 #: The writers' group effect on the labels: each writer writes the digits in its own proportions
 #: ~ Dirichlet(LABEL_SKEW * 1_10) (LEAF FEMNIST's label skew across clients), which a writer
