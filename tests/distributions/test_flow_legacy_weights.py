@@ -69,3 +69,37 @@ def test_run_directory_written_by_main_loads_with_the_same_log_weights():
         torch.manual_seed(3)
         lw = model.log_weights(expected["x"], 4)
     torch.testing.assert_close(lw, expected["log_weights"], rtol=0, atol=1e-4)
+
+
+def test_resuming_a_run_with_stacked_flow_weights_names_the_cause(tmp_path):
+    """A checkpoint whose flow keys are the old stacked ones is refused on resume with the real cause
+    (its optimizer state follows the old parameters), before anything in the run is written."""
+    from vaekit.training.checkpoint import load_checkpoint, save_checkpoint
+
+    from vaekit.distributions import Bernoulli, PlanarFlow
+    from vaekit.models import VAE
+    from vaekit.nn import MLP
+
+    def planar_vae():
+        return VAE(MLP(6, 8, [8], output_activation="elu"), PlanarFlow(8, 2, n_flows=3), MLP(2, 6, [8]), Bernoulli(),
+                   data_shape=[6])
+
+    torch.manual_seed(0)
+    model = planar_vae()
+    from vaekit.data import ArrayData
+
+    x = ArrayData(torch.bernoulli(torch.full((40, 6), 0.4)))
+    trainer = vaekit.Trainer(max_epochs=1, batch_size=20, root_dir=str(tmp_path), progress_bar=False)
+    run = Path(trainer.fit(model, x).run_dir)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    state = load_checkpoint(ckpt)
+    old = {k: v for k, v in state["model"].items() if ".transforms." not in k}
+    for kind in ("weight", "bias"):  # the stacked layer of the code before flows were lists of steps
+        old[f"posterior.amortize.{kind}"] = torch.cat(
+            [state["model"][f"posterior.transforms.{t}.amortize.{kind}"] for t in range(3)])
+    save_checkpoint(ckpt, {**state, "model": old}, manifest=True)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=r"stacked the parameters.*posterior\.amortize\.bias.*cannot be resumed"):
+        vaekit.Trainer(max_epochs=2, batch_size=20, root_dir=str(tmp_path), progress_bar=False).fit(
+            planar_vae(), x, resume=run)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

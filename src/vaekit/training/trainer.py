@@ -18,6 +18,7 @@ from ..objectives import ELBO, Objective
 from .._recording import Configurable, recorded_args
 from ..models.base import LatentVariableModel
 from .batches import batch_len, check_batch_dict, take
+from ..distributions.flows import upgrade_state_dict
 from .checkpoint import CorruptFileError, load_checkpoint, shape_mismatches, to_plain
 from .rundir import RunDir, check_run_name
 from .schedules import SCHEDULES
@@ -439,6 +440,11 @@ def _chunks(data: Any, n: int) -> Any:
 def _check_same_model(model: nn.Module, state: dict[str, Any], path: Path) -> None:
     """A resumed model must have the checkpoint's parameters and shapes (checked before anything is written)."""
     diff = shape_mismatches(model, state)
+    if diff and not shape_mismatches(model, upgrade_state_dict(model, state)):
+        raise ValueError(f"the checkpoint {str(path)!r} was written by a vaekit whose flow posteriors stacked the "
+                         f"parameters of all their steps in one layer (first old keys: {', '.join(d.split(':')[0] for d in diff[:2])}); its "
+                         f"weights load (vaekit.load, and vaekit evaluate/sample/analyze on the run), but its optimizer "
+                         f"state follows the old parameters and cannot be resumed: start a new run")
     if diff:
         raise ValueError(f"the model does not match the checkpoint {str(path)!r} it should resume from (first "
                          f"differences: {', '.join(diff)}); resume with the run's own config")
