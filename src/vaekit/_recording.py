@@ -1,6 +1,6 @@
 """One config convention: an object's config is the arguments its constructor received.
 
-Configs are the constructors (ARCHITECTURE.md): a YAML ``class_path``/``init_args`` tree
+Configs are the constructors (docs/design.md): a YAML ``class_path``/``init_args`` tree
 builds a model through jsonargparse. :class:`Configurable` closes the loop the other way:
 an object built in Python records the arguments of its outermost ``__init__`` call, when
 that call is made, and :func:`to_config` turns it (recursively) back into that same tree.

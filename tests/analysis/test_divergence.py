@@ -36,14 +36,14 @@ def test_two_latents_get_their_own_statistics_and_a_dead_latent_has_no_active_un
     assert list(stats) == ["a", "b"] and stats["a"].dims == 2 and stats["b"].dims == 3
     assert stats["b"].active_units == 0 and stats["b"].unit_variance.max() < 1e-10
     assert 1 <= stats["a"].active_units <= 2
-    for name in ("a", "b"):  # per-dimension KLs come from forward()'s (prior, posterior) pairs
+    for name in ("a", "b"):  # per-dimension KLs come from the model's latent_pairs (prior, posterior)
         assert stats[name].kl_per_dim_method == "analytic"
         assert abs(float(stats[name].kl_per_dim.sum()) - stats[name].kl) < 1e-4
 
 
 def test_models_without_priors_get_no_per_dimension_kl(two, clusters):
     model = copy.deepcopy(two)
-    model.forward = lambda x: None  # no (prior, posterior) pairs
+    model.latent_pairs = lambda x: None  # a model that declares no priors
     assert latent_pairs(model, clusters[0][:4]) is None
     stats = kl_statistics(model, clusters[0][:20])
     assert stats["a"].kl_per_dim is None and stats["a"].kl_per_dim_method is None and stats["a"].kl > 0

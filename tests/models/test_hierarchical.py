@@ -371,3 +371,24 @@ def test_generative_block_needs_a_prior_and_a_posterior_where_it_has_a_condition
     assert model.sample(2).shape == (2, 6)  # the prior pass needs no posterior
     with pytest.raises(NotImplementedError, match="NoPosterior 'z2' has the condition 'h2' but does not implement posterior"):
         model.log_weights(torch.zeros(2, 6))
+
+
+def test_latent_pairs_are_each_layers_conditional_prior_and_posterior():
+    """latent_pairs (what per-dimension KL statistics read) gives, at the same draws, the pairs whose
+    closed-form KL is the model's own per-layer KL; the lower prior depends on the draw above it."""
+    from torch.distributions import kl_divergence
+
+    from vaekit.models.hierarchical import ladder_vae
+
+    model = ladder_vae([20], hidden=[16, 8], latent=[4, 2])
+    x = torch.bernoulli(torch.full((5, 20), 0.3))
+    torch.manual_seed(0)
+    pairs = model.latent_pairs(x)
+    torch.manual_seed(0)
+    terms = model.elbo_terms(x)
+    assert list(pairs) == list(model.latent_names)
+    for name, (prior, posterior) in pairs.items():
+        torch.testing.assert_close(kl_divergence(posterior, prior), terms.kl[name], rtol=0, atol=1e-6)
+    torch.manual_seed(1)
+    other = model.latent_pairs(x)
+    assert not torch.allclose(other["z1"][0].mean, pairs["z1"][0].mean)  # another draw of z2, another p(z1|z2)

@@ -60,24 +60,12 @@ class LatentStats:
 def latent_pairs(model: Any, x: Tensor) -> dict[str, tuple[Distribution, Distribution]] | None:
     """``{name: (prior, posterior)}`` for a batch, when the model exposes its priors.
 
-    Two sources, tried in order: a model that declares its priors with
-    :meth:`~vaekit.models.LatentVariableModel.prior_distributions` (e.g.
-    :class:`~vaekit.models.VAE`: ``(model.prior_distributions()[name], model.encode(x)[name])``), or a model
-    whose ``forward(x)`` returns ``(outputs, {name: (prior, posterior)})`` for every named
-    latent (the block-graph models do). Returns None for other models.
+    The model's own :meth:`~vaekit.models.LatentVariableModel.latent_pairs` (a VAE: its declared
+    priors with ``encode(x)``; a hierarchical VAE: each layer's conditional prior and
+    posterior in one pass); None for a model that declares no priors.
     """
-    names = tuple(model.latent_names)
-    priors = model.prior_distributions()
-    if priors is not None:
-        q = model.encode(x)
-        return {n: (priors[n], q[n]) for n in names}
-    out = model(x)
-    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
-        pairs = out[1]
-        if all(isinstance(pairs.get(n), tuple) and len(pairs[n]) == 2
-               and all(isinstance(d, Distribution) for d in pairs[n]) for n in names):
-            return {n: pairs[n] for n in names}
-    return None
+    pairs = model.latent_pairs(x)
+    return None if pairs is None else {n: pairs[n] for n in model.latent_names}
 
 
 def _factors(d: Distribution) -> Distribution | None:

@@ -27,7 +27,7 @@ Examples
 from vaekit.data.arrays import ArrayData, ArrayFile
 from vaekit.data.base import DataModule, Splits
 from vaekit.data.download import DatasetFiles, DatasetNotFoundError, cache_dir, find_dataset, locate, search_dirs
-from vaekit.data.grouped import GroupedArrays, GroupedData
+from vaekit.data.grouped import GroupedArrays, GroupedData, GroupedSource
 from vaekit.data.grouped_ids import UnknownGroupError
 from vaekit.data.grouped_sets import GroupedTable, HighSchoolBeyond, HLVNNFolder, OlivettiFaces, ShakespeareRoles
 from vaekit.data.grouped_writers import MNISTWriters
@@ -50,6 +50,7 @@ __all__ = [
     "GroupedArrayFile",
     "GroupedArrays",
     "GroupedData",
+    "GroupedSource",
     "GroupedTable",
     "HLVNNFolder",
     "HighSchoolBeyond",

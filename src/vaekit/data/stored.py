@@ -122,7 +122,7 @@ class GroupedArrayFile(GroupedData):
 def can_store(data: Any) -> bool:
     """Whether :func:`stored_arrays` can save ``data`` (in-memory ``ArrayData`` or ``GroupedArrays``)."""
     if isinstance(data, GroupedArrays):
-        return hasattr(data, "_source")
+        return True  # it holds its source (GroupedArrays.source)
     args = recorded_args(data)
     return isinstance(data, ArrayData) and args is not None and "x" in args
 

@@ -23,10 +23,14 @@ class ConditionalDistribution(Configurable, nn.Module):
 
     ``forward(context)`` returns a distribution whose batch shape is the leading shape of
     ``context`` (priors without context return a distribution with empty batch shape that
-    broadcasts against any sample shape). Subclasses set ``latent_features``.
+    broadcasts against any sample shape). Subclasses set ``latent_features`` and, when
+    ``forward`` reads a context, ``context_features`` (its width ``C``; ``None`` for families
+    without context, such as fixed priors). Local optimisation and the gap table build a
+    family of another kind on the same context from it.
     """
 
     latent_features: int
+    context_features: int | None = None
 
     def forward(self, context: Tensor | None = None) -> Distribution:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -141,8 +141,10 @@ def _local_family(name: str | ConditionalDistribution,
                          f"{', '.join([*LOCAL_ALIASES, *POSTERIORS])}")
     if canonical == family_name(own):
         return None, "amortized"
-    width = int(getattr(own, "context_features", 2 * own.latent_features))
-    return make_posterior(canonical, width, own.latent_features), "scratch"
+    if own.context_features is None:
+        raise TypeError(f"the model's posterior {type(own).__name__} reads no context (context_features is None); "
+                        f"local optimisation of another family needs the encoder's features")
+    return make_posterior(canonical, own.context_features, own.latent_features), "scratch"
 
 
 def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence[str] = ("ffg",), iwae_k: int = 5000,

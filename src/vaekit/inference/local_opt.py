@@ -318,7 +318,7 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, family: ConditionalDi
 
 def _context_width(family: ConditionalDistribution) -> int:
     """Width of the context a family expects (``context_features``)."""
-    width = getattr(family, "context_features", None)
+    width = family.context_features
     if not isinstance(width, int) or width < 1:
         raise TypeError(f"{type(family).__name__} has no integer context_features; local optimisation needs one")
     return width

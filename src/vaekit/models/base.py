@@ -135,7 +135,7 @@ class ValidationReport:
 
 
 class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
-    """Base class of every vaekit model (the protocol of ARCHITECTURE.md).
+    """Base class of every vaekit model (the protocol of docs/design.md).
 
     Every model implements the two abstract methods :meth:`elbo_terms` and
     :meth:`log_weights` (a class that lacks either cannot be instantiated). Models whose
@@ -219,6 +219,20 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         :meth:`sample_prior`.
         """
         return None
+
+    def latent_pairs(self, x: Tensor) -> dict[str, tuple[Distribution, Distribution]] | None:
+        """``{name: (prior, posterior)}`` of every named latent for the batch ``x``, or None.
+
+        What per-dimension KL statistics compare. By default the declared priors
+        (:meth:`prior_distributions`) with the posteriors of :meth:`encode`, and None for a
+        model that declares no priors. A model whose priors are conditional (a hierarchical
+        VAE) overrides it with each layer's prior given the posterior draws above it.
+        """
+        priors = self.prior_distributions()
+        if priors is None:
+            return None
+        q = self.encode(x)
+        return {name: (priors[name], q[name]) for name in self.latent_names}
 
     def amortized(self, x: Tensor) -> tuple[Tensor, ConditionalDistribution]:
         """The amortized posterior of a single-latent model as its two parts: ``(context, family)``.

@@ -130,6 +130,11 @@ class RelaxedCategorical(ConditionalDistribution):
         """Set :math:`\\tau` (> 0) for the distributions built from now on."""
         self.temperature = float(check_temperature(temperature))
 
+    @property
+    def context_features(self) -> int:  # type: ignore[override]
+        """Width of the context ``forward`` reads (``in_features``)."""
+        return self.in_features
+
     def forward(self, context: Tensor | None = None) -> Distribution:
         """``context`` (*batch, in_features) -> distribution of batch shape (*batch, n_variables), event (K,)."""
         context = check_context(type(self).__name__, context, self.in_features)

@@ -298,6 +298,10 @@ class HierarchicalVAE(LatentVariableModel):
         tr = self.posterior_pass(x)
         return tr.computed, {k: (tr.priors[k], tr.posteriors[k]) for k in self.latent_names}
 
+    def latent_pairs(self, x: Tensor) -> dict[str, tuple[Distribution, Distribution]]:
+        """Each layer's ``(prior, posterior)`` in one posterior pass: the prior given the draws above it."""
+        return self(x)[1]
+
     # ------------------------------------------------------------------ protocol
     def validate_data(self, x, name: str = "x") -> Tensor:  # noqa: D102 - see base class
         x = super().validate_data(x, name)
