@@ -97,3 +97,40 @@ def test_relaxed_models_declare_what_the_discrete_diagnostics_read():
     assert structured_predictor().discrete_kl(torch.rand(2, 784)) is None  # no discrete prior to compare with
     with pytest.raises(ValueError, match="RelaxedLatentModel"):
         gradient_variance(mlp_vae([12], 2, [8]), torch.rand(4, 12), n_samples=2)
+
+
+class Sized(Complete):
+    """Sized by its data (``width``), with a constructor that passes other keywords on."""
+
+    def __init__(self, scale: float = 1.0, width: int | None = None, **extra):
+        super().__init__()
+        self.scale, self.width, self.extra = scale, width, extra
+
+    @classmethod
+    def data_args(cls, data):
+        return {"width": data.width}
+
+
+class _Data:
+    width = 7
+
+    def setup(self):
+        pass
+
+
+@pytest.mark.parametrize("args, kwargs", [((), {}), ((2.0,), {}), ((), {"scale": 2.0, "tag": "a"}),
+                                          ((2.0, 7), {"tag": "a"})])
+def test_from_data_passes_positional_keyword_and_extra_arguments(args, kwargs):
+    from vaekit._recording import recorded_args
+
+    model = Sized.from_data(_Data(), *args, **kwargs)
+    assert model.width == 7 and model.scale == (args[0] if args else kwargs.get("scale", 1.0))
+    assert model.extra == {k: v for k, v in kwargs.items() if k != "scale"}
+    assert recorded_args(model)["width"] == 7
+
+
+def test_from_data_refuses_a_given_argument_the_data_contradict():
+    with pytest.raises(ValueError, match=r"width=3 does not fit the data, which gives width=7"):
+        Sized.from_data(_Data(), width=3)
+    with pytest.raises(ValueError, match=r"width=3 does not fit the data"):
+        Sized.from_data(_Data(), 1.0, 3)

@@ -345,8 +345,20 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         """
         import inspect
 
-        given = inspect.signature(cls).bind_partial(*args, **kwargs).arguments
-        model = cls(**{**given, **cls.args_for_data(data, given)})
+        sig = inspect.signature(cls)
+        bound = sig.bind_partial(*args, **kwargs).arguments
+        given: dict[str, Any] = {}
+        for name, value in bound.items():  # by name, with a **kwargs constructor's keywords spread out
+            kind = sig.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                given.update(value)
+            elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                given[name] = value
+        derived = cls.args_for_data(data, given)  # equal to the given ones where both are set
+        positional = [p.name for p in sig.parameters.values()
+                      if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        passed = set(positional[:len(args)])
+        model = cls(*args, **{**kwargs, **{k: v for k, v in derived.items() if k not in passed}})
         model.check_data_module(data)
         return model
 
