@@ -37,7 +37,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -46,6 +45,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+
+from provenance import git_commit  # a sibling module (benchmarks/ is on sys.path when a script in it runs)
 
 from vaekit.inference import iwae_log_likelihood
 from vaekit.models import mlp_vae
@@ -147,14 +148,6 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> tuple[floa
         stop.set()
         thread.join()
     return max(peak, _rss_anon_mb()) - base, "peak RssAnon (sampled)"
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
 
 
 def append_csv(path: Path, fields: list[str], rows: list[dict[str, object]]) -> None:
