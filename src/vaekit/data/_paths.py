@@ -10,14 +10,17 @@ from vaekit.data.grouped import GroupedData
 __all__ = ["PathGroupedData", "absolute_path"]
 
 
-def absolute_path(path: str | os.PathLike[str]) -> str:
-    """``path`` with ``~`` expanded, made absolute: the form a run's config.yaml records.
+def absolute_path(path: Any, what: str = "a str") -> str:
+    """``path`` (a str or ``os.PathLike``) with ``~`` expanded, made absolute: the form a run's
+    config.yaml records. Anything else raises ``TypeError("path must be <what>; got ...")``.
 
     Examples
     --------
     >>> absolute_path("~/data") == os.path.join(os.path.expanduser("~"), "data")
     True
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be {what}; got {path!r} of type {type(path).__name__}")
     return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 

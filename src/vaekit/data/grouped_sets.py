@@ -485,8 +485,7 @@ class HLVNNFolder(PathGroupedData):
         standardize: bool = False,
         standardize_y: bool = False,
     ) -> None:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str (the HLVNN folder); got {path!r} of type {type(path).__name__}")
+        absolute = absolute_path(path, "a str (the HLVNN folder)")
         if task not in TASKS:
             raise ValueError(f"task={task!r} is not accepted; use one of {list(TASKS)}")
         if tokens is not None and not isinstance(tokens, bool):
@@ -495,7 +494,6 @@ class HLVNNFolder(PathGroupedData):
                                         or not all(isinstance(s, str) for s in level_names)):
             raise TypeError(f"level_names must be a list of str; got {level_names!r}")
         self._init_split(split, val_fraction, 0.0, seed, split_level, standardize, standardize_y)
-        absolute = absolute_path(path)
         self.path, self.task_name, self.n_classes_arg, self.tokens = absolute, task, n_classes, tokens
         self.level_names_arg = None if level_names is None else list(level_names)
 

@@ -385,8 +385,6 @@ class Table(PathGroupedData):
         standardize: bool = False,
         standardize_y: bool = False,
     ) -> None:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str; got {path!r} of type {type(path).__name__}")
         absolute = absolute_path(path)
         kind = _kind(absolute)
         if kind is None:
