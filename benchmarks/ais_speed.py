@@ -33,7 +33,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from datetime import datetime, timezone
@@ -43,7 +42,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from iwae_speed import device_name, git_commit, load_images, timed, write_markdown  # noqa: E402
+from iwae_speed import append_csv, device_name, git_commit, load_images, timed, write_markdown  # noqa: E402
 
 from vaekit.inference import ais_log_likelihood  # noqa: E402
 from vaekit.inference._hmc import LatentPacker, evaluate  # noqa: E402
@@ -120,13 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
            "raw_grad_evals_per_s": f"{raw:.0f}", "seconds": f"{seconds:.3f}", "grad_evals": res.grad_evals,
            "grad_evals_per_s": f"{rate:.0f}", "acceptance": f"{float(res.acceptance.mean()):.4f}",
            "mean_log_px": f"{res.mean:.4f}", "projected_s_paper": f"{PAPER_GRAD_EVALS / rate:.0f}"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists()
-    with open(args.out, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    append_csv(args.out, FIELDS, [row])
     print(f"device: {device} ({name}); appended to {args.out}")
     write_markdown(args.md, "AIS with HMC: gradient evaluations per second", [row], [
         ("points", "n_points"), ("chains", "chains"), ("steps", "steps"), ("leapfrog", "leapfrog"),

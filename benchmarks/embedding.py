@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from provenance import git_commit  # a sibling module (benchmarks/ is on sys.path when a script in it runs)
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("vaekit", "vaekit_plain", "umap", "umap_warm", "opentsne", "pca", "cvae")
@@ -237,14 +238,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 # ------------------------------------------------------------------------------------------- report
 def _fmt(v: float | None, spec: str) -> str:
     return "—" if v is None else format(v, spec)
@@ -330,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     umap_row = next((r for r in rows if r.method == "umap_warm" and not r.error), None) or next(
         (r for r in rows if r.method == "umap" and not r.error), None)
     md = table(rows, umap_row, len(xte))
-    info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
+    info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(missing="unknown"),
             "cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads, "torch_threads": args.torch_threads,
             "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
             "versions": versions(), "data": data_path, "n_train": len(xtr), "n_test": len(xte),

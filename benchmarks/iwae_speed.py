@@ -37,7 +37,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -46,6 +45,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+
+from provenance import git_commit  # a sibling module (benchmarks/ is on sys.path when a script in it runs)
 
 from vaekit.inference import iwae_log_likelihood
 from vaekit.models import mlp_vae
@@ -149,12 +150,15 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> tuple[floa
     return max(peak, _rss_anon_mb()) - base, "peak RssAnon (sampled)"
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
+def append_csv(path: Path, fields: list[str], rows: list[dict[str, object]]) -> None:
+    """Append ``rows`` to the CSV file ``path`` (columns ``fields``), writing the header when it is new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_markdown(path: Path | None, title: str, rows: list[dict[str, object]], cols: list[tuple[str, str]],
@@ -239,13 +243,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
                      "seconds_median": f"{statistics.median(times[m]):.3f}", "images_per_s": f"{n / best:.1f}",
                      "chunk_output_mb": f"{mb * mc * 784 * x.element_size() / 2**20:.1f}",
                      "peak_mem_mb": f"{mem[m][0]:.1f}", "mem_measure": mem[m][1], "mean_log_px": f"{mean:.4f}"})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists()
-    with open(args.out, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    append_csv(args.out, FIELDS, rows)
 
     cols = [("method", "method", 33), ("batch", "batch_size", 6), ("chunk", "chunk_size", 6), ("best s", "seconds", 9),
             ("median s", "seconds_median", 9), ("images/s", "images_per_s", 9), ("chunk MiB", "chunk_output_mb", 10),

@@ -15,7 +15,6 @@ writes them as a markdown table.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -30,7 +29,7 @@ from vaekit.models import mlp_vae
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from iwae_speed import write_markdown  # noqa: E402
+from iwae_speed import append_csv, write_markdown  # noqa: E402
 
 FIELDS = ["date", "device", "device_name", "torch", "threads", "load_avg", "family", "n_points", "steps", "k",
           "seconds", "point_steps_per_s", "data"]
@@ -92,13 +91,7 @@ def main() -> None:
                      "n_points": n, "steps": a.steps, "k": a.k, "seconds": f"{sec:.2f}",
                      "point_steps_per_s": f"{n * a.steps / sec:.0f}", "data": source})
     out = Path(a.out)
-    new = not out.exists()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    append_csv(out, FIELDS, rows)
     print(f"| family | points | steps | k | seconds | point-steps/s | device |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['family']} | {r['n_points']} | {r['steps']} | {r['k']} | {r['seconds']} | {r['point_steps_per_s']} "

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -40,6 +39,7 @@ from typing import Any
 
 import torch
 import yaml
+from provenance import git_commit  # a sibling module (benchmarks/ is on sys.path when a script in it runs)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -74,14 +74,6 @@ def device_name(device: str, threads: int) -> str:
             name = line.split(":", 1)[1].strip()
             break
     return f"{name} ({os.cpu_count()} cores, {threads} torch thread{'s' * (threads != 1)})"
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def model_config(label: str, s: dict[str, Any], runs_dir: str, accel: str) -> dict[str, Any]:
@@ -260,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("VAEKIT_DATA", str(ROOT.parent / "shared" / "data"))
     runs_dir = a.runs_dir if not a.short else str(Path(a.runs_dir) / "short")
     accel = "gpu" if a.device.startswith("cuda") else "cpu"
-    meta = {"device": device_name(a.device, torch.get_num_threads()), "commit": git_commit(),
+    meta = {"device": device_name(a.device, torch.get_num_threads()),
+            "commit": git_commit(length=12, missing="unknown"),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": "python benchmarks/reproduce_cremer2018.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     print(f"Cremer et al. (2018) Table 2, MNIST: {'SHORT pipeline check' if a.short else 'reproduction'} on "

@@ -71,7 +71,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import math
 import os
@@ -407,14 +406,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 def write_results(out_dir: Path, device: torch.device, rows: list[dict[str, Any]], argv: list[str] | None) -> None:
     """Append ``rows`` to the CSV, write this run's markdown table, and print it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "train_throughput.csv"
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    iwae_speed.append_csv(path, FIELDS, rows)
     cols = [("method", "method"), ("samples/s", "samples_per_s"), ("ms/step", "ms_per_step"),
             ("ratio to plain", "ratio_to_plain"), ("samples/s, median run", "samples_per_s_runs"),
             ("samples/s, best run", "samples_per_s_best"), ("ATen ops/step", "aten_ops_per_step")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,9 @@ from vaekit.inference.groups import (FewGroupsWarning, amortized_new_group, data
 from vaekit.models.group import GroupPredictor
 from vaekit.nn.predictors import MLPPredictor
 from vaekit.objectives import ELBO
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from training_helpers import fit_elbo  # noqa: E402
 
 G, SEEN = 30, 22  # groups 22..29 are never seen in training
 
@@ -38,12 +43,7 @@ def trained():
     model = GroupPredictor(MLPPredictor(2, 1, hidden=[16]), likelihood="gaussian_learned", latent_features=1,
                            injection="bias", group_names=[[f"g{i}" for i in range(G)]], group_counts=[counts],
                            n_train=len(train["y"]), new_group_encoder=True)
-    opt = torch.optim.Adam(model.parameters(), lr=0.03)
-    for s in range(200):
-        loss, _ = ELBO()(model, train, s)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit_elbo(model, train, torch.optim.Adam(model.parameters(), lr=0.03), 200)
     return model, train, new, offsets
 
 

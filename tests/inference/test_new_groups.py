@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +19,9 @@ from vaekit.inference.groups import (FewGroupsWarning, amortized_new_group, data
 from vaekit.models.group import GroupPredictor
 from vaekit.nn.predictors import MLPPredictor
 from vaekit.objectives import ELBO
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from training_helpers import fit_elbo  # noqa: E402
 
 GT, GN = 80, 60  # training groups (20 examples each), new groups (30 each)
 
@@ -40,12 +45,7 @@ def fitted():
                            group_counts=[[20] * GT + [0] * GN], n_train=GT * 20, new_group_encoder=True)
     table = [p for n, p in model.named_parameters() if n.startswith(("latent.loc", "latent.raw"))]
     rest = [p for n, p in model.named_parameters() if not n.startswith(("latent.loc", "latent.raw"))]
-    opt = torch.optim.Adam([{"params": rest, "lr": 0.02}, {"params": table, "lr": 0.1}])
-    for s in range(400):
-        loss, _ = ELBO()(model, train, s)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit_elbo(model, train, torch.optim.Adam([{"params": rest, "lr": 0.02}, {"params": table, "lr": 0.1}]), 400)
     fit_group_encoder(model, train, steps=150, lr=3e-3, sets_per_step=32)
     rows = data_efficiency_curve(model, new, ks=(1, 2, 5, 10), methods=("prior", "optimize", "amortized"),
                                  max_groups=None, shuffles=5)

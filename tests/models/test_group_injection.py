@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ import yaml
 
 from vaekit.models.group import GroupPredictor
 from vaekit.nn.predictors import CharLSTM, ImageCNN, MLPPredictor, Predictor
-from vaekit.objectives import ELBO
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from training_helpers import fit_elbo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("VAEKIT_DATA") or ROOT.parent / "shared" / "data")
@@ -98,13 +101,7 @@ def _fit_slopes(mode: str, train, steps: int = 200):
     torch.manual_seed(0)
     model = GroupPredictor(MLPPredictor(1, 1, hidden=[16]), likelihood="gaussian_learned", latent_features=2, injection=mode,
                            group_names=[[str(i) for i in range(8)]], group_counts=[[20] * 8], n_train=160)
-    opt = torch.optim.Adam(model.parameters(), lr=0.03)
-    for s in range(steps):
-        loss, _ = ELBO()(model, train, s)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return fit_elbo(model, train, torch.optim.Adam(model.parameters(), lr=0.03), steps).eval()
 
 
 def test_weight_and_lower_learn_per_group_slopes_that_none_and_bias_cannot():
@@ -128,13 +125,7 @@ def test_weight_on_a_linear_predictor_is_a_random_slopes_model():
     model = GroupPredictor(MLPPredictor(1, 1, hidden=[]), likelihood="gaussian_learned", latent_features=1, injection="weight",
                            prior="learned", group_names=[[str(i) for i in range(8)]], group_counts=[[20] * 8], n_train=160)
     assert sum(p.numel() for p in model.predictor.parameters()) == 2  # y = w x + b, and w_g, b_g = (w, b) + a z_g
-    opt = torch.optim.Adam(model.parameters(), lr=0.03)
-    for s in range(200):
-        loss, _ = ELBO()(model, train, s)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    fit_elbo(model, train, torch.optim.Adam(model.parameters(), lr=0.03), 200).eval()
     ends = torch.tensor([[0.0], [1.0]]).repeat(8, 1)
     pred = model.predict(ends, torch.arange(8).repeat_interleave(2).unsqueeze(1)).reshape(8, 2)
     torch.testing.assert_close(pred[:, 1] - pred[:, 0], slopes, atol=0.1, rtol=0)

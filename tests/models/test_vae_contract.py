@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from contract_helpers import check_protocol
 
 from vaekit.distributions import DiagonalGaussian, Gaussian, LearnedGaussian
 from vaekit.models import VAE, conv_vae, mlp_vae
@@ -34,20 +35,7 @@ def _data(model, n=6):
 @pytest.mark.parametrize("name", MODELS)
 def test_protocol_shapes(name):
     model = MODELS[name]()
-    x = _data(model)
-    assert model.log_weights(x, 5).shape == (5, 6)
-    terms = model.elbo_terms(x)
-    assert terms.rec.shape == (6,) and set(terms.kl) == set(model.latent_names) == set(terms.log_q)
-    assert all(v.shape == (6,) for v in terms.kl.values())
-    q = model.encode(x)
-    assert set(q) == set(model.latent_names)
-    z = model.sample_prior(4)
-    assert set(z) == set(model.latent_names)
-    assert model.decode(z).batch_shape == (4,) and model.decode(z).event_shape == tuple(model.data_shape)
-    zq = {k: v.sample((2,)) for k, v in q.items()}
-    assert model.log_joint(x, zq).shape == (2, 6)
-    torch.testing.assert_close(model.log_joint(x, zq) - model.log_prior(zq), model.decode(zq).log_prob(x))
-    assert model.sample(3).shape == (3, *model.data_shape)
+    check_protocol(model, _data(model))
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -1,7 +1,8 @@
 """A tiny hand-written model, a stand-in data module and test objectives for the engine tests.
 
 The engine is tested model-agnostically: nothing here comes from vaekit.models except the
-protocol base class.
+protocol base class. :func:`fit_elbo`, the plain full-batch ELBO loop, also serves the model and
+inference tests that train a small model without the engine.
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ class ReconMSE(Objective):
         mu = model.encode(batch)["z"].mean
         loss = ((model.decode({"z": mu}).mean - batch) ** 2).mean()
         return loss, {"loss": loss.detach()}
+
+
+def fit_elbo(model: nn.Module, batch: Any, optimizer: torch.optim.Optimizer, steps: int) -> nn.Module:
+    """``steps`` steps of ``optimizer`` on the ELBO of the whole ``batch``; returns ``model``."""
+    for step in range(steps):
+        loss, _ = ELBO()(model, batch, step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
 
 
 def weights(model: nn.Module) -> dict[str, Tensor]:

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 
 from vaekit.data._checks import check_int
+from vaekit.data._paths import PathGroupedData, absolute_path
 from vaekit.data.download import DatasetNotFoundError, search_dirs
 from vaekit.data.formats import load_npz
 from vaekit.data.grouped import TASKS, GroupedData, GroupedSource, Task, as_targets
@@ -419,7 +420,7 @@ def hlvnn_levels(folder: str | os.PathLike[str]) -> list[str]:
     return levels
 
 
-class HLVNNFolder(GroupedData):
+class HLVNNFolder(PathGroupedData):
     """A grouped dataset from an HLVNN folder of ``x``/``gid``/``y`` ``_{train,test}.npy`` files.
 
     The test split is the ``*_test.npy`` files, as HLVNN evaluates; the validation split is
@@ -469,11 +470,6 @@ class HLVNNFolder(GroupedData):
     ([32, 8, 8], [['0', '1', '2', '3']], ['gid'])
     """
 
-    @classmethod
-    def canonical_args(cls, args: dict[str, Any]) -> dict[str, Any]:
-        """``path`` is recorded absolute (config.yaml says where the folder is, from anywhere)."""
-        return {**args, "path": os.path.abspath(os.path.expanduser(os.fspath(args["path"])))}
-
     def __init__(
         self,
         path: str,
@@ -489,8 +485,7 @@ class HLVNNFolder(GroupedData):
         standardize: bool = False,
         standardize_y: bool = False,
     ) -> None:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str (the HLVNN folder); got {path!r} of type {type(path).__name__}")
+        absolute = absolute_path(path, "a str (the HLVNN folder)")
         if task not in TASKS:
             raise ValueError(f"task={task!r} is not accepted; use one of {list(TASKS)}")
         if tokens is not None and not isinstance(tokens, bool):
@@ -499,7 +494,6 @@ class HLVNNFolder(GroupedData):
                                         or not all(isinstance(s, str) for s in level_names)):
             raise TypeError(f"level_names must be a list of str; got {level_names!r}")
         self._init_split(split, val_fraction, 0.0, seed, split_level, standardize, standardize_y)
-        absolute = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self.path, self.task_name, self.n_classes_arg, self.tokens = absolute, task, n_classes, tokens
         self.level_names_arg = None if level_names is None else list(level_names)
 

@@ -36,10 +36,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from vaekit.data._paths import PathGroupedData, absolute_path
 from vaekit.data.arrays import split_by_fraction
 from vaekit.data.base import DataModule, Splits
 from vaekit.data.formats import load_npz
-from vaekit.data.grouped import GroupedData, GroupedSource
+from vaekit.data.grouped import GroupedSource
 
 __all__ = ["MISSING_TOKENS", "SUFFIXES", "Table"]
 
@@ -267,7 +268,7 @@ def _as_keys(values: np.ndarray) -> np.ndarray:
     return values.astype(str)
 
 
-class Table(GroupedData):
+class Table(PathGroupedData):
     """A dataset read from a table file, its columns chosen by name.
 
     With ``groups`` (one or more columns, lowest level first) it is grouped data as
@@ -366,11 +367,6 @@ class Table(GroupedData):
     #: Every column of the file (set by :meth:`setup`).
     columns: list[str] | None = None
 
-    @classmethod
-    def canonical_args(cls, args: dict[str, Any]) -> dict[str, Any]:
-        """``path`` is recorded absolute (config.yaml says where the file is, from anywhere)."""
-        return {**args, "path": os.path.abspath(os.path.expanduser(os.fspath(args["path"])))}
-
     def __init__(
         self,
         path: str,
@@ -389,9 +385,7 @@ class Table(GroupedData):
         standardize: bool = False,
         standardize_y: bool = False,
     ) -> None:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str; got {path!r} of type {type(path).__name__}")
-        absolute = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        absolute = absolute_path(path)
         kind = _kind(absolute)
         if kind is None:
             accepted = [e for endings in SUFFIXES.values() for e in endings]
