@@ -95,13 +95,28 @@ def machine() -> dict:
     return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
 
 
-def train(model: GroupPredictor, data, epochs: int, batch_size: int, lr: float, warmup: int, seed: int = 0,
+def sized(data, seed: int, predictor, **kwargs) -> GroupPredictor:
+    """``GroupPredictor.from_data(data, predictor, **kwargs)`` drawn after ``torch.manual_seed(seed)``.
+
+    The random order of the script that wrote the committed results (``groups_cpu.{md,json}``,
+    ``groups_cpu_shakespeare_seed1.json``): groups.py before commit c83c57b, whose ``train``
+    reseeded and then called ``model.bind_data(data)``. Each caller seeds and builds the
+    predictor and passes it here (so it is built before the reseed), the group tables and the
+    layers the latents add are drawn from ``seed``, and :func:`train` continues that same stream
+    (it does not reseed). Checked against that script on tiny settings of every section: the same
+    initial weights, batches and first losses (tests/benchmarks/test_groups_rng.py).
+    """
+    torch.manual_seed(seed)
+    return GroupPredictor.from_data(data, predictor, **kwargs)
+
+
+def train(model: GroupPredictor, data, epochs: int, batch_size: int, lr: float, warmup: int,
           latent_lr_mult: float = 1.0) -> float:
     """Minibatch Adam on the ELBO (the same objective as vaekit fit); returns seconds.
 
     The group posteriors (``model.latent``) learn at ``latent_lr_mult * lr`` (see LATENT_LR_MULT).
+    The batch order and the ELBO's draws continue the random stream of :func:`sized` (no reseed).
     """
-    torch.manual_seed(seed)
     table = [p for n, p in model.named_parameters() if n.startswith("latent.")]
     rest = [p for n, p in model.named_parameters() if not n.startswith("latent.")]
     opt = torch.optim.Adam([{"params": rest}] + ([{"params": table, "lr": lr * latent_lr_mult}] if table else []), lr=lr)
@@ -128,8 +143,8 @@ def hsb(cfg: dict) -> dict:
     out = {}
     for mode in MODES:
         torch.manual_seed(0)
-        model = GroupPredictor.from_data(data, MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned",
-                                         latent_features=2, injection=mode, prior="learned")
+        model = sized(data, 0, MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned", latent_features=2,
+                      injection=mode, prior="learned")
         secs = train(model, data, cfg["epochs"], cfg["batch_size"], cfg["lr"], 200, latent_lr_mult=cfg["latent_lr_mult"])
         res = {**evaluate(model, data.test), "seconds": secs}
         vc = model.variance_components(data)  # outcome units (math achievement points^2)
@@ -183,9 +198,9 @@ def classification(name: str, data, make_net, cfg: dict) -> dict:
         runs = []
         for seed in cfg["seeds"]:
             torch.manual_seed(seed)
-            model = GroupPredictor.from_data(data, make_net(), latent_features=cfg["latent_features"], prior=PRIOR,
-                                   injection=mode if data.level_names[1:] == [] else [mode] * len(data.level_names))
-            secs = train(model, data, cfg["epochs"], cfg["batch_size"], cfg["lr"], 300, seed=seed, latent_lr_mult=cfg["latent_lr_mult"])
+            model = sized(data, seed, make_net(), latent_features=cfg["latent_features"], prior=PRIOR,
+                          injection=mode if data.level_names[1:] == [] else [mode] * len(data.level_names))
+            secs = train(model, data, cfg["epochs"], cfg["batch_size"], cfg["lr"], 300, latent_lr_mult=cfg["latent_lr_mult"])
             runs.append({**evaluate(model, data.test), "train_accuracy": evaluate(model, data.train)["accuracy"], "seconds": secs})
             print(f"  {name} {mode} seed {seed}: acc={runs[-1]['accuracy']:.4f} log loss={runs[-1]['log_loss']:.4f} ({secs:.0f}s)",
                   flush=True)
@@ -231,8 +246,8 @@ def new_hsb(cfg: dict) -> list[dict]:
     data = HighSchoolBeyond(split="group", standardize=True, standardize_y=True, test_fraction=cfg["test_fraction"], seed=0)
     data.setup()
     torch.manual_seed(0)
-    model = GroupPredictor.from_data(data, MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned", latent_features=2,
-                                     injection="factor", prior=PRIOR)
+    model = sized(data, 0, MLPPredictor(3, 1, hidden=[32, 32]), likelihood="gaussian_learned", latent_features=2,
+                  injection="factor", prior=PRIOR)
     train(model, data, cfg["epochs"], 256, 3e-3, 200)
     return curve(model, data.test, ("prior", "optimize"), cfg["steps"], cfg["max_groups"])
 
@@ -240,8 +255,8 @@ def new_hsb(cfg: dict) -> list[dict]:
 def new_writers(cfg: dict) -> list[dict]:
     wr = writers_data(cfg)
     torch.manual_seed(0)
-    model = GroupPredictor.from_data(wr, ImageCNN(n_classes=10, size=cfg["cnn"]), latent_features=cfg["latent_features"],
-                                     injection="factor", new_group_encoder=True, prior=PRIOR)
+    model = sized(wr, 0, ImageCNN(n_classes=10, size=cfg["cnn"]), latent_features=cfg["latent_features"], injection="factor",
+                  new_group_encoder=True, prior=PRIOR)
     train(model, wr, cfg["epochs"], cfg["batch_size"], cfg["lr"], 300, latent_lr_mult=cfg["latent_lr_mult"])
     fit_group_encoder(model, wr.train, steps=cfg["encoder_steps"])
     return curve(model, wr.test, ("prior", "optimize", "amortized"), cfg["steps"], cfg["max_groups"])

@@ -117,9 +117,13 @@ def fit_namespace(parser: ArgumentParser, cfg: Namespace, *, resume: str | None 
             resolved.pop("config", None)
             # weights are initialised while the config is instantiated: seed first, so a run is repeatable
             seed_everything(seed, verbose=False)
-            init = instantiate(parser, cfg)
-            if data is not None:
-                init.data = data  # the data module already set up to size the model (the same config section)
+            if data is None:
+                init = instantiate(parser, cfg)
+            else:  # the data module already built and set up to size the model (the same config section): not again
+                rest = cfg.clone()
+                del rest["data"]
+                init = instantiate(parser, rest)
+                init.data = data
     except ConfigError:
         raise
     except Exception as e:  # a constructor's error, often wrapped by jsonargparse: keep the lines that say what failed

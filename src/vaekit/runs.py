@@ -151,7 +151,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
                  seed: int = 0, ais_chains: int | None = None, ais_steps: int | None = None,
                  local_opt: Sequence[str] = (), local_opt_steps: int = 10000,
                  progress: bool | Callable[[int, int], Any] = False, force: bool = False,
-                 trust_code: bool = False, allow: Iterable[Any] = ()) -> dict[str, Any]:
+                 trust_code: bool = False, allow: Iterable[Any] = (), model: LatentVariableModel | None = None) -> dict[str, Any]:
     """ELBO and IWAE log-likelihood of a run's model on one split, optionally AIS and the gap table.
 
     ELBO and IWAE come from the same ``iwae_k`` log-weights per example: the IWAE estimate
@@ -167,6 +167,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     anything runs or is written).
 
     ``trust_code`` and ``allow`` are as in :func:`load`, for the model and the data module.
+    ``model``: the run's model already loaded by :func:`load` with this ``checkpoint`` (moved
+    to ``device`` here; ``vaekit evaluate`` passes the one it built to choose the evaluation);
+    default: loaded here.
 
     Returns
     -------
@@ -192,7 +195,10 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
         raise ValueError(f"n_points must be >= 1, got {n_points}")
     run = RunDir.open(run_dir)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load(run.path, checkpoint=checkpoint, device=dev, trust_code=trust_code, allow=allow)
+    if model is None:
+        model = load(run.path, checkpoint=checkpoint, device=dev, trust_code=trust_code, allow=allow)
+    else:
+        model = model.to(dev).eval()
     x = _split(load_data(run.path, trust_code=trust_code, allow=allow), split)
     if n_points is not None:
         x = x[: int(n_points)]
@@ -275,18 +281,22 @@ def sample_run(run_dir: str | os.PathLike[str], n: int = 64, out: str | os.PathL
 
 def evaluate_group_run(run_dir: str | os.PathLike[str], *, split: str = "test", ks: Sequence[int] = (1, 2, 5, 10, 20),
                        checkpoint: Checkpoint = "best", device: str = "cpu", seed: int = 0, trust_code: bool = False,
-                       allow: Iterable[Any] = (), **options: Any) -> dict[str, Any]:
+                       allow: Iterable[Any] = (), model: LatentVariableModel | None = None, **options: Any) -> dict[str, Any]:
     """``vaekit evaluate`` of a group-latent run: per-group metrics and the new-group
     data-efficiency curve, written to ``RUN_DIR/eval/`` (see
     :func:`vaekit.inference.groups.evaluate_groups`, which takes the other ``options``;
-    ``trust_code`` and ``allow`` are as in :func:`load`). For a Gaussian likelihood with group
+    ``trust_code`` and ``allow`` are as in :func:`load`; ``model`` is the run's model already
+    loaded with this ``checkpoint``, as in :func:`evaluate_run`). For a Gaussian likelihood with group
     latents also the variance components on the outcome's scale
     (:meth:`~vaekit.models.group.GroupPredictor.variance_components`), returned under
     ``"variance_components"`` and written to ``RUN_DIR/eval/variance_components.json``."""
     from .inference.groups import evaluate_groups
 
     run = RunDir.open(run_dir)
-    model = load(run.path, checkpoint=checkpoint, device=device, trust_code=trust_code, allow=allow)
+    if model is None:
+        model = load(run.path, checkpoint=checkpoint, device=device, trust_code=trust_code, allow=allow)
+    else:
+        model = model.to(device).eval()
     data = load_data(run.path, trust_code=trust_code, allow=allow)
     data.setup()
     result = evaluate_groups(model, data, run.eval, split=split, ks=ks, device=device, seed=seed, **options)

@@ -168,3 +168,98 @@ def test_evaluate_builds_a_group_model_once(tmp_path, monkeypatch, capsys, const
                  "--checkpoint", "last"]) == 0
     assert constructions == ["GroupPredictor"]
     assert "test: rmse" in capsys.readouterr().out
+
+
+_FACTORIES = '''
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vaekit.distributions import Bernoulli, DiagonalGaussian
+from vaekit.models import GroupPredictor, LatentVariableModel, VAE
+from vaekit.nn import MLP
+from vaekit.nn.predictors import MLPPredictor
+
+if TYPE_CHECKING:  # names that typing.get_type_hints cannot resolve at run time
+    from vaekit.models import GroupPredictor as TypingGroupPredictor, VAE as TypingVAE
+
+
+def group_model(group_names: list[list[str]], group_counts: list[list[int]], n_train: int, level_names: list[str],
+                data_shape: list[int]){group}:
+    return GroupPredictor(MLPPredictor(2, 1, hidden=[32]), likelihood="gaussian_learned", latent_features=2,
+                          prior="learned", group_names=group_names, group_counts=group_counts, n_train=n_train,
+                          level_names=level_names, data_shape=data_shape)
+
+
+def vae_model(data_shape: list[int]){vae}:
+    return VAE(MLP(64, 32, output_activation="elu"), DiagonalGaussian(32, 4), MLP(4, 64, hidden=[32]), Bernoulli(),
+               data_shape=data_shape)
+'''
+
+
+def _factory_run(run: Path, module: str, factory: str) -> None:
+    """Make ``run``'s config name the factory ``module.factory`` (which builds the same model) instead of the class."""
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    args = config["model"]["init_args"]
+    keep = ("group_names", "group_counts", "n_train", "level_names", "data_shape")
+    config["model"] = {"class_path": f"{module}.{factory}", "init_args": {k: args[k] for k in keep if k in args}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture
+def factory_runs(tiny_config, tmp_path, monkeypatch):
+    """``write(module, group_annotation, vae_annotation)``: a group run and a VAE run whose configs name
+    factories of ``module`` (a file in tmp_path) with those return annotations."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "scores.csv").write_bytes((ROOT / "examples" / "data" / "scores.csv").read_bytes())
+    assert main(["fit", "--config", str(ROOT / "examples" / "configs" / "groups_table.yaml"), "--data.path", "scores.csv",
+                 "--trainer.max_steps", "2", "--trainer.progress_bar", "false", "--trainer.run_name", "groups"]) == 0
+    assert main(["fit", "--config", str(tiny_config), "--trainer.max_steps", "2", "--trainer.run_name", "vae"]) == 0
+    (group_run,) = list((tmp_path / "runs" / "groups").glob("*"))
+    (vae_run,) = list((tmp_path / "runs" / "vae").glob("*"))
+    written = []
+
+    def write(module: str, group: str, vae: str) -> tuple[Path, Path]:
+        (tmp_path / f"{module}.py").write_text(_FACTORIES.replace("{group}", group).replace("{vae}", vae))
+        _factory_run(group_run, module, "group_model")
+        _factory_run(vae_run, module, "vae_model")
+        written.append(module)
+        return group_run, vae_run
+
+    yield write
+    for module in written:
+        sys.modules.pop(module, None)
+
+
+@pytest.mark.parametrize("group, vae", [(" -> TypingGroupPredictor", " -> TypingVAE"),
+                                        (" -> LatentVariableModel", " -> LatentVariableModel")],
+                         ids=["annotation-does-not-resolve", "annotation-names-a-base-class"])
+def test_evaluate_of_a_factory_of_unknown_class_builds_the_model_once_to_decide(factory_runs, capsys, constructions,
+                                                                                group, vae):
+    """--trust-code with a factory whose return annotation does not tell the class: the model is built
+    (once) and its class decides; a GroupPredictor takes the group path, a VAE the likelihood path."""
+    group_run, vae_run = factory_runs(f"my_factories_{'typing' if 'Typing' in group else 'base'}", group, vae)
+    capsys.readouterr()
+    constructions.clear()
+    with pytest.warns(Warning, match="group_model"):  # vaekit.trust.TrustWarning: the factory's code runs
+        assert main(["evaluate", str(group_run), "--ks", "1", "--max-groups", "2", "--shuffles", "1", "--steps", "2",
+                     "--checkpoint", "last", "--trust-code"]) == 0
+    assert constructions == ["GroupPredictor"]
+    assert "test: rmse" in capsys.readouterr().out  # the group path
+    constructions.clear()
+    with pytest.warns(Warning, match="vae_model"):
+        assert main(["evaluate", str(vae_run), "--iwae-k", "5", "--n-points", "10", "--no-progress", "--checkpoint", "last",
+                     "--trust-code"]) == 0
+    assert constructions == ["VAE"]
+    assert "IWAE(k=5)" in capsys.readouterr().out  # the likelihood path
+
+
+def test_evaluate_of_a_factory_without_a_return_annotation_reports_that_it_cannot_be_built(factory_runs, capsys):
+    """jsonargparse builds a factory only through its return annotation: without one the run cannot be
+    rebuilt, and evaluate says so (rather than failing inside the wrong evaluation)."""
+    group_run, _ = factory_runs("my_factories_bare", "", "")
+    capsys.readouterr()
+    with pytest.warns(Warning, match="group_model"):
+        assert main(["evaluate", str(group_run), "--checkpoint", "last", "--trust-code"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot rebuild the model" in err and "my_factories_bare.group_model" in err

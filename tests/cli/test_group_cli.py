@@ -39,3 +39,32 @@ def test_fit_and_evaluate_a_group_run(tmp_path, monkeypatch, capsys):
     assert {r["k"] for r in result["data_efficiency"]} == {1, 5}
     assert (run / "eval" / "data_efficiency.png").is_file()
     assert main(["evaluate", str(run), "--ks", "0"]) == 2
+
+
+def test_fit_builds_the_data_module_of_a_data_sized_model_once(tmp_path, monkeypatch):
+    """vaekit fit sizes a group model from its data module and trains on that same module: the data
+    module (a file read in its constructor) is constructed once, and the model is built as before."""
+    import functools
+
+    import yaml
+
+    import vaekit.data
+    from vaekit.config import fit_config
+
+    raw = yaml.safe_load((ROOT / "examples" / "configs" / "groups_table.yaml").read_text())
+    raw["data"]["init_args"]["path"] = str(ROOT / raw["data"]["init_args"]["path"])
+    raw["trainer"].update(max_steps=2, max_epochs=1, progress_bar=False, root_dir=str(tmp_path / "runs"))
+    built = []
+    init = vaekit.data.Table.__init__
+
+    @functools.wraps(init)  # the same signature for jsonargparse
+    def counting(self, *args, **kwargs):
+        built.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(vaekit.data.Table, "__init__", counting)
+    monkeypatch.chdir(tmp_path)
+    res = fit_config(raw)
+    assert len(built) == 1
+    config = yaml.safe_load(res.run_dir.config_file.read_text())
+    assert config["model"]["init_args"]["group_names"] == built[0].group_names and config["model"]["init_args"]["n_train"] == 510

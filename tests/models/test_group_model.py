@@ -220,7 +220,7 @@ def test_constructor_and_data_errors():
     model = _two_level_model()
     data = SimpleNamespace(group_names=[["a", "b", "c"], ["p", "q"]], train_group_counts=[[2, 1, 0], [3, 0]],
                            train={"y": torch.zeros(5)}, level_names=["role", "play"], data_shape=(2,), task="regression")
-    with pytest.raises(ValueError, match="sized for other grouped data: n_train"):
+    with pytest.raises(ValueError, match=r"its n_train=3 but the data give n_train=5"):
         model.check_data_module(data)  # what Trainer.fit calls first
     with pytest.raises(ValueError, match=r"n_train=3 does not fit the data, which gives n_train=5"):
         GroupPredictor.from_data(data, MLPPredictor(2, 1), likelihood="gaussian", injection=["factor", "bias"], n_train=3)
@@ -234,6 +234,17 @@ def test_constructor_and_data_errors():
         GroupPredictor.from_data(SimpleNamespace(train={"y": torch.zeros(5)}), MLPPredictor(2, 1))
     with pytest.raises(ValueError, match=r"group_names is required .* GroupPredictor.from_data\(data"):
         GroupPredictor(MLPPredictor(2, 1))
+
+
+def test_refusal_names_the_differing_argument_with_both_values():
+    data = SimpleNamespace(group_names=[["a", "b", "c"], ["p", "q"]], train_group_counts=[[1, 1, 1], [2, 1]],
+                           train={"y": torch.zeros(3)}, level_names=["role", "play"], data_shape=(2,), task="regression")
+    model = _two_level_model()  # n_train=3 fits; group_counts [[2, 1, 0], [3, 0]] does not
+    with pytest.raises(ValueError) as err:
+        model.check_data_module(data)
+    msg = str(err.value)
+    assert "its group_counts=[[2, 1, 0], [3, 0]] but the data give group_counts=[[1, 1, 1], [2, 1]]" in msg
+    assert "n_train" not in msg
 
 
 # ---------------------------------------------------------------------------------------- checkpoint
@@ -319,3 +330,36 @@ def test_a_run_directory_written_by_earlier_versions_loads_and_evaluates(tmp_pat
     assert main(["evaluate", str(run.path), "--ks", "1", "--max-groups", "2", "--shuffles", "1", "--steps", "3",
                  "--checkpoint", "last"]) == 0
     assert "test: rmse" in capsys.readouterr().out
+
+
+def test_a_model_given_only_group_names_trains_on_data_with_those_groups(tmp_path):
+    """group_counts and n_train are optional: Trainer.fit takes them from the data (which groups
+    are fitted and enter the KL; the KL's scale 1/n_train), without rewriting the recorded arguments."""
+    import yaml
+
+    from vaekit._recording import recorded_args
+    from vaekit.training import Trainer
+
+    batch, _, _ = grouped_regression(n_groups=5, seed=6, max_size=12)
+    train = {k: v[batch["groups"][:, 0] != 4] for k, v in batch.items()}  # group s4 is not in the training split
+    data = _Data(train, {k: v[::3] for k, v in train.items()})
+    data.group_names = [[f"s{i}" for i in range(5)]]
+    data.train_group_counts = [torch.bincount(train["groups"][:, 0], minlength=5).tolist()]
+    n = train["y"].shape[0]
+    torch.manual_seed(0)
+    model = GroupPredictor(MLPPredictor(2, 1, hidden=[8]), likelihood="gaussian_learned", latent_features=2,
+                           group_names=data.group_names)
+    assert model.latent.active(0).tolist() == [True] * 5 and model.n_train is None  # as built: nothing known yet
+    run = Trainer(max_epochs=1, batch_size=16, progress_bar=False).fit(model, data, run_dir=tmp_path / "run").run_dir
+    assert model.latent.active(0).tolist() == [True, True, True, True, False] and model.n_train == n
+    assert [c.tolist() for c in model.counts] == data.train_group_counts
+    q = model.latent.posterior(0)
+    expected = hand_kl(q.loc, q.scale).detach()[:4].sum() / n  # the unseen group s4 has no KL
+    torch.testing.assert_close(model.elbo_terms(train).kl["group/0"], expected.expand(n))
+    given = recorded_args(model)
+    assert given["group_counts"] is None and given["n_train"] is None  # recorded as received
+    section = yaml.safe_load(run.config_file.read_text())["model"]["init_args"]
+    assert section["group_counts"] is None and section["n_train"] is None
+    with pytest.raises(ValueError, match=r"its group_names=\[\['s0', 's1', 's2', 's3', 's4'\]\] but the data give"):
+        model.check_data_module(SimpleNamespace(**{**vars(data), "group_names": [["s0", "s1", "s2", "s3"]],
+                                                   "train_group_counts": [data.train_group_counts[0][:4]]}))

@@ -63,8 +63,10 @@ def run_model_class(run_dir: str | os.PathLike[str], *, trust_code: bool = False
     -------
     type or None
         ``None`` when the config names no class that can be known this way (no ``model``
-        section, a name that does not import, a factory without a return annotation): loading
-        the run reports what is wrong.
+        section, a name that does not import, a factory without a return annotation or with
+        one that does not resolve); for a factory, the class its annotation names may be a base
+        class of the model it returns. A caller that must know then builds the model
+        (``vaekit evaluate`` does), and loading the run reports what is wrong.
 
     Raises
     ------

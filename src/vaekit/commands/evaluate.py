@@ -5,7 +5,10 @@ Which evaluation runs is decided by the class that the run's ``config.yaml`` nam
 model (:class:`~vaekit.models.GroupPredictor`) gets metrics per group and the new-group
 data-efficiency curve (:func:`vaekit.runs.evaluate_group_run`); every other model the ELBO
 and the IWAE log-likelihood, optionally AIS and the inference-gap table
-(:func:`vaekit.runs.evaluate_run`). Either builds the model once.
+(:func:`vaekit.runs.evaluate_run`). When the config does not tell the class (a factory
+whose return annotation is missing, does not resolve, or names a base class of
+``GroupPredictor``) the model is built first and its class decides. Either way the model is
+built once.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ._common import CLIError, add_trust_code, run_model_class, untrusted_as_cli
 
@@ -60,13 +64,21 @@ def main(argv: Sequence[str]) -> None:
 
     a = build_parser().parse_args(list(argv))
     cls = run_model_class(a.run_dir, trust_code=a.trust_code)
-    if cls is not None and issubclass(cls, GroupPredictor):
-        _evaluate_groups(a)
+    model = None
+    if cls is None or (cls is not GroupPredictor and issubclass(GroupPredictor, cls)):
+        # the config does not tell whether the model is a GroupPredictor: build it (once) and ask the model
+        from ..runs import load
+
+        with untrusted_as_cli():
+            model = load(a.run_dir, checkpoint=a.checkpoint, trust_code=a.trust_code)
+        cls = type(model)
+    if issubclass(cls, GroupPredictor):
+        _evaluate_groups(a, model)
     else:
-        _evaluate_likelihood(a)
+        _evaluate_likelihood(a, model)
 
 
-def _evaluate_likelihood(a: argparse.Namespace) -> None:
+def _evaluate_likelihood(a: argparse.Namespace, model: Any = None) -> None:
     """ELBO and IWAE log p(x) (and with ``--ais-chains``/``--local-opt`` the gap table) of a latent-variable model."""
     from ..inference.budget import WorkBudgetError
     from ..runs import evaluate_run
@@ -76,7 +88,7 @@ def _evaluate_likelihood(a: argparse.Namespace) -> None:
             out = evaluate_run(a.run_dir, iwae_k=a.iwae_k, split=a.split, n_points=a.n_points, batch_size=a.batch_size,
                                checkpoint=a.checkpoint, device=a.device, seed=a.seed, ais_chains=a.ais_chains,
                                ais_steps=a.ais_steps, local_opt=a.local_opt, local_opt_steps=a.local_opt_steps,
-                               progress=not a.no_progress, force=a.force, trust_code=a.trust_code)
+                               progress=not a.no_progress, force=a.force, trust_code=a.trust_code, model=model)
     except WorkBudgetError as e:  # in the words of the command line
         flags = {"iwae_log_likelihood": {"k": "--iwae-k"}, "ais_log_likelihood": {"n_chains": "--ais-chains",
                  "n_steps": "--ais-steps"}, "optimize_local_posterior": {"max_steps": "--local-opt-steps"}}
@@ -93,7 +105,7 @@ def _evaluate_likelihood(a: argparse.Namespace) -> None:
         print(f"written: {out['gaps_path']} (and .json, .csv)")
 
 
-def _evaluate_groups(a: argparse.Namespace) -> None:
+def _evaluate_groups(a: argparse.Namespace, model: Any = None) -> None:
     """Per-group metrics, the new-group data-efficiency curve and variance components of a group-latent model."""
     from ..inference.groups import FewGroupsWarning
     from ..runs import evaluate_group_run
@@ -107,7 +119,7 @@ def _evaluate_groups(a: argparse.Namespace) -> None:
         warnings.simplefilter("ignore", FewGroupsWarning)
         out = evaluate_group_run(a.run_dir, split=a.split, ks=a.ks, checkpoint=a.checkpoint, device=a.device or "cpu",
                                  seed=a.seed, max_groups=a.max_groups, methods=a.methods, steps=a.steps,
-                                 shuffles=a.shuffles, trust_code=a.trust_code)
+                                 shuffles=a.shuffles, trust_code=a.trust_code, model=model)
     print(f"{a.split}: " + "  ".join(f"{k} {v:.4f}" for k, v in out["metrics"].items()))
     curve = out["data_efficiency"]
     if curve:

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .._recording import Configurable, recorded_args, to_config
+from .._recording import Configurable, recorded_args
+from ._common import plain_arg, short_arg
 
 if TYPE_CHECKING:
     from ..distributions import ConditionalDistribution
@@ -325,9 +326,9 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         given = dict(given or {})
         for key, value in derived.items():
             mine = given.get(key)
-            if mine is not None and _plain(mine) != _plain(value):
-                raise ValueError(f"{cls.__name__}: {key}={_short(mine)} does not fit the data, which gives "
-                                 f"{key}={_short(value)}; leave {key} out (it is derived from the data) or use the "
+            if mine is not None and plain_arg(mine) != plain_arg(value):
+                raise ValueError(f"{cls.__name__}: {key}={short_arg(mine)} does not fit the data, which gives "
+                                 f"{key}={short_arg(value)}; leave {key} out (it is derived from the data) or use the "
                                  f"data it was derived from")
         return derived
 
@@ -379,9 +380,9 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
             return
         mine = recorded_args(self) or {}
         for key, value in derived.items():
-            if mine.get(key) is not None and _plain(mine[key]) != _plain(value):
-                raise ValueError(f"this {type(self).__name__} was built for other data: its {key}={_short(mine[key])} "
-                                 f"but the data give {key}={_short(value)}; use the data it was built from, or build "
+            if mine.get(key) is not None and plain_arg(mine[key]) != plain_arg(value):
+                raise ValueError(f"this {type(self).__name__} was built for other data: its {key}={short_arg(mine[key])} "
+                                 f"but the data give {key}={short_arg(value)}; use the data it was built from, or build "
                                  f"a new model with {type(self).__name__}.from_data(data, ...)")
 
     # ------------------------------------------------------------------ training-loop hook
@@ -424,16 +425,3 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
             bad = int((~torch.isfinite(x)).sum())
             raise ValueError(f"{name} contains {bad} NaN/inf value(s); clean or impute the data first")
         return x
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as YAML would hold it (tuples as lists), for comparing constructor arguments."""
-    try:
-        return to_config(value)
-    except TypeError:
-        return value
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(_plain(value))
-    return text if len(text) <= limit else text[:limit - 3] + "..."

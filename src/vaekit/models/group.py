@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .._checks import check_int
 from ..nn.predictors import Predictor, SetEncoder
+from ._common import plain_arg, short_arg
 from .base import ElboTerms, LatentVariableModel, ValidationReport
 from .group_latent import GroupLatent, Prior
 from .group_metrics import group_metric_rows, summary_metrics
@@ -133,9 +134,13 @@ class GroupPredictor(LatentVariableModel):
         Per level, raw id (as a string) of each contiguous group id. Required (None is
         accepted by the signature only so that a config may leave it to :meth:`from_data`).
     group_counts : list of list of int, optional
-        Per level, training examples per group (0 = unseen in training).
+        Per level, training examples per group (0 = unseen in training): the groups with a
+        count are fitted (their KL enters the ELBO, they are predicted from their posterior).
+        Not given: every group counts as fitted until ``Trainer.fit`` takes the counts from its
+        data (:meth:`check_data_module`).
     n_train : int, optional
-        Number of training examples.
+        Number of training examples (the KL per example is the total group KL / ``n_train``).
+        Not given: ``Trainer.fit`` takes it from its data.
     new_group_encoder : bool
         Add an amortized set encoder of level-0 groups (trained by
         :func:`vaekit.inference.groups.fit_group_encoder`).
@@ -201,6 +206,11 @@ class GroupPredictor(LatentVariableModel):
                              "group_counts, n_train, level_names and data_shape (vaekit fit does this for a config "
                              "that leaves them out)")
         self._build(group_names, group_counts, level_names)
+        # the data-sized arguments the constructor was given (None: not given), which check_data_module compares
+        self._given = {"group_names": self.group_names, "n_train": self.n_train,
+                       "group_counts": [c.tolist() for c in self.counts] if group_counts is not None else None,
+                       "level_names": self.level_names if level_names is not None else None,
+                       "data_shape": list(self.data_shape) if data_shape is not None else None}
 
     # ------------------------------------------------------------------ construction
     def _build(self, group_names: Sequence[Sequence[Any]], group_counts: Sequence[Sequence[int]] | None,
@@ -224,7 +234,6 @@ class GroupPredictor(LatentVariableModel):
         if len(self.level_names) != L:
             raise ValueError(f"level_names has {len(self.level_names)} names for {L} levels")
         self.modes, self.dims, self.group_names = modes, dims, names
-        self.counts = [torch.tensor(c) for c in counts]
         self.name_to_id = [{n: i for i, n in enumerate(level)} for level in names]
         on = [l for l in range(L) if modes[l] != "none"]
         self.latent_levels = on
@@ -233,8 +242,7 @@ class GroupPredictor(LatentVariableModel):
         if on:
             self.latent = GroupLatent([len(names[l]) for l in on], [self.latent_dims[f"group/{self.level_names[l]}"] for l in on],
                                       self.prior, self.init_scale)
-            for i, l in enumerate(on):
-                self.latent.set_active(i, self.counts[l] > 0)
+        self._set_counts(counts)
         mid = sum(dims[l] for l in on if modes[l] in ("double", "lower"))
         late = sum(dims[l] for l in on if modes[l] in ("factor", "double"))
         self.predictor.widen(mid, late)
@@ -244,6 +252,12 @@ class GroupPredictor(LatentVariableModel):
         if self.new_group_encoder and on and on[0] == 0:
             y_feat = self.predictor.out_features
             self.group_encoder = SetEncoder(self.predictor.mid_features + y_feat, self.latent_dims[self.latent_names[0]])
+
+    def _set_counts(self, counts: Sequence[Sequence[int]]) -> None:
+        """Training examples per group (:attr:`counts`); the groups with a count are the fitted ones."""
+        self.counts = [torch.tensor([int(c) for c in level], dtype=torch.long) for level in counts]
+        for i, l in enumerate(self.latent_levels):
+            self.latent.set_active(i, self.counts[l] > 0)  # type: ignore[union-attr]
 
     def _weight_map(self, d: int) -> nn.Linear:
         """The hypernetwork of a ``"weight"`` level: ``z`` (d) -> deltas of the output layer's weights and biases."""
@@ -294,28 +308,38 @@ class GroupPredictor(LatentVariableModel):
                 "data_shape": [int(s) for s in data.data_shape]}
 
     def check_data_module(self, data: Any) -> None:
-        """Raise unless ``data`` (set up) has this model's groups, training counts and shapes, and a
-        task that fits the likelihood (called by ``Trainer.fit`` and :meth:`from_data`).
+        """Raise unless ``data`` (set up) fits this model; called by ``Trainer.fit`` and :meth:`from_data`.
+
+        Every argument of :meth:`data_args` that the constructor was given (not None) must equal
+        the data's, and the data's task must fit the likelihood. A model built without
+        ``group_counts`` or ``n_train`` then takes them from ``data``: the groups the training
+        split has are the fitted ones (the others leave the KL and are new groups for
+        prediction), and the KL per example is the total group KL / the data's ``n_train``. Its
+        recorded arguments stay as received (the fitted-group masks are saved with its weights).
 
         Raises
         ------
         TypeError
             If ``data`` is not grouped data.
         ValueError
-            If the model was sized for other grouped data, or the task does not fit the likelihood.
+            If the model was sized for other grouped data (naming each differing argument with
+            the model's and the data's value), or the task does not fit the likelihood.
         """
         task = getattr(data, "task", None)
         if task is not None and (task == "regression") != self.likelihood.startswith("gaussian"):
             raise ValueError(f"likelihood={self.likelihood!r} does not fit the data's task {task!r}: use 'categorical' "
                              f"for classification/sequence data and 'gaussian'/'gaussian_learned' for regression")
-        derived = self.data_args(data)
-        mine = {"group_names": self.group_names, "group_counts": [c.tolist() for c in self.counts],
-                "n_train": self.n_train, "data_shape": list(self.data_shape) or None}
-        diff = [k for k in mine if mine[k] is not None and mine[k] != derived[k]]
+        derived = {k: plain_arg(v) for k, v in self.data_args(data).items()}
+        given = {k: plain_arg(v) for k, v in self._given.items() if v is not None}
+        diff = [f"its {k}={short_arg(v)} but the data give {k}={short_arg(derived[k])}"
+                for k, v in given.items() if v != derived[k]]
         if diff:
-            raise ValueError(f"this model was sized for other grouped data: {', '.join(diff)} differ from the data's "
-                             f"(e.g. n_train {self.n_train} vs {derived['n_train']}); use the data module it was built "
-                             f"from, or build a new model with GroupPredictor.from_data(data, ...)")
+            raise ValueError(f"this GroupPredictor was built for other grouped data: {'; '.join(diff)}; use the data "
+                             f"it was built from, or build a new model with GroupPredictor.from_data(data, ...)")
+        if "group_counts" not in given:
+            self._set_counts(derived["group_counts"])
+        if "n_train" not in given:
+            self.n_train = derived["n_train"]
 
     # ------------------------------------------------------------------ ids
     def encode_groups(self, raw: Sequence[Sequence[Any]]) -> Tensor:
@@ -510,7 +534,8 @@ class GroupPredictor(LatentVariableModel):
         """``rec = log p(y_i | x_i, z)`` at one posterior draw; ``kl["group/<level>"]`` = level KL / ``n_train``."""
         x, y, g = self.split_batch(batch)
         if self.latent is not None and self.n_train is None:
-            raise RuntimeError("n_train is unknown: pass it to the constructor (GroupPredictor.from_data(data, ...) does)")
+            raise RuntimeError("n_train is unknown: pass it to the constructor (GroupPredictor.from_data(data, ...) does; "
+                               "Trainer.fit takes it from its data)")
         rec = self.log_likelihood(self.outputs(x, self.latents(g, "sample", new_groups="prior")), y)
         kl = {}
         if self.latent is not None:
