@@ -5,7 +5,9 @@ Which evaluation runs is decided by the class that the run's ``config.yaml`` nam
 model (:class:`~vaekit.models.GroupPredictor`) gets metrics per group and the new-group
 data-efficiency curve (:func:`vaekit.runs.evaluate_group_run`); every other model the ELBO
 and the IWAE log-likelihood, optionally AIS and the inference-gap table
-(:func:`vaekit.runs.evaluate_run`). Either builds the model once.
+(:func:`vaekit.runs.evaluate_run`). Either builds the model once. AIS runs on every model
+(hierarchical VAEs included); ``--local-opt`` needs a model that declares ``amortized``
+(a single-latent VAE) and is refused otherwise before the model is built.
 """
 
 from __future__ import annotations
@@ -63,7 +65,25 @@ def main(argv: Sequence[str]) -> None:
     if cls is not None and issubclass(cls, GroupPredictor):
         _evaluate_groups(a)
     else:
+        if a.local_opt and cls is not None:
+            _check_local_opt(cls)
         _evaluate_likelihood(a)
+
+
+def _check_local_opt(cls: type) -> None:
+    """Refuse ``--local-opt`` for a model class that declares no ``amortized`` (before anything is built or written).
+
+    A class that overrides it but refuses at run time is caught by :func:`vaekit.runs.evaluate_run`,
+    also before anything is written.
+    """
+    from ..models import LatentVariableModel
+
+    if issubclass(cls, LatentVariableModel) and cls.amortized is LatentVariableModel.amortized:
+        raise CLIError(f"--local-opt needs a model that declares amortized(x) -> (context, family) (a single-latent "
+                       f"model with an encoder and a posterior family, like vaekit.models.VAE); the run's model, "
+                       f"{cls.__name__}, does not, so its posterior cannot be optimised per datapoint. Leave out "
+                       f"--local-opt for the ELBO, IWAE, AIS (--ais-chains/--ais-steps) and the inference gap, without "
+                       f"the approximation/amortization split")
 
 
 def _evaluate_likelihood(a: argparse.Namespace) -> None:
@@ -88,7 +108,12 @@ def _evaluate_likelihood(a: argparse.Namespace) -> None:
     if "gaps" in out:
         from ..inference.gaps import GapColumn, gap_table
 
-        fields = {k: out["gaps"][k] for k in GapColumn.__dataclass_fields__}
+        g = out["gaps"]
+        if g["ais"] is not None:
+            ais, se = g["settings"]["ais"], g["stderr"].get("ais", float("nan"))
+            print(f"{a.split}: AIS({ais['n_chains']} chains, {ais['n_steps']} steps) log p(x) {g['ais']:.3f} ± {se:.3f} "
+                  f"nats; log p̂(x) = per-example max(AIS, IWAE) {g['log_px']:.3f}")
+        fields = {k: g[k] for k in GapColumn.__dataclass_fields__}
         print(gap_table([GapColumn(**fields)]))
         print(f"written: {out['gaps_path']} (and .json, .csv)")
 
