@@ -160,6 +160,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     ``ais_steps`` (AIS) or ``local_opt`` (families to optimise per datapoint, e.g.
     ``["ffg", "af"]``) it also computes the inference-gap decomposition
     (:func:`vaekit.inference.gaps.inference_gaps`) and writes ``eval/gaps-<split>.{md,json,csv}``.
+    AIS works on every model with ``log_joint``/``log_prior``/``sample_prior`` (hierarchical VAEs
+    included); ``local_opt`` needs a model that declares ``amortized`` (a single-latent VAE) and
+    is refused otherwise, with a ``TypeError`` naming the model, before anything is written.
 
     ``progress`` (True, or a callable ``progress(done, total)``) reports every estimate as
     it runs, with the time left; ``force=True`` runs estimates beyond the work budget of
@@ -203,8 +206,14 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     if n_points is not None:
         x = x[: int(n_points)]
     if local_opt:
-        with torch.no_grad():  # fails before anything is written for models local optimisation cannot handle
-            model.amortized(model.validate_data(x[:1]).to(dev))
+        first = model.validate_data(x[:1]).to(dev)
+        try:
+            with torch.no_grad():  # fails before anything is written for models local optimisation cannot handle
+                model.amortized(first)
+        except TypeError as e:
+            raise TypeError(f"{e}. local_opt={local_opt!r} needs it; leave local_opt out for the ELBO, IWAE, AIS "
+                            "and the inference gap, without the approximation/amortization split (which needs L[q*])"
+                            ) from e
     ais = None
     if ais_chains is not None or ais_steps is not None:
         ais = {"n_chains": int(ais_chains or 16), "n_steps": int(ais_steps or 1000)}

@@ -154,3 +154,53 @@ def test_failed_resume_leaves_the_run_intact(tiny_config, tmp_path, capsys):
     assert (run / "config.yaml").read_text() == config_before
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == ckpt_before
     assert vaekit.load(run).sample(1).shape == (1, 64)
+
+
+LADDER = {
+    "model": {"class_path": "vaekit.models.hierarchical.ladder_vae",
+              "init_args": {"data_shape": [64], "hidden": [16, 8], "latent": [4, 2]}},
+    "data": {"class_path": "vaekit.data.Digits", "init_args": {"binarize": "dynamic", "flatten": True, "test_fraction": 0.2}},
+    "objective": {"class_path": "vaekit.objectives.ELBO"},
+    "trainer": {"max_epochs": 1, "batch_size": 64, "progress_bar": False, "seed": 0, "run_name": "ladder"},
+}
+
+
+def test_evaluate_with_ais_on_a_two_layer_model_and_local_opt_refused(tmp_path, monkeypatch, capsys):
+    """AIS from the CLI on a 2-layer hierarchical VAE: no --local-opt, no approximation/amortization split.
+
+    Tolerances as in tests/inference/test_gaps.py (measured over 5 seeds: AIS - IWAE within
+    0.03 nats, AIS - ELBO 0.20 to 0.40 nats, on 20 points)."""
+    import math
+
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "ladder.yaml"
+    config.write_text(yaml.safe_dump(LADDER, sort_keys=False))
+    assert main(["fit", "--config", str(config)]) == 0
+    (run,) = _runs(tmp_path)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--iwae-k", "2000", "--n-points", "20", "--ais-chains", "8", "--ais-steps", "100",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "AIS(8 chains, 100 steps) log p(x)" in printed and "| Inference gap |" in printed
+    assert "no approximation/amortization split: it needs L[q*]" in printed
+    gaps = json.loads((run / "eval" / "gaps-test.json").read_text())[0]
+    numbers = [gaps[k] for k in ("ais", "iwae", "elbo", "log_px", "inference_gap")]
+    assert all(math.isfinite(v) for v in numbers)
+    assert gaps["own"] is None and gaps["local"] == {} and gaps["log_px_source"] == "max(AIS, IWAE)"
+    assert abs(gaps["ais"] - gaps["iwae"]) < 0.1 and gaps["ais"] > gaps["elbo"] + 0.1
+    assert gaps["log_px"] >= max(gaps["ais"], gaps["iwae"])
+    assert gaps["approximation_gap"] is None and gaps["amortization_gap"] is None
+    assert gaps["inference_gap"] == pytest.approx(gaps["log_px"] - gaps["elbo"])
+    iwae = json.loads((run / "eval" / "evaluate-test-k2000.json").read_text())
+    assert iwae["iwae"] == pytest.approx(gaps["iwae"]) and iwae["elbo"] == pytest.approx(gaps["elbo"])
+
+    before = {p.name: p.read_bytes() for p in [*(run / "eval").iterdir(), run / "metrics.csv"]}
+    assert main(["evaluate", str(run), "--ais-chains", "2", "--local-opt", "ffg"]) == 2
+    err = capsys.readouterr().err
+    assert "--local-opt needs a model that declares amortized(x)" in err and "HierarchicalVAE" in err
+    assert {p.name: p.read_bytes() for p in [*(run / "eval").iterdir(), run / "metrics.csv"]} == before
+    from vaekit.runs import evaluate_run  # the same refusal from Python, also before anything is written
+
+    with pytest.raises(TypeError, match=r"HierarchicalVAE does not declare amortized.*local_opt=\['ffg'\] needs it"):
+        evaluate_run(run, iwae_k=10, local_opt=["ffg"])
+    assert {p.name: p.read_bytes() for p in [*(run / "eval").iterdir(), run / "metrics.csv"]} == before

@@ -8,7 +8,9 @@ and the IWAE log-likelihood, optionally AIS and the inference-gap table
 (:func:`vaekit.runs.evaluate_run`). When the config does not tell the class (a factory
 whose return annotation is missing, does not resolve, or names a base class of
 ``GroupPredictor``) the model is built first and its class decides. Either way the model is
-built once.
+built once. AIS runs on every model (hierarchical VAEs included); ``--local-opt`` needs a
+model that declares ``amortized`` (a single-latent VAE) and is refused otherwise before
+anything is written (before the model is built when the config tells its class).
 """
 
 from __future__ import annotations
@@ -75,7 +77,25 @@ def main(argv: Sequence[str]) -> None:
     if issubclass(cls, GroupPredictor):
         _evaluate_groups(a, model)
     else:
+        if a.local_opt:
+            _check_local_opt(cls)
         _evaluate_likelihood(a, model)
+
+
+def _check_local_opt(cls: type) -> None:
+    """Refuse ``--local-opt`` for a model class that declares no ``amortized`` (before anything is built or written).
+
+    A class that overrides it but refuses at run time is caught by :func:`vaekit.runs.evaluate_run`,
+    also before anything is written.
+    """
+    from ..models import LatentVariableModel
+
+    if issubclass(cls, LatentVariableModel) and cls.amortized is LatentVariableModel.amortized:
+        raise CLIError(f"--local-opt needs a model that declares amortized(x) -> (context, family) (a single-latent "
+                       f"model with an encoder and a posterior family, like vaekit.models.VAE); the run's model, "
+                       f"{cls.__name__}, does not, so its posterior cannot be optimised per datapoint. Leave out "
+                       f"--local-opt for the ELBO, IWAE, AIS (--ais-chains/--ais-steps) and the inference gap, without "
+                       f"the approximation/amortization split")
 
 
 def _evaluate_likelihood(a: argparse.Namespace, model: Any = None) -> None:
@@ -100,7 +120,12 @@ def _evaluate_likelihood(a: argparse.Namespace, model: Any = None) -> None:
     if "gaps" in out:
         from ..inference.gaps import GapColumn, gap_table
 
-        fields = {k: out["gaps"][k] for k in GapColumn.__dataclass_fields__}
+        g = out["gaps"]
+        if g["ais"] is not None:
+            ais, se = g["settings"]["ais"], g["stderr"].get("ais", float("nan"))
+            print(f"{a.split}: AIS({ais['n_chains']} chains, {ais['n_steps']} steps) log p(x) {g['ais']:.3f} ± {se:.3f} "
+                  f"nats; log p̂(x) = per-example max(AIS, IWAE) {g['log_px']:.3f}")
+        fields = {k: g[k] for k in GapColumn.__dataclass_fields__}
         print(gap_table([GapColumn(**fields)]))
         print(f"written: {out['gaps_path']} (and .json, .csv)")
 

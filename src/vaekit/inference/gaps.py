@@ -14,6 +14,13 @@ and :math:`\log p(x)` is estimated by :math:`\log \hat p(x)` = the per-example m
 AIS and IWAE estimates, as the paper did (labelled as such: the maximum of two stochastic
 estimates is not itself an unbiased bound). Without AIS, :math:`\log \hat p(x)` is IWAE.
 
+The inference gap :math:`\log \hat p(x) - \mathcal L[q]` needs no :math:`q^*` and is
+reported for every model; the approximation/amortization split needs
+:math:`\mathcal L[q^*]`, that is local optimisation, which needs a model that declares
+:meth:`~vaekit.models.LatentVariableModel.amortized` (a single-latent VAE). A model without
+it (a hierarchical VAE, say) gets its column with ``local_opt=()``: log p̂(x), IWAE, AIS,
+:math:`\mathcal L[q]` and the inference gap, and the split left out (``None``).
+
 :func:`inference_gaps` computes one column (one model); :func:`write_gap_report` writes
 the table of several columns as Markdown, JSON and CSV.
 """
@@ -55,8 +62,10 @@ class GapColumn:
     ----------
     label : str
         Column title (e.g. the model's posterior family or run name).
-    own : str
-        Short name of the model's amortized family (``"gaussian"``, ``"af"``...).
+    own : str or None
+        Short name of the model's amortized family (``"gaussian"``, ``"af"``...); None for a
+        model that declares no :meth:`~vaekit.models.LatentVariableModel.amortized` (e.g. a
+        hierarchical VAE), which has no local optimisation and so no approximation/amortization split.
     n : int
         Test points.
     log_px : float
@@ -72,12 +81,12 @@ class GapColumn:
     settings : dict
     stderr : dict of str to float
         Standard errors over the test points (``std(ddof=1) / sqrt(n)``) of ``log_px``,
-        ``elbo``, ``local:<family>`` and the two gaps (paired per point); empty when the
-        column was built from means only.
+        ``iwae``, ``ais``, ``elbo``, ``local:<family>`` and the gaps (paired per point);
+        empty when the column was built from means only.
     """
 
     label: str
-    own: str
+    own: str | None
     n: int
     log_px: float
     log_px_source: str
@@ -91,12 +100,12 @@ class GapColumn:
     @property
     def approximation_gap(self) -> float | None:
         """:math:`\\log \\hat p(x) - \\mathcal L[q^*]` with :math:`q^*` in the model's own family."""
-        return self.log_px - self.local[self.own] if self.own in self.local else None
+        return self.log_px - self.local[self.own] if self.own is not None and self.own in self.local else None
 
     @property
     def amortization_gap(self) -> float | None:
         """:math:`\\mathcal L[q^*] - \\mathcal L[q]`."""
-        return self.local[self.own] - self.elbo if self.own in self.local else None
+        return self.local[self.own] - self.elbo if self.own is not None and self.own in self.local else None
 
     @property
     def inference_gap(self) -> float:
@@ -118,15 +127,23 @@ def family_name(posterior: ConditionalDistribution) -> str:
     return posterior_name(posterior) or type(posterior).__name__
 
 
-def _own_family(model: LatentVariableModel, x: Tensor) -> ConditionalDistribution:
+def _own_family(model: LatentVariableModel, x: Tensor, local_opt: Sequence[Any]) -> ConditionalDistribution | None:
     """The model's posterior family, from the declared :meth:`~vaekit.models.LatentVariableModel.amortized`.
 
-    Its ``TypeError`` (models without one) and bad data come before any work.
+    None for a model without one when ``local_opt`` is empty; with families to optimise its
+    ``TypeError`` names the model and ``local_opt``. Bad data are refused first. All before any work.
     """
     first = model.validate_data(x)[:1]
     dev = next((t.device for t in model.parameters()), first.device)
     with torch.no_grad(), eval_mode(model):
-        return model.amortized(first.to(dev))[1]
+        try:
+            return model.amortized(first.to(dev))[1]
+        except TypeError as e:
+            if not local_opt:
+                return None
+            raise TypeError(f"{e}. local_opt={list(local_opt)!r} needs it; pass local_opt=() for log p̂(x), IWAE, "
+                            "AIS, L[q] and the inference gap without the approximation/amortization split "
+                            "(which needs L[q*])") from e
 
 
 def _local_family(name: str | ConditionalDistribution,
@@ -157,14 +174,17 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     Parameters
     ----------
     model : LatentVariableModel
-        A model that declares :meth:`~vaekit.models.LatentVariableModel.amortized` (e.g. a VAE).
+        Any model for IWAE and AIS; local optimisation (a non-empty ``local_opt``) needs one
+        that declares :meth:`~vaekit.models.LatentVariableModel.amortized` (e.g. a VAE).
     x : Tensor of shape (n, *data_shape)
     local_opt : sequence of str or ConditionalDistribution
         Families to optimise per datapoint: names (``"ffg"``/``"gaussian"``, ``"af"``, any
         name of :data:`vaekit.distributions.flows.POSTERIORS`, built with default settings)
         or family modules configured by the caller (optimised from scratch, listed under
         their :func:`family_name`). The model's own family, given by name, is started from
-        the amortized posterior; other families from scratch.
+        the amortized posterior; other families from scratch. Empty: no local
+        optimisation, and no approximation/amortization split (the only choice for a model
+        without ``amortized``, such as a hierarchical VAE).
     iwae_k : int
         Samples of the IWAE estimate (which also gives :math:`\\mathcal L[q]`).
     ais : dict, optional
@@ -173,7 +193,8 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     local_opt_kwargs : dict, optional
         Keyword arguments of :func:`~vaekit.inference.optimize_local_posterior`.
     label : str, optional
-        Column title (default: the model's family name).
+        Column title (default: the model's family name, or its class name when it has no
+        amortized family).
     batch_size : int, optional
     device : str or torch.device, optional
     iwae : IWAEResult, optional
@@ -191,6 +212,9 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
 
     Raises
     ------
+    TypeError
+        Before any work, when ``local_opt`` is not empty and the model declares no
+        :meth:`~vaekit.models.LatentVariableModel.amortized` (the message names the model).
     vaekit.inference.budget.WorkBudgetError
         (a ValueError) Before any work, when one of the estimates exceeds the work budget
         and ``force`` is False.
@@ -207,7 +231,8 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     """
     if ais is not None and "device" in ais:
         raise ValueError("ais must not contain 'device': pass device= to inference_gaps")
-    own_family = _own_family(model, x)  # a clear TypeError before any work for models without a posterior family
+    local_opt = list(local_opt)
+    own_family = _own_family(model, x, local_opt)  # a clear TypeError before any work when local_opt cannot run
     families = [(family_name(n) if isinstance(n, ConditionalDistribution) else LOCAL_ALIASES.get(n, n),
                  *_local_family(n, own_family)) for n in local_opt]  # checks names before any work
     progress, force = check_progress(progress), check_force(force)
@@ -221,28 +246,31 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
                                                            **shared)
     iwae_k = iw.k
     log_px, source, ais_mean = iw.per_example, "IWAE", None
+    per_point = {"iwae": iw.per_example}
     if ais is not None:
         from .ais import ais_log_likelihood, combine_max
 
         a = ais_log_likelihood(model, x, device=device, **{**shared, **ais})
         ais_mean = a.mean
         log_px, source = combine_max(a, iw), "max(AIS, IWAE)"
+        per_point["ais"] = a.per_example
     local: dict[str, float] = {}
-    per_point = {"log_px": log_px, "elbo": iw.elbo_per_example}
+    per_point.update({"log_px": log_px, "elbo": iw.elbo_per_example, "inference_gap": log_px - iw.elbo_per_example})
     for name, family, init in families:
         res = optimize_local_posterior(model, x, family=family, init=init, device=device,
                                        **{**shared, **(local_opt_kwargs or {})})
         local[name] = res.mean
         per_point[f"local:{name}"] = res.elbo.detach().to("cpu", torch.float64)
-    own = family_name(own_family)
-    if f"local:{own}" in per_point:
+    own = family_name(own_family) if own_family is not None else None
+    if own is not None and f"local:{own}" in per_point:
         per_point["approximation_gap"] = log_px - per_point[f"local:{own}"]
         per_point["amortization_gap"] = per_point[f"local:{own}"] - iw.elbo_per_example
-    settings = {"iwae_k": iwae_k, "ais": ais, "local_opt": [name for name, _, _ in families],
-                "local_opt_kwargs": local_opt_kwargs or {},
+    settings = {"model": type(model).__name__, "iwae_k": iwae_k, "ais": ais,
+                "local_opt": [name for name, _, _ in families], "local_opt_kwargs": local_opt_kwargs or {},
                 "seconds": time.perf_counter() - t0}
-    return GapColumn(label=label or own, own=own, n=int(x.shape[0]), log_px=float(log_px.mean()), log_px_source=source,
-                     iwae=iw.mean, ais=ais_mean, local=local, elbo=float(iw.elbo_per_example.mean()), settings=settings,
+    return GapColumn(label=label or own or type(model).__name__, own=own, n=int(x.shape[0]),
+                     log_px=float(log_px.mean()), log_px_source=source, iwae=iw.mean, ais=ais_mean, local=local,
+                     elbo=float(iw.elbo_per_example.mean()), settings=settings,
                      stderr={key: _stderr(v) for key, v in per_point.items()})
 
 
@@ -299,8 +327,25 @@ def _rows(columns: Sequence[GapColumn]) -> list[tuple[str, list[float | None]]]:
     rows: list[tuple[str, list[float | None]]] = [("log p̂(x)", [c.log_px for c in columns])]
     rows += [(f"L[q*_{'FFG' if f == 'gaussian' else f.upper()}]", [c.local.get(f) for c in columns]) for f in names]
     rows += [("L[q]", [c.elbo for c in columns]), ("Approximation gap", [c.approximation_gap for c in columns]),
-             ("Amortization gap", [c.amortization_gap for c in columns])]
+             ("Amortization gap", [c.amortization_gap for c in columns]),
+             ("Inference gap", [c.inference_gap for c in columns])]
     return rows
+
+
+def _split_notes(columns: Sequence[GapColumn]) -> list[str]:
+    """Why a column's approximation/amortization split is missing (a line per reason), for the table's footer."""
+    notes = []
+    for c in columns:
+        if c.own is None:
+            model = c.settings.get("model") or "the model"
+            notes.append(f"{c.label}: no approximation/amortization split: it needs L[q*], the ELBO of the posterior "
+                         f"optimised per datapoint, and {model} declares no amortized(x) -> (context, family) for local "
+                         "optimisation; the inference gap is log p̂(x) - L[q].")
+    skipped = [c.label for c in columns if c.own is not None and c.approximation_gap is None]
+    if skipped:
+        notes.append(f"{', '.join(skipped)}: no approximation/amortization split: it needs L[q*] of the model's "
+                     "own family (local_opt / --local-opt).")
+    return notes
 
 
 def gap_table(columns: Sequence[GapColumn]) -> str:
@@ -315,6 +360,7 @@ def gap_table(columns: Sequence[GapColumn]) -> str:
     | L[q] | -93.00 |
     | Approximation gap | 1.50 |
     | Amortization gap | 1.50 |
+    | Inference gap | 3.00 |
     <BLANKLINE>
     log p̂(x): IWAE. Nats, means over 10 test points.
     """
@@ -324,6 +370,7 @@ def gap_table(columns: Sequence[GapColumn]) -> str:
     sources = sorted({c.log_px_source for c in columns})
     ns = sorted({c.n for c in columns})
     lines += ["", f"log p̂(x): {', '.join(sources)}. Nats, means over {', '.join(map(str, ns))} test points."]
+    lines += _split_notes(columns)
     return "\n".join(lines)
 
 
