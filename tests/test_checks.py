@@ -19,7 +19,7 @@ from vaekit.objectives import ELBO, IWAE
     (lambda: vaekit.Trainer(batch_size=2.5), "batch_size must be an int >= 1, got 2.5 of type float"),
     (lambda: vaekit.Trainer(batch_size=0), "batch_size must be an int >= 1, got 0"),
     (lambda: vaekit.Trainer(lr=0.0), "lr must be a finite number > 0.0, got 0.0"),
-    (lambda: vaekit.Trainer(optimizer="sgd"), r"optimizer must be one of \['adam', 'adamw'\], got 'sgd'"),
+    (lambda: vaekit.Trainer(optimizer="sgd"), r"optimizer must be one of \['adam', 'adamw', 'adamax', 'radam'\], got 'sgd'"),
     (lambda: Digits(val_fraction=1.5), r"val_fraction=1.5 is outside \[0, 1\)"),
     (lambda: Digits(seed=-1), "seed must be an int >= 0, got -1"),
     (lambda: Digits(binarize="sometimes"), "binarize='sometimes' is not accepted"),

@@ -63,7 +63,7 @@ def test_plateau_reduces_after_patience_and_floors_at_min_lr() -> None:
 def test_constant_ignores_validation_and_bad_names_fail() -> None:
     s = LRSchedule("constant", 0.3)
     assert not s.observe(1.0) and s.lr(10**6, 10**4) == 0.3
-    with pytest.raises(ValueError, match=r"lr_schedule must be one of \['constant', 'cosine', 'plateau', 'iwae'\]"):
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of \['constant', 'cosine', 'plateau', 'iwae', 'exponential', 'noam'\]"):
         LRSchedule("step", 1.0)  # type: ignore[arg-type]
 
 

@@ -11,11 +11,11 @@ from .ema import EMA
 from .evaluate import evaluate_objective
 from .loggers import MetricsWriter, read_metrics
 from .rundir import FileWriteError, RunDir, RunDirInUseError
-from .schedules import LRSchedule, cosine_lr, iwae_lr, iwae_stage
+from .schedules import LRSchedule, cosine_lr, exponential_lr, iwae_lr, iwae_stage, noam_lr, warmup_factor
 from .state import FitResult, LoopState, TrainingStoppedWarning
 from .trainer import Trainer
 
 __all__ = ["Trainer", "FitResult", "LoopState", "RunDir", "load_checkpoint", "save_checkpoint", "load_weights",
            "save_weights", "get_rng_state", "set_rng_state", "EMA", "evaluate_objective", "LRSchedule", "cosine_lr",
-           "iwae_lr", "iwae_stage", "MetricsWriter", "read_metrics", "CorruptFileError", "FileWriteError",
+           "exponential_lr", "iwae_lr", "iwae_stage", "noam_lr", "warmup_factor", "MetricsWriter", "read_metrics", "CorruptFileError", "FileWriteError",
            "RunDirInUseError", "TrainingStoppedWarning"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +26,9 @@ class EMA:
         The model; the average starts at its current parameters.
     decay : float
         The decay ``d`` in [0, 1).
+    skip : iterable of str
+        Names of parameters not to average (``Trainer(freeze=...)``'s): they keep their own
+        values, untouched by :meth:`update` and :meth:`copy_to`.
 
     Examples
     --------
@@ -43,12 +46,14 @@ class EMA:
     1.0
     """
 
-    def __init__(self, module: nn.Module, decay: float) -> None:
+    def __init__(self, module: nn.Module, decay: float, skip: Iterable[str] = ()) -> None:
         if not 0.0 <= float(decay) < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {decay}")
         self.decay = float(decay)
+        skip = set(skip)
         self.shadow: dict[str, Tensor] = {
-            name: p.detach().clone() for name, p in module.named_parameters() if torch.is_floating_point(p)
+            name: p.detach().clone() for name, p in module.named_parameters()
+            if torch.is_floating_point(p) and name not in skip
         }
 
     def _params(self, module: nn.Module) -> list[Tensor]:

@@ -26,9 +26,9 @@ from .evaluate import evaluate_objective
 from .loggers import LOGGER_NAME, MetricsWriter, append_table, log_to_file, truncate_tables, progress_bar
 from .policy import Monitor
 from .rundir import RunDir, RunLock, atomic_write
-from .schedules import LRSchedule, lr_groups
+from .schedules import LRSchedule, frozen_parameters, lr_groups
 from .state import FAILED_STOP_REASONS, FitResult, LoopState
-from .step import TrainStep, adam
+from .step import TrainStep, make_optimizer
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -93,8 +93,8 @@ class FitLoop:
             raise ValueError(f"{type(model).__name__} has no trainable parameters")
         groups = lr_groups(model, t.lr_multipliers)  # each with its "lr_mult" (LRSchedule.apply)
         # fused Adam: one kernel for every parameter, and the step's skip decision on the device
-        self.optimizer = adam(groups, adamw=t.optimizer == "adamw", lr=t.lr, betas=t.adam_betas, eps=t.adam_eps,
-                              weight_decay=t.weight_decay)
+        self.optimizer = make_optimizer(t.optimizer, groups, lr=t.lr, betas=t.adam_betas, eps=t.adam_eps,
+                                        weight_decay=t.weight_decay)
         self.fused = bool(self.optimizer.param_groups[0].get("fused"))
         fabric.setup_optimizers(self.optimizer)  # the strategy's hooks; the step calls the optimizer itself
         if isinstance(self.train, (Tensor, dict)):
@@ -108,8 +108,11 @@ class FitLoop:
         total = t.max_epochs * nb if t.max_steps is None else min(t.max_steps, t.max_epochs * nb)
         self.total_steps = total
         self.schedule = LRSchedule(t.lr_schedule, t.lr, total_steps=total, min_lr=t.min_lr,
-                                   patience=t.plateau_patience, factor=t.plateau_factor)
-        self.ema = EMA(model, t.ema_decay) if t.ema_decay is not None else None
+                                   patience=t.plateau_patience, factor=t.plateau_factor,
+                                   warmup_steps=t.warmup_steps, gamma=t.lr_gamma)
+        # frozen parameters (Trainer(freeze)) are not averaged: they stay exactly as they are
+        self.ema = (EMA(model, t.ema_decay, skip=frozen_parameters(model, t.freeze))
+                    if t.ema_decay is not None else None)
         self.convert = fabric.strategy.precision.convert_input
         objective = self.objective
         # one process in full precision: the module itself, no autocast context, plain backward (per-step overhead)
@@ -179,7 +182,8 @@ class FitLoop:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         for group in self.optimizer.param_groups:  # a checkpoint from another device keeps our kernels
-            group["fused"] = True if self.fused else None
+            if "fused" in group:  # Adam/AdamW (Adamax and RAdam have no fused kernel)
+                group["fused"] = True if self.fused else None
             group["foreach"] = None
             if self.t.compile and not isinstance(group["lr"], Tensor):
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.fabric.device)

@@ -38,7 +38,11 @@ from torch import Tensor, nn
 
 from .ema import EMA
 
-__all__ = ["TrainStep", "StepMeter", "adam", "COMPILE_MODES"]
+__all__ = ["TrainStep", "StepMeter", "adam", "make_optimizer", "COMPILE_MODES", "OPTIMIZERS"]
+
+#: ``Trainer(optimizer=...)`` names: Adam and AdamW (fused, the skip decision on the device), Adamax and
+#: RAdam (torch has no fused kernel for them: the step reads the skip decision on the host).
+OPTIMIZERS = ("adam", "adamw", "adamax", "radam")
 
 #: ``Trainer(compile=...)`` values besides True/False (``torch.compile`` modes).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -301,6 +305,29 @@ def adam(params: Any, *, adamw: bool = False, **kwargs: Any) -> torch.optim.Opti
         except (RuntimeError, TypeError, ValueError):  # an older torch without the fused kernel here
             pass
     return cls(params, **kwargs)
+
+
+def make_optimizer(name: str, params: Any, *, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                   eps: float = 1e-8, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The optimizer ``Trainer(optimizer=name)`` trains with, one of :data:`OPTIMIZERS`.
+
+    ``"adam"``/``"adamw"``: :func:`adam` (fused where available). ``"adamax"``:
+    :class:`torch.optim.Adamax`; ``"radam"``: :class:`torch.optim.RAdam` (``weight_decay`` an L2
+    penalty, as for Adam). Neither has a fused kernel, so :class:`TrainStep` skips a bad step
+    for them after one host read.
+
+    >>> p = torch.nn.Parameter(torch.zeros(2))
+    >>> [type(make_optimizer(n, [p], lr=0.1)).__name__ for n in OPTIMIZERS]
+    ['Adam', 'AdamW', 'Adamax', 'RAdam']
+    """
+    kwargs = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    if name in ("adam", "adamw"):
+        return adam(params, adamw=name == "adamw", **kwargs)
+    if name == "adamax":
+        return torch.optim.Adamax(params, **kwargs)
+    if name == "radam":
+        return torch.optim.RAdam(params, **kwargs)
+    raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
 
 
 def _takes_found_inf(optimizer: torch.optim.Optimizer) -> bool:

@@ -21,14 +21,13 @@ from .batches import batch_len, check_batch_dict, take
 from ..distributions.flows import upgrade_state_dict
 from .checkpoint import CorruptFileError, load_checkpoint, shape_mismatches, to_plain
 from .rundir import RunDir, check_run_name
-from .schedules import SCHEDULES
+from .schedules import SCHEDULES, frozen_parameters
 from .state import FitResult, TrainingStoppedWarning
-from .step import COMPILE_MODES
+from .step import COMPILE_MODES, OPTIMIZERS
 
 __all__ = ["Trainer"]
 
 _PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true")
-_OPTIMIZERS = ("adam", "adamw")
 
 
 class Trainer(Configurable):
@@ -54,8 +53,11 @@ class Trainer(Configurable):
     num_workers : int
         ``DataLoader`` workers, used only when the training split is a ``Dataset`` rather
         than an in-memory tensor (tensors are batched by index on the device).
-    optimizer : {"adam", "adamw"}
-        Adam or AdamW (fused kernels on CUDA).
+    optimizer : {"adam", "adamw", "adamax", "radam"}
+        Adam or AdamW (fused kernels on CPU and CUDA), Adamax or RAdam (torch's
+        :class:`~torch.optim.Adamax` and :class:`~torch.optim.RAdam`, with ``adam_betas``,
+        ``adam_eps`` and ``weight_decay`` as an L2 penalty; torch has no fused kernel for them,
+        so each step reads its skip decision on the host once).
     lr : float
         Base learning rate.
     lr_multipliers : dict of str to float, optional
@@ -64,20 +66,35 @@ class Trainer(Configurable):
         :class:`~vaekit.models.group.GroupPredictor`'s group posteriors): those parameters learn
         at ``factor`` times the scheduled rate (the longest matching prefix wins). A prefix that
         matches no trainable parameter is ignored with a warning naming it.
+    freeze : list of str, optional
+        Parameter-name prefixes (a parameter's or a submodule's name, matched at a dot as for
+        ``lr_multipliers``) of parts of the model not to train: for the run their parameters
+        get ``requires_grad=False`` (restored when :meth:`fit` returns), are left out of the
+        optimizer (no optimizer state, no weight decay) and of the EMA, and stay bit-identical.
+        A prefix that matches no parameter, or a freeze of every trainable parameter, is an
+        error raised by :meth:`fit` before anything is written.
     weight_decay : float
-        L2 penalty (Adam) or decoupled weight decay (AdamW).
+        L2 penalty (Adam, Adamax, RAdam) or decoupled weight decay (AdamW).
     adam_eps : float
-        Adam's epsilon (1e-4 in Burda et al. / Cremer et al.).
+        The optimizer's epsilon (1e-4 in Burda et al. / Cremer et al.).
     adam_betas : tuple of float
-        Adam's (beta1, beta2).
-    lr_schedule : {"constant", "cosine", "plateau", "iwae"}
+        The optimizer's (beta1, beta2).
+    lr_schedule : {"constant", "cosine", "plateau", "iwae", "exponential", "noam"}
         See :mod:`vaekit.training.schedules`.
+    warmup_steps : int
+        Linear learning-rate warm-up over the first this many optimizer steps (0: none):
+        step ``s`` (0-based) uses ``min(1, (s + 1) / warmup_steps)`` times the scheduled
+        rate. For ``"noam"`` it is the schedule's own warm-up (required, >= 1), not applied twice.
+    lr_gamma : float, optional
+        The ``"exponential"`` schedule's factor per optimizer step, in (0, 1]: step ``s``
+        uses ``max(lr * lr_gamma**s, min_lr)``. Required by ``"exponential"``, refused by
+        the other schedules.
     plateau_patience : int
         Validations without improvement before the ``"plateau"`` schedule reduces the rate.
     plateau_factor : float
         Factor applied by the ``"plateau"`` schedule, in (0, 1).
     min_lr : float
-        Floor of the ``"cosine"`` and ``"plateau"`` schedules.
+        Floor of the ``"cosine"``, ``"plateau"`` and ``"exponential"`` schedules.
     grad_clip : float, optional
         Clip the global gradient norm to this value.
     skip_threshold : float, optional
@@ -177,10 +194,11 @@ class Trainer(Configurable):
 
     def __init__(self, *, max_epochs: int = 10, max_steps: int | None = None, batch_size: int = 100,
                  eval_batch_size: int | None = None, drop_last: bool = False, num_workers: int = 0,
-                 optimizer: Literal["adam", "adamw"] = "adam", lr: float = 1e-3,
-                 lr_multipliers: dict[str, float] | None = None, weight_decay: float = 0.0,
-                 adam_eps: float = 1e-8, adam_betas: tuple[float, float] = (0.9, 0.999),
-                 lr_schedule: Literal["constant", "cosine", "plateau", "iwae"] = "constant",
+                 optimizer: Literal["adam", "adamw", "adamax", "radam"] = "adam", lr: float = 1e-3,
+                 lr_multipliers: dict[str, float] | None = None, freeze: list[str] | None = None,
+                 weight_decay: float = 0.0, adam_eps: float = 1e-8, adam_betas: tuple[float, float] = (0.9, 0.999),
+                 lr_schedule: Literal["constant", "cosine", "plateau", "iwae", "exponential", "noam"] = "constant",
+                 warmup_steps: int = 0, lr_gamma: float | None = None,
                  plateau_patience: int = 10, plateau_factor: float = 0.5, min_lr: float = 0.0,
                  grad_clip: float | None = None, skip_threshold: float | None = None,
                  max_consecutive_skips: int = 20, divergence_factor: float | None = 1e4,
@@ -202,14 +220,33 @@ class Trainer(Configurable):
         _int("log_every_steps", log_every_steps, 1)
         _int("num_nodes", num_nodes, 1)
         _int("seed", seed, 0)
+        _int("warmup_steps", warmup_steps, 0)
         for name, value in (("max_steps", max_steps), ("eval_batch_size", eval_batch_size),
                             ("val_every_epochs", val_every_epochs), ("val_every_steps", val_every_steps),
                             ("early_stopping_patience", early_stopping_patience),
                             ("checkpoint_every_steps", checkpoint_every_steps)):
             if value is not None:
                 _int(name, value, 1)
-        _choice("optimizer", optimizer, _OPTIMIZERS)
+        _choice("optimizer", optimizer, OPTIMIZERS)
         _choice("lr_schedule", lr_schedule, SCHEDULES)
+        if lr_schedule == "noam" and warmup_steps < 1:
+            raise InvalidArgumentError(f"warmup_steps must be an int >= 1 with lr_schedule='noam' (its peak is at "
+                                       f"step warmup_steps), got {warmup_steps!r}")
+        if lr_schedule == "exponential":
+            if lr_gamma is None:
+                raise InvalidArgumentError("lr_gamma must be a float in (0, 1] with lr_schedule='exponential' (the "
+                                           "factor per optimizer step, e.g. 0.9999), got None")
+            _float("lr_gamma", lr_gamma, 0.0, strict=True)
+            if lr_gamma > 1.0:
+                raise InvalidArgumentError(f"lr_gamma must be a float in (0, 1] (the factor per optimizer step), "
+                                           f"got {lr_gamma!r}")
+        elif lr_gamma is not None:
+            raise InvalidArgumentError(f"lr_gamma is read only by lr_schedule='exponential', got lr_gamma={lr_gamma!r} "
+                                       f"with lr_schedule={lr_schedule!r}; accepted: None")
+        if freeze is not None and (not isinstance(freeze, (list, tuple))
+                                   or not all(isinstance(k, str) and k.strip(".") for k in freeze)):
+            raise InvalidArgumentError(f"freeze must be a list of parameter-name prefixes, e.g. ['encoder'], "
+                                       f"got {freeze!r}")
         _choice("precision", precision, _PRECISIONS)
         _choice("monitor_mode", monitor_mode, ("min", "max"))
         _float("lr", lr, 0.0, strict=True)
@@ -244,6 +281,8 @@ class Trainer(Configurable):
         self.eval_batch_size, self.drop_last, self.num_workers = eval_batch_size, bool(drop_last), num_workers
         self.optimizer, self.lr, self.weight_decay, self.adam_eps = optimizer, float(lr), float(weight_decay), float(adam_eps)
         self.lr_multipliers = None if lr_multipliers is None else {k: float(v) for k, v in lr_multipliers.items()}
+        self.freeze = None if not freeze else list(freeze)
+        self.warmup_steps, self.lr_gamma = warmup_steps, None if lr_gamma is None else float(lr_gamma)
         self.adam_betas = (float(adam_betas[0]), float(adam_betas[1]))
         self.lr_schedule, self.plateau_patience, self.plateau_factor = lr_schedule, plateau_patience, float(plateau_factor)
         self.min_lr, self.grad_clip, self.skip_threshold = float(min_lr), grad_clip, skip_threshold
@@ -352,6 +391,7 @@ class Trainer(Configurable):
             raise ValueError("pass either run_dir (a new run) or resume (an existing run), not both")
         if config is not None and not isinstance(config, dict) and not hasattr(config, "as_dict"):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        frozen = set(frozen_parameters(model, self.freeze))  # checked before the data are set up
         train, val = self._check_data(data)
         if isinstance(model, LatentVariableModel):
             model.check_data_module(data)  # a model sized from data (from_data) must fit these data
@@ -382,7 +422,8 @@ class Trainer(Configurable):
                 _check_same_model(model, checkpoint["model"], Path(checkpoint["path"]))
             if zero and run is not None and notes:
                 _log_notes(run, notes)
-            result = FitLoop(self, model, data, train, val, objective, run, checkpoint, config).run()
+            with _frozen(model, frozen):
+                result = FitLoop(self, model, data, train, val, objective, run, checkpoint, config).run()
         if result.failed:
             warnings.warn(f"the run failed (stop_reason={result.stop_reason!r}): {result.message}", TrainingStoppedWarning,
                           stacklevel=2)
@@ -537,6 +578,20 @@ def _resume_checkpoint(run: RunDir, explicit: Path | None, notes: list[str]) -> 
                  + f". Steps after {step} are trained again.")
     checkpoint["path"] = str(path)
     return checkpoint
+
+
+@contextmanager
+def _frozen(model: nn.Module, names: set[str]) -> Iterator[None]:
+    """``requires_grad=False`` for the parameters named (``Trainer(freeze)``) while the fit runs; restored after."""
+    params = [p for n, p in model.named_parameters() if n in names]
+    before = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
 
 
 @contextmanager
