@@ -3,7 +3,9 @@
 The approximation gap of the gap table is log p̂(x) - L[q*]: a local optimisation stopped too
 early gives a low L[q*], so a gap too large and an amortization gap too small. This script
 takes a trained run of ``reproduce_cremer2018.py`` and the first ``--n-points`` of the test
-points its evaluation used (same seed, same subset), and optimises each point's posterior
+points its evaluation used (the same seed; ``--subset`` must be that evaluation's
+``--n-points``, 100 for the committed rows, and the whole test split must have been used,
+as without ``--short``), and optimises each point's posterior
 (the model's own family from the amortized start, or a family named with ``--family``)
 under each setting of ``--settings`` (``lr:max_steps:tol``; tol 0 runs every step). It
 prints a table and writes it with the machine and command to ``--out`` (markdown + JSON).

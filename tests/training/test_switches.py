@@ -233,6 +233,9 @@ def test_the_trainer_builds_adamax_and_radam_with_its_arguments(name: str, tmp_p
     (group,) = load_checkpoint(res.run_dir.last_checkpoint)["optimizer"]["param_groups"]
     assert (tuple(group["betas"]), group["eps"], group["weight_decay"]) == ((0.5, 0.75), 1e-4, 0.01)
     assert set(group) >= set(_TORCH[name]([torch.nn.Parameter(torch.zeros(1))]).param_groups[0]) - {"params"}
+    state = next(iter(load_checkpoint(res.run_dir.last_checkpoint)["optimizer"]["state"].values()))
+    assert set(state) == {"adamax": {"step", "exp_avg", "exp_inf"}, "radam": {"step", "exp_avg", "exp_avg_sq"}}[name]
+    assert "fused" not in group and "decoupled_weight_decay" in group if name == "radam" else "fused" not in group
     assert res.skipped_steps == 0
 
 
@@ -270,7 +273,9 @@ def test_every_new_schedule_and_optimizer_trains_from_a_yaml_config(tmp_path: Pa
         assert lrs == pytest.approx({s: 1e-2 * 0.5 ** (s - 1) for s in range(1, 5)}, rel=1e-12)
     n_opt = sum(len(g["params"]) for g in ckpt["optimizer"]["param_groups"])
     assert n_opt == (4 if "freeze" in trainer else 8)  # mlp_vae has 8 tensors, 4 of them in the decoder
-    assert opt_name in {"adam", "adamax", "radam"}
+    state = next(iter(ckpt["optimizer"]["state"].values()))
+    assert ("exp_inf" in state) == (opt_name == "adamax")  # Adamax keeps an infinity norm, Adam and RAdam do not
+    assert ("fused" in ckpt["optimizer"]["param_groups"][0]) == (opt_name == "adam")  # only Adam has a fused kernel
     if "freeze" in trainer:  # vaekit fit --resume reads the same freeze from config.yaml
         first = {k: v.clone() for k, v in ckpt["model"].items()}
         again = fit_config(yaml.safe_load(yaml.safe_dump(_config(tmp_path / "runs", **{**trainer, "max_steps": 8}))),
@@ -278,3 +283,27 @@ def test_every_new_schedule_and_optimizer_trains_from_a_yaml_config(tmp_path: Pa
         assert again.global_step == 8
         last = load_checkpoint(again.run_dir.last_checkpoint)["model"]
         assert all(torch.equal(last[k], first[k]) == k.startswith("decoder.") for k in first), sorted(first)
+
+
+@pytest.mark.parametrize("first, second, key", [
+    ({"freeze": ["enc.weight"]}, {"freeze": ["dec.weight"]}, "freeze"),
+    ({}, {"optimizer": "radam"}, "optimizer"),
+    ({}, {"optimizer": "adamax"}, "optimizer"),
+    ({}, {"warmup_steps": 100}, "warmup_steps"),
+    ({"lr_multipliers": {"enc": 2.0}}, {"lr_multipliers": {"enc": 3.0}}, "lr_multipliers"),
+], ids=["freeze", "radam", "adamax", "warmup", "lr_multipliers"])
+def test_resume_refuses_another_optimizer_freeze_or_schedule_before_anything_is_written(
+        tmp_path: Path, first: dict[str, Any], second: dict[str, Any], key: str) -> None:
+    """Optimizer state is matched to parameters by position: another frozen set or optimizer would put one
+    tensor's moments on another (torch's fused kernel then writes out of bounds). Refused, naming the argument."""
+    res = Trainer(**{**KW, "max_steps": 4}, **first, root_dir=str(tmp_path)).fit(_model(), _data())
+    files = {p: p.read_bytes() for p in Path(res.run_dir.path).rglob("*") if p.is_file()}
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InvalidArgumentError, match=rf"^{key}=.* differs from the checkpoint's {key}="):
+        Trainer(**{**KW, "max_steps": 8}, **second, root_dir=str(tmp_path)).fit(model, _data(), resume=res.run_dir.path)
+    assert {p: p.read_bytes() for p in Path(res.run_dir.path).rglob("*") if p.is_file()} == files
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the model is not touched either
+    again = Trainer(**{**KW, "max_steps": 8}, **first, root_dir=str(tmp_path)).fit(_model(), _data(),
+                                                                                  resume=res.run_dir.path)
+    assert again.global_step == 8 and not again.failed  # the run's own settings still resume it

@@ -420,6 +420,7 @@ class Trainer(Configurable):
                 assert run is not None
                 checkpoint = _resume_checkpoint(run, explicit, notes)
                 _check_same_model(model, checkpoint["model"], Path(checkpoint["path"]))
+                _check_same_optimization(self.get_params(), checkpoint.get("trainer") or {}, Path(checkpoint["path"]))
             if zero and run is not None and notes:
                 _log_notes(run, notes)
             with _frozen(model, frozen):
@@ -489,6 +490,27 @@ def _check_same_model(model: nn.Module, state: dict[str, Any], path: Path) -> No
     if diff:
         raise ValueError(f"the model does not match the checkpoint {str(path)!r} it should resume from (first "
                          f"differences: {', '.join(diff)}); resume with the run's own config")
+
+
+#: Trainer arguments that shape the optimizer's state or the schedule's curve: a resume must keep them
+#: (torch matches optimizer state to parameters by position only), with their values before they existed.
+RESUME_FIXED = {"optimizer": "adam", "freeze": None, "lr_multipliers": None, "warmup_steps": 0, "lr_gamma": None}
+
+
+def _check_same_optimization(given: dict[str, Any], saved: dict[str, Any], path: Path) -> None:
+    """Refuse a resume whose optimizer, frozen parameters, lr multipliers, warm-up or decay differ from the checkpoint's.
+
+    Checked before anything of the run is written or loaded into the model.
+    """
+    def norm(key: str, value: Any) -> Any:
+        return None if key == "freeze" and not value else value
+
+    for key, default in RESUME_FIXED.items():
+        mine, theirs = norm(key, given.get(key, default)), norm(key, saved.get(key, default))
+        if mine != theirs:
+            raise InvalidArgumentError(
+                f"{key}={mine!r} differs from the checkpoint's {key}={theirs!r} ({str(path)!r}): the optimizer state "
+                f"and the schedule of a run cannot change on resume; resume with {key}={theirs!r}, or start a new run")
 
 
 def _fresh_run_dir(run_dir: RunDir | str | Path) -> RunDir:
