@@ -168,11 +168,15 @@ def test_new_arguments_are_checked() -> None:
         (dict(lr_schedule="cosine", lr_gamma=0.9), r"lr_gamma is read only by lr_schedule='exponential'"),
         (dict(lr_schedule="step"), r"lr_schedule must be one of .*'exponential', 'noam'"),
         (dict(optimizer="sgd"), r"optimizer must be one of .*'adamax', 'radam'"),
+        (dict(lr_schedule="exponential", lr_gamma=0.9, lr=1e-3, min_lr=1e-2),
+         r"min_lr=0.01 is above lr=0.001: the floor of the 'exponential' schedule must be <= lr"),
+        (dict(lr_schedule="cosine", lr=1e-3, min_lr=2e-3), r"min_lr=0.002 is above lr=0.001"),
     ]
     for kwargs, message in cases:
         with pytest.raises(InvalidArgumentError, match=message):
             Trainer(**kwargs)  # type: ignore[arg-type]
     assert Trainer(lr_schedule="exponential", lr_gamma=1).lr_gamma == 1.0
+    assert Trainer(lr=1e-3, min_lr=1e-2).min_lr == 1e-2  # a constant rate has no floor to check
 
 
 # ------------------------------------------------------------------------------------------ optimizers

@@ -259,6 +259,9 @@ class Trainer(Configurable):
         _float("weight_decay", weight_decay, 0.0)
         _float("adam_eps", adam_eps, 0.0, strict=True)
         _float("min_lr", min_lr, 0.0)
+        if lr_schedule in ("cosine", "plateau", "exponential") and min_lr > lr:
+            raise InvalidArgumentError(f"min_lr={min_lr!r} is above lr={lr!r}: the floor of the {lr_schedule!r} "
+                                       f"schedule must be <= lr (it would raise the rate above lr from the start)")
         if not (isinstance(plateau_factor, (int, float)) and 0.0 < plateau_factor < 1.0):
             raise ValueError(f"plateau_factor must be a float in (0, 1), got {plateau_factor!r}")
         if (not isinstance(adam_betas, (tuple, list)) or len(adam_betas) != 2
