@@ -174,3 +174,14 @@ def test_lr_multipliers_scale_the_rate_of_a_submodule(tmp_path: Path) -> None:
     moved = {k: float((v - start[k]).abs().max()) for k, v in weights(model).items()}
     # Adam's first steps move each weight by about the rate: 1e-6 for the decoder, 3e-2 for the encoder's bias
     assert moved["dec.weight"] < 1e-4 < 1e-3 < moved["enc.weight"] < moved["enc.bias"], moved
+
+
+def test_root_dir_may_be_a_path_and_is_recorded_as_a_str(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trainer = Trainer(max_steps=2, batch_size=16, progress_bar=False, root_dir=tmp_path / "runs")
+    assert trainer.get_params()["root_dir"] == str(tmp_path / "runs") and trainer.root_dir == str(tmp_path / "runs")
+    res = trainer.fit(TinyVAE(), make_data(n=40, n_val=0))
+    assert Path(res.run_dir.path).parent.parent == tmp_path / "runs"
+    assert res.run_dir.read_config()["trainer"]["root_dir"] == str(tmp_path / "runs")
+    with pytest.raises(TypeError, match="root_dir must be a non-empty str"):
+        Trainer(root_dir=3)  # type: ignore[arg-type]

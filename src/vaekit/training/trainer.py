@@ -156,7 +156,7 @@ class Trainer(Configurable):
         ``torch._inductor.config.fallback_random`` is set).
     progress_bar : bool
         Show a tqdm bar with the loss and throughput.
-    root_dir : str
+    root_dir : str (or a path-like, recorded as its str)
         Where new run directories go: ``<root_dir>/<run_name>/<YYYYmmdd-HHMMSS>/`` when
         :meth:`fit` gets no ``run_dir`` (a ``-1``, ``-2``... suffix if that exists).
     run_name : str, optional
@@ -277,6 +277,7 @@ class Trainer(Configurable):
             raise ValueError(f"monitor must be the name of a metric of the objective, e.g. 'loss', got {monitor!r}")
         if not isinstance(devices, (int, str, list)) or isinstance(devices, bool):
             raise TypeError(f"devices must be an int, a str ('auto', '0,1') or a list of ints, got {devices!r}")
+        root_dir = os.fspath(root_dir) if isinstance(root_dir, os.PathLike) else root_dir
         for name, value in (("accelerator", accelerator), ("strategy", strategy), ("root_dir", root_dir)):
             if not isinstance(value, str) or not value:
                 raise TypeError(f"{name} must be a non-empty str, got {value!r}")
@@ -302,6 +303,12 @@ class Trainer(Configurable):
         if run_name is not None:
             check_run_name(run_name, "run_name")  # one folder inside root_dir: not '.', '..' or 'a/b'
         self.progress_bar, self.root_dir, self.run_name = bool(progress_bar), root_dir, run_name
+
+    @classmethod
+    def canonical_args(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """A path-like ``root_dir`` is recorded as its ``str`` (``config.yaml`` holds plain values)."""
+        root = args.get("root_dir")
+        return {**args, "root_dir": os.fspath(root)} if isinstance(root, os.PathLike) else args
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments as the constructor received them (recorded by
