@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -28,19 +27,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from iwae_speed import device_name  # noqa: E402
 from provenance import git_commit  # noqa: E402
 
 DEFAULT_SETTINGS = ("1e-3:10000:1e-3", "1e-3:40000:0", "3e-3:40000:0")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def parse_setting(text: str) -> dict[str, float]:
@@ -95,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
               f"(start {r['initial']:.3f}; {r['steps']} steps, {r['seconds']} s)", flush=True)
     command = "python benchmarks/cremer2018_local_opt_convergence.py " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = {"run": run.name, "model": type(model).__name__, "family": a.family or f"{type(own).__name__} (amortized start)",
-            "n_points": a.n_points, "subset_seed": a.seed, "device": f"{cpu_name()} ({torch.get_num_threads()} torch threads)",
+            "n_points": a.n_points, "subset_seed": a.seed,
+            "device": f"{device_name(torch.device('cpu'))} ({torch.get_num_threads()} torch threads)",
             "commit": git_commit(12, "unknown"), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": command}
     out = Path(a.out)
