@@ -22,7 +22,7 @@ from .._checks import InvalidArgumentError, check_float, check_int
 from ..nn import eval_mode
 from ._common import check_labels, check_x, is_image, posterior_means
 from .divergence import kl_statistics, save_kl_plot
-from .generation import samples_at_temperatures, save_generation_grids
+from .generation import TemperatureSetting, check_temperature, samples_at_temperatures, save_generation_grids
 from .mei import most_exciting_input, unit_activation
 from .probes import probe_latents
 from .receptive import save_field_grid, spike_triggered_average
@@ -210,7 +210,7 @@ _TOOLS: dict[str, Callable[[_Context], Outcome]] = {
 
 def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None = None,
                   out_dir: str | os.PathLike[str] = "analysis", *, which: Sequence[str] | str | None = None,
-                  n_images: int = 32, temperatures: Sequence[float] = (0.0, 0.5, 0.75, 1.0), n_units: int = 8,
+                  n_images: int = 32, temperatures: Sequence[TemperatureSetting] = (0.0, 0.5, 0.75, 1.0), n_units: int = 8,
                   n_noise: int = 4096, mei_steps: int = 100, probe_mlp: bool = False, probe_test_fraction: float = 0.3,
                   batch_size: int = 256, seed: int = 0) -> dict[str, Any]:
     """Run every analysis that applies and write its figures and ``analysis.json`` to ``out_dir``.
@@ -232,8 +232,11 @@ def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None =
         Subset of :data:`ANALYSES` (a comma-separated string or a list); default all.
     n_images : int
         Examples per reconstruction / sample grid.
-    temperatures : sequence of float
-        Sampling temperatures.
+    temperatures : sequence of temperature settings
+        One sample grid per setting: a number (every latent), or for a model whose
+        ``sample`` takes per-layer temperatures (a hierarchical VAE) a list with one number
+        per latent layer in the model's order or a schedule ``"linear:START:END"``
+        (:func:`vaekit.analysis.generation.check_temperature`).
     n_units : int
         Most active units (per latent) traversed and given a receptive field and an MEI.
     n_noise : int
@@ -265,7 +268,10 @@ def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None =
     names = check_which(which)
     n_images, n_units, n_noise = check_int("n_images", n_images), check_int("n_units", n_units), check_int("n_noise", n_noise, 2)
     mei_steps, batch_size, seed = check_int("mei_steps", mei_steps), check_int("batch_size", batch_size), check_int("seed", seed, 0)
-    temps = [check_float("temperatures", t, 0) for t in temperatures]
+    if isinstance(temperatures, (str, int, float)):
+        raise InvalidArgumentError(f"temperatures must be a list of temperature settings (one sample grid each), "
+                                   f"got {temperatures!r}; e.g. [0.5, 1.0] or [[1.0, 0.8, 0.6]]")
+    temps = [check_temperature(model, t, "temperatures") for t in temperatures]
     check_float("probe_test_fraction", probe_test_fraction, 0, 1, low_open=True, high_open=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
