@@ -45,10 +45,13 @@ def _model_and_config(config: str) -> tuple[object, dict]:
 
     import yaml
 
-    from ..config import build_fit_parser, build_model_parser, error_lines, instantiate
-    from .fit import _check_config_files
+    from ..config import ConfigError, build_fit_parser, build_model_parser, check_config_keys, error_lines, instantiate
+    from ..training.rundir import read_yaml_mapping
 
-    _check_config_files(["--config", config])
+    try:  # names the file, the line and the unknown key, as vaekit fit does
+        check_config_keys(read_yaml_mapping(config))
+    except (ConfigError, ValueError) as e:
+        raise CLIError(f"--config {config}: {e}") from None
     parser = build_fit_parser("vaekit migrate")
     try:
         cfg = parser.parse_args(["--config", config])
