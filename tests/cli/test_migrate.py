@@ -190,6 +190,10 @@ def test_bad_arguments_are_refused_before_anything_is_written(foreign, tmp_path,
                                                           "init_args": {"data_shape": [D]}}}))
     assert main(["migrate", str(path), "--preset", "hvae-tdvae", "--config", str(ladder), "--out", str(out)]) == 2
     assert "preset 'hvae-tdvae' maps onto a model with block 'hiddens'" in capsys.readouterr().err
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump({**CONFIG, "modle": {}}))
+    assert main(["migrate", str(path), "--preset", "hvae-tdvae", "--config", str(typo), "--out", str(out)]) == 2
+    assert "modle" in capsys.readouterr().err
     torch.save({"optimizer": {"lr": torch.tensor(1.0)}, "step": 3}, path)
     assert main(["migrate", str(path), "--preset", "hvae-tdvae", *args]) == 2
     assert "not a state dict" in capsys.readouterr().err
