@@ -132,7 +132,7 @@ def probe_latents(model: Any, x: Tensor, labels: Tensor | np.ndarray, *, test_fr
     blocks : str or sequence of str, optional
         What to probe (default: every latent). A latent name probes its posterior mean; any
         other block of a hierarchical VAE probes its output in the posterior pass at
-        posterior means (:func:`vaekit.analysis._common.block_output`), flattened per example.
+        posterior means (:func:`vaekit.analysis.block_output`), flattened per example.
 
     Returns
     -------

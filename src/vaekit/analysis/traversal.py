@@ -65,7 +65,7 @@ def latent_traversal(model: Any, x: Tensor, latent: str | None = None, dims: Seq
 
     **A deterministic block** of a hierarchical VAE: its output ``h`` in the posterior pass
     at posterior means is replaced by ``h + offset * s_d * v_d`` and the rest of the graph
-    is computed from the replaced output (:func:`vaekit.analysis._common.decode_replaced`):
+    is computed from the replaced output (:func:`vaekit.analysis.decode_replaced`):
     later encoder blocks, the posterior means of the latent layers that read them or that
     lie below the block, and the output. ``v_d`` is unit ``d`` (``directions="units"``) or
     the ``d``-th principal direction of the block's outputs over ``reference``
