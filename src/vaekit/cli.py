@@ -1,7 +1,7 @@
 """The ``vaekit`` command: the top-level usage and the dispatch to one module per command.
 
 Each command (``fit``, ``evaluate``, ``sample``, ``demo``, ``analyze``, ``graph``, ``embed``,
-``new``) lives in :mod:`vaekit.commands` as ``vaekit.commands.<name>`` with ``main(argv)``,
+``new``, ``migrate``) lives in :mod:`vaekit.commands` as ``vaekit.commands.<name>`` with ``main(argv)``,
 imported only when it runs; what they share (:class:`~vaekit.commands.CLIError`, the exit
 statuses, ``--trust-code``) is in a leaf module there, so nothing under
 :mod:`vaekit.commands` imports this module. :func:`main` turns what a command raises into
@@ -39,6 +39,7 @@ commands:
   graph      draw a model's block graph:         vaekit graph RUN_DIR --out graph.png
   embed      embed data like t-SNE/UMAP:         vaekit embed DATA --n-components 2 --out Z.npy
   new        write a template to start from:     vaekit new model NAME | dataset NAME | table NAME
+  migrate    a foreign checkpoint as a run:      vaekit migrate SRC.pt --preset NAME --config C.yaml --out RUN_DIR
 
 Run 'vaekit <command> --help' for the options of a command.
 """

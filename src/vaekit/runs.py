@@ -274,17 +274,23 @@ def save_reconstructions(model: LatentVariableModel, x: Tensor, path: str | os.P
 
 def sample_run(run_dir: str | os.PathLike[str], n: int = 64, out: str | os.PathLike[str] | None = None, *,
                checkpoint: Checkpoint = "best", seed: int = 0, mean: bool = True, trust_code: bool = False,
-               allow: Iterable[Any] = ()) -> Path:
+               allow: Iterable[Any] = (), temperature: Any = None) -> Path:
     """Draw ``n`` samples from a run's model and save them as a PNG grid (default ``eval/samples.png``).
 
-    ``trust_code`` and ``allow`` are as in :func:`load`.
+    ``trust_code`` and ``allow`` are as in :func:`load`. ``temperature`` (default: the
+    model's own sampling) is one setting of
+    :func:`vaekit.analysis.generation.check_temperature`: a number, or for a hierarchical
+    VAE one number per latent layer or a schedule; it is checked before anything is written.
     """
+    from .analysis.generation import check_temperature, sample_at_temperature
+
     if int(n) < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     run = RunDir.open(run_dir)
     model = load(run.path, checkpoint=checkpoint, trust_code=trust_code, allow=allow)
+    temperature = None if temperature is None else check_temperature(model, temperature)
     torch.manual_seed(seed)
-    x = model.sample(int(n), mean=mean)
+    x = model.sample(int(n), mean=mean) if temperature is None else sample_at_temperature(model, int(n), temperature, mean=mean)
     return save_image_grid(x, Path(out) if out else run.eval / "samples.png", model.data_shape, title=f"{n} samples")
 
 

@@ -66,3 +66,52 @@ def test_grids_and_bad_arguments(vae, tmp_path):
         samples_at_temperatures(vae, 4, [])
     with pytest.raises(ValueError, match="n must be an int >= 1, got 0"):
         samples_at_temperatures(vae, 0)
+
+
+def _ladder():
+    from vaekit.models.hierarchical import ladder_vae
+
+    torch.manual_seed(0)
+    return ladder_vae([64], hidden=(16, 8), latent=(4, 2)).eval()
+
+
+def test_per_layer_temperatures_go_to_the_layers_in_the_models_order():
+    model = _ladder()  # layers z2 (top), z1
+    s = samples_at_temperatures(model, 5, ["linear:0:1", [0.0, 0.0], [1.0, 0.0]], seed=0)
+    assert set(s) == {(0.0, 0.0), (0.0, 1.0), (1.0, 0.0)}  # the schedule 0 -> 1 over 2 layers is [0, 1]
+    assert torch.equal(s[(0.0, 0.0)], s[(0.0, 0.0)][:1].expand(5, 64))  # every layer at its prior mean
+    torch.manual_seed(0)
+    torch.testing.assert_close(s[(0.0, 1.0)], model.sample(5, temperature=[0.0, 1.0]))
+    # z2 at its mean, z1 drawn: z1's prior mean is the same for every row, so the spread comes from z1 alone
+    trace = model.prior_pass(5, [0.0, 1.0])
+    assert torch.equal(trace.z["z2"], trace.priors["z2"].mean) and not torch.equal(trace.z["z1"], trace.priors["z1"].mean)
+    assert s[(0.0, 1.0)].std(0).mean() > 1e-3 and not torch.allclose(s[(0.0, 1.0)], s[(1.0, 0.0)])
+
+
+def test_temperature_settings_are_checked_against_the_model():
+    from vaekit import InvalidArgumentError
+    from vaekit.analysis.generation import check_temperature, linear_temperatures
+
+    model = _ladder()
+    assert check_temperature(model, [0.7]) == 0.7 and check_temperature(model, "linear:1:0.5") == [1.0, 0.5]
+    assert check_temperature(model, lambda i: 1.0 - 0.25 * i) == [1.0, 0.75]
+    assert linear_temperatures(1.0, 0.4, 4) == [1.0, 0.8, 0.6, 0.4]
+    with pytest.raises(InvalidArgumentError, match=r"temperature lists one value per latent layer of HierarchicalVAE "
+                                                   r"\(2: z2, z1, top first\), got 3 values \[1.0, 0.8, 0.6\]"):
+        check_temperature(model, [1.0, 0.8, 0.6])
+    with pytest.raises(InvalidArgumentError, match="temperature must be a finite number >= 0, got -0.5"):
+        check_temperature(model, [1.0, -0.5])
+    with pytest.raises(InvalidArgumentError, match="schedule 'linear:1:x' needs numbers"):
+        check_temperature(model, "linear:1:x")
+    with pytest.raises(InvalidArgumentError, match="a schedule 'linear:START:END', got 'cosine:1:0'"):
+        check_temperature(model, "cosine:1:0")
+
+
+def test_a_model_without_per_layer_temperatures_takes_one_number(vae, two):
+    from vaekit import InvalidArgumentError
+
+    assert samples_at_temperatures(vae, 2, [[0.5]], seed=0)[0.5].shape == (2, 64)  # a list of one is that number
+    for model, setting in ((vae, [1.0, 0.5]), (two, [1.0, 0.5]), (vae, "linear:1:0.5")):
+        with pytest.raises(InvalidArgumentError, match=f"temperatures: {type(model).__name__} takes one temperature for all "
+                                                       "its latents.*need a model whose sample\\(\\) takes them"):
+            samples_at_temperatures(model, 2, [setting])

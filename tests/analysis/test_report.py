@@ -30,7 +30,7 @@ def test_everything_on_an_image_model(vae, clusters, tmp_path):
     res = analyze_model(vae, x[:120], y[:120], tmp_path / "out", **FAST)
     out = tmp_path / "out"
     want = {"reconstructions.png", "reconstruction.csv", "samples_t0.png", "samples_t0.5.png", "samples_t0.75.png", "samples_t1.png",
-            "kl_per_dim.png", "traversal_z.png", "receptive_z.png", "mei_z.png", "analysis.json"}
+            "kl_per_dim.png", "traversal_z.png", "traversal_diff_z.png", "receptive_z.png", "mei_z.png", "analysis.json"}
     assert set(res["files"]) == want and all((out / f).stat().st_size > 100 for f in want)
     saved = json.loads((out / "analysis.json").read_text())
     assert saved["n"] == 120 and saved["latents"] == {"z": 4} and saved["skipped"] == {}
@@ -57,7 +57,8 @@ def test_two_latents_a_subset_and_extra_analyses(two, clusters, tmp_path, monkey
     monkeypatch.setattr(report, "EXTRA_ANALYSES", [latent_count, never])
     x, y = clusters
     res = analyze_model(two, x[:60], None, tmp_path, which="kl,traversal,probe,extra", **FAST)
-    assert set(res["files"]) == {"kl_per_dim.png", "traversal_a.png", "traversal_b.png", "count.txt", "analysis.json"}
+    assert set(res["files"]) == {"kl_per_dim.png", "traversal_a.png", "traversal_b.png", "traversal_diff_a.png",
+                                 "traversal_diff_b.png", "count.txt", "analysis.json"}
     assert res["extra"] == {"latent_count": {"n_latents": 2, "files": ["count.txt"]}}
     assert res["skipped"] == {"probe": "no labels", "never": "does not apply to this model"}
     assert set(res["kl"]) == {"a", "b"} and "recon" not in res
@@ -110,7 +111,7 @@ def test_vaekit_analyze_writes_eval_analysis(tiny_run, capsys):
     assert main(["analyze", str(tiny_run), "--n-points", "60", "--only", "recon,kl,probe,traversal", "--n-units", "2"]) == 0
     out = tiny_run / "eval" / "analysis"
     assert sorted(p.name for p in out.iterdir()) == ["analysis.json", "kl_per_dim.png", "reconstruction.csv", "reconstructions.png",
-                                                     "traversal_z.png"]
+                                                     "traversal_diff_z.png", "traversal_z.png"]
     saved = json.loads((out / "analysis.json").read_text())
     assert saved["n"] == 60 and saved["probe"]["z"]["n_test"] == 18 and saved["active_units"]["z"] <= 3
     printed = capsys.readouterr().out

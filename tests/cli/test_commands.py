@@ -41,7 +41,7 @@ def _imports_cli(source: str) -> bool:
 def test_every_command_is_a_module_of_vaekit_commands_with_main():
     import importlib
 
-    assert list(COMMANDS) == ["fit", "evaluate", "sample", "demo", "analyze", "graph", "embed", "new"]
+    assert list(COMMANDS) == ["fit", "evaluate", "sample", "demo", "analyze", "graph", "embed", "new", "migrate"]
     for name in COMMANDS:
         assert (COMMANDS_DIR / f"{name}.py").is_file(), name
         assert callable(importlib.import_module(f"vaekit.commands.{name}").main), name

@@ -14,8 +14,9 @@ from .._checks import check_int
 from ..distributions import point_estimate
 from .images import as_images
 
-__all__ = ["model_device", "check_x", "check_labels", "check_latent", "is_image", "distribution_mean",
-           "encode_means", "latent_shapes", "posterior_means", "decode_mean"]
+__all__ = ["model_device", "check_x", "check_labels", "check_latent", "check_block", "is_latent", "block_names",
+           "is_image", "distribution_mean", "encode_means", "latent_shapes", "posterior_means", "decode_mean",
+           "block_output", "block_outputs", "decode_replaced"]
 
 
 def model_device(model: Any) -> torch.device:
@@ -68,6 +69,97 @@ def check_latent(model: Any, latent: str) -> str:
     if latent not in names:
         raise ValueError(f"latent must be one of the model's latents {list(names)}, got {latent!r}")
     return latent
+
+
+def _graph(model: Any) -> Any:
+    """The model if it is built from blocks (a :class:`~vaekit.models.hierarchical.HierarchicalVAE`), else None."""
+    from ..models.hierarchical import HierarchicalVAE
+
+    return model if isinstance(model, HierarchicalVAE) else None
+
+
+def block_names(model: Any) -> list[str]:
+    """What the analysis tools accept as a ``block``: every latent, plus every block of a model built from blocks.
+
+    >>> from vaekit.models.hierarchical import ladder_vae
+    >>> block_names(ladder_vae([6], hidden=(4, 3), latent=(3, 2)))
+    ['z2', 'z1', 'x_in', 'h1', 'h2', 'x_out']
+    """
+    names = list(model.latent_names)
+    graph = _graph(model)
+    return names + ([k for k in graph.blocks if k not in names] if graph is not None else [])
+
+
+def is_latent(model: Any, block: str) -> bool:
+    """Whether ``block`` names one of the model's latents (else a deterministic block)."""
+    return block in tuple(model.latent_names)
+
+
+def check_block(model: Any, block: str, name: str = "block") -> str:
+    """``block`` if it names a latent or (for a model built from blocks) a block, else an error listing them.
+
+    Raises
+    ------
+    vaekit.InvalidArgumentError
+        Naming ``name``, the value and the accepted names.
+    """
+    from .._checks import InvalidArgumentError
+
+    accepted = block_names(model)
+    if not isinstance(block, str) or block not in accepted:
+        latents = list(model.latent_names)
+        others = [b for b in accepted if b not in latents]
+        more = f" or blocks {others}" if others else ""
+        raise InvalidArgumentError(f"{name} must be one of the model's latents {latents}{more}, got {block!r}")
+    return block
+
+
+def block_output(model: Any, x: Tensor, block: str, replace: dict[str, Tensor] | None = None) -> Tensor:
+    """What the analysis tools read of ``block`` at inputs ``x`` (differentiable), shape (n, *block_shape).
+
+    For a latent, its posterior point estimate (:func:`vaekit.distributions.point_estimate`:
+    the mean, given the posterior means of the layers above); for a deterministic block of a
+    hierarchical VAE, its output in the posterior pass at posterior means
+    (:meth:`~vaekit.models.hierarchical.HierarchicalVAE.posterior_pass` with ``mean=True``),
+    with the outputs in ``replace`` taken as given.
+    """
+    if is_latent(model, block) and not replace:
+        return distribution_mean(model.encode(x)[block])
+    trace = model.posterior_pass(x, mean=True, replace=replace)
+    return trace.z[block] if is_latent(model, block) else trace.computed[block]
+
+
+@torch.no_grad()
+def block_outputs(model: Any, x: Tensor, block: str, *, batch_size: int = 256) -> Tensor:
+    """:func:`block_output` in batches, without gradients, shape (n, *block_shape); a latent in its own shape."""
+    if is_latent(model, block):
+        return encode_means(model, x, batch_size=batch_size)[block]
+    return torch.cat([block_output(model, chunk, block) for chunk in x.split(check_int("batch_size", batch_size))])
+
+
+@torch.no_grad()
+def decode_replaced(model: Any, x: Tensor, block: str, value: Tensor) -> Tensor:
+    """Mean of p(x | ...) with deterministic ``block`` outputting ``value``, the rest of the graph computed from it.
+
+    The posterior pass at posterior means (``x`` feeds the encoder blocks that do not depend
+    on ``block``, and the posterior conditions), with ``block``'s output replaced: blocks
+    after it, and the latent layers below it, are recomputed from the replaced value.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, *data_shape)
+    block : str
+        A deterministic block of a hierarchical VAE.
+    value : Tensor of shape (n, *block_shape)
+
+    Returns
+    -------
+    Tensor of shape (n, *data_shape)
+    """
+    params = model.posterior_pass(x, mean=True, replace={block: value}).params
+    lik, shape = model.output_block.likelihood, tuple(model.data_shape)
+    px = lik(params.reshape(x.shape[0], lik.params_per_dim * shape[0], *shape[1:]), len(shape))
+    return distribution_mean(px, 1)
 
 
 def is_image(data_shape: Sequence[int]) -> bool:

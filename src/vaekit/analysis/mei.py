@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .._checks import check_float, check_int
 from ..nn import eval_mode
+from ._common import block_output, is_latent
 from .receptive import check_centre, check_units
 
 __all__ = ["MEIResult", "most_exciting_input", "unit_activation"]
@@ -38,7 +39,8 @@ class MEIResult:
 
 
 def unit_activation(model: Any, x: Tensor, latent: str, units: Sequence[int], n_mc: int = 32) -> Tensor:
-    """Posterior mean of unit ``units[i]`` of ``latent`` at input ``x[i]`` (differentiable).
+    """Posterior mean of unit ``units[i]`` of ``latent`` at input ``x[i]`` (differentiable); for a deterministic
+    block of a hierarchical VAE, unit ``units[i]`` of its output.
 
     Parameters
     ----------
@@ -48,6 +50,9 @@ def unit_activation(model: Any, x: Tensor, latent: str, units: Sequence[int], n_
     -------
     Tensor of shape (len(units),)
     """
+    if not is_latent(model, latent):  # a deterministic block of a hierarchical VAE: its output (differentiable)
+        out = block_output(model, x, latent).flatten(1)
+        return out[torch.arange(len(units), device=out.device), torch.as_tensor(list(units), device=out.device)]
     q = model.encode(x)[latent]
     try:
         means = q.mean

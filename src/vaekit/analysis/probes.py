@@ -1,7 +1,8 @@
-"""Decodability: how well labels can be read out of each latent's posterior mean (linear and MLP probes)."""
+"""Decodability: how well labels can be read out of each latent's posterior mean, or any block's output (linear and MLP probes)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -9,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_float, check_int
+from .._checks import InvalidArgumentError, check_float, check_int
 from ..nn import eval_mode
-from ._common import check_labels, check_x, posterior_means
+from ._common import block_outputs, check_block, check_labels, check_x, posterior_means
 
 __all__ = ["ProbeResult", "probe_accuracy", "probe_latents"]
 
@@ -116,8 +117,9 @@ def probe_accuracy(features: Tensor | np.ndarray, labels: Tensor | np.ndarray, *
 
 
 def probe_latents(model: Any, x: Tensor, labels: Tensor | np.ndarray, *, test_fraction: float = 0.3,
-                  mlp: bool = False, seed: int = 0, batch_size: int = 256) -> dict[str, ProbeResult]:
-    """Probes from each named latent's posterior mean to the labels (and from all latents together).
+                  mlp: bool = False, seed: int = 0, batch_size: int = 256,
+                  blocks: str | Sequence[str] | None = None) -> dict[str, ProbeResult]:
+    """Probes from each named latent's posterior mean (or each block's output) to the labels.
 
     Parameters
     ----------
@@ -127,16 +129,36 @@ def probe_latents(model: Any, x: Tensor, labels: Tensor | np.ndarray, *, test_fr
     test_fraction, mlp, seed
         As in :func:`probe_accuracy`.
     batch_size : int
+    blocks : str or sequence of str, optional
+        What to probe (default: every latent). A latent name probes its posterior mean; any
+        other block of a hierarchical VAE probes its output in the posterior pass at
+        posterior means (:func:`vaekit.analysis.block_output`), flattened per example.
 
     Returns
     -------
     dict of str to ProbeResult
-        One entry per latent name, plus ``"all"`` (the latents concatenated) when there are several.
+        One entry per latent (or block), plus ``"all"`` (the features concatenated) when there are several.
+
+    Examples
+    --------
+    >>> from vaekit.models.hierarchical import ladder_vae
+    >>> model = ladder_vae([6], hidden=(8, 4), latent=(3, 2))
+    >>> x, y = torch.rand(40, 6).round(), torch.arange(40) % 2
+    >>> sorted(probe_latents(model, x, y, blocks=["h1", "z2"]))
+    ['all', 'h1', 'z2']
     """
     x = check_x(model, x)
     labels = check_labels(labels, x.shape[0])
+    names = [blocks] if isinstance(blocks, str) else None if blocks is None else list(blocks)
+    if names is not None:
+        if not names:
+            raise InvalidArgumentError("blocks must name at least one latent or block (or be None for every latent)")
+        names = [check_block(model, b, "blocks") for b in names]
     with eval_mode(model), torch.no_grad():
-        means = posterior_means(model, x, batch_size=batch_size)
+        if names is None:
+            means = posterior_means(model, x, batch_size=batch_size)
+        else:
+            means = {b: block_outputs(model, x, b, batch_size=batch_size).flatten(1) for b in names}
     out = {name: probe_accuracy(m, labels, test_fraction=test_fraction, mlp=mlp, seed=seed) for name, m in means.items()}
     if len(means) > 1:
         out["all" if "all" not in means else "all_latents"] = probe_accuracy(torch.cat(list(means.values()), 1), labels, test_fraction=test_fraction, mlp=mlp, seed=seed)

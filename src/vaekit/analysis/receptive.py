@@ -1,4 +1,4 @@
-"""White-noise analysis: receptive fields of latent units by spike-triggered averaging."""
+"""White-noise analysis: receptive fields of latent units (or of any block's units) by spike-triggered averaging."""
 
 from __future__ import annotations
 
@@ -11,23 +11,24 @@ from torch import Tensor
 
 from .._checks import InvalidArgumentError, check_float, check_int
 from ..nn import eval_mode
-from ._common import check_latent, encode_means, model_device
+from ._common import block_outputs, check_block, is_latent, model_device
 from .images import save_image_grid
 
 __all__ = ["check_units", "check_centre", "spike_triggered_average", "as_display", "save_field_grid"]
 
 
-def check_units(model: Any, latent: str, units: Sequence[int] | None) -> list[int]:
-    """Flattened unit indices of ``latent`` (all of them for None), each in ``[0, D)``."""
-    check_latent(model, latent)
+def check_units(model: Any, latent: str, units: Sequence[int] | None, name: str = "latent") -> list[int]:
+    """Flattened unit indices of ``latent`` (a latent, or any block of a hierarchical VAE; all units for None), each in ``[0, D)``."""
+    check_block(model, latent, name)
     with torch.no_grad(), eval_mode(model):
         x = torch.zeros(1, *model.data_shape, device=model_device(model))
-        size = encode_means(model, x, n_mc=1)[latent][0].numel()
+        size = block_outputs(model, x, latent)[0].numel()
     if units is None:
         return list(range(size))
     units = [check_int("units", u, 0) for u in units]
     if not units or any(u >= size for u in units):
-        raise InvalidArgumentError(f"units must be a non-empty list of indices in [0, {size}) of latent {latent!r}, got {units}")
+        what = "latent" if is_latent(model, latent) else "block"
+        raise InvalidArgumentError(f"units must be a non-empty list of indices in [0, {size}) of {what} {latent!r}, got {units}")
     return units
 
 
@@ -44,14 +45,15 @@ def check_centre(model: Any, centre: float | Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def spike_triggered_average(model: Any, latent: str, units: Sequence[int] | None = None, *, n_samples: int = 4096,
-                            noise_std: float = 1.0, centre: float | Tensor = 0.0, batch_size: int = 1024,
-                            seed: int = 0) -> Tensor:
-    r"""Receptive fields of latent units by spike-triggered averaging over white noise.
+def spike_triggered_average(model: Any, latent: str | None = None, units: Sequence[int] | None = None, *,
+                            n_samples: int = 4096, noise_std: float = 1.0, centre: float | Tensor = 0.0,
+                            batch_size: int = 1024, seed: int = 0, block: str | None = None) -> Tensor:
+    r"""Receptive fields of latent units (or of any block's units) by spike-triggered averaging over white noise.
 
     Inputs :math:`x_i = c + \epsilon_i`, :math:`\epsilon_i \sim \mathcal N(0, s^2 I)`, go
     through the encoder; the response of unit ``d`` is its posterior mean
-    :math:`r_{id} = \mathbb E_q[z_d | x_i]`. The field is the response-weighted average of
+    :math:`r_{id} = \mathbb E_q[z_d | x_i]` (for a deterministic block of a hierarchical VAE,
+    unit ``d`` of the block's output in the posterior pass at posterior means). The field is the response-weighted average of
     the noise (responses centred on their mean, divided by the noise variance):
 
     .. math:: \mathrm{STA}_d = \frac{1}{N s^2} \sum_i (r_{id} - \bar r_d)\, \epsilon_i .
@@ -64,7 +66,7 @@ def spike_triggered_average(model: Any, latent: str, units: Sequence[int] | None
     ----------
     model : LatentVariableModel
     latent : str
-        One of ``model.latent_names``.
+        One of ``model.latent_names`` (or, for a hierarchical VAE, any block name).
     units : sequence of int, optional
         Flattened unit indices (default: every unit of the latent).
     n_samples : int
@@ -76,6 +78,8 @@ def spike_triggered_average(model: Any, latent: str, units: Sequence[int] | None
     batch_size : int
     seed : int
         Seed of the noise.
+    block : str, optional
+        The same as ``latent`` (give one of them).
 
     Returns
     -------
@@ -86,8 +90,14 @@ def spike_triggered_average(model: Any, latent: str, units: Sequence[int] | None
     >>> from vaekit.models import mlp_vae
     >>> spike_triggered_average(mlp_vae([6], 3, [4]), "z", [1], n_samples=64).shape
     torch.Size([1, 6])
+    >>> from vaekit.models.hierarchical import ladder_vae
+    >>> spike_triggered_average(ladder_vae([6], hidden=(8, 4), latent=(3, 2)), block="h1", units=[0, 7], n_samples=64).shape
+    torch.Size([2, 6])
     """
-    units = check_units(model, latent, units)
+    if (latent is None) == (block is None):
+        raise InvalidArgumentError(f"give exactly one of latent and block, got latent={latent!r}, block={block!r}")
+    latent = latent if block is None else block
+    units = check_units(model, latent, units, "latent" if block is None else "block")
     n_samples, batch_size = check_int("n_samples", n_samples, 2), check_int("batch_size", batch_size)
     noise_std = check_float("noise_std", noise_std, 0, low_open=True)
     c = check_centre(model, centre)
@@ -97,7 +107,7 @@ def spike_triggered_average(model: Any, latent: str, units: Sequence[int] | None
     with eval_mode(model):
         for start in range(0, n_samples, batch_size):
             eps = torch.randn(min(batch_size, n_samples - start), *shape, generator=g).to(c.device) * noise_std
-            r = encode_means(model, c + eps, batch_size=batch_size)[latent]
+            r = block_outputs(model, c + eps, latent, batch_size=batch_size)
             noises.append(eps.flatten(1).double())
             responses.append(r.flatten(1)[:, units].double())
     eps, r = torch.cat(noises), torch.cat(responses)

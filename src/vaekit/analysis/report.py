@@ -20,9 +20,9 @@ from torch import Tensor
 
 from .._checks import InvalidArgumentError, check_float, check_int
 from ..nn import eval_mode
-from ._common import check_labels, check_x, is_image, posterior_means
+from ._common import block_outputs, check_block, check_labels, check_x, is_image, is_latent, posterior_means
 from .divergence import kl_statistics, save_kl_plot
-from .generation import samples_at_temperatures, save_generation_grids
+from .generation import TemperatureSetting, check_temperature, samples_at_temperatures, save_generation_grids
 from .mei import most_exciting_input, unit_activation
 from .probes import probe_latents
 from .receptive import save_field_grid, spike_triggered_average
@@ -107,11 +107,12 @@ class _Context:
     out: Path
     shape: tuple[int, ...]
     images: bool
-    variance: dict[str, Tensor]  # activity of every unit, per latent
+    variance: dict[str, Tensor]  # activity of every unit, per latent (or per block analysed)
     centre: Tensor  # data mean: where white noise and most exciting inputs are placed
     spread: float  # data standard deviation: the white-noise level
     norm: float  # mean distance of the examples from the data mean: the norm of the MEI search
     settings: dict[str, Any]
+    blocks: list[str] | None = None  # the blocks asked for (None: every latent)
 
     def units(self, latent: str) -> list[int]:
         """The ``n_units`` most active units of a latent, most active first."""
@@ -152,7 +153,7 @@ def _probe(c: _Context) -> Outcome:
     if len(c.y.unique()) < 2:
         return "labels hold a single class", []
     probes = probe_latents(c.model, c.x, c.y, test_fraction=c.settings["probe_test_fraction"], mlp=c.settings["probe_mlp"],
-                           seed=c.settings["seed"], batch_size=c.settings["batch_size"])
+                           seed=c.settings["seed"], batch_size=c.settings["batch_size"], blocks=c.blocks)
     return {"probe": {k: p.to_dict() for k, p in probes.items()}}, []
 
 
@@ -160,12 +161,20 @@ def _traversal(c: _Context) -> Outcome:
     if not c.images:
         return "data are not images", []
     entries, files = {}, []
-    for latent in c.variance:
-        units = c.units(latent)
-        t = latent_traversal(c.model, c.x[:1], latent, units, TRAVERSAL_OFFSETS)
-        files.append(save_traversal_grid(t, c.out / f"traversal_{latent}.png", c.shape,
-                                         title=f"{latent}: units {units}, offsets {TRAVERSAL_OFFSETS[0]:g}..{TRAVERSAL_OFFSETS[-1]:g}"))
-        entries[latent] = {"units": units, "offsets": list(TRAVERSAL_OFFSETS)}
+    span = f"offsets {TRAVERSAL_OFFSETS[0]:g}..{TRAVERSAL_OFFSETS[-1]:g}"
+    for name in c.variance:
+        if is_latent(c.model, name):
+            dims, kw, what = c.units(name), {}, "units"
+        else:  # a deterministic block: its top principal directions over the examples, in standard deviations
+            dims = list(range(min(c.settings["n_units"], c.variance[name].numel(), c.x.shape[0])))
+            kw, what = {"directions": "pca", "reference": c.x}, "principal directions"
+        t = latent_traversal(c.model, c.x[:1], block=name, dims=dims, offsets=TRAVERSAL_OFFSETS, **kw)
+        d = latent_traversal(c.model, c.x[:1], block=name, dims=dims, offsets=TRAVERSAL_OFFSETS, differences=True, **kw)
+        files.append(save_traversal_grid(t, c.out / f"traversal_{name}.png", c.shape, title=f"{name}: {what} {dims}, {span}"))
+        files.append(save_traversal_grid(d, c.out / f"traversal_diff_{name}.png", c.shape, differences=True,
+                                         title=f"{name}: change from the unshifted decode (grey: none), {span}"))
+        entries[name] = {"units" if what == "units" else "principal_directions": dims, "offsets": list(TRAVERSAL_OFFSETS),
+                         "max_change": d.flatten(2).abs().amax(2).tolist()}
     return {"traversal": entries}, files
 
 
@@ -173,7 +182,7 @@ def _receptive(c: _Context) -> Outcome:
     entries, files = {}, []
     for latent in c.variance:
         units = c.units(latent)
-        sta = spike_triggered_average(c.model, latent, units, n_samples=c.settings["n_noise"], noise_std=c.spread,
+        sta = spike_triggered_average(c.model, block=latent, units=units, n_samples=c.settings["n_noise"], noise_std=c.spread,
                                       centre=c.centre, batch_size=c.settings["batch_size"], seed=c.settings["seed"])
         entries[latent] = {"units": units, "noise_std": c.spread, "n_noise": c.settings["n_noise"],
                            "field_norm": sta.flatten(1).norm(dim=1).tolist()}
@@ -210,9 +219,9 @@ _TOOLS: dict[str, Callable[[_Context], Outcome]] = {
 
 def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None = None,
                   out_dir: str | os.PathLike[str] = "analysis", *, which: Sequence[str] | str | None = None,
-                  n_images: int = 32, temperatures: Sequence[float] = (0.0, 0.5, 0.75, 1.0), n_units: int = 8,
+                  n_images: int = 32, temperatures: Sequence[TemperatureSetting] = (0.0, 0.5, 0.75, 1.0), n_units: int = 8,
                   n_noise: int = 4096, mei_steps: int = 100, probe_mlp: bool = False, probe_test_fraction: float = 0.3,
-                  batch_size: int = 256, seed: int = 0) -> dict[str, Any]:
+                  batch_size: int = 256, seed: int = 0, blocks: Sequence[str] | str | None = None) -> dict[str, Any]:
     """Run every analysis that applies and write its figures and ``analysis.json`` to ``out_dir``.
 
     Image figures (reconstructions, samples, traversals, receptive fields, most exciting
@@ -232,8 +241,11 @@ def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None =
         Subset of :data:`ANALYSES` (a comma-separated string or a list); default all.
     n_images : int
         Examples per reconstruction / sample grid.
-    temperatures : sequence of float
-        Sampling temperatures.
+    temperatures : sequence of temperature settings
+        One sample grid per setting: a number (every latent), or for a model whose
+        ``sample`` takes per-layer temperatures (a hierarchical VAE) a list with one number
+        per latent layer in the model's order or a schedule ``"linear:START:END"``
+        (:func:`vaekit.analysis.generation.check_temperature`).
     n_units : int
         Most active units (per latent) traversed and given a receptive field and an MEI.
     n_noise : int
@@ -246,6 +258,12 @@ def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None =
         Held-out fraction of the probes.
     batch_size : int
     seed : int
+    blocks : str or sequence of str, optional
+        What the probes, traversals, receptive fields and most exciting inputs look at
+        (default: every latent): latent names, or for a hierarchical VAE any block's name
+        (its output in the posterior pass at posterior means). A deterministic block is
+        traversed along its top principal directions over ``x``; every traversal also
+        writes its difference images (``traversal_diff_<name>.png``).
 
     Returns
     -------
@@ -265,8 +283,16 @@ def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None =
     names = check_which(which)
     n_images, n_units, n_noise = check_int("n_images", n_images), check_int("n_units", n_units), check_int("n_noise", n_noise, 2)
     mei_steps, batch_size, seed = check_int("mei_steps", mei_steps), check_int("batch_size", batch_size), check_int("seed", seed, 0)
-    temps = [check_float("temperatures", t, 0) for t in temperatures]
+    if isinstance(temperatures, (str, int, float)):
+        raise InvalidArgumentError(f"temperatures must be a list of temperature settings (one sample grid each), "
+                                   f"got {temperatures!r}; e.g. [0.5, 1.0] or [[1.0, 0.8, 0.6]]")
+    temps = [check_temperature(model, t, "temperatures") for t in temperatures]
     check_float("probe_test_fraction", probe_test_fraction, 0, 1, low_open=True, high_open=True)
+    targets = [blocks] if isinstance(blocks, str) else None if blocks is None else list(blocks)
+    if targets is not None:
+        if not targets:
+            raise InvalidArgumentError("blocks must name at least one latent or block (or be None for every latent)")
+        targets = list(dict.fromkeys(check_block(model, b, "blocks") for b in targets))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shape = tuple(model.data_shape)
@@ -278,11 +304,17 @@ def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None =
         with torch.no_grad():
             means = posterior_means(model, x, batch_size=batch_size)
         res["latents"] = {k: int(v.shape[1]) for k, v in means.items()}
+        if targets is not None:
+            with torch.no_grad():
+                means = {b: means[b] if b in means else block_outputs(model, x, b, batch_size=batch_size).flatten(1)
+                         for b in targets}
+            res["blocks"] = {k: int(v.shape[1]) for k, v in means.items()}
         centre = x.mean(0)
         ctx = _Context(model, x, y, out, shape, res["images"], {k: v.double().var(0).float().cpu() for k, v in means.items()},
                        centre, float(x.std()) or 1.0, float((x - centre).flatten(1).norm(dim=1).mean()) or 1.0,
                        dict(n_images=n_images, temperatures=temps, n_units=n_units, n_noise=n_noise, mei_steps=mei_steps,
-                            probe_mlp=probe_mlp, probe_test_fraction=probe_test_fraction, batch_size=batch_size, seed=seed))
+                            probe_mlp=probe_mlp, probe_test_fraction=probe_test_fraction, batch_size=batch_size, seed=seed),
+                       targets)
         for name in ANALYSES:
             if name in names:
                 entries, written = _TOOLS[name](ctx)

@@ -1,4 +1,4 @@
-"""``vaekit`` subcommands, one module each: ``fit``, ``evaluate``, ``sample``, ``demo``, ``analyze``, ``graph``, ``embed``, ``new``.
+"""``vaekit`` subcommands, one module each: ``fit``, ``evaluate``, ``sample``, ``demo``, ``analyze``, ``graph``, ``embed``, ``new``, ``migrate``.
 
 Each module has ``main(argv: Sequence[str])`` (``argv``: the arguments after the command
 name), which returns ``None`` when done or an exit status, and imports what it needs only
@@ -17,7 +17,7 @@ from ._common import (EXIT_ERROR, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, TRUST_HE
                       run_model_class, untrusted_as_cli, untrusted_as_cli_error)
 
 #: The commands, in the order of the usage text: each is the module ``vaekit.commands.<name>``.
-NAMES = ("fit", "evaluate", "sample", "demo", "analyze", "graph", "embed", "new")
+NAMES = ("fit", "evaluate", "sample", "demo", "analyze", "graph", "embed", "new", "migrate")
 
 __all__ = ["CLIError", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_RUN_FAILED", "TRUST_HELP", "untrusted_as_cli_error",
            "untrusted_as_cli", "add_trust_code", "run_model_class", "NAMES"]

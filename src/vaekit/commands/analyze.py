@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from ._common import CLIError, add_trust_code, untrusted_as_cli
+from .sample import TEMPERATURE_HELP, temperature_setting
 
 __all__ = ["main", "build_parser"]
 
@@ -30,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-images", type=int, default=32, help="examples per image grid")
     p.add_argument("--n-units", type=int, default=8, help="most active units per latent to traverse / give a receptive field and an MEI")
     p.add_argument("--mlp-probe", action="store_true", help="also train MLP probes (slower)")
+    p.add_argument("--block", action="append", default=None, metavar="NAME",
+                   help="probe, traverse and give receptive fields and MEIs to this latent or, for a hierarchical "
+                        "model, any block's output (repeat the flag or give NAME,NAME; default: every latent)")
+    p.add_argument("--temperature", nargs="+", action="append", default=None, metavar="T",
+                   help=f"one sample grid at this temperature setting: {TEMPERATURE_HELP}; repeat the flag for "
+                        "several grids (default: 0, 0.5, 0.75 and 1)")
     add_trust_code(p)
     return p
 
@@ -44,11 +51,15 @@ def main(argv: Sequence[str]) -> None:
         which = check_which(a.only) if a.only is not None else None
     except ValueError as e:
         raise CLIError(f"--only: {e}") from None
+    options = {} if a.temperature is None else {"temperatures": [temperature_setting(t) for t in a.temperature]}
+    if a.block is not None:
+        options["blocks"] = [b.strip() for arg in a.block for b in arg.split(",")]
     with untrusted_as_cli():
         res = analyze_run(a.run_dir, split=a.split, n_points=a.n_points, checkpoint=a.checkpoint, which=which,
                           device=a.device, seed=a.seed, n_images=a.n_images, n_units=a.n_units, probe_mlp=a.mlp_probe,
-                          trust_code=a.trust_code)
-    print(f"analysed {res['n']} {a.split} examples of {res['model']} (latents {res['latents']})")
+                          trust_code=a.trust_code, **options)
+    blocks = f", blocks {res['blocks']}" if "blocks" in res else ""
+    print(f"analysed {res['n']} {a.split} examples of {res['model']} (latents {res['latents']}{blocks})")
     if "recon" in res:
         r = res["recon"]
         ssim = f"  SSIM {r['ssim']:.3f}" if "ssim" in r else ""

@@ -147,7 +147,7 @@ class HierarchicalVAE(LatentVariableModel):
         return list(self.blocks.values())[-1]  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ the passes, one per mode
-    def posterior_pass(self, x: Tensor, *, mean: bool = False) -> Trace:
+    def posterior_pass(self, x: Tensor, *, mean: bool = False, replace: Mapping[str, Tensor] | None = None) -> Trace:
         """Inference: the encoder bottom-up, then every layer top-down draws ``z ~ q(z | x, layers above)``.
 
         Parameters
@@ -155,14 +155,22 @@ class HierarchicalVAE(LatentVariableModel):
         x : Tensor of shape (N, *data_shape)
         mean : bool
             Take each posterior's mean instead of a draw (what :meth:`encode` conditions on).
+        replace : dict of str to Tensor of shape (N, ...), optional
+            Deterministic blocks whose output is taken as given instead of computed; the
+            blocks after them read it (what the analysis tools perturb).
 
         Returns
         -------
         Trace
             With every layer's prior, posterior and latent.
         """
-        computed, n = self._bottom_up(x), x.shape[0]
-        return self._top_down(computed, n, lambda block, layer: block.posterior_step(computed, n, mean=mean))
+        replace = dict(replace or {})
+        bad = [k for k in replace if k not in self.blocks or self.blocks[k].generative]
+        if bad:
+            raise ValueError(f"replace names deterministic blocks of this model, got {bad}; "
+                             f"they are {[k for k, b in self.blocks.items() if not b.generative]}")
+        computed, n = self._bottom_up(x, replace), x.shape[0]
+        return self._top_down(computed, n, lambda block, layer: block.posterior_step(computed, n, mean=mean), replace)
 
     def latent_pass(self, z: dict[str, Tensor]) -> Trace:
         """Evaluation at given latents: every layer's prior at the latents above it, and the output.
@@ -233,21 +241,22 @@ class HierarchicalVAE(LatentVariableModel):
         return self._top_down(computed, n, step)
 
     # ------------------------------------------------------------------ what the passes share
-    def _bottom_up(self, x: Tensor) -> dict[str, Tensor]:
-        """The encoder's outputs (and ``"x"``)."""
-        computed = {"x": x}
+    def _bottom_up(self, x: Tensor, replace: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The encoder's outputs (and ``"x"``); blocks in ``replace`` output the tensor given there."""
+        computed, replace = {"x": x}, replace or {}
         for block in self.encoder_blocks:
-            computed[block.name] = block.compute(computed, x.shape[0])
+            computed[block.name] = replace[block.name] if block.name in replace else block.compute(computed, x.shape[0])
         return computed
 
-    def _top_down(self, computed: dict[str, Tensor], n: int, step: Callable[[GenerativeBlock, int], Layer]) -> Trace:
-        """Run the generator into ``computed``: deterministic blocks as they are, latent layer ``i`` (top first) by ``step(block, i)``."""
-        trace = Trace(computed)
+    def _top_down(self, computed: dict[str, Tensor], n: int, step: Callable[[GenerativeBlock, int], Layer],
+                  replace: Mapping[str, Tensor] | None = None) -> Trace:
+        """Run the generator into ``computed``: deterministic blocks as they are (or as in ``replace``), latent layer ``i`` (top first) by ``step(block, i)``."""
+        trace, replace = Trace(computed), replace or {}
         for block in self.generator_blocks:
             if block.generative:
                 trace.add(block.name, step(block, len(trace.z)))  # type: ignore[arg-type]
             else:
-                computed[block.name] = block.compute(computed, n)
+                computed[block.name] = replace[block.name] if block.name in replace else block.compute(computed, n)
         trace.params = computed[self.output_block.name]
         return trace
 

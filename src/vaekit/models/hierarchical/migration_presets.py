@@ -1,0 +1,160 @@
+"""Named migrations of other codebases' checkpoints (``vaekit migrate SRC --preset NAME``).
+
+A :class:`MigrationPreset` turns a vaekit model into a :class:`~.migration.Migration` for
+one foreign state-dict naming, after checking that the model has the blocks the naming
+needs. The presets are registered by name in :data:`PRESETS`:
+
+- ``"hvae-tdvae"``: the predecessor hVAE's TDVAE (``models/TDVAE.py`` of ``lacykaltgr/hvae``:
+  an ``hVAE`` with ``input_block``, ``encoder.blocks``, ``generator.blocks`` and
+  ``output_block``; keys in :data:`TDVAE_PREFIXES`) onto :func:`~.hvae_compat.tdvae`.
+
+A preset for another naming (hVAE's EfficientVDVAE, whose latents are spatial, is the next
+one) is a function ``model -> Migration`` registered with :func:`register_preset`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..._checks import InvalidArgumentError
+from .migration import Migration
+
+__all__ = ["MigrationPreset", "PRESETS", "TDVAE_PREFIXES", "register_preset", "get_preset", "read_foreign_state_dict",
+           "hvae_tdvae_migration"]
+
+
+@dataclass(frozen=True)
+class MigrationPreset:
+    """A named foreign naming: how to map it onto a vaekit model.
+
+    Attributes
+    ----------
+    name : str
+        What ``--preset`` takes.
+    summary : str
+        One line: the foreign model and the vaekit model it maps onto.
+    build : callable
+        ``build(model) -> Migration``; raises ``ValueError`` naming what the model lacks.
+    """
+
+    name: str
+    summary: str
+    build: Callable[[nn.Module], Migration]
+
+    def migration(self, model: nn.Module) -> Migration:
+        """The mapping for ``model`` (an error naming the missing block when the model does not fit the preset)."""
+        return self.build(model)
+
+
+#: The registered presets, by name.
+PRESETS: dict[str, MigrationPreset] = {}
+
+
+def register_preset(preset: MigrationPreset) -> MigrationPreset:
+    """Add a preset to :data:`PRESETS` (a name already taken is refused)."""
+    if not isinstance(preset, MigrationPreset):
+        raise InvalidArgumentError(f"preset must be a MigrationPreset, got {type(preset).__name__}")
+    if preset.name in PRESETS:
+        raise InvalidArgumentError(f"a migration preset named {preset.name!r} is already registered")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def get_preset(name: str) -> MigrationPreset:
+    """The preset called ``name``, or an error listing the registered ones.
+
+    >>> get_preset("hvae-tdvae").name
+    'hvae-tdvae'
+    >>> get_preset("vdvae")
+    Traceback (most recent call last):
+    ...
+    vaekit._checks.InvalidArgumentError: preset must be one of ['hvae-tdvae'], got 'vdvae'
+    """
+    if name not in PRESETS:
+        raise InvalidArgumentError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name]
+
+
+_NESTED = ("state_dict", "model_state_dict", "model")
+
+
+def read_foreign_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """A foreign checkpoint's tensors: a ``.safetensors`` file, or a ``torch.save``\\ d dict read with ``weights_only=True``.
+
+    A ``torch.save`` file may hold the state dict itself or a dict with it under one of
+    ``"state_dict"``, ``"model_state_dict"``, ``"model"`` (other entries, such as an
+    optimizer's state, are ignored). Nothing is unpickled beyond tensors and containers.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        When the file holds no mapping of names to tensors (the message says what it holds).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"foreign checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return dict(load_file(str(path)))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a pickle with code in it, or not a torch file
+        raise ValueError(f"{path} cannot be read as a torch.save file of tensors (weights_only=True): {e}") from None
+
+    def tensors(d: object) -> bool:
+        return isinstance(d, Mapping) and bool(d) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in d.items())
+
+    if tensors(obj):
+        return dict(obj)  # type: ignore[arg-type]
+    if isinstance(obj, Mapping):
+        for key in _NESTED:
+            if tensors(obj.get(key)):
+                return dict(obj[key])
+    what = f"a dict with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, Mapping) else type(obj).__name__
+    raise ValueError(f"{path} holds {what}, not a state dict (a dict of names to tensors, or one under "
+                     f"{', '.join(map(repr, _NESTED))})")
+
+
+def _require(model: nn.Module, preset: str, blocks: Mapping[str, str], hint: str) -> None:
+    """Every block the preset maps, as a submodule of ``model.blocks`` with the expected attribute."""
+    have = getattr(model, "blocks", None)
+    for block, attr in blocks.items():
+        if not isinstance(have, nn.ModuleDict) or block not in have or not isinstance(getattr(have[block], attr, None), nn.Module):
+            raise ValueError(f"preset {preset!r} maps onto a model with block {block!r} holding {attr!r}, which "
+                             f"{type(model).__name__} lacks; {hint}")
+
+
+#: hVAE's TDVAE: vaekit key prefix -> hVAE key prefix. hVAE (``src/hvae/hvae.py``, ``src/utils.py`` at
+#: commit 00583f6) keeps the blocks between its input and output blocks in two ``OrderedModuleDict``\ s
+#: whose modules sit in a ``ModuleList`` ``_values`` in block order (encoder: ``hiddens``; generator:
+#: ``y``, ``y_concat``, ``z``); every net is a ``SerializableSequential`` around an ``MLPNet``, which puts
+#: its ``nn.Linear`` layers at the even indices of ``mlp_layers``, as vaekit's MLP does in its Sequential.
+TDVAE_PREFIXES = {
+    "blocks.hiddens.net.": "encoder.blocks._values.0.net.0.mlp_layers.",
+    "blocks.y.net.": "generator.blocks._values.0.posterior_net.0.mlp_layers.",
+    "blocks.y_concat.net.": "generator.blocks._values.1.net.0.mlp_layers.",
+    "blocks.z.prior_net.": "generator.blocks._values.2.prior_net.0.mlp_layers.",
+    "blocks.z.posterior_net.": "generator.blocks._values.2.posterior_net.0.mlp_layers.",
+    "blocks.x_hat.net.": "output_block.prior_net.0.0.mlp_layers.",
+}
+
+
+def hvae_tdvae_migration(model: nn.Module) -> Migration:
+    """The mapping of hVAE's TDVAE state dict onto :func:`~.hvae_compat.tdvae` (its sizes must match the checkpoint's)."""
+    needs = {"hiddens": "net", "y": "net", "y_concat": "net", "z": "prior_net", "x_hat": "net"}
+    _require(model, "hvae-tdvae", needs, "build it with vaekit.models.hierarchical.hvae_compat.tdvae(...)")
+    return Migration(TDVAE_PREFIXES)
+
+
+register_preset(MigrationPreset(
+    "hvae-tdvae", "hVAE's TDVAE (lacykaltgr/hvae models/TDVAE.py) onto vaekit.models.hierarchical.hvae_compat.tdvae",
+    hvae_tdvae_migration))

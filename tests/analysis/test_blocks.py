@@ -1,0 +1,137 @@
+"""Analysis on any block's output of a hierarchical VAE: receptive fields, probes and traversals of deterministic blocks.
+
+The model is linear where the test needs a known answer: the encoder block ``h = A x + a``,
+the top posterior mean ``m = B h + b`` (first half of a linear head), the generator block
+``g = C z + c`` and the Bernoulli logits ``D g + d``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import vaekit
+from vaekit.analysis import analyze_model, latent_traversal, probe_latents, spike_triggered_average
+from vaekit.analysis.traversal import principal_directions
+from vaekit.distributions import Bernoulli
+from vaekit.models.hierarchical import HierarchicalVAE, InputBlock, OutputBlock, SimpleBlock, TopGenBlock
+from vaekit.models.hierarchical.presets import small_vdvae
+
+
+def linear_model(d: int = 8, h: int = 5, z: int = 3, g: int = 4, seed: int = 0) -> HierarchicalVAE:
+    torch.manual_seed(seed)
+    return HierarchicalVAE([
+        InputBlock("x_in"),
+        SimpleBlock("h", "x_in", nn.Linear(d, h)),
+        TopGenBlock("z", "h", nn.Linear(h, 2 * z), z),
+        SimpleBlock("g", "z", nn.Linear(z, g)),
+        OutputBlock("x_out", "g", nn.Linear(g, d), Bernoulli()),
+    ], [d]).eval()
+
+
+def weights(model, name):
+    net = model.blocks[name].net
+    return net.weight.detach(), net.bias.detach()
+
+
+def test_receptive_field_of_a_linear_encoder_block_is_its_weight_row():
+    model = linear_model()
+    a, _ = weights(model, "h")
+    sta = spike_triggered_average(model, block="h", units=[0, 3], n_samples=40000, noise_std=0.5, seed=1)
+    # STA -> A_d (scale included); 40000 draws: measured relative error 0.01-0.02 over 5 seeds
+    rel = (sta - a[[0, 3]]).norm(dim=1) / a[[0, 3]].norm(dim=1)
+    assert rel.max() < 0.05
+    # the latent below it: its posterior mean is B (A x + a) + b, so its field is (B A)_d
+    b, _ = weights(model, "z")
+    sta_z = spike_triggered_average(model, "z", [1], n_samples=40000, noise_std=0.5, seed=1)
+    want = (b[:3] @ a)[1]
+    assert float((sta_z[0] - want).norm() / want.norm()) < 0.05
+
+
+def test_traversal_of_a_generator_block_decodes_the_rest_of_the_graph_from_it():
+    model = linear_model()
+    x = torch.bernoulli(torch.full((1, 8), 0.5), generator=torch.Generator().manual_seed(0))
+    (a, a0), (b, b0), (c, c0), (dd, d0) = (weights(model, k) for k in ("h", "z", "g", "x_out"))
+    m = (b @ (a @ x[0] + a0) + b0)[:3]                       # posterior mean of z
+    g = c @ m + c0
+    offsets = torch.tensor([-2.0, 0.0, 1.5])
+    t = latent_traversal(model, x, block="g", dims=[1, 3], offsets=offsets)
+    for i, unit in enumerate([1, 3]):
+        for j, o in enumerate(offsets):
+            want = torch.sigmoid(dd @ (g + o * torch.eye(4)[unit]) + d0)
+            torch.testing.assert_close(t[i, j], want, atol=1e-6, rtol=0)
+    diff = latent_traversal(model, x, block="g", dims=[1, 3], offsets=offsets, differences=True)
+    torch.testing.assert_close(diff, t - t[:, 1:2], atol=1e-6, rtol=0)
+    assert float(diff[:, 1].abs().max()) < 1e-6 and float(diff[:, 0].abs().max()) > 1e-3
+
+
+def test_traversal_of_an_encoder_block_moves_the_posterior_means_below_it():
+    model = linear_model()
+    x = torch.bernoulli(torch.full((1, 8), 0.5), generator=torch.Generator().manual_seed(1))
+    (a, a0), (b, b0), (c, c0), (dd, d0) = (weights(model, k) for k in ("h", "z", "g", "x_out"))
+    h = a @ x[0] + a0
+    t = latent_traversal(model, x, block="h", dims=[2], offsets=[3.0])
+    m = (b @ (h + 3.0 * torch.eye(5)[2]) + b0)[:3]          # the shifted h feeds q(z | h)
+    torch.testing.assert_close(t[0, 0], torch.sigmoid(dd @ (c @ m + c0) + d0), atol=1e-6, rtol=0)
+
+
+def test_principal_direction_traversal_steps_by_standard_deviations():
+    model = linear_model()
+    ref = torch.bernoulli(torch.full((64, 8), 0.5), generator=torch.Generator().manual_seed(2))
+    x = ref[:1]
+    (a, a0), (b, b0), (c, c0), (dd, d0) = (weights(model, k) for k in ("h", "z", "g", "x_out"))
+    hs = ref @ a.T + a0
+    gs = ((hs @ b.T + b0)[:, :3]) @ c.T + c0
+    vecs, std = principal_directions(gs)
+    assert torch.allclose(vecs @ vecs.T, torch.eye(4), atol=1e-5)
+    torch.testing.assert_close(std**2, torch.linalg.eigvalsh(torch.cov(gs.T)).flip(0), atol=1e-5, rtol=1e-4)
+    t = latent_traversal(model, x, block="g", dims=[0], offsets=[2.0], directions="pca", reference=ref)
+    want = torch.sigmoid(dd @ (gs[0] + 2.0 * std[0] * vecs[0]) + d0)
+    torch.testing.assert_close(t[0, 0], want, atol=1e-6, rtol=0)
+
+
+def test_probe_of_blocks_reads_the_data_and_not_a_constant(clusters):
+    x, y = clusters
+    torch.manual_seed(0)
+    model = small_vdvae([64], width=8, latent_features=2, n_layers=2, encoder_hidden=(16,)).eval()
+    res = probe_latents(model, x, y, blocks=["x_in", "h0"])
+    assert res["x_in"].linear_accuracy == 1.0                # the data: 3 well separated prototypes
+    assert res["h0"].linear_accuracy == res["h0"].chance      # a constant start state carries nothing
+    assert sorted(res) == ["all", "h0", "x_in"]
+
+
+def test_bad_block_names_and_replacements_are_refused(tmp_path):
+    model = linear_model()
+    x = torch.zeros(4, 8)
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"block must be one of the model's latents \['z'\] or blocks "
+                                                        r"\['x_in', 'h', 'g', 'x_out'\], got 'nope'"):
+        latent_traversal(model, x[:1], block="nope", dims=[0])
+    with pytest.raises(vaekit.InvalidArgumentError, match="exactly one of latent and block"):
+        spike_triggered_average(model, "z", block="h")
+    with pytest.raises(vaekit.InvalidArgumentError, match="needs reference examples"):
+        latent_traversal(model, x[:1], block="g", dims=[0], directions="pca")
+    with pytest.raises(vaekit.InvalidArgumentError, match="'z' is a latent"):
+        latent_traversal(model, x[:1], block="z", dims=[0], directions="pca", reference=x)
+    with pytest.raises(ValueError, match=r"replace names deterministic blocks of this model, got \['z'\]"):
+        model.posterior_pass(x, replace={"z": torch.zeros(4, 3)})
+    out = tmp_path / "analysis"
+    with pytest.raises(vaekit.InvalidArgumentError, match="blocks must be one of the model's latents"):
+        analyze_model(model, x, out_dir=out, blocks=["h", "nope"])
+    assert not out.exists()                                   # refused before anything is written
+
+
+def test_analyze_model_on_blocks_writes_traversals_and_their_differences(tmp_path, clusters):
+    x, y = clusters
+    torch.manual_seed(0)
+    model = small_vdvae([64], width=8, latent_features=2, n_layers=2, encoder_hidden=(16,)).eval()
+    res = analyze_model(model, x[:60], y[:60], tmp_path, which="probe,traversal,receptive,mei", blocks="enc,z1".split(","),
+                        n_units=2, n_noise=64, mei_steps=3)
+    assert res["blocks"] == {"enc": 8, "z1": 2} and res["latents"] == {"z1": 2, "z2": 2}
+    assert sorted(res["probe"]) == ["all", "enc", "z1"]
+    assert res["traversal"]["enc"]["principal_directions"] == [0, 1] and len(res["traversal"]["z1"]["units"]) == 2
+    for name in ("enc", "z1"):
+        change = torch.tensor(res["traversal"][name]["max_change"])  # (directions, offsets); offset 0 is column 3
+        assert float(change[:, 3].max()) < 1e-5 and float(change.max()) > 0
+        assert {f"traversal_{name}.png", f"traversal_diff_{name}.png", f"receptive_{name}.png", f"mei_{name}.png"} <= set(res["files"])
+    assert set(res["receptive"]) == set(res["mei"]) == {"enc", "z1"}

@@ -1,0 +1,61 @@
+"""hVAE's heads in vaekit blocks: the four scale maps, Laplace latents at a temperature, argument checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import vaekit
+from vaekit.models.hierarchical.hvae_compat import HVAEGaussian, HVAEGenBlock, HVAETopGenBlock, hvae_scale, tdvae
+
+
+@pytest.mark.parametrize("base, sigma_param, want", [
+    ("logstd", "var", lambda r, b: math.sqrt(math.exp(b * r))),   # hVAE's TDVAE
+    ("logstd", "std", lambda r, b: math.exp(b * r)),
+    ("std", "std", lambda r, b: math.log1p(math.exp(b * r)) / b),   # torch's Softplus(beta)
+    ("std", "var", lambda r, b: math.sqrt(math.log1p(math.exp(b * r)) / b)),
+])
+def test_scale_maps_are_hvaes(base, sigma_param, want):
+    raw = torch.tensor([-3.0, -0.5, 0.0, 1.25, 4.0], dtype=torch.float64)
+    for beta in (1.0, 0.6931472):
+        got = hvae_scale(raw, base, sigma_param, beta)
+        torch.testing.assert_close(got, torch.tensor([want(float(r), beta) for r in raw], dtype=torch.float64))
+
+
+def test_laplace_layer_at_a_temperature_scales_its_spread():
+    torch.manual_seed(0)
+    block = HVAETopGenBlock("y", "h", nn.Linear(3, 4), 2, distribution="laplace")
+    prior, _ = block.prior([], 40000)
+    for t in (0.5, 1.0):
+        z = block.tempered_sample(prior, t)
+        # Laplace(0, b = 1) has standard deviation sqrt(2) b; 40000 draws: standard error ~0.5%
+        assert abs(float(z.std()) / (t * math.sqrt(2)) - 1) < 0.02
+    assert torch.equal(block.tempered_sample(prior, 0.0), torch.zeros(40000, 2))
+
+
+def test_tdvae_elbo_terms_use_the_laplace_kl():
+    torch.manual_seed(1)
+    model = tdvae([16], hiddens=12, y_features=3, z_features=4, y_hidden=[8], concat_hidden=[8], z_prior_hidden=[8]).eval()
+    x = torch.rand(4, 16)
+    with torch.no_grad():
+        kl = model.elbo_terms(x).kl["y"]
+        q = model.encode(x)["y"]
+        p, _ = model.blocks["y"].prior([], 4)
+        y = q.sample((20000,))
+        mc = (q.log_prob(y) - p.log_prob(y)).mean(0)  # Monte Carlo KL of the same pair; ~1% standard error here
+    torch.testing.assert_close(kl, mc, atol=0.02, rtol=0.03)
+
+
+def test_bad_head_arguments_are_refused():
+    with pytest.raises(vaekit.InvalidArgumentError, match="distribution of block 'z' must be one of"):
+        HVAEGenBlock("z", "h", "c", nn.Linear(2, 4), nn.Linear(2, 4), 2, distribution="cauchy")
+    with pytest.raises(vaekit.InvalidArgumentError, match="base of block 'y' must be one of"):
+        HVAETopGenBlock("y", "h", nn.Linear(2, 4), 2, base="exp")
+    with pytest.raises(vaekit.InvalidArgumentError, match="beta must be a finite number > 0, got 0"):
+        HVAEGaussian(beta=0)
+    block = HVAETopGenBlock("y", "h", nn.Linear(2, 6), 2)
+    with pytest.raises(ValueError, match=r"net of 'y' returned 6 features but needs 2 \* latent_features = 4"):
+        block.posterior(torch.zeros(1, 2), [], None)
