@@ -176,7 +176,7 @@ def size_model_from_data(cfg: Namespace) -> Any:
 
 
 def fit_config(config: Mapping[str, Any], *, resume: str | None = None) -> Any:
-    """Train from a config dict (the same tree as a YAML file). Returns the :class:`FitResult`.
+    """Train from a config dict (the same tree as a YAML file). Returns the :class:`~vaekit.training.FitResult`.
 
     Unknown keys are rejected by :func:`check_config_keys` before anything is built.
     """
