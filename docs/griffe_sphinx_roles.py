@@ -13,7 +13,11 @@ extension rewrites each docstring once the package is loaded:
   there is a broken cross-reference: a warning, so ``mkdocs build --strict`` fails;
 - a relative target that resolves nowhere is a warning too; targets in other libraries
   (``torch.``, ``numpy.``, ...) become code;
-- ``:math:`...``` becomes code (no JavaScript, so the site reads the same offline).
+- an attribute documented by ``#:`` comment lines above it (Sphinx's convention) gets them
+  as its docstring;
+- ``:math:`...``` becomes code (no JavaScript, so the site reads the same offline);
+- in a section title (``Attributes (after :meth:`setup`)`` over a line of dashes) a role
+  becomes its plain name: mkdocstrings puts titles in HTML attributes.
 
 Used from ``mkdocs.yml`` (``extensions: [docs/griffe_sphinx_roles.py]``).
 """
@@ -29,6 +33,8 @@ from typing import Any
 import griffe
 
 _ROLE = re.compile(r":(?:py:)?(?P<role>class|func|meth|mod|data|attr|exc|obj|math|const):`(?P<body>[^`]+)`")
+#: A numpydoc section title (a line underlined with dashes): its roles become plain words.
+_SECTION_TITLE = re.compile(r"^(?P<title>[^\n]*:`[^\n]*)\n(?P<rule>[ \t]*-{3,}[ \t]*)$", re.M)
 _TITLED = re.compile(r"^(?P<title>.*?)\s*<(?P<target>[^<>]+)>$")
 #: Libraries whose names docstrings mention: rendered as code, never warned about.
 EXTERNAL = ("torch", "numpy", "np", "scipy", "sklearn", "pandas", "lightning", "jsonargparse", "zuko", "yaml",
@@ -37,6 +43,26 @@ EXTERNAL = ("torch", "numpy", "np", "scipy", "sklearn", "pandas", "lightning", "
             "itertools", "math", "enum", "abc", "tqdm", "pooch", "umap", "openTSNE", "hypothesis", "pytest")
 
 _log = griffe.logger
+
+
+def _plain_title(match: re.Match) -> str:
+    title = _ROLE.sub(lambda m: m["body"].rsplit("<", 1)[0].strip() if "<" in m["body"] else
+                      m["body"].lstrip("~!").rsplit(".", 1)[-1], match["title"])
+    return f"{title}\n{match['rule']}"
+
+
+def _comment_docstring(attr: griffe.Object) -> None:
+    """Give an attribute the ``#:`` comment lines above it as its docstring (Sphinx's convention)."""
+    module, lineno = attr.module, attr.lineno
+    if module is None or not lineno or not module.lines:
+        return
+    lines, i = module.lines, lineno - 2
+    comment: list[str] = []
+    while i >= 0 and lines[i].strip().startswith("#:"):
+        comment.insert(0, lines[i].strip()[2:].strip())
+        i -= 1
+    if comment:
+        attr.docstring = griffe.Docstring("\n".join(comment), lineno=i + 2, endlineno=lineno - 1, parent=attr)
 
 
 def _walk(obj: griffe.Object):
@@ -60,8 +86,11 @@ class SphinxRoles(griffe.Extension):
         self._loader = loader
         self._lazy = self._lazy_names(pkg)
         for obj in _walk(pkg):
+            if obj.is_attribute and obj.docstring is None:
+                _comment_docstring(obj)
             if obj.docstring is not None and ":" in obj.docstring.value:
-                obj.docstring.value = _ROLE.sub(lambda m, obj=obj: self._replace(m, obj), obj.docstring.value)
+                text = _SECTION_TITLE.sub(_plain_title, obj.docstring.value)
+                obj.docstring.value = _ROLE.sub(lambda m, obj=obj: self._replace(m, obj), text)
 
     # -- one role ------------------------------------------------------------------------------
     def _replace(self, match: re.Match, obj: griffe.Object) -> str:

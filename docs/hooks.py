@@ -1,5 +1,10 @@
 """MkDocs hooks for vaekit's site (``hooks:`` in ``mkdocs.yml``).
 
+Cross-references in docstring types: docs/griffe_sphinx_roles.py turns a Sphinx role into an
+``<autoref>`` element, which mkdocstrings escapes where it shows a type as code (``log_q : dict
+(or :class:`LazyTerms`) ...``); :func:`on_page_content` turns those escaped elements back into
+cross-references, which mkdocs-autorefs then resolves as everywhere else.
+
 The guide pages in ``docs/`` are read on GitHub as well as on the site, so some of them link
 to files beside ``docs/`` in the repository (``../benchmarks/README.md``, benchmark results).
 Those files are not pages of the site: such a link becomes the file's repository path, in
@@ -14,6 +19,9 @@ import re
 from pathlib import Path
 
 log = logging.getLogger("mkdocs.plugins.vaekit")
+
+_ESCAPED_AUTOREF = re.compile(r'&lt;autoref optional identifier=(?:&quot;|&#34;|")(?P<id>[\w.]+)(?:&quot;|&#34;|")&gt;'
+                              r"&lt;code&gt;(?P<title>.*?)&lt;/code&gt;&lt;/autoref&gt;")
 
 # [text](../path#anchor), not inside code (guide pages put no such link in code blocks)
 _OUTSIDE_LINK = re.compile(r"\[(?P<text>[^\]]+)\]\((?P<target>\.\./[^)\s#]+)(?P<anchor>#[^)\s]*)?\)")
@@ -34,3 +42,7 @@ def on_page_markdown(markdown, page, config, files):
         return text if text.strip("`") == repo_path else f"{text} (`{repo_path}`)"
 
     return _OUTSIDE_LINK.sub(replace, markdown)
+
+
+def on_page_content(html, page, config, files):
+    return _ESCAPED_AUTOREF.sub(lambda m: f'<autoref optional identifier="{m["id"]}">{m["title"]}</autoref>', html)

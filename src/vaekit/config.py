@@ -39,6 +39,7 @@ __all__ = ["fit_config", "fit_namespace", "build_fit_parser", "build_model_parse
            "error_lines", "instantiate", "size_model_from_data", "ConfigError", "TOP_LEVEL_KEYS"]
 
 TOP_LEVEL_KEYS = ("model", "data", "objective", "trainer", "config")
+"""The sections a fit config may have (any other top-level key is rejected by :func:`check_config_keys`)."""
 
 
 class ConfigError(ValueError):
