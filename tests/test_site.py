@@ -11,6 +11,8 @@ suite; it needs the ``docs`` extra (part of ``test``), and skips when that is no
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
 import os
 import pkgutil
 import re
@@ -167,3 +169,38 @@ def test_strict_build_fails_on_broken_references_and_bad_docstrings(tmp_path: Pa
     assert "broken cross-reference :func:`sitecheck.f`" not in log, log         # this one exists
     assert "Parameter 'b' does not appear in the function signature" in log, log
     assert "sitecheck.g" in log and "other.md" in log, log                      # Markdown link and page
+
+
+def _check_site_module():
+    spec = importlib.util.spec_from_file_location("check_site", DOCS / "check_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_site_renders_in_headless_chromium(site: Path, tmp_path: Path) -> None:
+    """docs/check_site.py: the home page and an API page, screenshotted and dumped by Chromium, are rendered."""
+    chromium = _check_site_module().find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium: set VAEKIT_CHROMIUM or run docs/get_chromium.sh")
+    result = subprocess.run([sys.executable, str(DOCS / "check_site.py"), "--site", str(site), "--chromium", chromium,
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["pages"]) == {"index.html", "api/models.html"}
+    for page, entry in report["pages"].items():
+        assert entry["problems"] == [] and entry["colours"] >= 50, (page, entry)
+        assert (tmp_path / entry["screenshot"]).stat().st_size > 10_000
+
+
+def test_check_site_flags_raw_markdown() -> None:
+    """The DOM check of docs/check_site.py tells a rendered page from Markdown shown as text."""
+    check = _check_site_module().check_dom
+    rendered = '<html><nav class="md-nav"></nav><h1 id="vaekit">vaekit</h1><p>text</p></html>'
+    assert check(rendered, ["text"]) == []
+    raw = "<html><body><pre># vaekit</pre>\n# vaekit\n\n::: vaekit.models\nsee :class:`VAE`</body></html>"
+    problems = check(raw, ["text"])
+    assert {"no <h1>", "no <nav>", "a raw Markdown heading ('# ...') in the text",
+            "an unprocessed mkdocstrings directive ('::: vaekit')", "a raw Sphinx role (':class:`...`')",
+            "missing 'text'"} == set(problems)
