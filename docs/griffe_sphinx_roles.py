@@ -19,7 +19,8 @@ extension rewrites each docstring once the package is loaded:
 - in a section title (``Attributes (after :meth:`setup`)`` over a line of dashes) a role
   becomes its plain name: mkdocstrings puts titles in HTML attributes.
 
-Used from ``mkdocs.yml`` (``extensions: [docs/griffe_sphinx_roles.py]``).
+Used from ``mkdocs.yml`` (``extensions: [docs/griffe_sphinx_roles.py:SphinxRoles]``; option
+``packages``: the packages whose docstrings it rewrites, default ``[vaekit]``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class SphinxRoles(griffe.Extension):
     def __init__(self, packages: list[str] | None = None) -> None:
         self.packages = tuple(packages or ("vaekit",))
         self._loader: griffe.GriffeLoader | None = None
+        self._lazy: dict[str, str] = {}
 
     def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         if pkg.name not in self.packages:
@@ -144,7 +146,8 @@ class SphinxRoles(griffe.Extension):
                 except (griffe.AliasResolutionError, griffe.CyclicAliasError, ValueError):
                     inherited = None
                 if inherited is not None:
-                    return f"{inherited.parent.path}.{target}" if not inherited.is_alias else inherited.target_path
+                    base = inherited.target_path if inherited.is_alias else inherited.path
+                    return base + (f".{rest}" if rest else "")
             if scope.is_module and self._lazy.get(f"{scope.path}.{head}"):
                 return self._lazy[f"{scope.path}.{head}"] + (f".{rest}" if rest else "")
             try:
