@@ -38,6 +38,10 @@ def test_version_has_one_source_and_the_cli_prints_it() -> None:
         with redirect_stdout(out):
             assert main([flag]) == 0
         assert out.getvalue() == f"vaekit {vaekit.__version__}\n"
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["--help"]) == 0
+    assert "'vaekit --version' prints the version" in out.getvalue()
 
 
 def test_changelog_has_the_current_version() -> None:

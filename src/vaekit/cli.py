@@ -40,7 +40,7 @@ commands:
   embed      embed data like t-SNE/UMAP:         vaekit embed DATA --n-components 2 --out Z.npy
   new        write a template to start from:     vaekit new model NAME | dataset NAME | table NAME
 
-Run 'vaekit <command> --help' for the options of a command.
+Run 'vaekit <command> --help' for the options of a command; 'vaekit --version' prints the version.
 """
 
 
