@@ -41,7 +41,7 @@ commands:
   new        write a template to start from:     vaekit new model NAME | dataset NAME | table NAME
   migrate    a foreign checkpoint as a run:      vaekit migrate SRC.pt --preset NAME --config C.yaml --out RUN_DIR
 
-Run 'vaekit <command> --help' for the options of a command.
+Run 'vaekit <command> --help' for the options of a command; 'vaekit --version' prints the version.
 """
 
 

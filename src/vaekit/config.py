@@ -39,6 +39,7 @@ __all__ = ["fit_config", "fit_namespace", "build_fit_parser", "build_model_parse
            "error_lines", "instantiate", "size_model_from_data", "ConfigError", "TOP_LEVEL_KEYS"]
 
 TOP_LEVEL_KEYS = ("model", "data", "objective", "trainer", "config")
+"""The sections a fit config may have (any other top-level key is rejected by :func:`check_config_keys`)."""
 
 
 class ConfigError(ValueError):
@@ -176,7 +177,7 @@ def size_model_from_data(cfg: Namespace) -> Any:
 
 
 def fit_config(config: Mapping[str, Any], *, resume: str | None = None) -> Any:
-    """Train from a config dict (the same tree as a YAML file). Returns the :class:`FitResult`.
+    """Train from a config dict (the same tree as a YAML file). Returns the :class:`~vaekit.training.FitResult`.
 
     Unknown keys are rejected by :func:`check_config_keys` before anything is built.
     """

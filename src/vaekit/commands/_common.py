@@ -20,8 +20,15 @@ class CLIError(Exception):
     """An error to show the user as one clean line (exit status 2)."""
 
 
-#: Exit statuses of the ``vaekit`` command (see docs/cli.md).
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
+# Exit statuses of the ``vaekit`` command (see docs/cli.md).
+EXIT_OK = 0
+"""Exit status: done."""
+EXIT_ERROR = 1
+"""Exit status: an error while working (type and message on stderr)."""
+EXIT_USAGE = 2
+"""Exit status: bad input or config, refused before anything was written."""
+EXIT_RUN_FAILED = 3
+"""Exit status: ``vaekit fit`` ran but the run failed (too many skipped steps, non-finite weights, divergence)."""
 
 #: Help of ``--trust-code`` (``evaluate``, ``sample``, ``analyze``, ``graph``, ``fit --resume``).
 TRUST_HELP = ("build classes and from_python sources from outside vaekit's registry of constructible types that "

@@ -30,7 +30,7 @@ def main(argv: Sequence[str]) -> int | None:
 
 
 def fit_from_args(argv: Sequence[str]) -> Any:
-    """Parse ``vaekit fit`` arguments, build everything, train. Returns the :class:`FitResult`.
+    """Parse ``vaekit fit`` arguments, build everything, train. Returns the :class:`~vaekit.training.FitResult`.
 
     Bad arguments, and errors while building the objects of the config, raise :class:`CLIError`
     (the constructor's error chained); an error of the run (bad data, an error while training)

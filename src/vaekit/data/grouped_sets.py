@@ -127,7 +127,7 @@ class GroupedTable(_FileGrouped):
         Column predicted (``y``, float32 (n,)); default as in the table.
     features : tuple of str, optional
         Columns of ``x`` (float32 (n, d)); default as in the table.
-    split, split_level, val_fraction, test_fraction, seed, standardize, standardize_y
+    split, val_fraction, test_fraction, seed, standardize, standardize_y
         See :class:`~vaekit.data.grouped.GroupedArrays`.
     """
 

@@ -254,7 +254,7 @@ class GroupPredictor(LatentVariableModel):
             self.group_encoder = SetEncoder(self.predictor.mid_features + y_feat, self.latent_dims[self.latent_names[0]])
 
     def _set_counts(self, counts: Sequence[Sequence[int]]) -> None:
-        """Training examples per group (:attr:`counts`); the groups with a count are the fitted ones."""
+        """Training examples per group (``self.counts``); the groups with a count are the fitted ones."""
         self.counts = [torch.tensor([int(c) for c in level], dtype=torch.long) for level in counts]
         for i, l in enumerate(self.latent_levels):
             self.latent.set_active(i, self.counts[l] > 0)  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ density of :math:`\psi` is
           - \sum_t \log\left|\det\frac{\partial f_t}{\partial\lambda_{t-1}}\right|.
 
 Everything is computed from :math:`\lambda` in log space, so :meth:`rsample_and_log_prob` stays
-finite at small :math:`\tau` where :math:`\psi` underflows; :meth:`log_prob` of an arbitrary
+finite at small :math:`\tau` where :math:`\psi` underflows; :meth:`IGR.log_prob` of an arbitrary
 point has to invert :math:`g` from :math:`\psi` and is exact only while no coordinate of
 :math:`\psi` underflows.
 """

@@ -28,6 +28,7 @@ from .stick import IGRStickBreaking
 __all__ = ["relaxed_kl", "RELAXED_KL_METHODS"]
 
 RELAXED_KL_METHODS = ("auto", "gaussian", "mc")
+"""The accepted ``method`` values of :func:`relaxed_kl`."""
 
 
 def _same_map(q: GaussianRelaxation, p: GaussianRelaxation) -> bool:

@@ -69,6 +69,8 @@ class IGRPrior:
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers: ``{"loc": [...], "scale": [...], "tv_distance", "relaxation", "temperature", "delta"}``.
 
+        Examples
+        --------
         >>> IGRPrior(torch.tensor([0.5]), torch.tensor([2.0]), 0.01).to_dict()["scale"]
         [2.0]
         """
