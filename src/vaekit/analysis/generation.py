@@ -2,7 +2,7 @@
 
 A temperature is one number for every latent, or, for a model whose ``sample`` takes a
 ``temperature`` argument (a hierarchical VAE), one per latent layer: a list in the model's
-order (:attr:`latent_names`, top first) or a schedule (``"linear:START:END"``, or a callable
+order (``model.latent_names``, top first) or a schedule (``"linear:START:END"``, or a callable
 of the layer index). :func:`check_temperature` turns any of these into what the model takes.
 """
 
