@@ -91,8 +91,12 @@ def _check_layer(block: Any, layer: Any, n: int) -> None:
 def check_shapes(model: Any, n: int = 2) -> None:
     """Run the blocks once on ``n`` zero examples and check every shape, naming the block on a mismatch.
 
-    The dry pass runs in eval mode without gradients and leaves the random state as it was,
-    so building a model changes nothing else (no BatchNorm statistics, no draws).
+    The dry pass runs first on PyTorch's ``meta`` device (shapes only, no arithmetic: a
+    39M-parameter VDVAE is checked in milliseconds); where a block cannot run there (an
+    operation without a meta kernel, a data-dependent branch), it runs once more on the
+    model's own tensors, which also gives the genuine error. Either way it runs in eval
+    mode without gradients and leaves the random state and every parameter and buffer
+    as they were, so building a model changes nothing else.
 
     Raises
     ------
@@ -102,27 +106,44 @@ def check_shapes(model: Any, n: int = 2) -> None:
         from its declared ``latent_shape``, or when the output block's size does not fit
         the likelihood and ``data_shape``.
     """
-    from ...nn import eval_mode
+    try:
+        state = {k: torch.empty_like(t, device="meta") for k, t in (*model.named_parameters(), *model.named_buffers())}
+        torch.func.functional_call(_DryPass(model), {f"model.{k}": v for k, v in state.items()}, (n, "meta"))
+    except Exception:  # noqa: BLE001 - whatever failed on meta is decided by the real pass below
+        _DryPass(model)(n, None)
 
-    dtype = next((t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), torch.get_default_dtype())
-    with torch.no_grad(), torch.random.fork_rng(devices=[]), eval_mode(model):
-        computed: dict[str, torch.Tensor] = {"x": torch.zeros(n, *model.data_shape, dtype=dtype)}
-        for block in model.encoder_blocks:
-            computed[block.name] = _run(block, computed, lambda: block.compute(computed, n))
-        for block in model.generator_blocks:
-            if block.generative:
-                try:
-                    layer = _run(block, computed, lambda: block.posterior_step(computed, n))
-                except NotImplementedError:  # a block without posterior() still samples: check the prior's shapes
-                    layer = _run(block, computed, lambda: block.prior_step(computed, n))
-                _check_layer(block, layer, n)
-                computed[block.name] = layer.output
-            else:
+
+class _DryPass(torch.nn.Module):
+    """The posterior pass of :func:`check_shapes`, a module so that ``functional_call`` can swap in meta tensors."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, n: int, device: str | None) -> None:
+        from ...nn import eval_mode
+
+        model = self.model
+        ref = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
+        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), eval_mode(model):
+            computed: dict[str, torch.Tensor] = {"x": torch.zeros(n, *model.data_shape, dtype=dtype, device=device)}
+            for block in model.encoder_blocks:
                 computed[block.name] = _run(block, computed, lambda: block.compute(computed, n))
-        out = model.output_block
-        try:
-            model._likelihood(computed[out.name], (n,))
-        except (RuntimeError, ValueError) as e:
-            raise InvalidArgumentError(f"{e} (it reads {out.inputs[0]!r} of shape {_shape(computed[out.inputs[0]])[1:]} per "
-                                       f"example and returns shape {_shape(computed[out.name])[1:]}; data_shape is "
-                                       f"{tuple(model.data_shape)})") from e
+            for block in model.generator_blocks:
+                if block.generative:
+                    try:
+                        layer = _run(block, computed, lambda: block.posterior_step(computed, n))
+                    except NotImplementedError:  # a block without posterior() still samples: check the prior's shapes
+                        layer = _run(block, computed, lambda: block.prior_step(computed, n))
+                    _check_layer(block, layer, n)
+                    computed[block.name] = layer.output
+                else:
+                    computed[block.name] = _run(block, computed, lambda: block.compute(computed, n))
+            out = model.output_block
+            try:
+                model._likelihood(computed[out.name], (n,))
+            except (RuntimeError, ValueError) as e:
+                raise InvalidArgumentError(f"{e} (it reads {out.inputs[0]!r} of shape {_shape(computed[out.inputs[0]])[1:]} "
+                                           f"per example and returns shape {_shape(computed[out.name])[1:]}; data_shape is "
+                                           f"{tuple(model.data_shape)})") from e
