@@ -12,7 +12,7 @@ analysis tool and migration of :class:`~vaekit.models.hierarchical.HierarchicalV
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -27,8 +27,10 @@ from .model import HierarchicalVAE
 __all__ = ["TopDownBlock", "parse_layer_string", "vdvae_spatial_blocks", "vdvae", "LAYOUTS"]
 
 #: Published layouts, by name: the model's arguments (``model``) and the training settings that
-#: went with them (``trainer``, the names of :class:`vaekit.Trainer`'s arguments; what
-#: ``examples/configs/vdvae_*.yaml`` use).
+#: went with them (``trainer``, in :class:`vaekit.Trainer`'s arguments; what ``examples/configs/vdvae_*.yaml``
+#: use). The papers' gradient thresholds are for a loss in nats per dimension; vaekit's loss is in nats
+#: per example, so ``grad_clip`` and ``skip_threshold`` here are the published values times the data's
+#: dimensions (3072 for CIFAR-10, 784 for MNIST).
 LAYOUTS: dict[str, dict[str, Any]] = {
     # openai/vdvae hps.py, ``cifar10`` (Child, 2021, table 4): 39M parameters, 2.87 bits/dim.
     "vdvae_cifar10": {
@@ -37,7 +39,7 @@ LAYOUTS: dict[str, dict[str, Any]] = {
                   "dec_blocks": "1x1,4m1,4x2,8m4,8x5,16m8,16x10,32m16,32x21",
                   "skips": "resolution", "likelihood": "discretized_logistic_mixture"},
         "trainer": {"optimizer": "adamw", "lr": 2e-4, "weight_decay": 0.01, "adam_betas": [0.9, 0.9], "warmup_steps": 100,
-                    "batch_size": 16, "ema_decay": 0.9999, "grad_clip": 200.0, "skip_threshold": 400.0},
+                    "batch_size": 16, "ema_decay": 0.9999, "grad_clip": 200.0 * 3072, "skip_threshold": 400.0 * 3072},
     },
     # Rayhane-mamah/Efficient-VDVAE egs/binarized_mnist_baseline.cfg (79.09 nats): 23 bottom-up and 23 top-down
     # blocks, every top-down block reading its own bottom-up block; MNIST zero-padded to 32x32.
@@ -48,7 +50,7 @@ LAYOUTS: dict[str, dict[str, Any]] = {
                   "dec_blocks": "1x5,4m1,4x4,8m4,8x9,16m8,16x1,32m16",
                   "skips": "block", "likelihood": "bernoulli"},
         "trainer": {"optimizer": "adamax", "lr": 1e-3, "weight_decay": 0.01, "lr_schedule": "cosine", "min_lr": 1e-4,
-                    "warmup_steps": 100, "batch_size": 32, "ema_decay": 0.9999, "skip_threshold": 800.0,
+                    "warmup_steps": 100, "batch_size": 32, "ema_decay": 0.9999, "skip_threshold": 800.0 * 784,
                     "max_steps": 200000},
     },
 }
@@ -158,7 +160,7 @@ def parse_layer_string(layers: str | Sequence[str], what: str = "blocks") -> lis
     return out
 
 
-def _widths(width: int, widths: Mapping[int, int] | str | None) -> dict[int, int]:
+def _widths(width: int, widths: dict[int, int] | str | None) -> dict[int, int]:
     """Channels per resolution: ``widths`` (a dict, or VDVAE's ``"32:64,16:128"``) over the default ``width``."""
     if widths is None:
         return {}
@@ -171,7 +173,7 @@ def _widths(width: int, widths: Mapping[int, int] | str | None) -> dict[int, int
 
 
 def vdvae_spatial_blocks(data_shape: Sequence[int], enc_blocks: str | Sequence[str], dec_blocks: str | Sequence[str],
-                         width: int = 384, widths: Mapping[int, int] | str | None = None, latent_channels: int = 16,
+                         width: int = 384, widths: dict[int, int] | str | None = None, latent_channels: int = 16,
                          bottleneck_multiple: float = 0.25, skips: str = "resolution", input_kernel: int = 3,
                          likelihood: LikelihoodName = "discretized_logistic_mixture", min_scale: float = 1e-4) -> list[Block]:
     """Blocks of a VDVAE with spatial latents (see :func:`vdvae` for the arguments)."""
@@ -259,7 +261,7 @@ def vdvae_spatial_blocks(data_shape: Sequence[int], enc_blocks: str | Sequence[s
 
 def vdvae(data_shape: Sequence[int], layout: str | None = None, *, enc_blocks: str | Sequence[str] | None = None,
           dec_blocks: str | Sequence[str] | None = None, width: int | None = None,
-          widths: Mapping[int, int] | str | None = None, latent_channels: int | None = None,
+          widths: dict[int, int] | str | None = None, latent_channels: int | None = None,
           bottleneck_multiple: float | None = None, skips: str | None = None, input_kernel: int | None = None,
           likelihood: LikelihoodName | None = None, min_scale: float = 1e-4) -> HierarchicalVAE:
     """A VDVAE (Child, 2021) with spatial latents, from VDVAE's layer strings or a published layout.
