@@ -207,8 +207,10 @@ def vdvae_spatial_blocks(data_shape: Sequence[int], enc_blocks: str | Sequence[s
         blocks.append(SimpleBlock(name, prev, BottleneckBlock(wid(r), mid(r), wid(r), residual=True, use_3x3=r > 2,
                                                               last_scale=scale)))
         res_all.setdefault(r, []).append(name)
-        res_last[r], prev = name, name
-        if kind == "d":
+        prev = name
+        if kind != "d":  # VDVAE's activation at a resolution: the last block output there (a pooling block's is coarser)
+            res_last[r] = name
+        else:
             if r % rate:
                 raise InvalidArgumentError(f"enc_blocks item {r}d{rate}: resolution {r} is not divisible by {rate}")
             res = r // rate
