@@ -96,7 +96,7 @@ def test_a_network_that_cannot_read_its_input_is_named_with_the_shapes_it_reads(
               GenBlock("z1", "z2", "h", conv(3, 4), conv(3, 4), [2, 4, 4]),  # prior_net wants 3 channels, z2 has 2
               OutputBlock("x_out", "z1", conv(2, 1), Bernoulli())]
     with pytest.raises(vaekit.InvalidArgumentError, match=r"block 'z1' \(GenBlock\) cannot run on what it reads.*"
-                                                          r"'z2': \(2, 2, 4, 4\), 'h': \(2, 3, 4, 4\)"):
+                                                          r"\(shapes per example: \{'z2': \(2, 4, 4\), 'h': \(3, 4, 4\)\}\)"):
         HierarchicalVAE(blocks, SHAPE)
 
 

@@ -70,9 +70,9 @@ def _run(block: Block, computed: dict[str, torch.Tensor], call: Callable[[], Any
     except NotImplementedError:
         raise
     except (RuntimeError, ValueError, IndexError) as e:
-        read = {r: _shape(computed[r]) for r in block.references if r in computed}
-        raise InvalidArgumentError(f"block {block.name!r} ({type(block).__name__}) cannot run on what it reads, "
-                                   f"shapes per example batch {read}: {e}") from e
+        read = {r: _shape(computed[r])[1:] for r in block.references if r in computed}
+        raise InvalidArgumentError(f"block {block.name!r} ({type(block).__name__}) cannot run on what it reads "
+                                   f"(shapes per example: {read}): {e}") from e
 
 
 def _check_layer(block: Any, layer: Any, n: int) -> None:
