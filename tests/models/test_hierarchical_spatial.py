@@ -313,3 +313,59 @@ def test_bottleneck_block_is_vdvaes():
     inner = b.c4(f.gelu(b.c3(f.gelu(b.c2(f.gelu(b.c1(f.gelu(h))))))))
     torch.testing.assert_close(b(h), f.avg_pool2d(h + inner, 2))
     assert math.isclose(float(Resample(2, "nearest")(torch.ones(1, 1, 1, 1)).sum()), 4.0)
+
+
+# ------------------------------------------------------------------ Laplace latent layers
+def laplace_ladder(family_top="laplace", family_low="laplace"):
+    torch.manual_seed(0)
+    return HierarchicalVAE([
+        InputBlock("x_in"),
+        SimpleBlock("h", "x_in", conv(1, 3)),
+        TopGenBlock("z2", "h", conv(3, 4), [2, 4, 4], prior_trainable=True, latent_family=family_top),
+        GenBlock("z1", "z2", "h", conv(2, 4), conv(5, 4), [2, 4, 4], concat_posterior=True, latent_family=family_low),
+        OutputBlock("x_out", "z1", conv(2, 1), Bernoulli()),
+    ], SHAPE)
+
+
+def test_laplace_layers_have_laplace_priors_and_posteriors_with_the_closed_form_kl():
+    model = laplace_ladder(family_low="gaussian")
+    x = data(4)
+    torch.manual_seed(1)
+    tr = model.posterior_pass(x)
+    q, p = tr.posteriors["z2"], tr.priors["z2"]
+    assert isinstance(q, vaekit.distributions.DiagonalLaplace) and isinstance(p, vaekit.distributions.DiagonalLaplace)
+    assert isinstance(tr.posteriors["z1"], DiagonalNormal) and q.event_shape == (2, 4, 4)
+    # the closed form, written out: log(b2/b1) + |m1-m2|/b2 + b1/b2 exp(-|m1-m2|/b1) - 1, summed over the map
+    m1, b1, m2, b2 = q.loc, q.scale, p.loc, p.scale
+    d = (m1 - m2).abs()
+    by_hand = ((b2 / b1).log() + d / b2 + b1 / b2 * torch.exp(-d / b1) - 1).sum((1, 2, 3))
+    torch.manual_seed(1)
+    kl = model.elbo_terms(x).kl["z2"]
+    torch.testing.assert_close(kl, by_hand, rtol=1e-5, atol=1e-5)
+    # and the Monte Carlo average of log q - log p agrees with it
+    z = q.sample((20000,))
+    mc = (q.log_prob(z) - p.log_prob(z)).mean(0)
+    assert torch.allclose(mc, by_hand.detach(), atol=0.15 + 0.02 * float(by_hand.abs().max()))
+
+
+def test_a_laplace_vdvae_trains_and_its_iwae_exceeds_its_elbo():
+    model = tiny_vdvae(latent_family="laplace")
+    assert all(model.blocks[k].latent_family == "laplace" for k in model.latent_names)
+    x = torch.bernoulli(torch.full((16, 1, 8, 8), 0.3), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    elbo = iwae_log_likelihood(model, x, k=1).mean
+    torch.manual_seed(1)
+    iwae = iwae_log_likelihood(model, x, k=200).mean
+    assert float(iwae) > float(elbo) + 1.0
+    stats = kl_statistics(model, x)
+    assert stats["z4"].kl_per_dim.shape == (2,) and stats["z4"].kl_per_dim_method == "analytic"
+    means = model.prior_pass(3, temperature=0).z
+    torch.manual_seed(2)
+    cool = model.prior_pass(3, temperature=0.5)
+    assert torch.equal(means["z1"], model.prior_pass(3, temperature=0).z["z1"])
+    assert not torch.equal(cool.z["z1"], cool.priors["z1"].loc)
+
+
+def test_an_unknown_latent_family_is_refused_with_the_accepted_ones():
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"latent_family must be one of \['gaussian', 'laplace'\], got 'student'"):
+        TopGenBlock("z", "h", conv(3, 4), [2, 4, 4], latent_family="student")

@@ -9,10 +9,13 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..._checks import InvalidArgumentError, check_int
-from ...distributions import DiagonalNormal
+from ...distributions import DiagonalLaplace, DiagonalNormal
 from ...distributions.gaussian import positive_scale
 
-__all__ = ["block_names", "block_module", "gaussian_head", "latent_shape_of", "latent_size"]
+__all__ = ["block_names", "block_module", "gaussian_head", "latent_shape_of", "latent_size", "LATENT_FAMILIES"]
+
+#: The families of a latent layer: its prior and posterior are both of this family.
+LATENT_FAMILIES = ("gaussian", "laplace")
 
 
 def block_names(arg: str, value: str | Sequence[str], block: str) -> tuple[str, ...]:
@@ -47,8 +50,12 @@ def latent_shape_of(value: int | Sequence[int], block: str) -> tuple[int, ...]:
     return shape
 
 
-def gaussian_head(params: Tensor, latent_shape: int | Sequence[int], min_scale: float, what: str) -> DiagonalNormal:
+def gaussian_head(params: Tensor, latent_shape: int | Sequence[int], min_scale: float, what: str,
+                  family: str = "gaussian") -> DiagonalNormal | DiagonalLaplace:
     """``N(loc, softplus(raw) + min_scale)`` from a network output: location, then raw scale, along the feature axis.
+
+    ``family="laplace"`` gives a :class:`~vaekit.distributions.DiagonalLaplace` with the same
+    location and scale instead.
 
     A latent vector of ``d`` features reads an output of shape (..., 2 * d), split on its last
     axis; a spatial latent of shape (C, H, W) reads an output of shape (N, 2 * C, H, W), split
@@ -60,13 +67,17 @@ def gaussian_head(params: Tensor, latent_shape: int | Sequence[int], min_scale: 
             raise ValueError(f"{what} returned {params.shape[-1]} features but a Gaussian over {shape[0]} latents needs "
                              f"2 * latent_features = {2 * shape[0]} (location and raw scale)")
         loc, raw = params.chunk(2, dim=-1)
-        return DiagonalNormal(loc, positive_scale(raw, "softplus", min_scale))
+        return _family(family)(loc, positive_scale(raw, "softplus", min_scale))
     want = (2 * shape[0], *shape[1:])
     if tuple(params.shape[1:]) != want:
         raise ValueError(f"{what} returned shape {tuple(params.shape)} but a Gaussian over a latent of shape {shape} needs "
                          f"(N, {', '.join(map(str, want))}) (2 * {shape[0]} channels: location and raw scale)")
     loc, raw = params.chunk(2, dim=1)
-    return DiagonalNormal(loc, positive_scale(raw, "softplus", min_scale), event_dims=len(shape))
+    return _family(family)(loc, positive_scale(raw, "softplus", min_scale), event_dims=len(shape))
+
+
+def _family(name: str) -> type:
+    return DiagonalLaplace if name == "laplace" else DiagonalNormal
 
 
 def latent_size(shape: Sequence[int]) -> int:

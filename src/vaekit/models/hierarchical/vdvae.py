@@ -21,7 +21,7 @@ from ..._checks import InvalidArgumentError, check_choice, check_float, check_in
 from ...nn import BottleneckBlock, Resample, conv1x1, conv3x3
 from ..vae import LikelihoodName, make_likelihood
 from .blocks import Block, DualInputBlock, InputBlock, OutputBlock, SimpleBlock, TopSimpleBlock
-from .generative import ResidualGenBlock
+from .generative import LatentFamily, ResidualGenBlock
 from .model import HierarchicalVAE
 
 __all__ = ["TopDownBlock", "parse_layer_string", "vdvae_spatial_blocks", "vdvae", "LAYOUTS"]
@@ -93,6 +93,8 @@ class TopDownBlock(ResidualGenBlock):
     use_3x3 : bool, optional
         3x3 convolutions inside the bottlenecks (default: when the resolution exceeds 2, as VDVAE).
     min_scale : float
+    latent_family : {"gaussian", "laplace"}
+        See :class:`~vaekit.models.hierarchical.GenerativeBlock`.
 
     Examples
     --------
@@ -107,7 +109,8 @@ class TopDownBlock(ResidualGenBlock):
 
     def __init__(self, name: str, inputs: str, condition: str, width: int, resolution: int | Sequence[int],
                  latent_channels: int = 16, bottleneck_multiple: float = 0.25, n_blocks: int = 1,
-                 condition_width: int | None = None, use_3x3: bool | None = None, min_scale: float = 1e-4) -> None:
+                 condition_width: int | None = None, use_3x3: bool | None = None, min_scale: float = 1e-4,
+                 latent_family: LatentFamily = "gaussian") -> None:
         width, zc = check_int("width", width), check_int("latent_channels", latent_channels)
         res = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
         hw = tuple(check_int("resolution", r) for r in res)
@@ -124,7 +127,7 @@ class TopDownBlock(ResidualGenBlock):
             z_projection=conv1x1(zc, width, scale=scale),
             latent_features=[zc, *hw],
             residual_net=BottleneckBlock(width, mid, width, residual=True, use_3x3=use_3x3, last_scale=scale),
-            min_scale=min_scale)
+            min_scale=min_scale, latent_family=latent_family)
         self.width = width
 
 
@@ -175,7 +178,8 @@ def _widths(width: int, widths: dict[int, int] | str | None) -> dict[int, int]:
 def vdvae_spatial_blocks(data_shape: Sequence[int], enc_blocks: str | Sequence[str], dec_blocks: str | Sequence[str],
                          width: int = 384, widths: dict[int, int] | str | None = None, latent_channels: int = 16,
                          bottleneck_multiple: float = 0.25, skips: str = "resolution", input_kernel: int = 3,
-                         likelihood: LikelihoodName = "discretized_logistic_mixture", min_scale: float = 1e-4) -> list[Block]:
+                         likelihood: LikelihoodName = "discretized_logistic_mixture", min_scale: float = 1e-4,
+                         latent_family: LatentFamily = "gaussian") -> list[Block]:
     """Blocks of a VDVAE with spatial latents (see :func:`vdvae` for the arguments)."""
     if len(data_shape) != 3:
         raise InvalidArgumentError(f"vdvae needs image data_shape [C, H, W], got {list(data_shape)}")
@@ -249,7 +253,7 @@ def vdvae_spatial_blocks(data_shape: Sequence[int], enc_blocks: str | Sequence[s
                                            f"resolution {r} has {len(acts)} encoder blocks and more decoder blocks")
             condition, used[r] = acts[len(acts) - 1 - k], k + 1
         blocks.append(TopDownBlock(f"z{j}", state, condition, wid(r), r, latent_channels, bottleneck_multiple, n_dec,
-                                   min_scale=min_scale))
+                                   min_scale=min_scale, latent_family=latent_family))
         state = f"z{j}"
     if skips == "block" and any(used.get(r, 0) != len(a) for r, a in res_all.items()):
         raise InvalidArgumentError(f"skips='block' needs as many decoder as encoder blocks per resolution; encoder "
@@ -265,7 +269,8 @@ def vdvae(data_shape: Sequence[int], layout: str | None = None, *, enc_blocks: s
           dec_blocks: str | Sequence[str] | None = None, width: int | None = None,
           widths: dict[int, int] | str | None = None, latent_channels: int | None = None,
           bottleneck_multiple: float | None = None, skips: str | None = None, input_kernel: int | None = None,
-          likelihood: LikelihoodName | None = None, min_scale: float = 1e-4) -> HierarchicalVAE:
+          likelihood: LikelihoodName | None = None, min_scale: float = 1e-4,
+          latent_family: LatentFamily = "gaussian") -> HierarchicalVAE:
     """A VDVAE (Child, 2021) with spatial latents, from VDVAE's layer strings or a published layout.
 
     The encoder is an input convolution, then VDVAE's residual bottleneck blocks
@@ -305,6 +310,8 @@ def vdvae(data_shape: Sequence[int], layout: str | None = None, *, enc_blocks: s
         See :func:`vaekit.models.make_likelihood` (default ``"discretized_logistic_mixture"``,
         10 components as VDVAE).
     min_scale : float
+    latent_family : {"gaussian", "laplace"}
+        Family of every latent layer (see :class:`~vaekit.models.hierarchical.GenerativeBlock`).
 
     Examples
     --------
@@ -326,4 +333,5 @@ def vdvae(data_shape: Sequence[int], layout: str | None = None, *, enc_blocks: s
     if "enc_blocks" not in args or "dec_blocks" not in args:
         raise InvalidArgumentError(f"vdvae needs a layout (one of {sorted(LAYOUTS)}) or both enc_blocks and dec_blocks "
                                    "(VDVAE's layer strings, e.g. enc_blocks='32x2,32d2,16x2', dec_blocks='16x2,32m16')")
-    return HierarchicalVAE(vdvae_spatial_blocks(data_shape, min_scale=min_scale, **args), data_shape)
+    return HierarchicalVAE(vdvae_spatial_blocks(data_shape, min_scale=min_scale, latent_family=latent_family, **args),
+                           data_shape)
