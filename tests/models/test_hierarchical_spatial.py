@@ -81,39 +81,29 @@ def data(n=6, seed=1):
 
 
 # ------------------------------------------------------------------ shape validation at construction
-def test_conv_top_block_with_a_vector_latent_names_the_block_and_both_shapes():
-    """The issue's case: a convolutional TopGenBlock declared with a vector latent failed deep inside the output
-    convolution with a bare RuntimeError about channel counts; now construction names the block and both shapes."""
-    blocks = [InputBlock("x_in"), SimpleBlock("h", "x_in", conv(1, 8)), TopGenBlock("z", "h", conv(8, 4), 2),
-              OutputBlock("x_out", "z", conv(2, 1), Bernoulli())]
-    with pytest.raises(vaekit.InvalidArgumentError, match=r"block 'z' \(TopGenBlock\) declares a latent of shape \(2,\).*"
-                                                          r"its latent has shape \(4, 4, 2\)"):
-        HierarchicalVAE(blocks, SHAPE)
+def one_layer(h: int, head: int, latent, out: int) -> list:
+    """x -> 1x1 conv (h channels) -> TopGenBlock z (head channels, latent_features=latent) -> 1x1 conv (out channels)."""
+    return [InputBlock("x_in"), SimpleBlock("h", "x_in", conv(1, h)), TopGenBlock("z", "h", conv(h, head), latent),
+            OutputBlock("x_out", "z", conv(2, out), Bernoulli())]
 
 
-def test_a_network_that_cannot_read_its_input_is_named_with_the_shapes_it_reads():
-    blocks = [InputBlock("x_in"), SimpleBlock("h", "x_in", conv(1, 3)), TopGenBlock("z2", "h", conv(3, 4), [2, 4, 4]),
+@pytest.mark.parametrize("blocks,message", [
+    # the issue's case: a convolutional TopGenBlock declared with a vector latent failed deep inside the output
+    # convolution with a bare RuntimeError about channel counts; construction now names the block and both shapes
+    (lambda: one_layer(8, 4, 2, 1), r"block 'z' \(TopGenBlock\) declares a latent of shape \(2,\).*its latent has shape "
+                                    r"\(4, 4, 2\)"),
+    (lambda: one_layer(3, 6, [2, 4, 4], 1), r"net of 'z' returned shape \(2, 6, 4, 4\) but a Gaussian over a latent of shape "
+                                            r"\(2, 4, 4\) needs \(N, 4, 4, 4\)"),
+    (lambda: one_layer(3, 4, [2, 4, 4], 2), r"output block 'x_out' returns 32 numbers.*returns shape \(2, 4, 4\); data_shape "
+                                            r"is \(1, 4, 4\)"),
+    (lambda: [InputBlock("x_in"), SimpleBlock("h", "x_in", conv(1, 3)), TopGenBlock("z2", "h", conv(3, 4), [2, 4, 4]),
               GenBlock("z1", "z2", "h", conv(3, 4), conv(3, 4), [2, 4, 4]),  # prior_net wants 3 channels, z2 has 2
-              OutputBlock("x_out", "z1", conv(2, 1), Bernoulli())]
-    with pytest.raises(vaekit.InvalidArgumentError, match=r"block 'z1' \(GenBlock\) cannot run on what it reads.*"
-                                                          r"\(shapes per example: \{'z2': \(2, 4, 4\), 'h': \(3, 4, 4\)\}\)"):
-        HierarchicalVAE(blocks, SHAPE)
-
-
-def test_a_head_of_the_wrong_size_names_the_network_and_both_shapes():
-    blocks = [InputBlock("x_in"), SimpleBlock("h", "x_in", conv(1, 3)), TopGenBlock("z", "h", conv(3, 6), [2, 4, 4]),
-              OutputBlock("x_out", "z", conv(2, 1), Bernoulli())]
-    with pytest.raises(vaekit.InvalidArgumentError, match=r"net of 'z' returned shape \(2, 6, 4, 4\) but a Gaussian over "
-                                                          r"a latent of shape \(2, 4, 4\) needs \(N, 4, 4, 4\)"):
-        HierarchicalVAE(blocks, SHAPE)
-
-
-def test_an_output_of_the_wrong_size_names_the_output_block_and_shapes():
-    blocks = [InputBlock("x_in"), SimpleBlock("h", "x_in", conv(1, 3)), TopGenBlock("z", "h", conv(3, 4), [2, 4, 4]),
-              OutputBlock("x_out", "z", conv(2, 2), Bernoulli())]
-    with pytest.raises(vaekit.InvalidArgumentError, match=r"output block 'x_out' returns 32 numbers.*returns shape "
-                                                          r"\(2, 4, 4\); data_shape is \(1, 4, 4\)"):
-        HierarchicalVAE(blocks, SHAPE)
+              OutputBlock("x_out", "z1", conv(2, 1), Bernoulli())],
+     r"block 'z1' \(GenBlock\) cannot run on what it reads.*\(shapes per example: \{'z2': \(2, 4, 4\), 'h': \(3, 4, 4\)\}\)"),
+], ids=["vector-latent-from-conv", "head-size", "output-size", "input-channels"])
+def test_shape_mismatches_are_refused_at_construction_naming_the_block_and_shapes(blocks, message):
+    with pytest.raises(vaekit.InvalidArgumentError, match=message):
+        HierarchicalVAE(blocks(), SHAPE)
 
 
 def test_construction_leaves_the_random_state_and_batchnorm_statistics_alone():

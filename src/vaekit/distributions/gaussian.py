@@ -13,12 +13,39 @@ from torch.distributions import Independent, Normal, register_kl
 from .._checks import check_float, check_int
 from .base import ConditionalDistribution
 
-__all__ = ["DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
+__all__ = ["DiagonalLocScale", "DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
 
-class DiagonalNormal(Independent):
+class DiagonalLocScale(Independent):
+    """Independent ``factor(loc, scale)`` over the last ``event_dims`` dimensions: what the diagonal families share.
+
+    Subclasses set ``factor`` (a location-scale ``torch.distributions`` class).
+    """
+
+    factor: type = Normal
+
+    def __init__(self, loc: Tensor, scale: Tensor, validate_args: bool | None = False, event_dims: int = 1) -> None:
+        event_dims = check_int("event_dims", event_dims)
+        if event_dims > loc.dim():
+            raise ValueError(f"event_dims={event_dims} but loc has only {loc.dim()} dimensions (shape {tuple(loc.shape)})")
+        super().__init__(self.factor(loc, scale, validate_args=validate_args), event_dims, validate_args=validate_args)
+
+    @property
+    def loc(self) -> Tensor:
+        return self.base_dist.loc
+
+    @property
+    def scale(self) -> Tensor:
+        return self.base_dist.scale
+
+    def expand(self, batch_shape, _instance=None):  # keep the subclass under expand()
+        shape = Size(batch_shape) + self.event_shape
+        return type(self)(self.loc.expand(shape), self.scale.expand(shape), event_dims=self.reinterpreted_batch_ndims)
+
+
+class DiagonalNormal(DiagonalLocScale):
     r"""Multivariate normal with diagonal covariance over the last dimension (or the last ``event_dims``).
 
     A :class:`torch.distributions.Independent` ``Normal`` that also draws and scores in one
@@ -44,19 +71,7 @@ class DiagonalNormal(Independent):
     torch.Size([4, 3, 3])
     """
 
-    def __init__(self, loc: Tensor, scale: Tensor, validate_args: bool | None = False, event_dims: int = 1) -> None:
-        event_dims = check_int("event_dims", event_dims)
-        if event_dims > loc.dim():
-            raise ValueError(f"event_dims={event_dims} but loc has only {loc.dim()} dimensions (shape {tuple(loc.shape)})")
-        super().__init__(Normal(loc, scale, validate_args=validate_args), event_dims, validate_args=validate_args)
-
-    @property
-    def loc(self) -> Tensor:
-        return self.base_dist.loc
-
-    @property
-    def scale(self) -> Tensor:
-        return self.base_dist.scale
+    factor = Normal
 
     def rsample_and_log_prob(self, sample_shape: Size = Size()) -> tuple[Tensor, Tensor]:
         loc, scale = self.loc, self.scale
@@ -65,11 +80,6 @@ class DiagonalNormal(Independent):
         dims = tuple(range(-self.reinterpreted_batch_ndims, 0))
         log_prob = -0.5 * (eps.pow(2) + _LOG_2PI).sum(dims) - scale.log().sum(dims)
         return z, log_prob
-
-    def expand(self, batch_shape, _instance=None):  # keep the subclass under expand()
-        batch_shape = Size(batch_shape)
-        return DiagonalNormal(self.loc.expand(batch_shape + self.event_shape), self.scale.expand(batch_shape + self.event_shape),
-                              event_dims=self.reinterpreted_batch_ndims)
 
 
 @register_kl(DiagonalNormal, DiagonalNormal)
