@@ -34,6 +34,19 @@ def missing_dataset(raw: dict) -> str | None:
     return None if folder.is_dir() else f"{entry[1]}; not found: {folder}"
 
 
+def stand_in_cifar10(root: Path, per_file: int = 8) -> Path:
+    """A CIFAR-10 binary folder of ``per_file`` random images per batch file (the real one is not offline)."""
+    import numpy as np
+
+    folder = root / "cifar10" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        records = np.concatenate([rng.integers(0, 10, (per_file, 1)), rng.integers(0, 256, (per_file, 3072))], 1)
+        (folder / name).write_bytes(records.astype(np.uint8).tobytes())
+    return root
+
+
 def test_there_are_example_configs():
     assert {p.stem for p in CONFIGS} >= {"cremer_mlp_binarized_mnist", "conv_fashion_mnist", "gaussian_tabular"}
 
@@ -78,6 +91,12 @@ def test_config_trains_a_few_steps(path, tmp_path, monkeypatch):
         args += ["--data.init_args.path", str(ROOT / raw["data"]["init_args"]["path"])]
     if raw["trainer"].get("lr_schedule") == "plateau":
         args += ["--trainer.lr_schedule", "constant"]
+    if raw["model"]["class_path"] == "vaekit.models.hierarchical.vdvae":  # the published layout strings, 8 channels wide
+        args += ["--model.init_args.width", "8", "--model.init_args.widths", "null", "--model.init_args.latent_channels", "2",
+                 "--model.init_args.bottleneck_multiple", "0.5", "--trainer.batch_size", "4"]
+    if raw["data"]["class_path"] == "vaekit.data.CIFAR10" and not (SHARED / "cifar10").is_dir():
+        args += ["--data.init_args.root", str(stand_in_cifar10(tmp_path / "data")), "--data.init_args.download", "false",
+                 "--data.init_args.val_size", "4"]
     assert main(args) == 0
     (run,) = list((tmp_path / "runs").glob("*/*"))
     assert (run / "checkpoints" / "last.safetensors").is_file()

@@ -12,7 +12,7 @@ from torch.distributions import Distribution, Independent
 
 from .._checks import check_float, check_int
 from ..nn import eval_mode
-from ._common import check_x, posterior_means
+from ._common import check_x, encode_means
 
 __all__ = ["LatentStats", "latent_pairs", "kl_per_dimension", "active_units", "kl_statistics", "save_kl_plot"]
 
@@ -25,17 +25,19 @@ class LatentStats:
     ----------
     name : str
     dims : int
-        Number of scalar entries of the latent (its event flattened).
+        Number of dimensions of the latent: its scalar entries (its event flattened), or for
+        a spatial latent of shape (C, H, W) its C channels.
     kl : float
         Mean over the examples of the model's own ``elbo_terms(x).kl[name]`` (closed form
         where the model has one, else single-sample Monte Carlo).
     kl_per_dim : Tensor of shape (dims,) or None
-        Mean KL of each dimension, when the posterior and the prior both factorise over the
+        Mean KL of each dimension (of a spatial latent: of each channel, summed over H and W), when the posterior and the prior both factorise over the
         dimensions and the prior can be found (see :func:`latent_pairs`).
     kl_per_dim_method : {"analytic", "mc"} or None
         Closed form per dimension, or the Monte Carlo average of ``log q_d - log p_d``.
     unit_variance : Tensor of shape (dims,)
-        ``Cov_x(E_q[z_d | x])``: the activity of each unit over the data.
+        ``Cov_x(E_q[z_d | x])``: the activity of each unit over the data (of a spatial
+        latent's channel: the mean over its H x W positions).
     active_units : int
         Units whose activity exceeds ``threshold``.
     threshold : float
@@ -89,6 +91,7 @@ def kl_per_dimension(q: Distribution, p: Distribution, *, n_mc: int = 16) -> tup
     Returns
     -------
     (Tensor of shape (batch, prod(event)), "analytic" or "mc"), or None when either does not factorise.
+    A spatial event (C, H, W) gives shape (batch, C): each channel's KL summed over its positions.
 
     Examples
     --------
@@ -106,6 +109,8 @@ def kl_per_dimension(q: Distribution, p: Distribution, *, n_mc: int = 16) -> tup
         z = qf.sample((check_int("n_mc", n_mc),))
         kl, method = (qf.log_prob(z) - pf.log_prob(z)).mean(0), "mc"
     kl = kl.expand(qf.batch_shape)
+    if len(q.event_shape) > 1:  # a spatial latent: one dimension per channel
+        kl = kl.sum(tuple(range(-len(q.event_shape) + 1, 0)))
     return kl.reshape(q.batch_shape.numel() if q.batch_shape else 1, -1), method
 
 
@@ -171,7 +176,7 @@ def kl_statistics(model: Any, x: Tensor, *, batch_size: int = 256, threshold: fl
     per_dim: dict[str, list[Tensor]] = {}
     methods: dict[str, str] = {}
     with eval_mode(model):
-        means = posterior_means(model, x, batch_size=batch_size, n_mc=n_mc)
+        means = {k: _per_unit(m) for k, m in encode_means(model, x, batch_size=batch_size, n_mc=n_mc).items()}
         for chunk in x.split(batch_size):
             for name, kl in model.elbo_terms(chunk).kl.items():
                 kl_sum[name] = kl_sum.get(name, 0) + kl.double().sum()
@@ -184,14 +189,26 @@ def kl_statistics(model: Any, x: Tensor, *, batch_size: int = 256, threshold: fl
     n = x.shape[0]
     out = {}
     for name in model.latent_names:
-        count, var = active_units(means[name].cpu(), threshold)
-        dims = means[name].shape[1]
+        m = means[name].cpu()
+        count, var = active_units(m, threshold) if m.dim() == 2 else _channel_activity(m, threshold)
+        dims = m.shape[1]
         pd = torch.cat(per_dim[name]).double().mean(0).float() if len(per_dim.get(name, ())) == len(x.split(batch_size)) else None
         if pd is not None and pd.numel() != dims:
             pd = None
         out[name] = LatentStats(name, dims, float(kl_sum[name] / n) if name in kl_sum else float("nan"),
                                 pd, methods.get(name) if pd is not None else None, var, count, threshold)
     return out
+
+
+def _per_unit(m: Tensor) -> Tensor:
+    """Posterior means (n, *event) as (n, D) for a vector event; a spatial (n, C, H, W) stays as it is."""
+    return m if m.dim() == 4 else m.reshape(m.shape[0], -1)
+
+
+def _channel_activity(means: Tensor, threshold: float) -> tuple[int, Tensor]:
+    """Active channels of a spatial latent: each channel's unit variance averaged over its positions."""
+    var = active_units(means.reshape(means.shape[0], -1), threshold)[1].reshape(means.shape[1:]).mean((1, 2))
+    return int((var > threshold).sum()), var
 
 
 def save_kl_plot(stats: dict[str, LatentStats], path: str | Path) -> Path:

@@ -3,11 +3,12 @@
 from .base import ConditionalDistribution, DrawWithLogProb, point_estimate, rsample_and_log_prob
 from .gaussian import DiagonalGaussian, DiagonalNormal, LearnedGaussian, StandardNormal
 from .kl import closed_form_kl, kl_divergence
+from .laplace import DiagonalLaplace
 from .likelihoods import Bernoulli, DiscretizedLogistic, DiscretizedLogisticDistribution, Gaussian, Likelihood
 from .logistic_mixture import DiscretizedLogisticMixture, DiscretizedLogisticMixtureDistribution
 
 __all__ = [
-    "ConditionalDistribution", "rsample_and_log_prob", "point_estimate", "DrawWithLogProb", "DiagonalNormal", "DiagonalGaussian", "StandardNormal",
+    "ConditionalDistribution", "rsample_and_log_prob", "point_estimate", "DrawWithLogProb", "DiagonalNormal", "DiagonalGaussian", "StandardNormal", "DiagonalLaplace",
     "LearnedGaussian", "kl_divergence", "closed_form_kl", "Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic",
     "DiscretizedLogisticDistribution", "DiscretizedLogisticMixture", "DiscretizedLogisticMixtureDistribution",
 ]

@@ -13,33 +13,24 @@ from torch.distributions import Independent, Normal, register_kl
 from .._checks import check_float, check_int
 from .base import ConditionalDistribution
 
-__all__ = ["DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
+__all__ = ["DiagonalLocScale", "DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
 
-class DiagonalNormal(Independent):
-    r"""Multivariate normal with diagonal covariance over the last dimension.
+class DiagonalLocScale(Independent):
+    """Independent ``factor(loc, scale)`` over the last ``event_dims`` dimensions: what the diagonal families share.
 
-    A :class:`torch.distributions.Independent` ``Normal`` that also draws and scores in one
-    pass: with :math:`z = \mu + \sigma\epsilon`,
-    :math:`\log q(z) = -\tfrac12\sum_j (\epsilon_j^2 + \log 2\pi) - \sum_j \log\sigma_j`.
-
-    Parameters
-    ----------
-    loc : Tensor of shape (*batch, d)
-    scale : Tensor of shape (*batch, d), positive
-
-    Examples
-    --------
-    >>> q = DiagonalNormal(torch.zeros(2, 3), torch.ones(2, 3))
-    >>> z, lp = q.rsample_and_log_prob((4,))
-    >>> z.shape, lp.shape, torch.allclose(lp, q.log_prob(z))
-    (torch.Size([4, 2, 3]), torch.Size([4, 2]), True)
+    Subclasses set ``factor`` (a location-scale ``torch.distributions`` class).
     """
 
-    def __init__(self, loc: Tensor, scale: Tensor, validate_args: bool | None = False) -> None:
-        super().__init__(Normal(loc, scale, validate_args=validate_args), 1, validate_args=validate_args)
+    factor: type = Normal
+
+    def __init__(self, loc: Tensor, scale: Tensor, validate_args: bool | None = False, event_dims: int = 1) -> None:
+        event_dims = check_int("event_dims", event_dims)
+        if event_dims > loc.dim():
+            raise ValueError(f"event_dims={event_dims} but loc has only {loc.dim()} dimensions (shape {tuple(loc.shape)})")
+        super().__init__(self.factor(loc, scale, validate_args=validate_args), event_dims, validate_args=validate_args)
 
     @property
     def loc(self) -> Tensor:
@@ -49,26 +40,59 @@ class DiagonalNormal(Independent):
     def scale(self) -> Tensor:
         return self.base_dist.scale
 
+    def expand(self, batch_shape, _instance=None):  # keep the subclass under expand()
+        shape = Size(batch_shape) + self.event_shape
+        return type(self)(self.loc.expand(shape), self.scale.expand(shape), event_dims=self.reinterpreted_batch_ndims)
+
+
+class DiagonalNormal(DiagonalLocScale):
+    r"""Multivariate normal with diagonal covariance over the last dimension (or the last ``event_dims``).
+
+    A :class:`torch.distributions.Independent` ``Normal`` that also draws and scores in one
+    pass: with :math:`z = \mu + \sigma\epsilon`,
+    :math:`\log q(z) = -\tfrac12\sum_j (\epsilon_j^2 + \log 2\pi) - \sum_j \log\sigma_j`.
+
+    Parameters
+    ----------
+    loc : Tensor of shape (*batch, *event)
+    scale : Tensor of shape (*batch, *event), positive
+    event_dims : int
+        How many trailing dimensions form one event: 1 for a latent vector (the default),
+        3 for a spatial latent of shape (C, H, W), whose log-density and KL sum over the
+        channels and positions.
+
+    Examples
+    --------
+    >>> q = DiagonalNormal(torch.zeros(2, 3), torch.ones(2, 3))
+    >>> z, lp = q.rsample_and_log_prob((4,))
+    >>> z.shape, lp.shape, torch.allclose(lp, q.log_prob(z))
+    (torch.Size([4, 2, 3]), torch.Size([4, 2]), True)
+    >>> DiagonalNormal(torch.zeros(2, 4, 3, 3), torch.ones(2, 4, 3, 3), event_dims=3).event_shape
+    torch.Size([4, 3, 3])
+    """
+
+    factor = Normal
+
     def rsample_and_log_prob(self, sample_shape: Size = Size()) -> tuple[Tensor, Tensor]:
         loc, scale = self.loc, self.scale
         eps = torch.randn(Size(sample_shape) + loc.shape, dtype=loc.dtype, device=loc.device)
         z = loc + scale * eps
-        log_prob = -0.5 * (eps.pow(2) + _LOG_2PI).sum(-1) - scale.log().sum(-1)
+        dims = tuple(range(-self.reinterpreted_batch_ndims, 0))
+        log_prob = -0.5 * (eps.pow(2) + _LOG_2PI).sum(dims) - scale.log().sum(dims)
         return z, log_prob
-
-    def expand(self, batch_shape, _instance=None):  # keep the subclass under expand()
-        batch_shape = Size(batch_shape)
-        return DiagonalNormal(self.loc.expand(batch_shape + self.event_shape), self.scale.expand(batch_shape + self.event_shape))
 
 
 @register_kl(DiagonalNormal, DiagonalNormal)
 def _kl_diagonal_normal(q: DiagonalNormal, p: DiagonalNormal) -> Tensor:
+    if q.event_shape != p.event_shape:
+        raise ValueError(f"KL between diagonal normals of different event shapes: {tuple(q.event_shape)} and {tuple(p.event_shape)}")
+    dims = tuple(range(-q.reinterpreted_batch_ndims, 0))
     if getattr(p, "standard", False):  # p = N(0, I): 0.5 * sum(mu^2 + sigma^2 - 1) - sum(log sigma), fewer operations
         loc, scale = q.loc, q.scale
-        return 0.5 * (loc.square() + scale.square() - 1.0).sum(-1) - scale.log().sum(-1)
+        return 0.5 * (loc.square() + scale.square() - 1.0).sum(dims) - scale.log().sum(dims)
     var_ratio = (q.scale / p.scale).pow(2)
     t = ((q.loc - p.loc) / p.scale).pow(2)
-    return 0.5 * (var_ratio + t - 1 - var_ratio.log()).sum(-1)
+    return 0.5 * (var_ratio + t - 1 - var_ratio.log()).sum(dims)
 
 
 def positive_scale(raw: Tensor, kind: Literal["softplus", "exp"] = "softplus", min_scale: float = 0.0) -> Tensor:

@@ -17,6 +17,7 @@ per-chain log targets is the per-chain gradient, and the Metropolis test is per 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from numbers import Real
@@ -140,7 +141,7 @@ class LatentPacker:
             self.dtypes[name] = value.dtype
         self.sizes = [math.prod(s) for s in self.shapes.values()]
         self.dim = sum(self.sizes)
-        self.dtype = torch.promote_types(*self.dtypes.values()) if len(self.dtypes) > 1 else next(iter(self.dtypes.values()))
+        self.dtype = functools.reduce(torch.promote_types, self.dtypes.values())  # any number of latents
 
     def pack(self, z: dict[str, Tensor], lead_ndim: int) -> Tensor:
         """Tensor of shape (*lead, dim): every latent flattened, concatenated in order."""

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..._checks import InvalidArgumentError
 from .blocks import Block, OutputBlock
 
-__all__ = ["validate_graph"]
+__all__ = ["validate_graph", "check_shapes"]
 
 
 def validate_graph(blocks: list[Block]) -> int:
@@ -51,3 +57,93 @@ def validate_graph(blocks: list[Block]) -> int:
                 raise ValueError(f"generator block {b.name!r} reads the encoder output {ref!r} as an input; the generator "
                                  "may read encoder outputs only as a generative block's condition (so it can sample without x)")
     return split
+
+
+def _shape(t: object) -> object:
+    return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def _run(block: Block, computed: dict[str, torch.Tensor], call: Callable[[], Any]) -> Any:
+    """``call()``, with an error naming the block and the shapes it read when its networks cannot run on them."""
+    try:
+        return call()
+    except NotImplementedError:
+        raise
+    except (RuntimeError, ValueError, IndexError) as e:
+        read = {r: _shape(computed[r])[1:] for r in block.references if r in computed}
+        raise InvalidArgumentError(f"block {block.name!r} ({type(block).__name__}) cannot run on what it reads "
+                                   f"(shapes per example: {read}): {e}") from e
+
+
+def _check_layer(block: Any, layer: Any, n: int) -> None:
+    """The latent, prior and posterior of a generative block all have shape (n, *latent_shape)."""
+    want = (n, *block.latent_shape)
+    parts = {"latent": tuple(layer.z.shape), "prior": tuple(layer.prior.batch_shape + layer.prior.event_shape)}
+    if layer.posterior is not None:
+        parts["posterior"] = tuple(layer.posterior.batch_shape + layer.posterior.event_shape)
+    for what, got in parts.items():
+        if got != want:
+            raise InvalidArgumentError(f"block {block.name!r} ({type(block).__name__}) declares a latent of shape "
+                                       f"{block.latent_shape} (latent_features={list(block.latent_shape) if len(block.latent_shape) > 1 else block.latent_features}) "
+                                       f"but its {what} has shape {got[1:]} per example; they must match")
+
+
+def check_shapes(model: Any, n: int = 2) -> None:
+    """Run the blocks once on ``n`` zero examples and check every shape, naming the block on a mismatch.
+
+    The dry pass runs first on PyTorch's ``meta`` device (shapes only, no arithmetic: a
+    39M-parameter VDVAE is checked in milliseconds); where a block cannot run there (an
+    operation without a meta kernel, a data-dependent branch), it runs once more on the
+    model's own tensors, which also gives the genuine error. Either way it runs in eval
+    mode without gradients and leaves the random state and every parameter and buffer
+    as they were, so building a model changes nothing else.
+
+    Raises
+    ------
+    vaekit.InvalidArgumentError
+        When a block's network cannot run on the shapes it reads (the message names the
+        block and those shapes), when a latent layer's prior, posterior or latent differ
+        from its declared ``latent_shape``, or when the output block's size does not fit
+        the likelihood and ``data_shape``.
+    """
+    try:
+        state = {k: torch.empty_like(t, device="meta") for k, t in (*model.named_parameters(), *model.named_buffers())}
+        torch.func.functional_call(_DryPass(model), {f"model.{k}": v for k, v in state.items()}, (n, "meta"))
+    except Exception:  # noqa: BLE001 - whatever failed on meta is decided by the real pass below
+        _DryPass(model)(n, None)
+
+
+class _DryPass(torch.nn.Module):
+    """The posterior pass of :func:`check_shapes`, a module so that ``functional_call`` can swap in meta tensors."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, n: int, device: str | None) -> None:
+        from ...nn import eval_mode
+
+        model = self.model
+        ref = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
+        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), eval_mode(model):
+            computed: dict[str, torch.Tensor] = {"x": torch.zeros(n, *model.data_shape, dtype=dtype, device=device)}
+            for block in model.encoder_blocks:
+                computed[block.name] = _run(block, computed, lambda: block.compute(computed, n))
+            for block in model.generator_blocks:
+                if block.generative:
+                    try:
+                        layer = _run(block, computed, lambda: block.posterior_step(computed, n))
+                    except NotImplementedError:  # a block without posterior() still samples: check the prior's shapes
+                        layer = _run(block, computed, lambda: block.prior_step(computed, n))
+                    _check_layer(block, layer, n)
+                    computed[block.name] = layer.output
+                else:
+                    computed[block.name] = _run(block, computed, lambda: block.compute(computed, n))
+            out = model.output_block
+            try:
+                model._likelihood(computed[out.name], (n,))
+            except (RuntimeError, ValueError) as e:
+                raise InvalidArgumentError(f"{e} (it reads {out.inputs[0]!r} of shape {_shape(computed[out.inputs[0]])[1:]} "
+                                           f"per example and returns shape {_shape(computed[out.name])[1:]}; data_shape is "
+                                           f"{tuple(model.data_shape)})") from e

@@ -21,15 +21,17 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..._checks import check_float, check_int
-from ...distributions import DiagonalNormal
-from ._common import block_module, gaussian_head
+from ..._checks import check_choice, check_float
+from ...distributions import DiagonalLaplace, DiagonalNormal
+from ._common import LATENT_FAMILIES, block_module, gaussian_head, latent_shape_of
+
+LatentFamily = Literal["gaussian", "laplace"]
 from .blocks import Block
 
 __all__ = ["GenerativeBlock", "SimpleGenBlock", "GenBlock", "TopGenBlock", "ResidualGenBlock", "Layer"]
@@ -75,21 +77,36 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
     condition : str, optional
         Name of the (encoder) output the posterior reads; ``None``: no posterior, the
         latent is drawn from its prior also during training (KL 0).
-    latent_features : int
-        Size of this layer's latent vector.
+    latent_features : int or sequence of int
+        Size of this layer's latent vector, or the shape of a spatial latent (``[C, H, W]``:
+        its networks are convolutional and its Gaussian heads split the channel axis).
     min_scale : float
         Floor of the Gaussian scales.
+    latent_family : {"gaussian", "laplace"}
+        Family of the prior and the posterior: diagonal Gaussians (KL in closed form) or
+        diagonal Laplace distributions (:class:`~vaekit.distributions.DiagonalLaplace`,
+        heavier tails; their KL is in closed form too). The heads give the location and
+        ``softplus(raw) + min_scale`` as the scale of either.
+
+    Attributes
+    ----------
+    latent_shape : tuple of int
+        Shape of the latent for one example: ``(latent_features,)`` or ``(C, H, W)``.
+    latent_features : int
+        The features of a latent vector, the channels ``C`` of a spatial latent.
     """
 
     generative: ClassVar[bool] = True
 
-    def __init__(self, name: str, inputs: str | Sequence[str], condition: str | None, latent_features: int,
-                 min_scale: float = 1e-4, net: nn.Module | None = None) -> None:
+    def __init__(self, name: str, inputs: str | Sequence[str], condition: str | None, latent_features: int | Sequence[int],
+                 min_scale: float = 1e-4, net: nn.Module | None = None, latent_family: LatentFamily = "gaussian") -> None:
         super().__init__(name, inputs, net)
+        self.latent_family = check_choice("latent_family", latent_family, LATENT_FAMILIES)
         if condition is not None and (not isinstance(condition, str) or not condition):
             raise TypeError(f"condition of block {name!r} must be a block name or None, got {condition!r}")
         self.condition = condition
-        self.latent_features = check_int("latent_features", latent_features)
+        self._latent_shape = latent_shape_of(latent_features, name)
+        self.latent_features = self._latent_shape[0]
         self.min_scale = check_float("min_scale", min_scale, 0)
 
     @property
@@ -98,8 +115,8 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        """Shape of this layer's latent for one example: ``(latent_features,)``."""
-        return (self.latent_features,)
+        """Shape of this layer's latent for one example: ``(latent_features,)``, or ``(C, H, W)`` for a spatial latent."""
+        return self._latent_shape
 
     # ------------------------------------------------------------------ what a subclass writes
     @abstractmethod
@@ -118,8 +135,14 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
     def tempered_sample(self, prior: DiagonalNormal, temperature: float) -> Tensor:
         """A draw of ``prior`` with its scale multiplied by ``temperature`` (0: its location)."""
         if temperature > 0:
+            if self.latent_family != "gaussian":  # the family's own noise, scaled about the location
+                return prior.loc + temperature * (prior.sample() - prior.loc)
             return prior.loc + temperature * prior.scale * torch.randn_like(prior.loc)
         return prior.loc
+
+    def head(self, params: Tensor, what: str) -> DiagonalNormal:
+        """This layer's distribution (of its ``latent_family``) from a network output: location, then raw scale."""
+        return gaussian_head(params, self.latent_shape, self.min_scale, what, self.latent_family)
 
     # ------------------------------------------------------------------ one method per mode
     def posterior_step(self, computed: dict[str, Tensor], n: int, *, mean: bool = False) -> Layer:
@@ -144,7 +167,9 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
         return Layer(prior, None, z, self.output(z, inputs, state))
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, condition={self.condition!r}, latent_features={self.latent_features}"
+        size = self.latent_features if len(self.latent_shape) == 1 else list(self.latent_shape)
+        family = "" if self.latent_family == "gaussian" else f", latent_family={self.latent_family!r}"
+        return f"{super().extra_repr()}, condition={self.condition!r}, latent_features={size}{family}"
 
 
 class SimpleGenBlock(GenerativeBlock):
@@ -156,11 +181,13 @@ class SimpleGenBlock(GenerativeBlock):
     torch.Size([5])
     """
 
-    def __init__(self, name: str, inputs: str, net: nn.Module, latent_features: int, min_scale: float = 1e-4) -> None:
-        super().__init__(name, inputs, None, latent_features, min_scale, block_module("net", net, name, optional=False))
+    def __init__(self, name: str, inputs: str, net: nn.Module, latent_features: int | Sequence[int], min_scale: float = 1e-4,
+                 latent_family: LatentFamily = "gaussian") -> None:
+        super().__init__(name, inputs, None, latent_features, min_scale, block_module("net", net, name, optional=False),
+                         latent_family)
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
-        return gaussian_head(self.net(inputs[0]), self.latent_features, self.min_scale, f"net of {self.name!r}"), None
+        return self.head(self.net(inputs[0]), f"net of {self.name!r}"), None
 
 
 class GenBlock(GenerativeBlock):
@@ -178,7 +205,8 @@ class GenBlock(GenerativeBlock):
         ``h -> 2 * latent_features``.
     posterior_net : nn.Module
         ``c`` (or ``cat(c, h)`` with ``concat_posterior``) ``-> 2 * latent_features``.
-    latent_features : int
+    latent_features : int or sequence of int
+        A vector's size, or a spatial latent's shape ``[C, H, W]`` (networks then map (N, ., H, W) maps).
     concat_posterior : bool
         Concatenate the (transformed) input to the (transformed) condition.
     input_transform, condition_transform : nn.Module, optional
@@ -195,9 +223,10 @@ class GenBlock(GenerativeBlock):
     """
 
     def __init__(self, name: str, inputs: str, condition: str, prior_net: nn.Module, posterior_net: nn.Module,
-                 latent_features: int, concat_posterior: bool = False, input_transform: nn.Module | None = None,
-                 condition_transform: nn.Module | None = None, min_scale: float = 1e-4) -> None:
-        super().__init__(name, inputs, condition, latent_features, min_scale)
+                 latent_features: int | Sequence[int], concat_posterior: bool = False, input_transform: nn.Module | None = None,
+                 condition_transform: nn.Module | None = None, min_scale: float = 1e-4,
+                 latent_family: LatentFamily = "gaussian") -> None:
+        super().__init__(name, inputs, condition, latent_features, min_scale, latent_family=latent_family)
         self.prior_net = block_module("prior_net", prior_net, name, optional=False)
         self.posterior_net = block_module("posterior_net", posterior_net, name, optional=False)
         self.input_transform = block_module("input_transform", input_transform, name)
@@ -205,13 +234,13 @@ class GenBlock(GenerativeBlock):
         self.concat_posterior = bool(concat_posterior)
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
-        return gaussian_head(self.prior_net(inputs[0]), self.latent_features, self.min_scale, f"prior_net of {self.name!r}"), None
+        return self.head(self.prior_net(inputs[0]), f"prior_net of {self.name!r}"), None
 
     def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
         c = self.condition_transform(condition)
         if self.concat_posterior:
             c = torch.cat([c, self.input_transform(inputs[0])], 1)
-        return gaussian_head(self.posterior_net(c), self.latent_features, self.min_scale, f"posterior_net of {self.name!r}")
+        return self.head(self.posterior_net(c), f"posterior_net of {self.name!r}")
 
 
 class TopGenBlock(GenerativeBlock):
@@ -223,7 +252,8 @@ class TopGenBlock(GenerativeBlock):
     condition : str
     net : nn.Module
         ``condition -> 2 * latent_features``.
-    latent_features : int
+    latent_features : int or sequence of int
+        A vector's size, or a spatial latent's shape ``[C, H, W]`` (networks then map (N, ., H, W) maps).
     prior_trainable : bool
         Learn the prior's location and scale (initialised at N(0, I)); else N(0, I).
     min_scale : float
@@ -236,10 +266,11 @@ class TopGenBlock(GenerativeBlock):
     (torch.Size([5, 2]), 1.0)
     """
 
-    def __init__(self, name: str, condition: str, net: nn.Module, latent_features: int, prior_trainable: bool = False,
-                 min_scale: float = 1e-4) -> None:
-        super().__init__(name, (), condition, latent_features, min_scale, block_module("net", net, name, optional=False))
-        loc, raw = torch.zeros(self.latent_features), torch.zeros(self.latent_features)
+    def __init__(self, name: str, condition: str, net: nn.Module, latent_features: int | Sequence[int], prior_trainable: bool = False,
+                 min_scale: float = 1e-4, latent_family: LatentFamily = "gaussian") -> None:
+        super().__init__(name, (), condition, latent_features, min_scale, block_module("net", net, name, optional=False),
+                         latent_family)
+        loc, raw = torch.zeros(self.latent_shape), torch.zeros(self.latent_shape)
         if prior_trainable:
             self.prior_loc, self.prior_raw_scale = nn.Parameter(loc), nn.Parameter(raw)
         else:
@@ -248,10 +279,12 @@ class TopGenBlock(GenerativeBlock):
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
         scale = torch.exp(self.prior_raw_scale)  # exp(0) = 1 at initialisation
-        return DiagonalNormal(self.prior_loc.expand(n, -1), scale.expand(n, -1)), None
+        shape = (n, *self.latent_shape)
+        family = DiagonalLaplace if self.latent_family == "laplace" else DiagonalNormal
+        return family(self.prior_loc.expand(shape), scale.expand(shape), event_dims=len(self.latent_shape)), None
 
     def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
-        return gaussian_head(self.net(condition), self.latent_features, self.min_scale, f"net of {self.name!r}")
+        return self.head(self.net(condition), f"net of {self.name!r}")
 
 
 class ResidualGenBlock(GenerativeBlock):
@@ -275,7 +308,8 @@ class ResidualGenBlock(GenerativeBlock):
         ``cat(h, c) -> 2 * latent_features``.
     z_projection : nn.Module
         ``z -> W``.
-    latent_features : int
+    latent_features : int or sequence of int
+        A vector's size, or a spatial latent's shape ``[C, H, W]`` (networks then map (N, ., H, W) maps).
     residual_net : nn.Module, optional
         Applied to the updated state (VDVAE's resnet block; default identity).
     min_scale : float
@@ -292,9 +326,9 @@ class ResidualGenBlock(GenerativeBlock):
     """
 
     def __init__(self, name: str, inputs: str, condition: str, prior_net: nn.Module, posterior_net: nn.Module,
-                 z_projection: nn.Module, latent_features: int, residual_net: nn.Module | None = None,
-                 min_scale: float = 1e-4) -> None:
-        super().__init__(name, inputs, condition, latent_features, min_scale)
+                 z_projection: nn.Module, latent_features: int | Sequence[int], residual_net: nn.Module | None = None,
+                 min_scale: float = 1e-4, latent_family: LatentFamily = "gaussian") -> None:
+        super().__init__(name, inputs, condition, latent_features, min_scale, latent_family=latent_family)
         self.prior_net = block_module("prior_net", prior_net, name, optional=False)
         self.posterior_net = block_module("posterior_net", posterior_net, name, optional=False)
         self.z_projection = block_module("z_projection", z_projection, name, optional=False)
@@ -302,14 +336,14 @@ class ResidualGenBlock(GenerativeBlock):
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
         h, out, d = inputs[0], self.prior_net(inputs[0]), 2 * self.latent_features
-        if out.shape[1] != d + h.shape[1]:
-            raise ValueError(f"prior_net of {self.name!r} returned {out.shape[1]} features but needs 2 * latent_features + "
-                             f"width = {d} + {h.shape[1]} = {d + h.shape[1]} (prior location, raw scale, residual)")
-        return gaussian_head(out[:, :d], self.latent_features, self.min_scale, f"prior_net of {self.name!r}"), out[:, d:]
+        if out.dim() < 2 or out.shape[1] != d + h.shape[1]:
+            raise ValueError(f"prior_net of {self.name!r} returned shape {tuple(out.shape)} but needs 2 * latent_features + "
+                             f"width = {d} + {h.shape[1]} = {d + h.shape[1]} features (channels of a map) on axis 1 "
+                             f"(prior location, raw scale, residual); the state {self.inputs[0]!r} has shape {tuple(h.shape)}")
+        return self.head(out[:, :d], f"prior_net of {self.name!r}"), out[:, d:]
 
     def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
-        return gaussian_head(self.posterior_net(torch.cat([inputs[0], condition], 1)), self.latent_features, self.min_scale,
-                         f"posterior_net of {self.name!r}")
+        return self.head(self.posterior_net(torch.cat([inputs[0], condition], 1)), f"posterior_net of {self.name!r}")
 
     def output(self, z: Tensor, inputs: list[Tensor], state: Any) -> Tensor:
         return self.residual_net(inputs[0] + state + self.z_projection(z))

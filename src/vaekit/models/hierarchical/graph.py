@@ -55,7 +55,7 @@ def graph_layout(model: HierarchicalVAE) -> tuple[dict[str, tuple[float, float, 
 def draw_graph(model: HierarchicalVAE, path: str | os.PathLike[str], *, title: str | None = None, dpi: int = 120) -> Path:
     """Draw the block graph to an image file (PNG, SVG or PDF by extension).
 
-    Boxes are blocks (generative blocks highlighted, with their latent size), solid arrows
+    Boxes are blocks (generative blocks highlighted, with their latent size or C x H x W shape), solid arrows
     are inputs and dashed arrows the posterior conditions.
 
     Parameters
@@ -88,7 +88,8 @@ def draw_graph(model: HierarchicalVAE, path: str | os.PathLike[str], *, title: s
     for name, (x, y, kind) in nodes.items():
         label = name if name == "x" else f"{name}\n{type(blocks[name]).__name__}"
         if kind == "generative":
-            label += f" ({blocks[name].latent_features})"
+            shape = blocks[name].latent_shape
+            label += f" ({shape[0]})" if len(shape) == 1 else f" ({'x'.join(map(str, shape))})"
         ax.add_patch(FancyBboxPatch((x - 0.7, y - 0.3), 1.4, 0.6, boxstyle="round,pad=0.02", fc=_COLORS[kind],
                                     ec="#b45f06" if kind == "generative" else "#444444", lw=2.0 if kind == "generative" else 1.0))
         ax.text(x, y, label, ha="center", va="center", fontsize=8)

@@ -14,7 +14,8 @@ from torch.distributions import Distribution
 from ..._checks import check_float, check_int
 from ...distributions import DiagonalNormal, kl_divergence
 from ..base import ElboTerms, LatentVariableModel
-from ._validation import validate_graph
+from ._common import latent_size
+from ._validation import check_shapes, validate_graph
 from .blocks import Block, OutputBlock
 from .generative import GenerativeBlock, Layer
 
@@ -129,7 +130,8 @@ class HierarchicalVAE(LatentVariableModel):
         self.data_shape, self.kl_method = data_shape, kl
         gen = [b for b in blocks if b.generative]
         self.latent_names = tuple(b.name for b in gen)
-        self.latent_dims = {b.name: b.latent_features for b in gen}
+        self.latent_dims = {b.name: latent_size(b.latent_shape) for b in gen}
+        check_shapes(self)
 
     # ------------------------------------------------------------------ structure
     @property
