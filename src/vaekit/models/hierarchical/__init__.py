@@ -12,7 +12,7 @@ from .migration import Migration, MigrationReport, concat, migrate, transpose
 from .model import HierarchicalVAE, Trace
 from .presets import ladder_blocks, ladder_vae, small_vdvae, vdvae_blocks
 from .source import from_python, load_function
-from .vdvae import LAYOUTS, TopDownBlock, parse_layer_string, vdvae, vdvae_spatial_blocks
+from .topdown import LAYOUTS, TopDownBlock, parse_layer_string, vdvae, vdvae_spatial_blocks
 
 __all__ = ["Block", "GenerativeBlock", "InputBlock", "SimpleBlock", "DualInputBlock", "TopSimpleBlock", "SimpleGenBlock",
            "GenBlock", "TopGenBlock", "ResidualGenBlock", "OutputBlock", "HierarchicalVAE", "Trace", "Layer", "ladder_vae",
