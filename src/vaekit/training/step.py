@@ -246,6 +246,7 @@ class TrainStep:
         self._update_fn: Callable[..., tuple[Tensor, ...]] | None = None
         self._update_spec: tuple[Any, ...] | None = None
         self._ema_params: list[Tensor] | None = None
+        self._norm_weights: tuple[Tensor, Tensor] | None = None
 
     # the step ------------------------------------------------------------------------------
     def __call__(self, batch: Any, step: int, *, norm: bool = False) -> Tensor:
@@ -293,10 +294,17 @@ class TrainStep:
         spec = (tuple((len(t[0]), *(float(b) for b in g["betas"]), float(g["eps"]), float(g["weight_decay"]),
                        bool(g.get("decoupled_weight_decay")), bool(g["maximize"])) for g, t in groups),
                 self.grad_clip, self.skip_threshold, None if self.ema is None else self.ema.decay)
+        tensors = [[t for _, ts in groups for t in ts[i]] for i in (0, 1, 2, 3, 5)]  # params, grads, m, v, steps
         if self._update_fn is None or spec != self._update_spec:
             self._update_fn = torch.compile(_update_graph(*spec), mode=self._mode, dynamic=False)
             self._update_spec = spec
-        tensors = [[t for _, ts in groups for t in ts[i]] for i in (0, 1, 2, 3, 5)]  # params, grads, m, v, steps
+            if self._mode == "reduce-overhead" and loss.device.type == "cuda":  # CUDA graphs: the tensors the
+                m = self.meter  # update writes (and the learning rates) keep their address
+                shadows = [] if self.ema is None else list(self.ema.shadow.values())
+                for t in [*tensors[0], *tensors[2], *tensors[3], *tensors[4], *shadows, *(g["lr"] for g, _ in groups),
+                          m.sums, m.run, m.longest, m.last]:
+                    if isinstance(t, Tensor):
+                        torch._dynamo.mark_static_address(t)
         lrs = [_lr_tensor(g["lr"], loss.device) for g, _ in groups]
         m = self.meter
         dev = m.device
@@ -305,8 +313,10 @@ class TrainStep:
             named = dict(self.ema_module.named_parameters())  # type: ignore[union-attr]  # views): the graph
             self._ema_params = [named[n] for n in self.ema.shadow]  # sees the optimizer's updated tensors
         ema = [] if self.ema is None else [list(self.ema.shadow.values()), self._ema_params]
+        if self._norm_weights is None or self._norm_weights[0].device != dev:  # (not the meter's own 0 and 1: an
+            self._norm_weights = (torch.zeros((), device=dev), torch.ones((), device=dev))  # alias would recompile)
         self._update_fn(loss, values, *tensors, lrs, [m.sums, m.run, m.longest, m.last, m._zero],
-                        m._one if with_norm else m._zero, ema)
+                        self._norm_weights[int(with_norm)], ema)
         m.count()
         return True
 
@@ -346,7 +356,7 @@ class TrainStep:
 
 def _lr_tensor(lr: Any, device: torch.device) -> Tensor:
     """A group's learning rate as a tensor (the compiled update reads it without recompiling)."""
-    return lr if isinstance(lr, Tensor) else torch.tensor(float(lr), dtype=torch.float64, device=device)
+    return lr if isinstance(lr, Tensor) else torch.tensor(float(lr), dtype=torch.float32, device=device)
 
 
 def _update_graph(groups: tuple[tuple[Any, ...], ...], grad_clip: float | None, skip_threshold: float | None,
@@ -421,6 +431,9 @@ def _update_graph(groups: tuple[tuple[Any, ...], ...], grad_clip: float | None, 
         _meter_add(sums, run, longest, last, zero, row, bad, loss)
         return tuple(outs)
 
+    # a code object of its own: torch.compile keeps its compiled graphs per code object, so a step's graphs are
+    # neither looked up by nor counted against (recompile limit) the other steps of the process
+    update.__code__ = update.__code__.replace()
     return update
 
 
