@@ -59,29 +59,24 @@ def _total_norm(grads: list[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
 
 
-def _meter_row(values: list[Tensor], grad_norm: Tensor | None, zero: Tensor, one: Tensor) -> Tensor:
-    """:meth:`StepMeter.row` of device tensors (a pure function: the compiled update calls it too)."""
-    items = values + ([zero, zero, one] if grad_norm is None else [grad_norm, one, one])
-    with torch.no_grad():
-        out = torch.stack([t if t.dim() == 0 else t.reshape(()) for t in items])
-    return out if out.dtype == torch.float32 else out.float()
-
-
 def _meter_add(sums: Tensor, run: Tensor, longest: Tensor, last: Tensor, zero: Tensor, row: Tensor, bad: Tensor,
                loss: Tensor | None) -> None:
     """:meth:`StepMeter.add` on the meter's tensors, in place (the compiled update calls it too)."""
     with torch.no_grad():
         skipped = bad > 0
         sums.add_(torch.where(skipped, zero, row))
-        run.add_(1.0).mul_(bad)
+        if loss is not None and loss.dtype != torch.float32:
+            loss = loss.float()
         if torch.compiler.is_compiling():  # (no out= in a traced graph)
+            run.copy_((run + 1.0) * bad)
             longest.copy_(torch.maximum(longest, run))
             if loss is not None:
-                last.copy_(torch.where(skipped, loss.to(torch.float32), last))
+                last.copy_(torch.where(skipped, loss, last))
             return
+        torch.addcmul(bad, run, bad, out=run)  # (run + 1) * bad: the run of skipped steps, in one operation
         torch.maximum(longest, run, out=longest)
         if loss is not None:
-            torch.where(skipped, loss.to(torch.float32), last, out=last)
+            torch.where(skipped, loss, last, out=last)
 
 
 class StepMeter:
@@ -127,7 +122,10 @@ class StepMeter:
         gradient norm (when computed) and the counters, as one float32 vector (one operation)."""
         items = [(v if v.device == self.device else v.to(self.device)) if isinstance(v, Tensor)
                  else torch.tensor(float(v), device=self.device) for v in values]
-        return _meter_row(items, grad_norm, self._zero, self._one)
+        items += [self._zero, self._zero, self._one] if grad_norm is None else [grad_norm, self._one, self._one]
+        with torch.no_grad():
+            out = torch.stack([t if t.dim() == 0 else t.reshape(()) for t in items])
+        return out if out.dtype == torch.float32 else out.float()
 
     @torch.no_grad()
     def add(self, row: Tensor, bad: Tensor, loss: Tensor | None = None, count: bool = True) -> None:
@@ -301,7 +299,11 @@ class TrainStep:
                 self.grad_clip, self.skip_threshold, None if self.ema is None else self.ema.decay)
         tensors = [[t for _, ts in groups for t in ts[i]] for i in (0, 1, 2, 3, 5)]  # params, grads, m, v, steps
         if self._update_fn is None or spec != self._update_spec:
-            self._update_fn = torch.compile(_update_graph(*spec), mode=self._mode, dynamic=False)
+            # (default mode: without inductor's size and stride asserts on its ~5 inputs per parameter, which the
+            # guards already check; options and a mode cannot be given together)
+            how: dict[str, Any] = ({"options": {"size_asserts": False}} if self._mode == "default"
+                                   else {"mode": self._mode})
+            self._update_fn = torch.compile(_update_graph(*spec), dynamic=False, **how)
             self._update_spec = spec
             if self._mode == "reduce-overhead" and loss.device.type == "cuda":  # CUDA graphs: the tensors the
                 m = self.meter  # update writes (and the learning rates) keep their address
@@ -370,12 +372,13 @@ def _update_graph(groups: tuple[tuple[Any, ...], ...], grad_clip: float | None, 
 
     ``groups``: per parameter group ``(n_params, beta1, beta2, eps, weight_decay, decoupled, maximize)``.
     The returned ``update(loss, values, params, grads, exp_avgs, exp_avg_sqs, steps, lrs, meter,
-    norm_weight, ema) -> (bad, per group: step sizes, bias corrections, decay)`` decides the skip flag from the gradient norm and the loss, clips, applies
+    norm_weight, ema)`` decides the skip flag from the gradient norm and the loss, clips, applies
     Adam (torch's fused kernel's arithmetic: bias corrections in float64, ``exp_avg.lerp(grad, 1 -
     beta1)``) where the step is good, updates the optimizer's own state tensors, the EMA
     (``ema``: ``[shadows, params]`` or empty) and the meter (``meter``: ``[sums, run, longest, last,
-    zero]``; ``norm_weight`` 1.0 records the norm, 0.0 not), all in place. Inductor turns it into a
-    few fused loops over the parameters instead of one operator per tensor and step.
+    zero]``; ``norm_weight`` 1.0 records the norm, 0.0 not), all in place, and returns the skip
+    flag and, per group, the step sizes, bias corrections and decay factor. Inductor turns it
+    into a few fused loops over the parameters instead of one operator per tensor and step.
     """
 
     def update(loss: Tensor, values: list[Tensor], params: list[Tensor], grads: list[Tensor],
