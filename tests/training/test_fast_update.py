@@ -160,3 +160,5 @@ def test_batches_taken_by_index_select_are_the_indexed_rows() -> None:
     data = {"x": x, "y": torch.arange(10)}
     out = take(data, idx)
     assert torch.equal(out["x"], x[idx]) and torch.equal(out["y"], torch.tensor([7, 0, 3, 3]))
+    mask = torch.arange(10) % 3 == 0  # a mask still selects as indexing does
+    assert torch.equal(take(x, mask), x[mask])

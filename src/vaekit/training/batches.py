@@ -35,7 +35,8 @@ def take(b: Batch, index: Tensor | slice) -> Batch:
     >>> take({"x": torch.arange(4), "y": torch.arange(4) * 10}, slice(1, 3))
     {'x': tensor([1, 2]), 'y': tensor([10, 20])}
     """
-    if isinstance(index, Tensor):  # index_select copies whole rows: a few times faster than b[index] on a CPU
+    if isinstance(index, Tensor) and index.dim() == 1 and index.dtype in (torch.int64, torch.int32):
+        # index_select copies whole rows: a few times faster than b[index] on a CPU (the same rows)
         if isinstance(b, Mapping):
             return {k: v.index_select(0, index) for k, v in b.items()}
         return b.index_select(0, index)
