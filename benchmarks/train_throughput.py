@@ -53,6 +53,10 @@ Ops and kernels per step: one more run of each method profiles ``--profile-steps
 the warm-up with ``torch.profiler`` (started and stopped by the same optimizer hook, outside
 the timed runs). ``aten_ops_per_step`` counts the ATen operators called from Python or the
 autograd engine (not those nested inside another operator): the dispatch overhead on a CPU.
+``python_calls_per_step`` counts the Python function calls (``cProfile``, the same steps; C
+functions called from Python included): the interpreter's share of the step. Both counts are
+the same on a busy machine as on an idle one, so they compare methods where timings cannot
+(markdown table only; the CSV keeps its columns).
 On CUDA, ``kernels_per_step`` counts the GPU kernels (memcpy/memset excluded) and
 ``launches_per_step`` the host-side launch calls (``cudaLaunchKernel``, ``cuLaunchKernel``,
 ``cudaGraphLaunch``, ...): launch overhead, not arithmetic, bounds this small model there.
@@ -71,9 +75,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import cProfile
 import logging
 import math
 import os
+import pstats
 import statistics
 import sys
 import tempfile
@@ -145,6 +151,7 @@ class StepClock:
         self.times: dict[int, float] = {}
         self.calls = 0
         self.prof: Any = None
+        self.python: cProfile.Profile | None = cProfile.Profile() if profile else None
         if profile:
             acts = [torch.profiler.ProfilerActivity.CPU]
             if device.type == "cuda":
@@ -158,8 +165,12 @@ class StepClock:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.times[c] = time.perf_counter()
-            if self.prof is not None and c in (self.start, self.stop):
-                (self.prof.start if c == self.start else self.prof.stop)()
+            if self.prof is not None and c == self.start:
+                self.prof.start()
+                self.python.enable()  # type: ignore[union-attr]
+            elif self.prof is not None and c == self.stop:
+                self.python.disable()  # type: ignore[union-attr]
+                self.prof.stop()
 
     def __enter__(self) -> StepClock:
         if self.vaekit:  # after each TrainStep call: a hook inside optimizer.step() would break a compiled update
@@ -181,6 +192,7 @@ class StepClock:
     def __exit__(self, *exc: object) -> None:
         self.restore()
         if self.prof is not None and self.start <= self.calls < self.stop:
+            self.python.disable()  # type: ignore[union-attr]
             self.prof.stop()
 
     def seconds(self) -> float:
@@ -249,6 +261,17 @@ def count_ops(prof: Any, steps: int) -> dict[str, float]:
         elif e.name in LAUNCH_CALLS:
             launches += 1
     return {"aten_ops_per_step": ops / steps, "kernels_per_step": kernels / steps, "launches_per_step": launches / steps}
+
+
+def python_calls(profile: cProfile.Profile | None, steps: int) -> float:
+    """Python function calls per step recorded by ``profile`` (0 when it recorded none)."""
+    if profile is None:
+        return 0.0
+    try:
+        stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    except TypeError:  # nothing was recorded
+        return 0.0
+    return sum(calls for _, calls, *_ in stats.values()) / steps
 
 
 def load_train(root: str, n: int, seed: int) -> tuple[Tensor, str]:
@@ -371,6 +394,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             clock = measure(runners[m], device, args.warmup_steps, args.profile_steps, args.profile_steps, profile=True,
                             vaekit=m.startswith("vaekit"))
             counts[m] = count_ops(clock.prof, args.profile_steps)
+            counts[m]["python_calls_per_step"] = python_calls(clock.python, args.profile_steps)
             if args.profile_table:
                 sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
                 print(f"\nprofile of {m} ({args.profile_steps} steps):")
@@ -388,14 +412,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for m in args.methods:
         row = {**common, **dict.fromkeys(FIELDS[FIELDS.index("samples_per_s"):], ""), "method": m,
-               "note": notes.get(m, "")}
+               "note": notes.get(m, ""), "python_calls_per_step": ""}
         if m in speed:
             runs = [args.steps * bs / c.seconds() for c in clocks[m]]
             row.update(samples_per_s=f"{speed[m]:.0f}", ms_per_step=f"{1e3 * bs / speed[m]:.3f}",
                        samples_per_s_runs=f"{statistics.median(runs):.0f}", samples_per_s_best=f"{max(runs):.0f}",
                        ratio_to_plain=f"{speed[m] / speed['plain']:.3f}" if "plain" in speed else "")
         if m in counts:
-            row.update(aten_ops_per_step=f"{counts[m]['aten_ops_per_step']:.1f}")
+            row.update(aten_ops_per_step=f"{counts[m]['aten_ops_per_step']:.1f}",
+                       python_calls_per_step=f"{counts[m]['python_calls_per_step']:.0f}")
             if device.type == "cuda":
                 row.update(kernels_per_step=f"{counts[m]['kernels_per_step']:.1f}",
                            launches_per_step=f"{counts[m]['launches_per_step']:.1f}")
@@ -407,10 +432,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 def write_results(out_dir: Path, device: torch.device, rows: list[dict[str, Any]], argv: list[str] | None) -> None:
     """Append ``rows`` to the CSV, write this run's markdown table, and print it."""
     path = out_dir / "train_throughput.csv"
-    iwae_speed.append_csv(path, FIELDS, rows)
+    iwae_speed.append_csv(path, FIELDS, [{k: r.get(k, "") for k in FIELDS} for r in rows])
     cols = [("method", "method"), ("samples/s", "samples_per_s"), ("ms/step", "ms_per_step"),
             ("ratio to plain", "ratio_to_plain"), ("samples/s, median run", "samples_per_s_runs"),
-            ("samples/s, best run", "samples_per_s_best"), ("ATen ops/step", "aten_ops_per_step")]
+            ("samples/s, best run", "samples_per_s_best"), ("ATen ops/step", "aten_ops_per_step"),
+            ("Python calls/step", "python_calls_per_step")]
     if device.type == "cuda":
         cols += [("kernels/step", "kernels_per_step"), ("launches/step", "launches_per_step")]
     cols.append(("note", "note"))

@@ -35,6 +35,11 @@ def take(b: Batch, index: Tensor | slice) -> Batch:
     >>> take({"x": torch.arange(4), "y": torch.arange(4) * 10}, slice(1, 3))
     {'x': tensor([1, 2]), 'y': tensor([10, 20])}
     """
+    if isinstance(index, Tensor) and index.dim() == 1 and index.dtype in (torch.int64, torch.int32):
+        # index_select copies whole rows: a few times faster than b[index] on a CPU (the same rows)
+        if isinstance(b, Mapping):
+            return {k: v.index_select(0, index) for k, v in b.items()}
+        return b.index_select(0, index)
     if isinstance(b, Mapping):
         return {k: v[index] for k, v in b.items()}
     return b[index]

@@ -17,11 +17,14 @@ layer reads them (one synchronisation per logged window). The gradient norm is c
 only when clipping, ``skip_threshold`` or the caller (a step that ends a logged window)
 needs it; otherwise one fused non-finite check over the gradients decides.
 
-With ``compile`` the forward (and, through AOTAutograd, its backward) and the checks
-(with clipping and the meter) are each compiled with ``torch.compile``; fused Adam's kernel
-and the EMA update run between them as they are (torch breaks the graph around every
-``optimizer.step()`` and does not trace its fused kernel). ``mode="reduce-overhead"``
-captures the compiled parts in CUDA graphs on a GPU.
+Eager, fused Adam's kernel is called directly (``_FusedAdam``: what ``Adam.step`` does,
+without its Python machinery) on the optimizer's own state tensors.
+
+With ``compile`` the forward (and, through AOTAutograd, its backward) is one compiled graph
+and the whole update another (``_update_graph``: the checks, clipping, Adam written out
+with the fused kernel's arithmetic and masked by the skip flag, the EMA and the meter), which
+inductor turns into a few loops over the parameters. ``mode="reduce-overhead"`` captures the
+compiled parts in CUDA graphs on a GPU.
 
 An optimizer without a fused kernel (another torch, or parameters that are not floating
 point) cannot take the mask; the step then reads the decision on the host (one
@@ -35,6 +38,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.optim import optimizer as _optim_module
 
 from .ema import EMA
 
@@ -53,6 +57,26 @@ def _total_norm(grads: list[Tensor]) -> Tensor:
     if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: grouped by device and dtype
         return torch.nn.utils.get_total_norm(grads).float()
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+
+
+def _meter_add(sums: Tensor, run: Tensor, longest: Tensor, last: Tensor, zero: Tensor, row: Tensor, bad: Tensor,
+               loss: Tensor | None) -> None:
+    """:meth:`StepMeter.add` on the meter's tensors, in place (the compiled update calls it too)."""
+    with torch.no_grad():
+        skipped = bad > 0
+        sums.add_(torch.where(skipped, zero, row))
+        if loss is not None and loss.dtype != torch.float32:
+            loss = loss.float()
+        if torch.compiler.is_compiling():  # (no out= in a traced graph)
+            run.copy_((run + 1.0) * bad)
+            longest.copy_(torch.maximum(longest, run))
+            if loss is not None:
+                last.copy_(torch.where(skipped, loss, last))
+            return
+        torch.addcmul(bad, run, bad, out=run)  # (run + 1) * bad: the run of skipped steps, in one operation
+        torch.maximum(longest, run, out=longest)
+        if loss is not None:
+            torch.where(skipped, loss, last, out=last)
 
 
 class StepMeter:
@@ -107,12 +131,7 @@ class StepMeter:
     def add(self, row: Tensor, bad: Tensor, loss: Tensor | None = None, count: bool = True) -> None:
         """Add one step's :meth:`row`; ``bad`` is 1.0 for a skipped step, 0.0 otherwise (0-dim, float32).
         ``count=False``: the caller calls :meth:`count` itself (outside compiled code)."""
-        skipped = bad > 0
-        self.sums.add_(torch.where(skipped, self._zero, row))
-        self.run.add_(1.0).mul_(bad)
-        torch.maximum(self.longest, self.run, out=self.longest)
-        if loss is not None:
-            torch.where(skipped, loss.to(torch.float32), self.last, out=self.last)
+        _meter_add(self.sums, self.run, self.longest, self.last, self._zero, row, bad, loss)
         if count:
             self.count()
 
@@ -212,14 +231,23 @@ class TrainStep:
         self._backward = backward if backward is not None else Tensor.backward
         self.reduce_bad = reduce_bad
         self.masked = _takes_found_inf(optimizer)
+        # fused Adam/AdamW: its kernel called directly (eager), or its update written out and compiled
+        self._adam = _FusedAdam(optimizer) if _FusedAdam.supports(optimizer) else None
         self.meter: StepMeter | None = None
         self._found: Tensor | None = None
         self._unit: Tensor | None = None
         mode = _compile_mode(compile)
         self.compiled = mode is not None
+        self._mode = mode
         self._forward = forward if mode is None else torch.compile(forward, mode=mode)
-        # compiled: the checks (with clipping and the meter) in one graph; the fused optimizer is one kernel already
+        # compiled, another optimizer (or DDP's reduced flag): the checks (with clipping and the meter) in one graph,
+        # then optimizer.step()
         self._check_fn = self._check if mode is None else torch.compile(self._check, mode=mode)
+        # compiled, fused Adam/AdamW on one process: checks, clipping, the update, the EMA and the meter in one graph
+        self._update_fn: Callable[..., tuple[Tensor, ...]] | None = None
+        self._update_spec: tuple[Any, ...] | None = None
+        self._ema_params: list[Tensor] | None = None
+        self._norm_weights: tuple[Tensor, Tensor] | None = None
 
     # the step ------------------------------------------------------------------------------
     def __call__(self, batch: Any, step: int, *, norm: bool = False) -> Tensor:
@@ -237,20 +265,67 @@ class TrainStep:
         loss = loss.detach()
         self._update(loss, [metrics[n] for n in self.meter.names],
                      norm or self.grad_clip is not None or self.skip_threshold is not None)
-        self.optimizer.zero_grad(set_to_none=True)
+        for group in self.optimizer.param_groups:  # optimizer.zero_grad(set_to_none=True), without its profiler
+            for p in group["params"]:  # record and hooks machinery (tens of microseconds a step)
+                p.grad = None
         return loss
 
     def _update(self, loss: Tensor, values: list[Any], with_norm: bool) -> None:
         with torch.no_grad():
+            if self.compiled and self._adam is not None and self.reduce_bad is None and self._compiled_update(
+                    loss, values, with_norm):
+                return
             bad = self._check_fn(loss, values, with_norm)
             self.meter.count()  # type: ignore[union-attr]
-            if self.masked:
+            if self._adam is not None:
+                self._adam.step(bad)  # one fused kernel, no update where bad is 1.0
+            elif self.masked:
                 self.optimizer.found_inf = bad  # type: ignore[attr-defined]  # fused Adam: no update where 1.0
-                self.optimizer.step()  # one fused kernel (torch.compile runs it as it is)
+                self.optimizer.step()
             elif not bool(bad):  # an optimizer without a fused kernel: the one host check
                 self.optimizer.step()
             if self.ema is not None:
                 self.ema.update(self.ema_module, mask=bad)  # type: ignore[arg-type]
+
+    def _compiled_update(self, loss: Tensor, values: list[Any], with_norm: bool) -> bool:
+        """The whole update as one compiled graph (:func:`_update_graph`); False (nothing done) when the
+        optimizer's state does not exist yet or its groups cannot be written out."""
+        assert self._adam is not None and self.meter is not None
+        groups = self._adam.groups()
+        if groups is None or any(g["amsgrad"] for g, _ in groups):
+            return False
+        spec = (tuple((len(t[0]), *(float(b) for b in g["betas"]), float(g["eps"]), float(g["weight_decay"]),
+                       bool(g.get("decoupled_weight_decay")), bool(g["maximize"])) for g, t in groups),
+                self.grad_clip, self.skip_threshold, None if self.ema is None else self.ema.decay)
+        tensors = [[t for _, ts in groups for t in ts[i]] for i in (0, 1, 2, 3, 5)]  # params, grads, m, v, steps
+        if self._update_fn is None or spec != self._update_spec:
+            # (default mode: without inductor's size and stride asserts on its ~5 inputs per parameter, which the
+            # guards already check; options and a mode cannot be given together)
+            how: dict[str, Any] = ({"options": {"size_asserts": False}} if self._mode == "default"
+                                   else {"mode": self._mode})
+            self._update_fn = torch.compile(_update_graph(*spec), dynamic=False, **how)
+            self._update_spec = spec
+            if self._mode == "reduce-overhead" and loss.device.type == "cuda":  # CUDA graphs: the tensors the
+                m = self.meter  # update writes (and the learning rates) keep their address
+                shadows = [] if self.ema is None else list(self.ema.shadow.values())
+                for t in [*tensors[0], *tensors[2], *tensors[3], *tensors[4], *shadows, *(g["lr"] for g, _ in groups),
+                          m.sums, m.run, m.longest, m.last]:
+                    if isinstance(t, Tensor):
+                        torch._dynamo.mark_static_address(t)
+        lrs = [_lr_tensor(g["lr"], loss.device) for g, _ in groups]
+        m = self.meter
+        dev = m.device
+        values = [v if isinstance(v, Tensor) else torch.tensor(float(v), device=dev) for v in values]
+        if self.ema is not None and self._ema_params is None:  # the module's parameters themselves (not detached
+            named = dict(self.ema_module.named_parameters())  # type: ignore[union-attr]  # views): the graph
+            self._ema_params = [named[n] for n in self.ema.shadow]  # sees the optimizer's updated tensors
+        ema = [] if self.ema is None else [list(self.ema.shadow.values()), self._ema_params]
+        if self._norm_weights is None or self._norm_weights[0].device != dev:  # (not the meter's own 0 and 1: an
+            self._norm_weights = (torch.zeros((), device=dev), torch.ones((), device=dev))  # alias would recompile)
+        self._update_fn(loss, values, *tensors, lrs, [m.sums, m.run, m.longest, m.last, m._zero],
+                        self._norm_weights[int(with_norm)], ema)
+        m.count()
+        return True
 
     def _check(self, loss: Tensor, values: list[Any], with_norm: bool) -> Tensor:
         """The skip flag (1.0: skip), after clipping the gradients and adding the step to the meter."""
@@ -284,6 +359,160 @@ class TrainStep:
         """Restore a window saved by :meth:`state_dict` (``names``: the objective's metric names)."""
         self.meter = StepMeter(sorted(names), device)
         self.meter.load_state_dict(state)
+
+
+def _lr_tensor(lr: Any, device: torch.device) -> Tensor:
+    """A group's learning rate as a tensor (the compiled update reads it without recompiling)."""
+    return lr if isinstance(lr, Tensor) else torch.tensor(float(lr), dtype=torch.float32, device=device)
+
+
+def _update_graph(groups: tuple[tuple[Any, ...], ...], grad_clip: float | None, skip_threshold: float | None,
+                  ema_decay: float | None) -> Callable[..., tuple[Tensor, ...]]:
+    """The update of a compiled :class:`TrainStep` (fused Adam/AdamW), as one function for ``torch.compile``.
+
+    ``groups``: per parameter group ``(n_params, beta1, beta2, eps, weight_decay, decoupled, maximize)``.
+    The returned ``update(loss, values, params, grads, exp_avgs, exp_avg_sqs, steps, lrs, meter,
+    norm_weight, ema)`` decides the skip flag from the gradient norm and the loss, clips, applies
+    Adam (torch's fused kernel's arithmetic: bias corrections in float64, ``exp_avg.lerp(grad, 1 -
+    beta1)``) where the step is good, updates the optimizer's own state tensors, the EMA
+    (``ema``: ``[shadows, params]`` or empty) and the meter (``meter``: ``[sums, run, longest, last,
+    zero]``; ``norm_weight`` 1.0 records the norm, 0.0 not), all in place, and returns the skip
+    flag and, per group, the step sizes, bias corrections and decay factor. Inductor turns it
+    into a few fused loops over the parameters instead of one operator per tensor and step.
+    """
+
+    def update(loss: Tensor, values: list[Tensor], params: list[Tensor], grads: list[Tensor],
+               exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], steps: list[Tensor], lrs: list[Tensor],
+               meter: list[Tensor], norm_weight: Tensor, ema: list[list[Tensor]]) -> tuple[Tensor, ...]:
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        bad_b = ~(torch.isfinite(norm) & torch.isfinite(loss))
+        if skip_threshold is not None:
+            bad_b = bad_b | (norm > skip_threshold)
+        bad = bad_b.float()
+        good = 1.0 - bad
+        if grad_clip is not None:
+            scale = (grad_clip / (norm + 1e-6)).clamp(max=1.0)
+            grads = [g * scale.to(g.dtype) for g in grads]
+        # the step counts and bias corrections of every parameter as vectors, returned, so that inductor stores
+        # them once instead of recomputing them (two float64 powers) for every vector of every parameter's loop
+        counts = [t + good.to(t.dtype) for t in steps]
+        t64 = torch.stack(counts).double()
+        outs: list[Tensor] = [bad]
+        coefs: list[tuple[Tensor, Tensor]] = []
+        i = 0
+        for (n, beta1, beta2, eps, weight_decay, decoupled, maximize), lr in zip(groups, lrs):
+            tg = t64[i:i + n]
+            step_size = lr.double() / (1.0 - beta1 ** tg)  # lr / bias correction 1
+            bc2_sqrt = torch.sqrt(1.0 - beta2 ** tg)
+            decay = 1.0 - lr.double() * weight_decay
+            outs += [step_size, bc2_sqrt, decay]
+            coefs += [(step_size[j], bc2_sqrt[j]) for j in range(n)]
+            i += n
+        i = 0
+        for (n, beta1, beta2, eps, weight_decay, decoupled, maximize), dec in zip(groups, outs[3::3]):
+            for j in range(i, i + n):
+                p, g, m, v = params[j], grads[j], exp_avgs[j], exp_avg_sqs[j]
+                step_size, bc2_sqrt = (c.to(p.dtype) for c in coefs[j])
+                g = -g if maximize else g
+                p_old = p
+                if weight_decay != 0.0:
+                    if decoupled:
+                        p_old = p * dec.to(p.dtype)
+                    else:
+                        g = g + weight_decay * p
+                m_new = torch.lerp(m, g, 1.0 - beta1)
+                v_new = v * beta2 + (1.0 - beta2) * g * g
+                p_new = p_old - step_size * m_new / (torch.sqrt(v_new) / bc2_sqrt + eps)
+                p.copy_(torch.where(bad_b, p, p_new))
+                m.copy_(torch.where(bad_b, m, m_new))
+                v.copy_(torch.where(bad_b, v, v_new))
+                steps[j].copy_(counts[j])
+            i += n
+        if ema_decay is not None:
+            shadows, current = ema
+            w = good * (1.0 - ema_decay)
+            for s, p in zip(shadows, current):
+                s.copy_(s + w.to(s.dtype) * (p - s))
+        sums, run, longest, last, zero = meter
+        row = torch.stack([*(v.reshape(()).to(torch.float32) for v in values), norm * norm_weight, norm_weight,
+                           torch.ones_like(norm_weight)])
+        _meter_add(sums, run, longest, last, zero, row, bad, loss)
+        return tuple(outs)
+
+    # a code object of its own: torch.compile keeps its compiled graphs per code object, so a step's graphs are
+    # neither looked up by nor counted against (recompile limit) the other steps of the process
+    update.__code__ = update.__code__.replace()
+    return update
+
+
+class _FusedAdam:
+    """``optimizer.step()`` of torch's fused Adam/AdamW with the skip flag, without its Python machinery.
+
+    What ``Adam.step`` does per parameter group for a fused optimizer (count the step, one
+    ``torch._fused_adam_``/``_fused_adamw_`` call with ``found_inf``, uncount a skipped step), called
+    directly on the optimizer's own state tensors, so that checkpoints and resume see a normal torch
+    Adam state. :meth:`groups` returns None (the caller then uses ``optimizer.step()``) before the
+    state exists (the first step creates it), while step hooks are registered, or when a group
+    mixes devices or dtypes.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    @staticmethod
+    def supports(optimizer: torch.optim.Optimizer) -> bool:
+        """Whether ``optimizer`` is a fused torch Adam/AdamW whose step this class can call."""
+        return (type(optimizer) in (torch.optim.Adam, torch.optim.AdamW) and hasattr(torch, "_fused_adamw_")
+                and "step" not in vars(optimizer)  # (a step patched on the instance: call it)
+                and all(g.get("fused") and not g.get("differentiable") and not g.get("capturable")
+                        for g in optimizer.param_groups))
+
+    def groups(self) -> list[tuple[dict[str, Any], list[list[Tensor]]]] | None:
+        """Per parameter group with gradients: the group and its ``[params, grads, exp_avgs, exp_avg_sqs,
+        max_exp_avg_sqs, steps]`` (as ``Adam.step`` collects them), or None (see the class docstring)."""
+        opt = self.optimizer
+        if opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks or _global_step_hooks():
+            return None
+        out = []
+        state = opt.state
+        for group in opt.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [state.get(p) for p in params]
+            if not all(states):
+                return None  # the first step: Adam.step creates the state
+            first = params[0]
+            if any(p.dtype != first.dtype or p.device != first.device or p.grad.is_sparse for p in params):
+                return None
+            amsgrad = group["amsgrad"]
+            out.append((group, [params, [p.grad for p in params], [st["exp_avg"] for st in states],  # type: ignore
+                                [st["exp_avg_sq"] for st in states],  # type: ignore[index]
+                                [st["max_exp_avg_sq"] for st in states] if amsgrad else [],  # type: ignore[index]
+                                [st["step"] for st in states]]))  # type: ignore[index]
+        return out
+
+    def step(self, found_inf: Tensor) -> None:
+        """One optimizer step, none where ``found_inf`` is 1.0 (0-dim float32 on the parameters' device)."""
+        groups = self.groups()
+        if groups is None:
+            self.optimizer.found_inf = found_inf  # type: ignore[attr-defined]
+            self.optimizer.step()
+            return
+        for group, (params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps) in groups:
+            beta1, beta2 = group["betas"]
+            kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
+            torch._foreach_add_(steps, 1)
+            kernel(params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, amsgrad=group["amsgrad"], lr=group["lr"],
+                   beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"], eps=group["eps"],
+                   maximize=group["maximize"], grad_scale=None, found_inf=found_inf)
+            torch._foreach_sub_(steps, [found_inf] * len(steps))
+
+
+def _global_step_hooks() -> bool:
+    """Whether step hooks for every optimizer are registered (``register_optimizer_step_pre_hook``)."""
+    return bool(getattr(_optim_module, "_global_optimizer_pre_hooks", None)
+                or getattr(_optim_module, "_global_optimizer_post_hooks", None))
 
 
 def adam(params: Any, *, adamw: bool = False, **kwargs: Any) -> torch.optim.Optimizer:

@@ -1,0 +1,164 @@
+"""The fast paths of the training step: torch's fused Adam kernel called directly (eager), and the whole
+update written out as one function for ``torch.compile`` (compiled). Both must be the optimizer's own
+step: same parameters, same Adam state (so checkpoints and resume do not change), same skips."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+
+from vaekit.training import step as step_module
+from vaekit.training.batches import take
+from vaekit.training.ema import EMA
+from vaekit.training.step import TrainStep
+
+CASES = [
+    (torch.optim.Adam, {}),
+    (torch.optim.Adam, {"weight_decay": 0.1, "amsgrad": True}),
+    (torch.optim.AdamW, {"weight_decay": 0.1, "maximize": True}),
+]
+
+
+def _params(seed: int = 0) -> list[torch.nn.Parameter]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(shape, generator=g)) for shape in [(5, 3), (5,), (2, 5)]]
+
+
+def _groups(params: list[torch.nn.Parameter]) -> list[dict[str, Any]]:
+    return [{"params": params[:2]}, {"params": params[2:], "lr": 0.03}]  # two groups, two learning rates
+
+
+@pytest.mark.parametrize("cls,kwargs", CASES)
+def test_the_direct_fused_call_is_optimizer_step(cls: Any, kwargs: dict[str, Any],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    ref_params, fast_params = _params(), _params()
+    ref = cls(_groups(ref_params), lr=0.01, fused=True, **kwargs)
+    fast = cls(_groups(fast_params), lr=0.01, fused=True, **kwargs)
+    direct = step_module._FusedAdam(fast)
+    assert step_module._FusedAdam.supports(fast)
+    calls: list[int] = []
+    original = cls.step
+    monkeypatch.setattr(cls, "step", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    g = torch.Generator().manual_seed(1)
+    for flag in (0.0, 0.0, 1.0, 0.0):  # the third step is skipped
+        grads = [torch.randn(p.shape, generator=g) for p in ref_params]
+        for p, q, gr in zip(ref_params, fast_params, grads):
+            p.grad, q.grad = gr.clone(), gr.clone()
+        ref.found_inf = torch.tensor(flag)
+        ref.step()
+        direct.step(torch.tensor(flag))
+    for p, q in zip(ref_params, fast_params):
+        assert torch.equal(p, q)
+        for key, value in ref.state[p].items():
+            assert torch.equal(fast.state[q][key], value), key
+    assert float(fast.state[fast_params[0]]["step"]) == 3.0  # the skipped step is not counted
+    assert len(calls) == 4 + 1  # the reference's four, and the fast one's first (it creates the state)
+
+
+def test_the_direct_call_defers_to_optimizer_step_while_hooks_are_registered() -> None:
+    params = _params()
+    opt = torch.optim.Adam(params, lr=0.01, fused=True)
+    seen: list[int] = []
+    opt.register_step_post_hook(lambda *_: seen.append(1))
+    direct = step_module._FusedAdam(opt)
+    for _ in range(3):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        direct.step(torch.tensor(0.0))
+    assert seen == [1, 1, 1]
+
+
+def _train(graph: bool, monkeypatch: pytest.MonkeyPatch, steps: int = 6, nan_at: int = 2) -> dict[str, Any]:
+    """A few steps of a TrainStep with AdamW (weight decay, two groups), clipping, a skip threshold and an
+    EMA; step ``nan_at`` has a NaN loss. ``graph``: the update through :func:`_update_graph` (run as it is)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    params = list(model.parameters())
+    opt = torch.optim.AdamW([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}], lr=0.01,
+                            weight_decay=0.05, fused=True)
+    ema = EMA(model, 0.8)
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(2))
+
+    def forward(batch: Any, i: int) -> Any:
+        loss = (model(batch) ** 2).mean() * (math.nan if i == nan_at else 1.0)
+        return loss, {"loss": loss.detach(), "half": 0.5}
+
+    step = TrainStep(forward, params, opt, grad_clip=0.05, skip_threshold=1e6, ema=ema, ema_module=model)
+    if graph:  # the compiled path, with torch.compile left out (the function itself runs)
+        monkeypatch.setattr(step_module.torch, "compile", lambda fn, **_: fn)
+        step.compiled, step._mode = True, "default"
+    for i in range(steps):
+        step(x, i, norm=i % 2 == 0)
+    return {"params": [p.detach().clone() for p in params], "state": [dict(opt.state[p]) for p in params],
+            "shadow": list(ema.shadow.values()), "window": step.meter.read(), "graph_used": step._update_fn is not None}
+
+
+def test_the_written_out_update_follows_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adam's arithmetic written out (bias corrections in float64, lerp) against torch's fused kernel: the
+    same weights, Adam state, EMA and meter to float32 rounding, through a skipped step."""
+    eager = _train(False, monkeypatch)
+    graph = _train(True, monkeypatch)
+    assert graph["graph_used"] and not eager["graph_used"]
+    for a, b in zip(eager["params"], graph["params"]):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+    for sa, sb in zip(eager["state"], graph["state"]):
+        assert float(sa["step"]) == float(sb["step"]) == 5.0  # 6 steps, one skipped
+        torch.testing.assert_close(sb["exp_avg"], sa["exp_avg"], rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(sb["exp_avg_sq"], sa["exp_avg_sq"], rtol=1e-6, atol=1e-12)
+    for a, b in zip(eager["shadow"], graph["shadow"]):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+    we, wg = eager["window"], graph["window"]
+    assert (wg["steps"], wg["skipped"], wg["max_consecutive_skips"]) == (we["steps"], we["skipped"], 1) == (6, 1, 1)
+    assert math.isnan(wg["last_skip"]) and math.isnan(we["last_skip"])
+    assert wg["metrics"]["half"] == we["metrics"]["half"] == 0.5
+    torch.testing.assert_close(wg["metrics"]["loss"], we["metrics"]["loss"], rtol=1e-6, atol=0.0)
+    torch.testing.assert_close(wg["grad_norm"], we["grad_norm"], rtol=1e-5, atol=0.0)
+    # the comparison can fail: one more step of the reference moves the weights by far more than the tolerance
+    longer = _train(False, monkeypatch, steps=7)
+    assert max(float((a - b).abs().max()) for a, b in zip(longer["params"], eager["params"])) > 1e-4
+
+
+@pytest.mark.slow
+def test_the_compiled_update_follows_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same with torch.compile (inductor) generating the update."""
+    eager = _train(False, monkeypatch)
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    params = list(model.parameters())
+    opt = torch.optim.AdamW([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}], lr=0.01,
+                            weight_decay=0.05, fused=True)
+    for group in opt.param_groups:
+        group["lr"] = torch.tensor(float(group["lr"]))
+    ema = EMA(model, 0.8)
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(2))
+
+    def forward(batch: Any, i: int) -> Any:
+        loss = (model(batch) ** 2).mean() * (math.nan if i == 2 else 1.0)
+        return loss, {"loss": loss.detach(), "half": 0.5}
+
+    step = TrainStep(forward, params, opt, grad_clip=0.05, skip_threshold=1e6, ema=ema, ema_module=model,
+                     compile=True)
+    for i in range(6):
+        step(x, i, norm=i % 2 == 0)
+    assert step._update_fn is not None
+    for a, p in zip(eager["params"], params):
+        torch.testing.assert_close(p.detach(), a, rtol=1e-6, atol=1e-7)
+    for a, b in zip(eager["shadow"], ema.shadow.values()):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+    assert [float(opt.state[p]["step"]) for p in params] == [5.0] * len(params)
+    torch._dynamo.reset()
+
+
+def test_batches_taken_by_index_select_are_the_indexed_rows() -> None:
+    x = torch.arange(60.0).reshape(10, 6)[:, ::2]  # not contiguous
+    idx = torch.tensor([7, 0, 3, 3])
+    assert torch.equal(take(x, idx), x[idx])
+    data = {"x": x, "y": torch.arange(10)}
+    out = take(data, idx)
+    assert torch.equal(out["x"], x[idx]) and torch.equal(out["y"], torch.tensor([7, 0, 3, 3]))
+    mask = torch.arange(10) % 3 == 0  # a mask still selects as indexing does
+    assert torch.equal(take(x, mask), x[mask])
