@@ -187,3 +187,20 @@ def test_principal_directions_of_more_units_than_examples_are_the_svds():
     torch.testing.assert_close((vecs * vt[:4].float()).sum(1).abs(), torch.ones(4), atol=1e-5, rtol=0)
     assert torch.allclose(vecs @ vecs.T, torch.eye(4), atol=1e-5)
     assert principal_directions(f)[0].shape == (6, 500)
+
+
+def test_decode_replaced_decodes_with_the_models_own_data_distribution():
+    # a model whose p(x | ...) is not its output block's likelihood as is: decode_replaced must go through the model
+    class Sharpened(HierarchicalVAE):
+        def data_distribution(self, params, lead=None):
+            return super().data_distribution(3.0 * params, lead)
+
+    torch.manual_seed(0)
+    blocks = linear_model().blocks.values()
+    model = Sharpened(list(blocks), [8]).eval()
+    x = torch.bernoulli(torch.full((3, 8), 0.5), generator=torch.Generator().manual_seed(4))
+    value = torch.randn(3, 4, generator=torch.Generator().manual_seed(5))
+    from vaekit.analysis import decode_replaced
+
+    params = model.posterior_pass(x, mean=True, replace={"g": value}).params
+    torch.testing.assert_close(decode_replaced(model, x, "g", value), torch.sigmoid(3.0 * params), atol=1e-6, rtol=0)

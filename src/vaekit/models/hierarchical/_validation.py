@@ -157,7 +157,7 @@ def _dry_pass(model: Any, n: int, device: str | None) -> None:
                 computed[block.name] = _run(block, computed, lambda: block.compute(computed, n))
         out = model.output_block
         try:
-            model._likelihood(computed[out.name], (n,))
+            model.data_distribution(computed[out.name], (n,))
         except (RuntimeError, ValueError) as e:
             raise InvalidArgumentError(f"{e} (it reads {out.inputs[0]!r} of shape {_shape(computed[out.inputs[0]])[1:]} "
                                        f"per example and returns shape {_shape(computed[out.name])[1:]}; data_shape is "

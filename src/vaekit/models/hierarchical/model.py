@@ -354,7 +354,36 @@ class HierarchicalVAE(LatentVariableModel):
     def _temperatures(self, temperature: Temperature) -> list[float]:
         return layer_temperatures(temperature, self.latent_names, owner=type(self).__name__)
 
-    def _likelihood(self, params: Tensor, lead: tuple[int, ...]) -> Distribution:
+    def data_distribution(self, params: Tensor, lead: tuple[int, ...] | None = None) -> Distribution:
+        """``p(x | ...)`` from the output block's parameters: what every method decodes with.
+
+        Parameters
+        ----------
+        params : Tensor of shape (N, ...)
+            The output block's output for N examples (a :class:`Trace`'s ``params``).
+        lead : tuple of int, optional
+            The leading (sample, batch) shape of the distribution's batch, with product N
+            (default ``(N,)``).
+
+        Returns
+        -------
+        Distribution
+            The likelihood with batch shape ``lead`` and event shape ``data_shape``.
+
+        Raises
+        ------
+        ValueError
+            When the output block's size does not fit the likelihood and ``data_shape``.
+
+        Examples
+        --------
+        >>> from vaekit.models.hierarchical import ladder_vae
+        >>> model = ladder_vae([6], hidden=(4, 3), latent=(3, 2))
+        >>> px = model.data_distribution(model.posterior_pass(torch.zeros(2, 6), mean=True).params)
+        >>> px.batch_shape, px.event_shape
+        (torch.Size([2]), torch.Size([6]))
+        """
+        lead = (params.shape[0],) if lead is None else tuple(lead)
         lik = self.output_block.likelihood
         want = lik.params_per_dim * math.prod(self.data_shape)
         if params[0].numel() != want:
@@ -406,14 +435,14 @@ class HierarchicalVAE(LatentVariableModel):
             q, p, z = tr.posteriors[k], tr.priors[k], tr.z[k]
             log_q[k], log_p[k] = q.log_prob(z), p.log_prob(z)
             kl[k] = kl_divergence(q, p, z, log_q[k], self.kl_method)
-        rec = self._likelihood(tr.params, (x.shape[0],)).log_prob(x)
+        rec = self.data_distribution(tr.params, (x.shape[0],)).log_prob(x)
         return ElboTerms(rec=rec, kl=kl, log_q=log_q, log_p=log_p)
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
         k, b = check_int("k", k), x.shape[0]
         xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
         tr = self.posterior_pass(xk)
-        lw = self._likelihood(tr.params, (k * b,)).log_prob(xk)
+        lw = self.data_distribution(tr.params, (k * b,)).log_prob(xk)
         for name in self.latent_names:
             z = tr.z[name]
             lw = lw + tr.priors[name].log_prob(z) - tr.posteriors[name].log_prob(z)
@@ -430,7 +459,7 @@ class HierarchicalVAE(LatentVariableModel):
     def decode(self, z: dict[str, Tensor]) -> Distribution:
         """``p(x | z)`` with batch shape = the leading dims of the latents."""
         flat, lead = self._flat(z)
-        return self._likelihood(self.latent_pass(flat).params, lead)
+        return self.data_distribution(self.latent_pass(flat).params, lead)
 
     def log_prior(self, z: dict[str, Tensor]) -> Tensor:
         flat, lead = self._flat(z)
@@ -439,7 +468,7 @@ class HierarchicalVAE(LatentVariableModel):
     def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
         flat, lead = self._flat(z)
         tr = self.latent_pass(flat)
-        return self._likelihood(tr.params, lead).log_prob(x) + tr.log_prior().reshape(lead)
+        return self.data_distribution(tr.params, lead).log_prob(x) + tr.log_prior().reshape(lead)
 
     def sample_prior(self, n: int, temperature: Temperature = 1.0) -> dict[str, Tensor]:
         """``n`` joint draws of every layer from the (tempered) prior, each of shape (n, *latent_shape)."""
@@ -458,7 +487,7 @@ class HierarchicalVAE(LatentVariableModel):
             Any setting :func:`~vaekit.models.hierarchical.layer_temperatures` takes (e.g. ``"linear:1:0.5"``).
             Prior scale multiplier; 0 takes every prior's mean.
         """
-        px = self._likelihood(self.prior_pass(n, temperature).params, (n,))
+        px = self.data_distribution(self.prior_pass(n, temperature).params, (n,))
         return px.mean if mean else px.sample()
 
     @torch.no_grad()
@@ -478,5 +507,5 @@ class HierarchicalVAE(LatentVariableModel):
         -------
         Tensor of shape (batch, *data_shape)
         """
-        px = self._likelihood(self.mixed_pass(x, n_posterior_layers, temperature).params, (x.shape[0],))
+        px = self.data_distribution(self.mixed_pass(x, n_posterior_layers, temperature).params, (x.shape[0],))
         return px.mean if mean else px.sample()
