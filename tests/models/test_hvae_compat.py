@@ -47,7 +47,16 @@ def test_tdvae_elbo_terms_use_the_laplace_kl():
         p, _ = model.blocks["y"].prior([], 4)
         y = q.sample((20000,))
         mc = (q.log_prob(y) - p.log_prob(y)).mean(0)  # Monte Carlo KL of the same pair; ~1% standard error here
+    assert type(q) is DiagonalLaplace and type(p) is DiagonalLaplace  # TDVAE's y: Laplace posterior and prior
+    assert type(model.encode(x)["z"]) is DiagonalNormal
     torch.testing.assert_close(kl, mc, atol=0.02, rtol=0.03)
+    # the closed form of KL(Laplace(m1, b1) || Laplace(m2, b2)), summed over y's features
+    m1, b1, m2, b2 = q.loc, q.scale, p.loc, p.scale
+    d = (m1 - m2).abs()
+    laplace = (torch.log(b2 / b1) + d / b2 + b1 / b2 * torch.exp(-d / b1) - 1).sum(-1)
+    torch.testing.assert_close(kl, laplace, atol=1e-5, rtol=1e-5)
+    gauss = torch.distributions.kl_divergence(torch.distributions.Normal(m1, b1), torch.distributions.Normal(m2, b2)).sum(-1)
+    assert (kl - gauss).abs().max() > 1e-2  # a Gaussian KL of the same locations and scales would differ
 
 
 def test_bad_head_arguments_are_refused():
