@@ -1,6 +1,6 @@
 """Draw the pictures of the documentation's gallery (docs/gallery.md) from real, small runs.
 
-    OMP_NUM_THREADS=1 VAEKIT_DATA=/path/to/data python docs/gallery.py      # about 2 min on one CPU thread
+    OMP_NUM_THREADS=1 VAEKIT_DATA=/path/to/data python docs/gallery.py      # 128 s on one CPU thread (gallery.json's total_seconds)
 
 Every picture comes from a model trained here, on the real data sets under ``$VAEKIT_DATA``
 (MNIST, binarized MNIST, High School and Beyond), with few epochs: they illustrate what vaekit
@@ -46,7 +46,7 @@ from vaekit.nn.predictors import LinearPredictor, MLPPredictor  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
-#: Sizes and epochs of every run (small on purpose: the whole script fits in ~5 min on one thread).
+#: Sizes and epochs of every run (small on purpose: the whole script ran in 128 s on one thread, gallery.json's total_seconds).
 SETTINGS = {
     "vae": {"data": "binarized MNIST (50,000 train)", "latent_features": 16, "hidden": [256], "epochs": 6,
             "batch_size": 128, "lr": 2e-3},

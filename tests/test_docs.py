@@ -174,3 +174,15 @@ def test_documented_two_process_cpu_command_runs(tmp_path: Path) -> None:
 
     val_steps = [r["step"] for r in read_metrics(run / "metrics.csv") if r["split"] == "val" and r["name"] == "elbo"]
     assert val_steps == [10, 20]  # 1258 examples / 2 processes / batch 64 = 10 steps per epoch, 2 epochs
+
+
+def test_the_gallery_states_the_duration_its_record_holds() -> None:
+    """docs/gallery.py and docs/gallery.md give the script's run time as gallery.json recorded it, and nowhere another."""
+    import json
+
+    seconds = json.loads((DOCS / "gallery" / "gallery.json").read_text())["total_seconds"]
+    for path in (DOCS / "gallery.py", DOCS / "gallery.md"):
+        text = path.read_text()
+        stated = [float(s) for s in re.findall(r"(\d+(?:\.\d+)?) s on one (?:CPU )?thread", text)]
+        assert stated and all(abs(s - seconds) <= 0.5 for s in stated), (path.name, stated, seconds)
+        assert not re.search(r"(about|~) ?\d+ min", text), f"{path.name} states another duration"

@@ -44,6 +44,32 @@ def test_version_has_one_source_and_the_cli_prints_it() -> None:
     assert "'vaekit --version' prints the version" in out.getvalue()
 
 
+
+def test_docs_pins_marker_is_the_newest_python_floor_of_the_pinned_set() -> None:
+    """constraints.txt pins the docs packages under one marker: the highest Requires-Python of the pinned releases
+    (read from the installed ones), and the comment above the pins states that version."""
+    from importlib import metadata
+
+    text = (ROOT / "constraints.txt").read_text(encoding="utf-8")
+    pins = re.findall(r'^([A-Za-z0-9_.-]+)==(\S+); python_full_version >= "([\d.]+)"$', text, re.M)
+    assert pins, "constraints.txt has no docs pins under a python_full_version marker"
+    (marker,) = {m for _, _, m in pins}
+    floors = {}
+    for name, version, _ in pins:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if dist.version == version:
+            found = re.search(r">=\s*([\d.]+)", dist.metadata.get("Requires-Python") or "")
+            floors[name] = tuple(int(p) for p in found.group(1).split(".")) if found else (0,)
+    if not floors:
+        pytest.skip("none of the pinned docs releases is installed")
+    newest = max(floors.values())
+    assert tuple(int(p) for p in marker.split(".")) == newest + (0,) * (3 - len(newest)), (marker, floors)
+    comment = text.split("\n" + pins[0][0])[0]
+    assert f"Python >= {marker}" in comment and "3.11 (" not in comment, comment
+
 def test_changelog_has_the_current_version() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     assert re.search(rf"^## {re.escape(vaekit.__version__)}\b", changelog, re.M), \

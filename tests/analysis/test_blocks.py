@@ -135,3 +135,72 @@ def test_analyze_model_on_blocks_writes_traversals_and_their_differences(tmp_pat
         assert float(change[:, 3].max()) < 1e-5 and float(change.max()) > 0
         assert {f"traversal_{name}.png", f"traversal_diff_{name}.png", f"receptive_{name}.png", f"mei_{name}.png"} <= set(res["files"])
     assert set(res["receptive"]) == set(res["mei"]) == {"enc", "z1"}
+
+
+def test_unit_traversal_with_reference_steps_by_each_units_standard_deviation():
+    model = linear_model()
+    ref = torch.bernoulli(torch.full((32, 8), 0.5), generator=torch.Generator().manual_seed(3))
+    x = ref[:1]
+    (a, a0), (b, b0), (c, c0), (dd, d0) = (weights(model, k) for k in ("h", "z", "g", "x_out"))
+    gs = (((ref @ a.T + a0) @ b.T + b0)[:, :3]) @ c.T + c0
+    t = latent_traversal(model, x, block="g", dims=[3, 0], offsets=[-1.0, 2.0], reference=ref)
+    for i, unit in enumerate([3, 0]):
+        for j, o in enumerate([-1.0, 2.0]):
+            want = torch.sigmoid(dd @ (gs[0] + o * gs[:, unit].std() * torch.eye(4)[unit]) + d0)
+            torch.testing.assert_close(t[i, j], want, atol=1e-6, rtol=0)
+
+
+def test_traversal_of_one_unit_of_a_large_block_builds_no_identity_matrix(monkeypatch):
+    # a (64, 64, 64) block has 262,144 units: torch.eye of that size would be 275 GB (618 GB for a vdvae_cifar10 block)
+    torch.manual_seed(0)
+    model = HierarchicalVAE([
+        InputBlock("x_in"), SimpleBlock("h", "x_in", nn.Conv2d(1, 64, 1)),
+        TopGenBlock("z", "h", nn.Conv2d(64, 2, 1), [1, 64, 64]), OutputBlock("x_out", "z", nn.Conv2d(1, 1, 1), Bernoulli()),
+    ], [1, 64, 64]).eval()
+    x = torch.bernoulli(torch.full((3, 1, 64, 64), 0.5), generator=torch.Generator().manual_seed(0))
+
+    def no_eye(*args, **kwargs):
+        raise AssertionError(f"torch.eye{args} was built")
+
+    monkeypatch.setattr(torch, "eye", no_eye)
+    unit = 5 * 4096 + 17 * 64 + 9                 # channel 5, row 17, column 9
+    for reference in (None, x):
+        t = latent_traversal(model, x[:1], block="h", dims=[unit], offsets=[0.0, 2.0], reference=reference)
+        assert t.shape == (1, 2, 1, 64, 64)
+        h = model.blocks["h"].net(x).detach()
+        scale = 1.0 if reference is None else float(h[:, 5, 17, 9].std())
+        moved = h[:1].clone()
+        moved[0, 5, 17, 9] += 2.0 * scale
+        # the shifted unit feeds the posterior of z at pixel (17, 9) only (1x1 convolutions)
+        post = model.blocks["z"].net(moved)[:, :1].detach()
+        want = torch.sigmoid(model.blocks["x_out"].net(post))[0]
+        torch.testing.assert_close(t[0, 1], want, atol=1e-6, rtol=0)
+        assert float((t[0, 1] - t[0, 0]).abs().max()) == pytest.approx(float((t[0, 1] - t[0, 0])[0, 17, 9].abs()))
+
+
+def test_principal_directions_of_more_units_than_examples_are_the_svds():
+    f = torch.randn(6, 500, generator=torch.Generator().manual_seed(0)) * torch.linspace(3.0, 0.1, 500)
+    vecs, std = principal_directions(f, 4)
+    centred = (f - f.mean(0)).double()
+    _, sv, vt = torch.linalg.svd(centred, full_matrices=False)
+    torch.testing.assert_close(std, (sv[:4] / 5**0.5).float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close((vecs * vt[:4].float()).sum(1).abs(), torch.ones(4), atol=1e-5, rtol=0)
+    assert torch.allclose(vecs @ vecs.T, torch.eye(4), atol=1e-5)
+    assert principal_directions(f)[0].shape == (6, 500)
+
+
+def test_decode_replaced_decodes_with_the_models_own_data_distribution():
+    # a model whose p(x | ...) is not its output block's likelihood as is: decode_replaced must go through the model
+    class Sharpened(HierarchicalVAE):
+        def data_distribution(self, params, lead=None):
+            return super().data_distribution(3.0 * params, lead)
+
+    torch.manual_seed(0)
+    blocks = linear_model().blocks.values()
+    model = Sharpened(list(blocks), [8]).eval()
+    x = torch.bernoulli(torch.full((3, 8), 0.5), generator=torch.Generator().manual_seed(4))
+    value = torch.randn(3, 4, generator=torch.Generator().manual_seed(5))
+    from vaekit.analysis import decode_replaced
+
+    params = model.posterior_pass(x, mean=True, replace={"g": value}).params
+    torch.testing.assert_close(decode_replaced(model, x, "g", value), torch.sigmoid(3.0 * params), atol=1e-6, rtol=0)

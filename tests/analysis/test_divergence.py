@@ -82,3 +82,27 @@ def test_plot_and_bad_input(vae, clusters, tmp_path):
         kl_statistics(vae, clusters[0][:1])
     with pytest.raises(ValueError, match="threshold must be a finite number >= 0"):
         kl_statistics(vae, clusters[0][:5], threshold=-1.0)
+
+
+def test_a_one_dimensional_spatial_latent_gets_statistics_per_channel():
+    # a (2, 8) latent (2 channels over 8 positions, Conv1d networks): spatial as a (C, H, W) one is
+    from torch import nn
+
+    from vaekit.distributions import Bernoulli
+    from vaekit.models.hierarchical import HierarchicalVAE, InputBlock, OutputBlock, SimpleBlock, TopGenBlock
+
+    torch.manual_seed(0)
+    model = HierarchicalVAE([InputBlock("x_in"), SimpleBlock("h", "x_in", nn.Conv1d(1, 3, 3, padding=1)),
+                             TopGenBlock("z", "h", nn.Conv1d(3, 4, 1), [2, 8]),
+                             OutputBlock("x_out", "z", nn.Conv1d(2, 1, 1), Bernoulli())], [1, 8]).eval()
+    x = torch.bernoulli(torch.full((40, 1, 8), 0.5), generator=torch.Generator().manual_seed(0))
+    s = kl_statistics(model, x, threshold=1e-3)["z"]
+    assert s.dims == 2 and s.kl_per_dim.shape == (2,) and s.unit_variance.shape == (2,)
+    assert abs(float(s.kl_per_dim.sum()) - s.kl) < 1e-4 * max(1.0, s.kl)
+    with torch.no_grad():
+        loc = model.blocks["z"].net(model.blocks["h"].net(x))[:, :2]    # posterior means (40, 2, 8)
+        q, p = model.latent_pairs(x)["z"][1], model.latent_pairs(x)["z"][0]
+    torch.testing.assert_close(s.unit_variance, loc.var(0).mean(1), rtol=1e-4, atol=1e-7)
+    assert s.active_units == int((loc.var(0).mean(1) > 1e-3).sum())
+    per_channel = torch.distributions.kl_divergence(q.base_dist, p.base_dist).sum(-1).mean(0)
+    torch.testing.assert_close(s.kl_per_dim, per_channel, rtol=1e-4, atol=1e-6)

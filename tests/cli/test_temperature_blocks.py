@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 
+import vaekit
+from vaekit.analysis.images import save_image_grid
 from vaekit.cli import main
 
 LADDER = {
@@ -38,6 +41,17 @@ def test_sample_with_one_temperature_per_layer(ladder_run, tmp_path, capsys):
     assert zero[:4] == b"\x89PNG"
     assert grid(["0", "0"], 1) == zero  # every layer at its prior mean: the seed does not matter
     assert grid(["0", "1"], 0) != grid(["0", "1"], 1)  # z1 drawn: it does
+    # the values go to the layers in the model's order (z2 first): the grid is model.sample(temperature=[0, 1]), not [1, 0]
+    model = vaekit.load(ladder_run, checkpoint="best")
+    assert model.latent_names == ("z2", "z1")
+
+    def expected(temperature):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            x = model.sample(4, temperature=temperature)
+        return save_image_grid(x, tmp_path / f"want-{temperature}.png", model.data_shape, title="4 samples").read_bytes()
+
+    assert grid(["0", "1"], 0) == expected([0.0, 1.0]) != expected([1.0, 0.0])
     for argv, message in (
         (["--temperature", "1", "0.8", "0.6"], "temperature lists one value per latent layer of HierarchicalVAE (2: z2, z1, top first)"),
         (["--temperature", "hot"], "--temperature takes one number for every latent"),

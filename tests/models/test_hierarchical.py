@@ -9,6 +9,7 @@ from contract_helpers import check_protocol
 from hierarchical_golden import Shift, custom_graph
 from torch import Tensor
 
+import vaekit
 from vaekit._recording import to_config
 from vaekit.config import build_model_parser
 from vaekit.distributions import Bernoulli, DiagonalNormal
@@ -202,8 +203,19 @@ def test_temperature_per_layer_list_and_schedule():
     z = model.sample_prior(4, temperature=lambda layer: 0.0 if layer < 2 else 1.0)
     assert torch.equal(z["z1"][0], z["z1"][1]) and torch.equal(z["z2"][0], z["z2"][3])
     assert not torch.equal(z["z3"][0], z["z3"][1])
-    with pytest.raises(ValueError, match=r"one value per latent layer \(3: \['z1', 'z2', 'z3'\]\), got 2"):
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"temperature lists one value per latent layer of HierarchicalVAE "
+                                                          r"\(3: z1, z2, z3, top first\), got 2 values \[1.0, 1.0\]"):
         model.sample(2, temperature=[1.0, 1.0])
+    # a schedule string, as the CLI and the analysis take it, goes to the layers top first
+    torch.manual_seed(0)
+    scheduled = model.sample_prior(4, temperature="linear:0:1")
+    torch.manual_seed(0)
+    listed = model.sample_prior(4, temperature=[0.0, 0.5, 1.0])
+    assert all(torch.equal(scheduled[k], listed[k]) for k in listed)
+    for bad, message in (("linear:1", "a schedule 'linear:START:END', got 'linear:1'"), ("linear:1:-2", ">= 0, got -2"),
+                         ({"z1": 1.0}, "a callable, got dict")):
+        with pytest.raises(vaekit.InvalidArgumentError, match=message):
+            model.sample(2, temperature=bad)
     with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
         model.sample(2, temperature=-1.0)
 

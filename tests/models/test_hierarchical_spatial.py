@@ -120,6 +120,60 @@ def test_construction_leaves_the_random_state_and_batchnorm_statistics_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
+class ActNorm(nn.Module):
+    """A data-initialised normalisation (Glow's ActNorm): the first batch it sees sets its bias and log-scale.
+
+    ``flag="attribute"`` keeps "initialised" as a Python attribute, ``flag="buffer"`` as a buffer (whose truth
+    value cannot be read on the meta device, so the construction check falls back to real tensors).
+    """
+
+    def __init__(self, channels: int, flag: str) -> None:
+        super().__init__()
+        self.flag = flag
+        self.bias = nn.Parameter(torch.full((1, channels, 1, 1), 0.25))
+        self.log_scale = nn.Parameter(torch.full((1, channels, 1, 1), -0.5))
+        if flag == "buffer":
+            self.register_buffer("inited", torch.tensor(False))
+        else:
+            self.inited = False
+
+    def forward(self, h):
+        if not bool(self.inited):
+            with torch.no_grad():
+                self.bias.copy_(-h.mean(dim=(0, 2, 3), keepdim=True))
+                self.log_scale.copy_(-torch.log(h.std(dim=(0, 2, 3), keepdim=True) + 1e-6))
+            if self.flag == "buffer":
+                self.inited.fill_(True)
+            else:
+                self.inited = True
+        return (h + self.bias) * self.log_scale.exp()
+
+
+@pytest.mark.parametrize("flag", ["attribute", "buffer"])
+def test_construction_leaves_data_initialised_blocks_uninitialised(flag):
+    # the construction check runs the blocks on zeros; it must not consume an ActNorm's data-dependent initialisation
+    torch.manual_seed(0)
+    norms = [ActNorm(3, flag), ActNorm(2, flag)]
+    blocks = [InputBlock("x_in"), SimpleBlock("h", "x_in", nn.Sequential(conv(1, 3), norms[0])),
+              TopGenBlock("z", "h", conv(3, 4), [2, 4, 4]),
+              OutputBlock("x_out", "z", nn.Sequential(norms[1], conv(2, 1)), Bernoulli())]
+    before = [{k: v.clone() for k, v in n.state_dict().items()} for n in norms]
+    attrs = [dict(vars(n)) for n in norms]
+    model = HierarchicalVAE(blocks, SHAPE)
+    for norm, state, attr in zip(norms, before, attrs):
+        assert not bool(norm.inited)
+        assert vars(norm).keys() == attr.keys() and all(vars(norm)[k] is attr[k] for k in attr if k != "_parameters"
+                                                         and k != "_buffers" and k != "_modules")
+        after = norm.state_dict()
+        assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in state)
+    # the first real batch initialises them: the encoder's normalised features have mean 0 per channel
+    x = data(16)
+    model.elbo_terms(x)
+    h = model.blocks["h"].net[0](x)
+    assert bool(norms[0].inited)
+    torch.testing.assert_close(norms[0].bias.detach().flatten(), -h.mean(dim=(0, 2, 3)).detach(), rtol=0, atol=1e-6)
+
+
 # ------------------------------------------------------------------ the numbers: spatial = flat, reshaped
 def test_spatial_latents_give_the_numbers_of_the_flat_model_with_the_same_parameters(pair):
     spatial, flat = pair

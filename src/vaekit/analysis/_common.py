@@ -157,9 +157,7 @@ def decode_replaced(model: Any, x: Tensor, block: str, value: Tensor) -> Tensor:
     Tensor of shape (n, *data_shape)
     """
     params = model.posterior_pass(x, mean=True, replace={block: value}).params
-    lik, shape = model.output_block.likelihood, tuple(model.data_shape)
-    px = lik(params.reshape(x.shape[0], lik.params_per_dim * shape[0], *shape[1:]), len(shape))
-    return distribution_mean(px, 1)
+    return distribution_mean(model.data_distribution(params), 1)
 
 
 def is_image(data_shape: Sequence[int]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def kl_per_dimension(q: Distribution, p: Distribution, *, n_mc: int = 16) -> tup
         z = qf.sample((check_int("n_mc", n_mc),))
         kl, method = (qf.log_prob(z) - pf.log_prob(z)).mean(0), "mc"
     kl = kl.expand(qf.batch_shape)
-    if len(q.event_shape) > 1:  # a spatial latent: one dimension per channel
+    if _is_spatial(q.event_shape):  # one dimension per channel
         kl = kl.sum(tuple(range(-len(q.event_shape) + 1, 0)))
     return kl.reshape(q.batch_shape.numel() if q.batch_shape else 1, -1), method
 
@@ -190,7 +191,7 @@ def kl_statistics(model: Any, x: Tensor, *, batch_size: int = 256, threshold: fl
     out = {}
     for name in model.latent_names:
         m = means[name].cpu()
-        count, var = active_units(m, threshold) if m.dim() == 2 else _channel_activity(m, threshold)
+        count, var = _channel_activity(m, threshold) if _is_spatial(m.shape[1:]) else active_units(m, threshold)
         dims = m.shape[1]
         pd = torch.cat(per_dim[name]).double().mean(0).float() if len(per_dim.get(name, ())) == len(x.split(batch_size)) else None
         if pd is not None and pd.numel() != dims:
@@ -200,14 +201,27 @@ def kl_statistics(model: Any, x: Tensor, *, batch_size: int = 256, threshold: fl
     return out
 
 
+def _is_spatial(event_shape: Sequence[int]) -> bool:
+    """Whether a latent event is spatial, ``(C, *positions)`` (more than one axis: ``(C, H, W)``, ``(C, L)``, ...).
+
+    Its "dimensions" in the statistics are its channels: KL summed and activity averaged over
+    the positions. A latent vector ``(D,)`` has one dimension per entry.
+
+    >>> _is_spatial((4, 8, 8)), _is_spatial((2, 8)), _is_spatial((16,))
+    (True, True, False)
+    """
+    return len(event_shape) > 1
+
+
 def _per_unit(m: Tensor) -> Tensor:
-    """Posterior means (n, *event) as (n, D) for a vector event; a spatial (n, C, H, W) stays as it is."""
-    return m if m.dim() == 4 else m.reshape(m.shape[0], -1)
+    """Posterior means (n, *event) as (n, D) for a vector event; a spatial event (n, C, *positions) stays as it is."""
+    return m if _is_spatial(m.shape[1:]) else m.reshape(m.shape[0], -1)
 
 
 def _channel_activity(means: Tensor, threshold: float) -> tuple[int, Tensor]:
-    """Active channels of a spatial latent: each channel's unit variance averaged over its positions."""
-    var = active_units(means.reshape(means.shape[0], -1), threshold)[1].reshape(means.shape[1:]).mean((1, 2))
+    """Active channels of a spatial latent (n, C, *positions): each channel's unit variance averaged over its positions."""
+    var = active_units(means.reshape(means.shape[0], -1), threshold)[1].reshape(means.shape[1:])
+    var = var.mean(tuple(range(1, var.dim())))
     return int((var > threshold).sum()), var
 
 

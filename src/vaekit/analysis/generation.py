@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._checks import InvalidArgumentError, check_float, check_int
+from ..models.hierarchical import layer_temperatures, linear_temperatures
 from ..nn import eval_mode
 from ._common import distribution_mean
 from .images import save_image_grid
@@ -33,21 +34,6 @@ def _per_layer(model: Any) -> bool:
     """Whether ``model.sample`` takes a ``temperature`` (then a list gives one per latent layer)."""
     sample = getattr(model, "sample", None)
     return sample is not None and "temperature" in inspect.signature(sample).parameters
-
-
-def linear_temperatures(start: float, end: float, n_layers: int) -> list[float]:
-    """``n_layers`` temperatures from ``start`` (the top layer, first in the model's order) to ``end`` (the bottom one).
-
-    >>> linear_temperatures(0.6, 0.9, 4)
-    [0.6, 0.7, 0.8, 0.9]
-    >>> linear_temperatures(0.6, 0.9, 1)
-    [0.6]
-    """
-    start, end = check_float("start", start, 0), check_float("end", end, 0)
-    n_layers = check_int("n_layers", n_layers)
-    if n_layers == 1:
-        return [start]
-    return [round(start + (end - start) * i / (n_layers - 1), 12) for i in range(n_layers)]
 
 
 def check_temperature(model: Any, temperature: TemperatureSetting, name: str = "temperature") -> float | list[float]:
@@ -90,39 +76,21 @@ def check_temperature(model: Any, temperature: TemperatureSetting, name: str = "
     """
     if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
         return check_float(name, temperature, 0)
-    names = list(getattr(model, "latent_names", ()))
-    kind = type(model).__name__
-    if isinstance(temperature, str):
-        parts = temperature.split(":")
-        if len(parts) != 3 or parts[0] != "linear":
-            raise InvalidArgumentError(f"{name} must be a number, a list of numbers or a schedule 'linear:START:END', "
-                                       f"got {temperature!r}")
-        try:
-            start, end = float(parts[1]), float(parts[2])
-        except ValueError:
-            raise InvalidArgumentError(f"{name} schedule {temperature!r} needs numbers: 'linear:START:END', e.g. 'linear:1:0.6'") from None
-        values = linear_temperatures(check_float(name, start, 0), check_float(name, end, 0), max(len(names), 1))
-    elif callable(temperature):
-        values = [temperature(i) for i in range(len(names))]
-    elif isinstance(temperature, Sequence) or isinstance(temperature, Tensor):
-        values = [v.item() if isinstance(v, Tensor) else v for v in temperature]
-        if not values:
-            raise InvalidArgumentError(f"{name} must be a number or a non-empty list of numbers, got an empty list")
-    else:
-        raise InvalidArgumentError(f"{name} must be a number, a list of numbers (one per latent layer), a schedule "
-                                   f"'linear:START:END' or a callable, got {type(temperature).__name__}")
-    values = [check_float(name, v, 0) for v in values]
-    if len(values) == 1 and not (callable(temperature) or isinstance(temperature, str)):
-        return values[0]
+    names, kind = list(getattr(model, "latent_names", ())), type(model).__name__
+    if not isinstance(temperature, str) and not callable(temperature) and _length(temperature) == 1:
+        return layer_temperatures(temperature, names[:1] or ["z"], name=name, owner=kind)[0]  # a list of one number
     if not _per_layer(model):
-        given = temperature if isinstance(temperature, str) else values
-        raise InvalidArgumentError(f"{name}: {kind} takes one temperature for all its latents, got {given!r}; per-layer "
+        raise InvalidArgumentError(f"{name}: {kind} takes one temperature for all its latents, got {temperature!r}; per-layer "
                                    "temperatures (a list or a schedule) need a model whose sample() takes them, "
                                    "such as a hierarchical VAE")
-    if len(values) != len(names):
-        raise InvalidArgumentError(f"{name} lists one value per latent layer of {kind} ({len(names)}: "
-                                   f"{', '.join(names)}, top first), got {len(values)} values {values}")
-    return values
+    return layer_temperatures(temperature, names, name=name, owner=kind)
+
+
+def _length(temperature: Any) -> int | None:
+    try:
+        return len(temperature)
+    except TypeError:
+        return None
 
 
 def temperature_label(temperature: float | Sequence[float]) -> str:

@@ -44,12 +44,21 @@ def principal_directions(features: Tensor, k: int | None = None) -> tuple[Tensor
             [0., 1.]]), tensor([2.4495, 0.8165]))
     """
     f = features.double().flatten(1)
-    if f.shape[0] < 2:
-        raise InvalidArgumentError(f"principal directions need at least 2 examples, got {f.shape[0]}")
+    n, size = f.shape
+    if n < 2:
+        raise InvalidArgumentError(f"principal directions need at least 2 examples, got {n}")
+    k = min(n, size) if k is None else min(check_int("k", k), n, size)
     centred = f - f.mean(0)
-    _, sv, vt = torch.linalg.svd(centred, full_matrices=False)
-    k = vt.shape[0] if k is None else min(check_int("k", k), vt.shape[0])
-    return vt[:k].to(features.dtype), (sv[:k] / (f.shape[0] - 1) ** 0.5).to(features.dtype)
+    if size <= n:
+        _, sv, vt = torch.linalg.svd(centred, full_matrices=False)
+        vt, sv = vt[:k], sv[:k]
+    else:  # D > n (a block's output has many units): the n x n Gram matrix C C^T = U S^2 U^T gives V^T = S^-1 U^T C
+        eigvals, u = torch.linalg.eigh(centred @ centred.T)
+        u = u[:, -k:].flip(1)
+        sv = eigvals[-k:].flip(0).clamp_min(0).sqrt()
+        vt = u.T @ centred
+        vt = vt / vt.norm(dim=1, keepdim=True).clamp_min(torch.finfo(vt.dtype).tiny)
+    return vt.to(features.dtype), (sv / (n - 1) ** 0.5).to(features.dtype)
 
 
 @torch.no_grad()
@@ -153,7 +162,7 @@ def latent_traversal(model: Any, x: Tensor, latent: str | None = None, dims: Seq
             out = decode_mean(model, z)
             ref = decode_mean(model, means) if differences else None
         else:
-            steps = _block_steps(model, name, dims, directions, reference, size).to(base.dtype)  # (len(dims), size)
+            steps = _block_steps(model, name, dims, directions, reference, base).to(base.dtype)  # (len(dims), size)
             shift = (offsets[None, :, None] * steps[:, None, :]).reshape(rows, *base.shape[1:])
             xs = x.expand(rows, *x.shape[1:])
             out = decode_replaced(model, xs, name, base.expand(rows, *base.shape[1:]) + shift)
@@ -163,13 +172,22 @@ def latent_traversal(model: Any, x: Tensor, latent: str | None = None, dims: Seq
     return out.reshape(len(dims), m, *model.data_shape).cpu()
 
 
-def _block_steps(model: Any, block: str, dims: list[int], directions: str, reference: Tensor | None, size: int) -> Tensor:
-    """One row per traversed direction: the direction times the standard deviation along it over ``reference``."""
-    if reference is None:
-        return torch.eye(size)[dims]
-    feats = block_outputs(model, reference, block).flatten(1)
+def _block_steps(model: Any, block: str, dims: list[int], directions: str, reference: Tensor | None,
+                 base: Tensor) -> Tensor:
+    """One row per traversed direction: the direction times the standard deviation along it over ``reference``.
+
+    Units are built as ``len(dims)`` rows of the block's size on its device and dtype (never an
+    identity matrix of that size: a VDVAE block has 10^5 or more units).
+    """
+    size = base[0].numel()
     if directions == "units":
-        return torch.eye(size, dtype=feats.dtype, device=feats.device)[dims] * feats.std(0)[dims, None]
+        steps = torch.zeros(len(dims), size, dtype=base.dtype, device=base.device)
+        steps[torch.arange(len(dims)), dims] = 1.0
+        if reference is None:
+            return steps
+        feats = block_outputs(model, reference, block).flatten(1)
+        return steps * feats[:, dims].std(0).to(steps)[:, None]
+    feats = block_outputs(model, reference, block).flatten(1)  # type: ignore[arg-type]
     vecs, std = principal_directions(feats, max(dims) + 1)
     return vecs[dims] * std[dims, None]
 

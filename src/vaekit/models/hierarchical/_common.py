@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -51,11 +51,13 @@ def latent_shape_of(value: int | Sequence[int], block: str) -> tuple[int, ...]:
 
 
 def gaussian_head(params: Tensor, latent_shape: int | Sequence[int], min_scale: float, what: str,
-                  family: str = "gaussian") -> DiagonalNormal | DiagonalLaplace:
+                  family: str = "gaussian", scale: Callable[[Tensor], Tensor] | None = None) -> DiagonalNormal | DiagonalLaplace:
     """``N(loc, softplus(raw) + min_scale)`` from a network output: location, then raw scale, along the feature axis.
 
     ``family="laplace"`` gives a :class:`~vaekit.distributions.DiagonalLaplace` with the same
-    location and scale instead.
+    location and scale instead. ``scale`` replaces the map from the raw scale to the scale
+    (``softplus``; ``min_scale`` is added to either), e.g. the predecessor hVAE's
+    (:func:`vaekit.models.hierarchical.hvae_compat.hvae_scale`).
 
     A latent vector of ``d`` features reads an output of shape (..., 2 * d), split on its last
     axis; a spatial latent of shape (C, H, W) reads an output of shape (N, 2 * C, H, W), split
@@ -67,13 +69,17 @@ def gaussian_head(params: Tensor, latent_shape: int | Sequence[int], min_scale: 
             raise ValueError(f"{what} returned {params.shape[-1]} features but a Gaussian over {shape[0]} latents needs "
                              f"2 * latent_features = {2 * shape[0]} (location and raw scale)")
         loc, raw = params.chunk(2, dim=-1)
-        return _family(family)(loc, positive_scale(raw, "softplus", min_scale))
+        return _family(family)(loc, _scale(raw, min_scale, scale))
     want = (2 * shape[0], *shape[1:])
     if tuple(params.shape[1:]) != want:
         raise ValueError(f"{what} returned shape {tuple(params.shape)} but a Gaussian over a latent of shape {shape} needs "
                          f"(N, {', '.join(map(str, want))}) (2 * {shape[0]} channels: location and raw scale)")
     loc, raw = params.chunk(2, dim=1)
-    return _family(family)(loc, positive_scale(raw, "softplus", min_scale), event_dims=len(shape))
+    return _family(family)(loc, _scale(raw, min_scale, scale), event_dims=len(shape))
+
+
+def _scale(raw: Tensor, min_scale: float, scale: Callable[[Tensor], Tensor] | None) -> Tensor:
+    return positive_scale(raw, "softplus", min_scale) if scale is None else scale(raw) + min_scale
 
 
 def _family(name: str) -> type:

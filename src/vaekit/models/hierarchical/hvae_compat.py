@@ -13,6 +13,14 @@ the same model only inside these blocks: :class:`HVAETopGenBlock`, :class:`HVAEG
 the likelihood :class:`HVAEGaussian`. :func:`tdvae` builds hVAE's TDVAE (``models/TDVAE.py``:
 ``x -> hiddens -> y`` (Laplace) ``-> y_concat -> z -> x``) from them; the migration preset
 ``"hvae-tdvae"`` (:mod:`vaekit.models.hierarchical.migration_presets`) loads its state dict.
+
+The latent blocks are core vaekit layers with ``latent_family="gaussian"`` or ``"laplace"``
+(:class:`~vaekit.distributions.DiagonalNormal`, :class:`~vaekit.distributions.DiagonalLaplace`)
+and hVAE's scale map; they sample at a temperature :math:`t` as every vaekit layer does, the
+scale times :math:`t`. hVAE tempers differently: it adds :math:`\\log t` to the raw scale
+before its scale map, so with ``base="logstd"``, ``sigma_param="var"`` its scale is multiplied
+by :math:`t^{\\beta/2}` (:math:`t^{0.35}` in TDVAE). A migrated model gives the foreign model's
+likelihoods and samples at :math:`t = 1`, but samples differently at :math:`t \\ne 1`.
 """
 
 from __future__ import annotations
@@ -24,12 +32,12 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Laplace, Normal
+from torch.distributions import Distribution, Independent, Normal
 
 from ..._checks import check_choice, check_float, check_int
-from ...distributions import Likelihood
+from ...distributions import DiagonalLaplace, DiagonalNormal, Likelihood
 from ...nn import MLP
-from ._common import block_module
+from ._common import block_module, gaussian_head
 from .blocks import InputBlock, OutputBlock, SimpleBlock
 from .generative import GenerativeBlock
 from .model import HierarchicalVAE
@@ -58,29 +66,28 @@ def _check_head(block: str, family: str, base: str, sigma_param: str, beta: floa
             check_float("beta", beta, 0, low_open=True))
 
 
-class _HVAEHead:
-    """The head shared by the two latent blocks: ``(mu, rho)`` on the feature axis -> Normal or Laplace."""
+def _latent_family(distribution: str) -> str:
+    """The core ``latent_family`` of hVAE's ``distribution`` name."""
+    return "laplace" if distribution == "laplace" else "gaussian"
 
-    distribution: str
+
+class _HVAEHead:
+    """What the two latent blocks share: the core heads (:class:`~vaekit.distributions.DiagonalNormal` or
+    :class:`~vaekit.distributions.DiagonalLaplace`, by ``latent_family``) with hVAE's scale map."""
+
     base: str
     sigma_param: str
     beta: float
-    latent_features: int
-    name: str
+    latent_shape: tuple[int, ...]
+    latent_family: str
+    min_scale: float
 
-    def head(self, params: Tensor, what: str) -> Distribution:
-        if params.shape[1] != 2 * self.latent_features:
-            raise ValueError(f"{what} of {self.name!r} returned {params.shape[1]} features but needs 2 * latent_features = "
-                             f"{2 * self.latent_features} (location, then the raw scale)")
-        loc, raw = params.chunk(2, dim=1)
-        scale = hvae_scale(raw, self.base, self.sigma_param, self.beta)  # type: ignore[arg-type]
-        family = Normal if self.distribution == "normal" else Laplace
-        return Independent(family(loc, scale, validate_args=False), 1)
+    def head(self, params: Tensor, what: str) -> DiagonalNormal | DiagonalLaplace:
+        return gaussian_head(params, self.latent_shape, self.min_scale, what, self.latent_family, scale=self.scale_of)
 
-    def tempered_sample(self, prior: Distribution, temperature: float) -> Tensor:
-        """A draw pulled towards the location: ``loc + t (draw - loc)`` (the scale times ``t``, either family)."""
-        base = prior.base_dist  # type: ignore[attr-defined]
-        return base.loc + temperature * (base.sample() - base.loc) if temperature > 0 else base.loc
+    def scale_of(self, raw: Tensor) -> Tensor:
+        """hVAE's scale of a raw network output (:func:`hvae_scale` with this block's ``base``, ``sigma_param``, ``beta``)."""
+        return hvae_scale(raw, self.base, self.sigma_param, self.beta)  # type: ignore[arg-type]
 
 
 class HVAETopGenBlock(_HVAEHead, GenerativeBlock):
@@ -110,16 +117,18 @@ class HVAETopGenBlock(_HVAEHead, GenerativeBlock):
 
     def __init__(self, name: str, condition: str, net: nn.Module, latent_features: int, distribution: Family = "normal",
                  base: Base = "logstd", sigma_param: SigmaParam = "var", beta: float = 1.0) -> None:
-        super().__init__(name, (), condition, latent_features, 0.0, block_module("net", net, name, optional=False))
-        self.distribution, self.base, self.sigma_param, self.beta = _check_head(name, distribution, base, sigma_param, beta)
+        distribution, base, sigma_param, beta = _check_head(name, distribution, base, sigma_param, beta)
+        super().__init__(name, (), condition, latent_features, 0.0, block_module("net", net, name, optional=False),
+                         latent_family=_latent_family(distribution))
+        self.distribution, self.base, self.sigma_param, self.beta = distribution, base, sigma_param, beta
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[Distribution, Any]:
         like = next(self.parameters())
         zeros = torch.zeros(n, 2 * self.latent_features, dtype=like.dtype, device=like.device)
-        return self.head(zeros, "the prior"), None
+        return self.head(zeros, f"the prior of {self.name!r}"), None
 
     def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> Distribution:
-        return self.head(self.net(condition), "net")
+        return self.head(self.net(condition), f"net of {self.name!r}")
 
 
 class HVAEGenBlock(_HVAEHead, GenerativeBlock):
@@ -153,18 +162,19 @@ class HVAEGenBlock(_HVAEHead, GenerativeBlock):
     def __init__(self, name: str, inputs: str, condition: str, prior_net: nn.Module, posterior_net: nn.Module,
                  latent_features: int, concat_posterior: bool = False, distribution: Family = "normal",
                  base: Base = "logstd", sigma_param: SigmaParam = "var", beta: float = 1.0) -> None:
-        super().__init__(name, inputs, condition, latent_features, 0.0)
+        distribution, base, sigma_param, beta = _check_head(name, distribution, base, sigma_param, beta)
+        super().__init__(name, inputs, condition, latent_features, 0.0, latent_family=_latent_family(distribution))
         self.prior_net = block_module("prior_net", prior_net, name, optional=False)
         self.posterior_net = block_module("posterior_net", posterior_net, name, optional=False)
         self.concat_posterior = bool(concat_posterior)
-        self.distribution, self.base, self.sigma_param, self.beta = _check_head(name, distribution, base, sigma_param, beta)
+        self.distribution, self.base, self.sigma_param, self.beta = distribution, base, sigma_param, beta
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[Distribution, Any]:
-        return self.head(self.prior_net(inputs[0]), "prior_net"), None
+        return self.head(self.prior_net(inputs[0]), f"prior_net of {self.name!r}"), None
 
     def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> Distribution:
         c = torch.cat([condition, inputs[0]], 1) if self.concat_posterior else condition
-        return self.head(self.posterior_net(c), "posterior_net")
+        return self.head(self.posterior_net(c), f"posterior_net of {self.name!r}")
 
 
 class HVAEGaussian(Likelihood):

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..._checks import check_float, check_int
+from ..._checks import InvalidArgumentError, check_float, check_int
 from ...distributions import DiagonalNormal, kl_divergence
 from ..base import ElboTerms, LatentVariableModel
 from ._common import latent_size
@@ -19,9 +19,97 @@ from ._validation import check_shapes, validate_graph
 from .blocks import Block, OutputBlock
 from .generative import GenerativeBlock, Layer
 
-__all__ = ["HierarchicalVAE", "Trace", "Temperature"]
+__all__ = ["HierarchicalVAE", "Trace", "Temperature", "layer_temperatures", "linear_temperatures"]
 
-Temperature = float | Sequence[float] | Callable[[int], float]
+#: A temperature setting: one number for every latent layer, one number per layer (top first),
+#: a schedule ``"linear:START:END"`` or a callable ``f(layer index) -> float``.
+Temperature = float | Sequence[float] | str | Callable[[int], float]
+
+
+def linear_temperatures(start: float, end: float, n_layers: int) -> list[float]:
+    """``n_layers`` temperatures from ``start`` (the top layer, first in the model's order) to ``end`` (the bottom one).
+
+    >>> linear_temperatures(0.6, 0.9, 4)
+    [0.6, 0.7, 0.8, 0.9]
+    >>> linear_temperatures(0.6, 0.9, 1)
+    [0.6]
+    """
+    start, end = check_float("start", start, 0), check_float("end", end, 0)
+    n_layers = check_int("n_layers", n_layers)
+    if n_layers == 1:
+        return [start]
+    return [round(start + (end - start) * i / (n_layers - 1), 12) for i in range(n_layers)]
+
+
+def layer_temperatures(temperature: Temperature, latent_names: Sequence[str], *, name: str = "temperature",
+                       owner: str = "the model") -> list[float]:
+    """One temperature per latent layer from any setting: the one check behind every ``temperature`` argument.
+
+    Parameters
+    ----------
+    temperature : float, sequence of float, str or callable
+        A number ``>= 0`` for every layer; a list with one number per layer in the order of
+        ``latent_names`` (top first; a list of one number is that number for every layer);
+        a schedule ``"linear:START:END"`` (:func:`~vaekit.models.hierarchical.linear_temperatures` from the top layer to
+        the bottom one); or a callable ``f(layer index) -> float``.
+    latent_names : sequence of str
+        The latent layers, top first (``model.latent_names``).
+    name : str
+        The argument's name in error messages.
+    owner : str
+        What the layers belong to, in error messages (e.g. the model's class name).
+
+    Returns
+    -------
+    list of float
+        ``len(latent_names)`` temperatures, top layer first.
+
+    Raises
+    ------
+    vaekit.InvalidArgumentError
+        Naming ``name``, the value and what is accepted: a negative or non-finite number, a
+        list whose length is not the number of layers (the message names the layers), an
+        unknown or malformed schedule, or a value of another type.
+
+    Examples
+    --------
+    >>> layer_temperatures("linear:1:0.5", ["z2", "z1"]), layer_temperatures(0.7, ["z2", "z1"])
+    ([1.0, 0.5], [0.7, 0.7])
+    >>> layer_temperatures([1.0, 0.8, 0.6], ["z2", "z1"])
+    Traceback (most recent call last):
+    ...
+    vaekit._checks.InvalidArgumentError: temperature lists one value per latent layer of the model (2: z2, z1, top first), got 3 values [1.0, 0.8, 0.6]
+    """
+    names = list(latent_names)
+    n = len(names)
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        return [check_float(name, temperature, 0)] * n
+    if isinstance(temperature, str):
+        parts = temperature.split(":")
+        if len(parts) != 3 or parts[0] != "linear":
+            raise InvalidArgumentError(f"{name} must be a number, a list of numbers or a schedule 'linear:START:END', "
+                                       f"got {temperature!r}")
+        try:
+            start, end = float(parts[1]), float(parts[2])
+        except ValueError:
+            raise InvalidArgumentError(f"{name} schedule {temperature!r} needs numbers: 'linear:START:END', e.g. 'linear:1:0.6'") from None
+        return linear_temperatures(check_float(name, start, 0), check_float(name, end, 0), max(n, 1))[:n]
+    if callable(temperature):
+        values = [temperature(i) for i in range(n)]
+    elif isinstance(temperature, (Sequence, Tensor)):
+        values = [v.item() if isinstance(v, Tensor) else v for v in temperature]
+        if not values:
+            raise InvalidArgumentError(f"{name} must be a number or a non-empty list of numbers, got an empty list")
+    else:
+        raise InvalidArgumentError(f"{name} must be a number, a list of numbers (one per latent layer), a schedule "
+                                   f"'linear:START:END' or a callable, got {type(temperature).__name__}")
+    values = [check_float(name, v, 0) for v in values]
+    if len(values) == 1 and not callable(temperature):
+        values = values * n
+    if len(values) != n:
+        raise InvalidArgumentError(f"{name} lists one value per latent layer of {owner} ({n}: {', '.join(names)}, top first), "
+                                   f"got {len(values)} values {values}")
+    return values
 
 
 @dataclass
@@ -202,7 +290,8 @@ class HierarchicalVAE(LatentVariableModel):
         ----------
         n : int
             Number of examples.
-        temperature : float, list of float (one per layer, top first) or callable(layer index) -> float
+        temperature : float, list of float (one per layer, top first), str or callable(layer index) -> float
+            Any setting :func:`~vaekit.models.hierarchical.layer_temperatures` takes (e.g. ``"linear:1:0.5"``).
             Prior scale multiplier; 0 takes every prior's mean.
 
         Returns
@@ -263,18 +352,38 @@ class HierarchicalVAE(LatentVariableModel):
         return trace
 
     def _temperatures(self, temperature: Temperature) -> list[float]:
-        n = len(self.latent_names)
-        if callable(temperature):
-            temps = [temperature(i) for i in range(n)]
-        elif isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
-            temps = [temperature] * n
-        else:
-            temps = list(temperature)  # type: ignore[arg-type]
-            if len(temps) != n:
-                raise ValueError(f"temperature lists one value per latent layer ({n}: {list(self.latent_names)}), got {len(temps)}")
-        return [check_float("temperature", t, 0) for t in temps]
+        return layer_temperatures(temperature, self.latent_names, owner=type(self).__name__)
 
-    def _likelihood(self, params: Tensor, lead: tuple[int, ...]) -> Distribution:
+    def data_distribution(self, params: Tensor, lead: tuple[int, ...] | None = None) -> Distribution:
+        """``p(x | ...)`` from the output block's parameters: what every method decodes with.
+
+        Parameters
+        ----------
+        params : Tensor of shape (N, ...)
+            The output block's output for N examples (a :class:`Trace`'s ``params``).
+        lead : tuple of int, optional
+            The leading (sample, batch) shape of the distribution's batch, with product N
+            (default ``(N,)``).
+
+        Returns
+        -------
+        Distribution
+            The likelihood with batch shape ``lead`` and event shape ``data_shape``.
+
+        Raises
+        ------
+        ValueError
+            When the output block's size does not fit the likelihood and ``data_shape``.
+
+        Examples
+        --------
+        >>> from vaekit.models.hierarchical import ladder_vae
+        >>> model = ladder_vae([6], hidden=(4, 3), latent=(3, 2))
+        >>> px = model.data_distribution(model.posterior_pass(torch.zeros(2, 6), mean=True).params)
+        >>> px.batch_shape, px.event_shape
+        (torch.Size([2]), torch.Size([6]))
+        """
+        lead = (params.shape[0],) if lead is None else tuple(lead)
         lik = self.output_block.likelihood
         want = lik.params_per_dim * math.prod(self.data_shape)
         if params[0].numel() != want:
@@ -326,14 +435,14 @@ class HierarchicalVAE(LatentVariableModel):
             q, p, z = tr.posteriors[k], tr.priors[k], tr.z[k]
             log_q[k], log_p[k] = q.log_prob(z), p.log_prob(z)
             kl[k] = kl_divergence(q, p, z, log_q[k], self.kl_method)
-        rec = self._likelihood(tr.params, (x.shape[0],)).log_prob(x)
+        rec = self.data_distribution(tr.params, (x.shape[0],)).log_prob(x)
         return ElboTerms(rec=rec, kl=kl, log_q=log_q, log_p=log_p)
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
         k, b = check_int("k", k), x.shape[0]
         xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
         tr = self.posterior_pass(xk)
-        lw = self._likelihood(tr.params, (k * b,)).log_prob(xk)
+        lw = self.data_distribution(tr.params, (k * b,)).log_prob(xk)
         for name in self.latent_names:
             z = tr.z[name]
             lw = lw + tr.priors[name].log_prob(z) - tr.posteriors[name].log_prob(z)
@@ -350,7 +459,7 @@ class HierarchicalVAE(LatentVariableModel):
     def decode(self, z: dict[str, Tensor]) -> Distribution:
         """``p(x | z)`` with batch shape = the leading dims of the latents."""
         flat, lead = self._flat(z)
-        return self._likelihood(self.latent_pass(flat).params, lead)
+        return self.data_distribution(self.latent_pass(flat).params, lead)
 
     def log_prior(self, z: dict[str, Tensor]) -> Tensor:
         flat, lead = self._flat(z)
@@ -359,7 +468,7 @@ class HierarchicalVAE(LatentVariableModel):
     def log_joint(self, x: Tensor, z: dict[str, Tensor]) -> Tensor:
         flat, lead = self._flat(z)
         tr = self.latent_pass(flat)
-        return self._likelihood(tr.params, lead).log_prob(x) + tr.log_prior().reshape(lead)
+        return self.data_distribution(tr.params, lead).log_prob(x) + tr.log_prior().reshape(lead)
 
     def sample_prior(self, n: int, temperature: Temperature = 1.0) -> dict[str, Tensor]:
         """``n`` joint draws of every layer from the (tempered) prior, each of shape (n, *latent_shape)."""
@@ -374,10 +483,11 @@ class HierarchicalVAE(LatentVariableModel):
         n : int
         mean : bool
             Mean of p(x | z) instead of a draw.
-        temperature : float, list of float (one per layer, top first) or callable(layer) -> float
+        temperature : float, list of float (one per layer, top first), str or callable(layer) -> float
+            Any setting :func:`~vaekit.models.hierarchical.layer_temperatures` takes (e.g. ``"linear:1:0.5"``).
             Prior scale multiplier; 0 takes every prior's mean.
         """
-        px = self._likelihood(self.prior_pass(n, temperature).params, (n,))
+        px = self.data_distribution(self.prior_pass(n, temperature).params, (n,))
         return px.mean if mean else px.sample()
 
     @torch.no_grad()
@@ -397,5 +507,5 @@ class HierarchicalVAE(LatentVariableModel):
         -------
         Tensor of shape (batch, *data_shape)
         """
-        px = self._likelihood(self.mixed_pass(x, n_posterior_layers, temperature).params, (x.shape[0],))
+        px = self.data_distribution(self.mixed_pass(x, n_posterior_layers, temperature).params, (x.shape[0],))
         return px.mean if mean else px.sample()

@@ -70,8 +70,11 @@ class TopDownBlock(ResidualGenBlock):
       bottleneck ``resnet``, both output convolutions scaled by ``1 / sqrt(n_blocks)`` at
       initialisation.
 
-    Scales are ``softplus(raw) + min_scale`` as in every vaekit Gaussian head (Efficient-VDVAE's
-    ``distribution_base = 'std'``; VDVAE itself used ``exp``).
+    Scales are ``softplus(raw) + min_scale`` as in every vaekit Gaussian head, the softplus with
+    :math:`\beta = 1`. Efficient-VDVAE (``distribution_base = 'std'``) uses the smoothed
+    softplus :math:`\frac{1}{\beta}\log(1 + e^{\beta\,\mathrm{raw}})` with
+    :math:`\beta = \ln 2` (its ``gradient_smoothing_beta``), VDVAE itself ``exp``: the same
+    raw outputs give other scales, so their weights do not load as they are.
 
     Parameters
     ----------
