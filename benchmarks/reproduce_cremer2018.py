@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 import yaml
+from vaekit._malloc import pin_mmap_threshold
 from provenance import git_commit  # a sibling module (benchmarks/ is on sys.path when a script in it runs)
 
 HERE = Path(__file__).resolve().parent
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None,
                            help=f"default {value}" + ("" if key.startswith("local_opt") else " (the paper's)"))
     a = p.parse_args(argv)
+    pin_mmap_threshold()  # IWAE over the test set otherwise fragments glibc's heap (GBs; see vaekit._malloc)
     s = dict(SHORT if a.short else FULL)
     for key in s:
         v = getattr(a, key, None)

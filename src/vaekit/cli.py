@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._malloc import pin_mmap_threshold
 from .commands import (EXIT_ERROR, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, NAMES, TRUST_HELP, CLIError,
                        untrusted_as_cli_error)
 from .commands.fit import fit_from_args
@@ -75,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"vaekit {__version__}")
         return EXIT_OK
+    pin_mmap_threshold()  # long CPU estimations otherwise fragment glibc's heap (see vaekit._malloc)
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         print(f"vaekit: unknown command {cmd!r}; accepted: {', '.join(COMMANDS)}\n\n{USAGE}", file=sys.stderr)
