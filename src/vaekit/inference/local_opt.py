@@ -293,9 +293,7 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, family: ConditionalDi
     # the starting point is a candidate: an example keeps its start unless a checked iterate beats it, so a run
     # that diverges (too large a learning rate) ends where it started instead of at the diverged parameters
     best_val = initial.clone()
-    # the fused kernel updates every tensor in one pass without temporaries (the loop over tensors allocates two
-    # per tensor and step); it agrees with the loop to rounding
-    opt = torch.optim.Adam([*params.values(), context], lr=lr, fused=x.device.type in ("cpu", "cuda"))
+    opt = _adam([*params.values(), context], lr, x.device)
     stale, step, converged, best_mean = 0, 0, False, -math.inf
     while step < max_steps:
         elbo = batched(params, buffers, context, x, k)
@@ -324,6 +322,20 @@ def _optimize_batch(model: LatentVariableModel, x: Tensor, family: ConditionalDi
     final = estimate(best, best_ctx)
     steps = torch.full((n,), step, dtype=torch.int64)
     return final.cpu(), initial.cpu(), steps, torch.full((n,), converged)
+
+
+def _adam(params: list[Tensor], lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has it for ``device`` (CPU since torch 2.4), else the default.
+
+    The fused kernel updates every tensor in one pass without temporaries (the loop over tensors allocates two per
+    tensor and step); it agrees with the loop to rounding.
+    """
+    if device.type in ("cpu", "cuda"):
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except RuntimeError:  # torch < 2.4: no fused Adam on the CPU
+            pass
+    return torch.optim.Adam(params, lr=lr)
 
 
 def _linear_weights(module: nn.Module) -> set[str]:
