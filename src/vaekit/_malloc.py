@@ -27,12 +27,8 @@ def pin_mmap_threshold(nbytes: int = 1 << 20) -> bool:
 
     Returns True when it was set, False where there is no glibc (macOS, Windows, musl) or the
     call failed; nothing else changes. Call it early in a process that runs long estimations
-    on the CPU (the ``vaekit`` command does).
-
-    Examples
-    --------
-    >>> isinstance(pin_mmap_threshold(), bool)
-    True
+    on the CPU (``vaekit evaluate`` and ``vaekit analyze`` do; it changes the allocator of the whole
+    process, so a library call never makes it on its own).
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -93,7 +93,7 @@ def _train(graph: bool, monkeypatch: pytest.MonkeyPatch, steps: int = 6, nan_at:
     for i in range(steps):
         step(x, i, norm=i % 2 == 0)
     return {"params": [p.detach().clone() for p in params], "state": [dict(opt.state[p]) for p in params],
-            "shadow": list(ema.shadow.values()), "window": step.meter.read(), "graph_used": step._update_fn is not None}
+            "shadow": list(ema.shadow.values()), "window": step.meter.read(), "graph_used": bool(step._update_fns)}
 
 
 def test_the_written_out_update_follows_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,7 +144,7 @@ def test_the_compiled_update_follows_the_fused_kernel(monkeypatch: pytest.Monkey
                      compile=True)
     for i in range(6):
         step(x, i, norm=i % 2 == 0)
-    assert step._update_fn is not None
+    assert bool(step._update_fns)
     for a, p in zip(eager["params"], params):
         torch.testing.assert_close(p.detach(), a, rtol=1e-6, atol=1e-7)
     for a, b in zip(eager["shadow"], ema.shadow.values()):
@@ -162,3 +162,52 @@ def test_batches_taken_by_index_select_are_the_indexed_rows() -> None:
     assert torch.equal(out["x"], x[idx]) and torch.equal(out["y"], torch.tensor([7, 0, 3, 3]))
     mask = torch.arange(10) % 3 == 0  # a mask still selects as indexing does
     assert torch.equal(take(x, mask), x[mask])
+
+
+def test_adamw_groups_without_the_decoupled_key_still_decay_adamw_s_way() -> None:
+    """torch < 2.7: AdamW is its own class and its groups carry no ``decoupled_weight_decay`` key; the direct
+    call must still take AdamW's kernel (plain L2 decay differs by ~4e-3 after five steps)."""
+    ref_params, fast_params = _params(), _params()
+    ref = torch.optim.AdamW(_groups(ref_params), lr=0.01, weight_decay=0.5, fused=True)
+    fast = torch.optim.AdamW(_groups(fast_params), lr=0.01, weight_decay=0.5, fused=True)
+    direct = step_module._FusedAdam(fast)
+    g = torch.Generator().manual_seed(1)
+    for i in range(5):
+        grads = [torch.randn(p.shape, generator=g) for p in ref_params]
+        for p, q, gr in zip(ref_params, fast_params, grads):
+            p.grad, q.grad = gr.clone(), gr.clone()
+        ref.step()
+        direct.step(torch.tensor(0.0))  # the first goes through optimizer.step() (it creates the state) ...
+        if i == 0:  # ... which needs the key in this torch; the direct kernel calls after it run without it
+            for group in fast.param_groups:
+                del group["decoupled_weight_decay"]
+            assert all(direct.decoupled(group) for group in fast.param_groups)
+    for p, q in zip(ref_params, fast_params):
+        assert torch.equal(p, q)
+    plain = torch.optim.Adam(_groups(_params()), lr=0.01, weight_decay=0.5)
+    assert not step_module._FusedAdam(plain).decoupled(plain.param_groups[0])
+
+
+@pytest.mark.slow
+def test_a_gradient_that_comes_and_goes_compiles_two_updates_not_one_per_step() -> None:
+    """A layer used on every other step only: the compiled update switches between two graphs (one per set of
+    parameters with a gradient) instead of building a new one whenever the set changes."""
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
+    opt = torch.optim.Adam([*a.parameters(), *b.parameters()], lr=0.01, fused=True)
+    x = torch.randn(8, 3)
+
+    def forward(batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss = a(x).pow(2).mean() + (b(x).pow(2).mean() if step % 2 == 0 else 0.0)
+        return loss, {"loss": loss.detach()}
+
+    built = []
+    original = torch.compile
+    step = TrainStep(forward, [*a.parameters(), *b.parameters()], opt, compile=True)
+    try:
+        torch.compile = lambda fn, *args, **kwargs: built.append(fn) or original(fn, *args, **kwargs)  # type: ignore[assignment]
+        for i in range(8):
+            step(None, i)
+    finally:
+        torch.compile = original  # type: ignore[assignment]
+    assert len(step._update_fns) == 2 and len(built) == 2

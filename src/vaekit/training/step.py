@@ -59,6 +59,10 @@ def _total_norm(grads: list[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
 
 
+#: torch.compiler.is_compiling exists from torch 2.3; torch._dynamo.is_compiling before
+_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+
+
 def _meter_add(sums: Tensor, run: Tensor, longest: Tensor, last: Tensor, zero: Tensor, row: Tensor, bad: Tensor,
                loss: Tensor | None) -> None:
     """:meth:`StepMeter.add` on the meter's tensors, in place (the compiled update calls it too)."""
@@ -67,7 +71,7 @@ def _meter_add(sums: Tensor, run: Tensor, longest: Tensor, last: Tensor, zero: T
         sums.add_(torch.where(skipped, zero, row))
         if loss is not None and loss.dtype != torch.float32:
             loss = loss.float()
-        if torch.compiler.is_compiling():  # (no out= in a traced graph)
+        if _is_compiling():  # (no out= in a traced graph)
             run.copy_((run + 1.0) * bad)
             longest.copy_(torch.maximum(longest, run))
             if loss is not None:
@@ -244,8 +248,9 @@ class TrainStep:
         # then optimizer.step()
         self._check_fn = self._check if mode is None else torch.compile(self._check, mode=mode)
         # compiled, fused Adam/AdamW on one process: checks, clipping, the update, the EMA and the meter in one graph
-        self._update_fn: Callable[..., tuple[Tensor, ...]] | None = None
-        self._update_spec: tuple[Any, ...] | None = None
+        # one compiled update per spec (the groups' sizes with a gradient, their hyper-parameters): a parameter
+        # whose gradient comes and goes (a loss term on some batches only) switches between two, not recompiles
+        self._update_fns: dict[tuple[Any, ...], Callable[..., tuple[Tensor, ...]]] = {}
         self._ema_params: list[Tensor] | None = None
         self._norm_weights: tuple[Tensor, Tensor] | None = None
 
@@ -295,16 +300,16 @@ class TrainStep:
         if groups is None or any(g["amsgrad"] for g, _ in groups):
             return False
         spec = (tuple((len(t[0]), *(float(b) for b in g["betas"]), float(g["eps"]), float(g["weight_decay"]),
-                       bool(g.get("decoupled_weight_decay")), bool(g["maximize"])) for g, t in groups),
+                       self._adam.decoupled(g), bool(g["maximize"])) for g, t in groups),
                 self.grad_clip, self.skip_threshold, None if self.ema is None else self.ema.decay)
         tensors = [[t for _, ts in groups for t in ts[i]] for i in (0, 1, 2, 3, 5)]  # params, grads, m, v, steps
-        if self._update_fn is None or spec != self._update_spec:
+        update_fn = self._update_fns.get(spec)
+        if update_fn is None:
             # (default mode: without inductor's size and stride asserts on its ~5 inputs per parameter, which the
             # guards already check; options and a mode cannot be given together)
             how: dict[str, Any] = ({"options": {"size_asserts": False}} if self._mode == "default"
                                    else {"mode": self._mode})
-            self._update_fn = torch.compile(_update_graph(*spec), dynamic=False, **how)
-            self._update_spec = spec
+            update_fn = self._update_fns[spec] = torch.compile(_update_graph(*spec), dynamic=False, **how)
             if self._mode == "reduce-overhead" and loss.device.type == "cuda":  # CUDA graphs: the tensors the
                 m = self.meter  # update writes (and the learning rates) keep their address
                 shadows = [] if self.ema is None else list(self.ema.shadow.values())
@@ -322,7 +327,7 @@ class TrainStep:
         ema = [] if self.ema is None else [list(self.ema.shadow.values()), self._ema_params]
         if self._norm_weights is None or self._norm_weights[0].device != dev:  # (not the meter's own 0 and 1: an
             self._norm_weights = (torch.zeros((), device=dev), torch.ones((), device=dev))  # alias would recompile)
-        self._update_fn(loss, values, *tensors, lrs, [m.sums, m.run, m.longest, m.last, m._zero],
+        update_fn(loss, values, *tensors, lrs, [m.sums, m.run, m.longest, m.last, m._zero],
                         self._norm_weights[int(with_norm)], ema)
         m.count()
         return True
@@ -492,6 +497,11 @@ class _FusedAdam:
                                 [st["step"] for st in states]]))  # type: ignore[index]
         return out
 
+    def decoupled(self, group: dict[str, Any]) -> bool:
+        """Whether ``group`` decays its weights AdamW's way (torch < 2.7 has no ``decoupled_weight_decay`` key:
+        there AdamW is its own class)."""
+        return bool(group.get("decoupled_weight_decay", isinstance(self.optimizer, torch.optim.AdamW)))
+
     def step(self, found_inf: Tensor) -> None:
         """One optimizer step, none where ``found_inf`` is 1.0 (0-dim float32 on the parameters' device)."""
         groups = self.groups()
@@ -501,7 +511,7 @@ class _FusedAdam:
             return
         for group, (params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps) in groups:
             beta1, beta2 = group["betas"]
-            kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
+            kernel = torch._fused_adamw_ if self.decoupled(group) else torch._fused_adam_
             torch._foreach_add_(steps, 1)
             kernel(params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, amsgrad=group["amsgrad"], lr=group["lr"],
                    beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"], eps=group["eps"],
