@@ -71,14 +71,21 @@ def test_the_direct_call_defers_to_optimizer_step_while_hooks_are_registered() -
     assert seen == [1, 1, 1]
 
 
-def _train(graph: bool, monkeypatch: pytest.MonkeyPatch, steps: int = 6, nan_at: int = 2) -> dict[str, Any]:
+OPTIMIZERS = {  # the written-out update's two decays: AdamW's decoupled one, Adam's L2 (with maximize, betas, eps)
+    "adamw": lambda groups: torch.optim.AdamW(groups, lr=0.01, weight_decay=0.05, fused=True),
+    "adam-l2": lambda groups: torch.optim.Adam(groups, lr=0.01, weight_decay=0.05, betas=(0.8, 0.99), eps=1e-6,
+                                               maximize=True, fused=True),
+}
+
+
+def _train(graph: bool, monkeypatch: pytest.MonkeyPatch, steps: int = 6, nan_at: int = 2,
+           optimizer: str = "adamw") -> dict[str, Any]:
     """A few steps of a TrainStep with AdamW (weight decay, two groups), clipping, a skip threshold and an
     EMA; step ``nan_at`` has a NaN loss. ``graph``: the update through :func:`_update_graph` (run as it is)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     params = list(model.parameters())
-    opt = torch.optim.AdamW([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}], lr=0.01,
-                            weight_decay=0.05, fused=True)
+    opt = OPTIMIZERS[optimizer]([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}])
     ema = EMA(model, 0.8)
     x = torch.randn(16, 4, generator=torch.Generator().manual_seed(2))
 
@@ -96,11 +103,12 @@ def _train(graph: bool, monkeypatch: pytest.MonkeyPatch, steps: int = 6, nan_at:
             "shadow": list(ema.shadow.values()), "window": step.meter.read(), "graph_used": bool(step._update_fns)}
 
 
-def test_the_written_out_update_follows_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_the_written_out_update_follows_the_fused_kernel(optimizer: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Adam's arithmetic written out (bias corrections in float64, lerp) against torch's fused kernel: the
     same weights, Adam state, EMA and meter to float32 rounding, through a skipped step."""
-    eager = _train(False, monkeypatch)
-    graph = _train(True, monkeypatch)
+    eager = _train(False, monkeypatch, optimizer=optimizer)
+    graph = _train(True, monkeypatch, optimizer=optimizer)
     assert graph["graph_used"] and not eager["graph_used"]
     for a, b in zip(eager["params"], graph["params"]):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
@@ -117,7 +125,7 @@ def test_the_written_out_update_follows_the_fused_kernel(monkeypatch: pytest.Mon
     torch.testing.assert_close(wg["metrics"]["loss"], we["metrics"]["loss"], rtol=1e-6, atol=0.0)
     torch.testing.assert_close(wg["grad_norm"], we["grad_norm"], rtol=1e-5, atol=0.0)
     # the comparison can fail: one more step of the reference moves the weights by far more than the tolerance
-    longer = _train(False, monkeypatch, steps=7)
+    longer = _train(False, monkeypatch, steps=7, optimizer=optimizer)
     assert max(float((a - b).abs().max()) for a, b in zip(longer["params"], eager["params"])) > 1e-4
 
 
