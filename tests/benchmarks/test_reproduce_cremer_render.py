@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,3 +50,22 @@ def test_phase_render_rewrites_the_markdown_from_the_json(script, tmp_path):
     md = (tmp_path / "reproductions.md").read_text()
     assert "| cremer2018/mnist/ffg | log_px | -89.80 | -81.50 |" in md and "## Reading the table" in md
     assert json.loads((tmp_path / "reproductions.json").read_text()) == rows
+
+
+def test_the_iwae_cache_round_trips_and_is_keyed_by_what_changes_it(script, tmp_path):
+    from vaekit.inference import IWAEResult
+
+    result = IWAEResult(torch.tensor([-80.5, -90.25], dtype=torch.float64),
+                        torch.tensor([-84.0, -95.0], dtype=torch.float64), k=5000, batch_size=2, chunk_size=100)
+    path = script.iwae_cache_path(tmp_path / "cache", "af", Path("runs/20261205-114659"), 1640000, 5000, 10000)
+    assert script.load_iwae(path) is None
+    script.save_iwae(path, result, 1244.0)
+    back, seconds = script.load_iwae(path)
+    assert torch.equal(back.per_example, result.per_example) and torch.equal(back.elbo_per_example, result.elbo_per_example)
+    assert (back.k, back.batch_size, back.chunk_size, seconds) == (5000, 2, 100, 1244.0)
+    assert back.mean == result.mean
+    keys = {script.iwae_cache_path(tmp_path, *args) for args in [
+        ("af", Path("r"), 1, 5000, 10000), ("ffg", Path("r"), 1, 5000, 10000), ("af", Path("q"), 1, 5000, 10000),
+        ("af", Path("r"), 2, 5000, 10000), ("af", Path("r"), 1, 1000, 10000), ("af", Path("r"), 1, 5000, 500)]}
+    assert len(keys) == 6  # model, run, training steps, k and the test images each change the key
+    assert not list((tmp_path / "cache").glob("*.tmp"))
