@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import yaml
 
@@ -16,6 +18,21 @@ TINY = {
     "objective": {"class_path": "vaekit.objectives.ELBO", "init_args": {"warmup_steps": 10}},
     "trainer": {"max_epochs": 2, "batch_size": 64, "progress_bar": False, "seed": 3, "run_name": "tiny"},
 }
+
+# A 2-layer ladder VAE on Digits, one epoch (the hierarchical CLI tests).
+LADDER = {
+    "model": {"class_path": "vaekit.models.hierarchical.ladder_vae",
+              "init_args": {"data_shape": [64], "hidden": [16, 8], "latent": [4, 2]}},
+    "data": {"class_path": "vaekit.data.Digits", "init_args": {"binarize": "dynamic", "flatten": True, "test_fraction": 0.2}},
+    "objective": {"class_path": "vaekit.objectives.ELBO"},
+    "trainer": {"max_epochs": 1, "batch_size": 64, "progress_bar": False, "seed": 0, "run_name": "ladder"},
+}
+
+
+@pytest.fixture(scope="session")
+def ladder_spec():
+    """The 2-layer ladder VAE config as a dict (a fresh copy per session; build new dicts from it)."""
+    return copy.deepcopy(LADDER)
 
 
 @pytest.fixture

@@ -156,16 +156,7 @@ def test_failed_resume_leaves_the_run_intact(tiny_config, tmp_path, capsys):
     assert vaekit.load(run).sample(1).shape == (1, 64)
 
 
-LADDER = {
-    "model": {"class_path": "vaekit.models.hierarchical.ladder_vae",
-              "init_args": {"data_shape": [64], "hidden": [16, 8], "latent": [4, 2]}},
-    "data": {"class_path": "vaekit.data.Digits", "init_args": {"binarize": "dynamic", "flatten": True, "test_fraction": 0.2}},
-    "objective": {"class_path": "vaekit.objectives.ELBO"},
-    "trainer": {"max_epochs": 1, "batch_size": 64, "progress_bar": False, "seed": 0, "run_name": "ladder"},
-}
-
-
-def test_evaluate_with_ais_on_a_two_layer_model_and_local_opt_refused(tmp_path, monkeypatch, capsys):
+def test_evaluate_with_ais_on_a_two_layer_model_and_local_opt_refused(tmp_path, monkeypatch, capsys, ladder_spec):
     """AIS from the CLI on a 2-layer hierarchical VAE: no --local-opt, no approximation/amortization split.
 
     Tolerances as in tests/inference/test_gaps.py (measured over 5 seeds: AIS - IWAE within
@@ -174,7 +165,7 @@ def test_evaluate_with_ais_on_a_two_layer_model_and_local_opt_refused(tmp_path, 
 
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "ladder.yaml"
-    config.write_text(yaml.safe_dump(LADDER, sort_keys=False))
+    config.write_text(yaml.safe_dump(ladder_spec, sort_keys=False))
     assert main(["fit", "--config", str(config)]) == 0
     (run,) = _runs(tmp_path)
     capsys.readouterr()

@@ -12,20 +12,11 @@ import vaekit
 from vaekit.analysis.images import save_image_grid
 from vaekit.cli import main
 
-LADDER = {
-    "model": {"class_path": "vaekit.models.hierarchical.ladder_vae",
-              "init_args": {"data_shape": [64], "hidden": [16, 8], "latent": [4, 2]}},
-    "data": {"class_path": "vaekit.data.Digits", "init_args": {"binarize": "dynamic", "flatten": True, "test_fraction": 0.2}},
-    "objective": {"class_path": "vaekit.objectives.ELBO"},
-    "trainer": {"max_epochs": 1, "batch_size": 64, "progress_bar": False, "seed": 0, "run_name": "ladder"},
-}
-
-
 @pytest.fixture(scope="module")
-def ladder_run(tmp_path_factory):
+def ladder_run(tmp_path_factory, ladder_spec):
     root = tmp_path_factory.mktemp("ladder")
     config = root / "ladder.yaml"
-    config.write_text(yaml.safe_dump({**LADDER, "trainer": {**LADDER["trainer"], "root_dir": str(root / "runs")}}, sort_keys=False))
+    config.write_text(yaml.safe_dump({**ladder_spec, "trainer": {**ladder_spec["trainer"], "root_dir": str(root / "runs")}}, sort_keys=False))
     assert main(["fit", "--config", str(config)]) == 0
     (run,) = [p.parent.parent for p in (root / "runs").rglob("checkpoints/last.ckpt")]
     return run
