@@ -163,25 +163,11 @@ def load_iwae(path: Path) -> tuple[Any, float] | None:
                        chunk_size=d["chunk_size"]), float(d["seconds"]))
 
 
-#: IWAE over the test set in calls of this many images: one call over all 10,000 grew the process without bound
-#: on the FFG model (1 thread: 0.5 to 6 GB in 15 minutes, with the mmap threshold fixed), while calls of 100 images
-#: stayed flat at ~0.66 GB (measured by hand, 2026-12-05; the cause is not found yet).
-IWAE_SLICE = 500
-
-
-def iwae_in_slices(model: Any, x: torch.Tensor, k: int, device: str) -> Any:
-    """:func:`~vaekit.inference.iwae_log_likelihood` over ``x`` in calls of :data:`IWAE_SLICE` images, joined."""
-    from vaekit.inference import IWAEResult, iwae_log_likelihood
-
-    parts = [iwae_log_likelihood(model, x[i:i + IWAE_SLICE], k=k, device=device) for i in range(0, len(x), IWAE_SLICE)]
-    return IWAEResult(torch.cat([p.per_example for p in parts]), torch.cat([p.elbo_per_example for p in parts]), k=k,
-                      batch_size=parts[0].batch_size, chunk_size=parts[0].chunk_size)
-
-
 def evaluate(label: str, run: Path, s: dict[str, Any], device: str, seed: int,
              cache_dir: Path | None = None) -> dict[str, Any]:
     """The gap column of one trained model, with per-quantity standard errors."""
     from vaekit.inference.gaps import inference_gaps
+    from vaekit.inference import IWAEResult, iwae_log_likelihood
     from vaekit.runs import load, load_data
 
     model = load(run, checkpoint="last", device=device)
@@ -197,14 +183,12 @@ def evaluate(label: str, run: Path, s: dict[str, Any], device: str, seed: int,
     else:
         torch.manual_seed(seed)
         t0 = time.perf_counter()
-        full = iwae_in_slices(model, x_test, s["iwae_k"], device)
+        full = iwae_log_likelihood(model, x_test, k=s["iwae_k"], device=device)
         iwae_s = time.perf_counter() - t0
         if cache is not None:
             save_iwae(cache, full, iwae_s)
     n_points = min(s["n_points"], x_test.shape[0])
     idx = torch.randperm(x_test.shape[0], generator=torch.Generator().manual_seed(seed))[:n_points].sort().values
-    from vaekit.inference import IWAEResult
-
     sub = IWAEResult(full.per_example[idx], full.elbo_per_example[idx], k=full.k, batch_size=full.batch_size,
                      chunk_size=full.chunk_size)
     torch.manual_seed(seed + 1)  # the gaps' draws do not depend on whether the IWAE pass came from the cache

@@ -69,22 +69,3 @@ def test_the_iwae_cache_round_trips_and_is_keyed_by_what_changes_it(script, tmp_
         ("af", Path("r"), 2, 5000, 10000), ("af", Path("r"), 1, 1000, 10000), ("af", Path("r"), 1, 5000, 500)]}
     assert len(keys) == 6  # model, run, training steps, k and the test images each change the key
     assert not list((tmp_path / "cache").glob("*.tmp"))
-
-
-def test_iwae_in_slices_joins_the_slices_in_order(script, monkeypatch):
-    from vaekit.models import ElboTerms, LatentVariableModel
-
-    class Sum(LatentVariableModel):  # log-weights that name their example: the per-example estimate is x.sum()
-        data_shape = (2,)
-
-        def log_weights(self, x, k=1):
-            return x.sum(1).expand(k, -1)
-
-        def elbo_terms(self, x):
-            return ElboTerms(rec=x.sum(1), kl={})
-
-    monkeypatch.setattr(script, "IWAE_SLICE", 3)
-    x = torch.arange(14, dtype=torch.float32).reshape(7, 2)
-    res = script.iwae_in_slices(Sum(), x, 4, "cpu")
-    assert torch.allclose(res.per_example, x.sum(1).double()) and res.per_example.shape == (7,)
-    assert torch.allclose(res.elbo_per_example, x.sum(1).double()) and res.k == 4
