@@ -98,7 +98,7 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
         ``features / K`` variables of ``K`` categories, variable ``v`` at features
         ``v * K ... v * K + K - 1``. Only for ``"gs"`` and ``"igr_i"``.
     relaxation_temperature : float
-        :math:`\tau > 0` of a relaxed family (ignored by the others).
+        :math:`\\tau > 0` of a relaxed family (ignored by the others).
 
     Attributes
     ----------

@@ -330,7 +330,7 @@ def vdvae(data_shape: Sequence[int], layout: str | None = None, *, enc_blocks: s
         ``K`` of a relaxed categorical family (``"gs"``, ``"igr_i"``): each block's
         ``latent_channels`` are ``latent_channels / K`` categorical variables per position.
     relaxation_temperature : float
-        :math:`\tau` of a relaxed categorical family.
+        :math:`\\tau` of a relaxed categorical family.
 
     Examples
     --------
