@@ -411,5 +411,5 @@ def test_a_laplace_vdvae_trains_and_its_iwae_exceeds_its_elbo():
 
 
 def test_an_unknown_latent_family_is_refused_with_the_accepted_ones():
-    with pytest.raises(vaekit.InvalidArgumentError, match=r"latent_family must be one of \['gaussian', 'laplace'\], got 'student'"):
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"latent_family must be one of \['gaussian', 'laplace', 'gs', 'igr_i'\], got 'student'"):
         TopGenBlock("z", "h", conv(3, 4), [2, 4, 4], latent_family="student")

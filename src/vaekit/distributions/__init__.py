@@ -20,7 +20,7 @@ __all__ += ["PlanarFlow", "RadialFlow", "SylvesterFlow", "RealNVPFlow", "Auxilia
             "FlowDistribution", "make_posterior", "POSTERIORS"]
 
 from .relaxed import (IGR, ExpConcrete, GumbelSoftmax, IGRPrior, IGRStickBreaking, PlanarStep, RelaxedCategorical,
-                      fit_igr_prior, relaxed_kl, softmax_pp, vertex_proximity)
+                      RelaxedLayer, fit_igr_prior, relaxed_kl, softmax_pp, vertex_proximity)
 
-__all__ += ["GumbelSoftmax", "ExpConcrete", "IGR", "IGRStickBreaking", "PlanarStep", "RelaxedCategorical",
+__all__ += ["GumbelSoftmax", "ExpConcrete", "IGR", "IGRStickBreaking", "PlanarStep", "RelaxedCategorical", "RelaxedLayer",
             "relaxed_kl", "fit_igr_prior", "IGRPrior", "softmax_pp", "vertex_proximity"]

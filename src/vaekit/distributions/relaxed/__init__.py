@@ -11,9 +11,10 @@ from .family import RELAXATIONS, RelaxedCategorical
 from .gumbel import ExpConcrete, GumbelSoftmax
 from .igr import IGR, GaussianRelaxation, PlanarStep
 from .kl import RELAXED_KL_METHODS, relaxed_kl
+from .layer import RelaxedLayer
 from .prior_fit import IGRPrior, fit_igr_prior
 from .stick import IGRStickBreaking
 
 __all__ = ["softmax_pp", "vertex_proximity", "GumbelSoftmax", "ExpConcrete", "IGR", "IGRStickBreaking",
            "GaussianRelaxation", "PlanarStep", "relaxed_kl", "RELAXED_KL_METHODS", "RelaxedCategorical", "RELAXATIONS",
-           "fit_igr_prior", "IGRPrior"]
+           "fit_igr_prior", "IGRPrior", "RelaxedLayer"]

@@ -8,14 +8,19 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..._checks import InvalidArgumentError, check_int
-from ...distributions import DiagonalLaplace, DiagonalNormal
+import torch.nn.functional as F
+
+from ..._checks import InvalidArgumentError, check_float, check_int
+from ...distributions import IGR, DiagonalLaplace, DiagonalNormal, GumbelSoftmax, RelaxedLayer
 from ...distributions.gaussian import positive_scale
 
-__all__ = ["block_names", "block_module", "gaussian_head", "latent_shape_of", "latent_size", "LATENT_FAMILIES"]
+__all__ = ["block_names", "block_module", "gaussian_head", "relaxed_head", "head_features", "check_categories",
+           "latent_shape_of", "latent_size", "LATENT_FAMILIES", "RELAXED_FAMILIES"]
 
 #: The families of a latent layer: its prior and posterior are both of this family.
-LATENT_FAMILIES = ("gaussian", "laplace")
+LATENT_FAMILIES = ("gaussian", "laplace", "gs", "igr_i")
+#: The relaxed categorical families among them (Gumbel-Softmax, IGR-I), with ``categories`` per variable.
+RELAXED_FAMILIES = ("gs", "igr_i")
 
 
 def block_names(arg: str, value: str | Sequence[str], block: str) -> tuple[str, ...]:
@@ -84,6 +89,83 @@ def _scale(raw: Tensor, min_scale: float, scale: Callable[[Tensor], Tensor] | No
 
 def _family(name: str) -> type:
     return DiagonalLaplace if name == "laplace" else DiagonalNormal
+
+
+def check_categories(family: str, categories: int | None, latent_shape: Sequence[int], temperature: float,
+                     block: str) -> tuple[int | None, float]:
+    """``(categories, relaxation_temperature)`` checked against ``family`` and the latent's features (channels).
+
+    A relaxed family needs ``categories >= 2`` dividing the features (channels) of the latent;
+    a Gaussian or Laplace layer takes none.
+
+    >>> check_categories("gs", 4, (12,), 0.5, "z")
+    (4, 0.5)
+    >>> check_categories("gs", 5, (12,), 0.5, "z")
+    Traceback (most recent call last):
+    ...
+    vaekit._checks.InvalidArgumentError: categories of block 'z' must divide its latent features (channels) 12 into variables of K categories each, got 5
+    """
+    temperature = check_float("relaxation_temperature", temperature, 0, low_open=True)
+    if family not in RELAXED_FAMILIES:
+        if categories is not None:
+            raise InvalidArgumentError(f"categories of block {block!r} is for the relaxed categorical families "
+                                       f"{RELAXED_FAMILIES}, got categories={categories!r} with latent_family={family!r}")
+        return None, temperature
+    if categories is None:
+        raise InvalidArgumentError(f"latent_family={family!r} of block {block!r} needs categories (K >= 2 per variable, "
+                                   f"dividing the latent features {latent_shape[0]}), got None")
+    k = check_int("categories", categories, 2)
+    if latent_shape[0] % k:
+        raise InvalidArgumentError(f"categories of block {block!r} must divide its latent features (channels) "
+                                   f"{latent_shape[0]} into variables of K categories each, got {k}")
+    return k, temperature
+
+
+def head_features(family: str, features: int, categories: int | None = None) -> int:
+    r"""How many features (channels of a map) a network gives a head of ``family`` over ``features`` latent features.
+
+    Gaussian and Laplace: location and raw scale, ``2 * features``; Gumbel-Softmax: the
+    logits, ``features``; IGR-I: location and raw scale in :math:`\mathbb R^{K-1}` per
+    variable, ``2 * (features / K) * (K - 1)``.
+
+    >>> head_features("gaussian", 12), head_features("gs", 12, 4), head_features("igr_i", 12, 4)
+    (24, 12, 18)
+    """
+    if family == "gs":
+        return features
+    if family == "igr_i":
+        return 2 * (features // categories) * (categories - 1)  # type: ignore[operator]
+    return 2 * features
+
+
+def relaxed_head(params: Tensor, latent_shape: Sequence[int], family: str, categories: int, temperature: float,
+                 min_scale: float, what: str) -> RelaxedLayer:
+    """A :class:`~vaekit.distributions.RelaxedLayer` of ``latent_shape[0] / categories`` variables from a network output.
+
+    Gumbel-Softmax reads the logits, ``K`` per variable; IGR-I reads the locations then the raw
+    scales (``softplus(raw) + min_scale``), ``K - 1`` each per variable; both along the
+    feature axis of a vector (..., P) or the channel axis of a map (N, P, H, W).
+    """
+    shape = tuple(latent_shape)
+    v, k = shape[0] // categories, categories
+    want = head_features(family, shape[0], k)
+    got = params.shape[-1] if len(shape) == 1 else params.shape[1]
+    if got != want or (len(shape) > 1 and tuple(params.shape[2:]) != shape[1:]):
+        raise ValueError(f"{what} returned shape {tuple(params.shape)} but a {family!r} latent of shape {shape} "
+                         f"({v} variables of {k} categories) needs {want} {'features' if len(shape) == 1 else 'channels'}"
+                         + ("" if len(shape) == 1 else f" at {shape[1:]}")
+                         + (" (K logits per variable)" if family == "gs" else " (K - 1 locations, then K - 1 raw scales, per variable)"))
+    s = len(shape) - 1
+    axis = params.dim() - 1 - s  # the feature (channel) axis
+
+    def per_variable(t: Tensor, size: int) -> Tensor:  # (..., v * size, *spatial) -> (..., v, *spatial, size)
+        return t.unflatten(axis, (v, size)).movedim(axis + 1, -1)
+
+    if family == "gs":
+        return RelaxedLayer(GumbelSoftmax(per_variable(params, k), temperature), s)
+    loc, raw = params.chunk(2, dim=axis)
+    scale = F.softplus(raw) + min_scale
+    return RelaxedLayer(IGR(per_variable(loc, k - 1), per_variable(scale, k - 1), temperature), s)
 
 
 def latent_size(shape: Sequence[int]) -> int:

@@ -18,6 +18,7 @@ latent and what later blocks read under the layer's name.
 
 from __future__ import annotations
 
+import math
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,10 +29,11 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..._checks import check_choice, check_float
-from ...distributions import DiagonalLaplace, DiagonalNormal
-from ._common import LATENT_FAMILIES, block_module, gaussian_head, latent_shape_of
+from ...distributions import DiagonalLaplace, DiagonalNormal, RelaxedLayer, point_estimate
+from ._common import (LATENT_FAMILIES, RELAXED_FAMILIES, block_module, check_categories, gaussian_head, head_features,
+                      latent_shape_of, relaxed_head)
 
-LatentFamily = Literal["gaussian", "laplace"]
+LatentFamily = Literal["gaussian", "laplace", "gs", "igr_i"]
 from .blocks import Block
 
 __all__ = ["GenerativeBlock", "SimpleGenBlock", "GenBlock", "TopGenBlock", "ResidualGenBlock", "Layer"]
@@ -82,11 +84,21 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
         its networks are convolutional and its Gaussian heads split the channel axis).
     min_scale : float
         Floor of the Gaussian scales.
-    latent_family : {"gaussian", "laplace"}
-        Family of the prior and the posterior: diagonal Gaussians (KL in closed form) or
+    latent_family : {"gaussian", "laplace", "gs", "igr_i"}
+        Family of the prior and the posterior: diagonal Gaussians (KL in closed form),
         diagonal Laplace distributions (:class:`~vaekit.distributions.DiagonalLaplace`,
-        heavier tails; their KL is in closed form too). The heads give the location and
-        ``softplus(raw) + min_scale`` as the scale of either.
+        heavier tails; their KL is in closed form too), or relaxed categorical variables
+        (:class:`~vaekit.distributions.RelaxedLayer`): Gumbel-Softmax (``"gs"``, KL by one
+        sample) or IGR-I (``"igr_i"``, KL in closed form before softmax++), the discrete
+        models' relaxations and estimators. For Gaussian and Laplace the heads give the
+        location and ``softplus(raw) + min_scale`` as the scale; their sizes are in
+        :attr:`head_features`.
+    categories : int, optional
+        ``K`` of a relaxed family: the latent's features (channels of a spatial latent) are
+        ``features / K`` variables of ``K`` categories, variable ``v`` at features
+        ``v * K ... v * K + K - 1``. Only for ``"gs"`` and ``"igr_i"``.
+    relaxation_temperature : float
+        :math:`\\tau > 0` of a relaxed family (ignored by the others).
 
     Attributes
     ----------
@@ -94,19 +106,28 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
         Shape of the latent for one example: ``(latent_features,)`` or ``(C, H, W)``.
     latent_features : int
         The features of a latent vector, the channels ``C`` of a spatial latent.
+    head_features : int
+        The features (channels of a map) a network gives one distribution of this layer:
+        ``2 * latent_features`` for Gaussian and Laplace, ``latent_features`` logits for
+        ``"gs"``, ``2 * (latent_features / K) * (K - 1)`` for ``"igr_i"``.
     """
 
     generative: ClassVar[bool] = True
 
     def __init__(self, name: str, inputs: str | Sequence[str], condition: str | None, latent_features: int | Sequence[int],
-                 min_scale: float = 1e-4, net: nn.Module | None = None, latent_family: LatentFamily = "gaussian") -> None:
+                 min_scale: float = 1e-4, net: nn.Module | None = None, latent_family: LatentFamily = "gaussian",
+                 categories: int | None = None, relaxation_temperature: float = 0.5) -> None:
+        latent_family = check_choice("latent_family", latent_family, LATENT_FAMILIES)
+        shape = latent_shape_of(latent_features, name)
+        categories, relaxation_temperature = check_categories(latent_family, categories, shape, relaxation_temperature, name)
         super().__init__(name, inputs, net)
-        self.latent_family = check_choice("latent_family", latent_family, LATENT_FAMILIES)
+        self.latent_family, self.categories, self.relaxation_temperature = latent_family, categories, relaxation_temperature
         if condition is not None and (not isinstance(condition, str) or not condition):
             raise TypeError(f"condition of block {name!r} must be a block name or None, got {condition!r}")
         self.condition = condition
-        self._latent_shape = latent_shape_of(latent_features, name)
+        self._latent_shape = shape
         self.latent_features = self._latent_shape[0]
+        self.head_features = head_features(latent_family, self.latent_features, categories)
         self.min_scale = check_float("min_scale", min_scale, 0)
 
     @property
@@ -132,8 +153,19 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
         """What later blocks read under this block's name (default: ``z``)."""
         return z
 
+    @property
+    def relaxed(self) -> bool:
+        """Whether this layer's latents are relaxed categorical variables (``latent_family`` ``"gs"`` or ``"igr_i"``)."""
+        return self.latent_family in RELAXED_FAMILIES
+
     def tempered_sample(self, prior: DiagonalNormal, temperature: float) -> Tensor:
-        """A draw of ``prior`` with its scale multiplied by ``temperature`` (0: its location)."""
+        """A draw of ``prior`` with its scale multiplied by ``temperature`` (0: its location).
+
+        A relaxed categorical layer multiplies its noise (Gumbel or Gaussian) by ``temperature``
+        (:meth:`~vaekit.distributions.RelaxedLayer.tempered_sample`; 0: the draw at zero noise).
+        """
+        if isinstance(prior, RelaxedLayer):
+            return prior.tempered_sample(temperature)
         if temperature > 0:
             if self.latent_family != "gaussian":  # the family's own noise, scaled about the location
                 return prior.loc + temperature * (prior.sample() - prior.loc)
@@ -141,16 +173,23 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
         return prior.loc
 
     def head(self, params: Tensor, what: str) -> DiagonalNormal:
-        """This layer's distribution (of its ``latent_family``) from a network output: location, then raw scale."""
+        """This layer's distribution (of its ``latent_family``) from a network output of :attr:`head_features` features.
+
+        Gaussian and Laplace: location, then raw scale; relaxed categorical:
+        the logits (``"gs"``), or the IGR locations then raw scales (``"igr_i"``).
+        """
+        if self.relaxed:
+            return relaxed_head(params, self.latent_shape, self.latent_family, self.categories,  # type: ignore[return-value]
+                                self.relaxation_temperature, self.min_scale, what)
         return gaussian_head(params, self.latent_shape, self.min_scale, what, self.latent_family)
 
     # ------------------------------------------------------------------ one method per mode
     def posterior_step(self, computed: dict[str, Tensor], n: int, *, mean: bool = False) -> Layer:
-        """Inference: ``z ~ q(z | condition, inputs)`` (its mean with ``mean=True``); q is the prior without a condition."""
+        """Inference: ``z ~ q(z | condition, inputs)`` (its mean, or point estimate, with ``mean=True``); q is the prior without a condition."""
         inputs = [computed[i] for i in self.inputs]
         prior, state = self.prior(inputs, n)
         q = self.posterior(computed[self.condition], inputs, state) if self.condition else prior
-        z = q.mean if mean else q.rsample()
+        z = point_estimate(q) if mean else q.rsample()
         return Layer(prior, q, z, self.output(z, inputs, state))
 
     def latent_step(self, computed: dict[str, Tensor], n: int, z: Tensor) -> Layer:
@@ -169,6 +208,8 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
     def extra_repr(self) -> str:
         size = self.latent_features if len(self.latent_shape) == 1 else list(self.latent_shape)
         family = "" if self.latent_family == "gaussian" else f", latent_family={self.latent_family!r}"
+        if self.relaxed:
+            family += f", categories={self.categories}, relaxation_temperature={self.relaxation_temperature:g}"
         return f"{super().extra_repr()}, condition={self.condition!r}, latent_features={size}{family}"
 
 
@@ -182,9 +223,10 @@ class SimpleGenBlock(GenerativeBlock):
     """
 
     def __init__(self, name: str, inputs: str, net: nn.Module, latent_features: int | Sequence[int], min_scale: float = 1e-4,
-                 latent_family: LatentFamily = "gaussian") -> None:
+                 latent_family: LatentFamily = "gaussian", categories: int | None = None,
+                 relaxation_temperature: float = 0.5) -> None:
         super().__init__(name, inputs, None, latent_features, min_scale, block_module("net", net, name, optional=False),
-                         latent_family)
+                         latent_family, categories, relaxation_temperature)
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
         return self.head(self.net(inputs[0]), f"net of {self.name!r}"), None
@@ -202,9 +244,9 @@ class GenBlock(GenerativeBlock):
     condition : str
         Encoder output ``c`` the posterior reads.
     prior_net : nn.Module
-        ``h -> 2 * latent_features``.
+        ``h -> head_features`` (``2 * latent_features`` for a Gaussian).
     posterior_net : nn.Module
-        ``c`` (or ``cat(c, h)`` with ``concat_posterior``) ``-> 2 * latent_features``.
+        ``c`` (or ``cat(c, h)`` with ``concat_posterior``) ``-> head_features``.
     latent_features : int or sequence of int
         A vector's size, or a spatial latent's shape ``[C, H, W]`` (networks then map (N, ., H, W) maps).
     concat_posterior : bool
@@ -225,8 +267,10 @@ class GenBlock(GenerativeBlock):
     def __init__(self, name: str, inputs: str, condition: str, prior_net: nn.Module, posterior_net: nn.Module,
                  latent_features: int | Sequence[int], concat_posterior: bool = False, input_transform: nn.Module | None = None,
                  condition_transform: nn.Module | None = None, min_scale: float = 1e-4,
-                 latent_family: LatentFamily = "gaussian") -> None:
-        super().__init__(name, inputs, condition, latent_features, min_scale, latent_family=latent_family)
+                 latent_family: LatentFamily = "gaussian", categories: int | None = None,
+                 relaxation_temperature: float = 0.5) -> None:
+        super().__init__(name, inputs, condition, latent_features, min_scale, latent_family=latent_family,
+                         categories=categories, relaxation_temperature=relaxation_temperature)
         self.prior_net = block_module("prior_net", prior_net, name, optional=False)
         self.posterior_net = block_module("posterior_net", posterior_net, name, optional=False)
         self.input_transform = block_module("input_transform", input_transform, name)
@@ -251,7 +295,7 @@ class TopGenBlock(GenerativeBlock):
     name : str
     condition : str
     net : nn.Module
-        ``condition -> 2 * latent_features``.
+        ``condition -> head_features`` (``2 * latent_features`` for a Gaussian).
     latent_features : int or sequence of int
         A vector's size, or a spatial latent's shape ``[C, H, W]`` (networks then map (N, ., H, W) maps).
     prior_trainable : bool
@@ -267,9 +311,19 @@ class TopGenBlock(GenerativeBlock):
     """
 
     def __init__(self, name: str, condition: str, net: nn.Module, latent_features: int | Sequence[int], prior_trainable: bool = False,
-                 min_scale: float = 1e-4, latent_family: LatentFamily = "gaussian") -> None:
+                 min_scale: float = 1e-4, latent_family: LatentFamily = "gaussian", categories: int | None = None,
+                 relaxation_temperature: float = 0.5) -> None:
         super().__init__(name, (), condition, latent_features, min_scale, block_module("net", net, name, optional=False),
-                         latent_family)
+                         latent_family, categories, relaxation_temperature)
+        if self.relaxed:  # the head's input: uniform logits (GS), or mu = 0 and softplus(raw) + min_scale = 1 (IGR)
+            params = torch.zeros(self.head_features, *self.latent_shape[1:])
+            if self.latent_family == "igr_i":
+                params[self.head_features // 2:] = math.log(math.expm1(max(1.0 - self.min_scale, 1e-6)))
+            if prior_trainable:
+                self.prior_params = nn.Parameter(params)
+            else:
+                self.register_buffer("prior_params", params)
+            return
         loc, raw = torch.zeros(self.latent_shape), torch.zeros(self.latent_shape)
         if prior_trainable:
             self.prior_loc, self.prior_raw_scale = nn.Parameter(loc), nn.Parameter(raw)
@@ -278,6 +332,8 @@ class TopGenBlock(GenerativeBlock):
             self.register_buffer("prior_raw_scale", raw)
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+        if self.relaxed:
+            return self.head(self.prior_params.expand(n, *self.prior_params.shape), f"the prior of {self.name!r}"), None
         scale = torch.exp(self.prior_raw_scale)  # exp(0) = 1 at initialisation
         shape = (n, *self.latent_shape)
         family = DiagonalLaplace if self.latent_family == "laplace" else DiagonalNormal
@@ -303,9 +359,9 @@ class ResidualGenBlock(GenerativeBlock):
     condition : str
         Encoder features at this layer.
     prior_net : nn.Module
-        ``h -> 2 * latent_features + W``.
+        ``h -> head_features + W`` (``head_features = 2 * latent_features`` for a Gaussian).
     posterior_net : nn.Module
-        ``cat(h, c) -> 2 * latent_features``.
+        ``cat(h, c) -> head_features``.
     z_projection : nn.Module
         ``z -> W``.
     latent_features : int or sequence of int
@@ -327,19 +383,21 @@ class ResidualGenBlock(GenerativeBlock):
 
     def __init__(self, name: str, inputs: str, condition: str, prior_net: nn.Module, posterior_net: nn.Module,
                  z_projection: nn.Module, latent_features: int | Sequence[int], residual_net: nn.Module | None = None,
-                 min_scale: float = 1e-4, latent_family: LatentFamily = "gaussian") -> None:
-        super().__init__(name, inputs, condition, latent_features, min_scale, latent_family=latent_family)
+                 min_scale: float = 1e-4, latent_family: LatentFamily = "gaussian", categories: int | None = None,
+                 relaxation_temperature: float = 0.5) -> None:
+        super().__init__(name, inputs, condition, latent_features, min_scale, latent_family=latent_family,
+                         categories=categories, relaxation_temperature=relaxation_temperature)
         self.prior_net = block_module("prior_net", prior_net, name, optional=False)
         self.posterior_net = block_module("posterior_net", posterior_net, name, optional=False)
         self.z_projection = block_module("z_projection", z_projection, name, optional=False)
         self.residual_net = block_module("residual_net", residual_net, name)
 
     def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
-        h, out, d = inputs[0], self.prior_net(inputs[0]), 2 * self.latent_features
+        h, out, d = inputs[0], self.prior_net(inputs[0]), self.head_features
         if out.dim() < 2 or out.shape[1] != d + h.shape[1]:
-            raise ValueError(f"prior_net of {self.name!r} returned shape {tuple(out.shape)} but needs 2 * latent_features + "
+            raise ValueError(f"prior_net of {self.name!r} returned shape {tuple(out.shape)} but needs head_features + "
                              f"width = {d} + {h.shape[1]} = {d + h.shape[1]} features (channels of a map) on axis 1 "
-                             f"(prior location, raw scale, residual); the state {self.inputs[0]!r} has shape {tuple(h.shape)}")
+                             f"(the prior's parameters, then the residual); the state {self.inputs[0]!r} has shape {tuple(h.shape)}")
         return self.head(out[:, :d], f"prior_net of {self.name!r}"), out[:, d:]
 
     def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:

@@ -21,6 +21,7 @@ from ..._checks import InvalidArgumentError, check_choice, check_float, check_in
 from ...nn import BottleneckBlock, Resample, conv1x1, conv3x3
 from ..vae import LikelihoodName, make_likelihood
 from .blocks import Block, DualInputBlock, InputBlock, OutputBlock, SimpleBlock, TopSimpleBlock
+from ._common import LATENT_FAMILIES, check_categories, head_features
 from .generative import LatentFamily, ResidualGenBlock
 from .model import HierarchicalVAE
 
@@ -64,7 +65,9 @@ class TopDownBlock(ResidualGenBlock):
 
     - prior: ``BottleneckBlock(h)`` gives ``2 * latent_channels + width`` channels: the prior's
       location, raw scale and a residual ``r`` (its last convolution zeroed at
-      initialisation, as VDVAE's);
+      initialisation, as VDVAE's); a relaxed categorical layer's parameters take
+      ``head_features`` channels instead of ``2 * latent_channels`` (see
+      :class:`~vaekit.models.hierarchical.GenerativeBlock`);
     - posterior: ``BottleneckBlock(cat(h, c))`` gives the location and raw scale;
     - output: ``resnet(h + r + z_projection(z))`` with a 1x1 ``z_projection`` and a residual
       bottleneck ``resnet``, both output convolutions scaled by ``1 / sqrt(n_blocks)`` at
@@ -96,8 +99,10 @@ class TopDownBlock(ResidualGenBlock):
     use_3x3 : bool, optional
         3x3 convolutions inside the bottlenecks (default: when the resolution exceeds 2, as VDVAE).
     min_scale : float
-    latent_family : {"gaussian", "laplace"}
-        See :class:`~vaekit.models.hierarchical.GenerativeBlock`.
+    latent_family : {"gaussian", "laplace", "gs", "igr_i"}
+    categories : int, optional
+    relaxation_temperature : float
+        See :class:`~vaekit.models.hierarchical.GenerativeBlock` (``categories`` divides ``latent_channels``).
 
     Examples
     --------
@@ -113,8 +118,11 @@ class TopDownBlock(ResidualGenBlock):
     def __init__(self, name: str, inputs: str, condition: str, width: int, resolution: int | Sequence[int],
                  latent_channels: int = 16, bottleneck_multiple: float = 0.25, n_blocks: int = 1,
                  condition_width: int | None = None, use_3x3: bool | None = None, min_scale: float = 1e-4,
-                 latent_family: LatentFamily = "gaussian") -> None:
+                 latent_family: LatentFamily = "gaussian", categories: int | None = None,
+                 relaxation_temperature: float = 0.5) -> None:
         width, zc = check_int("width", width), check_int("latent_channels", latent_channels)
+        family = check_choice("latent_family", latent_family, LATENT_FAMILIES)
+        hf = head_features(family, zc, check_categories(family, categories, (zc,), relaxation_temperature, name)[0])
         res = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
         hw = tuple(check_int("resolution", r) for r in res)
         if len(hw) != 2:
@@ -125,12 +133,12 @@ class TopDownBlock(ResidualGenBlock):
         use_3x3 = min(hw) > 2 if use_3x3 is None else bool(use_3x3)
         super().__init__(
             name, inputs, condition,
-            prior_net=BottleneckBlock(width, mid, 2 * zc + width, use_3x3=use_3x3, zero_last=True),
-            posterior_net=BottleneckBlock(width + cw, mid, 2 * zc, use_3x3=use_3x3),
+            prior_net=BottleneckBlock(width, mid, hf + width, use_3x3=use_3x3, zero_last=True),
+            posterior_net=BottleneckBlock(width + cw, mid, hf, use_3x3=use_3x3),
             z_projection=conv1x1(zc, width, scale=scale),
             latent_features=[zc, *hw],
             residual_net=BottleneckBlock(width, mid, width, residual=True, use_3x3=use_3x3, last_scale=scale),
-            min_scale=min_scale, latent_family=latent_family)
+            min_scale=min_scale, latent_family=family, categories=categories, relaxation_temperature=relaxation_temperature)
         self.width = width
 
 
@@ -182,7 +190,8 @@ def vdvae_spatial_blocks(data_shape: Sequence[int], enc_blocks: str | Sequence[s
                          width: int = 384, widths: dict[int, int] | str | None = None, latent_channels: int = 16,
                          bottleneck_multiple: float = 0.25, skips: str = "resolution", input_kernel: int = 3,
                          likelihood: LikelihoodName = "discretized_logistic_mixture", min_scale: float = 1e-4,
-                         latent_family: LatentFamily = "gaussian") -> list[Block]:
+                         latent_family: LatentFamily = "gaussian", categories: int | None = None,
+                         relaxation_temperature: float = 0.5) -> list[Block]:
     """Blocks of a VDVAE with spatial latents (see :func:`vdvae` for the arguments)."""
     if len(data_shape) != 3:
         raise InvalidArgumentError(f"vdvae needs image data_shape [C, H, W], got {list(data_shape)}")
@@ -256,7 +265,8 @@ def vdvae_spatial_blocks(data_shape: Sequence[int], enc_blocks: str | Sequence[s
                                            f"resolution {r} has {len(acts)} encoder blocks and more decoder blocks")
             condition, used[r] = acts[len(acts) - 1 - k], k + 1
         blocks.append(TopDownBlock(f"z{j}", state, condition, wid(r), r, latent_channels, bottleneck_multiple, n_dec,
-                                   min_scale=min_scale, latent_family=latent_family))
+                                   min_scale=min_scale, latent_family=latent_family, categories=categories,
+                                   relaxation_temperature=relaxation_temperature))
         state = f"z{j}"
     if skips == "block" and any(used.get(r, 0) != len(a) for r, a in res_all.items()):
         raise InvalidArgumentError(f"skips='block' needs as many decoder as encoder blocks per resolution; encoder "
@@ -273,7 +283,8 @@ def vdvae(data_shape: Sequence[int], layout: str | None = None, *, enc_blocks: s
           widths: dict[int, int] | str | None = None, latent_channels: int | None = None,
           bottleneck_multiple: float | None = None, skips: str | None = None, input_kernel: int | None = None,
           likelihood: LikelihoodName | None = None, min_scale: float = 1e-4,
-          latent_family: LatentFamily = "gaussian") -> HierarchicalVAE:
+          latent_family: LatentFamily = "gaussian", categories: int | None = None,
+          relaxation_temperature: float = 0.5) -> HierarchicalVAE:
     """A VDVAE (Child, 2021) with spatial latents, from VDVAE's layer strings or a published layout.
 
     The encoder is an input convolution, then VDVAE's residual bottleneck blocks
@@ -313,8 +324,13 @@ def vdvae(data_shape: Sequence[int], layout: str | None = None, *, enc_blocks: s
         See :func:`vaekit.models.make_likelihood` (default ``"discretized_logistic_mixture"``,
         10 components as VDVAE).
     min_scale : float
-    latent_family : {"gaussian", "laplace"}
+    latent_family : {"gaussian", "laplace", "gs", "igr_i"}
         Family of every latent layer (see :class:`~vaekit.models.hierarchical.GenerativeBlock`).
+    categories : int, optional
+        ``K`` of a relaxed categorical family (``"gs"``, ``"igr_i"``): each block's
+        ``latent_channels`` are ``latent_channels / K`` categorical variables per position.
+    relaxation_temperature : float
+        :math:`\\tau` of a relaxed categorical family.
 
     Examples
     --------
@@ -336,5 +352,6 @@ def vdvae(data_shape: Sequence[int], layout: str | None = None, *, enc_blocks: s
     if "enc_blocks" not in args or "dec_blocks" not in args:
         raise InvalidArgumentError(f"vdvae needs a layout (one of {sorted(LAYOUTS)}) or both enc_blocks and dec_blocks "
                                    "(VDVAE's layer strings, e.g. enc_blocks='32x2,32d2,16x2', dec_blocks='16x2,32m16')")
-    return HierarchicalVAE(vdvae_spatial_blocks(data_shape, min_scale=min_scale, latent_family=latent_family, **args),
+    return HierarchicalVAE(vdvae_spatial_blocks(data_shape, min_scale=min_scale, latent_family=latent_family,
+                                                categories=categories, relaxation_temperature=relaxation_temperature, **args),
                            data_shape)

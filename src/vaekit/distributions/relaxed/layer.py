@@ -1,0 +1,161 @@
+r"""Relaxed categorical variables laid out as one latent layer's tensor (a hierarchical VAE's categorical layer).
+
+A layer of ``V`` relaxed categorical variables of ``K`` categories each holds them as a tensor
+of shape (N, V * K) (a latent vector) or (N, V * K, H, W) (a spatial latent: ``V`` variables
+at every position, their categories along the channel axis): the ``K`` entries of variable
+``v`` are features (channels) ``v * K ... v * K + K - 1``. :class:`RelaxedLayer` wraps a
+:class:`~vaekit.distributions.relaxed.GumbelSoftmax` or an
+:class:`~vaekit.distributions.relaxed.IGR` of batch shape (N, V, *spatial) and event shape
+(K,) as a distribution of batch shape (N,) and event shape (V * K, *spatial), scoring a
+latent as the sum over its variables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Size, Tensor
+from torch.distributions import Distribution, register_kl
+
+from ..base import rsample_and_log_prob
+from .gumbel import GumbelSoftmax
+from .igr import IGR
+
+__all__ = ["RelaxedLayer"]
+
+
+class RelaxedLayer(Distribution):
+    r"""``V`` relaxed categorical variables (Gumbel-Softmax or IGR-I) as one latent tensor.
+
+    Parameters
+    ----------
+    base : GumbelSoftmax or IGR
+        Batch shape (*batch, V, *spatial), event shape (K,).
+    spatial_dims : int
+        How many trailing batch dimensions of ``base`` are positions (2 for an (H, W) map, 0 for
+        a latent vector).
+
+    Attributes
+    ----------
+    base : GumbelSoftmax or IGR
+    n_variables, n_categories : int
+        ``V`` and ``K``.
+
+    Notes
+    -----
+    ``log_prob`` scores a latent on the simplex (the densities of the relaxed variables, the
+    convention of the discrete models); KL between two layers that share their IGR map (same
+    temperature and :math:`\delta`, no flows) is registered in closed form (the Gaussian KL
+    before softmax++, as the discrete models' ``kl="gaussian"``); any other pair has no closed
+    form and the model estimates it by one sample, :math:`\log q(z) - \log p(z)`.
+    :meth:`point_estimate` is the sample at zero noise (the relaxation has no closed-form
+    mean) and :meth:`tempered_sample` scales the noise, as a Gaussian layer's temperature
+    scales its standard deviation.
+
+    Examples
+    --------
+    >>> layer = RelaxedLayer(GumbelSoftmax(torch.zeros(5, 3, 4), 0.5))   # 3 variables of 4 categories
+    >>> z = layer.rsample()
+    >>> layer.batch_shape, layer.event_shape, z.shape, layer.log_prob(z).shape
+    (torch.Size([5]), torch.Size([12]), torch.Size([5, 12]), torch.Size([5]))
+    >>> torch.allclose(z.unflatten(-1, (3, 4)).sum(-1), torch.ones(5, 3))
+    True
+    """
+
+    arg_constraints: dict[str, Any] = {}
+    has_rsample = True
+
+    def __init__(self, base: GumbelSoftmax | IGR, spatial_dims: int = 0) -> None:
+        if not isinstance(base, (GumbelSoftmax, IGR)):
+            raise TypeError(f"base must be a GumbelSoftmax or an IGR distribution, got {type(base).__name__}")
+        s = int(spatial_dims)
+        if s < 0 or len(base.batch_shape) < s + 1:
+            raise ValueError(f"spatial_dims={spatial_dims!r} needs a base of batch shape (..., V, {s} positions), got "
+                             f"batch shape {tuple(base.batch_shape)}")
+        self.base, self.spatial_dims = base, s
+        lead, rest = base.batch_shape[: len(base.batch_shape) - 1 - s], base.batch_shape[len(base.batch_shape) - 1 - s:]
+        self.n_variables, self.n_categories = int(rest[0]), int(base.event_shape[0])
+        super().__init__(lead, Size([self.n_variables * self.n_categories, *rest[1:]]), validate_args=False)
+
+    # ------------------------------------------------------------------ layout
+    def to_layer(self, t: Tensor) -> Tensor:
+        """(..., V, *spatial, K) -> the layer's layout (..., V * K, *spatial)."""
+        s = self.spatial_dims
+        return t.movedim(-1, -1 - s).flatten(-2 - s, -1 - s)
+
+    def from_layer(self, z: Tensor) -> Tensor:
+        """The layer's layout (..., V * K, *spatial) -> (..., V, *spatial, K)."""
+        s = self.spatial_dims
+        return z.unflatten(-1 - s, (self.n_variables, self.n_categories)).movedim(-1 - s, -1)
+
+    def _sum_variables(self, t: Tensor) -> Tensor:
+        return t.sum(tuple(range(-1 - self.spatial_dims, 0)))
+
+    # ------------------------------------------------------------------ distribution
+    @property
+    def relaxation(self) -> str:
+        """``"gs"`` or ``"igr_i"``."""
+        return "gs" if isinstance(self.base, GumbelSoftmax) else "igr_i"
+
+    @property
+    def temperature(self) -> float | Tensor:
+        """The relaxation's temperature :math:`\\tau`."""
+        return self.base.temperature
+
+    def rsample(self, sample_shape: Size | tuple[int, ...] = Size()) -> Tensor:
+        """Relaxed draws of shape (*sample_shape, *batch, V * K, *spatial)."""
+        return self.to_layer(self.base.rsample(Size(sample_shape)))
+
+    def rsample_and_log_prob(self, sample_shape: Size | tuple[int, ...] = Size()) -> tuple[Tensor, Tensor]:
+        """A draw and its log-density computed in the relaxation's stable parametrisation."""
+        z, log_q = rsample_and_log_prob(self.base, Size(sample_shape))
+        return self.to_layer(z), self._sum_variables(log_q)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log-density of a latent (..., V * K, *spatial): the sum over its variables, shape (...)."""
+        return self._sum_variables(self.base.log_prob(self.from_layer(value)))
+
+    def point_estimate(self) -> Tensor:
+        """The draw at zero noise: ``softmax(logits / tau)`` (Gumbel-Softmax), ``softmax++(mu)`` (IGR)."""
+        return self.tempered_sample(0.0)
+
+    def tempered_sample(self, temperature: float) -> Tensor:
+        r"""A draw with its noise multiplied by ``temperature`` (1: a draw of this distribution, 0: :meth:`point_estimate`).
+
+        Gumbel-Softmax: :math:`\mathrm{softmax}((\log\pi + t\,g)/\tau)`; IGR:
+        :math:`\mathrm{softmax{+}{+}}(\mu + t\,\sigma\,\epsilon)`.
+        """
+        base = self.base
+        if isinstance(base, GumbelSoftmax):
+            logits = base.logits
+            if temperature > 0:
+                finfo = torch.finfo(logits.dtype)
+                u = torch.rand_like(logits).clamp(finfo.tiny, 1 - finfo.eps)
+                logits = logits - temperature * (-u.log()).log()
+            tau = torch.as_tensor(base.temperature, dtype=logits.dtype, device=logits.device)
+            z = (logits / (tau.unsqueeze(-1) if tau.dim() else tau)).softmax(-1)
+            if base.hard:
+                z = torch.nn.functional.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype) + z - z.detach()
+        else:
+            lam = base.loc + temperature * base.scale * torch.randn_like(base.loc) if temperature > 0 else base.loc
+            z = base.to_simplex(lam)
+        return self.to_layer(z)
+
+    @torch.no_grad()
+    def implied_probs(self, num_samples: int = 1000) -> Tensor:
+        """The categorical law of each variable's argmax, in the layer's layout (*batch, V * K, *spatial)."""
+        return self.to_layer(self.base.implied_probs(num_samples))
+
+    def expand(self, batch_shape: Size | tuple[int, ...], _instance: Any = None) -> RelaxedLayer:
+        inner = self.base.batch_shape[len(self.batch_shape):]
+        return RelaxedLayer(self.base.expand(Size(batch_shape) + inner), self.spatial_dims)
+
+
+@register_kl(RelaxedLayer, RelaxedLayer)
+def _kl_layer_layer(q: RelaxedLayer, p: RelaxedLayer) -> Tensor:
+    """The closed-form Gaussian KL summed over the variables, for IGR layers sharing their map; else none."""
+    if isinstance(q.base, IGR) and isinstance(p.base, IGR):  # the closed form registered for IGR pairs, or NotImplementedError
+        return q._sum_variables(torch.distributions.kl_divergence(q.base, p.base))
+    raise NotImplementedError("no closed-form KL between these relaxed layers (Gumbel-Softmax, or IGR layers with other "
+                              "temperatures); use the single-sample estimate log q(z) - log p(z)")

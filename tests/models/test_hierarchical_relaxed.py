@@ -1,0 +1,226 @@
+"""Relaxed categorical latent layers of a hierarchical VAE (latent_family "gs" and "igr_i")."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import yaml
+from contract_helpers import check_protocol
+from torch import nn
+
+import vaekit
+from vaekit._recording import to_config
+from vaekit.config import build_model_parser
+from vaekit.distributions import IGR, Bernoulli, GumbelSoftmax, RelaxedCategorical, RelaxedLayer
+from vaekit.inference import iwae_log_likelihood
+from vaekit.models import DiscreteVAE
+from vaekit.models.hierarchical import GenBlock, HierarchicalVAE, InputBlock, OutputBlock, SimpleBlock, TopGenBlock, vdvae
+from vaekit.nn import MLP
+
+F_IN, V, K, TAU = 6, 3, 4, 0.5
+
+
+def binary(n: int, d: int, seed: int = 0) -> torch.Tensor:
+    return torch.bernoulli(torch.full((n, d), 0.4), generator=torch.Generator().manual_seed(seed))
+
+
+def one_layer_pair(relaxation: str) -> tuple[DiscreteVAE, HierarchicalVAE]:
+    """A DiscreteVAE and a one-layer hierarchical VAE with the same posterior head, prior and decoder."""
+    torch.manual_seed(0)
+    family = RelaxedCategorical(F_IN, V, K, relaxation=relaxation, temperature=TAU)
+    decoder = nn.Linear(V * K, F_IN)
+    discrete = DiscreteVAE(nn.Identity(), family, decoder, Bernoulli(), [F_IN])
+    block = TopGenBlock("z", "h", nn.Linear(F_IN, {"gs": V * K, "igr_i": 2 * V * (K - 1)}[relaxation]), V * K,
+                        latent_family=relaxation, categories=K, relaxation_temperature=TAU)
+    w, b = family.head.weight.detach(), family.head.bias.detach()
+    if relaxation == "igr_i":  # the discrete head is per variable [loc (K-1), raw (K-1)]; a layer's is [all locs, all raws]
+        order = torch.arange(V * 2 * (K - 1)).reshape(V, 2, K - 1).transpose(0, 1).flatten()
+        w, b = w[order], b[order]
+    with torch.no_grad():
+        block.net.weight.copy_(w)
+        block.net.bias.copy_(b)
+    out = nn.Linear(V * K, F_IN)
+    out.load_state_dict(decoder.state_dict())
+    model = HierarchicalVAE([InputBlock("h"), block, OutputBlock("x_out", "z", out, Bernoulli())], [F_IN])
+    return discrete, model
+
+
+@pytest.mark.parametrize("relaxation", ["gs", "igr_i"])
+def test_a_layer_gives_the_discrete_models_kl_and_reconstruction_for_the_same_parameters(relaxation):
+    discrete, model = one_layer_pair(relaxation)
+    x = binary(5, F_IN)
+    torch.manual_seed(3)
+    a = discrete.elbo_terms(x)
+    torch.manual_seed(3)  # the same uniform (Gumbel) or normal noise: the same relaxed sample
+    b = model.elbo_terms(x)
+    # GS: the single-sample log q - log p (discrete: in log space; the layer: on the simplex); IGR: the closed form
+    torch.testing.assert_close(b.kl["z"], a.kl["z"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(b.rec, a.rec, rtol=1e-5, atol=1e-5)
+    assert bool((a.kl["z"] != 0).all())
+
+
+def test_the_igr_layer_kl_is_the_gaussian_kl_before_softmax_pp_written_out():
+    _, model = one_layer_pair("igr_i")
+    x = binary(4, F_IN, seed=1)
+    params = model.blocks["z"].net(x)
+    loc, raw = params.chunk(2, -1)
+    s = torch.nn.functional.softplus(raw) + 1e-4
+    by_hand = (0.5 * (s**2 + loc**2 - 1) - s.log()).sum(-1)  # KL(N(loc, s) || N(0, 1)) summed over V * (K - 1)
+    torch.testing.assert_close(model.elbo_terms(x).kl["z"], by_hand, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("relaxation", ["gs", "igr_i"])
+def test_the_layer_distribution_scores_a_draw_as_the_sum_over_its_variables(relaxation):
+    torch.manual_seed(0)
+    base = GumbelSoftmax(torch.randn(4, V, K), TAU) if relaxation == "gs" else IGR(torch.randn(4, V, K - 1), torch.rand(4, V, K - 1) + 0.5, TAU)
+    layer = RelaxedLayer(base)
+    z = layer.rsample((2,))
+    assert z.shape == (2, 4, V * K) and layer.event_shape == (V * K,)
+    torch.testing.assert_close(layer.log_prob(z), base.log_prob(z.unflatten(-1, (V, K))).sum(-1))
+    zz, log_q = layer.rsample_and_log_prob()
+    torch.testing.assert_close(log_q, layer.log_prob(zz), rtol=1e-4, atol=1e-3)
+
+
+def relaxed_ladder(top: str = "gs", low: str = "igr_i", seed: int = 0) -> HierarchicalVAE:
+    """A categorical top layer (3 variables of 4 categories) over a categorical (or Gaussian) lower layer."""
+    torch.manual_seed(seed)
+    low_args = {} if low == "gaussian" else {"categories": 2}
+    hf = {"gs": 12, "igr_i": 18}
+    low_hf = {"gaussian": 8, "gs": 4, "igr_i": 4}[low]
+    return HierarchicalVAE([
+        InputBlock("x_in"),
+        SimpleBlock("h", "x_in", MLP(8, 10, [10])),
+        TopGenBlock("z2", "h", MLP(10, hf[top]), 12, prior_trainable=True, latent_family=top, categories=4),
+        GenBlock("z1", "z2", "h", MLP(12, low_hf, [10]), MLP(10, low_hf), 4, latent_family=low, **low_args),
+        OutputBlock("x_out", "z1", MLP(4, 8, [10]), Bernoulli()),
+    ], [8])
+
+
+@pytest.mark.parametrize("families", [("gs", "igr_i"), ("igr_i", "gaussian"), ("gs", "gs")])
+def test_protocol_and_iwae_at_least_elbo_with_categorical_layers(families):
+    model = relaxed_ladder(*families)
+    x = binary(16, 8)
+    check_protocol(model, x[:3])
+    torch.manual_seed(0)
+    elbo = iwae_log_likelihood(model, x, k=1).mean
+    torch.manual_seed(1)
+    iwae = iwae_log_likelihood(model, x, k=200).mean
+    assert float(iwae) > float(elbo) + 0.3  # untrained: a wide gap (0.8-3 nats seen), far above the noise of 16 examples
+    assert math.isfinite(float(iwae)) and float(iwae) < 0
+
+
+def test_sampling_shapes_simplex_and_layer_temperatures():
+    model = relaxed_ladder("gs", "igr_i")
+    torch.manual_seed(0)
+    tr = model.prior_pass(5, temperature=[1.0, 0.5])
+    assert tr.z["z2"].shape == (5, 12) and tr.z["z1"].shape == (5, 4)
+    torch.testing.assert_close(tr.z["z2"].unflatten(-1, (3, 4)).sum(-1), torch.ones(5, 3))
+    torch.testing.assert_close(tr.z["z1"].unflatten(-1, (2, 2)).sum(-1), torch.ones(5, 2))
+    # temperature 0: the zero-noise point, softmax(logits / tau) for GS, softmax++(mu) for IGR; deterministic
+    cold = model.prior_pass(5, temperature=0)
+    logits = model.blocks["z2"].prior_params.detach()
+    torch.testing.assert_close(cold.z["z2"][0], (logits.unflatten(-1, (3, 4)) / 0.5).softmax(-1).flatten())
+    again = model.prior_pass(5, temperature=0)
+    assert torch.equal(cold.z["z1"], again.z["z1"])
+    p1 = cold.priors["z1"].base
+    torch.testing.assert_close(cold.z["z1"], p1.to_simplex(p1.loc).flatten(-2))
+    # a temperature scales the noise: the spread about the zero-noise point shrinks with it
+    torch.manual_seed(1)
+    warm = model.prior_pass(2000, temperature=[1.0, 1.0]).z["z2"].detach()
+    torch.manual_seed(1)
+    cool = model.prior_pass(2000, temperature=[0.3, 1.0]).z["z2"].detach()
+    centre = cold.z["z2"][0].detach()
+    assert float((cool - centre).abs().mean()) < 0.6 * float((warm - centre).abs().mean().detach())
+    assert model.sample(3, temperature=[0.5, 0.0]).shape == (3, 8)
+
+
+def test_a_spatial_vdvae_with_categorical_latents_along_the_channel_axis():
+    torch.manual_seed(0)
+    model = vdvae([1, 8, 8], enc_blocks="8x1,8d2,4x1,4d4,1x1", dec_blocks="1x1,4m1,4x1,8m4", width=8, latent_channels=4,
+                  bottleneck_multiple=0.5, likelihood="bernoulli", latent_family="gs", categories=2)
+    block = model.blocks["z4"]
+    assert block.latent_shape == (4, 8, 8) and block.head_features == 4
+    x = torch.bernoulli(torch.full((8, 1, 8, 8), 0.3), generator=torch.Generator().manual_seed(0))
+    tr = model.posterior_pass(x)
+    q = tr.posteriors["z4"]
+    assert isinstance(q, RelaxedLayer) and q.base.batch_shape == (8, 2, 8, 8) and q.event_shape == (4, 8, 8)
+    # channels 0-1 are variable 0 at each position, channels 2-3 variable 1: each pair sums to one
+    z = tr.z["z4"]
+    torch.testing.assert_close(z.unflatten(1, (2, 2)).sum(2), torch.ones(8, 2, 8, 8))
+    torch.testing.assert_close(q.log_prob(z), q.base.log_prob(z.unflatten(1, (2, 2)).movedim(2, -1)).sum((1, 2, 3)))
+    torch.manual_seed(0)
+    elbo = iwae_log_likelihood(model, x, k=1).mean
+    torch.manual_seed(1)
+    iwae = iwae_log_likelihood(model, x, k=100).mean
+    assert float(iwae) > float(elbo) + 0.3
+    assert model.sample(2, temperature=[1.0, 0.5, 0.0, 1.0]).shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"latent_family": "gs"}, r"latent_family='gs' of block 'z' needs categories"),
+    ({"latent_family": "igr_i", "categories": 5}, r"categories of block 'z' must divide its latent features \(channels\) 12"),
+    ({"latent_family": "gs", "categories": 1}, r"categories must be an int >= 2, got 1"),
+    ({"categories": 4}, r"categories of block 'z' is for the relaxed categorical families"),
+    ({"latent_family": "gs", "categories": 4, "relaxation_temperature": 0.0}, r"relaxation_temperature must be"),
+])
+def test_bad_categorical_arguments_are_refused_naming_them(kw, message):
+    with pytest.raises(vaekit.InvalidArgumentError, match=message):
+        TopGenBlock("z", "h", MLP(10, 24), 12, **kw)
+
+
+def test_a_network_of_the_wrong_width_is_refused_at_construction_with_the_width_needed():
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"'igr_i' latent of shape \(12,\) \(3 variables of 4 categories\) needs 18 features"):
+        HierarchicalVAE([InputBlock("x_in"), TopGenBlock("z", "x_in", MLP(8, 24), 12, latent_family="igr_i", categories=4),
+                         OutputBlock("x_out", "z", MLP(12, 8), Bernoulli())], [8])
+
+
+def test_a_yaml_config_trains_and_its_run_directory_loads_with_the_same_layers(tmp_path):
+    from vaekit.config import fit_config
+    from vaekit.training import load_checkpoint
+
+    text = f"""
+model:
+  class_path: vaekit.models.hierarchical.vdvae
+  init_args:
+    data_shape: [1, 8, 8]
+    enc_blocks: "8x1,8d2,4x1,4d4,1x1"
+    dec_blocks: "1x1,4m1,4x1,8m4"
+    width: 8
+    latent_channels: 4
+    bottleneck_multiple: 0.5
+    likelihood: bernoulli
+    latent_family: igr_i
+    categories: 2
+    relaxation_temperature: 0.7
+data:
+  class_path: vaekit.data.Digits
+  init_args: {{binarize: threshold, flatten: false}}
+trainer: {{max_steps: 2, batch_size: 32, progress_bar: false, root_dir: {str(tmp_path / "runs")!r}}}
+"""
+    res = fit_config(yaml.safe_load(text))
+    assert res.global_step == 2 and not res.failed
+    loaded = vaekit.load(res.run_dir, checkpoint="last")
+    assert all((loaded.blocks[k].latent_family, loaded.blocks[k].categories, loaded.blocks[k].relaxation_temperature)
+               == ("igr_i", 2, 0.7) for k in loaded.latent_names)
+    saved = load_checkpoint(res.run_dir.last_checkpoint)["model"]
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in saved.items()) and set(saved) == set(loaded.state_dict())
+    x = torch.bernoulli(torch.full((3, 1, 8, 8), 0.3), generator=torch.Generator().manual_seed(0))
+    assert bool(torch.isfinite(loaded.log_weights(x, 2)).all())
+
+
+def test_a_python_built_model_saves_and_loads_with_identical_outputs(tmp_path):
+    data = vaekit.data.ArrayData(torch.bernoulli(torch.full((64, 8), 0.3), generator=torch.Generator().manual_seed(1)))
+    net = relaxed_ladder("gs", "igr_i")
+    res = vaekit.Trainer(max_steps=3, batch_size=16, progress_bar=False).fit(net, data, run_dir=tmp_path / "run")
+    loaded = vaekit.load(res.run_dir, checkpoint="last")
+    assert [(loaded.blocks[k].latent_family, loaded.blocks[k].categories) for k in loaded.latent_names] == [("gs", 4), ("igr_i", 2)]
+    xx = binary(5, 8)
+    net.eval()
+    torch.manual_seed(7)
+    u = net.log_weights(xx, 4), net.sample(3, temperature=[0.5, 1.0])
+    torch.manual_seed(7)
+    v = loaded.log_weights(xx, 4), loaded.sample(3, temperature=[0.5, 1.0])
+    for a, b in zip(u, v):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
