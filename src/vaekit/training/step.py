@@ -297,7 +297,7 @@ class TrainStep:
         self.compiled = mode is not None
         self._mode = mode
         self._cpu = bool(self.params) and self.params[0].device.type == "cpu"
-        self._forward = forward if mode is None else torch.compile(forward, **self._compile_how())
+        self._forward = forward if mode is None else torch.compile(forward, **self._compile_how(cpp=True))
         # compiled, another optimizer (or DDP's reduced flag): the checks (with clipping and the meter) in one graph,
         # then optimizer.step()
         self._check_fn = self._check if mode is None else torch.compile(self._check, **self._compile_how())
@@ -386,15 +386,16 @@ class TrainStep:
         m.count()
         return True
 
-    def _compile_how(self, **options: Any) -> dict[str, Any]:
-        """``torch.compile``'s mode or options for this step's graphs. The default mode on a CPU generates C++
-        wrappers (inductor's ``cpp_wrapper``): the graphs' calls, buffer allocations and checks run in C++
-        instead of Python (the wrapper of the forward and the backward is most of a compiled step's host
-        time on a CPU; longer compilation). A mode and options cannot be given together: other modes
-        keep inductor's defaults."""
+    def _compile_how(self, cpp: bool = False, **options: Any) -> dict[str, Any]:
+        """``torch.compile``'s mode or options for one of this step's graphs. ``cpp``: in the default mode on
+        a CPU, a C++ wrapper (inductor's ``cpp_wrapper``) for the forward and its backward, whose Python
+        wrappers call the matrix products and allocate the buffers one Python call each (about 60 a step
+        for the Cremer model); the update and the checks keep Python wrappers (a few calls each, and
+        ``_foreach_norm`` has no C++ shim). A mode and options cannot be given together: other modes keep
+        inductor's defaults."""
         if self._mode != "default":
             return {"mode": self._mode}
-        if self._cpu:
+        if cpp and self._cpu:
             options = {"cpp_wrapper": True, **options}
         return {"options": options} if options else {}
 
