@@ -62,7 +62,7 @@ class Bernoulli(Likelihood):
         self.strict = bool(strict)
 
     def forward(self, params: Tensor, event_ndim: int) -> Distribution:
-        return _IndependentBernoulli(_Bernoulli(logits=params, validate_args=False), event_ndim)
+        return _IndependentBernoulli(_bernoulli_logits(params), event_ndim)
 
     def validate(self, x: Tensor, name: str = "x") -> None:
         if self.strict and not ((x == 0) | (x == 1)).all():
@@ -71,6 +71,17 @@ class Bernoulli(Likelihood):
                 f"{name} is not binary (values in [{lo:.3g}, {hi:.3g}]) but the likelihood is Bernoulli; binarize the data "
                 "(e.g. binarize='dynamic' or 'threshold' in the data module) or use a Gaussian / DiscretizedLogistic likelihood"
             )
+
+
+def _bernoulli_logits(logits: Tensor) -> _Bernoulli:
+    """``torch.distributions.Bernoulli(logits=logits, validate_args=False)`` without ``broadcast_all``'s operator
+    (it returns a view of the same shape for one tensor)."""
+    if not isinstance(logits, Tensor):
+        return _Bernoulli(logits=logits, validate_args=False)
+    out = _Bernoulli.__new__(_Bernoulli)
+    out.logits = out._param = logits
+    Distribution.__init__(out, logits.size(), validate_args=False)
+    return out
 
 
 class _IndependentBernoulli(Independent):

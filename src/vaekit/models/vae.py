@@ -88,7 +88,7 @@ class VAE(LatentVariableModel):
 
     # ------------------------------------------------------------------ pieces
     def _features(self, x: Tensor) -> Tensor:
-        if getattr(self.encoder, "flat_input", False):
+        if getattr(self.encoder, "flat_input", False) and len(self.data_shape) > 1:  # (flat data: no operator)
             x = x.flatten(-len(self.data_shape))
         return self.encoder(x)
 
@@ -118,7 +118,8 @@ class VAE(LatentVariableModel):
         if per_example != want:
             raise ValueError(f"decoder returns {per_example} numbers per example but {type(self.likelihood).__name__} "
                              f"needs params_per_dim * prod(data_shape) = {ppd} * {math.prod(self.data_shape)} = {want}")
-        params = out.reshape(*lead, ppd * self.data_shape[0], *self.data_shape[1:])
+        shape = (*lead, ppd * self.data_shape[0], *self.data_shape[1:])
+        params = out if out.shape == shape else out.reshape(shape)  # (already shaped: no operator)
         return self.likelihood(params, len(self.data_shape))
 
     def validate_data(self, x, name: str = "x") -> Tensor:  # noqa: D102 - see base class

@@ -183,6 +183,7 @@ class LRSchedule:
         self.best = math.inf
         self.bad = 0
         self.scale = 1.0
+        self._written: dict[int, tuple[Tensor, float]] = {}  # id(lr tensor) -> (the tensor, the rate apply() wrote)
 
     def lr(self, step: int, epoch: int) -> float:
         """Learning rate for optimizer step ``step`` (0-based) taken during ``epoch`` (0-based),
@@ -207,10 +208,15 @@ class LRSchedule:
     def apply(self, optimizer: Optimizer, step: int, epoch: int) -> float:
         """Set the learning rate of every parameter group (times its ``lr_mult``, if any); returns the base rate."""
         lr = self.lr(step, epoch)
+        written = self._written
         for group in optimizer.param_groups:
             value = lr * group.get("lr_mult", 1.0)
-            if isinstance(group["lr"], Tensor):  # a compiled step reads the rate from a tensor (no recompilation)
-                group["lr"].fill_(value)
+            current = group["lr"]
+            if isinstance(current, Tensor):  # a compiled step reads the rate from a tensor (no recompilation)
+                seen = written.get(id(current))
+                if seen is None or seen[0] is not current or seen[1] != value:  # (a rate that did not move: no
+                    current.fill_(value)  # operator; the tensor itself is compared, not only its id)
+                    written[id(current)] = (current, value)
             else:
                 group["lr"] = value
         return lr

@@ -120,6 +120,14 @@ class StepMeter:
         self._zero = torch.zeros((), dtype=torch.float32, device=device)
         self._one = torch.ones((), dtype=torch.float32, device=device)
         self.steps = 0  # steps added in this window (host counter)
+        # steps recorded by record() and not yet folded into the sums: one row each, [values, norm, has norm,
+        # bad, loss] (BUFFER_ROWS rows, allocated at the first record())
+        self._buffer: Tensor | None = None
+        self._rows: list[Tensor] = []  # the buffer's rows (views made once)
+        self._pending = 0
+
+    #: rows :meth:`record` keeps before it folds them into the sums (a few operators, no synchronisation)
+    BUFFER_ROWS = 64
 
     def row(self, values: Sequence[Any], grad_norm: Tensor | None = None) -> Tensor:
         """One step's row: the metric values (0-dim tensors or numbers, in ``names`` order), the
@@ -144,6 +152,48 @@ class StepMeter:
         ``add`` inside its graph and this outside)."""
         self.steps += 1
 
+    @torch.no_grad()
+    def record(self, values: Sequence[Any], grad_norm: Tensor | None, bad: Tensor, loss: Tensor) -> None:
+        """:meth:`add` of one step (counted), in one device operation: the step's row is written into a
+        buffer, which :meth:`peek`, :meth:`state_dict` or a full buffer folds into the sums (the same sums,
+        run and longest run as :meth:`add` of each row in turn, the sums up to float32 rounding)."""
+        if self._buffer is None:
+            self._buffer = torch.zeros(self.BUFFER_ROWS, len(self.names) + 4, dtype=torch.float32, device=self.device)
+            self._rows = list(self._buffer)
+        items = [(v if v.device == self.device else v.to(self.device)) if isinstance(v, Tensor)
+                 else torch.tensor(float(v), device=self.device) for v in values]
+        items += [self._zero, self._zero] if grad_norm is None else [grad_norm, self._one]
+        items += [bad, loss if loss.device == self.device else loss.to(self.device)]
+        torch.stack([t if t.dim() == 0 else t.reshape(()) for t in items], out=self._rows[self._pending])
+        self._pending += 1
+        self.steps += 1
+        if self._pending == self.BUFFER_ROWS:
+            self._fold()
+
+    @torch.no_grad()
+    def _fold(self) -> None:
+        """Add the rows of :meth:`record` to the sums, the run of skipped steps, the longest run and the
+        last skipped loss (device operations only)."""
+        n = self._pending
+        if not n:
+            return
+        self._pending = 0
+        rows = self._buffer[:n]  # type: ignore[index]
+        m = len(self.names)
+        skipped = rows[:, m + 2] > 0
+        good = ~skipped
+        self.sums[:m + 2].add_(torch.where(skipped.unsqueeze(1), self._zero, rows[:, :m + 2]).sum(0))
+        self.sums[m + 2].add_(good.sum().float())
+        # the run of skipped steps after each row: its index minus that of the last good row up to it (a run
+        # carried in counts as good rows before the first)
+        idx = torch.arange(n, dtype=torch.float32, device=self.device)
+        last_good = torch.where(good, idx, -1.0 - self.run).cummax(0).values
+        runs = idx - last_good
+        torch.maximum(self.longest, runs.max(), out=self.longest)
+        self.run.copy_(runs[-1])
+        last_bad = torch.where(skipped, idx, -1.0).max()
+        self.last.copy_(torch.where(last_bad >= 0, rows[last_bad.clamp(min=0).long(), m + 3], self.last))
+
     def read(self) -> dict[str, Any]:
         """:meth:`peek`, then start the next window."""
         out = self.peek()
@@ -161,6 +211,7 @@ class StepMeter:
         ``max_consecutive_skips`` (the longest run that ended or continued in the window),
         ``last_skip`` (the loss of the last skipped step, or None without one).
         """
+        self._fold()
         values = torch.cat([self.sums, torch.stack([self.run, self.longest, self.last])]).tolist()
         m = len(self.names)
         sums, (norm_sum, norm_n, good), (run, longest, last_loss) = values[:m], values[m:m + 3], values[m + 3:]
@@ -175,11 +226,13 @@ class StepMeter:
 
     def state_dict(self) -> dict[str, Tensor]:
         """The window so far (CPU tensors), for a checkpoint."""
+        self._fold()
         return {"sums": self.sums.detach().cpu(), "skips": torch.stack([self.run, self.longest, self.last]).cpu(),
                 "steps": torch.tensor(self.steps), "names": list(self.names)}  # type: ignore[dict-item]
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Restore :meth:`state_dict` (an empty dict leaves the meter empty)."""
+        self._pending = 0
         if not state:
             return
         skips = state["skips"].to(self.device, torch.float32)
@@ -243,10 +296,11 @@ class TrainStep:
         mode = _compile_mode(compile)
         self.compiled = mode is not None
         self._mode = mode
-        self._forward = forward if mode is None else torch.compile(forward, mode=mode)
+        self._cpu = bool(self.params) and self.params[0].device.type == "cpu"
+        self._forward = forward if mode is None else torch.compile(forward, **self._compile_how(cpp=True))
         # compiled, another optimizer (or DDP's reduced flag): the checks (with clipping and the meter) in one graph,
         # then optimizer.step()
-        self._check_fn = self._check if mode is None else torch.compile(self._check, mode=mode)
+        self._check_fn = self._check if mode is None else torch.compile(self._check, **self._compile_how())
         # compiled, fused Adam/AdamW on one process: checks, clipping, the update, the EMA and the meter in one graph
         # one compiled update per spec (the groups' sizes with a gradient, their hyper-parameters): a parameter
         # whose gradient comes and goes (a loss term on some batches only) switches between two, not recompiles
@@ -281,7 +335,8 @@ class TrainStep:
                     loss, values, with_norm):
                 return
             bad = self._check_fn(loss, values, with_norm)
-            self.meter.count()  # type: ignore[union-attr]
+            if self.compiled:  # (eager, record() counted it)
+                self.meter.count()  # type: ignore[union-attr]
             if self._adam is not None:
                 self._adam.step(bad)  # one fused kernel, no update where bad is 1.0
             elif self.masked:
@@ -306,10 +361,9 @@ class TrainStep:
         update_fn = self._update_fns.get(spec)
         if update_fn is None:
             # (default mode: without inductor's size and stride asserts on its ~5 inputs per parameter, which the
-            # guards already check; options and a mode cannot be given together)
-            how: dict[str, Any] = ({"options": {"size_asserts": False}} if self._mode == "default"
-                                   else {"mode": self._mode})
-            update_fn = self._update_fns[spec] = torch.compile(_update_graph(*spec), dynamic=False, **how)
+            # guards already check)
+            update_fn = self._update_fns[spec] = torch.compile(_update_graph(*spec), dynamic=False,
+                                                               **self._compile_how(size_asserts=False))
             if self._mode == "reduce-overhead" and loss.device.type == "cuda":  # CUDA graphs: the tensors the
                 m = self.meter  # update writes (and the learning rates) keep their address
                 shadows = [] if self.ema is None else list(self.ema.shadow.values())
@@ -332,6 +386,19 @@ class TrainStep:
         m.count()
         return True
 
+    def _compile_how(self, cpp: bool = False, **options: Any) -> dict[str, Any]:
+        """``torch.compile``'s mode or options for one of this step's graphs. ``cpp``: in the default mode on
+        a CPU, a C++ wrapper (inductor's ``cpp_wrapper``) for the forward and its backward, whose Python
+        wrappers call the matrix products and allocate the buffers one Python call each (about 60 a step
+        for the Cremer model); the update and the checks keep Python wrappers (a few calls each, and
+        ``_foreach_norm`` has no C++ shim). A mode and options cannot be given together: other modes keep
+        inductor's defaults."""
+        if self._mode != "default":
+            return {"mode": self._mode}
+        if cpp and self._cpu:
+            options = {"cpp_wrapper": True, **options}
+        return {"options": options} if options else {}
+
     def _check(self, loss: Tensor, values: list[Any], with_norm: bool) -> Tensor:
         """The skip flag (1.0: skip), after clipping the gradients and adding the step to the meter."""
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -352,7 +419,10 @@ class TrainStep:
         if self.grad_clip is not None and norm is not None:
             torch._foreach_mul_(grads, (self.grad_clip / (norm + 1e-6)).clamp(max=1.0))
         assert self.meter is not None
-        self.meter.add(self.meter.row(values, norm), bad, loss, count=False)
+        if self.compiled:  # (in the graph: a host counter of buffered rows would recompile it every step)
+            self.meter.add(self.meter.row(values, norm), bad, loss, count=False)
+        else:
+            self.meter.record(values, norm, bad, loss)
         return bad
 
     # checkpoint state ----------------------------------------------------------------------
