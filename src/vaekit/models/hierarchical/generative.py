@@ -54,12 +54,18 @@ class Layer:
         The layer's latent in this pass.
     output : Tensor
         What later blocks read under the layer's name.
+    coords : tuple of Tensor or None
+        A relaxed categorical posterior draw's stable coordinates and their log-density under
+        the posterior (:meth:`~vaekit.distributions.RelaxedLayer.rsample_with_coords`: ``log z``
+        for Gumbel-Softmax, :math:`\\lambda` for IGR), where the model scores ``q`` and ``p``;
+        ``None`` for every other latent.
     """
 
     prior: Distribution
     posterior: Distribution | None
     z: Tensor
     output: Tensor
+    coords: tuple[Tensor, Tensor] | None = None
 
 
 class GenerativeBlock(Block, metaclass=ABCMeta):
@@ -189,8 +195,14 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
         inputs = [computed[i] for i in self.inputs]
         prior, state = self.prior(inputs, n)
         q = self.posterior(computed[self.condition], inputs, state) if self.condition else prior
-        z = point_estimate(q) if mean else q.rsample()
-        return Layer(prior, q, z, self.output(z, inputs, state))
+        coords = None
+        if mean:
+            z = point_estimate(q)
+        elif isinstance(q, RelaxedLayer):  # keep log z (GS) or lambda (IGR): z itself may underflow to exact zeros
+            z, *coords = q.rsample_with_coords()
+        else:
+            z = q.rsample()
+        return Layer(prior, q, z, self.output(z, inputs, state), None if coords is None else tuple(coords))
 
     def latent_step(self, computed: dict[str, Tensor], n: int, z: Tensor) -> Layer:
         """Evaluation at a given latent ``z`` of shape (n, *latent_shape): the prior there and the output."""
