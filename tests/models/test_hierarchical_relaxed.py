@@ -139,6 +139,35 @@ def test_iwae_of_one_two_category_variable_converges_to_the_quadrature_log_likel
     torch.testing.assert_close(iwae.double(), quadrature_log_px(model, x), rtol=0, atol=0.03)
 
 
+def test_ais_refuses_simplex_valued_latents_naming_the_layers_and_families():
+    from vaekit.inference import ais_log_likelihood, bdmc, inference_gaps, reverse_ais
+
+    model, x = relaxed_ladder("gs", "igr_i"), binary(3, 8)
+    assert model.simplex_latents == {"z2": "gs", "z1": "igr_i"} and relaxed_ladder("igr_i", "gaussian").simplex_latents == {"z2": "igr_i"}
+    message = r"latent\(s\) 'z2' \(gs\), 'z1' \(igr_i\) are relaxed categorical variables .* IWAE"
+    for call in (lambda: ais_log_likelihood(model, x, n_chains=2, n_steps=2),
+                 lambda: reverse_ais(model, x, model.sample_prior(3), n_chains=2, n_steps=2),
+                 lambda: bdmc(model, 2, n_chains=2, n_steps=2),
+                 lambda: inference_gaps(model, x, local_opt=(), ais={"n_chains": 2, "n_steps": 2}, iwae_k=2)):
+        with pytest.raises(vaekit.InvalidArgumentError, match=message):
+            call()
+    discrete, _ = one_layer_pair("gs")  # the discrete models' relaxed latent too
+    assert discrete.simplex_latents == {"z": "gs"}
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"DiscreteVAE: its latent\(s\) 'z' \(gs\)"):
+        ais_log_likelihood(discrete, binary(2, F_IN), n_chains=2, n_steps=2)
+    gaussian = HierarchicalVAE([
+        InputBlock("x_in"), TopGenBlock("z", "x_in", MLP(8, 4), 2), OutputBlock("x_out", "z", MLP(2, 8), Bernoulli())], [8])
+    assert gaussian.simplex_latents == {}
+    assert math.isfinite(ais_log_likelihood(gaussian, x, n_chains=2, n_steps=2).mean)  # Gaussian layers still anneal
+
+
+def test_latents_supplied_from_outside_with_exact_zeros_are_scored_finitely():
+    model = relaxed_ladder("gs", "igr_i")
+    z = {"z2": torch.nn.functional.one_hot(torch.tensor([[0, 3, 1]]), 4).float().flatten(1),  # vertices: exact zeros
+         "z1": torch.tensor([[1.0, 0.0, 0.0, 1.0]])}
+    assert bool(torch.isfinite(model.log_prior(z)).all()) and bool(torch.isfinite(model.log_joint(binary(1, 8), z)).all())
+
+
 def test_the_igr_layer_kl_is_the_gaussian_kl_before_softmax_pp_written_out():
     _, model = one_layer_pair("igr_i")
     x = binary(4, F_IN, seed=1)
@@ -263,7 +292,7 @@ def test_a_network_of_the_wrong_width_is_refused_at_construction_with_the_width_
                          OutputBlock("x_out", "z", MLP(12, 8), Bernoulli())], [8])
 
 
-def test_a_yaml_config_trains_and_its_run_directory_loads_with_the_same_layers(tmp_path):
+def test_a_yaml_config_trains_and_its_run_directory_loads_with_the_same_layers(tmp_path, capsys):
     from vaekit.config import fit_config
     from vaekit.training import load_checkpoint
 
@@ -295,6 +324,13 @@ trainer: {{max_steps: 2, batch_size: 32, progress_bar: false, root_dir: {str(tmp
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in saved.items()) and set(saved) == set(loaded.state_dict())
     x = torch.bernoulli(torch.full((3, 1, 8, 8), 0.3), generator=torch.Generator().manual_seed(0))
     assert bool(torch.isfinite(loaded.log_weights(x, 2)).all())
+    # vaekit evaluate --ais-chains refuses the run (exit status 2, one line naming the layers) before writing anything
+    from vaekit.cli import main
+
+    before = sorted(p.name for p in res.run_dir.path.rglob("*"))
+    assert main(["evaluate", str(res.run_dir.path), "--ais-chains", "2", "--ais-steps", "2", "--n-points", "4", "--split", "val"]) == 2
+    assert "'z1' (igr_i)" in capsys.readouterr().err
+    assert sorted(p.name for p in res.run_dir.path.rglob("*")) == before
 
 
 def test_a_python_built_model_saves_and_loads_with_identical_outputs(tmp_path):

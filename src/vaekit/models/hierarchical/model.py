@@ -481,6 +481,11 @@ class HierarchicalVAE(LatentVariableModel):
             lw = lw + log_p - log_q
         return lw.reshape(k, b)
 
+    @property
+    def simplex_latents(self) -> dict[str, str]:
+        """The relaxed categorical layers, ``{name: latent_family}`` (``"gs"`` or ``"igr_i"``): AIS refuses them."""
+        return {k: self.blocks[k].latent_family for k in self.latent_names if self.blocks[k].relaxed}
+
     def encode(self, x: Tensor, *, sample: bool = False) -> dict[str, Distribution]:
         """Posterior of every layer, batch shape (batch,).
 
