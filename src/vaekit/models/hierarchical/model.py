@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..._checks import InvalidArgumentError, check_float, check_int
-from ...distributions import DiagonalNormal, RelaxedLayer, closed_form_kl
+from ...distributions import RelaxedLayer, closed_form_kl
 from ..base import ElboTerms, LatentVariableModel
 from ._common import latent_size
 from ._validation import check_shapes, validate_graph
@@ -242,6 +242,12 @@ class HierarchicalVAE(LatentVariableModel):
             raise ValueError(f"kl must be 'auto', 'analytic' or 'mc', got {kl!r}")
         blocks = list(blocks)
         split = validate_graph(blocks)
+        if kl == "analytic":  # Gumbel-Softmax has no closed-form KL: refused here, not at the first elbo_terms
+            gs = [b.name for b in blocks if b.generative and b.latent_family == "gs"]  # type: ignore[attr-defined]
+            if gs:
+                raise InvalidArgumentError(f"kl='analytic' needs a closed-form KL in every latent layer, but block(s) "
+                                           f"{gs} have latent_family='gs' (Gumbel-Softmax, no closed form); use "
+                                           "kl='auto' (closed form where there is one, else one sample) or 'mc'")
         self.blocks = nn.ModuleDict({b.name: b for b in blocks})
         self.split = split
         self.data_shape, self.kl_method = data_shape, kl
@@ -321,7 +327,8 @@ class HierarchicalVAE(LatentVariableModel):
             Number of examples.
         temperature : float, list of float (one per layer, top first), str or callable(layer index) -> float
             Any setting :func:`~vaekit.models.hierarchical.layer_temperatures` takes (e.g. ``"linear:1:0.5"``).
-            Prior scale multiplier; 0 takes every prior's mean.
+            Prior noise multiplier; 0 takes every prior's mean (a relaxed categorical layer's
+            draw at zero noise, :meth:`~vaekit.distributions.RelaxedLayer.point_estimate`).
 
         Returns
         -------
@@ -442,7 +449,7 @@ class HierarchicalVAE(LatentVariableModel):
         lead = self._check_latents(z)
         return {k: z[k].reshape(-1, *self.blocks[k].latent_shape) for k in self.latent_names}, lead
 
-    def forward(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, tuple[DiagonalNormal, DiagonalNormal]]]:
+    def forward(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, tuple[Distribution, Distribution]]]:
         """Computed outputs of every block and ``{block_name: (prior, posterior)}`` per latent layer."""
         tr = self.posterior_pass(x)
         return tr.computed, {k: (tr.priors[k], tr.posteriors[k]) for k in self.latent_names}
@@ -523,7 +530,8 @@ class HierarchicalVAE(LatentVariableModel):
             Mean of p(x | z) instead of a draw.
         temperature : float, list of float (one per layer, top first), str or callable(layer) -> float
             Any setting :func:`~vaekit.models.hierarchical.layer_temperatures` takes (e.g. ``"linear:1:0.5"``).
-            Prior scale multiplier; 0 takes every prior's mean.
+            Prior noise multiplier; 0 takes every prior's mean (a relaxed categorical layer's
+            draw at zero noise, :meth:`~vaekit.distributions.RelaxedLayer.point_estimate`).
         """
         px = self.data_distribution(self.prior_pass(n, temperature).params, (n,))
         return px.mean if mean else px.sample()
