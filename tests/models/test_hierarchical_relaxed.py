@@ -16,7 +16,8 @@ from vaekit.config import build_model_parser
 from vaekit.distributions import IGR, Bernoulli, GumbelSoftmax, RelaxedCategorical, RelaxedLayer
 from vaekit.inference import iwae_log_likelihood
 from vaekit.models import DiscreteVAE
-from vaekit.models.hierarchical import GenBlock, HierarchicalVAE, InputBlock, OutputBlock, SimpleBlock, TopGenBlock, vdvae
+from vaekit.models.hierarchical import (GenBlock, HierarchicalVAE, InputBlock, OutputBlock, SimpleBlock, SimpleGenBlock, TopGenBlock,
+                                      vdvae)
 from vaekit.nn import MLP
 
 F_IN, V, K, TAU = 6, 3, 4, 0.5
@@ -166,6 +167,17 @@ def test_latents_supplied_from_outside_with_exact_zeros_are_scored_finitely():
     z = {"z2": torch.nn.functional.one_hot(torch.tensor([[0, 3, 1]]), 4).float().flatten(1),  # vertices: exact zeros
          "z1": torch.tensor([[1.0, 0.0, 0.0, 1.0]])}
     assert bool(torch.isfinite(model.log_prior(z)).all()) and bool(torch.isfinite(model.log_joint(binary(1, 8), z)).all())
+
+
+@pytest.mark.parametrize("family", ["gs", "igr_i"])
+def test_a_relaxed_layer_without_a_posterior_has_kl_exactly_zero_also_by_one_sample(family):
+    model = HierarchicalVAE([
+        InputBlock("x_in"), TopGenBlock("z2", "x_in", MLP(8, 18), 12, latent_family="igr_i", categories=4),
+        SimpleGenBlock("z1", "z2", MLP(12, 4, [6]), 4, latent_family=family, categories=2),
+        OutputBlock("x_out", "z1", MLP(4, 8), Bernoulli())], [8], kl="mc")
+    torch.manual_seed(0)
+    terms = model.elbo_terms(binary(64, 8))
+    assert bool((terms.kl["z1"] == 0).all()) and bool((terms.log_q["z1"] == terms.log_p["z1"]).all())
 
 
 def test_the_igr_layer_kl_is_the_gaussian_kl_before_softmax_pp_written_out():

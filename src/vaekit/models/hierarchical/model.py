@@ -167,7 +167,7 @@ class Trace:
         q, p, z = self.posteriors[name], self.priors[name], self.z[name]
         if name in self.coords and isinstance(q, RelaxedLayer) and q.shares_coordinates(p):
             coords, log_q = self.coords[name]
-            return log_q, p.log_prob_coords(coords)  # type: ignore[attr-defined]
+            return log_q, log_q if p is q else p.log_prob_coords(coords)  # type: ignore[attr-defined]
         return q.log_prob(z), p.log_prob(z)
 
     def log_prior(self) -> Tensor:
