@@ -217,6 +217,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, iwae_k: int = 5000, split: 
     ais = None
     if ais_chains is not None or ais_steps is not None:
         ais = {"n_chains": int(ais_chains or 16), "n_steps": int(ais_steps or 1000)}
+        from .inference import check_annealable
+
+        check_annealable(model)  # before anything is written
     from .inference.gaps import check_budgets
 
     check_budgets(int(x.shape[0]), iwae_k=iwae_k, ais=ais, local_opt_kwargs={"max_steps": int(local_opt_steps)}

@@ -41,7 +41,8 @@ from ._common import DEFAULT_BUDGET, resolve_device
 from ._hmc import HMCSettings, LatentPacker, anneal
 from .budget import Progress, Work, check_force, check_progress, max_pairs, progress_reporter, too_large
 
-__all__ = ["AISResult", "BDMCResult", "HMCSettings", "ais_log_likelihood", "ais_schedule", "bdmc", "combine_max", "reverse_ais"]
+__all__ = ["AISResult", "BDMCResult", "HMCSettings", "ais_log_likelihood", "ais_schedule", "bdmc", "check_annealable",
+           "combine_max", "reverse_ais"]
 
 Schedule = Literal["linear", "sigmoidal"]
 
@@ -427,10 +428,34 @@ def ais_settings(*, n_chains: int = 16, n_steps: int = 1000, schedule: Schedule 
     return out
 
 
+def check_annealable(model: LatentVariableModel) -> None:
+    """Refuse a model whose latents AIS cannot anneal: those on the probability simplex (``model.simplex_latents``).
+
+    HMC moves a latent freely in :math:`\\mathbb R^d`, off the simplex where a relaxed
+    categorical latent (Gumbel-Softmax, IGR) has its density, so the annealed estimate would
+    be a plausible but meaningless number. :func:`ais_log_likelihood`, :func:`reverse_ais`,
+    :func:`bdmc` and :func:`~vaekit.inference.inference_gaps` (with ``ais``) call it before
+    any work.
+
+    Raises
+    ------
+    vaekit.InvalidArgumentError
+        Naming the model, its simplex-valued latents and their families, and IWAE
+        (:func:`~vaekit.inference.iwae_log_likelihood`) as the estimator to use.
+    """
+    simplex = dict(model.simplex_latents)
+    if simplex:
+        names = ", ".join(f"{k!r} ({v})" for k, v in simplex.items())
+        raise InvalidArgumentError(f"AIS cannot estimate log p(x) of this {type(model).__name__}: its latent(s) {names} are "
+                                   "relaxed categorical variables on the probability simplex, which the HMC steps of AIS "
+                                   "leave; estimate log p(x) with IWAE (vaekit.inference.iwae_log_likelihood) instead")
+
+
 def _check_model_data(model: Any, x: Any, device: Any, needs: tuple[str, ...]
                       ) -> tuple[LatentVariableModel, Tensor | None, torch.device]:
     if not isinstance(model, LatentVariableModel):
         raise TypeError(f"model must be a vaekit.models.LatentVariableModel, got {type(model).__name__}")
+    check_annealable(model)
     base = LatentVariableModel
     missing = [m for m in needs if getattr(type(model), m, None) is getattr(base, m, None)]
     if missing:

@@ -218,6 +218,9 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     vaekit.inference.budget.WorkBudgetError
         (a ValueError) Before any work, when one of the estimates exceeds the work budget
         and ``force`` is False.
+    vaekit.InvalidArgumentError
+        Before any work, when ``ais`` is given and the model has latents on the probability
+        simplex (relaxed categorical layers; :func:`~vaekit.inference.check_annealable`).
 
     Examples
     --------
@@ -231,6 +234,10 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     """
     if ais is not None and "device" in ais:
         raise ValueError("ais must not contain 'device': pass device= to inference_gaps")
+    if ais is not None:
+        from .ais import check_annealable
+
+        check_annealable(model)  # relaxed categorical latents: refused before any work (IWAE alone is log p(x) there)
     local_opt = list(local_opt)
     own_family = _own_family(model, x, local_opt)  # a clear TypeError before any work when local_opt cannot run
     families = [(family_name(n) if isinstance(n, ConditionalDistribution) else LOCAL_ALIASES.get(n, n),

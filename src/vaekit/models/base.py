@@ -210,6 +210,16 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         """``n`` draws of every named latent from the prior, each of shape (n, ...)."""
         raise self._not_implemented("sample_prior")
 
+    @property
+    def simplex_latents(self) -> dict[str, str]:
+        """The named latents that live on the probability simplex, each with its family (none by default).
+
+        A relaxed categorical latent (Gumbel-Softmax ``"gs"``, IGR) has a density only on the
+        simplex; estimators that move latents freely in :math:`\\mathbb R^d` (AIS and BDMC,
+        whose HMC steps leave the simplex) refuse a model that names one.
+        """
+        return {}
+
     def prior_distributions(self) -> dict[str, Distribution] | None:
         """The prior of every named latent as a distribution, or None (the default).
 

@@ -122,6 +122,11 @@ class RelaxedLatentModel(LatentVariableModel):
     relaxed_latent: str = "z"
     inference_modules: tuple[str, ...] = ("encoder", "posterior")
 
+    @property
+    def simplex_latents(self) -> dict[str, str]:
+        """``{relaxed_latent: relaxation}``: the relaxed categorical latent lives on the simplex (AIS refuses it)."""
+        return {self.relaxed_latent: self.relaxed_family.relaxation}
+
     def _init_relaxed(self, family: RelaxedCategorical, kl: str, temperature_schedule: Sequence[float] | None,
                       implied_samples: int, proposal_floor: float) -> None:
         if not isinstance(family, RelaxedCategorical):

@@ -44,11 +44,17 @@ class RelaxedLayer(Distribution):
 
     Notes
     -----
-    ``log_prob`` scores a latent on the simplex (the densities of the relaxed variables, the
-    convention of the discrete models); KL between two layers that share their IGR map (same
-    temperature and :math:`\delta`, no flows) is registered in closed form (the Gaussian KL
-    before softmax++, as the discrete models' ``kl="gaussian"``); any other pair has no closed
-    form and the model estimates it by one sample, :math:`\log q(z) - \log p(z)`.
+    ``log_prob`` scores a latent on the simplex (the densities of the relaxed variables); where
+    a coordinate of the latent underflows to an exact zero (small temperatures, large logits)
+    it is finite but no longer exact. A draw the layer makes itself is scored without that
+    loss: :meth:`rsample_with_coords` keeps its stable coordinates (``log z`` for
+    Gumbel-Softmax, :math:`\lambda` before softmax++ for IGR) and :meth:`log_prob_coords`
+    scores them, as the discrete models do; between two layers that
+    :meth:`shares_coordinates` the difference is :math:`\log q(z) - \log p(z)`. KL between
+    two layers that share their IGR map (same temperature and :math:`\delta`, no flows) is
+    registered in closed form (the Gaussian KL before softmax++, as the discrete models'
+    ``kl="gaussian"``); any other pair has no closed form and the model estimates it by one
+    sample at the draw's stable coordinates.
     :meth:`point_estimate` is the sample at zero noise (the relaxation has no closed-form
     mean) and :meth:`tempered_sample` scales the noise, as a Gaussian layer's temperature
     scales its standard deviation.
@@ -113,8 +119,67 @@ class RelaxedLayer(Distribution):
         return self.to_layer(z), self._sum_variables(log_q)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """Log-density of a latent (..., V * K, *spatial): the sum over its variables, shape (...)."""
+        """Log-density of a latent (..., V * K, *spatial) on the simplex: the sum over its variables, shape (...).
+
+        Finite for any point of the closed simplex (coordinates that are exactly 0 are clamped to
+        the smallest normal float), but exact only while no coordinate underflows: score this
+        layer's own draws with :meth:`rsample_with_coords` and :meth:`log_prob_coords` instead.
+        """
         return self._sum_variables(self.base.log_prob(self.from_layer(value)))
+
+    def rsample_with_coords(self, sample_shape: Size | tuple[int, ...] = Size()) -> tuple[Tensor, Tensor, Tensor]:
+        r"""A draw, its stable coordinates and their log-density: ``(z, coords, log_q)``.
+
+        ``z`` has shape (*sample_shape, *batch, V * K, *spatial) as :meth:`rsample`; ``coords``
+        are what ``z`` is computed from, kept before they are mapped onto the simplex, where
+        coordinates underflow to exact zeros at small :math:`\tau` or large logits: for
+        Gumbel-Softmax :math:`y = \log z` (the :class:`~vaekit.distributions.relaxed.ExpConcrete`
+        draw), shape (*sample_shape, *batch, V, *spatial, K); for IGR the Gaussian point
+        :math:`\lambda` before softmax++, shape (*sample_shape, *batch, V, *spatial, K - 1).
+        ``log_q`` (shape (*sample_shape, *batch)) is :meth:`log_prob_coords` of ``coords``,
+        computed while drawing (for IGR from the standard normal noise, exact also where the
+        scale is tiny); score them under another layer with its :meth:`log_prob_coords`.
+        """
+        base, shape = self.base, Size(sample_shape)
+        if isinstance(base, GumbelSoftmax):
+            coords = base.exp_concrete.rsample(shape)
+            return self.to_layer(base._finish(coords)), coords, self._sum_variables(base.exp_concrete.log_prob(coords))
+        coords, log_q = base.rsample_gaussian(shape)
+        return self.to_layer(base.to_simplex(coords)), coords, self._sum_variables(log_q)
+
+    def log_prob_coords(self, coords: Tensor) -> Tensor:
+        r"""Log-density of stable coordinates (see :meth:`rsample_with_coords`), summed over the variables, shape (...).
+
+        Gumbel-Softmax: the :class:`~vaekit.distributions.relaxed.ExpConcrete` density of
+        :math:`y = \log z`; IGR: the Gaussian density of :math:`\lambda`. Two layers that
+        :meth:`shares_coordinates` score the same draw with respect to the same base measure, so
+        the difference of their scores is :math:`\log q(z) - \log p(z)` (the Jacobian of the
+        map onto the simplex is the same for both and cancels), finite at any temperature.
+        """
+        base = self.base
+        if isinstance(base, GumbelSoftmax):
+            return self._sum_variables(base.exp_concrete.log_prob(coords))
+        if base.has_flows:
+            raise NotImplementedError("an IGR layer with planar steps scores only its own draws: the steps have no "
+                                      "closed-form inverse, so the density of a given lambda is unavailable")
+        return self._sum_variables(base.base.log_prob(coords))
+
+    def shares_coordinates(self, other: Distribution) -> bool:
+        r"""Whether ``other`` is a layer whose :meth:`log_prob_coords` scores this layer's coordinates (same map onto the simplex).
+
+        Gumbel-Softmax layers always do (``z = exp(y)``); IGR layers when their temperature and
+        :math:`\delta` are equal and neither has planar steps.
+        """
+        if not isinstance(other, RelaxedLayer) or type(other.base) is not type(self.base) or \
+                other.n_categories != self.n_categories or other.spatial_dims != self.spatial_dims:
+            return False
+        if isinstance(self.base, GumbelSoftmax):
+            return True
+        a, b = self.base, other.base
+        if a.has_flows or b.has_flows or a.delta != b.delta:  # type: ignore[union-attr]
+            return False
+        ta, tb = torch.as_tensor(a.temperature), torch.as_tensor(b.temperature)
+        return ta.shape == tb.shape and bool((ta == tb.to(ta)).all())
 
     def point_estimate(self) -> Tensor:
         """The draw at zero noise: ``softmax(logits / tau)`` (Gumbel-Softmax), ``softmax++(mu)`` (IGR)."""

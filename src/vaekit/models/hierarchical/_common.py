@@ -15,12 +15,15 @@ from ...distributions import IGR, DiagonalLaplace, DiagonalNormal, GumbelSoftmax
 from ...distributions.gaussian import positive_scale
 
 __all__ = ["block_names", "block_module", "gaussian_head", "relaxed_head", "head_features", "check_categories",
-           "latent_shape_of", "latent_size", "LATENT_FAMILIES", "RELAXED_FAMILIES"]
+           "latent_shape_of", "latent_size", "LATENT_FAMILIES", "RELAXED_FAMILIES",
+           "DEFAULT_RELAXATION_TEMPERATURE"]
 
 #: The families of a latent layer: its prior and posterior are both of this family.
 LATENT_FAMILIES = ("gaussian", "laplace", "gs", "igr_i")
 #: The relaxed categorical families among them (Gumbel-Softmax, IGR-I), with ``categories`` per variable.
 RELAXED_FAMILIES = ("gs", "igr_i")
+#: ``relaxation_temperature``'s default, the only value a Gaussian or Laplace layer accepts.
+DEFAULT_RELAXATION_TEMPERATURE = 0.5
 
 
 def block_names(arg: str, value: str | Sequence[str], block: str) -> tuple[str, ...]:
@@ -96,7 +99,7 @@ def check_categories(family: str, categories: int | None, latent_shape: Sequence
     """``(categories, relaxation_temperature)`` checked against ``family`` and the latent's features (channels).
 
     A relaxed family needs ``categories >= 2`` dividing the features (channels) of the latent;
-    a Gaussian or Laplace layer takes none.
+    a Gaussian or Laplace layer takes none, and no temperature but the default 0.5.
 
     >>> check_categories("gs", 4, (12,), 0.5, "z")
     (4, 0.5)
@@ -110,6 +113,10 @@ def check_categories(family: str, categories: int | None, latent_shape: Sequence
         if categories is not None:
             raise InvalidArgumentError(f"categories of block {block!r} is for the relaxed categorical families "
                                        f"{RELAXED_FAMILIES}, got categories={categories!r} with latent_family={family!r}")
+        if temperature != DEFAULT_RELAXATION_TEMPERATURE:
+            raise InvalidArgumentError(f"relaxation_temperature of block {block!r} is for the relaxed categorical families "
+                                       f"{RELAXED_FAMILIES}, got relaxation_temperature={temperature!r} with "
+                                       f"latent_family={family!r} (leave it at {DEFAULT_RELAXATION_TEMPERATURE})")
         return None, temperature
     if categories is None:
         raise InvalidArgumentError(f"latent_family={family!r} of block {block!r} needs categories (K >= 2 per variable, "

@@ -1,4 +1,4 @@
-"""Generative blocks: latent layers with a Gaussian prior from their inputs and a posterior from a condition.
+"""Generative blocks: latent layers with a prior from their inputs and a posterior from a condition.
 
 A latent layer takes part in every pass of :class:`~vaekit.models.hierarchical.HierarchicalVAE`
 through one method per mode, each a few lines over the three a subclass writes
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..._checks import check_choice, check_float
+from ..._checks import InvalidArgumentError, check_choice, check_float
 from ...distributions import DiagonalLaplace, DiagonalNormal, RelaxedLayer, point_estimate
 from ._common import (LATENT_FAMILIES, RELAXED_FAMILIES, block_module, check_categories, gaussian_head, head_features,
                       latent_shape_of, relaxed_head)
@@ -54,16 +54,22 @@ class Layer:
         The layer's latent in this pass.
     output : Tensor
         What later blocks read under the layer's name.
+    coords : tuple of Tensor or None
+        A relaxed categorical posterior draw's stable coordinates and their log-density under
+        the posterior (:meth:`~vaekit.distributions.RelaxedLayer.rsample_with_coords`: ``log z``
+        for Gumbel-Softmax, :math:`\\lambda` for IGR), where the model scores ``q`` and ``p``;
+        ``None`` for every other latent.
     """
 
     prior: Distribution
     posterior: Distribution | None
     z: Tensor
     output: Tensor
+    coords: tuple[Tensor, Tensor] | None = None
 
 
 class GenerativeBlock(Block, metaclass=ABCMeta):
-    """Base class of latent layers: a Gaussian prior from ``inputs``, a posterior from ``condition``.
+    """Base class of latent layers: a prior from ``inputs``, a posterior from ``condition`` (both of ``latent_family``).
 
     Subclasses implement :meth:`prior` and (with a condition) :meth:`posterior`, and may
     override :meth:`output` (default: emit the latent ``z`` itself) and
@@ -98,7 +104,8 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
         ``features / K`` variables of ``K`` categories, variable ``v`` at features
         ``v * K ... v * K + K - 1``. Only for ``"gs"`` and ``"igr_i"``.
     relaxation_temperature : float
-        :math:`\\tau > 0` of a relaxed family (ignored by the others).
+        :math:`\\tau > 0` of a relaxed family; a Gaussian or Laplace layer refuses any value
+        but the default.
 
     Attributes
     ----------
@@ -141,10 +148,10 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
 
     # ------------------------------------------------------------------ what a subclass writes
     @abstractmethod
-    def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+    def prior(self, inputs: list[Tensor], n: int) -> tuple[Distribution, Any]:
         """``p(z | inputs)`` with batch shape (n,), and any state :meth:`output` needs."""
 
-    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
+    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> Distribution:
         """``q(z | condition, inputs)`` with batch shape (n,); a layer with a ``condition`` implements it."""
         raise NotImplementedError(f"{type(self).__name__} {self.name!r} has the condition {self.condition!r} "
                                   "but does not implement posterior(condition, inputs, state)")
@@ -158,7 +165,7 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
         """Whether this layer's latents are relaxed categorical variables (``latent_family`` ``"gs"`` or ``"igr_i"``)."""
         return self.latent_family in RELAXED_FAMILIES
 
-    def tempered_sample(self, prior: DiagonalNormal, temperature: float) -> Tensor:
+    def tempered_sample(self, prior: Distribution, temperature: float) -> Tensor:
         """A draw of ``prior`` with its scale multiplied by ``temperature`` (0: its location).
 
         A relaxed categorical layer multiplies its noise (Gumbel or Gaussian) by ``temperature``
@@ -172,7 +179,7 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
             return prior.loc + temperature * prior.scale * torch.randn_like(prior.loc)
         return prior.loc
 
-    def head(self, params: Tensor, what: str) -> DiagonalNormal:
+    def head(self, params: Tensor, what: str) -> Distribution:
         """This layer's distribution (of its ``latent_family``) from a network output of :attr:`head_features` features.
 
         Gaussian and Laplace: location, then raw scale; relaxed categorical:
@@ -189,8 +196,14 @@ class GenerativeBlock(Block, metaclass=ABCMeta):
         inputs = [computed[i] for i in self.inputs]
         prior, state = self.prior(inputs, n)
         q = self.posterior(computed[self.condition], inputs, state) if self.condition else prior
-        z = point_estimate(q) if mean else q.rsample()
-        return Layer(prior, q, z, self.output(z, inputs, state))
+        coords = None
+        if mean:
+            z = point_estimate(q)
+        elif isinstance(q, RelaxedLayer):  # keep log z (GS) or lambda (IGR): z itself may underflow to exact zeros
+            z, *coords = q.rsample_with_coords()
+        else:
+            z = q.rsample()
+        return Layer(prior, q, z, self.output(z, inputs, state), None if coords is None else tuple(coords))
 
     def latent_step(self, computed: dict[str, Tensor], n: int, z: Tensor) -> Layer:
         """Evaluation at a given latent ``z`` of shape (n, *latent_shape): the prior there and the output."""
@@ -228,7 +241,7 @@ class SimpleGenBlock(GenerativeBlock):
         super().__init__(name, inputs, None, latent_features, min_scale, block_module("net", net, name, optional=False),
                          latent_family, categories, relaxation_temperature)
 
-    def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+    def prior(self, inputs: list[Tensor], n: int) -> tuple[Distribution, Any]:
         return self.head(self.net(inputs[0]), f"net of {self.name!r}"), None
 
 
@@ -277,10 +290,10 @@ class GenBlock(GenerativeBlock):
         self.condition_transform = block_module("condition_transform", condition_transform, name)
         self.concat_posterior = bool(concat_posterior)
 
-    def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+    def prior(self, inputs: list[Tensor], n: int) -> tuple[Distribution, Any]:
         return self.head(self.prior_net(inputs[0]), f"prior_net of {self.name!r}"), None
 
-    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
+    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> Distribution:
         c = self.condition_transform(condition)
         if self.concat_posterior:
             c = torch.cat([c, self.input_transform(inputs[0])], 1)
@@ -288,7 +301,7 @@ class GenBlock(GenerativeBlock):
 
 
 class TopGenBlock(GenerativeBlock):
-    """Top latent layer: a (trainable or fixed) Gaussian prior, posterior ``net(condition)``.
+    """Top latent layer: a (trainable or fixed) prior of ``latent_family``, posterior ``net(condition)``.
 
     Parameters
     ----------
@@ -299,7 +312,11 @@ class TopGenBlock(GenerativeBlock):
     latent_features : int or sequence of int
         A vector's size, or a spatial latent's shape ``[C, H, W]`` (networks then map (N, ., H, W) maps).
     prior_trainable : bool
-        Learn the prior's location and scale (initialised at N(0, I)); else N(0, I).
+        Learn the prior's parameters; else they stay at their initial values: N(0, I) (a
+        Laplace layer: location 0, scale 1), uniform logits (``"gs"``), or
+        :math:`\\mu = 0`, :math:`\\sigma = 1` before softmax++ (``"igr_i"``, whose scale is
+        ``softplus(raw) + min_scale``: it refuses ``min_scale >= 1``, which cannot give
+        :math:`\\sigma = 1`).
     min_scale : float
 
     Examples
@@ -318,7 +335,11 @@ class TopGenBlock(GenerativeBlock):
         if self.relaxed:  # the head's input: uniform logits (GS), or mu = 0 and softplus(raw) + min_scale = 1 (IGR)
             params = torch.zeros(self.head_features, *self.latent_shape[1:])
             if self.latent_family == "igr_i":
-                params[self.head_features // 2:] = math.log(math.expm1(max(1.0 - self.min_scale, 1e-6)))
+                if self.min_scale >= 1:
+                    raise InvalidArgumentError(f"min_scale of block {name!r} must be < 1 with latent_family='igr_i': its "
+                                               f"prior's scale sigma = softplus(raw) + min_scale starts at 1 (fixed, "
+                                               f"with prior_trainable=False), got min_scale={min_scale!r}")
+                params[self.head_features // 2:] = math.log(math.expm1(1.0 - self.min_scale))
             if prior_trainable:
                 self.prior_params = nn.Parameter(params)
             else:
@@ -331,7 +352,7 @@ class TopGenBlock(GenerativeBlock):
             self.register_buffer("prior_loc", loc)
             self.register_buffer("prior_raw_scale", raw)
 
-    def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+    def prior(self, inputs: list[Tensor], n: int) -> tuple[Distribution, Any]:
         if self.relaxed:
             return self.head(self.prior_params.expand(n, *self.prior_params.shape), f"the prior of {self.name!r}"), None
         scale = torch.exp(self.prior_raw_scale)  # exp(0) = 1 at initialisation
@@ -339,7 +360,7 @@ class TopGenBlock(GenerativeBlock):
         family = DiagonalLaplace if self.latent_family == "laplace" else DiagonalNormal
         return family(self.prior_loc.expand(shape), scale.expand(shape), event_dims=len(self.latent_shape)), None
 
-    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
+    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> Distribution:
         return self.head(self.net(condition), f"net of {self.name!r}")
 
 
@@ -392,7 +413,7 @@ class ResidualGenBlock(GenerativeBlock):
         self.z_projection = block_module("z_projection", z_projection, name, optional=False)
         self.residual_net = block_module("residual_net", residual_net, name)
 
-    def prior(self, inputs: list[Tensor], n: int) -> tuple[DiagonalNormal, Any]:
+    def prior(self, inputs: list[Tensor], n: int) -> tuple[Distribution, Any]:
         h, out, d = inputs[0], self.prior_net(inputs[0]), self.head_features
         if out.dim() < 2 or out.shape[1] != d + h.shape[1]:
             raise ValueError(f"prior_net of {self.name!r} returned shape {tuple(out.shape)} but needs head_features + "
@@ -400,7 +421,7 @@ class ResidualGenBlock(GenerativeBlock):
                              f"(the prior's parameters, then the residual); the state {self.inputs[0]!r} has shape {tuple(h.shape)}")
         return self.head(out[:, :d], f"prior_net of {self.name!r}"), out[:, d:]
 
-    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> DiagonalNormal:
+    def posterior(self, condition: Tensor, inputs: list[Tensor], state: Any) -> Distribution:
         return self.head(self.posterior_net(torch.cat([inputs[0], condition], 1)), f"posterior_net of {self.name!r}")
 
     def output(self, z: Tensor, inputs: list[Tensor], state: Any) -> Tensor:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..._checks import InvalidArgumentError, check_float, check_int
-from ...distributions import DiagonalNormal, kl_divergence
+from ...distributions import RelaxedLayer, closed_form_kl
 from ..base import ElboTerms, LatentVariableModel
 from ._common import latent_size
 from ._validation import check_shapes, validate_graph
@@ -122,24 +122,53 @@ class Trace:
         Output of every block that ran (and ``"x"`` where the encoder ran), leading dimension N.
     z : dict of str to Tensor of shape (N, *latent_shape)
         The latent of every generative block, top first.
-    priors, posteriors : dict of str to DiagonalNormal
-        Per generative block; a posterior only where one was computed (the posterior layers
-        of ``posterior_pass`` and ``mixed_pass``).
+    priors, posteriors : dict of str to Distribution
+        Per generative block (a :class:`~vaekit.distributions.DiagonalNormal`,
+        :class:`~vaekit.distributions.DiagonalLaplace` or
+        :class:`~vaekit.distributions.RelaxedLayer`, by the block's ``latent_family``); a
+        posterior only where one was computed (the posterior layers of ``posterior_pass`` and
+        ``mixed_pass``).
     params : Tensor
         The likelihood's parameters from the output block, shape (N, params_per_dim * C, ...).
+    coords : dict of str to (Tensor, Tensor)
+        The stable coordinates of every relaxed categorical posterior draw of this pass and
+        their log-density under the posterior
+        (:meth:`~vaekit.distributions.RelaxedLayer.rsample_with_coords`), which
+        :meth:`log_densities` scores.
     """
 
     computed: dict[str, Tensor]
     z: dict[str, Tensor] = field(default_factory=dict)
-    priors: dict[str, DiagonalNormal] = field(default_factory=dict)
-    posteriors: dict[str, DiagonalNormal] = field(default_factory=dict)
+    priors: dict[str, Distribution] = field(default_factory=dict)
+    posteriors: dict[str, Distribution] = field(default_factory=dict)
     params: Tensor | None = None
+    coords: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
     def add(self, name: str, layer: Layer) -> None:
         """Record latent layer ``name``; later blocks read its output from :attr:`computed`."""
         self.z[name], self.priors[name], self.computed[name] = layer.z, layer.prior, layer.output
         if layer.posterior is not None:
             self.posteriors[name] = layer.posterior
+        if layer.coords is not None:
+            self.coords[name] = layer.coords
+
+    def log_densities(self, name: str) -> tuple[Tensor, Tensor]:
+        r"""``(log q, log p)`` of layer ``name``'s posterior draw, each of shape (N,).
+
+        A Gaussian or Laplace latent is scored where it is. A relaxed categorical draw is
+        scored by both distributions at its stable coordinates (``log z`` for
+        Gumbel-Softmax, :math:`\lambda` before softmax++ for IGR;
+        :meth:`~vaekit.distributions.RelaxedLayer.log_prob_coords`): the densities of the
+        same variable with respect to the same base measure, whose difference is
+        :math:`\log q(z) - \log p(z)` and stays finite where coordinates of ``z`` underflow
+        to exact zeros (small temperatures, large logits). A prior that does not share the
+        posterior's coordinates (a custom block pairing other families) is scored on the simplex.
+        """
+        q, p, z = self.posteriors[name], self.priors[name], self.z[name]
+        if name in self.coords and isinstance(q, RelaxedLayer) and q.shares_coordinates(p):
+            coords, log_q = self.coords[name]
+            return log_q, log_q if p is q else p.log_prob_coords(coords)  # type: ignore[attr-defined]
+        return q.log_prob(z), p.log_prob(z)
 
     def log_prior(self) -> Tensor:
         """log p(z) of the latents of this pass: the sum over layers of each prior at its latent, shape (N,)."""
@@ -213,6 +242,12 @@ class HierarchicalVAE(LatentVariableModel):
             raise ValueError(f"kl must be 'auto', 'analytic' or 'mc', got {kl!r}")
         blocks = list(blocks)
         split = validate_graph(blocks)
+        if kl == "analytic":  # Gumbel-Softmax has no closed-form KL: refused here, not at the first elbo_terms
+            gs = [b.name for b in blocks if b.generative and b.latent_family == "gs"]  # type: ignore[attr-defined]
+            if gs:
+                raise InvalidArgumentError(f"kl='analytic' needs a closed-form KL in every latent layer, but block(s) "
+                                           f"{gs} have latent_family='gs' (Gumbel-Softmax, no closed form); use "
+                                           "kl='auto' (closed form where there is one, else one sample) or 'mc'")
         self.blocks = nn.ModuleDict({b.name: b for b in blocks})
         self.split = split
         self.data_shape, self.kl_method = data_shape, kl
@@ -292,7 +327,8 @@ class HierarchicalVAE(LatentVariableModel):
             Number of examples.
         temperature : float, list of float (one per layer, top first), str or callable(layer index) -> float
             Any setting :func:`~vaekit.models.hierarchical.layer_temperatures` takes (e.g. ``"linear:1:0.5"``).
-            Prior scale multiplier; 0 takes every prior's mean.
+            Prior noise multiplier; 0 takes every prior's mean (a relaxed categorical layer's
+            draw at zero noise, :meth:`~vaekit.distributions.RelaxedLayer.point_estimate`).
 
         Returns
         -------
@@ -413,7 +449,7 @@ class HierarchicalVAE(LatentVariableModel):
         lead = self._check_latents(z)
         return {k: z[k].reshape(-1, *self.blocks[k].latent_shape) for k in self.latent_names}, lead
 
-    def forward(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, tuple[DiagonalNormal, DiagonalNormal]]]:
+    def forward(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, tuple[Distribution, Distribution]]]:
         """Computed outputs of every block and ``{block_name: (prior, posterior)}`` per latent layer."""
         tr = self.posterior_pass(x)
         return tr.computed, {k: (tr.priors[k], tr.posteriors[k]) for k in self.latent_names}
@@ -432,9 +468,13 @@ class HierarchicalVAE(LatentVariableModel):
         tr = self.posterior_pass(x)
         kl, log_q, log_p = {}, {}, {}
         for k in self.latent_names:
-            q, p, z = tr.posteriors[k], tr.priors[k], tr.z[k]
-            log_q[k], log_p[k] = q.log_prob(z), p.log_prob(z)
-            kl[k] = kl_divergence(q, p, z, log_q[k], self.kl_method)
+            log_q[k], log_p[k] = tr.log_densities(k)
+            closed = None if self.kl_method == "mc" else closed_form_kl(tr.posteriors[k], tr.priors[k])
+            if closed is None and self.kl_method == "analytic":
+                raise NotImplementedError(f"kl='analytic' but layer {k!r} has no closed-form KL "
+                                          f"({type(tr.posteriors[k]).__name__} || {type(tr.priors[k]).__name__}); "
+                                          "use kl='auto' or 'mc'")
+            kl[k] = log_q[k] - log_p[k] if closed is None else closed  # one sample, at the draw's stable coordinates
         rec = self.data_distribution(tr.params, (x.shape[0],)).log_prob(x)
         return ElboTerms(rec=rec, kl=kl, log_q=log_q, log_p=log_p)
 
@@ -444,9 +484,14 @@ class HierarchicalVAE(LatentVariableModel):
         tr = self.posterior_pass(xk)
         lw = self.data_distribution(tr.params, (k * b,)).log_prob(xk)
         for name in self.latent_names:
-            z = tr.z[name]
-            lw = lw + tr.priors[name].log_prob(z) - tr.posteriors[name].log_prob(z)
+            log_q, log_p = tr.log_densities(name)
+            lw = lw + log_p - log_q
         return lw.reshape(k, b)
+
+    @property
+    def simplex_latents(self) -> dict[str, str]:
+        """The relaxed categorical layers, ``{name: latent_family}`` (``"gs"`` or ``"igr_i"``): AIS refuses them."""
+        return {k: self.blocks[k].latent_family for k in self.latent_names if self.blocks[k].relaxed}
 
     def encode(self, x: Tensor, *, sample: bool = False) -> dict[str, Distribution]:
         """Posterior of every layer, batch shape (batch,).
@@ -485,7 +530,8 @@ class HierarchicalVAE(LatentVariableModel):
             Mean of p(x | z) instead of a draw.
         temperature : float, list of float (one per layer, top first), str or callable(layer) -> float
             Any setting :func:`~vaekit.models.hierarchical.layer_temperatures` takes (e.g. ``"linear:1:0.5"``).
-            Prior scale multiplier; 0 takes every prior's mean.
+            Prior noise multiplier; 0 takes every prior's mean (a relaxed categorical layer's
+            draw at zero noise, :meth:`~vaekit.distributions.RelaxedLayer.point_estimate`).
         """
         px = self.data_distribution(self.prior_pass(n, temperature).params, (n,))
         return px.mean if mean else px.sample()
