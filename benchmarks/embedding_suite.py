@@ -39,7 +39,8 @@ Metrics, all on the new points unless named otherwise:
 Each (dataset, method, seed) is one row of ``<name>.json``; ``<name>.md`` has one table per
 dataset with the mean ± sd over seeds and a line saying whether vaekit meets the issue's
 criterion there. Rows are written after every run, and a rerun with the same ``--name``
-keeps the rows of datasets it does not run.
+keeps the rows of the (dataset, method) pairs it does not run (each row names the run that made it:
+``run`` indexes the JSON's ``runs``, which describe the machine, load and command of each).
 
 Usage::
 
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -280,13 +282,16 @@ def _cell(s: dict[str, tuple[float, float, int]], key: str, spec: str) -> str:
     return format(mean, spec) + (f" ± {format(sd, spec)}" if n > 1 else "")
 
 
-def markdown(rows: list[dict[str, Any]], info: dict[str, Any], about: dict[str, str]) -> str:
+def markdown(rows: list[dict[str, Any]], info: dict[str, Any], about: dict[str, str],
+             runs: list[dict[str, Any]] | None = None) -> str:
     out = [f"# Embedding suite: {info['n_datasets']} datasets, new (held-out) points\n",
            f"Machine: {info['cpu']}, {info['cores']} cores, {info['threads']} threads for UMAP (numba), openTSNE and "
-           f"torch; 1-minute load average {info['load_before']:.2f} before, {info['load_after']:.2f} after (other jobs "
-           "shared the machine when above 2, making times longer). Versions: " +
-           ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + f". vaekit commit {info['commit']}; "
-           f"{info['date']}.\nCommand: `python benchmarks/{info['command']}`\n",
+           "torch. Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".\n"]
+    for i, run in enumerate(runs or [info]):
+        out.append(f"Run {i}: vaekit commit {run['commit']}, {run['date']}, 1-minute load average "
+                   f"{run['load_before']:.2f} before, {run.get('load_after', math.nan):.2f} after (above 2: other jobs "
+                   f"shared the 2 cores, making times longer); `python benchmarks/{run['command']}`\n")
+    out += [
            "10-NN acc: a 10-nearest-neighbour classifier fitted on the training embedding, scored on the new points. "
            "trust. / cont.: scikit-learn's trustworthiness (n_neighbors=10) and continuity of the new points' "
            f"embedding (at most {info['eval_n']} of them). recon. MSE: mean squared error per feature of "
@@ -354,10 +359,13 @@ def main(argv: list[str] | None = None) -> None:
     json_path, md_path = out_dir / f"{args.name}.json", out_dir / f"{args.name}.md"
     kept: list[dict[str, Any]] = []
     about: dict[str, str] = {}
-    if json_path.is_file():  # keep the rows of datasets this run does not redo
+    if json_path.is_file():  # keep the rows of the (dataset, method) pairs this run does not redo
         old = json.loads(json_path.read_text())
-        kept = [r for r in old["results"] if r["dataset"] not in args.datasets]
-        about = {k: v for k, v in old.get("datasets", {}).items() if k not in args.datasets}
+        kept = [r for r in old["results"] if r["dataset"] not in args.datasets or r["method"] not in args.methods]
+        about = dict(old.get("datasets", {}))
+        info_kept = old.get("runs", [])
+    else:
+        info_kept = []
     rows: list[dict[str, Any]] = []
     load_before = os.getloadavg()[0]
     info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(missing="unknown"),
@@ -370,8 +378,9 @@ def main(argv: list[str] | None = None) -> None:
         info["load_after"] = os.getloadavg()[0]
         all_rows = kept + rows
         info["n_datasets"] = len({r["dataset"] for r in all_rows})
-        json_path.write_text(json.dumps({**info, "datasets": about, "results": all_rows}, indent=1) + "\n")
-        md_path.write_text(markdown(all_rows, info, about))
+        runs = [*info_kept, {k: v for k, v in info.items() if k != "n_datasets"}]
+        json_path.write_text(json.dumps({**info, "runs": runs, "datasets": about, "results": all_rows}, indent=1) + "\n")
+        md_path.write_text(markdown(all_rows, info, about, runs))
 
     for name in [d for d in ORDER if d in args.datasets]:
         d = DATASETS[name](root)
@@ -379,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"== {name}: {about[name]}", flush=True)
         for method in args.methods:
             for seed in (range(args.seeds) if method in SEEDED else [0]):
-                row: dict[str, Any] = {"dataset": name, "method": method, "seed": seed}
+                row: dict[str, Any] = {"dataset": name, "method": method, "seed": seed, "run": len(info_kept)}
                 try:
                     if method in IMPORTS:
                         __import__(IMPORTS[method])
