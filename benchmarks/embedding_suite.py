@@ -326,6 +326,24 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], about: dict[str, 
     return "\n".join(out)
 
 
+def merge(out_dir: Path, name: str, others: list[Path]) -> None:
+    """Add the rows, runs and dataset notes of ``others`` to ``out_dir/name.json`` and rewrite its markdown."""
+    path = out_dir / f"{name}.json"
+    base = json.loads(path.read_text())
+    for other in others:
+        extra = json.loads(other.read_text())
+        pairs = {(r["dataset"], r["method"]) for r in extra["results"]}
+        offset = len(base["runs"])
+        base["results"] = [r for r in base["results"] if (r["dataset"], r["method"]) not in pairs] + [
+            {**r, "run": r.get("run", 0) + offset} for r in extra["results"]]
+        base["runs"] += extra["runs"]
+        base["datasets"].update(extra["datasets"])
+    base["n_datasets"] = len({r["dataset"] for r in base["results"]})
+    path.write_text(json.dumps(base, indent=1) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown(base["results"], base, base["datasets"], base["runs"]))
+    print(f"merged {[str(o) for o in others]} into {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--datasets", nargs="+", choices=ORDER, default=list(ORDER))
@@ -339,7 +357,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", default=None, help="folder holding mnist/ and olivetti_faces/ (else $VAEKIT_DATA)")
     p.add_argument("--out-dir", default=str(HERE / "results"))
     p.add_argument("--name", default="embedding_suite_cpu", help="results file stem")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="run nothing: add the rows of these results files (runs made at the same time under other\n"
+                        "names) to --name's file, replacing its rows of the same (dataset, method), and rewrite its table")
     args = p.parse_args(argv)
+    if args.merge:
+        merge(Path(args.out_dir), args.name, [Path(f) for f in args.merge])
+        return
     json.loads(args.vaekit_args)  # fail now, not after the other methods ran
     if args.quick:
         args.seeds = 1

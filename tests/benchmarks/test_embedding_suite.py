@@ -71,3 +71,26 @@ def test_metrics_and_verdict(suite):
     low = [{"dataset": "x", "method": "vaekit", "knn_acc": 0.89, "trust": 0.96}]
     assert suite.verdict(rows + low, "x") == {"within_one_sd": False, "at_least_umap": False}
     assert suite.verdict(rows, "x") is None
+
+
+def test_merge_adds_rows_of_runs_made_under_other_names(suite, tmp_path):
+    def run(commit):
+        return {"commit": commit, "date": "d", "load_before": 1.0, "load_after": 1.0, "command": "c", "cpu": "cpu",
+                "cores": 2, "threads": 2, "versions": {}, "seeds": [0], "eval_n": 10, "neighbors": 10}
+
+    def row(dataset, method, acc, run_index=0):
+        return {"dataset": dataset, "method": method, "seed": 0, "run": run_index, "knn_acc": acc, "trust": 0.9}
+
+    base = {**run("a"), "runs": [run("a")], "datasets": {"digits": "d"},
+            "results": [row("digits", "umap", 0.9), row("digits", "vaekit", 0.1)]}
+    other = {**run("b"), "runs": [run("b")], "datasets": {"digits": "d", "olivetti": "o"},
+             "results": [row("digits", "vaekit", 0.95), row("olivetti", "vaekit", 0.5)]}
+    (tmp_path / "s.json").write_text(json.dumps(base))
+    (tmp_path / "v.json").write_text(json.dumps(other))
+    suite.main(["--merge", str(tmp_path / "v.json"), "--out-dir", str(tmp_path), "--name", "s"])
+    out = json.loads((tmp_path / "s.json").read_text())
+    assert [(r["dataset"], r["method"], r["knn_acc"], r["run"]) for r in out["results"]] == [
+        ("digits", "umap", 0.9, 0), ("digits", "vaekit", 0.95, 1), ("olivetti", "vaekit", 0.5, 1)]
+    assert [r["commit"] for r in out["runs"]] == ["a", "b"] and out["n_datasets"] == 2
+    md = (tmp_path / "s.md").read_text()
+    assert "Run 1: vaekit commit b" in md and "at least UMAP's mean: **yes**" in md
