@@ -323,6 +323,19 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], about: dict[str, 
         out.append(f"## Overall\n\nvaekit's defaults within one UMAP sd on {n_within} of {len(verdicts)} datasets "
                    f"and at least UMAP's mean on {n_at_least} of {len(verdicts)} (the issue asks for all, and at "
                    "least half).\n")
+        out.append("| dataset | 10-NN acc vaekit | 10-NN acc UMAP | trust. vaekit | trust. UMAP | fit (s) vaekit | "
+                   "fit (s) UMAP, compiled / cold | within 1 sd | >= UMAP |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for name, v in verdicts:
+            a, b = summary(rows, name, "vaekit"), summary(rows, name, "umap")
+            compile_s = [r["settings"]["umap_compile_s"] for r in rows if r["dataset"] == name and r["method"] == "umap"
+                         and "umap_compile_s" in r.get("settings", {})]
+            cold = f" / {b['fit_s'][0] + float(np.mean(compile_s)):.1f}" if compile_s and "fit_s" in b else ""
+            out.append(f"| {name} | {_cell(a, 'knn_acc', '.3f')} | {_cell(b, 'knn_acc', '.3f')} | "
+                       f"{_cell(a, 'trust', '.3f')} | {_cell(b, 'trust', '.3f')} | {_cell(a, 'fit_s', '.1f')} | "
+                       f"{_cell(b, 'fit_s', '.1f')}{cold} | {'yes' if v['within_one_sd'] else 'no'} | "
+                       f"{'yes' if v['at_least_umap'] else 'no'} |")
+        out.append("")
     return "\n".join(out)
 
 

@@ -94,3 +94,4 @@ def test_merge_adds_rows_of_runs_made_under_other_names(suite, tmp_path):
     assert [r["commit"] for r in out["runs"]] == ["a", "b"] and out["n_datasets"] == 2
     md = (tmp_path / "s.md").read_text()
     assert "Run 1: vaekit commit b" in md and "at least UMAP's mean: **yes**" in md
+    assert "| digits | 0.950 | 0.900 | 0.900 | 0.900 | — | — | yes | yes |" in md  # the overall table
