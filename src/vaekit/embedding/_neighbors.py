@@ -34,9 +34,11 @@ N_PCA_ROWS = 5000
 #: Embeddings are multiplied by this before their Student-t affinities are taken: the VAE's prior keeps them
 #: near unit scale, where a Student-t kernel is almost Gaussian and cannot separate clusters.
 Q_SCALE = 3.0
-#: UMAP's similarity curve ``1 / (1 + a d^(2b))`` for its defaults ``min_dist=0.1``, ``spread=1``
+#: ``a`` of UMAP's similarity curve ``1 / (1 + a d^(2b))`` for its defaults ``min_dist=0.1``, ``spread=1``
 #: (the least-squares fit of ``umap.umap_.find_ab_params``).
-UMAP_A, UMAP_B = 1.577, 0.8951
+UMAP_A = 1.577
+#: ``b`` of UMAP's similarity curve (see :data:`UMAP_A`).
+UMAP_B = 0.8951
 #: Negative samples per anchor of :func:`fuzzy_cross_entropy` (UMAP's ``negative_sample_rate``).
 N_NEGATIVES = 5
 #: Squared distances below this are raised to it in :func:`fuzzy_cross_entropy`'s repulsion (as UMAP's 0.001).
