@@ -35,6 +35,7 @@ Usage::
     python benchmarks/embedding.py --quick               # 10,000 training / 2,000 test images
     python benchmarks/embedding.py --methods vaekit pca --vaekit-args '{"max_epochs": 20}'
     python benchmarks/embedding.py --methods vaekit --plot docs/images/embedding_mnist.png --name embedding_cpu_vaekit
+    python benchmarks/embedding.py --suite [SUITE ARGS]  # the many-dataset suite: benchmarks/embedding_suite.py
 """
 
 from __future__ import annotations
@@ -263,6 +264,13 @@ def table(rows: list[Row], umap_row: Row | None, n_test: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--suite" in given:  # the suite of datasets (issue 16) has its own script and flags
+        from embedding_suite import main as suite_main
+
+        given.remove("--suite")
+        suite_main(given)
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--n-train", type=int, default=None, help="training images (default 60000; 10000 with --quick)")

@@ -122,14 +122,24 @@ def test_scores_iwae_above_elbo_and_in_data_units():
 
 def test_history_plateau_and_early_stopping():
     # tol=1 demands a 100% improvement: after epoch 1 nothing counts, the rate halves every
-    # n_iter_no_change // 2 = 2 epochs and training stops after 4 bad epochs
-    est = tiny(tol=1.0, n_iter_no_change=4, max_epochs=50).fit(X)
+    # n_iter_no_change // 2 = 2 epochs and training stops after 4 bad epochs (the plain VAE: the schedule and early
+    # stopping follow the validation ELBO only without the neighbour term)
+    est = tiny(tol=1.0, n_iter_no_change=4, max_epochs=50, neighbor_weight=0.0).fit(X)
     assert est.n_iter_ == 5 and len(est.history_) == 5
     assert [h["lr"] for h in est.history_] == pytest.approx([2e-3, 2e-3, 2e-3, 1e-3, 1e-3])
     assert "no improvement" in est.stop_reason_
     assert set(est.history_[0]) == {"epoch", "train_loss", "val_loss", "lr", "skipped_steps", "grad_norm"}
     constant = tiny(tol=1.0, n_iter_no_change=4, lr_schedule="constant", early_stopping=False, max_epochs=6).fit(X)
     assert constant.n_iter_ == 6 and {h["lr"] for h in constant.history_} == {2e-3}
+    # with the neighbour term (the default) the same settings run every epoch at a constant rate and keep the last
+    # weights; the validation ELBO is still recorded
+    mapped = tiny(tol=1.0, n_iter_no_change=4, max_epochs=9).fit(X)
+    assert mapped.n_iter_ == 9 and mapped.stop_reason_ == "max_epochs reached"
+    assert {h["lr"] for h in mapped.history_} == {2e-3}
+    assert all(math.isfinite(h["val_loss"]) for h in mapped.history_)
+    # tol=1: only epoch 1 improved, so keeping the "best" weights would give both fits epoch 1's map
+    eight = tiny(tol=1.0, n_iter_no_change=4, max_epochs=8).fit(X)
+    assert not np.allclose(eight.transform(X), mapped.transform(X), atol=1e-4)
 
 
 def counting_steps(monkeypatch, interrupt_at: int | None = None) -> dict[str, int]:

@@ -11,7 +11,8 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from vaekit.embedding import VAEEmbedder
 from vaekit.embedding import _neighbors as neighbors
-from vaekit.embedding._neighbors import NeighborTerm, knn_graph, pair_kl, pca_projection
+from vaekit.embedding._neighbors import (UMAP_A, UMAP_B, NeighborTerm, fuzzy_cross_entropy, knn_graph, pair_kl,
+                                        pca_projection)
 
 
 def test_knn_graph_matches_brute_force_and_spans_blocks(monkeypatch):
@@ -69,6 +70,29 @@ def test_pair_kl_gradient_pulls_pairs_together_and_pushes_others_apart():
     pair_kl(z, 2).backward()
     assert z.grad[0, 0] < 0 < z.grad[2, 0]  # 0 moves up towards 2, 2 down towards 0
     assert z.grad[1, 0] < 0 < z.grad[3, 0]
+
+
+def test_fuzzy_cross_entropy_matches_hand_computed_value():
+    z = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [0.0, 0.5], [0.0, 0.01]], dtype=torch.float64)
+    negatives = torch.tensor([[3, 4], [0, 2]])  # anchors 0, 1 with partners 2, 3
+
+    def w(i, j):
+        return 1 / (1 + UMAP_A * float((z[i] - z[j]).square().sum()) ** UMAP_B)
+
+    # row 4 is 0.01 from anchor 0: its squared distance 1e-4 is floored at 1e-3 in the repulsion
+    repel_04 = math.log1p(1 / (UMAP_A * 1e-3 ** UMAP_B))
+    expected = 0.5 * (-math.log(w(0, 2)) - math.log(1 - w(0, 3)) + repel_04
+                      - math.log(w(1, 3)) - math.log(1 - w(1, 0)) - math.log(1 - w(1, 2)))
+    assert fuzzy_cross_entropy(z, 2, negatives).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_fuzzy_cross_entropy_pulls_partners_and_pushes_negatives():
+    z = torch.tensor([[0.0], [10.0], [3.0], [13.0]], requires_grad=True)  # pairs (0, 2) and (1, 3)
+    fuzzy_cross_entropy(z, 2, torch.tensor([[1], [0]])).backward()
+    assert z.grad[0, 0] < 0 < z.grad[2, 0] and z.grad[1, 0] < 0 < z.grad[3, 0]  # partners pulled together
+    near = torch.tensor([[0.0], [0.0], [0.5]], requires_grad=True)  # anchor 0 on its partner, negative 2 close by
+    fuzzy_cross_entropy(near, 1, torch.tensor([[2]])).backward()
+    assert near.grad[0, 0] > 0 > near.grad[2, 0]  # descent moves the anchor down and its negative up: apart
 
 
 def test_expand_draws_partners_from_each_anchors_neighbours():

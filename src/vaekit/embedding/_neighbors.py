@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["knn_graph", "pair_kl", "pca_projection", "NeighborTerm", "N_PCA", "N_PCA_ROWS", "Q_SCALE", "EXACT_BELOW"]
+__all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "NeighborTerm", "N_PCA", "N_PCA_ROWS",
+           "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50
@@ -33,6 +34,17 @@ N_PCA_ROWS = 5000
 #: Embeddings are multiplied by this before their Student-t affinities are taken: the VAE's prior keeps them
 #: near unit scale, where a Student-t kernel is almost Gaussian and cannot separate clusters.
 Q_SCALE = 3.0
+#: ``a`` of UMAP's similarity curve ``1 / (1 + a d^(2b))`` for its defaults ``min_dist=0.1``, ``spread=1``
+#: (the least-squares fit of ``umap.umap_.find_ab_params``).
+UMAP_A = 1.577
+#: ``b`` of UMAP's similarity curve (see :data:`UMAP_A`).
+UMAP_B = 0.8951
+#: Negative samples per anchor of :func:`fuzzy_cross_entropy` (UMAP's ``negative_sample_rate``).
+N_NEGATIVES = 5
+#: Squared distances below this are raised to it in :func:`fuzzy_cross_entropy`'s repulsion (as UMAP's 0.001).
+MIN_SQ_DISTANCE = 1e-3
+#: The neighbour losses ``neighbor_loss`` accepts.
+LOSSES = ("tsne", "umap")
 #: Query rows per block of the exact neighbour search (a block's distances take KNN_BLOCK * n floats).
 KNN_BLOCK = 1024
 
@@ -190,6 +202,47 @@ class _PairKL(torch.autograd.Function):
         return grad_out * grad, None
 
 
+def fuzzy_cross_entropy(z: Tensor, n_pairs: int, negatives: Tensor) -> Tensor:
+    r"""UMAP's fuzzy-set cross-entropy with negative sampling, for anchors ``z[:n_pairs]`` and partners ``z[n_pairs:2 n_pairs]``.
+
+    With :math:`w(d) = 1 / (1 + a\,d^{2b})` (:data:`UMAP_A`, :data:`UMAP_B`), each anchor
+    ``i`` is attracted to its partner by :math:`-\log w(\|z_i - z_{i+m}\|)` and repelled from
+    each of its negative samples ``j = negatives[i, s]`` by :math:`-\log(1 - w(\|z_i - z_j\|))
+    = \log(1 + 1 / (a\,d^{2b}))` (squared distances floored at :data:`MIN_SQ_DISTANCE`); the
+    value is the mean over anchors of the attraction plus the sum of the repulsions
+    (McInnes et al. 2018; its parametric form: Sainburg et al. 2021). Unlike t-SNE's
+    ``KL(P || Q)`` it does not normalise over the batch, so the repulsion of a pair does not
+    weaken as the batch grows, and clusters are drawn apart more sharply.
+
+    Parameters
+    ----------
+    z : Tensor of shape (batch, n_components)
+    n_pairs : int
+        ``m``, with ``batch >= 2 m``.
+    negatives : Tensor of shape (n_pairs, n_negatives), int64
+        Rows of ``z`` each anchor is pushed away from.
+
+    Returns
+    -------
+    Tensor of shape ()
+
+    Examples
+    --------
+    >>> z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    >>> value = fuzzy_cross_entropy(z, 1, torch.tensor([[2]]))
+    >>> expected = math.log1p(UMAP_A) + math.log1p(1 / (UMAP_A * 4.0 ** UMAP_B))
+    >>> abs(float(value) - expected) < 1e-6
+    True
+    """
+    m = int(n_pairs)
+    a, b = UMAP_A, UMAP_B
+    pos = (z[:m] - z[m:2 * m]).square().sum(1)
+    attract = torch.log1p(a * pos.clamp_min(1e-12).pow(b))
+    neg = (z[:m, None, :] - z[negatives]).square().sum(-1).clamp_min(MIN_SQ_DISTANCE)
+    repel = torch.log1p(neg.pow(-b) / a).sum(1)
+    return (attract + repel).mean()
+
+
 def pca_projection(x: Tensor, n_components: int = N_PCA) -> Tensor:
     """The top principal directions of (already normalised) rows ``x``, as a projection matrix.
 
@@ -214,17 +267,21 @@ def pca_projection(x: Tensor, n_components: int = N_PCA) -> Tensor:
 
 @dataclass
 class NeighborTerm:
-    """``weight * pair_kl`` over batches of anchors and their sampled k-NN partners.
+    """``weight`` times a neighbour loss over batches of anchors and their sampled k-NN partners.
 
     Attributes
     ----------
     weight : float
     neighbors : Tensor of shape (n_train, n_neighbors), int64
         For each training position, the positions of its nearest training rows (:func:`knn_graph`).
+    loss : {"tsne", "umap"}
+        :func:`fuzzy_cross_entropy` with :data:`N_NEGATIVES` negatives per anchor drawn
+        uniformly from the batch (torch's global generator), or :func:`pair_kl`.
     """
 
     weight: float
     neighbors: Tensor
+    loss: str = "tsne"
 
     def expand(self, anchors: np.ndarray, generator: torch.Generator) -> np.ndarray:
         """Positions ``anchors`` followed by one uniformly drawn neighbour of each (shape (2 * len(anchors),))."""
@@ -234,4 +291,8 @@ class NeighborTerm:
 
     def __call__(self, z: Tensor) -> Tensor:
         """The weighted term for embeddings ``z`` of an expanded batch (anchors, then their partners)."""
-        return self.weight * pair_kl(Q_SCALE * z, z.shape[0] // 2)
+        m = z.shape[0] // 2
+        if self.loss == "umap":
+            negatives = torch.randint(z.shape[0], (m, N_NEGATIVES), device=z.device)
+            return self.weight * fuzzy_cross_entropy(Q_SCALE * z, m, negatives)
+        return self.weight * pair_kl(Q_SCALE * z, m)

@@ -77,9 +77,14 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         neighbour term), within [5, 500].
     lr_schedule : {"plateau", "constant"}, default="plateau"
         Halve the rate when the monitored loss stalls for ``n_iter_no_change // 2`` epochs.
+        With the neighbour term (``neighbor_weight > 0``) the rate is constant.
     early_stopping : bool, default=True
         Stop after ``n_iter_no_change`` epochs without improvement, or when the rate falls
-        below 1e-3 times ``learning_rate``. The best weights seen are kept.
+        below 1e-3 times ``learning_rate``. The best weights seen are kept. With the
+        neighbour term (``neighbor_weight > 0``, the default) training runs all its epochs
+        and keeps the last weights, as UMAP and t-SNE run a fixed number of epochs: the
+        validation ELBO, which the term does not enter, stopped the fit (or halved the rate)
+        before the map had formed, most on small data sets.
     n_iter_no_change : int, default=6
     tol : float, default=1e-4
         Relative improvement of the monitored loss that counts.
@@ -109,21 +114,29 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         epochs, so the curves follow the checkpoint.
     neighbor_weight : float, default=0.4
         Weight, per input feature, of a neighbour-embedding term added to every training
-        batch's loss: t-SNE on sampled k-NN pairs (parametric t-SNE, van der Maaten 2009, in
-        the edge-sampled form of Damrich et al. 2023). Before training, each training row
-        gets its ``n_neighbors`` nearest training rows in the space of the inputs' first 50
-        principal components (exact up to 20,000 rows, an inverted-file search above it:
-        about 3 s for 54,000 rows on one core); each batch is then ``batch_size // 2`` rows
-        plus one random neighbour of each, and the term is ``KL(P || Q)`` between ``P``
-        uniform over those pairs and the Student-t affinities ``Q`` of the batch's
-        embeddings times 3 (see :mod:`vaekit.embedding._neighbors`). It is multiplied by
-        ``neighbor_weight * n_features_in_`` because the ELBO grows with the number of
-        features. The ELBO of such a batch is taken over its anchors, so every row enters it once
-        per epoch. The term makes the map keep neighbourhoods (on MNIST, 10-NN accuracy 0.91-0.94
-        with it, 0.73 without); ``neighbor_weight=0`` trains the plain VAE (the best ELBO).
+        batch's loss. Before training, each training row gets its ``n_neighbors`` nearest
+        training rows in the space of the inputs' first 50 principal components (exact up to
+        20,000 rows, an inverted-file search above it: about 3 s for 54,000 rows on one core);
+        each batch is then ``batch_size // 2`` rows plus one random neighbour of each, and the
+        term is ``neighbor_loss`` on the batch's embeddings times 3 (see
+        :mod:`vaekit.embedding._neighbors`). It is multiplied by ``neighbor_weight *
+        n_features_in_`` because the ELBO grows with the number of features. The ELBO of such
+        a batch is taken over its anchors, so every row enters it once per epoch. With the
+        term, training runs all its epochs at a constant rate and keeps the last weights (see
+        ``early_stopping``); the validation ELBO is still recorded in ``history_``. The term
+        makes the map keep neighbourhoods (the
+        suite of ``benchmarks/embedding_suite.py`` and docs/embedding.md give the numbers);
+        ``neighbor_weight=0`` trains the plain VAE (the best ELBO).
     n_neighbors : int, default=15
         Nearest neighbours of each row in the graph the term samples from (>= 1; capped at
         the number of training rows minus one).
+    neighbor_loss : {"tsne", "umap"}, default="tsne"
+        ``"tsne"``: t-SNE's ``KL(P || Q)`` between ``P`` uniform over the batch's
+        anchor-partner pairs and the Student-t affinities ``Q`` of the batch's embeddings
+        (parametric t-SNE, van der Maaten 2009, in the edge-sampled form of Damrich et al.
+        2023). ``"umap"``: UMAP's fuzzy-set cross-entropy (McInnes et al. 2018), each anchor
+        pulled towards its partner and pushed away from 5 rows of the batch drawn at random
+        (negative sampling, as parametric UMAP, Sainburg et al. 2021).
 
     Attributes
     ----------
@@ -183,6 +196,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "tensorboard": ["boolean"],
         "neighbor_weight": [Interval(Real, 0, None, closed="left")],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "neighbor_loss": [StrOptions({"tsne", "umap"})],
     }
 
     def __init__(self, n_components: int = 2, *, hidden_layers: tuple[int, ...] | None = None, posterior: str = "iaf",
@@ -193,7 +207,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                  activation: str = "elu", device: str = "auto", random_state: int | np.random.RandomState | None = None,
                  verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None,
                  neighbor_weight: float = 0.4, n_neighbors: int = 15, validation_data: Any = None,
-                 tensorboard: bool = True) -> None:
+                 tensorboard: bool = True, neighbor_loss: str = "tsne") -> None:
         self.n_components = n_components
         self.hidden_layers = hidden_layers
         self.posterior = posterior
@@ -221,6 +235,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.n_neighbors = n_neighbors
         self.validation_data = validation_data
         self.tensorboard = tensorboard
+        self.neighbor_loss = neighbor_loss
 
     # ------------------------------------------------------------------ checks
     def check_params(self) -> VAEEmbedder:

@@ -1,0 +1,97 @@
+"""benchmarks/embedding_suite.py: the suite's machinery on tiny data (rows, metrics, tables, the issue's verdict)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def suite(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("embedding_suite_under_test", ROOT / "benchmarks" / "embedding_suite.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "embedding_suite_under_test", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny(module):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(scale=6.0, size=(3, 6))
+    y = np.repeat(np.arange(3), 30)
+    x = (centers[y] + rng.normal(size=(90, 6))).astype(np.float32)
+    return module._split("digits", x, y, 0.3, "three tiny clusters")
+
+
+def test_suite_writes_rows_tables_and_keeps_other_datasets(suite, tmp_path, monkeypatch):
+    monkeypatch.setitem(suite.DATASETS, "digits", lambda root: _tiny(suite))
+    old = {"results": [{"dataset": "olivetti", "method": "pca", "seed": 0, "knn_acc": 0.5, "trust": 0.9, "cont": 0.9}],
+           "datasets": {"olivetti": "kept from an earlier run"}}
+    (tmp_path / "s.json").write_text(json.dumps(old))
+    args = ["--datasets", "digits", "--methods", "vaekit", "pca", "--seeds", "2", "--threads", "1",
+            "--data-root", str(tmp_path), "--out-dir", str(tmp_path), "--name", "s",
+            "--vaekit-args", json.dumps({"hidden_layers": [8], "n_flows": 1, "max_epochs": 2, "device": "cpu"})]
+    suite.main(args)
+    out = json.loads((tmp_path / "s.json").read_text())
+    rows = [r for r in out["results"] if r["dataset"] == "digits"]
+    assert [(r["method"], r["seed"]) for r in rows] == [("vaekit", 0), ("vaekit", 1), ("pca", 0)]
+    assert [r["dataset"] for r in out["results"]].count("olivetti") == 1  # the other dataset's row is kept
+    for r in rows:
+        assert 0.0 <= r["knn_acc"] <= 1.0 and 0.5 <= r["trust"] <= 1.0 and 0.5 <= r["cont"] <= 1.0
+        assert r["recon_mse"] > 0 and r["fit_s"] > 0
+    assert all(np.isfinite(r["elbo"]) for r in rows if r["method"] == "vaekit")
+    pca = next(r for r in rows if r["method"] == "pca")
+    assert pca["knn_acc"] == 1.0  # three well separated clusters stay apart on their first two principal axes
+    md = (tmp_path / "s.md").read_text()
+    assert "## digits: three tiny clusters" in md and "## olivetti: kept from an earlier run" in md
+    knn = [r["knn_acc"] for r in rows if r["method"] == "vaekit"]
+    assert f"| vaekit | {np.mean(knn):.3f} ± {np.std(knn, ddof=1):.3f} |" in md
+
+
+def test_metrics_and_verdict(suite):
+    d = _tiny(suite)
+    z_perfect = suite.metrics(d, d.x_train[:, :2], d.x_test[:, :2], 10, 5000)
+    rng = np.random.default_rng(1)
+    z_random = suite.metrics(d, rng.normal(size=(len(d.x_train), 2)), rng.normal(size=(len(d.x_test), 2)), 10, 5000)
+    assert z_perfect["knn_acc"] == 1.0 and z_random["knn_acc"] < 0.7
+    assert z_perfect["trust"] > z_random["trust"] + 0.1 and z_perfect["cont"] > z_random["cont"] + 0.1
+    rows = [{"dataset": "x", "method": "umap", "knn_acc": a, "trust": t} for a, t in ((0.90, 0.95), (0.92, 0.97))]
+    ok = [{"dataset": "x", "method": "vaekit", "knn_acc": 0.91, "trust": 0.96}]
+    assert suite.verdict(rows + ok, "x") == {"within_one_sd": True, "at_least_umap": True}
+    close = [{"dataset": "x", "method": "vaekit", "knn_acc": 0.905, "trust": 0.96}]  # UMAP: 0.91 ± 0.0141
+    assert suite.verdict(rows + close, "x") == {"within_one_sd": True, "at_least_umap": False}
+    low = [{"dataset": "x", "method": "vaekit", "knn_acc": 0.89, "trust": 0.96}]
+    assert suite.verdict(rows + low, "x") == {"within_one_sd": False, "at_least_umap": False}
+    assert suite.verdict(rows, "x") is None
+
+
+def test_merge_adds_rows_of_runs_made_under_other_names(suite, tmp_path):
+    def run(commit):
+        return {"commit": commit, "date": "d", "load_before": 1.0, "load_after": 1.0, "command": "c", "cpu": "cpu",
+                "cores": 2, "threads": 2, "versions": {}, "seeds": [0], "eval_n": 10, "neighbors": 10}
+
+    def row(dataset, method, acc, run_index=0):
+        return {"dataset": dataset, "method": method, "seed": 0, "run": run_index, "knn_acc": acc, "trust": 0.9}
+
+    base = {**run("a"), "runs": [run("a")], "datasets": {"digits": "d"},
+            "results": [row("digits", "umap", 0.9), row("digits", "vaekit", 0.1)]}
+    other = {**run("b"), "runs": [run("b")], "datasets": {"digits": "d", "olivetti": "o"},
+             "results": [row("digits", "vaekit", 0.95), row("olivetti", "vaekit", 0.5)]}
+    (tmp_path / "s.json").write_text(json.dumps(base))
+    (tmp_path / "v.json").write_text(json.dumps(other))
+    suite.main(["--merge", str(tmp_path / "v.json"), "--out-dir", str(tmp_path), "--name", "s"])
+    out = json.loads((tmp_path / "s.json").read_text())
+    assert [(r["dataset"], r["method"], r["knn_acc"], r["run"]) for r in out["results"]] == [
+        ("digits", "umap", 0.9, 0), ("digits", "vaekit", 0.95, 1), ("olivetti", "vaekit", 0.5, 1)]
+    assert [r["commit"] for r in out["runs"]] == ["a", "b"] and out["n_datasets"] == 2
+    md = (tmp_path / "s.md").read_text()
+    assert "Run 1: vaekit commit b" in md and "at least UMAP's mean: **yes**" in md
+    assert "| digits | 0.950 | 0.900 | 0.900 | 0.900 | — | — | yes | yes |" in md  # the overall table
