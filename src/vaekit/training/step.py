@@ -155,11 +155,10 @@ class StepMeter:
     @torch.no_grad()
     def record(self, values: Sequence[Any], grad_norm: Tensor | None, bad: Tensor, loss: Tensor) -> None:
         """:meth:`add` of one step (counted), in one device operation: the step's row is written into a
-        buffer, which :meth:`peek`, :meth:`state_dict` or a full buffer folds into the sums (the same sums,
-        run and longest run as :meth:`add` of each row in turn, the sums up to float32 rounding)."""
-        if self._buffer is None:
-            self._buffer = torch.zeros(self.BUFFER_ROWS, len(self.names) + 4, dtype=torch.float32, device=self.device)
-            self._rows = list(self._buffer)
+        buffer of BUFFER_ROWS rows, folded into the sums (a few device operations, no synchronisation) when
+        it is full and by :meth:`read`, nowhere else (the same sums, run and longest run as :meth:`add` of
+        each row in turn, the sums up to float32 rounding)."""
+        self._allocate()
         items = [(v if v.device == self.device else v.to(self.device)) if isinstance(v, Tensor)
                  else torch.tensor(float(v), device=self.device) for v in values]
         items += [self._zero, self._zero] if grad_norm is None else [grad_norm, self._one]
@@ -170,32 +169,52 @@ class StepMeter:
         if self._pending == self.BUFFER_ROWS:
             self._fold()
 
+    def _allocate(self) -> None:
+        """The buffer of :meth:`record` (BUFFER_ROWS rows of [values, norm, has norm, bad, loss]), once."""
+        if self._buffer is None:
+            self._buffer = torch.zeros(self.BUFFER_ROWS, len(self.names) + 4, dtype=torch.float32, device=self.device)
+            self._rows = list(self._buffer)
+
     @torch.no_grad()
     def _fold(self) -> None:
-        """Add the rows of :meth:`record` to the sums, the run of skipped steps, the longest run and the
-        last skipped loss (device operations only)."""
+        """Add the buffered rows of :meth:`record` to the sums, the run of skipped steps, the longest run and
+        the last skipped loss, in place (a few device operations, no synchronisation). :meth:`read` and a full
+        buffer call it, nothing else: where the rows are folded depends only on the steps since the last read
+        (a checkpoint saves the buffered rows instead), so the float32 sums of a resumed run are the same."""
+        if not self._pending:
+            return
+        with torch.profiler.record_function("StepMeter._fold"):
+            sums, run, longest, last = self._totals()
+            self.sums.copy_(sums), self.run.copy_(run), self.longest.copy_(longest), self.last.copy_(last)
+            self._pending = 0
+
+    def _totals(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The sums, run, longest run and last skipped loss with the buffered rows added (new tensors; the
+        meter's own when nothing is buffered). Device operations only: the last skipped row is picked with
+        ``index_select``, not a Python index (which would read the index back to the host)."""
         n = self._pending
         if not n:
-            return
-        self._pending = 0
+            return self.sums, self.run, self.longest, self.last
         rows = self._buffer[:n]  # type: ignore[index]
         m = len(self.names)
         skipped = rows[:, m + 2] > 0
         good = ~skipped
-        self.sums[:m + 2].add_(torch.where(skipped.unsqueeze(1), self._zero, rows[:, :m + 2]).sum(0))
-        self.sums[m + 2].add_(good.sum().float())
+        added = torch.where(skipped.unsqueeze(1), self._zero, rows[:, :m + 2]).sum(0)
+        sums = self.sums + torch.cat([added, good.sum().float().reshape(1)])
         # the run of skipped steps after each row: its index minus that of the last good row up to it (a run
         # carried in counts as good rows before the first)
         idx = torch.arange(n, dtype=torch.float32, device=self.device)
         last_good = torch.where(good, idx, -1.0 - self.run).cummax(0).values
         runs = idx - last_good
-        torch.maximum(self.longest, runs.max(), out=self.longest)
-        self.run.copy_(runs[-1])
+        longest = torch.maximum(self.longest, runs.max())
         last_bad = torch.where(skipped, idx, -1.0).max()
-        self.last.copy_(torch.where(last_bad >= 0, rows[last_bad.clamp(min=0).long(), m + 3], self.last))
+        picked = rows[:, m + 3].index_select(0, last_bad.clamp(min=0).long().reshape(1)).reshape(())
+        return sums, runs[-1], longest, torch.where(last_bad >= 0, picked, self.last)
 
     def read(self) -> dict[str, Any]:
-        """:meth:`peek`, then start the next window."""
+        """The window's means and counters (:meth:`peek`), then start the next window: the buffered rows
+        are folded into the sums here (one synchronisation for the values)."""
+        self._fold()
         out = self.peek()
         self.sums.zero_()
         self.longest.copy_(self.run)
@@ -203,7 +222,7 @@ class StepMeter:
         return out
 
     def peek(self) -> dict[str, Any]:
-        """The window's means and counters so far (one synchronisation).
+        """The window's means and counters so far (one synchronisation); the meter is not changed.
 
         Returns a dict with ``metrics`` (name -> mean over the good steps; empty when every
         step was skipped), ``grad_norm`` (mean over the good steps that computed it, or
@@ -211,8 +230,8 @@ class StepMeter:
         ``max_consecutive_skips`` (the longest run that ended or continued in the window),
         ``last_skip`` (the loss of the last skipped step, or None without one).
         """
-        self._fold()
-        values = torch.cat([self.sums, torch.stack([self.run, self.longest, self.last])]).tolist()
+        sums, run, longest, last = self._totals()
+        values = torch.cat([sums, torch.stack([run, longest, last])]).tolist()
         m = len(self.names)
         sums, (norm_sum, norm_n, good), (run, longest, last_loss) = values[:m], values[m:m + 3], values[m + 3:]
         good_i = int(round(good))
@@ -225,13 +244,16 @@ class StepMeter:
         }
 
     def state_dict(self) -> dict[str, Tensor]:
-        """The window so far (CPU tensors), for a checkpoint."""
-        self._fold()
+        """The window so far (CPU tensors), for a checkpoint: the sums and the rows buffered since the last
+        fold (``pending``, not folded: a resumed run folds them where the straight run does)."""
+        rows = self._buffer[:self._pending] if self._buffer is not None else torch.zeros(0, len(self.names) + 4)
         return {"sums": self.sums.detach().cpu(), "skips": torch.stack([self.run, self.longest, self.last]).cpu(),
-                "steps": torch.tensor(self.steps), "names": list(self.names)}  # type: ignore[dict-item]
+                "steps": torch.tensor(self.steps), "names": list(self.names),  # type: ignore[dict-item]
+                "pending": rows.detach().cpu().clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Restore :meth:`state_dict` (an empty dict leaves the meter empty)."""
+        """Restore :meth:`state_dict` (an empty dict leaves the meter empty; a state without ``pending``, from
+        before the buffer, has no buffered rows)."""
         self._pending = 0
         if not state:
             return
@@ -242,6 +264,11 @@ class StepMeter:
             return  # the objective's metrics changed: the partial window's sums start again (the skip run is kept)
         self.sums.copy_(state["sums"])
         self.steps = int(state["steps"])
+        pending = state.get("pending")
+        if pending is not None and len(pending):
+            self._allocate()
+            self._buffer[:len(pending)].copy_(pending)  # type: ignore[index]
+            self._pending = len(pending)
 
 
 class TrainStep:
