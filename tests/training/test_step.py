@@ -325,3 +325,28 @@ def test_the_meter_folds_where_the_straight_run_does_after_a_resume(tmp_path: Pa
     assert same_weights(w_straight, w_resumed)
     assert [r for r in straight if r[0] == 50 and r[1] == "kl/z"]  # the window that the stop fell into
     assert resumed == straight
+
+
+def test_the_cpp_wrapper_is_opt_in_on_a_cpu_in_the_default_mode_with_a_tested_torch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaekit.training.step import CPP_WRAPPER_ENV, _compile_options
+
+    monkeypatch.setattr(torch, "__version__", "2.13.0+cpu")
+    monkeypatch.delenv(CPP_WRAPPER_ENV, raising=False)
+    assert _compile_options("default", "cpu", True) == {}  # off unless asked for
+    monkeypatch.setenv(CPP_WRAPPER_ENV, "1")
+    assert _compile_options("default", "cpu", True) == {"options": {"cpp_wrapper": True}}
+    assert _compile_options("default", "cpu", True, size_asserts=False) == {
+        "options": {"cpp_wrapper": True, "size_asserts": False}}
+    assert _compile_options("default", "cpu", False, size_asserts=False) == {"options": {"size_asserts": False}}
+    assert _compile_options("default", "cuda", True) == {}
+    for mode in ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+        assert _compile_options(mode, "cpu", True) == {"mode": mode}
+    monkeypatch.setenv(CPP_WRAPPER_ENV, "0")
+    assert _compile_options("default", "cpu", True) == {}
+    monkeypatch.setenv(CPP_WRAPPER_ENV, "1")
+    for older in ("2.12.1", "2.4.0", "1.13.1"):
+        monkeypatch.setattr(torch, "__version__", older)
+        assert _compile_options("default", "cpu", True) == {}, older
+    monkeypatch.setattr(torch, "__version__", "2.14.0")
+    assert _compile_options("default", "cpu", True) == {"options": {"cpp_wrapper": True}}

@@ -33,12 +33,14 @@ synchronisation per step) and skips ``optimizer.step()`` itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.optim import optimizer as _optim_module
+from torch.torch_version import TorchVersion
 
 from .ema import EMA
 
@@ -86,8 +88,13 @@ def _meter_add(sums: Tensor, run: Tensor, longest: Tensor, last: Tensor, zero: T
 class StepMeter:
     """Running sums of the training metrics of a window of steps, kept on the device.
 
-    :meth:`add` costs a handful of device operations and never synchronises; :meth:`read`
-    (one transfer) returns the window's means and counters and starts the next window.
+    :meth:`add` costs a handful of device operations and never synchronises; :meth:`record`
+    (the eager step's) writes the step's row into a buffer of BUFFER_ROWS rows in one operation
+    and folds the buffer into the sums, in a few device operations without a synchronisation,
+    when it is full; :meth:`read` folds what is buffered and (one transfer) returns the window's
+    means and counters and starts the next window. Nothing else folds: :meth:`peek` computes
+    from the sums and the buffered rows without changing them and :meth:`state_dict` saves the
+    buffered rows, so the fold positions depend only on the steps since the last :meth:`read`.
     Skipped steps add nothing to the means. The run of consecutive skipped steps carries
     over from window to window.
 
@@ -414,17 +421,9 @@ class TrainStep:
         return True
 
     def _compile_how(self, cpp: bool = False, **options: Any) -> dict[str, Any]:
-        """``torch.compile``'s mode or options for one of this step's graphs. ``cpp``: in the default mode on
-        a CPU, a C++ wrapper (inductor's ``cpp_wrapper``) for the forward and its backward, whose Python
-        wrappers call the matrix products and allocate the buffers one Python call each (about 60 a step
-        for the Cremer model); the update and the checks keep Python wrappers (a few calls each, and
-        ``_foreach_norm`` has no C++ shim). A mode and options cannot be given together: other modes keep
-        inductor's defaults."""
-        if self._mode != "default":
-            return {"mode": self._mode}
-        if cpp and self._cpu:
-            options = {"cpp_wrapper": True, **options}
-        return {"options": options} if options else {}
+        """``torch.compile``'s mode or options for one of this step's graphs (:func:`_compile_options`;
+        ``cpp``: the forward and its backward, which may get a C++ wrapper)."""
+        return _compile_options(self._mode, "cpu" if self._cpu else "other", cpp, **options)
 
     def _check(self, loss: Tensor, values: list[Any], with_norm: bool) -> Tensor:
         """The skip flag (1.0: skip), after clipping the gradients and adding the step to the meter."""
@@ -670,6 +669,33 @@ def _takes_found_inf(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer.step()`` honours ``optimizer.found_inf`` (torch's fused Adam/AdamW/SGD)."""
     fused = all(g.get("fused") for g in optimizer.param_groups)
     return fused and getattr(optimizer, "_step_supports_amp_scaling", False)
+
+
+#: set to 1 to give a compiled step's forward and backward inductor's C++ wrapper on a CPU (see _compile_options)
+CPP_WRAPPER_ENV = "VAEKIT_CPP_WRAPPER"
+
+
+def _compile_options(mode: str | None, device_type: str, cpp: bool, **options: Any) -> dict[str, Any]:
+    """``torch.compile``'s mode or options for a graph of a compiled :class:`TrainStep`.
+
+    A mode and options cannot be given together: modes other than ``"default"`` keep inductor's
+    defaults. ``cpp`` (the forward and its backward) adds inductor's ``cpp_wrapper`` (their matrix
+    products and buffer allocations called from C++, not one Python call each) only when
+    ``VAEKIT_CPP_WRAPPER=1`` is set, in the default mode, on a CPU, with torch >= 2.13 (the one
+    version it was tested with): it saves a few percent of a small model's step at most, and
+    its cold compile (a C++ build) is slower (docs/training.md), so it is off by default.
+
+    >>> _compile_options("default", "cpu", True, size_asserts=False)
+    {'options': {'size_asserts': False}}
+    >>> _compile_options("reduce-overhead", "cuda", True)
+    {'mode': 'reduce-overhead'}
+    """
+    if mode != "default":
+        return {"mode": mode}
+    if (cpp and device_type == "cpu" and os.environ.get(CPP_WRAPPER_ENV, "") == "1"
+            and TorchVersion(torch.__version__) >= (2, 13)):
+        options = {"cpp_wrapper": True, **options}
+    return {"options": options} if options else {}
 
 
 def _compile_mode(compile: bool | str) -> str | None:
