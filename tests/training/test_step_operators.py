@@ -118,6 +118,27 @@ def test_distributions_built_without_broadcast_are_torchs() -> None:
     assert torch.equal(px.base_dist.probs, want.base_dist.probs) and torch.equal(px.mean, want.mean)
 
 
+
+def test_a_diagonal_normal_with_another_factor_draws_from_it() -> None:
+    """The one-operator draw is the Gaussian's: a subclass that sets another location-scale ``factor`` draws (and
+    scores its draws) with that family."""
+    from torch.distributions import Laplace
+
+    class LaplaceFactor(DiagonalNormal):
+        factor = Laplace
+
+    g = torch.Generator().manual_seed(2)
+    loc, scale = torch.randn(4, 3, generator=g), torch.rand(4, 3, generator=g) + 0.1
+    q, ref = LaplaceFactor(loc, scale), Independent(Laplace(loc, scale), 1)
+    for shape in [(), (5,)]:
+        torch.manual_seed(3)
+        mine = q.rsample(shape)
+        torch.manual_seed(3)
+        assert torch.equal(mine, ref.rsample(shape))
+        torch.manual_seed(3)
+        z, lp = q.rsample_and_log_prob(shape)
+        assert torch.equal(z, mine) and torch.allclose(lp, ref.log_prob(z), rtol=1e-6, atol=1e-6)
+
 #: the top-level operators of one fold of the meter's buffer (StepMeter._fold)
 FOLD_OPS = 35
 
