@@ -350,3 +350,23 @@ def test_the_cpp_wrapper_is_opt_in_on_a_cpu_in_the_default_mode_with_a_tested_to
         assert _compile_options("default", "cpu", True) == {}, older
     monkeypatch.setattr(torch, "__version__", "2.14.0")
     assert _compile_options("default", "cpu", True) == {"options": {"cpp_wrapper": True}}
+
+
+def test_a_meter_state_saved_before_the_buffer_loads_with_an_empty_one() -> None:
+    """A checkpoint of the previous main has no ``pending`` rows (it folded them before saving): its window loads
+    as it was, and the rows buffered before a save come back with a resume."""
+    m = StepMeter(["loss"], torch.device("cpu"))
+    for value, bad in [(1.0, 0.0), (3.0, 0.0), (9.0, 1.0)]:
+        m.record([torch.tensor(value)], None, torch.tensor(bad), torch.tensor(value))
+    state = m.state_dict()
+    assert state["pending"].shape == (3, 5) and float(state["sums"].sum()) == 0.0  # saved, not folded
+    old = StepMeter(["loss"], torch.device("cpu"))
+    old.load_state_dict({"sums": torch.tensor([4.0, 0.0, 0.0, 2.0]), "skips": torch.tensor([1.0, 1.0, 9.0]),
+                         "steps": torch.tensor(3), "names": ["loss"]})
+    restored = StepMeter(["loss"], torch.device("cpu"))
+    restored.load_state_dict(state)
+    want = {"metrics": {"loss": 2.0}, "grad_norm": None, "steps": 3, "skipped": 1, "consecutive_skips": 1,
+            "max_consecutive_skips": 1, "last_skip": 9.0}
+    assert old.peek() == want and old._pending == 0
+    assert restored.peek() == want and restored._pending == 3  # peek() leaves the buffer as it was
+    assert old.read() == restored.read() == m.read() == want
