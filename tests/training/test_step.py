@@ -282,3 +282,91 @@ def test_lazy_terms_survive_a_wrapper_that_rebuilds_collections() -> None:
     lazy = LazyTerms({"z": lambda: calls.append(1) or torch.tensor(2.0)})
     rebuilt = apply_to_collection(lazy, torch.Tensor, lambda t: t * 2)
     assert isinstance(rebuilt, LazyTerms) and float(rebuilt["z"]) == 4.0 and calls == [1]
+
+
+def test_the_meter_folds_its_buffer_without_reading_a_scalar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager steps over more than BUFFER_ROWS rows: the fold (here every 2 steps) picks the last skipped loss on
+    the device; a Python index with a 0-dim tensor would read it back once per fold."""
+    from vaekit.objectives import ELBO
+
+    monkeypatch.setattr(StepMeter, "BUFFER_ROWS", 2)
+    model = _model()
+    obj = ELBO()
+    step = TrainStep(lambda x, i: obj(model, x, i), list(model.parameters()),
+                     torch.optim.Adam(model.parameters(), fused=True))
+    x = _x()[:32]
+    step(x, 0)
+    with torch.profiler.profile() as prof:
+        for i in range(1, 6):
+            step(x, i)
+    assert sum(e.name == "StepMeter._fold" for e in prof.events()) == 3  # after steps 1, 3 and 5
+    assert _scalar_reads(prof) == []
+    assert step.meter is not None and step.meter.read()["steps"] == 6
+
+
+def test_the_meter_folds_where_the_straight_run_does_after_a_resume(tmp_path: Path) -> None:
+    """A run stopped 30 steps into a 50-step window and resumed logs the same float32 means, bit for bit, as the
+    straight run: the checkpoint keeps the buffered rows instead of folding them early."""
+    from training_helpers import TinyVAE, make_data, same_weights, weights
+
+    def fit(steps: int, name: str, resume: Any = None) -> Any:
+        torch.manual_seed(0)
+        model = TinyVAE()
+        res = Trainer(max_steps=steps, batch_size=4, lr=5e-3, log_every_steps=50, progress_bar=False, seed=3,
+                      root_dir=str(tmp_path / name)).fit(model, make_data(n=400, n_val=10, noise=0.05),
+                                                         resume=resume)
+        rows = [(r["step"], r["name"], r["value"]) for r in read_metrics(res.run_dir.metrics)
+                if r["name"] != "samples_per_s"]
+        return rows, weights(model), res.run_dir.path
+
+    straight, w_straight, _ = fit(100, "a")
+    _, _, stopped = fit(30, "b")
+    resumed, w_resumed, _ = fit(100, "c", resume=stopped)
+    assert same_weights(w_straight, w_resumed)
+    assert [r for r in straight if r[0] == 50 and r[1] == "kl/z"]  # the window that the stop fell into
+    assert resumed == straight
+
+
+def test_the_cpp_wrapper_is_opt_in_on_a_cpu_in_the_default_mode_with_a_tested_torch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaekit.training.step import CPP_WRAPPER_ENV, _compile_options
+
+    monkeypatch.setattr(torch, "__version__", "2.13.0+cpu")
+    monkeypatch.delenv(CPP_WRAPPER_ENV, raising=False)
+    assert _compile_options("default", "cpu", True) == {}  # off unless asked for
+    monkeypatch.setenv(CPP_WRAPPER_ENV, "1")
+    assert _compile_options("default", "cpu", True) == {"options": {"cpp_wrapper": True}}
+    assert _compile_options("default", "cpu", True, size_asserts=False) == {
+        "options": {"cpp_wrapper": True, "size_asserts": False}}
+    assert _compile_options("default", "cpu", False, size_asserts=False) == {"options": {"size_asserts": False}}
+    assert _compile_options("default", "cuda", True) == {}
+    for mode in ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+        assert _compile_options(mode, "cpu", True) == {"mode": mode}
+    monkeypatch.setenv(CPP_WRAPPER_ENV, "0")
+    assert _compile_options("default", "cpu", True) == {}
+    monkeypatch.setenv(CPP_WRAPPER_ENV, "1")
+    for older in ("2.12.1", "2.4.0", "1.13.1"):
+        monkeypatch.setattr(torch, "__version__", older)
+        assert _compile_options("default", "cpu", True) == {}, older
+    monkeypatch.setattr(torch, "__version__", "2.14.0")
+    assert _compile_options("default", "cpu", True) == {"options": {"cpp_wrapper": True}}
+
+
+def test_a_meter_state_saved_before_the_buffer_loads_with_an_empty_one() -> None:
+    """A checkpoint of the previous main has no ``pending`` rows (it folded them before saving): its window loads
+    as it was, and the rows buffered before a save come back with a resume."""
+    m = StepMeter(["loss"], torch.device("cpu"))
+    for value, bad in [(1.0, 0.0), (3.0, 0.0), (9.0, 1.0)]:
+        m.record([torch.tensor(value)], None, torch.tensor(bad), torch.tensor(value))
+    state = m.state_dict()
+    assert state["pending"].shape == (3, 5) and float(state["sums"].sum()) == 0.0  # saved, not folded
+    old = StepMeter(["loss"], torch.device("cpu"))
+    old.load_state_dict({"sums": torch.tensor([4.0, 0.0, 0.0, 2.0]), "skips": torch.tensor([1.0, 1.0, 9.0]),
+                         "steps": torch.tensor(3), "names": ["loss"]})
+    restored = StepMeter(["loss"], torch.device("cpu"))
+    restored.load_state_dict(state)
+    want = {"metrics": {"loss": 2.0}, "grad_norm": None, "steps": 3, "skipped": 1, "consecutive_skips": 1,
+            "max_consecutive_skips": 1, "last_skip": 9.0}
+    assert old.peek() == want and old._pending == 0
+    assert restored.peek() == want and restored._pending == 3  # peek() leaves the buffer as it was
+    assert old.read() == restored.read() == m.read() == want

@@ -77,12 +77,18 @@ class DiagonalNormal(DiagonalLocScale):
 
     def rsample(self, sample_shape: Size = Size()) -> Tensor:
         """``loc + scale * eps`` with ``eps`` from ``torch.randn``: the draws of ``Normal.rsample`` (the same
-        numbers from the same generator state), in one operator instead of two."""
+        numbers from the same generator state), in one operator instead of two; a subclass with another
+        ``factor`` draws from its own ``rsample``."""
+        if self.factor is not Normal:
+            return super().rsample(sample_shape)
         loc = self.loc
         eps = torch.randn(self._extended_shape(sample_shape), dtype=loc.dtype, device=loc.device)
         return loc + eps * self.scale
 
     def rsample_and_log_prob(self, sample_shape: Size = Size()) -> tuple[Tensor, Tensor]:
+        if self.factor is not Normal:  # (the density below is the Gaussian's)
+            z = self.rsample(sample_shape)
+            return z, self.log_prob(z)
         loc, scale = self.loc, self.scale
         eps = torch.randn(Size(sample_shape) + loc.shape, dtype=loc.dtype, device=loc.device)
         z = loc + scale * eps

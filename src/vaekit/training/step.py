@@ -33,12 +33,14 @@ synchronisation per step) and skips ``optimizer.step()`` itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.optim import optimizer as _optim_module
+from torch.torch_version import TorchVersion
 
 from .ema import EMA
 
@@ -86,8 +88,13 @@ def _meter_add(sums: Tensor, run: Tensor, longest: Tensor, last: Tensor, zero: T
 class StepMeter:
     """Running sums of the training metrics of a window of steps, kept on the device.
 
-    :meth:`add` costs a handful of device operations and never synchronises; :meth:`read`
-    (one transfer) returns the window's means and counters and starts the next window.
+    :meth:`add` costs a handful of device operations and never synchronises; :meth:`record`
+    (the eager step's) writes the step's row into a buffer of BUFFER_ROWS rows in one operation
+    and folds the buffer into the sums, in a few device operations without a synchronisation,
+    when it is full; :meth:`read` folds what is buffered and (one transfer) returns the window's
+    means and counters and starts the next window. Nothing else folds: :meth:`peek` computes
+    from the sums and the buffered rows without changing them and :meth:`state_dict` saves the
+    buffered rows, so the fold positions depend only on the steps since the last :meth:`read`.
     Skipped steps add nothing to the means. The run of consecutive skipped steps carries
     over from window to window.
 
@@ -155,11 +162,10 @@ class StepMeter:
     @torch.no_grad()
     def record(self, values: Sequence[Any], grad_norm: Tensor | None, bad: Tensor, loss: Tensor) -> None:
         """:meth:`add` of one step (counted), in one device operation: the step's row is written into a
-        buffer, which :meth:`peek`, :meth:`state_dict` or a full buffer folds into the sums (the same sums,
-        run and longest run as :meth:`add` of each row in turn, the sums up to float32 rounding)."""
-        if self._buffer is None:
-            self._buffer = torch.zeros(self.BUFFER_ROWS, len(self.names) + 4, dtype=torch.float32, device=self.device)
-            self._rows = list(self._buffer)
+        buffer of BUFFER_ROWS rows, folded into the sums (a few device operations, no synchronisation) when
+        it is full and by :meth:`read`, nowhere else (the same sums, run and longest run as :meth:`add` of
+        each row in turn, the sums up to float32 rounding)."""
+        self._allocate()
         items = [(v if v.device == self.device else v.to(self.device)) if isinstance(v, Tensor)
                  else torch.tensor(float(v), device=self.device) for v in values]
         items += [self._zero, self._zero] if grad_norm is None else [grad_norm, self._one]
@@ -170,32 +176,52 @@ class StepMeter:
         if self._pending == self.BUFFER_ROWS:
             self._fold()
 
+    def _allocate(self) -> None:
+        """The buffer of :meth:`record` (BUFFER_ROWS rows of [values, norm, has norm, bad, loss]), once."""
+        if self._buffer is None:
+            self._buffer = torch.zeros(self.BUFFER_ROWS, len(self.names) + 4, dtype=torch.float32, device=self.device)
+            self._rows = list(self._buffer)
+
     @torch.no_grad()
     def _fold(self) -> None:
-        """Add the rows of :meth:`record` to the sums, the run of skipped steps, the longest run and the
-        last skipped loss (device operations only)."""
+        """Add the buffered rows of :meth:`record` to the sums, the run of skipped steps, the longest run and
+        the last skipped loss, in place (a few device operations, no synchronisation). :meth:`read` and a full
+        buffer call it, nothing else: where the rows are folded depends only on the steps since the last read
+        (a checkpoint saves the buffered rows instead), so the float32 sums of a resumed run are the same."""
+        if not self._pending:
+            return
+        with torch.profiler.record_function("StepMeter._fold"):
+            sums, run, longest, last = self._totals()
+            self.sums.copy_(sums), self.run.copy_(run), self.longest.copy_(longest), self.last.copy_(last)
+            self._pending = 0
+
+    def _totals(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The sums, run, longest run and last skipped loss with the buffered rows added (new tensors; the
+        meter's own when nothing is buffered). Device operations only: the last skipped row is picked with
+        ``index_select``, not a Python index (which would read the index back to the host)."""
         n = self._pending
         if not n:
-            return
-        self._pending = 0
+            return self.sums, self.run, self.longest, self.last
         rows = self._buffer[:n]  # type: ignore[index]
         m = len(self.names)
         skipped = rows[:, m + 2] > 0
         good = ~skipped
-        self.sums[:m + 2].add_(torch.where(skipped.unsqueeze(1), self._zero, rows[:, :m + 2]).sum(0))
-        self.sums[m + 2].add_(good.sum().float())
+        added = torch.where(skipped.unsqueeze(1), self._zero, rows[:, :m + 2]).sum(0)
+        sums = self.sums + torch.cat([added, good.sum().float().reshape(1)])
         # the run of skipped steps after each row: its index minus that of the last good row up to it (a run
         # carried in counts as good rows before the first)
         idx = torch.arange(n, dtype=torch.float32, device=self.device)
         last_good = torch.where(good, idx, -1.0 - self.run).cummax(0).values
         runs = idx - last_good
-        torch.maximum(self.longest, runs.max(), out=self.longest)
-        self.run.copy_(runs[-1])
+        longest = torch.maximum(self.longest, runs.max())
         last_bad = torch.where(skipped, idx, -1.0).max()
-        self.last.copy_(torch.where(last_bad >= 0, rows[last_bad.clamp(min=0).long(), m + 3], self.last))
+        picked = rows[:, m + 3].index_select(0, last_bad.clamp(min=0).long().reshape(1)).reshape(())
+        return sums, runs[-1], longest, torch.where(last_bad >= 0, picked, self.last)
 
     def read(self) -> dict[str, Any]:
-        """:meth:`peek`, then start the next window."""
+        """The window's means and counters (:meth:`peek`), then start the next window: the buffered rows
+        are folded into the sums here (one synchronisation for the values)."""
+        self._fold()
         out = self.peek()
         self.sums.zero_()
         self.longest.copy_(self.run)
@@ -203,7 +229,7 @@ class StepMeter:
         return out
 
     def peek(self) -> dict[str, Any]:
-        """The window's means and counters so far (one synchronisation).
+        """The window's means and counters so far (one synchronisation); the meter is not changed.
 
         Returns a dict with ``metrics`` (name -> mean over the good steps; empty when every
         step was skipped), ``grad_norm`` (mean over the good steps that computed it, or
@@ -211,8 +237,8 @@ class StepMeter:
         ``max_consecutive_skips`` (the longest run that ended or continued in the window),
         ``last_skip`` (the loss of the last skipped step, or None without one).
         """
-        self._fold()
-        values = torch.cat([self.sums, torch.stack([self.run, self.longest, self.last])]).tolist()
+        sums, run, longest, last = self._totals()
+        values = torch.cat([sums, torch.stack([run, longest, last])]).tolist()
         m = len(self.names)
         sums, (norm_sum, norm_n, good), (run, longest, last_loss) = values[:m], values[m:m + 3], values[m + 3:]
         good_i = int(round(good))
@@ -225,13 +251,16 @@ class StepMeter:
         }
 
     def state_dict(self) -> dict[str, Tensor]:
-        """The window so far (CPU tensors), for a checkpoint."""
-        self._fold()
+        """The window so far (CPU tensors), for a checkpoint: the sums and the rows buffered since the last
+        fold (``pending``, not folded: a resumed run folds them where the straight run does)."""
+        rows = self._buffer[:self._pending] if self._buffer is not None else torch.zeros(0, len(self.names) + 4)
         return {"sums": self.sums.detach().cpu(), "skips": torch.stack([self.run, self.longest, self.last]).cpu(),
-                "steps": torch.tensor(self.steps), "names": list(self.names)}  # type: ignore[dict-item]
+                "steps": torch.tensor(self.steps), "names": list(self.names),  # type: ignore[dict-item]
+                "pending": rows.detach().cpu().clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Restore :meth:`state_dict` (an empty dict leaves the meter empty)."""
+        """Restore :meth:`state_dict` (an empty dict leaves the meter empty; a state without ``pending``, from
+        before the buffer, has no buffered rows)."""
         self._pending = 0
         if not state:
             return
@@ -242,6 +271,11 @@ class StepMeter:
             return  # the objective's metrics changed: the partial window's sums start again (the skip run is kept)
         self.sums.copy_(state["sums"])
         self.steps = int(state["steps"])
+        pending = state.get("pending")
+        if pending is not None and len(pending):
+            self._allocate()
+            self._buffer[:len(pending)].copy_(pending)  # type: ignore[index]
+            self._pending = len(pending)
 
 
 class TrainStep:
@@ -387,17 +421,9 @@ class TrainStep:
         return True
 
     def _compile_how(self, cpp: bool = False, **options: Any) -> dict[str, Any]:
-        """``torch.compile``'s mode or options for one of this step's graphs. ``cpp``: in the default mode on
-        a CPU, a C++ wrapper (inductor's ``cpp_wrapper``) for the forward and its backward, whose Python
-        wrappers call the matrix products and allocate the buffers one Python call each (about 60 a step
-        for the Cremer model); the update and the checks keep Python wrappers (a few calls each, and
-        ``_foreach_norm`` has no C++ shim). A mode and options cannot be given together: other modes keep
-        inductor's defaults."""
-        if self._mode != "default":
-            return {"mode": self._mode}
-        if cpp and self._cpu:
-            options = {"cpp_wrapper": True, **options}
-        return {"options": options} if options else {}
+        """``torch.compile``'s mode or options for one of this step's graphs (:func:`_compile_options`;
+        ``cpp``: the forward and its backward, which may get a C++ wrapper)."""
+        return _compile_options(self._mode, "cpu" if self._cpu else "other", cpp, **options)
 
     def _check(self, loss: Tensor, values: list[Any], with_norm: bool) -> Tensor:
         """The skip flag (1.0: skip), after clipping the gradients and adding the step to the meter."""
@@ -643,6 +669,33 @@ def _takes_found_inf(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer.step()`` honours ``optimizer.found_inf`` (torch's fused Adam/AdamW/SGD)."""
     fused = all(g.get("fused") for g in optimizer.param_groups)
     return fused and getattr(optimizer, "_step_supports_amp_scaling", False)
+
+
+#: set to 1 to give a compiled step's forward and backward inductor's C++ wrapper on a CPU (see _compile_options)
+CPP_WRAPPER_ENV = "VAEKIT_CPP_WRAPPER"
+
+
+def _compile_options(mode: str | None, device_type: str, cpp: bool, **options: Any) -> dict[str, Any]:
+    """``torch.compile``'s mode or options for a graph of a compiled :class:`TrainStep`.
+
+    A mode and options cannot be given together: modes other than ``"default"`` keep inductor's
+    defaults. ``cpp`` (the forward and its backward) adds inductor's ``cpp_wrapper`` (their matrix
+    products and buffer allocations called from C++, not one Python call each) only when
+    ``VAEKIT_CPP_WRAPPER=1`` is set, in the default mode, on a CPU, with torch >= 2.13 (the one
+    version it was tested with): it saves a few percent of a small model's step at most, and
+    its cold compile (a C++ build) is slower (docs/training.md), so it is off by default.
+
+    >>> _compile_options("default", "cpu", True, size_asserts=False)
+    {'options': {'size_asserts': False}}
+    >>> _compile_options("reduce-overhead", "cuda", True)
+    {'mode': 'reduce-overhead'}
+    """
+    if mode != "default":
+        return {"mode": mode}
+    if (cpp and device_type == "cpu" and os.environ.get(CPP_WRAPPER_ENV, "") == "1"
+            and TorchVersion(torch.__version__) >= (2, 13)):
+        options = {"cpp_wrapper": True, **options}
+    return {"options": options} if options else {}
 
 
 def _compile_mode(compile: bool | str) -> str | None:
