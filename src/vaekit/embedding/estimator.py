@@ -63,7 +63,9 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         below 0.1 times the mean scale are raised to it); undone by ``inverse_transform``.
     validation_fraction : float in [0, 1), default=0.1
         Rows held out (at random) for the learning-rate schedule and early stopping; 0
-        monitors the training loss. Ignored when ``validation_data`` is given.
+        monitors the training loss. With the neighbour term and the "auto" ``lr_schedule``
+        and ``early_stopping`` they only measure the validation ELBO of ``history_`` (0 trains
+        on every row). Ignored when ``validation_data`` is given.
     validation_data : array-like of shape (n_val, n_features), or any input ``fit`` accepts, default=None
         Examples kept apart for validation (CompressionVAE's ``X_valid``): every row of ``X``
         then trains, and the validation loss of ``history_`` (which drives the learning-rate
