@@ -140,6 +140,14 @@ def test_history_plateau_and_early_stopping():
     # tol=1: only epoch 1 improved, so keeping the "best" weights would give both fits epoch 1's map
     eight = tiny(tol=1.0, n_iter_no_change=4, max_epochs=8).fit(X)
     assert not np.allclose(eight.transform(X), mapped.transform(X), atol=1e-4)
+    # explicit values are honoured with the term ("auto", the default, is what turns them off)
+    stopped = tiny(tol=1.0, n_iter_no_change=4, max_epochs=50, early_stopping=True, lr_schedule="plateau").fit(X)
+    assert stopped.n_iter_ == 5 and "no improvement" in stopped.stop_reason_
+    assert [h["lr"] for h in stopped.history_] == pytest.approx([2e-3, 2e-3, 2e-3, 1e-3, 1e-3])
+    # and it keeps the best (epoch 1's) weights: the same as a 1-epoch fit
+    assert np.allclose(stopped.transform(X), tiny(max_epochs=1).fit(X).transform(X), atol=1e-6)
+    halved = tiny(tol=1.0, n_iter_no_change=4, max_epochs=5, lr_schedule="plateau").fit(X)
+    assert halved.n_iter_ == 5 and [h["lr"] for h in halved.history_] == pytest.approx([2e-3] * 3 + [1e-3] * 2)
 
 
 def counting_steps(monkeypatch, interrupt_at: int | None = None) -> dict[str, int]:
@@ -177,7 +185,7 @@ def test_no_training_loop_of_its_own():
 
 def test_ctrl_c_stops_cleanly_and_leaves_a_usable_embedder(monkeypatch):
     calls = counting_steps(monkeypatch, interrupt_at=20)  # 9 steps per epoch (144 training rows / 16 anchors): epoch 3
-    with pytest.warns(RuntimeWarning, match="interrupted"):
+    with pytest.warns(RuntimeWarning, match="interrupted.*keeps the weights of the last epoch"):  # the term's fit
         est = tiny(max_epochs=10, early_stopping=False).fit(X)
     assert calls["n"] == 20 and est.n_iter_ == 2 and est.stop_reason_ == "interrupted"
     Z = est.transform(X)

@@ -11,8 +11,9 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from vaekit.embedding import VAEEmbedder
 from vaekit.embedding import _neighbors as neighbors
-from vaekit.embedding._neighbors import (UMAP_A, UMAP_B, NeighborTerm, fuzzy_cross_entropy, knn_graph, pair_kl,
-                                        pca_projection)
+from vaekit import InvalidArgumentError
+from vaekit.embedding._neighbors import (MIN_SQ_DISTANCE, UMAP_A, UMAP_B, NeighborTerm, draw_negatives,
+                                        fuzzy_cross_entropy, knn_graph, pair_kl, pca_projection)
 
 
 def test_knn_graph_matches_brute_force_and_spans_blocks(monkeypatch):
@@ -76,13 +77,14 @@ def test_fuzzy_cross_entropy_matches_hand_computed_value():
     z = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [0.0, 0.5], [0.0, 0.01]], dtype=torch.float64)
     negatives = torch.tensor([[3, 4], [0, 2]])  # anchors 0, 1 with partners 2, 3
 
-    def w(i, j):
-        return 1 / (1 + UMAP_A * float((z[i] - z[j]).square().sum()) ** UMAP_B)
+    def w(i, j, eps=0.0):
+        return 1 / (1 + UMAP_A * (float((z[i] - z[j]).square().sum()) + eps) ** UMAP_B)
 
-    # row 4 is 0.01 from anchor 0: its squared distance 1e-4 is floored at 1e-3 in the repulsion
-    repel_04 = math.log1p(1 / (UMAP_A * 1e-3 ** UMAP_B))
-    expected = 0.5 * (-math.log(w(0, 2)) - math.log(1 - w(0, 3)) + repel_04
-                      - math.log(w(1, 3)) - math.log(1 - w(1, 0)) - math.log(1 - w(1, 2)))
+    def repel(i, j):  # UMAP adds 0.001 to the squared distance of a repulsion (row 4 is 0.01 from anchor 0)
+        return -math.log(1 - w(i, j, MIN_SQ_DISTANCE))
+
+    expected = 0.5 * (-math.log(w(0, 2)) + repel(0, 3) + repel(0, 4)
+                      - math.log(w(1, 3)) + repel(1, 0) + repel(1, 2))
     assert fuzzy_cross_entropy(z, 2, negatives).item() == pytest.approx(expected, rel=1e-12)
 
 
@@ -93,6 +95,36 @@ def test_fuzzy_cross_entropy_pulls_partners_and_pushes_negatives():
     near = torch.tensor([[0.0], [0.0], [0.5]], requires_grad=True)  # anchor 0 on its partner, negative 2 close by
     fuzzy_cross_entropy(near, 1, torch.tensor([[2]])).backward()
     assert near.grad[0, 0] > 0 > near.grad[2, 0]  # descent moves the anchor down and its negative up: apart
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.01, 0.02, 0.05])
+def test_fuzzy_repulsion_gradient_near_zero_distance_is_umaps(gap):
+    """UMAP's repulsion adds 0.001 to d^2; a floor at 0.001 would give no push at all below d = 0.0316."""
+    z = torch.tensor([[0.0], [5.0], [gap]], dtype=torch.float64, requires_grad=True)  # anchor 0, partner 1, negative 2
+    fuzzy_cross_entropy(z, 1, torch.tensor([[2]])).backward()
+    s = gap**2 + MIN_SQ_DISTANCE
+    f_prime = (-UMAP_B * s ** (-UMAP_B - 1) / UMAP_A) / (1 + s ** -UMAP_B / UMAP_A)  # d/ds log1p(s^-b / a)
+    assert z.grad[2, 0].item() == pytest.approx(f_prime * 2 * gap, rel=1e-9, abs=1e-12)
+    if gap > 0:
+        assert z.grad[2, 0] < -1.0  # descent pushes the negative away from the anchor
+
+
+def test_negatives_are_never_the_anchor_or_its_partner_and_uniform_over_the_rest():
+    neg = draw_negatives(10, 5, 20000, generator=torch.Generator().manual_seed(0))
+    assert neg.shape == (5, 20000) and neg.dtype == torch.int64
+    for i in range(5):
+        counts = torch.bincount(neg[i], minlength=10)
+        assert counts[i] == 0 and counts[i + 5] == 0
+        others = counts[[j for j in range(10) if j not in (i, i + 5)]].double()
+        assert torch.allclose(others / 20000, torch.full((8,), 1 / 8, dtype=torch.float64), atol=0.01)  # sd 0.0023
+    term = NeighborTerm(1.0, torch.tensor([[1], [0]]), "umap")
+    z = torch.randn(8, 2, requires_grad=True)
+    assert torch.isfinite(term(z)) and term(z).requires_grad
+
+
+def test_neighbor_term_refuses_an_unknown_loss():
+    with pytest.raises(InvalidArgumentError, match=r"loss must be one of \['tsne', 'umap'\], got 'umaap'"):
+        NeighborTerm(1.0, torch.tensor([[1], [0]]), "umaap")
 
 
 def test_expand_draws_partners_from_each_anchors_neighbours():
@@ -132,6 +164,16 @@ def test_neighbor_term_raises_knn_accuracy():
     assert accs[1] >= 0.9 and accs[1] > accs[0] + 0.1, accs
 
 
+def test_umap_loss_separates_hidden_classes():
+    """neighbor_loss="umap" through the estimator: the plain VAE reaches about 0.2 here (see the test above)."""
+    X, y = hidden_classes()
+    emb = VAEEmbedder(neighbor_weight=1.0, neighbor_loss="umap", hidden_layers=(32,), n_flows=1, n_prior_modes=4,
+                      max_epochs=80, batch_size=100, random_state=0, device="cpu").fit(X[:300])
+    assert emb.n_iter_ == 80 and emb.get_params()["neighbor_loss"] == "umap"
+    acc = KNeighborsClassifier(5).fit(emb.transform(X[:300]), y[:300]).score(emb.transform(X[300:]), y[300:])
+    assert acc >= 0.9, acc
+
+
 def test_neighbor_fit_is_deterministic():
     X, _ = hidden_classes(120)
     args = dict(hidden_layers=(8,), n_flows=1, n_prior_modes=2, max_epochs=2, batch_size=32, device="cpu",
@@ -141,7 +183,7 @@ def test_neighbor_fit_is_deterministic():
     assert not np.allclose(a, VAEEmbedder(random_state=4, **args).fit_transform(X), atol=1e-3)
 
 
-@pytest.mark.parametrize("param, value", [("neighbor_weight", -1.0), ("n_neighbors", 0)])
+@pytest.mark.parametrize("param, value", [("neighbor_weight", -1.0), ("n_neighbors", 0), ("neighbor_loss", "umaap")])
 def test_bad_neighbor_parameters(param, value):
     with pytest.raises(ValueError, match=param):
         VAEEmbedder(**{param: value}, max_epochs=1).fit(np.zeros((10, 3)))

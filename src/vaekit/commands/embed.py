@@ -233,7 +233,7 @@ def main(argv: Sequence[str]) -> None:
                           feature_normalization=not a.no_normalization, batch_size=a.batch_size,
                           learning_rate=a.learning_rate, max_epochs=a.max_epochs, device=a.device, random_state=a.seed,
                           verbose=0 if a.quiet else 1, neighbor_weight=a.neighbor_weight, n_neighbors=a.n_neighbors,
-                          early_stopping=not a.no_early_stopping, **options)
+                          early_stopping=False if a.no_early_stopping else "auto", **options)
         est.check_params()  # bad flag values (--n-flows 0, --activation foo) before any data are read
     shape = _grid_shape(a, est, X) if a.latent_grid is not None else None
     if a.decode is not None:

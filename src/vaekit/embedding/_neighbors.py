@@ -24,8 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_choice
+
 __all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "NeighborTerm", "N_PCA", "N_PCA_ROWS",
-           "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES"]
+           "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50
@@ -41,7 +43,8 @@ UMAP_A = 1.577
 UMAP_B = 0.8951
 #: Negative samples per anchor of :func:`fuzzy_cross_entropy` (UMAP's ``negative_sample_rate``).
 N_NEGATIVES = 5
-#: Squared distances below this are raised to it in :func:`fuzzy_cross_entropy`'s repulsion (as UMAP's 0.001).
+#: Added to the squared distances of :func:`fuzzy_cross_entropy`'s repulsion (UMAP's 0.001 in ``1 / (0.001 + d^2)``),
+#: which keeps it finite at distance 0 and its gradient smooth and non-zero near it.
 MIN_SQ_DISTANCE = 1e-3
 #: The neighbour losses ``neighbor_loss`` accepts.
 LOSSES = ("tsne", "umap")
@@ -208,11 +211,14 @@ def fuzzy_cross_entropy(z: Tensor, n_pairs: int, negatives: Tensor) -> Tensor:
     With :math:`w(d) = 1 / (1 + a\,d^{2b})` (:data:`UMAP_A`, :data:`UMAP_B`), each anchor
     ``i`` is attracted to its partner by :math:`-\log w(\|z_i - z_{i+m}\|)` and repelled from
     each of its negative samples ``j = negatives[i, s]`` by :math:`-\log(1 - w(\|z_i - z_j\|))
-    = \log(1 + 1 / (a\,d^{2b}))` (squared distances floored at :data:`MIN_SQ_DISTANCE`); the
+    = \log(1 + 1 / (a\,d^{2b}))`, with :data:`MIN_SQ_DISTANCE` added to the squared distance
+    :math:`d^2` as UMAP does in its repulsion; the
     value is the mean over anchors of the attraction plus the sum of the repulsions
     (McInnes et al. 2018; its parametric form: Sainburg et al. 2021). Unlike t-SNE's
     ``KL(P || Q)`` it does not normalise over the batch, so the repulsion of a pair does not
-    weaken as the batch grows, and clusters are drawn apart more sharply.
+    weaken as the batch grows, and clusters are drawn apart more sharply. The pairs are the
+    sampled k-NN edges of :class:`NeighborTerm`, each of weight one: UMAP's fuzzy membership
+    weights and the symmetrisation of its graph are not used.
 
     Parameters
     ----------
@@ -230,7 +236,7 @@ def fuzzy_cross_entropy(z: Tensor, n_pairs: int, negatives: Tensor) -> Tensor:
     --------
     >>> z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
     >>> value = fuzzy_cross_entropy(z, 1, torch.tensor([[2]]))
-    >>> expected = math.log1p(UMAP_A) + math.log1p(1 / (UMAP_A * 4.0 ** UMAP_B))
+    >>> expected = math.log1p(UMAP_A) + math.log1p(1 / (UMAP_A * (4.0 + MIN_SQ_DISTANCE) ** UMAP_B))
     >>> abs(float(value) - expected) < 1e-6
     True
     """
@@ -238,7 +244,7 @@ def fuzzy_cross_entropy(z: Tensor, n_pairs: int, negatives: Tensor) -> Tensor:
     a, b = UMAP_A, UMAP_B
     pos = (z[:m] - z[m:2 * m]).square().sum(1)
     attract = torch.log1p(a * pos.clamp_min(1e-12).pow(b))
-    neg = (z[:m, None, :] - z[negatives]).square().sum(-1).clamp_min(MIN_SQ_DISTANCE)
+    neg = (z[:m, None, :] - z[negatives]).square().sum(-1) + MIN_SQ_DISTANCE
     repel = torch.log1p(neg.pow(-b) / a).sum(1)
     return (attract + repel).mean()
 
@@ -265,6 +271,27 @@ def pca_projection(x: Tensor, n_components: int = N_PCA) -> Tensor:
     return vh[:n_components].T.contiguous()
 
 
+def draw_negatives(batch: int, n_pairs: int, n_negatives: int, *, device: torch.device | str | None = None,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """For each anchor ``i < n_pairs``, ``n_negatives`` rows of a batch of ``batch``, never ``i`` nor its partner ``i + n_pairs``.
+
+    Uniform over the ``batch - 2`` other rows: a draw from ``0 .. batch - 3`` is shifted past
+    the anchor, then past its partner.
+
+    Examples
+    --------
+    >>> neg = draw_negatives(6, 3, 1000, generator=torch.Generator().manual_seed(0))
+    >>> [sorted(set(neg[i].tolist())) for i in range(3)]
+    [[1, 2, 4, 5], [0, 2, 3, 5], [0, 1, 3, 4]]
+    """
+    if batch < 3:
+        raise ValueError(f"batch={batch}: negatives need a row besides the anchor and its partner")
+    r = torch.randint(batch - 2, (n_pairs, n_negatives), device=device, generator=generator)
+    anchor = torch.arange(n_pairs, device=r.device)[:, None]
+    r = r + (r >= anchor)
+    return r + (r >= anchor + n_pairs)
+
+
 @dataclass
 class NeighborTerm:
     """``weight`` times a neighbour loss over batches of anchors and their sampled k-NN partners.
@@ -275,13 +302,17 @@ class NeighborTerm:
     neighbors : Tensor of shape (n_train, n_neighbors), int64
         For each training position, the positions of its nearest training rows (:func:`knn_graph`).
     loss : {"tsne", "umap"}
-        :func:`fuzzy_cross_entropy` with :data:`N_NEGATIVES` negatives per anchor drawn
-        uniformly from the batch (torch's global generator), or :func:`pair_kl`.
+        :func:`pair_kl`, or :func:`fuzzy_cross_entropy` with :data:`N_NEGATIVES` negatives per
+        anchor drawn uniformly (torch's global generator) from the batch's rows other than the
+        anchor and its partner (:func:`draw_negatives`). Other values are refused.
     """
 
     weight: float
     neighbors: Tensor
     loss: str = "tsne"
+
+    def __post_init__(self) -> None:
+        check_choice("loss", self.loss, LOSSES)
 
     def expand(self, anchors: np.ndarray, generator: torch.Generator) -> np.ndarray:
         """Positions ``anchors`` followed by one uniformly drawn neighbour of each (shape (2 * len(anchors),))."""
@@ -293,6 +324,6 @@ class NeighborTerm:
         """The weighted term for embeddings ``z`` of an expanded batch (anchors, then their partners)."""
         m = z.shape[0] // 2
         if self.loss == "umap":
-            negatives = torch.randint(z.shape[0], (m, N_NEGATIVES), device=z.device)
+            negatives = draw_negatives(z.shape[0], m, N_NEGATIVES, device=z.device)
             return self.weight * fuzzy_cross_entropy(Q_SCALE * z, m, negatives)
         return self.weight * pair_kl(Q_SCALE * z, m)

@@ -19,6 +19,7 @@ from .._numeric import logmeanexp
 from ..nn import eval_mode
 from ..nn.mlp import ACTIVATIONS
 from ._model import LIKELIHOODS, POSTERIOR_NAMES, PRIORS, log_weights_given_noise, posterior_mean, row_noise
+from ._neighbors import LOSSES
 from .inputs import ArraySource, Source, as_source, check_array_input, validate_source
 
 __all__ = ["VAEEmbedder"]
@@ -62,7 +63,9 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         below 0.1 times the mean scale are raised to it); undone by ``inverse_transform``.
     validation_fraction : float in [0, 1), default=0.1
         Rows held out (at random) for the learning-rate schedule and early stopping; 0
-        monitors the training loss. Ignored when ``validation_data`` is given.
+        monitors the training loss. With the neighbour term and the "auto" ``lr_schedule``
+        and ``early_stopping`` they only measure the validation ELBO of ``history_`` (0 trains
+        on every row). Ignored when ``validation_data`` is given.
     validation_data : array-like of shape (n_val, n_features), or any input ``fit`` accepts, default=None
         Examples kept apart for validation (CompressionVAE's ``X_valid``): every row of ``X``
         then trains, and the validation loss of ``history_`` (which drives the learning-rate
@@ -75,16 +78,19 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     max_epochs : int or None, default=None
         Epochs per ``fit`` call. None: enough for about 2,000 gradient steps (1,500 with the
         neighbour term), within [5, 500].
-    lr_schedule : {"plateau", "constant"}, default="plateau"
-        Halve the rate when the monitored loss stalls for ``n_iter_no_change // 2`` epochs.
-        With the neighbour term (``neighbor_weight > 0``) the rate is constant.
-    early_stopping : bool, default=True
-        Stop after ``n_iter_no_change`` epochs without improvement, or when the rate falls
-        below 1e-3 times ``learning_rate``. The best weights seen are kept. With the
-        neighbour term (``neighbor_weight > 0``, the default) training runs all its epochs
-        and keeps the last weights, as UMAP and t-SNE run a fixed number of epochs: the
-        validation ELBO, which the term does not enter, stopped the fit (or halved the rate)
-        before the map had formed, most on small data sets.
+    lr_schedule : {"auto", "plateau", "constant"}, default="auto"
+        "plateau": halve the rate when the monitored loss stalls for ``n_iter_no_change // 2``
+        epochs. "auto": "constant" with the neighbour term (``neighbor_weight > 0``, the
+        default), "plateau" without it.
+    early_stopping : bool or "auto", default="auto"
+        True: stop after ``n_iter_no_change`` epochs without improvement, or when the rate
+        falls below 1e-3 times ``learning_rate``, and keep the best weights seen. "auto":
+        False with the neighbour term (``neighbor_weight > 0``, the default), True without
+        it. Without early stopping and with the term, training runs all its epochs and keeps
+        the last weights, as UMAP and t-SNE run a fixed number of epochs: the validation
+        ELBO, which the term does not enter, stopped the fit (or halved the rate) before the
+        map had formed, most on small data sets. Without the term the best weights seen are
+        kept in either case.
     n_iter_no_change : int, default=6
     tol : float, default=1e-4
         Relative improvement of the monitored loss that counts.
@@ -122,8 +128,9 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         :mod:`vaekit.embedding._neighbors`). It is multiplied by ``neighbor_weight *
         n_features_in_`` because the ELBO grows with the number of features. The ELBO of such
         a batch is taken over its anchors, so every row enters it once per epoch. With the
-        term, training runs all its epochs at a constant rate and keeps the last weights (see
-        ``early_stopping``); the validation ELBO is still recorded in ``history_``. The term
+        term and the "auto" ``lr_schedule`` and ``early_stopping``, training runs all its
+        epochs at a constant rate and keeps the last weights; the validation ELBO is still
+        recorded in ``history_``. The term
         makes the map keep neighbourhoods (the
         suite of ``benchmarks/embedding_suite.py`` and docs/embedding.md give the numbers);
         ``neighbor_weight=0`` trains the plain VAE (the best ELBO).
@@ -181,8 +188,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
-        "lr_schedule": [StrOptions({"plateau", "constant"})],
-        "early_stopping": ["boolean"],
+        "lr_schedule": [StrOptions({"auto", "plateau", "constant"})],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
@@ -196,14 +203,14 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "tensorboard": ["boolean"],
         "neighbor_weight": [Interval(Real, 0, None, closed="left")],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
-        "neighbor_loss": [StrOptions({"tsne", "umap"})],
+        "neighbor_loss": [StrOptions(set(LOSSES))],
     }
 
     def __init__(self, n_components: int = 2, *, hidden_layers: tuple[int, ...] | None = None, posterior: str = "iaf",
                  n_flows: int = 5, prior: str = "mixture", n_prior_modes: int = 16, likelihood: str = "gaussian",
                  feature_normalization: bool = True, validation_fraction: float = 0.1, batch_size: int = 512,
-                 learning_rate: float = 2e-3, max_epochs: int | None = None, lr_schedule: str = "plateau",
-                 early_stopping: bool = True, n_iter_no_change: int = 6, tol: float = 1e-4, dropout: float = 0.0,
+                 learning_rate: float = 2e-3, max_epochs: int | None = None, lr_schedule: str = "auto",
+                 early_stopping: bool | str = "auto", n_iter_no_change: int = 6, tol: float = 1e-4, dropout: float = 0.0,
                  activation: str = "elu", device: str = "auto", random_state: int | np.random.RandomState | None = None,
                  verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None,
                  neighbor_weight: float = 0.4, n_neighbors: int = 15, validation_data: Any = None,
