@@ -682,8 +682,8 @@ def _compile_options(mode: str | None, device_type: str, cpp: bool, **options: A
     defaults. ``cpp`` (the forward and its backward) adds inductor's ``cpp_wrapper`` (their matrix
     products and buffer allocations called from C++, not one Python call each) only when
     ``VAEKIT_CPP_WRAPPER=1`` is set, in the default mode, on a CPU, with torch >= 2.13 (the one
-    version it was tested with): it saves a few percent of a small model's step at most, and
-    its cold compile (a C++ build) is slower (docs/training.md), so it is off by default.
+    version it was tested with): no committed benchmark has shown it faster yet, and its cold
+    compile (a C++ build) is slower (docs/training.md), so it is off by default.
 
     >>> _compile_options("default", "cpu", True, size_asserts=False)
     {'options': {'size_asserts': False}}
