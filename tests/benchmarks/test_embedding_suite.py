@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture
-def suite(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("embedding_suite_under_test", ROOT / "benchmarks" / "embedding_suite.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "embedding_suite_under_test", module)
-    spec.loader.exec_module(module)
-    return module
+def suite(load_benchmark):
+    return load_benchmark("embedding_suite")
 
 
 def _tiny(module):
@@ -98,14 +89,11 @@ def test_verdict_says_insufficient_seeds(suite):
     assert "| digits | 1 / 3 |" in md  # the overall table's seed counts
 
 
-def test_embedding_py_suite_records_the_suite_command(suite, tmp_path, monkeypatch):
+def test_embedding_py_suite_records_the_suite_command(suite, load_benchmark, tmp_path, monkeypatch):
     monkeypatch.setitem(suite.DATASETS, "digits", lambda root: _tiny(suite))
     monkeypatch.setitem(sys.modules, "embedding_suite", suite)  # what embedding.py --suite imports
     monkeypatch.setattr(sys, "argv", ["embedding.py"])
-    spec = importlib.util.spec_from_file_location("embedding_under_test", ROOT / "benchmarks" / "embedding.py")
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "embedding_under_test", bench)  # its dataclasses look their module up
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("embedding")
     bench.main(["--suite", "--datasets", "digits", "--methods", "pca", "--threads", "1", "--data-root", str(tmp_path),
                 "--out-dir", str(tmp_path), "--name", "s", "--vaekit-args", '{"max_epochs": 2}'])
     command = json.loads((tmp_path / "s.json").read_text())["runs"][-1]["command"]

@@ -6,9 +6,7 @@ order and ELBO draws give the same losses."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,12 +30,8 @@ class _Stop(Exception):
 
 
 @pytest.fixture
-def groups(monkeypatch):
-    spec = importlib.util.spec_from_file_location("groups_under_test", ROOT / "benchmarks" / "groups.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "groups_under_test", module)
-    spec.loader.exec_module(module)
-    return module
+def groups(load_benchmark):
+    return load_benchmark("groups")
 
 
 @pytest.mark.parametrize("section, mode, settings, expected", EXPECTED, ids=[f"{s}-{m}" for s, m, _, _ in EXPECTED])

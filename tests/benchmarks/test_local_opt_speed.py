@@ -4,19 +4,11 @@ a CSV written before those columns existed is rewritten under the new header wit
 from __future__ import annotations
 
 import csv
-import importlib.util
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_rows_have_cpu_time_and_memory_and_an_old_csv_is_upgraded(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("local_opt_speed_under_test", ROOT / "benchmarks" / "local_opt_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "local_opt_speed_under_test", module)
-    spec.loader.exec_module(module)
+def test_rows_have_cpu_time_and_memory_and_an_old_csv_is_upgraded(tmp_path, monkeypatch, load_benchmark):
+    module = load_benchmark("local_opt_speed")
     out = tmp_path / "speed.csv"
     old_fields = module.FIELDS[:module.FIELDS.index("data") + 1]  # the columns before CPU time and memory
     with open(out, "w", newline="") as f:
@@ -41,11 +33,8 @@ def test_rows_have_cpu_time_and_memory_and_an_old_csv_is_upgraded(tmp_path, monk
     assert "MiB after the last step" in (tmp_path / "speed.md").read_text()
 
 
-def test_memory_trace_finds_the_reading_at_a_count_of_pairs(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("local_opt_speed_trace", ROOT / "benchmarks" / "local_opt_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_memory_trace_finds_the_reading_at_a_count_of_pairs(monkeypatch, load_benchmark):
+    module = load_benchmark("local_opt_speed")
     readings = iter([100.0, 200.0, 300.0])
     monkeypatch.setattr(module, "resident_mb", lambda: next(readings))
     trace = module.MemoryTrace()
