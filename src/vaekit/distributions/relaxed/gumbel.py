@@ -69,12 +69,19 @@ class ExpConcrete(Distribution):
         """:math:`\\pi` of shape (*batch, K)."""
         return self.logits.exp()
 
-    def rsample(self, sample_shape: Size | tuple[int, ...] = Size()) -> Tensor:
-        """Log-simplex points of shape (*sample_shape, *batch, K)."""
-        shape = Size(sample_shape) + self.logits.shape
-        finfo = torch.finfo(self.logits.dtype)
-        u = torch.rand(shape, dtype=self.logits.dtype, device=self.logits.device).clamp(finfo.tiny, 1 - finfo.eps)
-        scores = (self.logits - (-u.log()).log()) / event_temperature(self.temperature)
+    def rsample(self, sample_shape: Size | tuple[int, ...] = Size(), noise_scale: float = 1.0) -> Tensor:
+        """Log-simplex points of shape (*sample_shape, *batch, K).
+
+        ``noise_scale`` multiplies the Gumbel noise (1: a draw of this distribution; 0: the
+        noiseless point ``log_softmax(logits / tau)``, drawing no random numbers).
+        """
+        scores = self.logits.expand(Size(sample_shape) + self.logits.shape)
+        if noise_scale:
+            finfo = torch.finfo(self.logits.dtype)
+            u = torch.rand(scores.shape, dtype=scores.dtype, device=scores.device).clamp(finfo.tiny, 1 - finfo.eps)
+            gumbel = (-u.log()).log()
+            scores = scores - (gumbel if noise_scale == 1 else noise_scale * gumbel)
+        scores = scores / event_temperature(self.temperature)
         return scores - scores.logsumexp(-1, keepdim=True)
 
     def log_prob(self, value: Tensor) -> Tensor:

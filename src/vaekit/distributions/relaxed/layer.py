@@ -193,15 +193,7 @@ class RelaxedLayer(Distribution):
         """
         base = self.base
         if isinstance(base, GumbelSoftmax):
-            logits = base.logits
-            if temperature > 0:
-                finfo = torch.finfo(logits.dtype)
-                u = torch.rand_like(logits).clamp(finfo.tiny, 1 - finfo.eps)
-                logits = logits - temperature * (-u.log()).log()
-            tau = torch.as_tensor(base.temperature, dtype=logits.dtype, device=logits.device)
-            z = (logits / (tau.unsqueeze(-1) if tau.dim() else tau)).softmax(-1)
-            if base.hard:
-                z = torch.nn.functional.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype) + z - z.detach()
+            z = base._finish(base.exp_concrete.rsample(noise_scale=temperature))
         else:
             lam = base.loc + temperature * base.scale * torch.randn_like(base.loc) if temperature > 0 else base.loc
             z = base.to_simplex(lam)
