@@ -14,7 +14,7 @@ KL_METHODS = ("auto", "analytic", "mc")
 
 
 def kl_divergence(q: Distribution, p: Distribution, z: Tensor | None = None, log_q: Tensor | None = None,
-                  method: Literal["auto", "analytic", "mc"] = "auto") -> Tensor:
+                  method: Literal["auto", "analytic", "mc"] = "auto", log_p: Tensor | None = None) -> Tensor:
     r"""``KL(q || p)`` per example.
 
     ``"analytic"`` uses the closed form registered with
@@ -31,6 +31,9 @@ def kl_divergence(q: Distribution, p: Distribution, z: Tensor | None = None, log
     log_q : Tensor of shape (*sample, *batch), optional
         ``q.log_prob(z)`` if already known (flows compute it while sampling).
     method : {"auto", "analytic", "mc"}
+    log_p : Tensor of shape (*sample, *batch), optional
+        ``p.log_prob(z)`` if already known (relaxed categorical layers score both at the draw's
+        stable coordinates, :meth:`~vaekit.distributions.RelaxedLayer.log_prob_coords`).
 
     Returns
     -------
@@ -56,7 +59,7 @@ def kl_divergence(q: Distribution, p: Distribution, z: Tensor | None = None, log
         raise ValueError("Monte Carlo KL needs the posterior sample z")
     if log_q is None:
         log_q = q.log_prob(z)
-    return log_q - p.log_prob(z)
+    return log_q - (p.log_prob(z) if log_p is None else log_p)
 
 
 def closed_form_kl(q: Distribution, p: Distribution) -> Tensor | None:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..._checks import InvalidArgumentError, check_float, check_int
-from ...distributions import RelaxedLayer, closed_form_kl
+from ...distributions import RelaxedLayer, kl_divergence
 from ..base import ElboTerms, LatentVariableModel
 from ._common import latent_size
 from ._validation import check_shapes, validate_graph
@@ -468,13 +468,8 @@ class HierarchicalVAE(LatentVariableModel):
         tr = self.posterior_pass(x)
         kl, log_q, log_p = {}, {}, {}
         for k in self.latent_names:
-            log_q[k], log_p[k] = tr.log_densities(k)
-            closed = None if self.kl_method == "mc" else closed_form_kl(tr.posteriors[k], tr.priors[k])
-            if closed is None and self.kl_method == "analytic":
-                raise NotImplementedError(f"kl='analytic' but layer {k!r} has no closed-form KL "
-                                          f"({type(tr.posteriors[k]).__name__} || {type(tr.priors[k]).__name__}); "
-                                          "use kl='auto' or 'mc'")
-            kl[k] = log_q[k] - log_p[k] if closed is None else closed  # one sample, at the draw's stable coordinates
+            log_q[k], log_p[k] = tr.log_densities(k)  # a relaxed layer's: at the draw's stable coordinates
+            kl[k] = kl_divergence(tr.posteriors[k], tr.priors[k], tr.z[k], log_q[k], self.kl_method, log_p=log_p[k])
         rec = self.data_distribution(tr.params, (x.shape[0],)).log_prob(x)
         return ElboTerms(rec=rec, kl=kl, log_q=log_q, log_p=log_p)
 
