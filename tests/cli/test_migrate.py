@@ -182,7 +182,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(foreign, tmp_path,
     out = tmp_path / "run"
     args = ["--config", str(config), "--out", str(out)]
     assert main(["migrate", str(path), "--preset", "vdvae", *args]) == 2
-    assert "--preset: preset must be one of ['hvae-tdvae'], got 'vdvae'" in capsys.readouterr().err
+    assert "--preset: preset must be one of ['hvae-efficientvdvae', 'hvae-tdvae'], got 'vdvae'" in capsys.readouterr().err
     assert main(["migrate", str(tmp_path / "none.pth"), "--preset", "hvae-tdvae", *args]) == 2
     assert "none.pth' does not exist" in capsys.readouterr().err
     ladder = tmp_path / "ladder.yaml"
