@@ -186,29 +186,35 @@ def _lists(levels: int, **lists: Sequence[Any]) -> None:
                                        f"{list(value)}")
 
 
-def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), resolution: int = BINARIZED_MNIST["resolution"],
-                           input_conv_filters: int = 32, input_kernel_size: int = 1,
-                           up_strides: Sequence[int] = BINARIZED_MNIST["up_strides"],
-                           up_n_blocks_per_res: Sequence[int] = BINARIZED_MNIST["up_n_blocks_per_res"],
-                           up_n_blocks: Sequence[int] = BINARIZED_MNIST["up_n_blocks"],
-                           up_filters: Sequence[int] = BINARIZED_MNIST["up_filters"],
-                           up_mid_filters_ratio: Sequence[float] = BINARIZED_MNIST["up_mid_filters_ratio"],
-                           up_kernel_size: Sequence[int] = BINARIZED_MNIST["up_kernel_size"],
-                           up_skip_filters: Sequence[int] = BINARIZED_MNIST["up_skip_filters"],
-                           down_strides: Sequence[int] = BINARIZED_MNIST["down_strides"],
-                           down_n_blocks_per_res: Sequence[int] = BINARIZED_MNIST["down_n_blocks_per_res"],
-                           down_n_blocks: Sequence[int] = BINARIZED_MNIST["down_n_blocks"],
-                           down_filters: Sequence[int] = BINARIZED_MNIST["down_filters"],
-                           down_mid_filters_ratio: Sequence[float] = BINARIZED_MNIST["down_mid_filters_ratio"],
-                           down_kernel_size: Sequence[int] = BINARIZED_MNIST["down_kernel_size"],
-                           down_latent_variates: Sequence[int] = BINARIZED_MNIST["down_latent_variates"],
-                           output_kernel_size: int = 1, base: Base = "logstd", sigma_param: SigmaParam = "var",
-                           beta: float = 0.6931472) -> list[Block]:
-    """Blocks of hVAE's EfficientVDVAE (see :func:`efficient_vdvae` for the arguments)."""
+_HEADS: dict[str, Any] = {"base": "logstd", "sigma_param": "var", "beta": 0.6931472}
+
+
+def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), **layout: Any) -> list[Block]:
+    """Blocks of hVAE's EfficientVDVAE: ``layout`` takes :func:`efficient_vdvae`'s other arguments, by name, same defaults.
+
+    >>> efficient_vdvae_blocks(up_layers=[2])
+    Traceback (most recent call last):
+    ...
+    vaekit._checks.InvalidArgumentError: efficient_vdvae_blocks got unknown arguments ['up_layers']; it takes ['base', 'beta', 'down_filters', 'down_kernel_size', 'down_latent_variates', 'down_mid_filters_ratio', 'down_n_blocks', 'down_n_blocks_per_res', 'down_strides', 'input_conv_filters', 'input_kernel_size', 'output_kernel_size', 'resolution', 'sigma_param', 'up_filters', 'up_kernel_size', 'up_mid_filters_ratio', 'up_n_blocks', 'up_n_blocks_per_res', 'up_skip_filters', 'up_strides']
+    """
+    unknown = sorted(set(layout) - set(BINARIZED_MNIST) - set(_HEADS))
+    if unknown:
+        raise InvalidArgumentError(f"efficient_vdvae_blocks got unknown arguments {unknown}; it takes "
+                                   f"{sorted([*BINARIZED_MNIST, *_HEADS])}")
+    a = {**BINARIZED_MNIST, **_HEADS, **layout}
+    up_strides, up_n_blocks_per_res, up_n_blocks, up_filters = (a[k] for k in (
+        "up_strides", "up_n_blocks_per_res", "up_n_blocks", "up_filters"))
+    up_mid_filters_ratio, up_kernel_size, up_skip_filters = (a[k] for k in (
+        "up_mid_filters_ratio", "up_kernel_size", "up_skip_filters"))
+    down_strides, down_n_blocks_per_res, down_n_blocks, down_filters = (a[k] for k in (
+        "down_strides", "down_n_blocks_per_res", "down_n_blocks", "down_filters"))
+    down_mid_filters_ratio, down_kernel_size, down_latent_variates = (a[k] for k in (
+        "down_mid_filters_ratio", "down_kernel_size", "down_latent_variates"))
+    input_conv_filters = check_int("input_conv_filters", a["input_conv_filters"])
     if len(data_shape) != 3:
         raise InvalidArgumentError(f"efficient_vdvae needs image data_shape [C, H, W], got {list(data_shape)}")
     channels, height, width = (check_int("data_shape", int(d)) for d in data_shape)
-    res = check_int("resolution", resolution)
+    res = check_int("resolution", a["resolution"])
     if height != width or height > res or (res - height) % 2:
         raise InvalidArgumentError(f"resolution {res} must be at least the image size and differ from it by an even number "
                                    f"(square images, zero-padded evenly); got images {height}x{width}")
@@ -224,10 +230,10 @@ def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), resolution: 
     total = math.prod(check_int("up_strides", s) for s in up_strides)
     if res % total:
         raise InvalidArgumentError(f"resolution {res} must be divisible by the product of up_strides ({total})")
-    head: dict[str, Any] = {"base": base, "sigma_param": sigma_param, "beta": beta}
+    head = {k: a[k] for k in _HEADS}
     scale = 1.0 / math.sqrt(sum(down_n_blocks_per_res) + levels)  # Efficient-VDVAE's stable_init
     pad = (res - height) // 2
-    conv_in = _conv(channels, input_conv_filters, input_kernel_size)
+    conv_in = _conv(channels, input_conv_filters, a["input_kernel_size"])
     blocks: list[Block] = [InputBlock("x_in", nn.Sequential(nn.ZeroPad2d(pad), conv_in) if pad else conv_in)]
     # bottom-up: per level, up_n_blocks_per_res blocks, the level's block, its skip projection and its pooling
     in_up = [input_conv_filters, *up_filters[:-1]]
@@ -283,7 +289,7 @@ def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), resolution: 
             prev = name
     if r != res:
         raise InvalidArgumentError(f"the top-down levels end at {r}x{r}, not at resolution {res}")
-    out = _conv(down_filters[-1], channels, output_kernel_size)
+    out = _conv(down_filters[-1], channels, a["output_kernel_size"])
     blocks.append(OutputBlock("x_hat", prev, nn.Sequential(out, nn.ZeroPad2d(-pad)) if pad else out, Bernoulli()))
     return blocks
 
@@ -343,9 +349,5 @@ def efficient_vdvae(data_shape: Sequence[int] = (1, 28, 28), resolution: int = B
     >>> model.log_weights(torch.zeros(2, 1, 6, 6), k=3).shape
     torch.Size([3, 2])
     """
-    blocks = efficient_vdvae_blocks(
-        data_shape, resolution, input_conv_filters, input_kernel_size, up_strides, up_n_blocks_per_res, up_n_blocks,
-        up_filters, up_mid_filters_ratio, up_kernel_size, up_skip_filters, down_strides, down_n_blocks_per_res,
-        down_n_blocks, down_filters, down_mid_filters_ratio, down_kernel_size, down_latent_variates, output_kernel_size,
-        base, sigma_param, beta)
-    return HierarchicalVAE(blocks, data_shape)
+    layout = {k: v for k, v in locals().items() if k != "data_shape"}
+    return HierarchicalVAE(efficient_vdvae_blocks(data_shape, **layout), data_shape)
