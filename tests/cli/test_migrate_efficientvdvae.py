@@ -346,6 +346,7 @@ def test_cli_round_trip_into_a_run_directory(foreign, tmp_path, capsys):
     assert main(["evaluate", str(out), "--iwae-k", "3", "--n-points", "8", "--no-progress"]) == 0
     result = json.loads((out / "eval" / "evaluate-test-k3.json").read_text())
     assert math.isfinite(result["iwae"]) and result["iwae"] >= result["elbo"] - 1.0
+    assert main(["sample", str(out), "-n", "4"]) == 0 and (out / "eval" / "samples.png").is_file()
 
 
 @pytest.mark.parametrize("change, message", [
