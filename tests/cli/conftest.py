@@ -42,3 +42,24 @@ def tiny_config(tmp_path, monkeypatch):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY, sort_keys=False))
     return path
+
+
+@pytest.fixture
+def refused_migration(tmp_path, capsys):
+    """``check(model, path, config, preset, change, message)``: ``vaekit migrate`` of ``model``'s state dict, changed in
+    place by ``change``, is refused (status 2) with ``message`` in its error and writes nothing."""
+    import torch
+
+    from vaekit.cli import main
+
+    def check(model, path, config, preset, change, message):
+        sd = model.state_dict()
+        change(sd)
+        torch.save(sd, path)
+        out = tmp_path / "run"
+        assert main(["migrate", str(path), "--preset", preset, "--config", str(config), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "migration refused (strict=True), nothing was loaded" in err and message in err
+        assert not out.exists()
+
+    return check

@@ -63,7 +63,9 @@ class BottleneckBlock(Configurable, nn.Module):
     :math:`\hat h = c_4(\sigma(c_3(\sigma(c_2(\sigma(c_1(\sigma(h))))))))`, the output
     :math:`h + \hat h` (``residual``) or :math:`\hat h`, then average-pooled by ``down_rate``
     and zero-padded to ``pad_to`` channels where they are given (how VDVAE's encoder
-    changes resolution and width).
+    changes resolution and width). :math:`\sigma` is ``activation`` (GELU by default; the
+    predecessor hVAE's Efficient-VDVAE ``ConvNet`` uses SiLU and, with ``output_activation``,
+    applies it once more to the output, after the residual sum and before any pooling).
 
     Parameters
     ----------
@@ -82,18 +84,30 @@ class BottleneckBlock(Configurable, nn.Module):
         Multiply the last convolution's initial weight (VDVAE: ``1 / sqrt(number of blocks)``).
     pad_to : int, optional
         Zero-pad the output to this many channels (>= ``out_width``).
+    activation : {"gelu", "silu"}
+        :math:`\sigma` before each convolution.
+    output_activation : bool
+        Apply :math:`\sigma` to the output too (after the residual sum).
 
     Examples
     --------
     >>> b = BottleneckBlock(8, 2, 8, residual=True, down_rate=2, pad_to=12)
     >>> b(torch.zeros(3, 8, 16, 16)).shape
     torch.Size([3, 12, 8, 8])
+    >>> s = BottleneckBlock(2, 2, 2, residual=True, activation="silu", output_activation=True)
+    >>> with torch.no_grad():
+    ...     _ = s.c4.weight.zero_(), s.c4.bias.zero_()   # the residual branch gives 0: the output is silu(h)
+    >>> s(torch.full((1, 2, 1, 1), 2.0)).detach().flatten()
+    tensor([1.7616, 1.7616])
     """
 
     def __init__(self, in_width: int, middle_width: int, out_width: int, residual: bool = False, use_3x3: bool = True,
                  down_rate: int | None = None, zero_last: bool = False, last_scale: float = 1.0,
-                 pad_to: int | None = None) -> None:
+                 pad_to: int | None = None, activation: Literal["gelu", "silu"] = "gelu",
+                 output_activation: bool = False) -> None:
         super().__init__()
+        self.activation = check_choice("activation", activation, ("gelu", "silu"))
+        self.output_activation = bool(output_activation)
         in_width, middle_width = check_int("in_width", in_width), check_int("middle_width", middle_width)
         out_width = check_int("out_width", out_width)
         if residual and out_width != in_width:
@@ -109,9 +123,12 @@ class BottleneckBlock(Configurable, nn.Module):
         self.c4 = conv1x1(middle_width, out_width, zero_init=bool(zero_last), scale=check_float("last_scale", last_scale, 0))
 
     def forward(self, h: Tensor) -> Tensor:
-        out = self.c4(F.gelu(self.c3(F.gelu(self.c2(F.gelu(self.c1(F.gelu(h))))))))
+        act = F.gelu if self.activation == "gelu" else F.silu
+        out = self.c4(act(self.c3(act(self.c2(act(self.c1(act(h))))))))
         if self.residual:
             out = h + out
+        if self.output_activation:
+            out = act(out)
         if self.down_rate is not None:
             out = F.avg_pool2d(out, kernel_size=self.down_rate, stride=self.down_rate)
         return out if self.pad_to is None else _pad_channels(out, self.pad_to)

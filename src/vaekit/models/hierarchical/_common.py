@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 import torch.nn.functional as F
 
-from ..._checks import InvalidArgumentError, check_float, check_int
+from ..._checks import InvalidArgumentError, check_choice, check_float, check_int
 from ...distributions import IGR, DiagonalLaplace, DiagonalNormal, GumbelSoftmax, RelaxedLayer
 from ...distributions.gaussian import positive_scale
 
 __all__ = ["block_names", "block_module", "gaussian_head", "relaxed_head", "head_features", "check_categories",
            "latent_shape_of", "latent_size", "LATENT_FAMILIES", "RELAXED_FAMILIES",
-           "DEFAULT_RELAXATION_TEMPERATURE"]
+           "DEFAULT_RELAXATION_TEMPERATURE", "hvae_scale", "check_hvae_head", "HVAEHead", "Base", "SigmaParam"]
 
 #: The families of a latent layer: its prior and posterior are both of this family.
 LATENT_FAMILIES = ("gaussian", "laplace", "gs", "igr_i")
@@ -178,3 +179,46 @@ def relaxed_head(params: Tensor, latent_shape: Sequence[int], family: str, categ
 def latent_size(shape: Sequence[int]) -> int:
     """Number of scalar entries of a latent of this shape (what ``latent_dims`` counts)."""
     return math.prod(shape)
+
+
+# ---------------------------------------------------------------------- the predecessor hVAE's heads
+# (shared by hvae_compat's TDVAE blocks and hvae_compat_evdvae's EfficientVDVAE blocks)
+Base = Literal["logstd", "std"]
+SigmaParam = Literal["var", "std"]
+
+
+def hvae_scale(raw: Tensor, base: Base = "logstd", sigma_param: SigmaParam = "var", beta: float = 1.0) -> Tensor:
+    """hVAE's scale from a raw network output (see :mod:`vaekit.models.hierarchical.hvae_compat`).
+
+    >>> hvae_scale(torch.tensor([0.0, 2.0]), "logstd", "var", 1.0)   # sqrt(exp(rho))
+    tensor([1.0000, 2.7183])
+    """
+    s = torch.exp(raw * beta) if base == "logstd" else F.softplus(raw, beta=beta)
+    return s.sqrt() if sigma_param == "var" else s
+
+
+def check_hvae_head(block: str, family: str, base: str, sigma_param: str, beta: float) -> tuple[str, str, str, float]:
+    """hVAE's head arguments of ``block``, checked: ``(distribution, base, sigma_param, beta)``."""
+    return (check_choice(f"distribution of block {block!r}", family, ("normal", "laplace")),
+            check_choice(f"base of block {block!r}", base, ("logstd", "std")),
+            check_choice(f"sigma_param of block {block!r}", sigma_param, ("var", "std")),
+            check_float("beta", beta, 0, low_open=True))
+
+
+class HVAEHead:
+    """What hVAE's latent blocks share: the core heads (:class:`~vaekit.distributions.DiagonalNormal` or
+    :class:`~vaekit.distributions.DiagonalLaplace`, by ``latent_family``) with hVAE's scale map."""
+
+    base: str
+    sigma_param: str
+    beta: float
+    latent_shape: tuple[int, ...]
+    latent_family: str
+    min_scale: float
+
+    def head(self, params: Tensor, what: str) -> DiagonalNormal | DiagonalLaplace:
+        return gaussian_head(params, self.latent_shape, self.min_scale, what, self.latent_family, scale=self.scale_of)
+
+    def scale_of(self, raw: Tensor) -> Tensor:
+        """hVAE's scale of a raw network output (:func:`hvae_scale` with this block's ``base``, ``sigma_param``, ``beta``)."""
+        return hvae_scale(raw, self.base, self.sigma_param, self.beta)  # type: ignore[arg-type]

@@ -30,40 +30,20 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from ..._checks import check_choice, check_float, check_int
-from ...distributions import DiagonalLaplace, DiagonalNormal, Likelihood
+from ..._checks import check_int
+from ...distributions import Likelihood
 from ...nn import MLP
-from ._common import block_module, gaussian_head
+from ._common import Base, HVAEHead, SigmaParam, block_module, check_hvae_head, hvae_scale
 from .blocks import InputBlock, OutputBlock, SimpleBlock
 from .generative import GenerativeBlock
 from .model import HierarchicalVAE
 
 __all__ = ["hvae_scale", "HVAETopGenBlock", "HVAEGenBlock", "HVAEGaussian", "tdvae_blocks", "tdvae"]
 
-Base = Literal["logstd", "std"]
-SigmaParam = Literal["var", "std"]
 Family = Literal["normal", "laplace"]
-
-
-def hvae_scale(raw: Tensor, base: Base = "logstd", sigma_param: SigmaParam = "var", beta: float = 1.0) -> Tensor:
-    """hVAE's scale from a raw network output (see the module docstring).
-
-    >>> hvae_scale(torch.tensor([0.0, 2.0]), "logstd", "var", 1.0)   # sqrt(exp(rho))
-    tensor([1.0000, 2.7183])
-    """
-    s = torch.exp(raw * beta) if base == "logstd" else F.softplus(raw, beta=beta)
-    return s.sqrt() if sigma_param == "var" else s
-
-
-def _check_head(block: str, family: str, base: str, sigma_param: str, beta: float) -> tuple[str, str, str, float]:
-    return (check_choice(f"distribution of block {block!r}", family, ("normal", "laplace")),
-            check_choice(f"base of block {block!r}", base, ("logstd", "std")),
-            check_choice(f"sigma_param of block {block!r}", sigma_param, ("var", "std")),
-            check_float("beta", beta, 0, low_open=True))
 
 
 def _latent_family(distribution: str) -> str:
@@ -71,26 +51,7 @@ def _latent_family(distribution: str) -> str:
     return "laplace" if distribution == "laplace" else "gaussian"
 
 
-class _HVAEHead:
-    """What the two latent blocks share: the core heads (:class:`~vaekit.distributions.DiagonalNormal` or
-    :class:`~vaekit.distributions.DiagonalLaplace`, by ``latent_family``) with hVAE's scale map."""
-
-    base: str
-    sigma_param: str
-    beta: float
-    latent_shape: tuple[int, ...]
-    latent_family: str
-    min_scale: float
-
-    def head(self, params: Tensor, what: str) -> DiagonalNormal | DiagonalLaplace:
-        return gaussian_head(params, self.latent_shape, self.min_scale, what, self.latent_family, scale=self.scale_of)
-
-    def scale_of(self, raw: Tensor) -> Tensor:
-        """hVAE's scale of a raw network output (:func:`hvae_scale` with this block's ``base``, ``sigma_param``, ``beta``)."""
-        return hvae_scale(raw, self.base, self.sigma_param, self.beta)  # type: ignore[arg-type]
-
-
-class HVAETopGenBlock(_HVAEHead, GenerativeBlock):
+class HVAETopGenBlock(HVAEHead, GenerativeBlock):
     """hVAE's ``TopGenBlock`` with a fixed prior: ``p(z)`` has location 0 and raw scale 0, ``q(z | c) = head(net(c))``.
 
     Parameters
@@ -117,7 +78,7 @@ class HVAETopGenBlock(_HVAEHead, GenerativeBlock):
 
     def __init__(self, name: str, condition: str, net: nn.Module, latent_features: int, distribution: Family = "normal",
                  base: Base = "logstd", sigma_param: SigmaParam = "var", beta: float = 1.0) -> None:
-        distribution, base, sigma_param, beta = _check_head(name, distribution, base, sigma_param, beta)
+        distribution, base, sigma_param, beta = check_hvae_head(name, distribution, base, sigma_param, beta)
         super().__init__(name, (), condition, latent_features, 0.0, block_module("net", net, name, optional=False),
                          latent_family=_latent_family(distribution))
         self.distribution, self.base, self.sigma_param, self.beta = distribution, base, sigma_param, beta
@@ -131,7 +92,7 @@ class HVAETopGenBlock(_HVAEHead, GenerativeBlock):
         return self.head(self.net(condition), f"net of {self.name!r}")
 
 
-class HVAEGenBlock(_HVAEHead, GenerativeBlock):
+class HVAEGenBlock(HVAEHead, GenerativeBlock):
     """hVAE's ``GenBlock``: ``p(z | h) = head(prior_net(h))``, ``q(z | c, h) = head(posterior_net(c [, h]))``.
 
     With ``concat_posterior`` the posterior reads ``cat(condition, h)``, condition first, as
@@ -162,7 +123,7 @@ class HVAEGenBlock(_HVAEHead, GenerativeBlock):
     def __init__(self, name: str, inputs: str, condition: str, prior_net: nn.Module, posterior_net: nn.Module,
                  latent_features: int, concat_posterior: bool = False, distribution: Family = "normal",
                  base: Base = "logstd", sigma_param: SigmaParam = "var", beta: float = 1.0) -> None:
-        distribution, base, sigma_param, beta = _check_head(name, distribution, base, sigma_param, beta)
+        distribution, base, sigma_param, beta = check_hvae_head(name, distribution, base, sigma_param, beta)
         super().__init__(name, inputs, condition, latent_features, 0.0, latent_family=_latent_family(distribution))
         self.prior_net = block_module("prior_net", prior_net, name, optional=False)
         self.posterior_net = block_module("posterior_net", posterior_net, name, optional=False)
@@ -189,7 +150,7 @@ class HVAEGaussian(Likelihood):
 
     def __init__(self, base: Base = "logstd", sigma_param: SigmaParam = "var", beta: float = 1.0) -> None:
         super().__init__()
-        _, self.base, self.sigma_param, self.beta = _check_head("output", "normal", base, sigma_param, beta)
+        _, self.base, self.sigma_param, self.beta = check_hvae_head("output", "normal", base, sigma_param, beta)
 
     def forward(self, params: Tensor, event_ndim: int) -> Distribution:
         loc, raw = params.chunk(2, dim=-event_ndim)

@@ -8,9 +8,13 @@ needs. The presets are registered by name in :data:`PRESETS`:
   an ``hVAE`` with ``input_block``, ``encoder.blocks``, ``generator.blocks`` and
   ``output_block``; keys in :data:`TDVAE_PREFIXES`) onto :func:`~.hvae_compat.tdvae`.
 
+- ``"hvae-efficientvdvae"``: the predecessor hVAE's EfficientVDVAE (``models/EfficientVDVAE_migrate.py``:
+  an ``hVAE`` of ``SimpleBlock``\\ s, a ``TopSimpleBlock`` and ``ResidualGenBlock``\\ s over
+  ``ConvNet``, ``PoolLayer``, ``UnpooLayer`` and ``Conv2d``) onto
+  :func:`~.hvae_compat_evdvae.efficient_vdvae`; keys by :func:`hvae_efficientvdvae_prefixes`.
+
 A preset for another naming is a function ``model -> Migration`` registered with
-:func:`register_preset`. There is none yet for hVAE's EfficientVDVAE: vaekit has its spatial
-latents, but its key mapping and test are not written.
+:func:`register_preset`.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import torch
 from torch import Tensor, nn
 
 from ..._checks import InvalidArgumentError
-from .migration import Migration
+from ...nn import BottleneckBlock
+from .blocks import InputBlock, OutputBlock, TopSimpleBlock
+from .hvae_compat_evdvae import HVAEPool, HVAEResidualGenBlock, HVAEUnpool
+from .migration import Migration, Source
 
 __all__ = ["MigrationPreset", "PRESETS", "TDVAE_PREFIXES", "register_preset", "get_preset", "read_foreign_state_dict",
-           "hvae_tdvae_migration"]
+           "hvae_tdvae_migration", "hvae_efficientvdvae_prefixes", "hvae_efficientvdvae_migration"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ def get_preset(name: str) -> MigrationPreset:
     >>> get_preset("vdvae")
     Traceback (most recent call last):
     ...
-    vaekit._checks.InvalidArgumentError: preset must be one of ['hvae-tdvae'], got 'vdvae'
+    vaekit._checks.InvalidArgumentError: preset must be one of ['hvae-efficientvdvae', 'hvae-tdvae'], got 'vdvae'
     """
     if name not in PRESETS:
         raise InvalidArgumentError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
@@ -159,3 +166,102 @@ def hvae_tdvae_migration(model: nn.Module) -> Migration:
 register_preset(MigrationPreset(
     "hvae-tdvae", "hVAE's TDVAE (lacykaltgr/hvae models/TDVAE.py) onto vaekit.models.hierarchical.hvae_compat.tdvae",
     hvae_tdvae_migration))
+
+
+#: hVAE's ``ConvNet.convs``: the convolutions sit at the odd indices (each after its activation), vaekit's
+#: :class:`~vaekit.nn.BottleneckBlock` names them ``c1 .. c4``.
+_CONVNET = {"c1.": "convs.1.", "c2.": "convs.3.", "c3.": "convs.5.", "c4.": "convs.7."}
+
+
+def _net_prefixes(net: nn.Module, ours: str, theirs: str) -> dict[str, str]:
+    """Prefixes of one network of hVAE's EfficientVDVAE: vaekit's module at ``ours`` -> hVAE's at ``theirs``.
+
+    hVAE wraps a lone module (``Conv2d``, ``PoolLayer``, ``UnpooLayer``, ``ConvNet``) in a
+    ``SerializableSequential`` (``get_net``), hence its ``0.``; a ``Sequential`` of ``ConvNet``\\ s
+    keeps its own indices. vaekit's input and output convolutions sit beside a ``ZeroPad2d``.
+    """
+    if isinstance(net, BottleneckBlock):
+        return {ours + k: theirs + "0." + v for k, v in _CONVNET.items()}
+    if isinstance(net, nn.Conv2d):
+        return {ours: theirs + "0."}
+    if isinstance(net, (HVAEPool, HVAEUnpool)):
+        return {ours + "conv.": theirs + "0.ops.0."}
+    if isinstance(net, nn.Sequential) and all(isinstance(m, BottleneckBlock) for m in net):
+        return {ours + f"{m}." + k: theirs + f"{m}." + v for m in range(len(net)) for k, v in _CONVNET.items()}
+    if isinstance(net, nn.Sequential):  # ZeroPad2d and the convolution
+        convs = [i for i, m in enumerate(net) if isinstance(m, nn.Conv2d)]
+        if len(convs) == 1 and len(net) == 2:
+            return {ours + f"{convs[0]}.": theirs + "0."}
+    raise ValueError(f"preset 'hvae-efficientvdvae' has no mapping for the {type(net).__name__} at {ours!r}; build the model "
+                     "with vaekit.models.hierarchical.hvae_compat_evdvae.efficient_vdvae(...)")
+
+
+def _squeeze_batch(key: str) -> Source:
+    """hVAE's ``trainable_h`` (1, C, H, W) as vaekit's per-example start state (C, H, W)."""
+    return lambda sd: sd[key][0] if sd[key].dim() == 4 and sd[key].shape[0] == 1 else sd[key]
+
+
+def hvae_efficientvdvae_prefixes(model: nn.Module) -> dict[str, Source]:
+    """The key mapping of hVAE's EfficientVDVAE state dict onto ``model`` (built by :func:`~.hvae_compat_evdvae.efficient_vdvae`).
+
+    hVAE's ``hVAE`` (``src/hvae/hvae.py`` at commit 00583f6) keeps its first block as
+    ``input_block``, its last as ``output_block`` (an ``OutputBlock``, whose network is its
+    ``prior_net``), and the blocks between in two ``OrderedModuleDict``\\ s whose modules sit in
+    a ``ModuleList`` ``_values``: ``encoder.blocks`` up to the ``TopSimpleBlock`` ``top`` and
+    ``generator.blocks`` from it on. The blocks of ``model`` are walked in order and each is
+    mapped by kind:
+
+    ========================== =============================================================
+    vaekit                     hVAE (under ``encoder.blocks._values.{k}.`` or ``generator...``)
+    ========================== =============================================================
+    ``net.{m}.c1`` .. ``c4``   ``net.{m}.convs.1``, ``3``, ``5``, ``7`` (``ConvNet``\\ s)
+    ``net`` (skip, 1x1)        ``net.0``
+    ``net.conv`` (pool/unpool) ``net.0.ops.0``; the unpool's ``net.scale_bias``: ``net.0.scale_bias``
+    ``h0`` (top)               ``trainable_h`` (1, C, H, W), its batch axis dropped
+    ``prior_net``,             ``prior_net.0``, ``posterior_net.0`` (``ConvNet``\\ s),
+    ``posterior_net``,         ``net.{m}`` (the residual ``ConvNet``\\ s), ``z_projection.0``,
+    ``residual_net``, ...      ``prior_layer.0``, ``posterior_layer.0``
+    ========================== =============================================================
+    """
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.ModuleDict) or "top" not in blocks or not isinstance(blocks["top"], TopSimpleBlock) or not any(
+            isinstance(b, HVAEResidualGenBlock) for b in blocks.values()):
+        raise ValueError(f"preset 'hvae-efficientvdvae' maps onto a model with a TopSimpleBlock 'top' and HVAEResidualGenBlocks, "
+                         f"which {type(model).__name__} lacks; build it with "
+                         "vaekit.models.hierarchical.hvae_compat_evdvae.efficient_vdvae(...)")
+    out: dict[str, Source] = {}
+    side, k = "encoder", 0
+    for name, b in blocks.items():
+        ours = f"blocks.{name}."
+        if isinstance(b, InputBlock):
+            out.update(_net_prefixes(b.net, ours + "net.", "input_block.net."))
+            continue
+        if isinstance(b, OutputBlock):
+            out.update(_net_prefixes(b.net, ours + "net.", "output_block.prior_net."))
+            continue
+        if name == "top":
+            side, k = "generator", 0
+        theirs = f"{side}.blocks._values.{k}."
+        k += 1
+        if isinstance(b, TopSimpleBlock):
+            out[ours + "h0"] = _squeeze_batch(theirs + "trainable_h")
+        elif isinstance(b, HVAEResidualGenBlock):
+            for attr, their in (("prior_net", "prior_net."), ("posterior_net", "posterior_net."),
+                                ("residual_net", "net."), ("z_projection", "z_projection."), ("prior_layer", "prior_layer."),
+                                ("posterior_layer", "posterior_layer.")):
+                out.update(_net_prefixes(getattr(b, attr), ours + attr + ".", theirs + their))
+        else:
+            out.update(_net_prefixes(b.net, ours + "net.", theirs + "net."))
+            if isinstance(b.net, HVAEUnpool):
+                out[ours + "net.scale_bias"] = theirs + "net.0.scale_bias"
+    return out
+
+
+def hvae_efficientvdvae_migration(model: nn.Module) -> Migration:
+    """The mapping of hVAE's EfficientVDVAE state dict onto :func:`~.hvae_compat_evdvae.efficient_vdvae` (sizes must match)."""
+    return Migration(hvae_efficientvdvae_prefixes(model))
+
+
+register_preset(MigrationPreset(
+    "hvae-efficientvdvae", "hVAE's EfficientVDVAE (lacykaltgr/hvae models/EfficientVDVAE_migrate.py) onto "
+    "vaekit.models.hierarchical.hvae_compat_evdvae.efficient_vdvae", hvae_efficientvdvae_migration))
