@@ -130,10 +130,16 @@ def test_the_written_out_update_follows_the_fused_kernel(optimizer: str, monkeyp
 
 
 @pytest.mark.slow
-def test_the_compiled_update_follows_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same with torch.compile (inductor) generating the update."""
+@pytest.mark.parametrize("one_graph", [True, False])
+def test_the_compiled_update_follows_the_fused_kernel(one_graph: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same with torch.compile (inductor) generating the update: the whole step as one graph
+    (``_train_graph``, gradients by ``torch.autograd.grad``), or the forward/backward and the update as two
+    (``_update_graph``; what a torch whose dynamo cannot trace ``autograd.grad`` gets)."""
+    if one_graph and not step_module._TRACES_GRAD:
+        pytest.skip("this torch's dynamo cannot trace torch.autograd.grad")
     eager = _train(False, monkeypatch)
     torch._dynamo.reset()
+    monkeypatch.setattr(step_module, "_TRACES_GRAD", one_graph)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     params = list(model.parameters())
@@ -152,12 +158,16 @@ def test_the_compiled_update_follows_the_fused_kernel(monkeypatch: pytest.Monkey
                      compile=True)
     for i in range(6):
         step(x, i, norm=i % 2 == 0)
-    assert bool(step._update_fns)
+    assert (bool(step._train_fns), bool(step._update_fns)) == (one_graph, not one_graph)
     for a, p in zip(eager["params"], params):
         torch.testing.assert_close(p.detach(), a, rtol=1e-6, atol=1e-7)
     for a, b in zip(eager["shadow"], ema.shadow.values()):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
     assert [float(opt.state[p]["step"]) for p in params] == [5.0] * len(params)
+    w, we = step.meter.read(), eager["window"]
+    assert (w["steps"], w["skipped"], w["max_consecutive_skips"]) == (6, 1, 1)
+    torch.testing.assert_close(w["metrics"]["loss"], we["metrics"]["loss"], rtol=1e-6, atol=0.0)
+    torch.testing.assert_close(w["grad_norm"], we["grad_norm"], rtol=1e-5, atol=0.0)
     torch._dynamo.reset()
 
 
@@ -196,26 +206,57 @@ def test_adamw_groups_without_the_decoupled_key_still_decay_adamw_s_way() -> Non
     assert not step_module._FusedAdam(plain).decoupled(plain.param_groups[0])
 
 
-@pytest.mark.slow
-def test_a_gradient_that_comes_and_goes_compiles_two_updates_not_one_per_step() -> None:
-    """A layer used on every other step only: the compiled update switches between two graphs (one per set of
-    parameters with a gradient) instead of building a new one whenever the set changes."""
+def _comes_and_goes(compile: bool, built: list[Any] | None = None) -> tuple[list[torch.Tensor], list[float], Any]:
+    """8 steps of a model whose second layer is used on even steps only (fused Adam); the final weights,
+    each parameter's Adam step count, and the TrainStep."""
     torch.manual_seed(0)
     a, b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
-    opt = torch.optim.Adam([*a.parameters(), *b.parameters()], lr=0.01, fused=True)
+    params = [*a.parameters(), *b.parameters()]
+    opt = torch.optim.Adam(params, lr=0.01, fused=True)
+    if compile:
+        opt.param_groups[0]["lr"] = torch.tensor(0.01)
     x = torch.randn(8, 3)
 
     def forward(batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = a(x).pow(2).mean() + (b(x).pow(2).mean() if step % 2 == 0 else 0.0)
         return loss, {"loss": loss.detach()}
 
-    built = []
     original = torch.compile
-    step = TrainStep(forward, [*a.parameters(), *b.parameters()], opt, compile=True)
+    step = TrainStep(forward, params, opt, compile=compile)
     try:
-        torch.compile = lambda fn, *args, **kwargs: built.append(fn) or original(fn, *args, **kwargs)  # type: ignore[assignment]
+        if built is not None:
+            torch.compile = lambda fn, *args, **kwargs: built.append(fn) or original(fn, *args, **kwargs)  # type: ignore[assignment]
         for i in range(8):
             step(None, i)
     finally:
         torch.compile = original  # type: ignore[assignment]
-    assert len(step._update_fns) == 2 and len(built) == 2
+    return [p.detach().clone() for p in params], [float(opt.state[p]["step"]) for p in params], step
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("one_graph", [True, False])
+def test_a_gradient_that_comes_and_goes_compiles_two_updates_not_one_per_step(
+        one_graph: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A layer used on every other step only: it is updated (and its Adam step counted) only on the steps that
+    give it a gradient, as in eager; the compiled step switches between two graphs (one per set of parameters
+    with a gradient) instead of building a new one whenever the set changes."""
+    if one_graph and not step_module._TRACES_GRAD:
+        pytest.skip("this torch's dynamo cannot trace torch.autograd.grad")
+    eager, eager_counts, _ = _comes_and_goes(False)
+    assert eager_counts == [8.0, 8.0, 4.0, 4.0]
+    torch._dynamo.reset()
+    monkeypatch.setattr(step_module, "_TRACES_GRAD", one_graph)
+    built: list[Any] = []
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    weights, counts, step = _comes_and_goes(True, built)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs
+    assert counts == eager_counts
+    for w, e in zip(weights, eager):  # (Adam with zero gradients instead would move b by its momentum)
+        torch.testing.assert_close(w, e, rtol=1e-6, atol=1e-7)
+    if one_graph:  # one compiled function for steps 1-7, traced for step 1 (dynamo specialises an int it sees
+        # first), then once per parity (step becomes dynamic, the branch a guard), not once per step
+        assert len(step._train_fns) == 1 and len(built) == 1 and not step._update_fns
+        assert graphs == 3
+    else:  # the forward (with its backward), and one update per set of parameters with a gradient
+        assert len(step._update_fns) == 2 and len(built) == 3
+    torch._dynamo.reset()
