@@ -260,3 +260,34 @@ def test_a_gradient_that_comes_and_goes_compiles_two_updates_not_one_per_step(
     else:  # the forward (with its backward), and one update per set of parameters with a gradient
         assert len(step._update_fns) == 2 and len(built) == 3
     torch._dynamo.reset()
+
+
+def test_eager_step_counters_are_one_tensor_and_survive_a_reload() -> None:
+    """Eager, the step counters become views of one tensor (counted in one operation), hold the number of good
+    steps, are saved by ``state_dict`` as plain values and are shared again after ``load_state_dict``."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    params = list(model.parameters())
+    opt = torch.optim.Adam([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}], lr=0.01, fused=True)
+    x = torch.randn(16, 4)
+
+    def forward(batch: Any, i: int) -> Any:
+        loss = (model(batch) ** 2).mean() * (math.nan if i == 3 else 1.0)
+        return loss, {"loss": loss.detach()}
+
+    step = TrainStep(forward, params, opt)
+    for i in range(5):
+        step(x, i)
+    counters = [opt.state[p]["step"] for p in params]
+    assert len({c.untyped_storage().data_ptr() for c in counters}) == 1  # one tensor
+    assert [float(c) for c in counters] == [4.0] * 4  # 5 steps, step 3 skipped
+    saved = opt.state_dict()
+    other = torch.optim.Adam([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}], lr=0.01, fused=True)
+    other.load_state_dict(saved)
+    step = TrainStep(forward, params, other)
+    for i in range(5, 7):
+        step(x, i)
+    counters = [other.state[p]["step"] for p in params]
+    assert len({c.untyped_storage().data_ptr() for c in counters}) == 1
+    assert [float(c) for c in counters] == [6.0] * 4
+    assert [float(opt.state[p]["step"]) for p in params] == [4.0] * 4  # the saved optimizer is not touched

@@ -329,12 +329,12 @@ class TrainStep:
         self._backward = backward if backward is not None else Tensor.backward
         self.reduce_bad = reduce_bad
         self.masked = _takes_found_inf(optimizer)
+        mode = _compile_mode(compile)
         # fused Adam/AdamW: its kernel called directly (eager), or its update written out and compiled
-        self._adam = _FusedAdam(optimizer) if _FusedAdam.supports(optimizer) else None
+        self._adam = _FusedAdam(optimizer, share_steps=mode is None) if _FusedAdam.supports(optimizer) else None
         self.meter: StepMeter | None = None
         self._found: Tensor | None = None
         self._unit: Tensor | None = None
-        mode = _compile_mode(compile)
         self.compiled = mode is not None
         self._mode = mode
         self._cpu = bool(self.params) and self.params[0].device.type == "cpu"
@@ -698,8 +698,13 @@ class _FusedAdam:
     mixes devices or dtypes.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, share_steps: bool = False) -> None:
         self.optimizer = optimizer
+        # share_steps: the step counters as views of one tensor, counted in one operation instead of a foreach
+        # pair over one 0-dim tensor per parameter (eager only: a compiled graph would see aliased inputs)
+        self.share_steps = share_steps
+        self._counts: Tensor | None = None
+        self._views: list[Tensor] = []
 
     @staticmethod
     def supports(optimizer: torch.optim.Optimizer) -> bool:
@@ -749,14 +754,41 @@ class _FusedAdam:
             self.optimizer.found_inf = found_inf  # type: ignore[attr-defined]
             self.optimizer.step()
             return
+        counts = self._counters(groups) if self.share_steps else None
+        if counts is not None:
+            if self._views[0] is not groups[0][1][5][0]:  # (just made: the groups' lists hold the old counters)
+                groups = self.groups()
+                assert groups is not None
+            counts.sub_(found_inf).add_(1)  # counted where good; the kernel reads the new count, or skips
         for group, (params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps) in groups:
             beta1, beta2 = group["betas"]
             kernel = torch._fused_adamw_ if self.decoupled(group) else torch._fused_adam_
-            torch._foreach_add_(steps, 1)
+            if counts is None:
+                torch._foreach_add_(steps, 1)
             kernel(params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, amsgrad=group["amsgrad"], lr=group["lr"],
                    beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"], eps=group["eps"],
                    maximize=group["maximize"], grad_scale=None, found_inf=found_inf)
-            torch._foreach_sub_(steps, [found_inf] * len(steps))
+            if counts is None:
+                torch._foreach_sub_(steps, [found_inf] * len(steps))
+
+    def _counters(self, groups: list[tuple[dict[str, Any], list[list[Tensor]]]]) -> Tensor | None:
+        """The step counters of every parameter as one tensor whose elements the optimizer's state holds
+        (``state[p]["step"]`` are its views: a checkpoint saves them as usual), made (from the current counts)
+        when the state holds other tensors (the first time, or after ``load_state_dict``); None when some
+        parameter has no gradient at this step (only those with one are counted) or the counters differ in
+        shape, dtype or device."""
+        steps = [t for _, ts in groups for t in ts[5]]
+        if len(steps) == len(self._views) and all(a is b for a, b in zip(steps, self._views)):
+            return self._counts
+        if (len(steps) != sum(len(g["params"]) for g in self.optimizer.param_groups)
+                or any(t.dim() != 0 or t.dtype != steps[0].dtype or t.device != steps[0].device for t in steps)):
+            return None
+        self._counts = torch.stack(steps)
+        self._views = list(self._counts.unbind())
+        state = self.optimizer.state
+        for p, view in zip((p for _, ts in groups for p in ts[0]), self._views):
+            state[p]["step"] = view
+        return self._counts
 
 
 def _global_step_hooks() -> bool:
