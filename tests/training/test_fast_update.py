@@ -31,13 +31,15 @@ def _groups(params: list[torch.nn.Parameter]) -> list[dict[str, Any]]:
     return [{"params": params[:2]}, {"params": params[2:], "lr": 0.03}]  # two groups, two learning rates
 
 
+@pytest.mark.parametrize("share_steps", [False, True])
 @pytest.mark.parametrize("cls,kwargs", CASES)
-def test_the_direct_fused_call_is_optimizer_step(cls: Any, kwargs: dict[str, Any],
+def test_the_direct_fused_call_is_optimizer_step(cls: Any, kwargs: dict[str, Any], share_steps: bool,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bit for bit ``optimizer.step()``, with the step counters per parameter or as views of one tensor."""
     ref_params, fast_params = _params(), _params()
     ref = cls(_groups(ref_params), lr=0.01, fused=True, **kwargs)
     fast = cls(_groups(fast_params), lr=0.01, fused=True, **kwargs)
-    direct = step_module._FusedAdam(fast)
+    direct = step_module._FusedAdam(fast, share_steps=share_steps)
     assert step_module._FusedAdam.supports(fast)
     calls: list[int] = []
     original = cls.step
@@ -56,6 +58,8 @@ def test_the_direct_fused_call_is_optimizer_step(cls: Any, kwargs: dict[str, Any
             assert torch.equal(fast.state[q][key], value), key
     assert float(fast.state[fast_params[0]]["step"]) == 3.0  # the skipped step is not counted
     assert len(calls) == 4 + 1  # the reference's four, and the fast one's first (it creates the state)
+    storages = {fast.state[q]["step"].untyped_storage().data_ptr() for q in fast_params}
+    assert len(storages) == (1 if share_steps else len(fast_params))
 
 
 def test_the_direct_call_defers_to_optimizer_step_while_hooks_are_registered() -> None:
@@ -291,3 +295,100 @@ def test_eager_step_counters_are_one_tensor_and_survive_a_reload() -> None:
     assert len({c.untyped_storage().data_ptr() for c in counters}) == 1
     assert [float(c) for c in counters] == [6.0] * 4
     assert [float(opt.state[p]["step"]) for p in params] == [4.0] * 4  # the saved optimizer is not touched
+
+
+def _freeze_run(compile: bool, hook: bool = False) -> tuple[list[float], Any, list[int]]:
+    """5 steps of a 2-layer model (fused Adam); the first layer is frozen (requires_grad_(False)) before step 3.
+    ``hook``: a post-accumulate-grad hook on the last bias. Returns the Adam step counts, the TrainStep and the
+    hook's calls."""
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)
+    params = [*a.parameters(), *b.parameters()]
+    opt = torch.optim.Adam(params, lr=0.01, fused=True)
+    if compile:
+        opt.param_groups[0]["lr"] = torch.tensor(0.01)
+    calls: list[int] = []
+    if hook:
+        b.bias.register_post_accumulate_grad_hook(lambda p: calls.append(1))
+    x = torch.randn(16, 4)
+
+    def forward(batch: Any, step: int) -> Any:
+        loss = b(a(x)).pow(2).mean()
+        return loss, {"loss": loss.detach()}
+
+    step = TrainStep(forward, params, opt, compile=compile)
+    for i in range(5):
+        if i == 3:
+            a.requires_grad_(False)
+        step(None, i)
+    return [float(opt.state[p]["step"]) for p in params], step, calls
+
+
+@pytest.mark.slow
+def test_a_parameter_frozen_mid_run_is_left_alone_by_the_one_graph_step() -> None:
+    """Freezing a layer between steps: it gets no gradient and no Adam step from then on, as in eager (the one
+    graph differentiates only what requires a gradient, and retraces when that changes)."""
+    if not step_module._TRACES_GRAD:
+        pytest.skip("this torch's dynamo cannot trace torch.autograd.grad")
+    eager_counts, _, _ = _freeze_run(False)
+    assert eager_counts == [3.0, 3.0, 5.0, 5.0]
+    torch._dynamo.reset()
+    counts, step, _ = _freeze_run(True)
+    assert step._fused is True and counts == eager_counts
+    torch._dynamo.reset()
+
+
+def test_a_post_accumulate_grad_hook_keeps_the_two_graph_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parameter with a post-accumulate-grad hook (what DDP-like code relies on) is trained through ``.grad``:
+    the hook runs at every step, and the one-graph step (which has no ``.grad``) is not chosen."""
+    monkeypatch.setattr(step_module.torch, "compile", lambda fn, **_: fn)  # (the decision only; no compilation)
+    counts, step, calls = _freeze_run(True, hook=True)
+    assert step._fused is False and len(calls) == 5 and counts == [3.0, 3.0, 5.0, 5.0]
+
+
+@pytest.mark.parametrize("one_graph", [True, False])
+def test_a_compiled_step_records_the_gradient_norm_only_when_asked(one_graph: bool,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled (the functions run as written), the norm computed for the skip check enters the meter only on
+    the steps that ask for it (norm=True), the first (eager) step included, as in eager."""
+    monkeypatch.setattr(step_module.torch, "compile", lambda fn, **_: fn)
+    monkeypatch.setattr(step_module, "_TRACES_GRAD", one_graph)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, fused=True)
+    opt.param_groups[0]["lr"] = torch.tensor(0.01)
+    x = torch.randn(8, 4)
+
+    def forward(batch: Any, i: int) -> Any:
+        loss = model(x).pow(2).mean()
+        return loss, {"loss": loss.detach()}
+
+    step = TrainStep(forward, list(model.parameters()), opt, compile=True)
+    for i in range(3):
+        step(None, i)
+    assert step.meter.read()["grad_norm"] is None
+    step(None, 3, norm=True)
+    assert step.meter.read()["grad_norm"] > 0
+
+
+def test_a_one_graph_step_that_fails_to_compile_falls_back_to_two_graphs(monkeypatch: pytest.MonkeyPatch,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """When dynamo cannot compile the one-graph step, the step is taken by the forward/backward and update graphs
+    (with a warning) and training goes on with the same numbers as eager."""
+    monkeypatch.setattr(step_module.torch, "compile", lambda fn, **_: fn)
+    monkeypatch.setattr(step_module, "_TRACES_GRAD", True)
+
+    def unsupported(*_: Any) -> Any:
+        def train(*args: Any) -> Any:
+            raise torch._dynamo.exc.Unsupported("an operator dynamo cannot trace")
+        return train
+
+    monkeypatch.setattr(step_module, "_train_graph", unsupported)
+    results = []
+    for compile in (False, True):
+        counts, step, _ = _freeze_run(compile)
+        results.append((counts, [p.detach().clone() for p in step.params]))
+    assert step._fused is False and "could not be compiled" in caplog.text
+    assert results[0][0] == results[1][0] == [3.0, 3.0, 5.0, 5.0]
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)

@@ -33,6 +33,7 @@ synchronisation per step) and skips ``optimizer.step()`` itself.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +45,8 @@ from torch.torch_version import TorchVersion
 
 from .ema import EMA
 
+_log = logging.getLogger("vaekit")
+
 __all__ = ["TrainStep", "StepMeter", "adam", "make_optimizer", "COMPILE_MODES", "OPTIMIZERS"]
 
 #: ``Trainer(optimizer=...)`` names: Adam and AdamW (fused, the skip decision on the device), Adamax and
@@ -52,6 +55,9 @@ OPTIMIZERS = ("adam", "adamw", "adamax", "radam")
 
 #: ``Trainer(compile=...)`` values besides True/False (``torch.compile`` modes).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+#: the modes in which inductor captures CUDA graphs (the tensors a compiled update writes keep their address)
+_CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def _total_norm(grads: list[Tensor]) -> Tensor:
@@ -312,7 +318,10 @@ class TrainStep:
     (:func:`_train_graph`): the forward, the gradients by ``torch.autograd.grad`` (traced by
     dynamo: torch >= 2.11), the checks, the update, the EMA and the meter, without ``.grad``
     tensors. A parameter that gets no gradient at a step is not updated, as in eager. Elsewhere
-    the forward with its backward and the update are two graphs.
+    the forward with its backward and the update are two graphs: when a parameter got no
+    gradient at the first step (it has no Adam state), a parameter has a post-accumulate-grad
+    hook, several processes train (DDP accumulates into ``.grad``), amsgrad, or the one graph
+    fails to compile (a warning says so).
     """
 
     def __init__(self, forward: Callable[[Any, int], tuple[Tensor, dict[str, Any]]], params: Sequence[Tensor],
@@ -419,7 +428,7 @@ class TrainStep:
     def _mark_static(self, groups: list[tuple[dict[str, Any], list[list[Tensor]]]], device: torch.device) -> None:
         """CUDA graphs (``mode="reduce-overhead"``): the tensors a compiled update writes (and the learning
         rates) keep their address."""
-        if self._mode != "reduce-overhead" or device.type != "cuda":
+        if self._mode not in _CUDA_GRAPH_MODES or device.type != "cuda":
             return
         m = self.meter
         assert m is not None
@@ -469,10 +478,18 @@ class TrainStep:
 
     def _can_fuse(self) -> bool:
         """After the first (eager) step: whether the one-graph step can train the optimizer's parameters
-        (the trainable parameters, each in one group, no amsgrad)."""
+        (the trainable parameters, each in one group, no amsgrad, every one with its Adam state, i.e. with a
+        gradient at the first step), and nothing relies on ``.grad`` being accumulated: no parameter with a
+        post-accumulate-grad hook, no process group of several processes (DDP's reducer hooks the
+        accumulation)."""
         assert self._adam is not None
         ordered = [p for g in self.optimizer.param_groups for p in g["params"]]
         if {id(p) for p in ordered} != {id(p) for p in self.params} or len(ordered) != len(self.params):
+            return False
+        if any(getattr(p, "_post_accumulate_grad_hooks", None) for p in ordered):
+            return False
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             return False
         groups = self._adam.groups(with_grads=False)
         return groups is not None and self._spec(groups) is not None
@@ -488,7 +505,8 @@ class TrainStep:
             return None
         tensors = [[t for _, ts in groups for t in ts[i]] for i in (0, 2, 3, 5)]  # params, m, v, steps
         train_fn = self._train_fns.get(spec)
-        if train_fn is None:
+        new = train_fn is None
+        if new:
             # (without inductor's size and stride asserts, one per input and buffer a step: the guards check the
             # inputs' sizes and strides already)
             train_fn = self._train_fns[spec] = torch.compile(_train_graph(self._raw_forward, self.meter.names, *spec),
@@ -499,6 +517,16 @@ class TrainStep:
         config.trace_autograd_ops = True
         try:
             loss, _ = train_fn(batch, step, *tensors, *self._update_inputs(groups, self.meter.device, with_norm))
+        except (torch._dynamo.exc.Unsupported, torch._dynamo.exc.BackendCompilerFailed) as e:
+            if not new:
+                raise
+            # the first call of a new graph failed to compile (nothing ran): this step and the next ones take the
+            # forward/backward and update graphs
+            _log.warning("the one-graph compiled step could not be compiled (%s: %s); using the forward/backward "
+                         "and update graphs instead", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            self._fused = False
+            del self._train_fns[spec]
+            return None
         finally:
             config.trace_autograd_ops = traces
         self.meter.count()
@@ -529,8 +557,9 @@ class TrainStep:
         if self.grad_clip is not None and norm is not None:
             torch._foreach_mul_(grads, (self.grad_clip / (norm + 1e-6)).clamp(max=1.0))
         assert self.meter is not None
-        if self.compiled:  # (in the graph: a host counter of buffered rows would recompile it every step)
-            self.meter.add(self.meter.row(values, norm), bad, loss, count=False)
+        if self.compiled:  # (in the graph: a host counter of buffered rows would recompile it every step; the
+            # norm, computed for the check, enters the meter only where asked, as in eager and the update graph)
+            self.meter.add(self.meter.row(values, norm if with_norm else None), bad, loss, count=False)
         else:
             self.meter.record(values, norm, bad, loss)
         return bad
@@ -662,7 +691,11 @@ def _train_graph(forward: Callable[[Any, int], tuple[Tensor, dict[str, Any]]], m
               steps: list[Tensor], lrs: list[Tensor], meter: list[Tensor], norm_weight: Tensor,
               ema: list[list[Tensor]]) -> tuple[Tensor, tuple[Tensor, ...]]:
         loss, metrics = forward(batch, step)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        # only parameters that require a gradient are differentiated (one frozen since the last trace has none);
+        # dynamo guards on requires_grad, so freezing or unfreezing one retraces
+        wanted = [p.requires_grad for p in params]
+        got = iter(torch.autograd.grad(loss, [p for p, w in zip(params, wanted) if w], allow_unused=True))
+        grads = [next(got) if w else None for w in wanted]
         with torch.no_grad():
             loss = loss.detach()
             values = [v.detach() if isinstance(v, Tensor) else torch.tensor(float(v), device=loss.device)
