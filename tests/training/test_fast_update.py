@@ -31,13 +31,15 @@ def _groups(params: list[torch.nn.Parameter]) -> list[dict[str, Any]]:
     return [{"params": params[:2]}, {"params": params[2:], "lr": 0.03}]  # two groups, two learning rates
 
 
+@pytest.mark.parametrize("share_steps", [False, True])
 @pytest.mark.parametrize("cls,kwargs", CASES)
-def test_the_direct_fused_call_is_optimizer_step(cls: Any, kwargs: dict[str, Any],
+def test_the_direct_fused_call_is_optimizer_step(cls: Any, kwargs: dict[str, Any], share_steps: bool,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bit for bit ``optimizer.step()``, with the step counters per parameter or as views of one tensor."""
     ref_params, fast_params = _params(), _params()
     ref = cls(_groups(ref_params), lr=0.01, fused=True, **kwargs)
     fast = cls(_groups(fast_params), lr=0.01, fused=True, **kwargs)
-    direct = step_module._FusedAdam(fast)
+    direct = step_module._FusedAdam(fast, share_steps=share_steps)
     assert step_module._FusedAdam.supports(fast)
     calls: list[int] = []
     original = cls.step
@@ -56,6 +58,8 @@ def test_the_direct_fused_call_is_optimizer_step(cls: Any, kwargs: dict[str, Any
             assert torch.equal(fast.state[q][key], value), key
     assert float(fast.state[fast_params[0]]["step"]) == 3.0  # the skipped step is not counted
     assert len(calls) == 4 + 1  # the reference's four, and the fast one's first (it creates the state)
+    storages = {fast.state[q]["step"].untyped_storage().data_ptr() for q in fast_params}
+    assert len(storages) == (1 if share_steps else len(fast_params))
 
 
 def test_the_direct_call_defers_to_optimizer_step_while_hooks_are_registered() -> None:
@@ -130,10 +134,16 @@ def test_the_written_out_update_follows_the_fused_kernel(optimizer: str, monkeyp
 
 
 @pytest.mark.slow
-def test_the_compiled_update_follows_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same with torch.compile (inductor) generating the update."""
+@pytest.mark.parametrize("one_graph", [True, False])
+def test_the_compiled_update_follows_the_fused_kernel(one_graph: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same with torch.compile (inductor) generating the update: the whole step as one graph
+    (``_train_graph``, gradients by ``torch.autograd.grad``), or the forward/backward and the update as two
+    (``_update_graph``; what a torch whose dynamo cannot trace ``autograd.grad`` gets)."""
+    if one_graph and not step_module._TRACES_GRAD:
+        pytest.skip("this torch's dynamo cannot trace torch.autograd.grad")
     eager = _train(False, monkeypatch)
     torch._dynamo.reset()
+    monkeypatch.setattr(step_module, "_TRACES_GRAD", one_graph)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     params = list(model.parameters())
@@ -152,12 +162,16 @@ def test_the_compiled_update_follows_the_fused_kernel(monkeypatch: pytest.Monkey
                      compile=True)
     for i in range(6):
         step(x, i, norm=i % 2 == 0)
-    assert bool(step._update_fns)
+    assert (bool(step._train_fns), bool(step._update_fns)) == (one_graph, not one_graph)
     for a, p in zip(eager["params"], params):
         torch.testing.assert_close(p.detach(), a, rtol=1e-6, atol=1e-7)
     for a, b in zip(eager["shadow"], ema.shadow.values()):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
     assert [float(opt.state[p]["step"]) for p in params] == [5.0] * len(params)
+    w, we = step.meter.read(), eager["window"]
+    assert (w["steps"], w["skipped"], w["max_consecutive_skips"]) == (6, 1, 1)
+    torch.testing.assert_close(w["metrics"]["loss"], we["metrics"]["loss"], rtol=1e-6, atol=0.0)
+    torch.testing.assert_close(w["grad_norm"], we["grad_norm"], rtol=1e-5, atol=0.0)
     torch._dynamo.reset()
 
 
@@ -196,26 +210,185 @@ def test_adamw_groups_without_the_decoupled_key_still_decay_adamw_s_way() -> Non
     assert not step_module._FusedAdam(plain).decoupled(plain.param_groups[0])
 
 
-@pytest.mark.slow
-def test_a_gradient_that_comes_and_goes_compiles_two_updates_not_one_per_step() -> None:
-    """A layer used on every other step only: the compiled update switches between two graphs (one per set of
-    parameters with a gradient) instead of building a new one whenever the set changes."""
+def _comes_and_goes(compile: bool, built: list[Any] | None = None) -> tuple[list[torch.Tensor], list[float], Any]:
+    """8 steps of a model whose second layer is used on even steps only (fused Adam); the final weights,
+    each parameter's Adam step count, and the TrainStep."""
     torch.manual_seed(0)
     a, b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
-    opt = torch.optim.Adam([*a.parameters(), *b.parameters()], lr=0.01, fused=True)
+    params = [*a.parameters(), *b.parameters()]
+    opt = torch.optim.Adam(params, lr=0.01, fused=True)
+    if compile:
+        opt.param_groups[0]["lr"] = torch.tensor(0.01)
     x = torch.randn(8, 3)
 
     def forward(batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = a(x).pow(2).mean() + (b(x).pow(2).mean() if step % 2 == 0 else 0.0)
         return loss, {"loss": loss.detach()}
 
-    built = []
     original = torch.compile
-    step = TrainStep(forward, [*a.parameters(), *b.parameters()], opt, compile=True)
+    step = TrainStep(forward, params, opt, compile=compile)
     try:
-        torch.compile = lambda fn, *args, **kwargs: built.append(fn) or original(fn, *args, **kwargs)  # type: ignore[assignment]
+        if built is not None:
+            torch.compile = lambda fn, *args, **kwargs: built.append(fn) or original(fn, *args, **kwargs)  # type: ignore[assignment]
         for i in range(8):
             step(None, i)
     finally:
         torch.compile = original  # type: ignore[assignment]
-    assert len(step._update_fns) == 2 and len(built) == 2
+    return [p.detach().clone() for p in params], [float(opt.state[p]["step"]) for p in params], step
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("one_graph", [True, False])
+def test_a_gradient_that_comes_and_goes_compiles_two_updates_not_one_per_step(
+        one_graph: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A layer used on every other step only: it is updated (and its Adam step counted) only on the steps that
+    give it a gradient, as in eager; the compiled step switches between two graphs (one per set of parameters
+    with a gradient) instead of building a new one whenever the set changes."""
+    if one_graph and not step_module._TRACES_GRAD:
+        pytest.skip("this torch's dynamo cannot trace torch.autograd.grad")
+    eager, eager_counts, _ = _comes_and_goes(False)
+    assert eager_counts == [8.0, 8.0, 4.0, 4.0]
+    torch._dynamo.reset()
+    monkeypatch.setattr(step_module, "_TRACES_GRAD", one_graph)
+    built: list[Any] = []
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    weights, counts, step = _comes_and_goes(True, built)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs
+    assert counts == eager_counts
+    for w, e in zip(weights, eager):  # (Adam with zero gradients instead would move b by its momentum)
+        torch.testing.assert_close(w, e, rtol=1e-6, atol=1e-7)
+    if one_graph:  # one compiled function for steps 1-7, traced for step 1 (dynamo specialises an int it sees
+        # first), then once per parity (step becomes dynamic, the branch a guard), not once per step
+        assert len(step._train_fns) == 1 and len(built) == 1 and not step._update_fns
+        assert graphs == 3
+    else:  # the forward (with its backward), and one update per set of parameters with a gradient
+        assert len(step._update_fns) == 2 and len(built) == 3
+    torch._dynamo.reset()
+
+
+def test_eager_step_counters_are_one_tensor_and_survive_a_reload() -> None:
+    """Eager, the step counters become views of one tensor (counted in one operation), hold the number of good
+    steps, are saved by ``state_dict`` as plain values and are shared again after ``load_state_dict``."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    params = list(model.parameters())
+    opt = torch.optim.Adam([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}], lr=0.01, fused=True)
+    x = torch.randn(16, 4)
+
+    def forward(batch: Any, i: int) -> Any:
+        loss = (model(batch) ** 2).mean() * (math.nan if i == 3 else 1.0)
+        return loss, {"loss": loss.detach()}
+
+    step = TrainStep(forward, params, opt)
+    for i in range(5):
+        step(x, i)
+    counters = [opt.state[p]["step"] for p in params]
+    assert len({c.untyped_storage().data_ptr() for c in counters}) == 1  # one tensor
+    assert [float(c) for c in counters] == [4.0] * 4  # 5 steps, step 3 skipped
+    saved = opt.state_dict()
+    other = torch.optim.Adam([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}], lr=0.01, fused=True)
+    other.load_state_dict(saved)
+    step = TrainStep(forward, params, other)
+    for i in range(5, 7):
+        step(x, i)
+    counters = [other.state[p]["step"] for p in params]
+    assert len({c.untyped_storage().data_ptr() for c in counters}) == 1
+    assert [float(c) for c in counters] == [6.0] * 4
+    assert [float(opt.state[p]["step"]) for p in params] == [4.0] * 4  # the saved optimizer is not touched
+
+
+def _freeze_run(compile: bool, hook: bool = False) -> tuple[list[float], Any, list[int]]:
+    """5 steps of a 2-layer model (fused Adam); the first layer is frozen (requires_grad_(False)) before step 3.
+    ``hook``: a post-accumulate-grad hook on the last bias. Returns the Adam step counts, the TrainStep and the
+    hook's calls."""
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)
+    params = [*a.parameters(), *b.parameters()]
+    opt = torch.optim.Adam(params, lr=0.01, fused=True)
+    if compile:
+        opt.param_groups[0]["lr"] = torch.tensor(0.01)
+    calls: list[int] = []
+    if hook:
+        b.bias.register_post_accumulate_grad_hook(lambda p: calls.append(1))
+    x = torch.randn(16, 4)
+
+    def forward(batch: Any, step: int) -> Any:
+        loss = b(a(x)).pow(2).mean()
+        return loss, {"loss": loss.detach()}
+
+    step = TrainStep(forward, params, opt, compile=compile)
+    for i in range(5):
+        if i == 3:
+            a.requires_grad_(False)
+        step(None, i)
+    return [float(opt.state[p]["step"]) for p in params], step, calls
+
+
+@pytest.mark.slow
+def test_a_parameter_frozen_mid_run_is_left_alone_by_the_one_graph_step() -> None:
+    """Freezing a layer between steps: it gets no gradient and no Adam step from then on, as in eager (the one
+    graph differentiates only what requires a gradient, and retraces when that changes)."""
+    if not step_module._TRACES_GRAD:
+        pytest.skip("this torch's dynamo cannot trace torch.autograd.grad")
+    eager_counts, _, _ = _freeze_run(False)
+    assert eager_counts == [3.0, 3.0, 5.0, 5.0]
+    torch._dynamo.reset()
+    counts, step, _ = _freeze_run(True)
+    assert step._fused is True and counts == eager_counts
+    torch._dynamo.reset()
+
+
+def test_a_post_accumulate_grad_hook_keeps_the_two_graph_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parameter with a post-accumulate-grad hook (what DDP-like code relies on) is trained through ``.grad``:
+    the hook runs at every step, and the one-graph step (which has no ``.grad``) is not chosen."""
+    monkeypatch.setattr(step_module.torch, "compile", lambda fn, **_: fn)  # (the decision only; no compilation)
+    counts, step, calls = _freeze_run(True, hook=True)
+    assert step._fused is False and len(calls) == 5 and counts == [3.0, 3.0, 5.0, 5.0]
+
+
+@pytest.mark.parametrize("one_graph", [True, False])
+def test_a_compiled_step_records_the_gradient_norm_only_when_asked(one_graph: bool,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled (the functions run as written), the norm computed for the skip check enters the meter only on
+    the steps that ask for it (norm=True), the first (eager) step included, as in eager."""
+    monkeypatch.setattr(step_module.torch, "compile", lambda fn, **_: fn)
+    monkeypatch.setattr(step_module, "_TRACES_GRAD", one_graph)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, fused=True)
+    opt.param_groups[0]["lr"] = torch.tensor(0.01)
+    x = torch.randn(8, 4)
+
+    def forward(batch: Any, i: int) -> Any:
+        loss = model(x).pow(2).mean()
+        return loss, {"loss": loss.detach()}
+
+    step = TrainStep(forward, list(model.parameters()), opt, compile=True)
+    for i in range(3):
+        step(None, i)
+    assert step.meter.read()["grad_norm"] is None
+    step(None, 3, norm=True)
+    assert step.meter.read()["grad_norm"] > 0
+
+
+def test_a_one_graph_step_that_fails_to_compile_falls_back_to_two_graphs(monkeypatch: pytest.MonkeyPatch,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """When dynamo cannot compile the one-graph step, the step is taken by the forward/backward and update graphs
+    (with a warning) and training goes on with the same numbers as eager."""
+    monkeypatch.setattr(step_module.torch, "compile", lambda fn, **_: fn)
+    monkeypatch.setattr(step_module, "_TRACES_GRAD", True)
+
+    def unsupported(*_: Any) -> Any:
+        def train(*args: Any) -> Any:
+            raise torch._dynamo.exc.Unsupported("an operator dynamo cannot trace")
+        return train
+
+    monkeypatch.setattr(step_module, "_train_graph", unsupported)
+    results = []
+    for compile in (False, True):
+        counts, step, _ = _freeze_run(compile)
+        results.append((counts, [p.detach().clone() for p in step.params]))
+    assert step._fused is False and "could not be compiled" in caplog.text
+    assert results[0][0] == results[1][0] == [3.0, 3.0, 5.0, 5.0]
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)

@@ -173,16 +173,25 @@ def _fit(root: Path, compile: bool | str, max_steps: int, resume: Path | None = 
     return res, model, torch.tensor(losses)
 
 
-def test_the_compiled_step_follows_the_eager_trajectory(tmp_path: Path) -> None:
+def test_the_compiled_step_follows_the_eager_trajectory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """50 steps from the same seed, eager and ``compile=True`` (random draws from torch's generator in both):
     every step's loss and the final weights agree to float32 rounding; resuming a compiled run from a
-    checkpoint at step 25 continues the same trajectory."""
+    checkpoint at step 25 continues the same trajectory. The compiled steps after the first are the one-graph
+    step where this torch can trace ``autograd.grad``."""
     import torch._inductor.config as inductor
 
+    from vaekit.training import step as step_module
+
+    fused: list[bool] = []
+    original = step_module.TrainStep._fused_step
+    monkeypatch.setattr(step_module.TrainStep, "_fused_step",  # (counts the steps the one graph took)
+                        lambda self, *a, **k: (lambda out: fused.append(out is not None) or out)(
+                            original(self, *a, **k)))
     torch._dynamo.reset()
     with inductor.patch(fallback_random=True):
         _, eager_model, eager = _fit(tmp_path / "eager", False, 50)
         res, compiled_model, compiled = _fit(tmp_path / "compiled", True, 50)
+        assert sum(fused) == (49 if step_module._TRACES_GRAD else 0)
         assert len(eager) == len(compiled) == 50
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
         for (name, a), b in zip(eager_model.state_dict().items(), compiled_model.state_dict().values()):

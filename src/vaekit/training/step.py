@@ -33,6 +33,7 @@ synchronisation per step) and skips ``optimizer.step()`` itself.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +45,8 @@ from torch.torch_version import TorchVersion
 
 from .ema import EMA
 
+_log = logging.getLogger("vaekit")
+
 __all__ = ["TrainStep", "StepMeter", "adam", "make_optimizer", "COMPILE_MODES", "OPTIMIZERS"]
 
 #: ``Trainer(optimizer=...)`` names: Adam and AdamW (fused, the skip decision on the device), Adamax and
@@ -52,6 +55,9 @@ OPTIMIZERS = ("adam", "adamw", "adamax", "radam")
 
 #: ``Trainer(compile=...)`` values besides True/False (``torch.compile`` modes).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+#: the modes in which inductor captures CUDA graphs (the tensors a compiled update writes keep their address)
+_CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def _total_norm(grads: list[Tensor]) -> Tensor:
@@ -304,8 +310,18 @@ class TrainStep:
     reduce_bad : callable, optional
         Sums a float 0-dim tensor over processes (DDP), so that every process skips alike.
     compile : bool or str
-        ``torch.compile`` the forward and the update: True for the default mode, or one of
-        :data:`COMPILE_MODES`.
+        ``torch.compile`` the step: True for the default mode, or one of :data:`COMPILE_MODES`.
+    Notes
+    -----
+    Compiled, with fused Adam/AdamW, the plain backward and one process, every step after the
+    first (eager: it creates the optimizer's state) is one compiled function
+    (:func:`_train_graph`): the forward, the gradients by ``torch.autograd.grad`` (traced by
+    dynamo: torch >= 2.11), the checks, the update, the EMA and the meter, without ``.grad``
+    tensors. A parameter that gets no gradient at a step is not updated, as in eager. Elsewhere
+    the forward with its backward and the update are two graphs: when a parameter got no
+    gradient at the first step (it has no Adam state), a parameter has a post-accumulate-grad
+    hook, several processes train (DDP accumulates into ``.grad``), amsgrad, or the one graph
+    fails to compile (a warning says so).
     """
 
     def __init__(self, forward: Callable[[Any, int], tuple[Tensor, dict[str, Any]]], params: Sequence[Tensor],
@@ -322,16 +338,22 @@ class TrainStep:
         self._backward = backward if backward is not None else Tensor.backward
         self.reduce_bad = reduce_bad
         self.masked = _takes_found_inf(optimizer)
+        mode = _compile_mode(compile)
         # fused Adam/AdamW: its kernel called directly (eager), or its update written out and compiled
-        self._adam = _FusedAdam(optimizer) if _FusedAdam.supports(optimizer) else None
+        self._adam = _FusedAdam(optimizer, share_steps=mode is None) if _FusedAdam.supports(optimizer) else None
         self.meter: StepMeter | None = None
         self._found: Tensor | None = None
         self._unit: Tensor | None = None
-        mode = _compile_mode(compile)
         self.compiled = mode is not None
         self._mode = mode
         self._cpu = bool(self.params) and self.params[0].device.type == "cpu"
-        self._forward = forward if mode is None else torch.compile(forward, **self._compile_how(cpp=True))
+        self._raw_forward = forward
+        self._compiled_forward: Callable[[Any, int], tuple[Tensor, dict[str, Any]]] | None = None
+        # the one-graph step (compiled, fused Adam/AdamW, plain backward, one process, a torch whose dynamo traces
+        # autograd.grad): None until the first step (eager) has decided it, then True or False
+        self._fused: bool | None = None if (mode is not None and self._adam is not None and backward is None
+                                            and reduce_bad is None and _TRACES_GRAD) else False
+        self._train_fns: dict[tuple[Any, ...], Callable[..., tuple[Tensor, tuple[Tensor, ...]]]] = {}
         # compiled, another optimizer (or DDP's reduced flag): the checks (with clipping and the meter) in one graph,
         # then optimizer.step()
         self._check_fn = self._check if mode is None else torch.compile(self._check, **self._compile_how())
@@ -348,7 +370,13 @@ class TrainStep:
 
         ``norm=True`` computes the gradient norm for the meter even without clipping.
         """
-        loss, metrics = self._forward(batch, step)
+        with_norm = norm or self.grad_clip is not None or self.skip_threshold is not None
+        if self._fused:
+            loss = self._fused_step(batch, step, with_norm)
+            if loss is not None:
+                return loss
+        first = self._fused is None  # eager: it creates the optimizer's state and decides the one-graph step
+        loss, metrics = (self._raw_forward if first or not self.compiled else self._forward_graph())(batch, step)
         if self.meter is None:
             self.meter = StepMeter(sorted(metrics), loss.device)
         if self._found is None:  # the skip flag (found_inf), reused by every step: a static buffer for CUDA graphs
@@ -356,19 +384,26 @@ class TrainStep:
             self._unit = torch.ones((), dtype=torch.float32, device=loss.device)
         self._backward(loss)
         loss = loss.detach()
-        self._update(loss, [metrics[n] for n in self.meter.names],
-                     norm or self.grad_clip is not None or self.skip_threshold is not None)
+        self._update(loss, [metrics[n] for n in self.meter.names], with_norm, eager=first)
+        if first:
+            self._fused = self._can_fuse()
         for group in self.optimizer.param_groups:  # optimizer.zero_grad(set_to_none=True), without its profiler
             for p in group["params"]:  # record and hooks machinery (tens of microseconds a step)
                 p.grad = None
         return loss
 
-    def _update(self, loss: Tensor, values: list[Any], with_norm: bool) -> None:
+    def _forward_graph(self) -> Callable[[Any, int], tuple[Tensor, dict[str, Any]]]:
+        """The compiled forward (its backward compiled by AOTAutograd), made at its first use."""
+        if self._compiled_forward is None:
+            self._compiled_forward = torch.compile(self._raw_forward, **self._compile_how(cpp=True))
+        return self._compiled_forward
+
+    def _update(self, loss: Tensor, values: list[Any], with_norm: bool, eager: bool = False) -> None:
         with torch.no_grad():
-            if self.compiled and self._adam is not None and self.reduce_bad is None and self._compiled_update(
-                    loss, values, with_norm):
+            if (self.compiled and not eager and self._adam is not None and self.reduce_bad is None
+                    and self._compiled_update(loss, values, with_norm)):
                 return
-            bad = self._check_fn(loss, values, with_norm)
+            bad = (self._check if eager else self._check_fn)(loss, values, with_norm)
             if self.compiled:  # (eager, record() counted it)
                 self.meter.count()  # type: ignore[union-attr]
             if self._adam is not None:
@@ -381,16 +416,52 @@ class TrainStep:
             if self.ema is not None:
                 self.ema.update(self.ema_module, mask=bad)  # type: ignore[arg-type]
 
+    def _spec(self, groups: list[tuple[dict[str, Any], list[list[Tensor]]]]) -> tuple[Any, ...] | None:
+        """The arguments of :func:`_update_graph` for the optimizer's ``groups`` (None: amsgrad, not written out)."""
+        if any(g["amsgrad"] for g, _ in groups):
+            return None
+        assert self._adam is not None
+        return (tuple((len(t[0]), *(float(b) for b in g["betas"]), float(g["eps"]), float(g["weight_decay"]),
+                       self._adam.decoupled(g), bool(g["maximize"])) for g, t in groups),
+                self.grad_clip, self.skip_threshold, None if self.ema is None else self.ema.decay)
+
+    def _mark_static(self, groups: list[tuple[dict[str, Any], list[list[Tensor]]]], device: torch.device) -> None:
+        """CUDA graphs (``mode="reduce-overhead"``): the tensors a compiled update writes (and the learning
+        rates) keep their address."""
+        if self._mode not in _CUDA_GRAPH_MODES or device.type != "cuda":
+            return
+        m = self.meter
+        assert m is not None
+        shadows = [] if self.ema is None else list(self.ema.shadow.values())
+        for t in [*(t for _, ts in groups for i in (0, 2, 3, 5) for t in ts[i]), *shadows,
+                  *(g["lr"] for g, _ in groups), m.sums, m.run, m.longest, m.last]:
+            if isinstance(t, Tensor):
+                torch._dynamo.mark_static_address(t)
+
+    def _update_inputs(self, groups: list[tuple[dict[str, Any], list[list[Tensor]]]], device: torch.device,
+                       with_norm: bool) -> tuple[list[Tensor], list[Tensor], Tensor, list[list[Tensor]]]:
+        """The learning rates, the meter's tensors, the norm weight and the EMA's tensors that the compiled
+        update (:func:`_update_graph`) takes after the optimizer's."""
+        m = self.meter
+        assert m is not None
+        lrs = [_lr_tensor(g["lr"], device) for g, _ in groups]
+        if self.ema is not None and self._ema_params is None:  # the module's parameters themselves (not detached
+            named = dict(self.ema_module.named_parameters())  # type: ignore[union-attr]  # views): the graph
+            self._ema_params = [named[n] for n in self.ema.shadow]  # sees the optimizer's updated tensors
+        ema = [] if self.ema is None else [list(self.ema.shadow.values()), self._ema_params]
+        if self._norm_weights is None or self._norm_weights[0].device != m.device:  # (not the meter's own 0 and 1:
+            self._norm_weights = (torch.zeros((), device=m.device),  # an alias would recompile)
+                                  torch.ones((), device=m.device))
+        return lrs, [m.sums, m.run, m.longest, m.last, m._zero], self._norm_weights[int(with_norm)], ema
+
     def _compiled_update(self, loss: Tensor, values: list[Any], with_norm: bool) -> bool:
         """The whole update as one compiled graph (:func:`_update_graph`); False (nothing done) when the
         optimizer's state does not exist yet or its groups cannot be written out."""
         assert self._adam is not None and self.meter is not None
         groups = self._adam.groups()
-        if groups is None or any(g["amsgrad"] for g, _ in groups):
+        spec = None if groups is None else self._spec(groups)
+        if spec is None:
             return False
-        spec = (tuple((len(t[0]), *(float(b) for b in g["betas"]), float(g["eps"]), float(g["weight_decay"]),
-                       self._adam.decoupled(g), bool(g["maximize"])) for g, t in groups),
-                self.grad_clip, self.skip_threshold, None if self.ema is None else self.ema.decay)
         tensors = [[t for _, ts in groups for t in ts[i]] for i in (0, 1, 2, 3, 5)]  # params, grads, m, v, steps
         update_fn = self._update_fns.get(spec)
         if update_fn is None:
@@ -398,27 +469,68 @@ class TrainStep:
             # guards already check)
             update_fn = self._update_fns[spec] = torch.compile(_update_graph(*spec), dynamic=False,
                                                                **self._compile_how(size_asserts=False))
-            if self._mode == "reduce-overhead" and loss.device.type == "cuda":  # CUDA graphs: the tensors the
-                m = self.meter  # update writes (and the learning rates) keep their address
-                shadows = [] if self.ema is None else list(self.ema.shadow.values())
-                for t in [*tensors[0], *tensors[2], *tensors[3], *tensors[4], *shadows, *(g["lr"] for g, _ in groups),
-                          m.sums, m.run, m.longest, m.last]:
-                    if isinstance(t, Tensor):
-                        torch._dynamo.mark_static_address(t)
-        lrs = [_lr_tensor(g["lr"], loss.device) for g, _ in groups]
-        m = self.meter
-        dev = m.device
+            self._mark_static(groups, loss.device)
+        dev = self.meter.device
         values = [v if isinstance(v, Tensor) else torch.tensor(float(v), device=dev) for v in values]
-        if self.ema is not None and self._ema_params is None:  # the module's parameters themselves (not detached
-            named = dict(self.ema_module.named_parameters())  # type: ignore[union-attr]  # views): the graph
-            self._ema_params = [named[n] for n in self.ema.shadow]  # sees the optimizer's updated tensors
-        ema = [] if self.ema is None else [list(self.ema.shadow.values()), self._ema_params]
-        if self._norm_weights is None or self._norm_weights[0].device != dev:  # (not the meter's own 0 and 1: an
-            self._norm_weights = (torch.zeros((), device=dev), torch.ones((), device=dev))  # alias would recompile)
-        update_fn(loss, values, *tensors, lrs, [m.sums, m.run, m.longest, m.last, m._zero],
-                        self._norm_weights[int(with_norm)], ema)
-        m.count()
+        update_fn(loss, values, *tensors, *self._update_inputs(groups, loss.device, with_norm))
+        self.meter.count()
         return True
+
+    def _can_fuse(self) -> bool:
+        """After the first (eager) step: whether the one-graph step can train the optimizer's parameters
+        (the trainable parameters, each in one group, no amsgrad, every one with its Adam state, i.e. with a
+        gradient at the first step), and nothing relies on ``.grad`` being accumulated: no parameter with a
+        post-accumulate-grad hook, no process group of several processes (DDP's reducer hooks the
+        accumulation)."""
+        assert self._adam is not None
+        ordered = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if {id(p) for p in ordered} != {id(p) for p in self.params} or len(ordered) != len(self.params):
+            return False
+        if any(getattr(p, "_post_accumulate_grad_hooks", None) for p in ordered):
+            return False
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return False
+        groups = self._adam.groups(with_grads=False)
+        return groups is not None and self._spec(groups) is not None
+
+    def _fused_step(self, batch: Any, step: int, with_norm: bool) -> Tensor | None:
+        """The step as one compiled function (:func:`_train_graph`); None (nothing done) when the optimizer's
+        groups cannot be written out now (a step hook registered): the caller then takes the step with the
+        separate graphs."""
+        assert self._adam is not None and self.meter is not None
+        groups = self._adam.groups(with_grads=False)
+        spec = None if groups is None else self._spec(groups)
+        if spec is None:
+            return None
+        tensors = [[t for _, ts in groups for t in ts[i]] for i in (0, 2, 3, 5)]  # params, m, v, steps
+        train_fn = self._train_fns.get(spec)
+        new = train_fn is None
+        if new:
+            # (without inductor's size and stride asserts, one per input and buffer a step: the guards check the
+            # inputs' sizes and strides already)
+            train_fn = self._train_fns[spec] = torch.compile(_train_graph(self._raw_forward, self.meter.names, *spec),
+                                                             **self._compile_how(cpp=True, size_asserts=False))
+            self._mark_static(groups, self.meter.device)
+        config = torch._dynamo.config  # (set and restored directly: config.patch costs ~3x more per step)
+        traces = config.trace_autograd_ops
+        config.trace_autograd_ops = True
+        try:
+            loss, _ = train_fn(batch, step, *tensors, *self._update_inputs(groups, self.meter.device, with_norm))
+        except (torch._dynamo.exc.Unsupported, torch._dynamo.exc.BackendCompilerFailed) as e:
+            if not new:
+                raise
+            # the first call of a new graph failed to compile (nothing ran): this step and the next ones take the
+            # forward/backward and update graphs
+            _log.warning("the one-graph compiled step could not be compiled (%s: %s); using the forward/backward "
+                         "and update graphs instead", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            self._fused = False
+            del self._train_fns[spec]
+            return None
+        finally:
+            config.trace_autograd_ops = traces
+        self.meter.count()
+        return loss
 
     def _compile_how(self, cpp: bool = False, **options: Any) -> dict[str, Any]:
         """``torch.compile``'s mode or options for one of this step's graphs (:func:`_compile_options`;
@@ -445,8 +557,9 @@ class TrainStep:
         if self.grad_clip is not None and norm is not None:
             torch._foreach_mul_(grads, (self.grad_clip / (norm + 1e-6)).clamp(max=1.0))
         assert self.meter is not None
-        if self.compiled:  # (in the graph: a host counter of buffered rows would recompile it every step)
-            self.meter.add(self.meter.row(values, norm), bad, loss, count=False)
+        if self.compiled:  # (in the graph: a host counter of buffered rows would recompile it every step; the
+            # norm, computed for the check, enters the meter only where asked, as in eager and the update graph)
+            self.meter.add(self.meter.row(values, norm if with_norm else None), bad, loss, count=False)
         else:
             self.meter.record(values, norm, bad, loss)
         return bad
@@ -485,65 +598,126 @@ def _update_graph(groups: tuple[tuple[Any, ...], ...], grad_clip: float | None, 
     def update(loss: Tensor, values: list[Tensor], params: list[Tensor], grads: list[Tensor],
                exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], steps: list[Tensor], lrs: list[Tensor],
                meter: list[Tensor], norm_weight: Tensor, ema: list[list[Tensor]]) -> tuple[Tensor, ...]:
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
-        bad_b = ~(torch.isfinite(norm) & torch.isfinite(loss))
-        if skip_threshold is not None:
-            bad_b = bad_b | (norm > skip_threshold)
-        bad = bad_b.float()
-        good = 1.0 - bad
-        if grad_clip is not None:
-            scale = (grad_clip / (norm + 1e-6)).clamp(max=1.0)
-            grads = [g * scale.to(g.dtype) for g in grads]
-        # the step counts and bias corrections of every parameter as vectors, returned, so that inductor stores
-        # them once instead of recomputing them (two float64 powers) for every vector of every parameter's loop
-        counts = [t + good.to(t.dtype) for t in steps]
-        t64 = torch.stack(counts).double()
-        outs: list[Tensor] = [bad]
-        coefs: list[tuple[Tensor, Tensor]] = []
-        i = 0
-        for (n, beta1, beta2, eps, weight_decay, decoupled, maximize), lr in zip(groups, lrs):
-            tg = t64[i:i + n]
-            step_size = lr.double() / (1.0 - beta1 ** tg)  # lr / bias correction 1
-            bc2_sqrt = torch.sqrt(1.0 - beta2 ** tg)
-            decay = 1.0 - lr.double() * weight_decay
-            outs += [step_size, bc2_sqrt, decay]
-            coefs += [(step_size[j], bc2_sqrt[j]) for j in range(n)]
-            i += n
-        i = 0
-        for (n, beta1, beta2, eps, weight_decay, decoupled, maximize), dec in zip(groups, outs[3::3]):
-            for j in range(i, i + n):
-                p, g, m, v = params[j], grads[j], exp_avgs[j], exp_avg_sqs[j]
-                step_size, bc2_sqrt = (c.to(p.dtype) for c in coefs[j])
-                g = -g if maximize else g
-                p_old = p
-                if weight_decay != 0.0:
-                    if decoupled:
-                        p_old = p * dec.to(p.dtype)
-                    else:
-                        g = g + weight_decay * p
-                m_new = torch.lerp(m, g, 1.0 - beta1)
-                v_new = v * beta2 + (1.0 - beta2) * g * g
-                p_new = p_old - step_size * m_new / (torch.sqrt(v_new) / bc2_sqrt + eps)
-                p.copy_(torch.where(bad_b, p, p_new))
-                m.copy_(torch.where(bad_b, m, m_new))
-                v.copy_(torch.where(bad_b, v, v_new))
-                steps[j].copy_(counts[j])
-            i += n
-        if ema_decay is not None:
-            shadows, current = ema
-            w = good * (1.0 - ema_decay)
-            for s, p in zip(shadows, current):
-                s.copy_(s + w.to(s.dtype) * (p - s))
-        sums, run, longest, last, zero = meter
-        row = torch.stack([*(v.reshape(()).to(torch.float32) for v in values), norm * norm_weight, norm_weight,
-                           torch.ones_like(norm_weight)])
-        _meter_add(sums, run, longest, last, zero, row, bad, loss)
-        return tuple(outs)
+        return _apply_update(groups, grad_clip, skip_threshold, ema_decay, loss, values, params, grads, exp_avgs,
+                             exp_avg_sqs, steps, lrs, meter, norm_weight, ema)
 
     # a code object of its own: torch.compile keeps its compiled graphs per code object, so a step's graphs are
     # neither looked up by nor counted against (recompile limit) the other steps of the process
     update.__code__ = update.__code__.replace()
     return update
+
+
+def _apply_update(groups: tuple[tuple[Any, ...], ...], grad_clip: float | None, skip_threshold: float | None,
+                  ema_decay: float | None, loss: Tensor, values: list[Tensor], params: list[Tensor],
+                  grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], steps: list[Tensor],
+                  lrs: list[Tensor], meter: list[Tensor], norm_weight: Tensor,
+                  ema: list[list[Tensor]]) -> tuple[Tensor, ...]:
+    """The body of :func:`_update_graph`'s ``update`` (see there), its settings as the first arguments."""
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+    bad_b = ~(torch.isfinite(norm) & torch.isfinite(loss))
+    if skip_threshold is not None:
+        bad_b = bad_b | (norm > skip_threshold)
+    bad = bad_b.float()
+    good = 1.0 - bad
+    if grad_clip is not None:
+        scale = (grad_clip / (norm + 1e-6)).clamp(max=1.0)
+        grads = [g * scale.to(g.dtype) for g in grads]
+    # the step counts and bias corrections of every parameter as vectors, returned, so that inductor stores
+    # them once instead of recomputing them (two float64 powers) for every vector of every parameter's loop
+    counts = [t + good.to(t.dtype) for t in steps]
+    t64 = torch.stack(counts).double()
+    outs: list[Tensor] = [bad]
+    coefs: list[tuple[Tensor, Tensor]] = []
+    i = 0
+    for (n, beta1, beta2, eps, weight_decay, decoupled, maximize), lr in zip(groups, lrs):
+        tg = t64[i:i + n]
+        step_size = lr.double() / (1.0 - beta1 ** tg)  # lr / bias correction 1
+        bc2_sqrt = torch.sqrt(1.0 - beta2 ** tg)
+        decay = 1.0 - lr.double() * weight_decay
+        outs += [step_size, bc2_sqrt, decay]
+        coefs += [(step_size[j], bc2_sqrt[j]) for j in range(n)]
+        i += n
+    i = 0
+    for (n, beta1, beta2, eps, weight_decay, decoupled, maximize), dec in zip(groups, outs[3::3]):
+        for j in range(i, i + n):
+            p, g, m, v = params[j], grads[j], exp_avgs[j], exp_avg_sqs[j]
+            step_size, bc2_sqrt = (c.to(p.dtype) for c in coefs[j])
+            g = -g if maximize else g
+            p_old = p
+            if weight_decay != 0.0:
+                if decoupled:
+                    p_old = p * dec.to(p.dtype)
+                else:
+                    g = g + weight_decay * p
+            m_new = torch.lerp(m, g, 1.0 - beta1)
+            v_new = v * beta2 + (1.0 - beta2) * g * g
+            p_new = p_old - step_size * m_new / (torch.sqrt(v_new) / bc2_sqrt + eps)
+            p.copy_(torch.where(bad_b, p, p_new))
+            m.copy_(torch.where(bad_b, m, m_new))
+            v.copy_(torch.where(bad_b, v, v_new))
+            steps[j].copy_(counts[j])
+        i += n
+    if ema_decay is not None:
+        shadows, current = ema
+        w = good * (1.0 - ema_decay)
+        for s, p in zip(shadows, current):
+            s.copy_(s + w.to(s.dtype) * (p - s))
+    sums, run, longest, last, zero = meter
+    row = torch.stack([*(v.reshape(()).to(torch.float32) for v in values), norm * norm_weight, norm_weight,
+                       torch.ones_like(norm_weight)])
+    _meter_add(sums, run, longest, last, zero, row, bad, loss)
+    return tuple(outs)
+
+
+#: whether this torch's dynamo can trace ``torch.autograd.grad`` into a graph (``trace_autograd_ops``, torch >= 2.11)
+_TRACES_GRAD = hasattr(torch._dynamo.config, "trace_autograd_ops")
+
+
+def _train_graph(forward: Callable[[Any, int], tuple[Tensor, dict[str, Any]]], metric_names: list[str],
+                 groups: tuple[tuple[Any, ...], ...], grad_clip: float | None, skip_threshold: float | None,
+                 ema_decay: float | None) -> Callable[..., tuple[Tensor, tuple[Tensor, ...]]]:
+    """The whole step of a compiled :class:`TrainStep` as one function for ``torch.compile``.
+
+    ``train(batch, step, params, exp_avgs, exp_avg_sqs, steps, lrs, meter, norm_weight, ema)``:
+    ``forward(batch, step)``, the gradients of its loss with respect to ``params`` (every parameter
+    of every optimizer group, ``groups`` as in :func:`_update_graph`) by ``torch.autograd.grad``,
+    then the update of :func:`_update_graph` on the parameters that got a gradient (the others keep
+    their values and Adam state, as ``Adam.step`` leaves a parameter without ``.grad``); returns
+    the loss and the update's outputs. Dynamo knows at trace time which gradients are None, so a
+    forward whose parameters change with ``step`` gets one graph per set, as in eager.
+    """
+
+    def train(batch: Any, step: int, params: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
+              steps: list[Tensor], lrs: list[Tensor], meter: list[Tensor], norm_weight: Tensor,
+              ema: list[list[Tensor]]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        loss, metrics = forward(batch, step)
+        # only parameters that require a gradient are differentiated (one frozen since the last trace has none);
+        # dynamo guards on requires_grad, so freezing or unfreezing one retraces
+        wanted = [p.requires_grad for p in params]
+        got = iter(torch.autograd.grad(loss, [p for p, w in zip(params, wanted) if w], allow_unused=True))
+        grads = [next(got) if w else None for w in wanted]
+        with torch.no_grad():
+            loss = loss.detach()
+            values = [v.detach() if isinstance(v, Tensor) else torch.tensor(float(v), device=loss.device)
+                      for v in (metrics[n] for n in metric_names)]
+            used = [g is not None for g in grads]
+            kept, kept_lrs, i = [], [], 0
+            for (n, *hyper), lr in zip(groups, lrs):  # the groups as Adam.step sees them: parameters with a gradient
+                k = sum(used[i:i + n])
+                if k:
+                    kept.append((k, *hyper))
+                    kept_lrs.append(lr)
+                i += n
+
+            def pick(ts: Sequence[Any]) -> list[Any]:
+                return [t for t, u in zip(ts, used) if u]
+
+            return loss, _apply_update(tuple(kept), grad_clip, skip_threshold, ema_decay, loss, values, pick(params),
+                                       pick(grads), pick(exp_avgs), pick(exp_avg_sqs), pick(steps), kept_lrs, meter,
+                                       norm_weight, ema)
+
+    train.__code__ = train.__code__.replace()  # (its own code object, as update's)
+    return train
 
 
 class _FusedAdam:
@@ -557,8 +731,13 @@ class _FusedAdam:
     mixes devices or dtypes.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, share_steps: bool = False) -> None:
         self.optimizer = optimizer
+        # share_steps: the step counters as views of one tensor, counted in one operation instead of a foreach
+        # pair over one 0-dim tensor per parameter (eager only: a compiled graph would see aliased inputs)
+        self.share_steps = share_steps
+        self._counts: Tensor | None = None
+        self._views: list[Tensor] = []
 
     @staticmethod
     def supports(optimizer: torch.optim.Optimizer) -> bool:
@@ -568,26 +747,29 @@ class _FusedAdam:
                 and all(g.get("fused") and not g.get("differentiable") and not g.get("capturable")
                         for g in optimizer.param_groups))
 
-    def groups(self) -> list[tuple[dict[str, Any], list[list[Tensor]]]] | None:
+    def groups(self, with_grads: bool = True) -> list[tuple[dict[str, Any], list[list[Tensor]]]] | None:
         """Per parameter group with gradients: the group and its ``[params, grads, exp_avgs, exp_avg_sqs,
-        max_exp_avg_sqs, steps]`` (as ``Adam.step`` collects them), or None (see the class docstring)."""
+        max_exp_avg_sqs, steps]`` (as ``Adam.step`` collects them), or None (see the class docstring).
+        ``with_grads=False``: every parameter of every group, and no gradients (``grads`` empty)."""
         opt = self.optimizer
         if opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks or _global_step_hooks():
             return None
         out = []
         state = opt.state
         for group in opt.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            params = [p for p in group["params"] if p.grad is not None or not with_grads]
             if not params:
                 continue
             states = [state.get(p) for p in params]
             if not all(states):
                 return None  # the first step: Adam.step creates the state
             first = params[0]
-            if any(p.dtype != first.dtype or p.device != first.device or p.grad.is_sparse for p in params):
+            if any(p.dtype != first.dtype or p.device != first.device or (with_grads and p.grad.is_sparse)
+                   for p in params):
                 return None
             amsgrad = group["amsgrad"]
-            out.append((group, [params, [p.grad for p in params], [st["exp_avg"] for st in states],  # type: ignore
+            out.append((group, [params, [p.grad for p in params] if with_grads else [],  # type: ignore[misc]
+                                [st["exp_avg"] for st in states],  # type: ignore
                                 [st["exp_avg_sq"] for st in states],  # type: ignore[index]
                                 [st["max_exp_avg_sq"] for st in states] if amsgrad else [],  # type: ignore[index]
                                 [st["step"] for st in states]]))  # type: ignore[index]
@@ -605,14 +787,41 @@ class _FusedAdam:
             self.optimizer.found_inf = found_inf  # type: ignore[attr-defined]
             self.optimizer.step()
             return
+        counts = self._counters(groups) if self.share_steps else None
+        if counts is not None:
+            if self._views[0] is not groups[0][1][5][0]:  # (just made: the groups' lists hold the old counters)
+                groups = self.groups()
+                assert groups is not None
+            counts.sub_(found_inf).add_(1)  # counted where good; the kernel reads the new count, or skips
         for group, (params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps) in groups:
             beta1, beta2 = group["betas"]
             kernel = torch._fused_adamw_ if self.decoupled(group) else torch._fused_adam_
-            torch._foreach_add_(steps, 1)
+            if counts is None:
+                torch._foreach_add_(steps, 1)
             kernel(params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, amsgrad=group["amsgrad"], lr=group["lr"],
                    beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"], eps=group["eps"],
                    maximize=group["maximize"], grad_scale=None, found_inf=found_inf)
-            torch._foreach_sub_(steps, [found_inf] * len(steps))
+            if counts is None:
+                torch._foreach_sub_(steps, [found_inf] * len(steps))
+
+    def _counters(self, groups: list[tuple[dict[str, Any], list[list[Tensor]]]]) -> Tensor | None:
+        """The step counters of every parameter as one tensor whose elements the optimizer's state holds
+        (``state[p]["step"]`` are its views: a checkpoint saves them as usual), made (from the current counts)
+        when the state holds other tensors (the first time, or after ``load_state_dict``); None when some
+        parameter has no gradient at this step (only those with one are counted) or the counters differ in
+        shape, dtype or device."""
+        steps = [t for _, ts in groups for t in ts[5]]
+        if len(steps) == len(self._views) and all(a is b for a, b in zip(steps, self._views)):
+            return self._counts
+        if (len(steps) != sum(len(g["params"]) for g in self.optimizer.param_groups)
+                or any(t.dim() != 0 or t.dtype != steps[0].dtype or t.device != steps[0].device for t in steps)):
+            return None
+        self._counts = torch.stack(steps)
+        self._views = list(self._counts.unbind())
+        state = self.optimizer.state
+        for p, view in zip((p for _, ts in groups for p in ts[0]), self._views):
+            state[p]["step"] = view
+        return self._counts
 
 
 def _global_step_hooks() -> bool:
