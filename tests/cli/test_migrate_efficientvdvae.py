@@ -9,10 +9,14 @@ padding by ``F.pad``, ``PoolLayer``, ``UnpooLayer`` with its lazily created ``sc
 wrapping a lone module in a ``SerializableSequential``; ``generate_distribution`` with
 ``'logstd'``, ``'var'`` and the gradient-smoothing beta), written from those files and not from
 vaekit's blocks, so its state dict has the real keys and its numbers are the foreign model's.
-Two places are not hVAE's code: ``trainable_h`` is repeated along the batch (hVAE's
-``torch.tile(h, (N, 1))`` on a 4-d tensor stacks the batch along the height instead), and the
-likelihood is Efficient-VDVAE's ``BernoulliLoss`` (Bernoulli logits, cropped to the image; hVAE
-at that commit routes its output through a mixture of logistics without ``log_prob``).
+Its bottom-up graph is ``_model``'s (``wiring="hvae"``: a level's skip projection reads the level's
+input, and after a level without pooling the next level reads that skip projection); with
+``wiring="efficient_vdvae"`` it is Efficient-VDVAE's, to check vaekit's option of that name and
+that the equivalence test tells the two apart. Two places are not hVAE's code: ``trainable_h``
+is repeated along the batch (hVAE's ``torch.tile(h, (N, 1))`` on a 4-d tensor stacks the batch
+along the height instead), and the likelihood is Efficient-VDVAE's ``BernoulliLoss`` (Bernoulli
+logits, cropped to the image; hVAE at that commit routes its output through a mixture of
+logistics without ``log_prob``).
 """
 
 from __future__ import annotations
@@ -411,6 +415,9 @@ def test_cli_round_trip_into_a_run_directory(foreign, tmp_path, capsys):
     (lambda sd: sd.update({"generator.blocks._values.0.trainable_h": torch.zeros(6, 2, 2)}),  # h0's shape, not hVAE's
      "failed mappings: blocks.top.h0: generator.blocks._values.0.trainable_h has shape (6, 2, 2), but hVAE's "
      "TopSimpleBlock stores trainable_h as (1, C, H, W)"),
+    (lambda sd: sd.update({"output_block.prior_net.0.weight": torch.zeros(100, 4, 3, 3),  # hVAE's ImageNet-32 MoL output
+                           "output_block.prior_net.0.bias": torch.zeros(100)}),
+     "blocks.x_hat.net.weight: model (1, 4, 3, 3) vs foreign (100, 4, 3, 3)"),
     (lambda sd: sd.update({"generator.blocks._values.0.trainable_h": torch.zeros(2, 6, 2, 2)}),
      "blocks.top.h0: generator.blocks._values.0.trainable_h has shape (2, 6, 2, 2)"),
 ])
