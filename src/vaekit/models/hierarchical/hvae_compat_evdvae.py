@@ -202,8 +202,9 @@ def _lists(levels: int, **lists: Sequence[Any]) -> None:
 
 
 _HEADS: dict[str, Any] = {"base": "logstd", "sigma_param": "var", "beta": 0.6931472}
-_OPTIONS: dict[str, Any] = {**_HEADS, "wiring": "hvae"}
+#: ``wiring``: hVAE's bottom-up graph or Efficient-VDVAE's (see the module docstring).
 Wiring = Literal["hvae", "efficient_vdvae"]
+_OPTIONS: dict[str, Any] = {**_HEADS, "wiring": "hvae"}
 
 
 def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), **layout: Any) -> list[Block]:
@@ -278,8 +279,9 @@ def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), **layout: An
         if src.endswith("_skip") and up_skip_filters[i - 1] != in_up[i]:
             raise InvalidArgumentError(
                 f"up_skip_filters[{i - 1}] = {up_skip_filters[i - 1]} but level {i} reads {src} (wiring 'hvae': after a "
-                f"level without pooling the next level reads its skip projection) as its {in_up[i]} input channels; give "
-                f"up_skip_filters[{i - 1}] = {in_up[i]}, or per-resolution blocks (up_n_blocks_per_res[{i}] > 0)")
+                f"level without pooling the next level reads its skip projection), which must have level {i}'s "
+                f"{in_up[i]} input channels (up_filters[{i - 1}]); give up_skip_filters[{i - 1}] = {in_up[i]}, "
+                f"per-resolution blocks (up_n_blocks_per_res[{i}] > 0) or wiring='efficient_vdvae'")
         blocks.append(up(f"level_up_{i}", src))
         blocks.append(SimpleBlock(f"level_up_{i}_skip", src if wiring == "hvae" else f"level_up_{i}",
                                   conv1x1(in_up[i], up_skip_filters[i])))
