@@ -33,7 +33,7 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 import vaekit
 from vaekit.cli import main
-from vaekit.models.hierarchical.hvae_compat_evdvae import efficient_vdvae
+from vaekit.models.hierarchical.hvae_compat_evdvae import BINARIZED_MNIST, efficient_vdvae
 from vaekit.models.hierarchical.migration_presets import get_preset
 
 BETA = 0.6931472
@@ -336,6 +336,9 @@ def test_the_binarized_mnist_graph_is_hvaes():
             "level_up_3": "level_up_2_pool", "level_up_4": "level_up_3_skip", "level_up_22_skip": "level_up_21_skip"}
     assert {name: blocks[name].inputs[0] for name in want} == want
     assert (blocks["level_down_0"].inputs, blocks["level_down_0"].condition) == (("top",), "level_up_22_skip")
+    read = {i for b in blocks.values() for i in (*b.inputs, getattr(b, "condition", None))}
+    unused = [name for name in blocks if name not in read and name != "x_hat"]  # docs: "19 of its 23 levels"
+    assert unused == [f"level_up_{i}" for i, s in enumerate(BINARIZED_MNIST["up_strides"]) if s == 1] and len(unused) == 19
 
 
 def test_a_misplaced_tensor_changes_the_numbers():
