@@ -27,24 +27,39 @@ at commit 00583f6). Its modules compute, with ``act`` = SiLU:
 built: a Bernoulli over the logits of ``output_conv`` (Efficient-VDVAE's ``BernoulliLoss``),
 on images zero-padded to ``resolution`` and cropped back, as Efficient-VDVAE pads MNIST to 32x32.
 
+The bottom-up graph is hVAE's by default (``wiring="hvae"``): ``_model`` adds each level's
+block and its skip projection in one ``dict.update`` whose two ``input_id``\\ s are both the
+last key before it, so ``level_up_{i}_skip`` reads the level's *input* (not ``level_up_{i}``'s
+output), and after a level without pooling the next ``level_up_{i+1}`` (without
+per-resolution blocks) reads ``level_up_{i}_skip``; only the per-resolution blocks drop
+``_skip`` from the key they read. ``wiring="efficient_vdvae"`` is Efficient-VDVAE's graph
+(``LevelBlockUp``: the skip projection of the level's output, the next level reading that
+output), the one this builder made before it took ``wiring``.
+
+The model is hVAE's, not Efficient-VDVAE's: hVAE's ``ConvNet`` applies SiLU to its output,
+which Efficient-VDVAE's ``ResidualConvCell`` does not, and the heads default to hVAE's
+``model_params`` (``'logstd'``, ``'var'``, ln 2), not to Efficient-VDVAE's configs
+(``distribution_base = 'std'``).
+
 Where the arithmetic is not hVAE's own: hVAE's ``TopSimpleBlock`` tiles ``trainable_h`` with
 ``torch.tile(h, (N, 1))``, which on its (1, C, H, W) tensor stacks the batch along the height
-(a bug); vaekit expands it along the batch, what Efficient-VDVAE computes. Temperatures act as
-in :mod:`.hvae_compat` (the scale times ``t``, not ``log t`` added to the raw scale).
+(a bug that confines hVAE to batches of one); vaekit expands it along the batch, what
+Efficient-VDVAE computes. Temperatures act as in :mod:`.hvae_compat` (the scale times ``t``,
+not ``log t`` added to the raw scale).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..._checks import InvalidArgumentError, check_float, check_int
+from ..._checks import InvalidArgumentError, check_choice, check_float, check_int
 from ..._recording import Configurable
 from ...distributions import Bernoulli
 from ...nn import BottleneckBlock, Resample, conv1x1
@@ -187,6 +202,9 @@ def _lists(levels: int, **lists: Sequence[Any]) -> None:
 
 
 _HEADS: dict[str, Any] = {"base": "logstd", "sigma_param": "var", "beta": 0.6931472}
+#: ``wiring``: hVAE's bottom-up graph or Efficient-VDVAE's (see the module docstring).
+Wiring = Literal["hvae", "efficient_vdvae"]
+_OPTIONS: dict[str, Any] = {**_HEADS, "wiring": "hvae"}
 
 
 def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), **layout: Any) -> list[Block]:
@@ -195,13 +213,14 @@ def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), **layout: An
     >>> efficient_vdvae_blocks(up_layers=[2])
     Traceback (most recent call last):
     ...
-    vaekit._checks.InvalidArgumentError: efficient_vdvae_blocks got unknown arguments ['up_layers']; it takes ['base', 'beta', 'down_filters', 'down_kernel_size', 'down_latent_variates', 'down_mid_filters_ratio', 'down_n_blocks', 'down_n_blocks_per_res', 'down_strides', 'input_conv_filters', 'input_kernel_size', 'output_kernel_size', 'resolution', 'sigma_param', 'up_filters', 'up_kernel_size', 'up_mid_filters_ratio', 'up_n_blocks', 'up_n_blocks_per_res', 'up_skip_filters', 'up_strides']
+    vaekit._checks.InvalidArgumentError: efficient_vdvae_blocks got unknown arguments ['up_layers']; it takes ['base', 'beta', 'down_filters', 'down_kernel_size', 'down_latent_variates', 'down_mid_filters_ratio', 'down_n_blocks', 'down_n_blocks_per_res', 'down_strides', 'input_conv_filters', 'input_kernel_size', 'output_kernel_size', 'resolution', 'sigma_param', 'up_filters', 'up_kernel_size', 'up_mid_filters_ratio', 'up_n_blocks', 'up_n_blocks_per_res', 'up_skip_filters', 'up_strides', 'wiring']
     """
-    unknown = sorted(set(layout) - set(BINARIZED_MNIST) - set(_HEADS))
+    unknown = sorted(set(layout) - set(BINARIZED_MNIST) - set(_OPTIONS))
     if unknown:
         raise InvalidArgumentError(f"efficient_vdvae_blocks got unknown arguments {unknown}; it takes "
-                                   f"{sorted([*BINARIZED_MNIST, *_HEADS])}")
-    a = {**BINARIZED_MNIST, **_HEADS, **layout}
+                                   f"{sorted([*BINARIZED_MNIST, *_OPTIONS])}")
+    a = {**BINARIZED_MNIST, **_OPTIONS, **layout}
+    wiring = check_choice("wiring", a["wiring"], get_args(Wiring))
     up_strides, up_n_blocks_per_res, up_n_blocks, up_filters = (a[k] for k in (
         "up_strides", "up_n_blocks_per_res", "up_n_blocks", "up_filters"))
     up_mid_filters_ratio, up_kernel_size, up_skip_filters = (a[k] for k in (
@@ -236,27 +255,42 @@ def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), **layout: An
     conv_in = _conv(channels, input_conv_filters, a["input_kernel_size"])
     blocks: list[Block] = [InputBlock("x_in", nn.Sequential(nn.ZeroPad2d(pad), conv_in) if pad else conv_in)]
     # bottom-up: per level, up_n_blocks_per_res blocks, the level's block, its skip projection and its pooling
+    # ``last`` is the block added last (hVAE's ``list(_blocks.keys())[-1]``); ``strip`` drops its ``_skip``
     in_up = [input_conv_filters, *up_filters[:-1]]
-    prev, r = "x_in", res
+    last, r = "x_in", res
+
+    def strip(name: str) -> str:
+        return name[:-len("_skip")] if name.endswith("_skip") else name
     for i, stride in enumerate(up_strides):
         if stride == 1 and up_filters[i] != in_up[i]:
             raise InvalidArgumentError(f"up_filters[{i}] = {up_filters[i]} but level {i} has stride 1 (no pooling), so it "
                                        f"keeps its {in_up[i]} channels; give up_filters[{i}] = {in_up[i]}")
+        if up_kernel_size[i] not in (1, 3):
+            raise InvalidArgumentError(f"up_kernel_size[{i}] must be 1 or 3 (hVAE's ConvNet as vaekit builds it), got "
+                                       f"{up_kernel_size[i]!r}")
 
         def up(name: str, src: str, i: int = i) -> SimpleBlock:
             return SimpleBlock(name, src, nn.Sequential(*[hvae_convnet(in_up[i], up_mid_filters_ratio[i], up_kernel_size[i],
                                                                         last_scale=scale) for _ in range(up_n_blocks[i])]))
         for n in range(up_n_blocks_per_res[i]):
-            blocks.append(up(f"level_up_{i}_{n}", prev))
-            prev = f"level_up_{i}_{n}"
-        blocks.append(up(f"level_up_{i}", prev))
-        blocks.append(SimpleBlock(f"level_up_{i}_skip", f"level_up_{i}", conv1x1(in_up[i], up_skip_filters[i])))
-        prev = f"level_up_{i}"
+            blocks.append(up(f"level_up_{i}_{n}", strip(last)))
+            last = f"level_up_{i}_{n}"
+        src = last if wiring == "hvae" else strip(last)  # the level's input
+        if src.endswith("_skip") and up_skip_filters[i - 1] != in_up[i]:
+            raise InvalidArgumentError(
+                f"up_skip_filters[{i - 1}] = {up_skip_filters[i - 1]} but level {i} reads {src} (wiring 'hvae': after a "
+                f"level without pooling the next level reads its skip projection), which must have level {i}'s "
+                f"{in_up[i]} input channels (up_filters[{i - 1}]); give up_skip_filters[{i - 1}] = {in_up[i]}, "
+                f"per-resolution blocks (up_n_blocks_per_res[{i}] > 0) or wiring='efficient_vdvae'")
+        blocks.append(up(f"level_up_{i}", src))
+        blocks.append(SimpleBlock(f"level_up_{i}_skip", src if wiring == "hvae" else f"level_up_{i}",
+                                  conv1x1(in_up[i], up_skip_filters[i])))
+        last = f"level_up_{i}_skip"
         if stride > 1:
             if r % stride:
                 raise InvalidArgumentError(f"level {i} pools by {stride} a map of {r}x{r}")
-            blocks.append(SimpleBlock(f"level_up_{i}_pool", prev, HVAEPool(in_up[i], up_filters[i], stride)))
-            prev, r = f"level_up_{i}_pool", r // stride
+            blocks.append(SimpleBlock(f"level_up_{i}_pool", f"level_up_{i}", HVAEPool(in_up[i], up_filters[i], stride)))
+            last, r = f"level_up_{i}_pool", r // stride
     # top-down: the trainable start state, then per level an (unpooling) block reading the matching skip
     r = res // total
     blocks.append(TopSimpleBlock("top", [down_filters[0], r, r]))
@@ -276,6 +310,8 @@ def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), **layout: An
             raise InvalidArgumentError(f"up_skip_filters[{levels - 1 - d}] = {skip_filters} feeds top-down level {d} of "
                                        f"{f} channels; hVAE's posterior_net (output_ratio 0.5) needs them equal")
         ratio, k, zc = down_mid_filters_ratio[d], down_kernel_size[d], check_int("down_latent_variates", down_latent_variates[d])
+        if k not in (1, 3):
+            raise InvalidArgumentError(f"down_kernel_size[{d}] must be 1 or 3 (hVAE's ConvNet as vaekit builds it), got {k!r}")
         names = [f"level_down_{d}"] + [f"level_down_{d}_{n}" for n in range(down_n_blocks_per_res[d])]
         for name in names:
             blocks.append(HVAEResidualGenBlock(
@@ -311,19 +347,23 @@ def efficient_vdvae(data_shape: Sequence[int] = (1, 28, 28), resolution: int = B
                     down_kernel_size: Sequence[int] = BINARIZED_MNIST["down_kernel_size"],
                     down_latent_variates: Sequence[int] = BINARIZED_MNIST["down_latent_variates"],
                     output_kernel_size: int = 1, base: Base = "logstd", sigma_param: SigmaParam = "var",
-                    beta: float = 0.6931472) -> HierarchicalVAE:
+                    beta: float = 0.6931472, wiring: Wiring = "hvae") -> HierarchicalVAE:
     """hVAE's EfficientVDVAE (``models/EfficientVDVAE_migrate.py`` of ``lacykaltgr/hvae``) as a vaekit hierarchical VAE.
 
-    The arguments are Efficient-VDVAE's ``model`` hyperparameters, one entry per level in
-    every list (defaults: its binarized-MNIST baseline, :data:`BINARIZED_MNIST`). Images are
+    The layout arguments are Efficient-VDVAE's ``model`` hyperparameters, one entry per level in
+    every list (their defaults: its binarized-MNIST baseline, :data:`BINARIZED_MNIST`). Images are
     zero-padded from ``data_shape`` to ``resolution`` (28 to 32 for MNIST) and the output
     cropped back. Blocks, with hVAE's names:
 
     - ``x_in``: the input convolution (``input_conv_filters``, ``input_kernel_size``);
     - per bottom-up level ``i``: ``level_up_{i}_{n}`` (``up_n_blocks_per_res[i]`` blocks),
       ``level_up_{i}`` (each ``up_n_blocks[i]`` residual ``ConvNet``\\ s), ``level_up_{i}_skip``
-      (1x1 to ``up_skip_filters[i]``) and, where ``up_strides[i] > 1``, ``level_up_{i}_pool``
-      (:class:`HVAEPool` to ``up_filters[i]`` channels);
+      (1x1 to ``up_skip_filters[i]``; with ``wiring="hvae"`` it reads the level's input, with
+      ``"efficient_vdvae"`` ``level_up_{i}``) and, where ``up_strides[i] > 1``,
+      ``level_up_{i}_pool`` (:class:`HVAEPool` to ``up_filters[i]`` channels). With
+      ``wiring="hvae"`` a level after one without pooling reads that level's ``_skip`` (so
+      ``up_skip_filters[i - 1]`` must equal ``up_filters[i - 1]``, as in :data:`BINARIZED_MNIST`)
+      unless it has per-resolution blocks, which read ``level_up_{i - 1}``;
     - ``top``: the trainable start state (``down_filters[0]`` channels at
       ``resolution / prod(up_strides)``), vaekit's :class:`~vaekit.models.hierarchical.TopSimpleBlock`;
     - per top-down level ``d``: ``level_down_{d}_unpool`` where ``down_strides[d] > 1``
@@ -334,8 +374,14 @@ def efficient_vdvae(data_shape: Sequence[int] = (1, 28, 28), resolution: int = B
 
     ``down_strides`` must be ``up_strides`` reversed; a level of stride 1 keeps its width;
     ``up_skip_filters`` read backwards must equal ``down_filters`` (hVAE's posterior halves
-    ``cat(h, skip)``). ``base``, ``sigma_param``, ``beta``: hVAE's heads (its EfficientVDVAE
-    uses ``'logstd'``, ``'var'``, ln 2), see :mod:`.hvae_compat`.
+    ``cat(h, skip)``). ``base``, ``sigma_param``, ``beta``: hVAE's heads, see
+    :mod:`.hvae_compat`; the defaults are hVAE's ``model_params`` of its EfficientVDVAE
+    (``'logstd'``, ``'var'``, ln 2), not the Efficient-VDVAE config's, and must match the hVAE
+    run's ``distribution_base``, ``distribution_sigma_param`` and ``gradient_smoothing_beta``
+    (``base="std", sigma_param="std"`` is Efficient-VDVAE's latent scale). ``wiring``: the
+    bottom-up graph, ``"hvae"`` (default: what hVAE computes, so a migrated model gives
+    hVAE's numbers) or ``"efficient_vdvae"`` (see the module docstring). The ``ConvNet``\\ s
+    end in hVAE's SiLU, so neither wiring is Efficient-VDVAE's own forward pass.
 
     Examples
     --------

@@ -197,8 +197,13 @@ def _net_prefixes(net: nn.Module, ours: str, theirs: str) -> dict[str, str]:
 
 
 def _squeeze_batch(key: str) -> Source:
-    """hVAE's ``trainable_h`` (1, C, H, W) as vaekit's per-example start state (C, H, W)."""
-    return lambda sd: sd[key][0] if sd[key].dim() == 4 and sd[key].shape[0] == 1 else sd[key]
+    """hVAE's ``trainable_h`` (1, C, H, W) as vaekit's per-example start state (C, H, W); another shape is refused."""
+    def squeeze(sd: Mapping[str, Tensor]) -> Tensor:
+        t = sd[key]
+        if t.dim() != 4 or t.shape[0] != 1:
+            raise ValueError(f"{key} has shape {tuple(t.shape)}, but hVAE's TopSimpleBlock stores trainable_h as (1, C, H, W)")
+        return t[0]
+    return squeeze
 
 
 def hvae_efficientvdvae_prefixes(model: nn.Module) -> dict[str, Source]:
