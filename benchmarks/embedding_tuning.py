@@ -51,6 +51,8 @@ def run(d: suite.Dataset, setting: str, seed: int) -> dict[str, Any]:
         neighbors.MIN_TERM_FEATURES = neighbors.EARLY_ATTRACTION_FEATURES = 0
     try:
         est = VAEEmbedder(random_state=seed)
+        term = {"term_weight": neighbors.term_weight(est.neighbor_weight, d.x_train.shape[1]),
+                "early_exaggeration": neighbors.early_exaggeration(d.x_train.shape[1])}
         start = time.perf_counter()
         est.fit(d.x_train)
         fit_s = time.perf_counter() - start
@@ -59,7 +61,7 @@ def run(d: suite.Dataset, setting: str, seed: int) -> dict[str, Any]:
     z_train, z_test = est.transform(d.x_train), est.transform(d.x_test)
     row = suite.metrics(d, z_train, z_test, 10, 5000)
     row.update(recon_mse=float(np.mean((est.inverse_transform(z_test) - d.x_test) ** 2)), elbo=est.score(d.x_test),
-               fit_s=fit_s)
+               fit_s=fit_s, **term)
     return row
 
 

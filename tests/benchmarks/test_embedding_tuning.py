@@ -35,6 +35,7 @@ def test_before_fits_with_the_former_term_and_after_with_the_defaults(tuning, mo
     assert (neighbors.MIN_TERM_FEATURES, neighbors.EARLY_ATTRACTION_FEATURES) == (50, 600)
     rows = json.loads((tmp_path / "t.json").read_text())["results"]
     assert [(r["setting"], r["seed"]) for r in rows] == [("before", 0), ("before", 1), ("after", 0), ("after", 1)]
+    assert [(r["term_weight"], r["early_exaggeration"]) for r in rows] == [(0.4 * 6, 1.0)] * 2 + [(0.4 * 50, 12.0)] * 2
     assert all(0 <= r["knn_acc"] <= 1 and 0 <= r["trust"] <= 1 and np.isfinite(r["elbo"]) for r in rows)
     table = (tmp_path / "t.md").read_text()
     acc = np.array([r["knn_acc"] for r in rows[2:]])

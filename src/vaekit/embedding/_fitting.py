@@ -31,8 +31,8 @@ from ..training.schedules import LRSchedule
 from ..training.step import TrainStep, adam
 from . import io
 from ._model import anchor_elbo_and_embedding, auto_hidden_layers, build_vae, state_size
-from ._neighbors import (EARLY_FRACTION, MIN_TERM_FEATURES, N_PCA_ROWS, NeighborTerm, early_exaggeration, knn_graph,
-                         pca_projection)
+from ._neighbors import (EARLY_FRACTION, N_PCA_ROWS, NeighborTerm, early_exaggeration, knn_graph, pca_projection,
+                         term_weight)
 from .inputs import (ArraySource, ConcatSource, Source, as_source, batches, check_array_input, feature_statistics,
                      validate_source)
 
@@ -442,7 +442,7 @@ def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> NeighborTerm 
     y = torch.cat([data.rows(data.train[i:i + 4096]) @ projection for i in range(0, n_train, 4096)])
     graph = knn_graph(y, min(int(est.n_neighbors), n_train - 1), seed=seed).cpu()
     features = data.source.n_features
-    return NeighborTerm(float(est.neighbor_weight) * max(features, MIN_TERM_FEATURES), graph, est.neighbor_loss,
+    return NeighborTerm(term_weight(est.neighbor_weight, features), graph, est.neighbor_loss,
                         early_exaggeration=early_exaggeration(features))
 
 

@@ -28,7 +28,7 @@ from .._checks import check_choice
 
 __all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "NeighborTerm", "N_PCA", "N_PCA_ROWS",
            "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives",
-           "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration"]
+           "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration", "term_weight"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50
@@ -258,6 +258,15 @@ def fuzzy_cross_entropy(z: Tensor, n_pairs: int, negatives: Tensor, exaggeration
     neg = (z[:m, None, :] - z[negatives]).square().sum(-1) + MIN_SQ_DISTANCE
     repel = torch.log1p(neg.pow(-b) / a).sum(1)
     return (exaggeration * attract + repel).mean()
+
+
+def term_weight(neighbor_weight: float, n_features: int) -> float:
+    """The weight of the term: ``neighbor_weight`` per input feature, counting at least :data:`MIN_TERM_FEATURES` features.
+
+    >>> term_weight(0.4, 3), term_weight(0.4, 784)
+    (20.0, 313.6)
+    """
+    return float(neighbor_weight) * max(int(n_features), MIN_TERM_FEATURES)
 
 
 def early_exaggeration(n_features: int) -> float:
