@@ -49,7 +49,7 @@ N_NEGATIVES = 5
 MIN_SQ_DISTANCE = 1e-3
 #: The term's weight is ``neighbor_weight`` times the number of input features, but at least this many: the ELBO it
 #: balances grows with the features, plus the KL of the latent, which does not; with 3 features (a swiss roll) the
-#: plain product left the ELBO to fold the sheet (10-NN accuracy 0.80 on the suite's roll instead of 0.98).
+#: plain product left the ELBO to fold the sheet (10-NN accuracy along the suite's roll 0.80 instead of 0.99).
 MIN_TERM_FEATURES = 50
 #: Early exaggeration: during the first :data:`EARLY_FRACTION` of a fit's epochs the attraction of the term is weighted
 #: as if the data had at least this many features (times ``max(1, 600 / max(n_features, 50))``: 12 for up to 50
@@ -176,6 +176,10 @@ def pair_kl(z: Tensor, n_pairs: int, exaggeration: float = 1.0) -> Tensor:
     z : Tensor of shape (batch, n_components)
         ``batch >= 2 * n_pairs``; rows beyond ``2 * n_pairs`` only enter the normalisation.
     n_pairs : int
+    exaggeration : float, default=1.0
+        Multiplies the attraction, the first term of the value and the pairs' share of the
+        gradient (t-SNE's early exaggeration, which multiplies ``P``); above 1 the value is no
+        longer a KL divergence and may be negative.
 
     Returns
     -------
@@ -238,6 +242,8 @@ def fuzzy_cross_entropy(z: Tensor, n_pairs: int, negatives: Tensor, exaggeration
         ``m``, with ``batch >= 2 m``.
     negatives : Tensor of shape (n_pairs, n_negatives), int64
         Rows of ``z`` each anchor is pushed away from.
+    exaggeration : float, default=1.0
+        Multiplies the attraction (early exaggeration).
 
     Returns
     -------

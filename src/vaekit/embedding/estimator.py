@@ -133,8 +133,9 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         UMAP lay out their maps: during the first quarter of a fresh fit's epochs the term's
         attraction is multiplied by ``max(1, 600 / max(n_features_in_, 50))`` (12 up to 50
         features, 9.4 for 64, none from 600 features on, where the term already outweighs the
-        ELBO and exaggeration made MNIST's map worse), so that the neighbour graph, not the
-        ELBO, lays out the map first; a warm start does not repeat it. The ELBO of such
+        ELBO and exaggeration made MNIST's map worse in exploratory runs), so that the
+        neighbour graph, not the ELBO, lays out the map first; a warm start does not repeat
+        it. The ELBO of such
         a batch is taken over its anchors, so every row enters it once per epoch. With the
         term and the "auto" ``lr_schedule`` and ``early_stopping``, training runs all its
         epochs at a constant rate and keeps the last weights; the validation ELBO is still
