@@ -31,7 +31,8 @@ from ..training.schedules import LRSchedule
 from ..training.step import TrainStep, adam
 from . import io
 from ._model import anchor_elbo_and_embedding, auto_hidden_layers, build_vae, state_size
-from ._neighbors import N_PCA_ROWS, NeighborTerm, knn_graph, pca_projection
+from ._neighbors import (EARLY_FRACTION, N_PCA_ROWS, NeighborTerm, early_exaggeration, knn_graph, pca_projection,
+                         term_weight)
 from .inputs import (ArraySource, ConcatSource, Source, as_source, batches, check_array_input, feature_statistics,
                      validate_source)
 
@@ -239,9 +240,11 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
         step = TrainStep(objective, list(model.parameters()), optimizer, grad_clip=CLIP_NORM)
         validate = (lambda: mean_loss(model, data, data.val, est.batch_size)) if len(data.val) else None
         interrupted = False
+        if term is not None and not continuing:  # a fresh map is laid out by the graph first (a warm start goes on)
+            term.early_epochs = math.ceil(EARLY_FRACTION * n_epochs)
         try:
-            run_epochs(step, model, epoch_batches(data, est.batch_size, term, generator), state, n_epochs=n_epochs,
-                       validate=validate, early_stopping=stop_early,
+            run_epochs(step, model, epoch_batches(data, est.batch_size, term, generator, len(history)), state,
+                       n_epochs=n_epochs, validate=validate, early_stopping=stop_early,
                        n_iter_no_change=est.n_iter_no_change,
                        min_lr=1e-3 * est.learning_rate, on_epoch=on_epoch)
         except KeyboardInterrupt:
@@ -353,14 +356,16 @@ def rows_per_step(n_train: int, batch_size: int, term: NeighborTerm | None) -> f
 
 
 def epoch_batches(data: TrainData, batch_size: int, term: NeighborTerm | None,
-                  generator: torch.Generator) -> Callable[[int], Iterator[Tensor]]:
+                  generator: torch.Generator, first_epoch: int = 0) -> Callable[[int], Iterator[Tensor]]:
     """``batches(epoch)`` for :func:`~vaekit.training.policy.fit_epochs`: an epoch's training rows on the device.
 
     Each epoch draws a new order of the training rows from ``generator`` (and, with a
     neighbour ``term``, each anchor's partner), so a fit's batches depend only on its seed.
     """
 
-    def epoch(_: int) -> Iterator[Tensor]:
+    def epoch(index: int) -> Iterator[Tensor]:
+        if term is not None:
+            term.start_epoch(index - first_epoch)
         order = torch.randperm(len(data.train), generator=generator).numpy()
         yield from data.batch_rows(list(_train_batches(order, data.train, batch_size, term, generator)))
 
@@ -436,7 +441,9 @@ def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> NeighborTerm 
     projection = data.scale[:, None] * pca_projection(data.rows(rows) * data.scale)
     y = torch.cat([data.rows(data.train[i:i + 4096]) @ projection for i in range(0, n_train, 4096)])
     graph = knn_graph(y, min(int(est.n_neighbors), n_train - 1), seed=seed).cpu()
-    return NeighborTerm(float(est.neighbor_weight) * data.source.n_features, graph, est.neighbor_loss)
+    features = data.source.n_features
+    return NeighborTerm(term_weight(est.neighbor_weight, features), graph, est.neighbor_loss,
+                        early_exaggeration=early_exaggeration(features))
 
 
 def _check_unit_interval(source: ArraySource | Any) -> None:

@@ -27,7 +27,8 @@ from torch import Tensor
 from .._checks import check_choice
 
 __all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "NeighborTerm", "N_PCA", "N_PCA_ROWS",
-           "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives"]
+           "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives",
+           "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration", "term_weight"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50
@@ -46,6 +47,16 @@ N_NEGATIVES = 5
 #: Added to the squared distances of :func:`fuzzy_cross_entropy`'s repulsion (UMAP's 0.001 in ``1 / (0.001 + d^2)``),
 #: which keeps it finite at distance 0 and its gradient smooth and non-zero near it.
 MIN_SQ_DISTANCE = 1e-3
+#: The term's weight is ``neighbor_weight`` times the number of input features, but at least this many: the ELBO it
+#: balances grows with the features, plus the KL of the latent, which does not; with 3 features (a swiss roll) the
+#: plain product left the ELBO to fold the sheet (10-NN accuracy along the suite's roll 0.80 instead of 0.99).
+MIN_TERM_FEATURES = 50
+#: Early exaggeration: during the first :data:`EARLY_FRACTION` of a fit's epochs the attraction of the term is weighted
+#: as if the data had at least this many features (times ``max(1, 600 / max(n_features, 50))``: 12 for up to 50
+#: features, none from 600 on), so that the neighbour graph, not the ELBO, lays the map out first.
+EARLY_ATTRACTION_FEATURES = 600
+#: The share of a fit's epochs with early exaggeration.
+EARLY_FRACTION = 0.25
 #: The neighbour losses ``neighbor_loss`` accepts.
 LOSSES = ("tsne", "umap")
 #: Query rows per block of the exact neighbour search (a block's distances take KNN_BLOCK * n floats).
@@ -147,7 +158,7 @@ def _kmeans(y: Tensor, n_clusters: int, seed: int) -> tuple[Tensor, Tensor]:
     return assign(), centroids
 
 
-def pair_kl(z: Tensor, n_pairs: int) -> Tensor:
+def pair_kl(z: Tensor, n_pairs: int, exaggeration: float = 1.0) -> Tensor:
     r"""t-SNE's ``KL(P || Q)`` for a batch whose row ``i < n_pairs`` is paired with row ``i + n_pairs``.
 
     ``P`` puts mass :math:`1 / (2m)` on each of the ``m = n_pairs`` pairs in both orders;
@@ -165,6 +176,10 @@ def pair_kl(z: Tensor, n_pairs: int) -> Tensor:
     z : Tensor of shape (batch, n_components)
         ``batch >= 2 * n_pairs``; rows beyond ``2 * n_pairs`` only enter the normalisation.
     n_pairs : int
+    exaggeration : float, default=1.0
+        Multiplies the attraction, the first term of the value and the pairs' share of the
+        gradient (t-SNE's early exaggeration, which multiplies ``P``); above 1 the value is no
+        longer a KL divergence and may be negative.
 
     Returns
     -------
@@ -175,14 +190,14 @@ def pair_kl(z: Tensor, n_pairs: int) -> Tensor:
     >>> float(pair_kl(torch.tensor([[0.0], [5.0]]), 1))  # one pair: P = Q
     0.0
     """
-    return _PairKL.apply(z, int(n_pairs))
+    return _PairKL.apply(z, int(n_pairs), float(exaggeration))
 
 
 class _PairKL(torch.autograd.Function):
     """:func:`pair_kl` with its closed-form gradient."""
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, m: int) -> Tensor:
+    def forward(ctx: Any, z: Tensor, m: int, exaggeration: float) -> Tensor:
         sq = z.square().sum(1)
         # 1 / (1 + squared distances), from the Gram matrix, zero on the diagonal
         w = torch.addmm(sq[:, None] + sq[None, :], z, z.T, alpha=-2.0).clamp_min_(0.0).add_(1.0).reciprocal_()
@@ -190,22 +205,22 @@ class _PairKL(torch.autograd.Function):
         total = w.sum()
         pair_sq = (z[:m] - z[m:2 * m]).square().sum(1)
         ctx.save_for_backward(z, w, total, pair_sq)
-        ctx.m = m
-        return torch.log1p(pair_sq).mean() + torch.log(total) - math.log(2 * m)
+        ctx.m, ctx.exaggeration = m, exaggeration
+        return exaggeration * torch.log1p(pair_sq).mean() + torch.log(total) - math.log(2 * m)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None]:
         z, w, total, pair_sq = ctx.saved_tensors
         m = ctx.m
         w2 = w * w
         grad = (w2 @ z - w2.sum(1, keepdim=True) * z) * (4.0 / total)
-        pull = (z[:m] - z[m:2 * m]) * ((2.0 / m) / (1.0 + pair_sq))[:, None]
+        pull = (z[:m] - z[m:2 * m]) * ((2.0 * ctx.exaggeration / m) / (1.0 + pair_sq))[:, None]
         grad[:m] += pull
         grad[m:2 * m] -= pull
-        return grad_out * grad, None
+        return grad_out * grad, None, None
 
 
-def fuzzy_cross_entropy(z: Tensor, n_pairs: int, negatives: Tensor) -> Tensor:
+def fuzzy_cross_entropy(z: Tensor, n_pairs: int, negatives: Tensor, exaggeration: float = 1.0) -> Tensor:
     r"""UMAP's fuzzy-set cross-entropy with negative sampling, for anchors ``z[:n_pairs]`` and partners ``z[n_pairs:2 n_pairs]``.
 
     With :math:`w(d) = 1 / (1 + a\,d^{2b})` (:data:`UMAP_A`, :data:`UMAP_B`), each anchor
@@ -227,6 +242,8 @@ def fuzzy_cross_entropy(z: Tensor, n_pairs: int, negatives: Tensor) -> Tensor:
         ``m``, with ``batch >= 2 m``.
     negatives : Tensor of shape (n_pairs, n_negatives), int64
         Rows of ``z`` each anchor is pushed away from.
+    exaggeration : float, default=1.0
+        Multiplies the attraction (early exaggeration).
 
     Returns
     -------
@@ -246,7 +263,25 @@ def fuzzy_cross_entropy(z: Tensor, n_pairs: int, negatives: Tensor) -> Tensor:
     attract = torch.log1p(a * pos.clamp_min(1e-12).pow(b))
     neg = (z[:m, None, :] - z[negatives]).square().sum(-1) + MIN_SQ_DISTANCE
     repel = torch.log1p(neg.pow(-b) / a).sum(1)
-    return (attract + repel).mean()
+    return (exaggeration * attract + repel).mean()
+
+
+def term_weight(neighbor_weight: float, n_features: int) -> float:
+    """The weight of the term: ``neighbor_weight`` per input feature, counting at least :data:`MIN_TERM_FEATURES` features.
+
+    >>> term_weight(0.4, 3), term_weight(0.4, 784)
+    (20.0, 313.6)
+    """
+    return float(neighbor_weight) * max(int(n_features), MIN_TERM_FEATURES)
+
+
+def early_exaggeration(n_features: int) -> float:
+    """The factor on the term's attraction in the first :data:`EARLY_FRACTION` of a fit's epochs, for ``n_features`` inputs.
+
+    >>> early_exaggeration(3), early_exaggeration(64), early_exaggeration(784)
+    (12.0, 9.375, 1.0)
+    """
+    return max(1.0, EARLY_ATTRACTION_FEATURES / max(int(n_features), MIN_TERM_FEATURES))
 
 
 def pca_projection(x: Tensor, n_components: int = N_PCA) -> Tensor:
@@ -305,14 +340,33 @@ class NeighborTerm:
         :func:`pair_kl`, or :func:`fuzzy_cross_entropy` with :data:`N_NEGATIVES` negatives per
         anchor drawn uniformly (torch's global generator) from the batch's rows other than the
         anchor and its partner (:func:`draw_negatives`). Other values are refused.
+    exaggeration : float
+        The factor on the attraction of the loss now (early exaggeration; set per epoch by
+        :meth:`start_epoch`).
+    early_exaggeration : float
+        The factor :meth:`start_epoch` sets during the first ``early_epochs`` epochs.
+    early_epochs : int
+        Epochs of a fit (counted from its first) with ``early_exaggeration``.
     """
 
     weight: float
     neighbors: Tensor
     loss: str = "tsne"
+    exaggeration: float = 1.0
+    early_exaggeration: float = 1.0
+    early_epochs: int = 0
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, LOSSES)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Set :attr:`exaggeration` for the fit's epoch ``epoch`` (0 is its first).
+
+        >>> term = NeighborTerm(1.0, torch.zeros(4, 1, dtype=torch.long), early_exaggeration=12.0, early_epochs=2)
+        >>> [term.start_epoch(e) or term.exaggeration for e in range(3)]
+        [12.0, 12.0, 1.0]
+        """
+        self.exaggeration = self.early_exaggeration if epoch < self.early_epochs else 1.0
 
     def expand(self, anchors: np.ndarray, generator: torch.Generator) -> np.ndarray:
         """Positions ``anchors`` followed by one uniformly drawn neighbour of each (shape (2 * len(anchors),))."""
@@ -325,5 +379,5 @@ class NeighborTerm:
         m = z.shape[0] // 2
         if self.loss == "umap":
             negatives = draw_negatives(z.shape[0], m, N_NEGATIVES, device=z.device)
-            return self.weight * fuzzy_cross_entropy(Q_SCALE * z, m, negatives)
-        return self.weight * pair_kl(Q_SCALE * z, m)
+            return self.weight * fuzzy_cross_entropy(Q_SCALE * z, m, negatives, self.exaggeration)
+        return self.weight * pair_kl(Q_SCALE * z, m, self.exaggeration)

@@ -126,7 +126,16 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         each batch is then ``batch_size // 2`` rows plus one random neighbour of each, and the
         term is ``neighbor_loss`` on the batch's embeddings times 3 (see
         :mod:`vaekit.embedding._neighbors`). It is multiplied by ``neighbor_weight *
-        n_features_in_`` because the ELBO grows with the number of features. The ELBO of such
+        max(n_features_in_, 50)``: the ELBO it balances grows with the number of features,
+        but it also holds the latent's KL, which does not, so data with few features get the
+        weight of 50 (on a 3-D swiss roll the plain product let the ELBO fold the sheet:
+        10-NN accuracy along the roll 0.80 instead of 0.99). Early exaggeration, as t-SNE and
+        UMAP lay out their maps: during the first quarter of a fresh fit's epochs the term's
+        attraction is multiplied by ``max(1, 600 / max(n_features_in_, 50))`` (12 up to 50
+        features, 9.4 for 64, none from 600 features on, where the term already outweighs the
+        ELBO and exaggeration made MNIST's map worse in exploratory runs), so that the
+        neighbour graph, not the ELBO, lays out the map first; a warm start does not repeat
+        it. The ELBO of such
         a batch is taken over its anchors, so every row enters it once per epoch. With the
         term and the "auto" ``lr_schedule`` and ``early_stopping``, training runs all its
         epochs at a constant rate and keeps the last weights; the validation ELBO is still
