@@ -210,15 +210,22 @@ def test_adamw_groups_without_the_decoupled_key_still_decay_adamw_s_way() -> Non
     assert not step_module._FusedAdam(plain).decoupled(plain.param_groups[0])
 
 
-def _comes_and_goes(compile: bool, built: list[Any] | None = None) -> tuple[list[torch.Tensor], list[float], Any]:
-    """8 steps of a model whose second layer is used on even steps only (fused Adam); the final weights,
-    each parameter's Adam step count, and the TrainStep."""
+def _two_layers(width: int, compile: bool) -> tuple[torch.nn.Linear, torch.nn.Linear, list[Any], Any]:
+    """Seeded ``Linear(width, width)`` and ``Linear(width, 1)``, their parameters and a fused Adam over them (lr
+    0.01, a tensor when ``compile``, as the trainer gives a compiled step)."""
     torch.manual_seed(0)
-    a, b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
+    a, b = torch.nn.Linear(width, width), torch.nn.Linear(width, 1)
     params = [*a.parameters(), *b.parameters()]
     opt = torch.optim.Adam(params, lr=0.01, fused=True)
     if compile:
         opt.param_groups[0]["lr"] = torch.tensor(0.01)
+    return a, b, params, opt
+
+
+def _comes_and_goes(compile: bool, built: list[Any] | None = None) -> tuple[list[torch.Tensor], list[float], Any]:
+    """8 steps of a model whose second layer is used on even steps only (fused Adam); the final weights,
+    each parameter's Adam step count, and the TrainStep."""
+    a, b, params, opt = _two_layers(3, compile)
     x = torch.randn(8, 3)
 
     def forward(batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -301,12 +308,7 @@ def _freeze_run(compile: bool, hook: bool = False) -> tuple[list[float], Any, li
     """5 steps of a 2-layer model (fused Adam); the first layer is frozen (requires_grad_(False)) before step 3.
     ``hook``: a post-accumulate-grad hook on the last bias. Returns the Adam step counts, the TrainStep and the
     hook's calls."""
-    torch.manual_seed(0)
-    a, b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)
-    params = [*a.parameters(), *b.parameters()]
-    opt = torch.optim.Adam(params, lr=0.01, fused=True)
-    if compile:
-        opt.param_groups[0]["lr"] = torch.tensor(0.01)
+    a, b, params, opt = _two_layers(4, compile)
     calls: list[int] = []
     if hook:
         b.bias.register_post_accumulate_grad_hook(lambda p: calls.append(1))
