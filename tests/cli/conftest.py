@@ -45,6 +45,21 @@ def tiny_config(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def migration_inputs(tmp_path):
+    """``write(stem, checkpoint, config)``: ``checkpoint`` saved to ``tmp_path/<stem>.pth`` and the ``config`` dict to
+    ``tmp_path/<stem>.yaml``; returns the two paths (what ``vaekit migrate SRC --config C`` reads)."""
+    import torch
+
+    def write(stem, checkpoint, config):
+        path, config_path = tmp_path / f"{stem}.pth", tmp_path / f"{stem}.yaml"
+        torch.save(checkpoint, path)
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path, config_path
+
+    return write
+
+
+@pytest.fixture
 def refused_migration(tmp_path, capsys):
     """``check(model, path, config, preset, change, message)``: ``vaekit migrate`` of ``model``'s state dict, changed in
     place by ``change``, is refused (status 2) with ``message`` in its error and writes nothing."""

@@ -115,13 +115,10 @@ CONFIG = {
 
 
 @pytest.fixture
-def foreign(tmp_path):
+def foreign(migration_inputs):
     torch.manual_seed(0)
     model = ForeignTDVAE().eval()
-    path = tmp_path / "tdvae.pth"
-    torch.save(model.state_dict(), path)
-    config = tmp_path / "tdvae.yaml"
-    config.write_text(yaml.safe_dump(CONFIG, sort_keys=False))
+    path, config = migration_inputs("tdvae", model.state_dict(), CONFIG)
     return model, path, config
 
 

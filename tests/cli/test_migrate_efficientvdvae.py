@@ -376,12 +376,10 @@ CONFIG = {
 
 
 @pytest.fixture
-def foreign(tmp_path):
+def foreign(migration_inputs):
     model = foreign_model("B")
-    path = tmp_path / "evdvae.pth"
-    torch.save({"model_state_dict": model.state_dict(), "global_step": torch.tensor(150)}, path)
-    config = tmp_path / "evdvae.yaml"
-    config.write_text(yaml.safe_dump(CONFIG, sort_keys=False))
+    path, config = migration_inputs("evdvae", {"model_state_dict": model.state_dict(),
+                                               "global_step": torch.tensor(150)}, CONFIG)
     return model, path, config
 
 
