@@ -16,6 +16,7 @@ from .base import ConditionalDistribution
 __all__ = ["DiagonalLocScale", "DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
 
 _LOG_2PI = math.log(2 * math.pi)
+_SCALAR = Size()
 
 
 class DiagonalLocScale(Independent):
@@ -30,6 +31,18 @@ class DiagonalLocScale(Independent):
         event_dims = check_int("event_dims", event_dims)
         if event_dims > loc.dim():
             raise ValueError(f"event_dims={event_dims} but loc has only {loc.dim()} dimensions (shape {tuple(loc.shape)})")
+        if (validate_args is False and self.factor is Normal and isinstance(loc, Tensor) and isinstance(scale, Tensor)
+                and loc.shape == scale.shape):
+            # the common case (every posterior and prior of every step): the attributes that Normal.__init__ and
+            # Independent.__init__ would set, set directly (no broadcast, no validation, a few Python calls less)
+            shape = loc.shape
+            base = Normal.__new__(Normal)
+            base.loc, base.scale = loc, scale
+            base._batch_shape, base._event_shape, base._validate_args = shape, _SCALAR, False
+            cut = len(shape) - event_dims
+            self.base_dist, self.reinterpreted_batch_ndims = base, event_dims
+            self._batch_shape, self._event_shape, self._validate_args = shape[:cut], shape[cut:], False
+            return
         base = (_same_shape_normal(loc, scale, validate_args) if self.factor is Normal
                 else self.factor(loc, scale, validate_args=validate_args))
         super().__init__(base, event_dims, validate_args=validate_args)
@@ -81,9 +94,11 @@ class DiagonalNormal(DiagonalLocScale):
         ``factor`` draws from its own ``rsample``."""
         if self.factor is not Normal:
             return super().rsample(sample_shape)
-        loc = self.loc
-        eps = torch.randn(self._extended_shape(sample_shape), dtype=loc.dtype, device=loc.device)
-        return loc + eps * self.scale
+        base = self.base_dist
+        loc = base.loc
+        shape = loc.shape if not sample_shape else self._extended_shape(sample_shape)
+        eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
+        return loc + eps * base.scale
 
     def rsample_and_log_prob(self, sample_shape: Size = Size()) -> tuple[Tensor, Tensor]:
         if self.factor is not Normal:  # (the density below is the Gaussian's)
@@ -208,9 +223,22 @@ class StandardNormal(ConditionalDistribution):
         self.register_buffer("scale", torch.ones(self.latent_features), persistent=False)
 
     def forward(self, context: Tensor | None = None) -> DiagonalNormal:
-        p = DiagonalNormal(self.loc, self.scale)
-        p.standard = True  # type: ignore[attr-defined]  # the closed-form KL takes its shorter form
+        buffers = self._buffers
+        loc, scale = buffers["loc"], buffers["scale"]
+        p = None if torch.compiler.is_compiling() else self.__dict__.get("_dist")
+        # one distribution object, made again only when the buffers are other tensors (.to(), load_state_dict
+        # with assign): a prior read at every step costs no Python object
+        if p is None or p.base_dist.loc is not loc or p.base_dist.scale is not scale:
+            p = DiagonalNormal(loc, scale)
+            p.standard = True  # type: ignore[attr-defined]  # the closed-form KL takes its shorter form
+            if not torch.compiler.is_compiling():
+                self.__dict__["_dist"] = p
         return p
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_dist", None)  # (made again at the first call)
+        return state
 
 
 class LearnedGaussian(ConditionalDistribution):

@@ -22,6 +22,9 @@ from .._recording import Configurable
 
 __all__ = ["Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic", "DiscretizedLogisticDistribution"]
 
+_SCALAR = Size()
+_LAST_DIMS = tuple(tuple(range(-n, 0)) for n in range(5))  # the event dimensions to sum, by their number
+
 
 class Likelihood(Configurable, nn.Module):
     """Base class: ``forward(params, event_ndim)`` returns a distribution over x."""
@@ -62,7 +65,7 @@ class Bernoulli(Likelihood):
         self.strict = bool(strict)
 
     def forward(self, params: Tensor, event_ndim: int) -> Distribution:
-        return _IndependentBernoulli(_bernoulli_logits(params), event_ndim)
+        return _IndependentBernoulli.of_logits(params, event_ndim)
 
     def validate(self, x: Tensor, name: str = "x") -> None:
         if self.strict and not ((x == 0) | (x == 1)).all():
@@ -88,13 +91,30 @@ class _IndependentBernoulli(Independent):
     """Independent Bernoulli pixels whose ``log_prob`` sums the cross-entropy before negating it
     (one negation per example instead of one per pixel, forward and backward)."""
 
+    @classmethod
+    def of_logits(cls, logits: Tensor, event_ndim: int) -> _IndependentBernoulli:
+        """``_IndependentBernoulli(_bernoulli_logits(logits), event_ndim)``: for a tensor of logits, the
+        attributes that the two constructors would set, set directly (one decoder output per step)."""
+        if not isinstance(logits, Tensor) or type(event_ndim) is not int or not 0 <= event_ndim <= logits.dim():
+            return cls(_bernoulli_logits(logits), event_ndim)
+        base = _Bernoulli.__new__(_Bernoulli)
+        base.logits = base._param = logits
+        shape = logits.shape
+        base._batch_shape, base._event_shape, base._validate_args = shape, _SCALAR, False
+        out = cls.__new__(cls)
+        cut = len(shape) - event_ndim
+        out.base_dist, out.reinterpreted_batch_ndims = base, event_ndim
+        out._batch_shape, out._event_shape = shape[:cut], shape[cut:]  # (validation: the class default, as
+        return out  # Independent.__init__ leaves it)
+
     def log_prob(self, value: Tensor) -> Tensor:
         logits = self.base_dist.logits
         if value.shape != logits.shape:
             logits, value = torch.broadcast_tensors(logits, value)
-        bce = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+        # (torch's operator itself: F.binary_cross_entropy_with_logits checks the shapes again; 0 = no reduction)
+        bce = torch.binary_cross_entropy_with_logits(logits, value, None, None, 0)
         n = self.reinterpreted_batch_ndims
-        return -(bce.sum(tuple(range(-n, 0))) if n else bce)
+        return -(bce.sum(_LAST_DIMS[n] if n < len(_LAST_DIMS) else tuple(range(-n, 0))) if n else bce)
 
 
 class Gaussian(Likelihood):

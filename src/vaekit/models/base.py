@@ -44,7 +44,10 @@ class LazyTerms(Mapping[str, Tensor]):
     (tensor(2.), tensor(2.), [1])
     """
 
-    def __init__(self, thunks: Mapping[str, Callable[[], Tensor] | Tensor]) -> None:
+    def __init__(self, thunks: Mapping[str, Callable[[], Tensor] | Tensor], callables: bool = False) -> None:
+        if callables:  # the caller's own dict, of callables only: kept as it is (a model's step, no copies)
+            self._thunks, self._values = thunks, {}
+            return
         # values may also be tensors already (a collection rebuilt by a wrapper, e.g. Fabric's output conversion)
         self._thunks = {k: (lambda v=v: v) if isinstance(v, Tensor) else v for k, v in thunks.items()}
         self._values: dict[str, Tensor] = {k: v for k, v in thunks.items() if isinstance(v, Tensor)}

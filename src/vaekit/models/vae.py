@@ -111,16 +111,19 @@ class VAE(LatentVariableModel):
         if isinstance(z, dict):
             z = z[self.latent_name]
         out = self.decoder(z)
+        likelihood, data_shape = self.likelihood, self.data_shape
+        ppd = likelihood.params_per_dim
         lead = z.shape[:-1]
-        ppd = self.likelihood.params_per_dim
+        if len(data_shape) == 1 and out.shape == (*lead, ppd * data_shape[0]):  # flat data, already shaped
+            return likelihood(out, 1)
         per_example = out.numel() // max(math.prod(lead), 1)
-        want = ppd * math.prod(self.data_shape)
+        want = ppd * math.prod(data_shape)
         if per_example != want:
-            raise ValueError(f"decoder returns {per_example} numbers per example but {type(self.likelihood).__name__} "
-                             f"needs params_per_dim * prod(data_shape) = {ppd} * {math.prod(self.data_shape)} = {want}")
-        shape = (*lead, ppd * self.data_shape[0], *self.data_shape[1:])
+            raise ValueError(f"decoder returns {per_example} numbers per example but {type(likelihood).__name__} "
+                             f"needs params_per_dim * prod(data_shape) = {ppd} * {math.prod(data_shape)} = {want}")
+        shape = (*lead, ppd * data_shape[0], *data_shape[1:])
         params = out if out.shape == shape else out.reshape(shape)  # (already shaped: no operator)
-        return self.likelihood(params, len(self.data_shape))
+        return likelihood(params, len(data_shape))
 
     def validate_data(self, x, name: str = "x") -> Tensor:  # noqa: D102 - see base class
         x = super().validate_data(x, name)
@@ -129,14 +132,15 @@ class VAE(LatentVariableModel):
 
     # ------------------------------------------------------------------ protocol
     def elbo_terms(self, x: Tensor) -> ElboTerms:
-        q = self.encode(x)[self.latent_name]
+        # encode(x)[latent_name], without its dict unless a subclass has its own encode
+        q = self.posterior(self._features(x)) if type(self).encode is VAE.encode else self.encode(x)[self.latent_name]
         p = self.prior()
         n = self.latent_name
         kl = closed_form_kl(q, p) if self.kl_method != "mc" else None
         if kl is not None:  # log q and log p are not in the loss: computed only if an objective reads them
             z = q.rsample()
-            log_q: Mapping[str, Tensor] = LazyTerms({n: lambda: q.log_prob(z)})
-            log_p: Mapping[str, Tensor] = LazyTerms({n: lambda: p.log_prob(z)})
+            log_q: Mapping[str, Tensor] = LazyTerms({n: lambda: q.log_prob(z)}, callables=True)
+            log_p: Mapping[str, Tensor] = LazyTerms({n: lambda: p.log_prob(z)}, callables=True)
         else:
             z, lq = rsample_and_log_prob(q)
             lp = p.log_prob(z)
