@@ -14,8 +14,9 @@ alike. Variants (Cremer MNIST VAE, batch 100, data on the device, fused Adam):
 - ``vaekit model + TrainStep``: vaekit's eager step.
 
 Then the same two models at 2-8-4-4-2 (forward and backward only), where tensor work is
-negligible, so that their difference is the framework's own (operators and Python), and
-the top-level ATen operators of one forward and backward of each.
+negligible, so that their difference is the framework's own (operators and Python), with
+vaekit's layers added one at a time to the hand-written arithmetic in between (the last
+row is ``ELBO`` itself), and the top-level ATen operators of one forward and backward.
 
 Usage: ``python benchmarks/step_overhead.py [--threads 2] [--rounds 30] [--chunk 50]``;
 prints median microseconds per step (lower is better).
@@ -96,23 +97,67 @@ def step_variants(x: torch.Tensor) -> dict[str, Callable[[], object]]:
             "vaekit model + TrainStep": train_step(lambda b, s: obj(vae2, b, s), vae2)}
 
 
-def tiny_variants() -> tuple[dict[str, Callable[[], object]], dict[str, int]]:
+def tiny_losses() -> tuple[dict[str, Callable[[], torch.Tensor]], dict[str, list[torch.Tensor]]]:
+    """The losses of the 2-8-4-4-2 variants (name -> callable) and the parameters each trains: the hand-written
+    model, vaekit's layers added one at a time to the hand-written arithmetic on vaekit's modules, and vaekit's
+    model with ``ELBO`` (the same arithmetic in every vaekit row: each layer adds code, not operations)."""
+    import torch.nn.functional as F
+
+    from vaekit.distributions.kl import closed_form_kl
     from vaekit.models import mlp_vae
     from vaekit.objectives import ELBO
 
     xb = torch.bernoulli(torch.full((2, 8), 0.3), generator=torch.Generator().manual_seed(0))
     hand, vae, obj = tt.PlainVAE(8, hidden=4, latent=2), mlp_vae([8], latent_features=2, hidden=[4, 4]), ELBO()
-    losses = {"hand model, 2-8-4-4-2": lambda: hand(xb), "vaekit model, 2-8-4-4-2": lambda: obj(vae, xb, 5)[0]}
+    enc, post, dec = vae.encoder, vae.posterior, vae.decoder
 
-    def fwd_bwd(loss_of: Callable[[], torch.Tensor], params: list[torch.Tensor]) -> Callable[[], None]:
+    def bce(z: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(dec(z), xb, reduction="none").sum(-1)
+
+    def kl(mu: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (mu.square() + sig.square() - 1.0).sum(-1) - sig.log().sum(-1)
+
+    def modules() -> torch.Tensor:
+        mu, raw = post.linear(enc(xb)).chunk(2, -1)
+        sig = F.softplus(raw) + post.min_scale
+        return (bce(mu + torch.randn(sig.shape) * sig) + kl(mu, sig)).mean()
+
+    def posterior() -> torch.Tensor:
+        q = post(enc(xb))
+        return (bce(q.loc + torch.randn(q.scale.shape) * q.scale) + kl(q.loc, q.scale)).mean()
+
+    def sample_and_kl() -> torch.Tensor:
+        q = post(enc(xb))
+        return (bce(q.rsample()) + closed_form_kl(q, vae.prior())).mean()
+
+    def likelihood() -> torch.Tensor:
+        q = post(enc(xb))
+        return (closed_form_kl(q, vae.prior()) - vae.decode(q.rsample()).log_prob(xb)).mean()
+
+    def elbo_terms() -> torch.Tensor:
+        t = vae.elbo_terms(xb)
+        return (t.kl["z"] - t.rec).mean()
+
+    losses = {"hand model, 2-8-4-4-2": lambda: hand(xb), "vaekit's modules, hand arithmetic": modules,
+              "+ posterior distribution": posterior, "+ rsample and closed_form_kl": sample_and_kl,
+              "+ decode and log_prob": likelihood, "+ elbo_terms": elbo_terms,
+              "vaekit model, 2-8-4-4-2": lambda: obj(vae, xb, 5)[0]}
+    params = {name: list((hand if name.startswith("hand") else vae).parameters()) for name in losses}
+    return losses, params
+
+
+def tiny_variants() -> tuple[dict[str, Callable[[], object]], dict[str, int]]:
+    """:func:`tiny_losses` as forward-and-backward steps, and the top-level ATen operators of one of each."""
+    losses, params = tiny_losses()
+
+    def fwd_bwd(loss_of: Callable[[], torch.Tensor], ps: list[torch.Tensor]) -> Callable[[], None]:
         def run() -> None:
             loss_of().backward()
-            for p in params:
+            for p in ps:
                 p.grad = None
         return run
 
-    variants = {"hand model, 2-8-4-4-2": fwd_bwd(losses["hand model, 2-8-4-4-2"], list(hand.parameters())),
-                "vaekit model, 2-8-4-4-2": fwd_bwd(losses["vaekit model, 2-8-4-4-2"], list(vae.parameters()))}
+    variants = {name: fwd_bwd(loss_of, params[name]) for name, loss_of in losses.items()}
     ops = {}
     for name, run in variants.items():
         with torch.profiler.profile() as prof:
