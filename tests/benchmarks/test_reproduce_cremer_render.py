@@ -60,3 +60,63 @@ def test_the_iwae_cache_round_trips_and_is_keyed_by_what_changes_it(script, tmp_
         ("af", Path("r"), 2, 5000, 10000), ("af", Path("r"), 1, 1000, 10000), ("af", Path("r"), 1, 5000, 500)]}
     assert len(keys) == 6  # model, run, training steps, k and the test images each change the key
     assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_gaps_on_training_images_have_their_own_rows_and_reading(script):
+    train = [dict(row(q, v, p, 100), experiment="cremer2018/mnist/ffg/train100")
+             for q, v, p in [("log_px", -84.0, -89.80), ("approximation_gap", 1.5, 1.43), ("amortization_gap", 1.25, 1.34)]]
+    test = [row("log_px", -81.5, -89.80, 100), row("iwae_all_test", -87.25, None, 10000),
+            row("approximation_gap", 2.28, 1.43, 100), row("amortization_gap", 2.59, 1.34, 100)]
+    text = "\n".join(script.reading_notes(test + train))
+    assert ("`cremer2018/mnist/ffg/train100`: on the first training images, as the paper's gap scripts take them: "
+            "log_px -84.00 (test points: -81.50), approximation_gap 1.50 (test points: 2.28), amortization_gap 1.25 "
+            "(test points: 2.59).") in text
+    assert "the `/train<n>` rows measure the first" in text and "neither is measured here yet" not in text
+    assert "neither is measured here yet" in "\n".join(script.reading_notes(test))
+
+
+def test_evaluate_on_training_images_takes_the_first_ones_with_their_own_iwae(script, monkeypatch):
+    """``gap_split="train"``: the gaps run on data.train[:n] (in order) with an IWAE of those images, the rows go to
+    experiment .../train<n> without the test-set row; a bad split is refused before any work."""
+    import vaekit.inference.gaps as gaps
+    import vaekit.runs as runs
+    from vaekit.models import mlp_vae
+
+    torch.manual_seed(0)
+    model = mlp_vae([12], latent_features=2, hidden=[6])
+
+    class Data:
+        train = torch.bernoulli(torch.full((9, 12), 0.4))
+        test = torch.bernoulli(torch.full((7, 12), 0.4))
+
+        def setup(self):
+            pass
+
+    seen = []
+    real = gaps.inference_gaps
+
+    def spy(model, x, **kw):
+        seen.append((x.clone(), kw["iwae"]))
+        return real(model, x, **kw)
+
+    monkeypatch.setattr(runs, "load", lambda *a, **k: model)
+    monkeypatch.setattr(runs, "load_data", lambda *a, **k: Data())
+    monkeypatch.setattr(gaps, "inference_gaps", spy)
+    monkeypatch.setattr(script, "training_record", lambda run: {"epochs": 3280, "steps": 1, "train_s": 0.0})
+    s = {"n_points": 4, "iwae_k": 20, "ais_chains": 2, "ais_steps": 5, "local_opt_steps": 20, "local_opt_lr": 1e-3,
+         "local_opt_tol": 1e-3, "test_points_iwae": None}
+    with pytest.raises(ValueError, match="gap_split must be one of"):
+        script.evaluate("ffg", Path("r"), s, "cpu", 0, None, "validation")
+    assert not seen
+    ev = script.evaluate("ffg", Path("r"), s, "cpu", 0, None, "train")
+    (x, sub), = seen
+    assert torch.equal(x, Data.train[:4]) and sub.per_example.shape == (4,) and sub.k == 20
+    assert ev["n_points"] == 4 and ev["gap_split"] == "train" and ev["iwae_all"].per_example.shape == (7,)
+    meta = {"device": "cpu", "command": "c", "commit": "abc", "date": "d"}
+    rows = script.rows_for("ffg", Path("r"), ev, s, meta)
+    assert {r["experiment"] for r in rows} == {"cremer2018/mnist/ffg/train4"}
+    assert "iwae_all_test" not in {r["quantity"] for r in rows}
+    assert all("first 4 training images" in r["note"] for r in rows)
+    ev_test = script.evaluate("ffg", Path("r"), s, "cpu", 0, None, "test")
+    assert not torch.equal(seen[-1][0], Data.train[:4]) and seen[-1][0].shape == (4, 12)
+    assert {r["experiment"] for r in script.rows_for("ffg", Path("r"), ev_test, s, meta)} == {"cremer2018/mnist/ffg"}
