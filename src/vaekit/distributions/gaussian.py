@@ -11,7 +11,7 @@ from torch import Size, Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, register_kl
 
 from .._checks import check_float, check_int
-from .base import ConditionalDistribution
+from .base import ConditionalDistribution, last_dims
 
 __all__ = ["DiagonalLocScale", "DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
 
@@ -125,11 +125,13 @@ def _same_shape_normal(loc: Tensor, scale: Tensor, validate_args: bool | None) -
 
 @register_kl(DiagonalNormal, DiagonalNormal)
 def _kl_diagonal_normal(q: DiagonalNormal, p: DiagonalNormal) -> Tensor:
-    if q.event_shape != p.event_shape:
+    if q._event_shape != p._event_shape:
         raise ValueError(f"KL between diagonal normals of different event shapes: {tuple(q.event_shape)} and {tuple(p.event_shape)}")
-    dims = tuple(range(-q.reinterpreted_batch_ndims, 0))
+    n = q.reinterpreted_batch_ndims
+    dims = last_dims(n)
     if getattr(p, "standard", False):  # p = N(0, I): 0.5 * sum(mu^2 + sigma^2 - 1) - sum(log sigma), fewer operations
-        loc, scale = q.loc, q.scale
+        base = q.base_dist
+        loc, scale = base.loc, base.scale
         return 0.5 * (loc.square() + scale.square() - 1.0).sum(dims) - scale.log().sum(dims)
     var_ratio = (q.scale / p.scale).pow(2)
     t = ((q.loc - p.loc) / p.scale).pow(2)
