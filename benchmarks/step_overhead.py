@@ -7,7 +7,7 @@ of the step and times them in one process, each variant in turn for ``--chunk`` 
 alike. Variants (Cremer MNIST VAE, batch 100, data on the device, fused Adam):
 
 - ``hand model + hand update``: ``PlainVAE`` of train_throughput.py, ``zero_grad``, ``backward``, ``Adam.step``
-  (the ``plain-ondevice`` step);
+  (the ``plain-ondevice`` step, with the batches of vaekit's ``IndexBatches`` as in every variant);
 - ``vaekit model + hand update``: ``mlp_vae([784])`` with ``ELBO`` under the same update;
 - ``hand model + TrainStep``: ``PlainVAE`` under vaekit's eager :class:`~vaekit.training.step.TrainStep`
   (finite check, masked fused Adam, meter);
@@ -16,7 +16,8 @@ alike. Variants (Cremer MNIST VAE, batch 100, data on the device, fused Adam):
 Then the same two models at 2-8-4-4-2 (forward and backward only), where tensor work is
 negligible, so that their difference is the framework's own (operators and Python), with
 vaekit's layers added one at a time to the hand-written arithmetic in between (the last
-row is ``ELBO`` itself), and the top-level ATen operators of one forward and backward.
+row is ``ELBO`` itself), and the top-level profiler events of one forward and backward
+(forward operators and backward nodes).
 
 Usage: ``python benchmarks/step_overhead.py [--threads 2] [--rounds 30] [--chunk 50]``;
 prints median microseconds per step (lower is better).
@@ -147,7 +148,8 @@ def tiny_losses() -> tuple[dict[str, Callable[[], torch.Tensor]], dict[str, list
 
 
 def tiny_variants() -> tuple[dict[str, Callable[[], object]], dict[str, int]]:
-    """:func:`tiny_losses` as forward-and-backward steps, and the top-level ATen operators of one of each."""
+    """:func:`tiny_losses` as forward-and-backward steps, and the top-level profiler events of one of each
+    (forward operators and the backward's nodes)."""
     losses, params = tiny_losses()
 
     def fwd_bwd(loss_of: Callable[[], torch.Tensor], ps: list[torch.Tensor]) -> Callable[[], None]:
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {k} | {1e6 * v:.0f} | {1e6 * (v - base):+.0f} |")
     tiny, ops = tiny_variants()
     res = interleaved(tiny, args.rounds, 4 * args.chunk)
-    print("\n| forward + backward | us | top-level ATen operators |\n|---|---|---|")
+    print("\n| forward + backward | us | top-level profiler events (forward operators + backward nodes) |\n|---|---|---|")
     for k, v in res.items():
         print(f"| {k} | {1e6 * v:.0f} | {ops[k]} |")
 

@@ -72,3 +72,18 @@ def test_standard_normal_reuses_its_distribution_and_follows_its_buffers():
         d = clone()
         assert d.loc is clone.loc and d.loc.dtype == torch.float64
         torch.testing.assert_close(d.log_prob(torch.zeros(3, dtype=torch.float64)), q.log_prob(torch.zeros(3, dtype=torch.float64)))
+
+
+def test_rsample_reads_the_loc_and_scale_properties_of_a_subclass():
+    class Floored(DiagonalNormal):
+        @property
+        def scale(self):
+            return self.base_dist.scale.clamp(min=0.5)
+
+    d = Floored(torch.zeros(3), torch.full((3,), 1e-3))
+    torch.manual_seed(0)
+    a = d.rsample()
+    torch.manual_seed(0)
+    b, _ = d.rsample_and_log_prob()
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert a.abs().max() > 0.01  # the floored scale, not the constructor's 1e-3

@@ -216,3 +216,37 @@ def test_a_tensor_learning_rate_is_written_only_when_it_moves() -> None:
         cosine.apply(opt, step, 0)
         rates.append(float(opt.param_groups[0]["lr"]))
     assert rates == pytest.approx([0.1 * cosine.lr(s, 0) for s in range(4)]) and len(set(rates)) == 4
+
+
+def test_read_adds_the_buffered_rows_on_the_host_as_the_device_fold_does() -> None:
+    """read() folds the buffer on the host from one transfer: the same counts, run, longest run and last skipped
+    loss as the device fold, means to float32 rounding, the meter's state after it as after the device fold, and
+    ten operators (views and the transfer's included; the device fold and read took 41)."""
+    steps = [(1.5, 0.0, 2.0), (7.0, 1.0, None), (math.nan, 1.0, None), (2.5, 0.0, None), (9.0, 1.0, 4.0),
+             (3.0, 0.0, 1.0)]
+
+    def fed() -> StepMeter:
+        meter = StepMeter(["loss"], torch.device("cpu"))
+        meter.run.fill_(2.0), meter.longest.fill_(3.0)  # a run of 2 skipped steps carried in
+        for value, bad, norm in steps:
+            meter.record([torch.tensor(value)], None if norm is None else torch.tensor(norm), torch.tensor(bad),
+                         torch.tensor(value))
+        return meter
+
+    host, device = fed(), fed()
+    device._fold()
+    want = device.peek()
+    with torch.profiler.profile() as prof:
+        got = host.read()
+    ops = [e.name for e in prof.events()
+           if e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
+    assert len(ops) <= 12, ops
+    assert got["metrics"]["loss"] == pytest.approx((1.5 + 2.5 + 3.0) / 3, rel=1e-7)
+    assert got["metrics"] == pytest.approx(want["metrics"], rel=1e-6)
+    assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-6) == pytest.approx(1.5)
+    for key in ("steps", "skipped", "consecutive_skips", "max_consecutive_skips", "last_skip"):
+        assert got[key] == want[key], key
+    assert (got["skipped"], got["consecutive_skips"], got["max_consecutive_skips"], got["last_skip"]) == (3, 0, 3, 9.0)
+    # after the read: the next window starts from the run, as after the device fold
+    assert (float(host.run), float(host.longest), float(host.last), float(host.sums.abs().sum())) == (0.0, 0.0, 9.0, 0.0)
+    assert host._pending == 0 and host.steps == 0

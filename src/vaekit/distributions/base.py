@@ -36,6 +36,19 @@ class ConditionalDistribution(Configurable, nn.Module):
         raise NotImplementedError
 
 
+_LAST_DIMS = tuple(tuple(range(-n, 0)) for n in range(5))
+
+
+def last_dims(n: int) -> tuple[int, ...]:
+    """The last ``n`` dimensions, ``(-n, ..., -1)``: the event dimensions a log-density or KL sums over
+    (made once for the usual counts).
+
+    >>> last_dims(3), last_dims(0)
+    ((-3, -2, -1), ())
+    """
+    return _LAST_DIMS[n] if 0 <= n < len(_LAST_DIMS) else tuple(range(-n, 0))
+
+
 def rsample_and_log_prob(dist: Distribution, sample_shape: Size | tuple[int, ...] = ()) -> tuple[Tensor, Tensor]:
     """Reparameterized sample and its log-density, in one pass when the family allows.
 

@@ -11,7 +11,7 @@ from torch import Size, Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, register_kl
 
 from .._checks import check_float, check_int
-from .base import ConditionalDistribution
+from .base import ConditionalDistribution, last_dims
 
 __all__ = ["DiagonalLocScale", "DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
 
@@ -94,11 +94,10 @@ class DiagonalNormal(DiagonalLocScale):
         ``factor`` draws from its own ``rsample``."""
         if self.factor is not Normal:
             return super().rsample(sample_shape)
-        base = self.base_dist
-        loc = base.loc
+        loc = self.loc  # (the properties: a subclass may define its own)
         shape = loc.shape if not sample_shape else self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
-        return loc + eps * base.scale
+        return loc + eps * self.scale
 
     def rsample_and_log_prob(self, sample_shape: Size = Size()) -> tuple[Tensor, Tensor]:
         if self.factor is not Normal:  # (the density below is the Gaussian's)
@@ -127,7 +126,8 @@ def _same_shape_normal(loc: Tensor, scale: Tensor, validate_args: bool | None) -
 def _kl_diagonal_normal(q: DiagonalNormal, p: DiagonalNormal) -> Tensor:
     if q.event_shape != p.event_shape:
         raise ValueError(f"KL between diagonal normals of different event shapes: {tuple(q.event_shape)} and {tuple(p.event_shape)}")
-    dims = tuple(range(-q.reinterpreted_batch_ndims, 0))
+    n = q.reinterpreted_batch_ndims
+    dims = last_dims(n)
     if getattr(p, "standard", False):  # p = N(0, I): 0.5 * sum(mu^2 + sigma^2 - 1) - sum(log sigma), fewer operations
         loc, scale = q.loc, q.scale
         return 0.5 * (loc.square() + scale.square() - 1.0).sum(dims) - scale.log().sum(dims)

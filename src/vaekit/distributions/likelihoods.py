@@ -19,11 +19,11 @@ from torch.distributions import Distribution, Independent, Normal, constraints
 
 from .._checks import check_float, check_int
 from .._recording import Configurable
+from .base import last_dims
 
 __all__ = ["Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic", "DiscretizedLogisticDistribution"]
 
 _SCALAR = Size()
-_LAST_DIMS = tuple(tuple(range(-n, 0)) for n in range(5))  # the event dimensions to sum, by their number
 
 
 class Likelihood(Configurable, nn.Module):
@@ -114,7 +114,7 @@ class _IndependentBernoulli(Independent):
         # (torch's operator itself: F.binary_cross_entropy_with_logits checks the shapes again; 0 = no reduction)
         bce = torch.binary_cross_entropy_with_logits(logits, value, None, None, 0)
         n = self.reinterpreted_batch_ndims
-        return -(bce.sum(_LAST_DIMS[n] if n < len(_LAST_DIMS) else tuple(range(-n, 0))) if n else bce)
+        return -(bce.sum(last_dims(n)) if n else bce)
 
 
 class Gaussian(Likelihood):

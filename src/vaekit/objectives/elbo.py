@@ -138,9 +138,6 @@ class ELBO(Objective):
     def __call__(self, model: LatentVariableModel, batch: Any, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
         terms = model.elbo_terms(batch)
         beta = self.weight(step)
-        if (self.warmup == "kl" and not self.free_bits and not (self.kl_balance and beta < 1.0 and len(terms.kl) > 1)
-                and all(v.shape == terms.rec.shape for v in terms.kl.values())):
-            return self._plain(terms, beta)
         rec = terms.rec.mean()
         kl_means = {name: v.mean() for name, v in terms.kl.items()}
         if self.warmup == "entropy":
@@ -157,24 +154,10 @@ class ELBO(Objective):
             coeffs = _balance(model, terms.kl) if self.kl_balance and beta < 1.0 and len(terms.kl) > 1 else None
             kl = _total([m * coeffs[name] for name, m in means.items()] if coeffs is not None else list(means.values()))
             loss = (kl if beta == 1.0 else beta * kl) - rec
-        metrics = {"loss": loss.detach(), "elbo": (rec - _total(list(kl_means.values()))).detach(), "rec": rec.detach()}
-        for name, m in kl_means.items():
-            metrics[f"kl/{name}"] = m.detach()
-        return loss, metrics
-
-    @staticmethod
-    def _plain(terms: ElboTerms, beta: float) -> tuple[Tensor, dict[str, Tensor]]:
-        """The loss ``mean(beta * sum KL - rec)`` (no free bits, no balancing, every KL of the shape of rec)
-        in as few differentiated operators as it takes (a subtraction and a mean with one latent), and the
-        metrics from the detached terms (no autograd record)."""
-        kl_vec = _total(list(terms.kl.values()))
-        rec_vec = terms.rec
-        loss = ((kl_vec if beta == 1.0 else beta * kl_vec) - rec_vec).mean()
-        rec = rec_vec.detach().mean()
-        kl_means = {name: v.detach().mean() for name, v in terms.kl.items()}
-        metrics = {"loss": loss.detach(), "elbo": rec - _total(list(kl_means.values())), "rec": rec}
-        for name, m in kl_means.items():
-            metrics[f"kl/{name}"] = m
+        with torch.no_grad():  # the metrics: no autograd record
+            metrics = {"loss": loss.detach(), "elbo": rec - _total(list(kl_means.values())), "rec": rec.detach()}
+            for name, m in kl_means.items():
+                metrics[f"kl/{name}"] = m.detach()
         return loss, metrics
 
     def __repr__(self) -> str:

@@ -191,8 +191,9 @@ class StepMeter:
     @torch.no_grad()
     def _fold(self) -> None:
         """Add the buffered rows of :meth:`record` to the sums, the run of skipped steps, the longest run and
-        the last skipped loss, in place (a few device operations, no synchronisation). :meth:`read` and a full
-        buffer call it, nothing else: where the rows are folded depends only on the steps since the last read
+        the last skipped loss, in place (a few device operations, no synchronisation). A full buffer calls it,
+        nothing else (:meth:`read` adds the rows on the host): where the rows are folded depends only on the
+        steps since the last read
         (a checkpoint saves the buffered rows instead), so the float32 sums of a resumed run are the same."""
         if not self._pending:
             return
@@ -226,11 +227,11 @@ class StepMeter:
 
     def read(self) -> dict[str, Any]:
         """The window's means and counters (:meth:`peek`), then start the next window: the buffered rows
-        are folded into the sums here (one synchronisation for the values)."""
-        self._fold()
-        out = self.peek()
+        are folded on the host, from the one read of :meth:`peek` (a few device operations, not a dozen)."""
+        out, run, last = self._window()
+        self._pending = 0
         self.sums.zero_()
-        self.longest.copy_(self.run)
+        self.run.fill_(run), self.longest.fill_(run), self.last.fill_(last)
         self.steps = 0
         return out
 
@@ -243,18 +244,40 @@ class StepMeter:
         ``max_consecutive_skips`` (the longest run that ended or continued in the window),
         ``last_skip`` (the loss of the last skipped step, or None without one).
         """
-        sums, run, longest, last = self._totals()
-        values = torch.cat([sums, torch.stack([run, longest, last])]).tolist()
-        m = len(self.names)
-        sums, (norm_sum, norm_n, good), (run, longest, last_loss) = values[:m], values[m:m + 3], values[m + 3:]
+        return self._window()[0]
+
+    def _window(self) -> tuple[dict[str, Any], float, float]:
+        """:meth:`peek`'s dict, the run of skipped steps and the last skipped loss after the buffered rows.
+
+        One read of the device: the sums, the skip state and the buffered rows in one ``tolist``; the rows
+        are then added on the host, in order, as :meth:`_totals` adds them on the device (the sums in
+        float64 instead of float32)."""
+        n, m = self._pending, len(self.names)
+        parts = [self.sums, torch.stack([self.run, self.longest, self.last])]
+        if n:
+            parts.append(self._buffer[:n].reshape(-1))  # type: ignore[index]
+        values = torch.cat(parts).tolist()
+        sums, (run, longest, last_loss) = values[:m + 3], values[m + 3:m + 6]
+        width = m + 4
+        for i in range(n):  # rows: [values, norm, has norm, bad, loss]
+            row = values[m + 6 + i * width:m + 6 + (i + 1) * width]
+            if row[m + 2] > 0:  # a skipped step: nothing added, the run goes on
+                run += 1.0
+                longest, last_loss = max(longest, run), row[m + 3]
+            else:
+                sums[:m + 2] = [a + b for a, b in zip(sums[:m + 2], row[:m + 2])]
+                sums[m + 2] += 1.0
+                run = 0.0
+        (norm_sum, norm_n, good), sums = sums[m:m + 3], sums[:m]
         good_i = int(round(good))
-        return {
-            "metrics": {n: s / good for n, s in zip(self.names, sums)} if good_i else {},
+        out = {
+            "metrics": {name: v / good for name, v in zip(self.names, sums)} if good_i else {},
             "grad_norm": norm_sum / norm_n if norm_n else None,
             "steps": self.steps, "skipped": self.steps - good_i,
             "consecutive_skips": int(round(run)), "max_consecutive_skips": int(round(longest)),
             "last_skip": last_loss if self.steps > good_i else None,
         }
+        return out, run, last_loss
 
     def state_dict(self) -> dict[str, Tensor]:
         """The window so far (CPU tensors), for a checkpoint: the sums and the rows buffered since the last
