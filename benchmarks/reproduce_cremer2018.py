@@ -195,7 +195,7 @@ def save_piece(path: Path, key: dict[str, Any], result: Any, seconds: float) -> 
     if isinstance(result, AISResult):
         fields = {"kind": "ais", "log_weights": result.log_weights, "direction": result.direction,
                   "acceptance": result.acceptance, "step_size": result.step_size,
-                  "settings": json.dumps(result.settings), "seconds_ais": float(result.seconds),
+                  "settings": dict(result.settings), "seconds_ais": float(result.seconds),
                   "grad_evals": int(result.grad_evals), "trace": result.trace}
     else:
         fields = {"kind": "local", "elbo": result.elbo, "initial_elbo": result.initial_elbo, "steps": result.steps,
@@ -218,7 +218,7 @@ def load_piece(path: Path, key: dict[str, Any]) -> tuple[Any, float] | None:
         return None
     if d["kind"] == "ais":
         result = AISResult(d["log_weights"], d["direction"], d["acceptance"], d["step_size"],
-                           settings=json.loads(d["settings"]), seconds=d["seconds_ais"], grad_evals=d["grad_evals"],
+                           settings=d["settings"], seconds=d["seconds_ais"], grad_evals=d["grad_evals"],
                            trace=d["trace"])
     else:
         result = LocalOptResult(elbo=d["elbo"], initial_elbo=d["initial_elbo"], steps=d["steps"],

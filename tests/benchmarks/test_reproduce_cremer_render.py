@@ -258,7 +258,7 @@ def test_the_gap_piece_cache_round_trips_and_is_keyed_by_what_changes_it(script,
 
     lw = torch.tensor([[-80.0, -81.5], [-90.25, -89.0], [-70.0, -70.5]], dtype=torch.float64)
     ais = AISResult(lw, "forward", torch.tensor([0.6, 0.7, 0.8], dtype=torch.float64),
-                    torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64), settings={"n_chains": 2, "device": "cpu"},
+                    torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64), settings={"n_chains": 2, "device": "cpu", "step_size_bounds": (1e-4, 0.5)},
                     seconds=12.5, grad_evals=40, trace={"acceptance": torch.tensor([0.5]), "step_size": torch.tensor([0.1])})
     path = script.piece_cache_path(tmp_path / "cache", key())
     assert script.load_piece(path, key()) is None
