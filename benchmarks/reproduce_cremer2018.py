@@ -17,8 +17,9 @@ different days, and a killed job loses at most the last ten epochs:
     python benchmarks/reproduce_cremer2018.py --phase train --models af --threads 1 &
     python benchmarks/reproduce_cremer2018.py --phase evaluate                          # writes the rows
 
-The evaluation keeps each model's IWAE pass under ``<out-dir>/cache/`` (a rerun after a killed job
-starts at AIS and local optimisation; delete the file to recompute it).
+The evaluation keeps each model's IWAE pass, its AIS and each local optimisation under ``<out-dir>/cache/``
+as each finishes (a rerun after a killed job redoes only the piece that was running; delete a file to
+recompute that piece).
     python benchmarks/reproduce_cremer2018.py --short                                   # pipeline check, minutes
 
 The defaults are the paper's settings. ``--short`` checks the whole pipeline in a few
@@ -164,6 +165,67 @@ def load_iwae(path: Path) -> tuple[Any, float] | None:
                        chunk_size=d["chunk_size"]), float(d["seconds"]))
 
 
+#: The local-optimisation families of the gap column, in the order they run (and are seeded).
+LOCAL_OPT = ("af", "ffg")
+
+
+def piece_key(label: str, run: Path, steps: int, points: dict[str, Any], piece: str, settings: dict[str, Any],
+              seed: int, device: str) -> dict[str, Any]:
+    """Everything that changes one gap piece's result (``piece``: ``"ais"`` or ``"local:<family>"``): the model
+    (label, run, training steps), the points (``points``: split, n, and for test points the subset's seed and the
+    images it is drawn from), the estimator's settings, the evaluation seed and the device type."""
+    return {"label": label, "run": run.name, "steps": int(steps), "points": dict(points), "piece": piece,
+            "settings": dict(settings), "seed": int(seed), "device": torch.device(device).type}
+
+
+def piece_cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
+    """Where the piece of ``key`` is kept: a readable name plus a hash of the whole key."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    piece = key["piece"].replace(":", "-")
+    return cache_dir / f"{key['label']}-{key['run']}-step{key['steps']}-{piece}-{digest}.pt"
+
+
+def save_piece(path: Path, key: dict[str, Any], result: Any, seconds: float) -> None:
+    """Keep an AIS (``AISResult``) or local-optimisation (``LocalOptResult``) result and the seconds it took,
+    written atomically (a killed job leaves no half-written file)."""
+    from vaekit.inference import AISResult
+
+    if isinstance(result, AISResult):
+        fields = {"kind": "ais", "log_weights": result.log_weights, "direction": result.direction,
+                  "acceptance": result.acceptance, "step_size": result.step_size,
+                  "settings": dict(result.settings), "seconds_ais": float(result.seconds),
+                  "grad_evals": int(result.grad_evals), "trace": result.trace}
+    else:
+        fields = {"kind": "local", "elbo": result.elbo, "initial_elbo": result.initial_elbo, "steps": result.steps,
+                  "converged": result.converged, "family": result.family}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({**fields, "key": json.dumps(key, sort_keys=True), "seconds": float(seconds)}, tmp)
+    os.replace(tmp, path)
+
+
+def load_piece(path: Path, key: dict[str, Any]) -> tuple[Any, float] | None:
+    """The cached piece of ``key`` and the seconds it took, or None when there is none (or the file at ``path``
+    holds another key)."""
+    from vaekit.inference import AISResult, LocalOptResult
+
+    if not path.is_file():
+        return None
+    d = torch.load(path, weights_only=True)
+    if d["key"] != json.dumps(key, sort_keys=True):
+        return None
+    if d["kind"] == "ais":
+        result = AISResult(d["log_weights"], d["direction"], d["acceptance"], d["step_size"],
+                           settings=d["settings"], seconds=d["seconds_ais"], grad_evals=d["grad_evals"],
+                           trace=d["trace"])
+    else:
+        result = LocalOptResult(elbo=d["elbo"], initial_elbo=d["initial_elbo"], steps=d["steps"],
+                                converged=d["converged"], family=d["family"])
+    return result, float(d["seconds"])
+
+
 def evaluate(label: str, run: Path, s: dict[str, Any], device: str, seed: int,
              cache_dir: Path | None = None, gap_split: str = "test") -> dict[str, Any]:
     """The gap column of one trained model, with per-quantity standard errors.
@@ -173,7 +235,7 @@ def evaluate(label: str, run: Path, s: dict[str, Any], device: str, seed: int,
     IWAE. IWAE over the whole test set is computed (or read from the cache) either way."""
     if gap_split not in GAP_SPLITS:
         raise ValueError(f"gap_split must be one of {GAP_SPLITS}, got {gap_split!r}")
-    from vaekit.inference.gaps import inference_gaps
+    from vaekit.inference.gaps import LOCAL_ALIASES, inference_gaps
     from vaekit.inference import IWAEResult, iwae_log_likelihood
     from vaekit.runs import load, load_data
 
@@ -181,8 +243,8 @@ def evaluate(label: str, run: Path, s: dict[str, Any], device: str, seed: int,
     data = load_data(run)
     data.setup()
     x_test = data.test if s["test_points_iwae"] is None else data.test[: s["test_points_iwae"]]
-    cache = None if cache_dir is None else iwae_cache_path(cache_dir, label, run, int(training_record(run)["steps"]),
-                                                           s["iwae_k"], int(x_test.shape[0]))
+    steps = None if cache_dir is None else int(training_record(run)["steps"])
+    cache = None if cache_dir is None else iwae_cache_path(cache_dir, label, run, steps, s["iwae_k"], int(x_test.shape[0]))
     cached = None if cache is None else load_iwae(cache)
     if cached is not None:
         full, iwae_s = cached
@@ -207,15 +269,39 @@ def evaluate(label: str, run: Path, s: dict[str, Any], device: str, seed: int,
         t0 = time.perf_counter()
         sub = iwae_log_likelihood(model, x_gap, k=s["iwae_k"], device=device)
         iwae_s += time.perf_counter() - t0
-    torch.manual_seed(seed + 1)  # the gaps' draws do not depend on whether the IWAE pass came from the cache
-    t0 = time.perf_counter()
-    col = inference_gaps(model, x_gap, local_opt=["af", "ffg"], iwae=sub, device=device,
-                         ais={"n_chains": s["ais_chains"], "n_steps": s["ais_steps"]},
-                         local_opt_kwargs={"max_steps": s["local_opt_steps"], "lr": s["local_opt_lr"],
-                                           "tol": s["local_opt_tol"]}, label=f"q_{label.upper()}")
-    gaps_s = time.perf_counter() - t0
+    # AIS and each local optimisation: cached one by one as it finishes, each seeded on its own (inference_gaps'
+    # seed), so a rerun after a kill redoes only the piece that was running, with the same draws
+    ais = {"n_chains": s["ais_chains"], "n_steps": s["ais_steps"]}
+    local_kwargs = {"max_steps": s["local_opt_steps"], "lr": s["local_opt_lr"], "tol": s["local_opt_tol"]}
+    points = ({"split": "test", "n": n_points, "seed": seed, "of": int(x_test.shape[0])} if gap_split == "test"
+              else {"split": "train", "n": n_points})
+    pieces = {"ais": ais, **{f"local:{LOCAL_ALIASES.get(f, f)}": {**local_kwargs, "local_opt": list(LOCAL_OPT)}
+                             for f in LOCAL_OPT}}
+    keys = {} if cache_dir is None else {
+        piece: piece_key(label, run, steps, points, piece, settings, seed, device)
+        for piece, settings in pieces.items()}
+    precomputed, seconds = {}, {}
+    for piece, key in keys.items():
+        got = load_piece(piece_cache_path(cache_dir, key), key)
+        if got is not None:
+            precomputed[piece], seconds[piece] = got
+            print(f"{label}: {piece} from {piece_cache_path(cache_dir, key)} (computed in {got[1]:.0f} s)", flush=True)
+
+    def keep(piece: str, result: Any, piece_s: float) -> None:
+        seconds[piece] = piece_s
+        where = ""
+        if piece in keys:
+            where = f", cached in {piece_cache_path(cache_dir, keys[piece])}"
+            save_piece(piece_cache_path(cache_dir, keys[piece]), keys[piece], result, piece_s)
+        print(f"{label}: {piece} computed in {piece_s:.0f} s{where}", flush=True)
+
+    col = inference_gaps(model, x_gap, local_opt=list(LOCAL_OPT), iwae=sub, device=device, ais=ais,
+                         local_opt_kwargs=local_kwargs, label=f"q_{label.upper()}", precomputed=precomputed,
+                         on_result=keep, seed=seed + 1)
+    gaps_s = sum(seconds.values())  # the pieces' recorded compute time, whether cached or computed now
     print(f"{label}: IWAE(k={s['iwae_k']}) on {x_test.shape[0]} test images {full.mean:.2f} ± {full.stderr:.2f} "
-          f"({iwae_s:.0f} s); gaps on {n_points} {gap_split} points in {gaps_s:.0f} s", flush=True)
+          f"({iwae_s:.0f} s); gaps on {n_points} {gap_split} points in {gaps_s:.0f} s "
+          f"({', '.join(sorted(precomputed)) or 'no piece'} from the cache)", flush=True)
     return {"column": col, "iwae_all": full, "iwae_s": iwae_s, "gaps_s": gaps_s, "n_points": n_points,
             "n_test": int(x_test.shape[0]), "gap_split": gap_split}
 

@@ -120,3 +120,166 @@ def test_evaluate_on_training_images_takes_the_first_ones_with_their_own_iwae(sc
     ev_test = script.evaluate("ffg", Path("r"), s, "cpu", 0, None, "test")
     assert not torch.equal(seen[-1][0], Data.train[:4]) and seen[-1][0].shape == (4, 12)
     assert {r["experiment"] for r in script.rows_for("ffg", Path("r"), ev_test, s, meta)} == {"cremer2018/mnist/ffg"}
+
+
+TINY = {"n_points": 4, "iwae_k": 20, "ais_chains": 2, "ais_steps": 5, "local_opt_steps": 20, "local_opt_lr": 1e-3,
+        "local_opt_tol": 1e-3, "test_points_iwae": None}
+
+
+def _stand_in_run(script, monkeypatch):
+    """A tiny untrained VAE and data standing in for a trained run (vaekit.runs.load/load_data, training_record);
+    returns spies that count the calls of AIS and of local optimisation."""
+    import functools
+
+    import vaekit.inference.ais as ais_module
+    import vaekit.inference.gaps as gaps
+    import vaekit.runs as runs
+    from vaekit.models import mlp_vae
+
+    torch.manual_seed(0)
+    model = mlp_vae([12], latent_features=2, hidden=[6])
+    g = torch.Generator().manual_seed(1)
+
+    class Data:
+        train = torch.bernoulli(torch.full((9, 12), 0.4), generator=g)
+        test = torch.bernoulli(torch.full((7, 12), 0.4), generator=g)
+
+        def setup(self):
+            pass
+
+    calls = []
+    real_ais, real_local = ais_module.ais_log_likelihood, gaps.optimize_local_posterior
+
+    @functools.wraps(real_ais)
+    def ais_spy(*args, **kwargs):
+        calls.append("ais")
+        return real_ais(*args, **kwargs)
+
+    @functools.wraps(real_local)  # keeps the signature, which the budget check reads
+    def local_spy(*args, **kwargs):
+        calls.append(f"local:{type(kwargs['family']).__name__ if kwargs['family'] is not None else 'own'}")
+        return real_local(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "load", lambda *a, **k: model)
+    monkeypatch.setattr(runs, "load_data", lambda *a, **k: Data())
+    monkeypatch.setattr(script, "training_record", lambda run: {"epochs": 3280, "steps": 1, "train_s": 0.0})
+    monkeypatch.setattr(ais_module, "ais_log_likelihood", ais_spy)
+    monkeypatch.setattr(gaps, "optimize_local_posterior", local_spy)
+    return calls, local_spy
+
+
+def _column(ev):
+    """Every field of the evaluation's gap column (per-point standard errors included), less the call's wall time."""
+    d = ev["column"].to_dict()
+    d["settings"] = {k: v for k, v in d["settings"].items() if k != "seconds"}
+    return d
+
+
+META = {"device": "cpu", "command": "c", "commit": "abc", "date": "d"}
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_evaluate_caches_each_gap_piece_and_a_rerun_reads_them_with_the_same_numbers(script, monkeypatch, tmp_path,
+                                                                                     capsys, split):
+    calls, _ = _stand_in_run(script, monkeypatch)
+    cache = tmp_path / "cache"
+    fresh = script.evaluate("ffg", Path("r"), TINY, "cpu", 0, None, split)  # no cache at all
+    assert calls == ["ais", "local:AuxiliaryFlow", "local:own"]
+    first = script.evaluate("ffg", Path("r"), TINY, "cpu", 0, cache, split)
+    assert _column(first) == _column(fresh)  # caching changes no number
+    pieces = sorted(p.name.split("-")[3:5] for p in cache.glob("ffg-r-step1-*.pt") if "-iwae-" not in p.name)
+    assert pieces == [["ais", pieces[0][1]], ["local", "af"], ["local", "gaussian"]]
+    assert not list(cache.glob("*.tmp"))
+    calls.clear()
+    capsys.readouterr()
+    torch.manual_seed(99)  # whatever torch's generator holds, the rerun gives the same numbers
+    second = script.evaluate("ffg", Path("r"), TINY, "cpu", 0, cache, split)
+    assert calls == []  # nothing recomputed
+    out = capsys.readouterr().out
+    assert all(f"ffg: {p} from {cache}" in out for p in ("ais", "local:af", "local:gaussian"))
+    assert "(ais, local:af, local:gaussian from the cache)" in out
+    assert _column(second) == _column(first)
+    assert second["gaps_s"] == first["gaps_s"] > 0  # the wall time sums the pieces' recorded seconds
+    rows = lambda ev: script.rows_for("ffg", Path("r"), ev, TINY, META)  # noqa: E731
+    assert rows(second) == rows(first)
+    # the AF piece alone deleted: only it runs again, with the draws it had (seeded on its own, not after AIS)
+    af, = cache.glob("ffg-r-step1-local-af-*.pt")
+    af.unlink()
+    third = script.evaluate("ffg", Path("r"), TINY, "cpu", 0, cache, split)
+    assert calls == ["local:AuxiliaryFlow"]
+    assert _column(third) == _column(first)
+
+
+def test_a_run_killed_during_local_optimisation_resumes_with_ais_from_the_cache(script, monkeypatch, tmp_path, capsys):
+    import functools
+
+    import vaekit.inference.gaps as gaps
+
+    calls, local_spy = _stand_in_run(script, monkeypatch)
+    cache = tmp_path / "cache"
+    fresh = script.evaluate("ffg", Path("r"), TINY, "cpu", 0, None, "test")
+
+    @functools.wraps(local_spy)
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(gaps, "optimize_local_posterior", killed)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        script.evaluate("ffg", Path("r"), TINY, "cpu", 0, cache, "test")
+    assert calls == ["ais"]
+    assert len(list(cache.glob("ffg-r-step1-ais-*.pt"))) == 1 and not list(cache.glob("*local*"))
+    monkeypatch.setattr(gaps, "optimize_local_posterior", local_spy)
+    calls.clear()
+    capsys.readouterr()
+    resumed = script.evaluate("ffg", Path("r"), TINY, "cpu", 0, cache, "test")
+    assert calls == ["local:AuxiliaryFlow", "local:own"]  # AIS loaded, not recomputed
+    out = capsys.readouterr().out
+    assert f"ffg: ais from {cache}" in out and "(ais from the cache)" in out and "local:af computed in" in out
+    assert _column(resumed) == _column(fresh)
+
+
+def test_the_gap_piece_cache_round_trips_and_is_keyed_by_what_changes_it(script, tmp_path):
+    from vaekit.inference import AISResult, LocalOptResult
+
+    base = dict(label="af", run=Path("runs/20261205-114659"), steps=1640000,
+                points={"split": "test", "n": 1000, "seed": 0, "of": 10000}, piece="ais",
+                settings={"n_chains": 16, "n_steps": 1000}, seed=0, device="cpu")
+    variants = [{"label": "ffg"}, {"run": Path("runs/20261206-000000")}, {"steps": 1640500},
+                {"points": {**base["points"], "n": 200}}, {"points": {**base["points"], "seed": 1}},
+                {"points": {**base["points"], "of": 500}}, {"points": {"split": "train", "n": 1000}},
+                {"piece": "local:af"}, {"settings": {"n_chains": 100, "n_steps": 1000}},
+                {"settings": {"n_chains": 16, "n_steps": 10000}}, {"seed": 1}, {"device": "cuda:0"}]
+    key = lambda **kw: script.piece_key(**{**base, **kw})  # noqa: E731
+    paths = {script.piece_cache_path(tmp_path, key(**v)) for v in [{}, *variants]}
+    assert len(paths) == len(variants) + 1  # each setting changes the file
+    assert script.piece_cache_path(tmp_path, key(device="cuda")) == script.piece_cache_path(tmp_path, key(device="cuda:1"))
+    assert script.piece_cache_path(tmp_path, key()).name.startswith("af-20261205-114659-step1640000-ais-")
+
+    lw = torch.tensor([[-80.0, -81.5], [-90.25, -89.0], [-70.0, -70.5]], dtype=torch.float64)
+    ais = AISResult(lw, "forward", torch.tensor([0.6, 0.7, 0.8], dtype=torch.float64),
+                    torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64), settings={"n_chains": 2, "device": "cpu", "step_size_bounds": (1e-4, 0.5)},
+                    seconds=12.5, grad_evals=40, trace={"acceptance": torch.tensor([0.5]), "step_size": torch.tensor([0.1])})
+    path = script.piece_cache_path(tmp_path / "cache", key())
+    assert script.load_piece(path, key()) is None
+    script.save_piece(path, key(), ais, 13.0)
+    back, seconds = script.load_piece(path, key())
+    assert seconds == 13.0 and isinstance(back, AISResult)
+    for name in ("log_weights", "acceptance", "step_size", "per_example", "log_weight_var", "ess"):
+        assert torch.equal(getattr(back, name), getattr(ais, name)), name
+    assert (back.direction, back.settings, back.seconds, back.grad_evals, back.mean, back.stderr) == \
+        (ais.direction, ais.settings, ais.seconds, ais.grad_evals, ais.mean, ais.stderr)
+    assert all(torch.equal(back.trace[k], ais.trace[k]) for k in ais.trace)
+    assert script.load_piece(path, key(seed=1)) is None  # a file that holds another key is not read as this one
+
+    local = LocalOptResult(elbo=torch.tensor([-88.5, -91.0, -70.25], dtype=torch.float64),
+                           initial_elbo=torch.tensor([-90.0, -92.0, -71.0], dtype=torch.float64),
+                           steps=torch.tensor([40000, 40000, 1200]), converged=torch.tensor([False, False, True]),
+                           family="AuxiliaryFlow")
+    lpath = script.piece_cache_path(tmp_path / "cache", key(piece="local:af"))
+    script.save_piece(lpath, key(piece="local:af"), local, 4000.0)
+    lback, lseconds = script.load_piece(lpath, key(piece="local:af"))
+    assert lseconds == 4000.0 and lback.family == "AuxiliaryFlow" and lback.mean == local.mean
+    for name in ("elbo", "initial_elbo", "steps", "converged"):
+        assert torch.equal(getattr(lback, name), getattr(local, name)), name
+    assert not list((tmp_path / "cache").glob("*.tmp"))

@@ -31,7 +31,7 @@ import csv
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,12 @@ from torch import Tensor
 
 from ..distributions import POSTERIORS, ConditionalDistribution, DiagonalGaussian, make_posterior
 from ..distributions.flows import posterior_name
-from .._checks import check_int
+from .._checks import InvalidArgumentError, check_int
 from ..models.base import LatentVariableModel
 from ..nn.modes import eval_mode
 from .budget import Progress, check_force, check_progress
 from .iwae import IWAEResult, iwae_log_likelihood, iwae_work
-from .local_opt import local_opt_work, optimize_local_posterior
+from .local_opt import LocalOptResult, local_opt_work, optimize_local_posterior
 
 __all__ = ["GapColumn", "inference_gaps", "gap_table", "write_gap_report", "family_name", "LOCAL_ALIASES", "check_budgets"]
 
@@ -168,7 +168,8 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
                    ais: dict[str, Any] | None = None, local_opt_kwargs: dict[str, Any] | None = None,
                    label: str | None = None, batch_size: int | None = None,
                    device: str | torch.device | None = None, iwae: IWAEResult | None = None,
-                   progress: Progress = False, force: bool = False) -> GapColumn:
+                   progress: Progress = False, force: bool = False, precomputed: Mapping[str, Any] | None = None,
+                   on_result: Callable[[str, Any, float], None] | None = None, seed: int | None = None) -> GapColumn:
     """One column of the gap table for ``model`` on test points ``x``.
 
     Parameters
@@ -204,7 +205,24 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
         Passed to every estimator (a callable sees each estimate from 0 to its total).
     force : bool
         Passed to every estimator. Their work budgets are all checked before the first
-        one starts (:mod:`vaekit.inference.budget`).
+        one starts (:mod:`vaekit.inference.budget`), those of the estimates that will run
+        (not of those given in ``iwae`` or ``precomputed``).
+    precomputed : mapping, optional
+        Estimates already computed on the same ``x`` with the same settings, reused instead
+        of recomputed: ``"ais"`` an :class:`~vaekit.inference.AISResult` (only when ``ais``
+        is given) and ``"local:<family>"`` (``<family>`` a name of ``local_opt`` as the
+        column lists it: ``"local:gaussian"`` for ``"ffg"``) a
+        :class:`~vaekit.inference.LocalOptResult`. With ``on_result``, this lets a caller
+        keep each estimate as it finishes and resume a killed computation.
+    on_result : callable, optional
+        Called as ``on_result(piece, result, seconds)`` after each estimate this call computes
+        (``"iwae"``, ``"ais"``, ``"local:<family>"``; not those passed in), with its wall time.
+    seed : int, optional
+        When given, ``torch.manual_seed(seed + i)`` is called before the ``i``-th estimate
+        (0: IWAE; 1: AIS; 2, 3, ...: the ``local_opt`` families in order; the modules of the
+        families optimised from scratch are built from ``seed`` on a forked generator), so
+        each estimate's draws are the same whether the others were computed or passed in.
+        None (the default) leaves torch's generator alone.
 
     Returns
     -------
@@ -221,6 +239,9 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     vaekit.InvalidArgumentError
         Before any work, when ``ais`` is given and the model has latents on the probability
         simplex (relaxed categorical layers; :func:`~vaekit.inference.check_annealable`).
+    vaekit.InvalidArgumentError
+        Before any work, when ``precomputed`` holds a piece this call would not compute, a
+        result of the wrong type, or one for another number of points than ``x``.
 
     Examples
     --------
@@ -234,38 +255,59 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     """
     if ais is not None and "device" in ais:
         raise ValueError("ais must not contain 'device': pass device= to inference_gaps")
+    if seed is not None:
+        seed = check_int("seed", seed, minimum=0)
+    if on_result is not None and not callable(on_result):
+        raise InvalidArgumentError(f"on_result must be a callable (piece, result, seconds) or None, got {on_result!r}")
     if ais is not None:
         from .ais import check_annealable
 
         check_annealable(model)  # relaxed categorical latents: refused before any work (IWAE alone is log p(x) there)
     local_opt = list(local_opt)
     own_family = _own_family(model, x, local_opt)  # a clear TypeError before any work when local_opt cannot run
-    families = [(family_name(n) if isinstance(n, ConditionalDistribution) else LOCAL_ALIASES.get(n, n),
-                 *_local_family(n, own_family)) for n in local_opt]  # checks names before any work
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):  # torch's generator changes only once work starts
+        if seed is not None:
+            torch.default_generator.manual_seed(seed)  # the families built from scratch (on the CPU)
+        families = [(family_name(n) if isinstance(n, ConditionalDistribution) else LOCAL_ALIASES.get(n, n),
+                     *_local_family(n, own_family)) for n in local_opt]  # checks names before any work
     progress, force = check_progress(progress), check_force(force)
     t0 = time.perf_counter()
     if iwae is not None and iwae.per_example.shape[0] != x.shape[0]:
         raise ValueError(f"iwae holds {iwae.per_example.shape[0]} examples but x has {x.shape[0]}")
-    check_budgets(len(x), iwae_k=None if iwae is not None else iwae_k, ais=ais,
-                  local_opt_kwargs=local_opt_kwargs if families else None, force=force)
+    done = _check_precomputed(precomputed, int(x.shape[0]), ais is not None, [name for name, _, _ in families])
+    check_budgets(len(x), iwae_k=None if iwae is not None else iwae_k, ais=None if "ais" in done else ais,
+                  local_opt_kwargs=local_opt_kwargs if any(f"local:{n}" not in done for n, _, _ in families) else None,
+                  force=force)
     shared = {"progress": progress, "force": force}
-    iw = iwae if iwae is not None else iwae_log_likelihood(model, x, k=iwae_k, batch_size=batch_size, device=device,
-                                                           **shared)
+
+    def run(piece: str, index: int, estimate: Callable[[], Any]) -> Any:
+        if piece in done:
+            return done[piece]
+        if seed is not None:
+            torch.manual_seed(seed + index)
+        start = time.perf_counter()
+        result = estimate()
+        if on_result is not None:
+            on_result(piece, result, time.perf_counter() - start)
+        return result
+
+    iw = iwae if iwae is not None else run("iwae", 0, lambda: iwae_log_likelihood(
+        model, x, k=iwae_k, batch_size=batch_size, device=device, **shared))
     iwae_k = iw.k
     log_px, source, ais_mean = iw.per_example, "IWAE", None
     per_point = {"iwae": iw.per_example}
     if ais is not None:
         from .ais import ais_log_likelihood, combine_max
 
-        a = ais_log_likelihood(model, x, device=device, **{**shared, **ais})
+        a = run("ais", 1, lambda: ais_log_likelihood(model, x, device=device, **{**shared, **ais}))
         ais_mean = a.mean
         log_px, source = combine_max(a, iw), "max(AIS, IWAE)"
         per_point["ais"] = a.per_example
     local: dict[str, float] = {}
     per_point.update({"log_px": log_px, "elbo": iw.elbo_per_example, "inference_gap": log_px - iw.elbo_per_example})
-    for name, family, init in families:
-        res = optimize_local_posterior(model, x, family=family, init=init, device=device,
-                                       **{**shared, **(local_opt_kwargs or {})})
+    for j, (name, family, init) in enumerate(families):
+        res = run(f"local:{name}", 2 + j, lambda family=family, init=init: optimize_local_posterior(
+            model, x, family=family, init=init, device=device, **{**shared, **(local_opt_kwargs or {})}))
         local[name] = res.mean
         per_point[f"local:{name}"] = res.elbo.detach().to("cpu", torch.float64)
     own = family_name(own_family) if own_family is not None else None
@@ -279,6 +321,30 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
                      log_px=float(log_px.mean()), log_px_source=source, iwae=iw.mean, ais=ais_mean, local=local,
                      elbo=float(iw.elbo_per_example.mean()), settings=settings,
                      stderr={key: _stderr(v) for key, v in per_point.items()})
+
+
+def _check_precomputed(precomputed: Mapping[str, Any] | None, n: int, with_ais: bool,
+                       local_names: Sequence[str]) -> dict[str, Any]:
+    """The pieces of ``precomputed`` (checked: known names, result types, ``n`` points), before any work."""
+    if precomputed is None:
+        return {}
+    if not isinstance(precomputed, Mapping):
+        raise InvalidArgumentError(f"precomputed must be a mapping of piece name to result, got {type(precomputed).__name__}")
+    from .ais import AISResult
+
+    expected = {**({"ais": AISResult} if with_ais else {}), **{f"local:{name}": LocalOptResult for name in local_names}}
+    for piece, result in precomputed.items():
+        if piece not in expected:
+            raise InvalidArgumentError(f"precomputed[{piece!r}] is not an estimate of this call; accepted: "
+                                       f"{', '.join(map(repr, expected)) or 'none (no ais, no local_opt)'}")
+        if not isinstance(result, expected[piece]):
+            raise InvalidArgumentError(f"precomputed[{piece!r}] must be of type {expected[piece].__name__}, "
+                                       f"got {type(result).__name__}")
+        values = result.per_example if piece == "ais" else result.elbo
+        if values.ndim != 1 or values.shape[0] != n:
+            raise InvalidArgumentError(f"precomputed[{piece!r}] holds {tuple(values.shape)} per-point values but x "
+                                       f"has {n} points")
+    return dict(precomputed)
 
 
 def _stderr(values: Tensor) -> float:
