@@ -140,10 +140,23 @@ def training_record(run: Path) -> dict[str, Any]:
     return {"steps": step, "epochs": step / STEPS_PER_EPOCH, "last_epoch_index": epoch, "train_s": seconds}
 
 
-def iwae_cache_path(cache_dir: Path, label: str, run: Path, steps: int, k: int, n: int) -> Path:
-    """Where the IWAE pass of ``run`` (trained ``steps`` steps) over its first ``n`` test images is kept (the
-    longest single step of the evaluation: ~20 minutes on one CPU thread for k=5000 over 10,000 images)."""
-    return cache_dir / f"{label}-{run.name}-step{steps}-iwae-k{k}-n{n}.pt"
+def iwae_cache_path(cache_dir: Path, label: str, run: Path, steps: int, k: int, n: int, seed: int,
+                    device_type: str) -> Path:
+    """Where the IWAE pass of ``run`` (trained ``steps`` steps) over its first ``n`` test images, drawn after
+    ``torch.manual_seed(seed)`` on a ``device_type`` device, is kept (the longest single step of the evaluation:
+    ~20 minutes on one CPU thread for k=5000 over 10,000 images)."""
+    return cache_dir / f"{label}-{run.name}-step{steps}-iwae-k{k}-n{n}-seed{seed}-{device_type}.pt"
+
+
+def _read_cache(path: Path) -> dict[str, Any] | None:
+    """A cache file's tensors and fields (``torch.load`` with ``weights_only``), or None (with a warning) when it
+    cannot be read (e.g. cut short): the piece is then computed again."""
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is recomputed, loudly
+        print(f"WARNING: cache file {path} could not be read ({type(err).__name__}: {str(err)[:200]}); "
+              f"computing it again", flush=True)
+        return None
 
 
 def save_iwae(path: Path, result: Any, seconds: float) -> None:
@@ -158,9 +171,9 @@ def load_iwae(path: Path) -> tuple[Any, float] | None:
     """The cached IWAE result and the seconds it took, or None when there is none."""
     from vaekit.inference import IWAEResult
 
-    if not path.is_file():
+    d = _read_cache(path) if path.is_file() else None
+    if d is None:
         return None
-    d = torch.load(path, weights_only=True)
     return (IWAEResult(d["per_example"], d["elbo_per_example"], k=d["k"], batch_size=d["batch_size"],
                        chunk_size=d["chunk_size"]), float(d["seconds"]))
 
@@ -211,10 +224,8 @@ def load_piece(path: Path, key: dict[str, Any]) -> tuple[Any, float] | None:
     holds another key)."""
     from vaekit.inference import AISResult, LocalOptResult
 
-    if not path.is_file():
-        return None
-    d = torch.load(path, weights_only=True)
-    if d["key"] != json.dumps(key, sort_keys=True):
+    d = _read_cache(path) if path.is_file() else None
+    if d is None or d["key"] != json.dumps(key, sort_keys=True):
         return None
     if d["kind"] == "ais":
         result = AISResult(d["log_weights"], d["direction"], d["acceptance"], d["step_size"],
@@ -244,7 +255,8 @@ def evaluate(label: str, run: Path, s: dict[str, Any], device: str, seed: int,
     data.setup()
     x_test = data.test if s["test_points_iwae"] is None else data.test[: s["test_points_iwae"]]
     steps = None if cache_dir is None else int(training_record(run)["steps"])
-    cache = None if cache_dir is None else iwae_cache_path(cache_dir, label, run, steps, s["iwae_k"], int(x_test.shape[0]))
+    cache = None if cache_dir is None else iwae_cache_path(cache_dir, label, run, steps, s["iwae_k"], int(x_test.shape[0]),
+                                                           seed, torch.device(device).type)
     cached = None if cache is None else load_iwae(cache)
     if cached is not None:
         full, iwae_s = cached
@@ -462,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None,
                            help=f"default {value}" + ("" if key.startswith("local_opt") else " (the paper's)"))
     a = p.parse_args(argv)
+    if a.seed < 0:
+        p.error(f"--seed must be >= 0 (the gap pieces are seeded with seed + 1, seed + 2, ...), got {a.seed}")
     pin_mmap_threshold()  # IWAE over the test set otherwise fragments glibc's heap (GBs; see vaekit._malloc)
     s = dict(SHORT if a.short else FULL)
     for key in s:

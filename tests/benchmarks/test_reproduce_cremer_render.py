@@ -48,7 +48,7 @@ def test_the_iwae_cache_round_trips_and_is_keyed_by_what_changes_it(script, tmp_
 
     result = IWAEResult(torch.tensor([-80.5, -90.25], dtype=torch.float64),
                         torch.tensor([-84.0, -95.0], dtype=torch.float64), k=5000, batch_size=2, chunk_size=100)
-    path = script.iwae_cache_path(tmp_path / "cache", "af", Path("runs/20261205-114659"), 1640000, 5000, 10000)
+    path = script.iwae_cache_path(tmp_path / "cache", "af", Path("runs/20261205-114659"), 1640000, 5000, 10000, 0, "cpu")
     assert script.load_iwae(path) is None
     script.save_iwae(path, result, 1244.0)
     back, seconds = script.load_iwae(path)
@@ -56,10 +56,20 @@ def test_the_iwae_cache_round_trips_and_is_keyed_by_what_changes_it(script, tmp_
     assert (back.k, back.batch_size, back.chunk_size, seconds) == (5000, 2, 100, 1244.0)
     assert back.mean == result.mean
     keys = {script.iwae_cache_path(tmp_path, *args) for args in [
-        ("af", Path("r"), 1, 5000, 10000), ("ffg", Path("r"), 1, 5000, 10000), ("af", Path("q"), 1, 5000, 10000),
-        ("af", Path("r"), 2, 5000, 10000), ("af", Path("r"), 1, 1000, 10000), ("af", Path("r"), 1, 5000, 500)]}
-    assert len(keys) == 6  # model, run, training steps, k and the test images each change the key
+        ("af", Path("r"), 1, 5000, 10000, 0, "cpu"), ("ffg", Path("r"), 1, 5000, 10000, 0, "cpu"),
+        ("af", Path("q"), 1, 5000, 10000, 0, "cpu"), ("af", Path("r"), 2, 5000, 10000, 0, "cpu"),
+        ("af", Path("r"), 1, 1000, 10000, 0, "cpu"), ("af", Path("r"), 1, 5000, 500, 0, "cpu"),
+        ("af", Path("r"), 1, 5000, 10000, 1, "cpu"), ("af", Path("r"), 1, 5000, 10000, 0, "cuda")]}
+    assert len(keys) == 8  # model, run, training steps, k, the test images, the seed and the device each change it
     assert not list((tmp_path / "cache").glob("*.tmp"))
+    path.write_bytes(path.read_bytes()[:100])  # a file cut short: read as absent (and recomputed), not a crash
+    assert script.load_iwae(path) is None
+
+
+def test_a_negative_seed_is_refused_before_any_work(script, capsys):
+    with pytest.raises(SystemExit):
+        script.main(["--phase", "evaluate", "--seed", "-2"])
+    assert "--seed must be >= 0" in capsys.readouterr().err
 
 
 def test_gaps_on_training_images_have_their_own_rows_and_reading(script):

@@ -111,6 +111,17 @@ def test_precomputed_pieces_for_other_points_or_estimates_are_refused_before_any
         inference_gaps(model, x, iwae_k=20, local_opt=(), on_result="print")
     with pytest.raises(vaekit.InvalidArgumentError, match="seed must be an int >= 0, got -1"):
         inference_gaps(model, x, iwae_k=20, local_opt=(), seed=-1)
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"seed must be an int in \[0, 2\*\*63 - 4\]"):
+        inference_gaps(model, x, iwae_k=20, local_opt=["ffg", "af"], seed=2**63 - 3)
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"precomputed\['iwae'\]: pass a precomputed IWAE as iwae="):
+        inference_gaps(model, x[:3], iwae_k=20, local_opt=["ffg"], precomputed={"iwae": seen["iwae"][0]})
+    # a piece of another estimate: AIS of other chains or steps, a local optimisation of another family
+    with pytest.raises(vaekit.InvalidArgumentError,
+                       match=r"precomputed\['ais'\] ran 2 chains x 5 steps but ais asks for 3 x 5"):
+        inference_gaps(model, x[:3], iwae_k=20, ais={**AIS, "n_chains": 3}, local_opt=(),
+                       precomputed={"ais": seen["ais"][0]})
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"precomputed\['local:gaussian'\] optimised a "):
+        inference_gaps(model, x[:3], iwae_k=20, local_opt=["ffg"], precomputed={"local:gaussian": seen["local:af"][0]})
 
 
 def test_only_the_work_that_will_run_is_held_to_the_budget(monkeypatch):
@@ -123,7 +134,7 @@ def test_only_the_work_that_will_run_is_held_to_the_budget(monkeypatch):
     with pytest.raises(WorkBudgetError):
         inference_gaps(model, x, iwae=seen["iwae"][0], ais=AIS, local_opt=["ffg"], local_opt_kwargs=huge_local)
     _no_work(monkeypatch)  # everything passed in: nothing runs, nothing is over the budget
-    again = inference_gaps(model, x, iwae=seen["iwae"][0], ais=huge_ais, local_opt=["ffg", "af"],
+    again = inference_gaps(model, x, iwae=seen["iwae"][0], ais=AIS, local_opt=["ffg", "af"],
                            local_opt_kwargs=huge_local,
                            precomputed={p: seen[p][0] for p in ("ais", "local:gaussian", "local:af")})
     assert (again.log_px, again.ais, again.local, again.stderr) == (col.log_px, col.ais, col.local, col.stderr)

@@ -222,7 +222,8 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
         (0: IWAE; 1: AIS; 2, 3, ...: the ``local_opt`` families in order; the modules of the
         families optimised from scratch are built from ``seed`` on a forked generator), so
         each estimate's draws are the same whether the others were computed or passed in.
-        None (the default) leaves torch's generator alone.
+        torch's global generator is left where the last computed estimate left it (so it
+        depends on which estimates were passed in); None (the default) reseeds nothing.
 
     Returns
     -------
@@ -264,6 +265,9 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
 
         check_annealable(model)  # relaxed categorical latents: refused before any work (IWAE alone is log p(x) there)
     local_opt = list(local_opt)
+    if seed is not None and seed + 2 + len(local_opt) > 2**63:  # (seed + i for every piece i fits torch's seed)
+        raise InvalidArgumentError(f"seed must be an int in [0, 2**63 - {2 + len(local_opt)}] (seed + i seeds piece i), "
+                                   f"got {seed}")
     own_family = _own_family(model, x, local_opt)  # a clear TypeError before any work when local_opt cannot run
     with torch.random.fork_rng(devices=[], enabled=seed is not None):  # torch's generator changes only once work starts
         if seed is not None:
@@ -274,7 +278,8 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
     t0 = time.perf_counter()
     if iwae is not None and iwae.per_example.shape[0] != x.shape[0]:
         raise ValueError(f"iwae holds {iwae.per_example.shape[0]} examples but x has {x.shape[0]}")
-    done = _check_precomputed(precomputed, int(x.shape[0]), ais is not None, [name for name, _, _ in families])
+    done = _check_precomputed(precomputed, int(x.shape[0]), ais,  # (None: the model's own family)
+                              {name: own_family if family is None else family for name, family, _ in families})
     check_budgets(len(x), iwae_k=None if iwae is not None else iwae_k, ais=None if "ais" in done else ais,
                   local_opt_kwargs=local_opt_kwargs if any(f"local:{n}" not in done for n, _, _ in families) else None,
                   force=force)
@@ -323,17 +328,21 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
                      stderr={key: _stderr(v) for key, v in per_point.items()})
 
 
-def _check_precomputed(precomputed: Mapping[str, Any] | None, n: int, with_ais: bool,
-                       local_names: Sequence[str]) -> dict[str, Any]:
-    """The pieces of ``precomputed`` (checked: known names, result types, ``n`` points), before any work."""
+def _check_precomputed(precomputed: Mapping[str, Any] | None, n: int, ais: dict[str, Any] | None,
+                       families: Mapping[str, Any]) -> dict[str, Any]:
+    """The pieces of ``precomputed`` (checked: known names, result types, ``n`` points, the family a local
+    optimisation optimised, the chains and steps of AIS), before any work."""
     if precomputed is None:
         return {}
     if not isinstance(precomputed, Mapping):
         raise InvalidArgumentError(f"precomputed must be a mapping of piece name to result, got {type(precomputed).__name__}")
-    from .ais import AISResult
+    from .ais import AISResult, ais_settings
 
-    expected = {**({"ais": AISResult} if with_ais else {}), **{f"local:{name}": LocalOptResult for name in local_names}}
+    expected = {**({"ais": AISResult} if ais is not None else {}),
+                **{f"local:{name}": LocalOptResult for name in families}}
     for piece, result in precomputed.items():
+        if piece == "iwae":
+            raise InvalidArgumentError("precomputed['iwae']: pass a precomputed IWAE as iwae= (an IWAEResult)")
         if piece not in expected:
             raise InvalidArgumentError(f"precomputed[{piece!r}] is not an estimate of this call; accepted: "
                                        f"{', '.join(map(repr, expected)) or 'none (no ais, no local_opt)'}")
@@ -344,6 +353,18 @@ def _check_precomputed(precomputed: Mapping[str, Any] | None, n: int, with_ais: 
         if values.ndim != 1 or values.shape[0] != n:
             raise InvalidArgumentError(f"precomputed[{piece!r}] holds {tuple(values.shape)} per-point values but x "
                                        f"has {n} points")
+        if piece == "ais":
+            want = ais_settings(**{k: v for k, v in ais.items()  # type: ignore[union-attr]
+                                   if k not in ("progress", "return_diagnostics", "force")})
+            got = {k: result.settings.get(k) for k in ("n_chains", "n_steps")}
+            if got != {k: want[k] for k in ("n_chains", "n_steps")}:
+                raise InvalidArgumentError(f"precomputed['ais'] ran {got['n_chains']} chains x {got['n_steps']} "
+                                           f"steps but ais asks for {want['n_chains']} x {want['n_steps']}")
+        else:
+            family = type(families[piece[len("local:"):]]).__name__
+            if result.family != family:
+                raise InvalidArgumentError(f"precomputed[{piece!r}] optimised a {result.family}, but this piece "
+                                           f"optimises a {family}")
     return dict(precomputed)
 
 
