@@ -193,8 +193,8 @@ class StepMeter:
         """Add the buffered rows of :meth:`record` to the sums, the run of skipped steps, the longest run and
         the last skipped loss, in place (a few device operations, no synchronisation). A full buffer calls it,
         nothing else (:meth:`read` adds the rows on the host): where the rows are folded depends only on the
-        steps since the last read
-        (a checkpoint saves the buffered rows instead), so the float32 sums of a resumed run are the same."""
+        steps since the last read (a checkpoint saves the buffered rows instead), so the float32 sums of a
+        resumed run are the same."""
         if not self._pending:
             return
         with torch.profiler.record_function("StepMeter._fold"):
