@@ -292,20 +292,20 @@ def evaluate(label: str, run: Path, s: dict[str, Any], device: str, seed: int,
     keys = {} if cache_dir is None else {
         piece: piece_key(label, run, steps, points, piece, settings, seed, device)
         for piece, settings in pieces.items()}
+    paths = {piece: piece_cache_path(cache_dir, key) for piece, key in keys.items()}  # type: ignore[arg-type]
     precomputed, seconds = {}, {}
     for piece, key in keys.items():
-        got = load_piece(piece_cache_path(cache_dir, key), key)
+        got = load_piece(paths[piece], key)
         if got is not None:
             precomputed[piece], seconds[piece] = got
-            print(f"{label}: {piece} from {piece_cache_path(cache_dir, key)} (computed in {got[1]:.0f} s)", flush=True)
+            print(f"{label}: {piece} from {paths[piece]} (computed in {got[1]:.0f} s)", flush=True)
 
     def keep(piece: str, result: Any, piece_s: float) -> None:
         seconds[piece] = piece_s
-        where = ""
         if piece in keys:
-            where = f", cached in {piece_cache_path(cache_dir, keys[piece])}"
-            save_piece(piece_cache_path(cache_dir, keys[piece]), keys[piece], result, piece_s)
-        print(f"{label}: {piece} computed in {piece_s:.0f} s{where}", flush=True)
+            save_piece(paths[piece], keys[piece], result, piece_s)
+        print(f"{label}: {piece} computed in {piece_s:.0f} s" + (f", cached in {paths[piece]}" if piece in keys else ""),
+              flush=True)
 
     col = inference_gaps(model, x_gap, local_opt=list(LOCAL_OPT), iwae=sub, device=device, ais=ais,
                          local_opt_kwargs=local_kwargs, label=f"q_{label.upper()}", precomputed=precomputed,

@@ -16,7 +16,6 @@ from .base import ConditionalDistribution, last_dims
 __all__ = ["DiagonalLocScale", "DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
 
 _LOG_2PI = math.log(2 * math.pi)
-_SCALAR = Size()
 
 
 class DiagonalLocScale(Independent):
@@ -31,20 +30,14 @@ class DiagonalLocScale(Independent):
         event_dims = check_int("event_dims", event_dims)
         if event_dims > loc.dim():
             raise ValueError(f"event_dims={event_dims} but loc has only {loc.dim()} dimensions (shape {tuple(loc.shape)})")
-        if (validate_args is False and self.factor is Normal and isinstance(loc, Tensor) and isinstance(scale, Tensor)
-                and loc.shape == scale.shape):
-            # the common case (every posterior and prior of every step): the attributes that Normal.__init__ and
-            # Independent.__init__ would set, set directly (no broadcast, no validation, a few Python calls less)
-            shape = loc.shape
-            base = Normal.__new__(Normal)
-            base.loc, base.scale = loc, scale
-            base._batch_shape, base._event_shape, base._validate_args = shape, _SCALAR, False
-            cut = len(shape) - event_dims
+        base = (_same_shape_normal(loc, scale, validate_args) if self.factor is Normal
+                else self.factor(loc, scale, validate_args=validate_args))
+        if validate_args is False:  # (every posterior and prior of every step): what Independent.__init__ sets,
+            shape = base.batch_shape + base.event_shape  # set directly (nothing to validate, fewer Python calls)
+            cut = len(shape) - event_dims - len(base.event_shape)
             self.base_dist, self.reinterpreted_batch_ndims = base, event_dims
             self._batch_shape, self._event_shape, self._validate_args = shape[:cut], shape[cut:], False
             return
-        base = (_same_shape_normal(loc, scale, validate_args) if self.factor is Normal
-                else self.factor(loc, scale, validate_args=validate_args))
         super().__init__(base, event_dims, validate_args=validate_args)
 
     @property

@@ -23,7 +23,6 @@ from .base import last_dims
 
 __all__ = ["Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic", "DiscretizedLogisticDistribution"]
 
-_SCALAR = Size()
 
 
 class Likelihood(Configurable, nn.Module):
@@ -93,14 +92,12 @@ class _IndependentBernoulli(Independent):
 
     @classmethod
     def of_logits(cls, logits: Tensor, event_ndim: int) -> _IndependentBernoulli:
-        """``_IndependentBernoulli(_bernoulli_logits(logits), event_ndim)``: for a tensor of logits, the
-        attributes that the two constructors would set, set directly (one decoder output per step)."""
+        """``_IndependentBernoulli(_bernoulli_logits(logits), event_ndim)``: for a tensor of logits, what
+        ``Independent.__init__`` would set, set directly (one decoder output per step)."""
+        base = _bernoulli_logits(logits)
         if not isinstance(logits, Tensor) or type(event_ndim) is not int or not 0 <= event_ndim <= logits.dim():
-            return cls(_bernoulli_logits(logits), event_ndim)
-        base = _Bernoulli.__new__(_Bernoulli)
-        base.logits = base._param = logits
-        shape = logits.shape
-        base._batch_shape, base._event_shape, base._validate_args = shape, _SCALAR, False
+            return cls(base, event_ndim)
+        shape = base.batch_shape
         out = cls.__new__(cls)
         cut = len(shape) - event_ndim
         out.base_dist, out.reinterpreted_batch_ndims = base, event_ndim

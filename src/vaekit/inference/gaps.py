@@ -242,7 +242,8 @@ def inference_gaps(model: LatentVariableModel, x: Tensor, *, local_opt: Sequence
         simplex (relaxed categorical layers; :func:`~vaekit.inference.check_annealable`).
     vaekit.InvalidArgumentError
         Before any work, when ``precomputed`` holds a piece this call would not compute, a
-        result of the wrong type, or one for another number of points than ``x``.
+        result of the wrong type, one for another number of points than ``x``, an AIS result
+        of other chains or steps than ``ais``, or a local optimisation of another family.
 
     Examples
     --------
