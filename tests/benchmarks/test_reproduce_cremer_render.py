@@ -293,3 +293,19 @@ def test_the_gap_piece_cache_round_trips_and_is_keyed_by_what_changes_it(script,
     for name in ("elbo", "initial_elbo", "steps", "converged"):
         assert torch.equal(getattr(lback, name), getattr(local, name)), name
     assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_the_tanh_model_differs_from_the_ffg_model_only_in_its_activation(script):
+    import yaml
+
+    ffg, tanh = (yaml.safe_load(script.MODELS[m].read_text()) for m in ("ffg", "ffg_tanh"))
+    for net in ("encoder", "decoder"):
+        args = tanh["model"]["init_args"][net]["init_args"]
+        assert args["activation"] == "tanh" and ffg["model"]["init_args"][net]["init_args"]["activation"] == "elu"
+        assert args.get("output_activation") in (None, "tanh")
+        ffg["model"]["init_args"][net]["init_args"] = dict(args, activation="tanh", **(
+            {"output_activation": "tanh"} if "output_activation" in args else {}))
+    assert tanh["trainer"].pop("run_name") == "cremer_mnist_tanh" and ffg["trainer"].pop("run_name") == "cremer_mnist"
+    assert tanh == ffg
+    assert script.PAPER["ffg_tanh"] == script.PAPER["ffg"]
+    assert script.DEFAULT_MODELS == ("ffg", "af")  # the tanh model runs only when asked for
