@@ -23,6 +23,7 @@ def test_diagonal_normal_matches_torchs_independent_normal(shape, event_dims):
     ref = Independent(Normal(loc, scale), event_dims)
     assert (ours.batch_shape, ours.event_shape) == (ref.batch_shape, ref.event_shape)
     assert ours.base_dist.batch_shape == ref.base_dist.batch_shape and ours.base_dist.event_shape == torch.Size()
+    assert ours._validate_args is False and ours.base_dist._validate_args is False
     assert ours.loc is loc and ours.scale is scale and ours.reinterpreted_batch_ndims == event_dims
     z = torch.randn(shape, generator=g)
     torch.testing.assert_close(ours.log_prob(z), ref.log_prob(z), rtol=0, atol=0)
@@ -52,6 +53,8 @@ def test_bernoulli_of_logits_matches_the_constructors(event_ndim):
     ref = Independent(Bernoulli(logits=logits, validate_args=False), event_ndim)
     assert (ours.batch_shape, ours.event_shape) == (ref.batch_shape, ref.event_shape)
     assert ours._validate_args == ref._validate_args  # (the class default, as Independent leaves it)
+    assert (ours.base_dist.batch_shape, ours.base_dist.event_shape) == (logits.shape, torch.Size())
+    assert ours.base_dist._validate_args is False and ours.base_dist.logits is logits
     torch.testing.assert_close(ours.log_prob(x), ref.log_prob(x), rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(ours.mean, ref.mean)
     with pytest.raises(ValueError, match="reinterpreted_batch_ndims"):

@@ -16,6 +16,7 @@ from .base import ConditionalDistribution, last_dims
 __all__ = ["DiagonalLocScale", "DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
 
 _LOG_2PI = math.log(2 * math.pi)
+_SCALAR = Size()
 
 
 class DiagonalLocScale(Independent):
@@ -33,8 +34,8 @@ class DiagonalLocScale(Independent):
         base = (_same_shape_normal(loc, scale, validate_args) if self.factor is Normal
                 else self.factor(loc, scale, validate_args=validate_args))
         if validate_args is False:  # (every posterior and prior of every step): what Independent.__init__ sets,
-            shape = base.batch_shape + base.event_shape  # set directly (nothing to validate, fewer Python calls)
-            cut = len(shape) - event_dims - len(base.event_shape)
+            shape = base._batch_shape + base._event_shape  # set directly (nothing to validate, fewer Python calls)
+            cut = len(shape) - event_dims - len(base._event_shape)
             self.base_dist, self.reinterpreted_batch_ndims = base, event_dims
             self._batch_shape, self._event_shape, self._validate_args = shape[:cut], shape[cut:], False
             return
@@ -111,7 +112,10 @@ def _same_shape_normal(loc: Tensor, scale: Tensor, validate_args: bool | None) -
         return Normal(loc, scale, validate_args=validate_args)
     out = Normal.__new__(Normal)
     out.loc, out.scale = loc, scale
-    Distribution.__init__(out, loc.size(), validate_args=validate_args)
+    if validate_args is False:  # what Distribution.__init__ sets, set directly (every posterior and prior of every step)
+        out._batch_shape, out._event_shape, out._validate_args = loc.shape, _SCALAR, False
+    else:
+        Distribution.__init__(out, loc.size(), validate_args=validate_args)
     return out
 
 

@@ -23,6 +23,7 @@ from .base import last_dims
 
 __all__ = ["Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic", "DiscretizedLogisticDistribution"]
 
+_SCALAR = Size()
 
 
 class Likelihood(Configurable, nn.Module):
@@ -82,7 +83,7 @@ def _bernoulli_logits(logits: Tensor) -> _Bernoulli:
         return _Bernoulli(logits=logits, validate_args=False)
     out = _Bernoulli.__new__(_Bernoulli)
     out.logits = out._param = logits
-    Distribution.__init__(out, logits.size(), validate_args=False)
+    out._batch_shape, out._event_shape, out._validate_args = logits.shape, _SCALAR, False  # Distribution.__init__'s
     return out
 
 
@@ -97,7 +98,7 @@ class _IndependentBernoulli(Independent):
         base = _bernoulli_logits(logits)
         if not isinstance(logits, Tensor) or type(event_ndim) is not int or not 0 <= event_ndim <= logits.dim():
             return cls(base, event_ndim)
-        shape = base.batch_shape
+        shape = base._batch_shape
         out = cls.__new__(cls)
         cut = len(shape) - event_ndim
         out.base_dist, out.reinterpreted_batch_ndims = base, event_ndim
