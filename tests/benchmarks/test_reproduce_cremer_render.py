@@ -85,6 +85,24 @@ def test_gaps_on_training_images_have_their_own_rows_and_reading(script):
     assert "neither is measured here yet" in "\n".join(script.reading_notes(test))
 
 
+
+def test_tanh_rows_are_read_against_their_elu_twin(script):
+    elu = [row("log_px", -81.5, -89.80, 100), row("iwae_all_test", -87.25, None, 10000),
+           row("approximation_gap", 2.28, 1.43, 100), row("amortization_gap", 2.59, 1.34, 100)]
+    tanh = [dict(r, experiment="cremer2018/mnist/ffg_tanh", vaekit=v)
+            for r, v in zip(elu, (-83.0, -89.5, 1.9, 1.2))]
+    text = "\n".join(script.reading_notes(elu + tanh))
+    assert ("`cremer2018/mnist/ffg_tanh` (tanh units) against `cremer2018/mnist/ffg` (ELU, otherwise the same config): "
+            "iwae_all_test -89.50 against -87.25 (-2.25), log_px -83.00 against -81.50 (-1.50), approximation_gap 1.90 "
+            "against 2.28 (-0.38), amortization_gap 1.20 against 2.59 (-1.39).") in text
+    assert "the `_tanh` rows measure the second" in text and "the first is not measured here yet" in text
+    # training-image rows of both: read against each other too, and both differences said measured
+    train = [dict(r, experiment=f"{r['experiment']}/train100") for r in elu + tanh if r["quantity"] != "iwae_all_test"]
+    both = "\n".join(script.reading_notes(elu + tanh + train))
+    assert "`cremer2018/mnist/ffg_tanh/train100` (tanh units) against `cremer2018/mnist/ffg/train100`" in both
+    assert "the `/train<n>` rows measure the first, the `_tanh` rows (the same model with tanh units) the second." in both
+    assert not any("against `cremer2018/mnist/ffg`" in line for line in script.reading_notes(tanh))
+
 def test_evaluate_on_training_images_takes_the_first_ones_with_their_own_iwae(script, monkeypatch):
     """``gap_split="train"``: the gaps run on data.train[:n] (in order) with an IWAE of those images, the rows go to
     experiment .../train<n> without the test-set row; a bad split is refused before any work."""
