@@ -14,9 +14,20 @@ input, and after a level without pooling the next level reads that skip projecti
 ``wiring="efficient_vdvae"`` it is Efficient-VDVAE's, to check vaekit's option of that name and
 that the equivalence test tells the two apart. Two places are not hVAE's code: ``trainable_h``
 is repeated along the batch (hVAE's ``torch.tile(h, (N, 1))`` on a 4-d tensor stacks the batch
-along the height instead), and the likelihood is Efficient-VDVAE's ``BernoulliLoss`` (Bernoulli
-logits, cropped to the image; hVAE at that commit routes its output through a mixture of
+along the height instead), and the binarized-MNIST likelihood is Efficient-VDVAE's ``BernoulliLoss``
+(Bernoulli logits, cropped to the image; hVAE at that commit routes its output through a mixture of
 logistics without ``log_prob``).
+
+With ``output="mol"`` the output is hVAE's mixture of logistics (its ImageNet-32 model,
+``output_distribution='mol'``): ``output_conv`` to ``M (3 C + 1)`` channels scored by
+``disc_mix_logistic_log_px``, hVAE's ``DiscMixLogistic.forward`` (``src/elements/losses.py``, from
+Efficient-VDVAE's) transcribed, on images scaled by hVAE's ``scale_pixels`` to [-1, 1], which the
+encoder reads too (as Efficient-VDVAE's, whose weights hVAE migrates). Two places are not hVAE's
+code, because its code at that commit cannot compute this likelihood: its ``OutputBlock`` passes only
+the first half of ``output_conv``'s channels (``split_mu_sigma``) to ``MixtureOfLogistics``, whose
+``log_prob`` raises ``NotImplementedError``, and ``DiscMixLogistic`` unpacks ``h, w, c = data_shape``
+from hVAE's ``shape=(3, 32, 32)`` (so ``c = 32`` and its reshape fails); the loss here reads all
+``M (3 C + 1)`` channels with ``C = 3``, what Efficient-VDVAE's ``DiscMixLogistic`` computes.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,6 +73,12 @@ LAYOUTS = {
           "down_mid_filters_ratio": [1.0, 1.0, 0.5], "down_kernel_size": [1, 3, 3], "down_latent_variates": [2, 2, 3],
           "output_kernel_size": 1},
 }
+# Layouts D and E: RGB 8x8 images (no padding) with hVAE's mixture-of-logistics output (3 and 2 components); D pools at
+# both levels with a per-resolution block on each side, E is C's graph (a level reading a skip projection).
+LAYOUTS["D"] = {**LAYOUTS["B"], "data_shape": [3, 8, 8], "input_kernel_size": 3, "up_n_blocks_per_res": [1, 0],
+                "down_n_blocks_per_res": [0, 1], "output_kernel_size": 1}
+LAYOUTS["E"] = {**LAYOUTS["C"], "data_shape": [3, 8, 8], "output_kernel_size": 3}
+MOL = {"D": 3, "E": 2}  # num_output_mixtures
 
 
 # ---------------------------------------------------------------------- hVAE's modules
@@ -157,6 +175,53 @@ def generate_distribution(mu, sigma):
     return Normal(mu, torch.sqrt(torch.exp(sigma * BETA)))  # distribution_base 'logstd', sigma_param 'var'
 
 
+def scale_pixels(k):
+    """hVAE's ``scale_pixels`` (``src/utils.py``, 8 bits) of integer levels: ``(k - 127.5) / 127.5`` in float64, as numpy."""
+    return ((torch.as_tensor(k, dtype=torch.float64) - 127.5) / 127.5).float()
+
+
+def disc_mix_logistic_log_px(targets, logits, n, base="logstd", beta=BETA, min_log_scale=-250.0):
+    """hVAE's ``DiscMixLogistic.forward`` (``src/elements/losses.py``), per image: ``-per_example_loss`` (nats).
+
+    ``targets`` (B, C, H, W) in [-1, 1]; ``logits`` (B, M (3 C + 1), H, W): the M mixture logits, then per channel its
+    M means, M raw log-scales, M raw coefficients (``_compute_inv_stdv``; ``tanh`` coefficients; RGB autoregression)."""
+    num_classes = 2.0 ** 8 - 1.0
+    min_pix_value, max_pix_value = scale_pixels(0.0), scale_pixels(255.0)
+    B, C, H, W = targets.size()
+    targets = targets.unsqueeze(2)  # B, C, 1, H, W
+    logit_probs = logits[:, :n, :, :]
+    l = logits[:, n:, :, :].reshape(B, C, 3 * n, H, W)
+    means = l[:, :, :n, :, :]
+    if base == "std":
+        scales = torch.maximum(nn.Softplus(beta=beta)(l[:, :, n:2 * n]), torch.as_tensor(np.exp(min_log_scale)))
+        inv_stdv, log_scales = 1.0 / scales, torch.log(scales)
+    else:
+        log_scales = torch.maximum(l[:, :, n:2 * n], torch.as_tensor(np.array(min_log_scale)))
+        inv_stdv = torch.exp(-beta * log_scales)
+    coeffs = torch.tanh(l[:, :, 2 * n:3 * n, :, :])
+    mean1 = means[:, 0:1, :, :, :]
+    mean2 = means[:, 1:2, :, :, :] + coeffs[:, 0:1, :, :, :] * targets[:, 0:1, :, :, :]
+    mean3 = means[:, 2:3, :, :, :] + coeffs[:, 1:2, :, :, :] * targets[:, 0:1, :, :, :] \
+        + coeffs[:, 2:3, :, :, :] * targets[:, 1:2, :, :, :]
+    centered = targets - torch.cat([mean1, mean2, mean3], dim=1)
+    plus_in = inv_stdv * (centered + 1.0 / num_classes)
+    cdf_plus = torch.sigmoid(plus_in)
+    min_in = inv_stdv * (centered - 1.0 / num_classes)
+    cdf_min = torch.sigmoid(min_in)
+    log_cdf_plus = plus_in - F.softplus(plus_in)
+    log_one_minus_cdf_min = -F.softplus(min_in)
+    cdf_delta = cdf_plus - cdf_min
+    mid_in = inv_stdv * centered
+    log_pdf_mid = mid_in - log_scales - 2.0 * F.softplus(mid_in)
+    broadcast_targets = torch.broadcast_to(targets, size=[B, C, n, H, W])
+    log_probs = torch.where(broadcast_targets == min_pix_value, log_cdf_plus,
+                            torch.where(broadcast_targets == max_pix_value, log_one_minus_cdf_min,
+                                        torch.where(cdf_delta > 1e-5, torch.log(torch.clamp(cdf_delta, min=1e-12)),
+                                                    log_pdf_mid - np.log(num_classes / 2))))
+    log_probs = torch.sum(log_probs, dim=1) + F.log_softmax(logit_probs, dim=1)  # B, M, H, W
+    return torch.logsumexp(log_probs, dim=1).sum((1, 2))
+
+
 class ForeignEfficientVDVAE(nn.Module):
     """hVAE's EfficientVDVAE: input_block, encoder.blocks, generator.blocks, output_block, as _model(migration) builds it.
 
@@ -167,8 +232,9 @@ class ForeignEfficientVDVAE(nn.Module):
     ``BottomUp``: each level reads the running activation and the skip projects the level's output.
     """
 
-    def __init__(self, a, wiring="hvae"):
+    def __init__(self, a, wiring="hvae", mixtures=None):
         super().__init__()
+        self.mixtures = mixtures  # hVAE's 'mol' output with this many components; None: Bernoulli
         levels = len(a["up_strides"])
         self.pad = (a["resolution"] - a["data_shape"][1]) // 2
         self.input_block = Part(net=seq(Conv2d(a["data_shape"][0], a["input_conv_filters"], a["input_kernel_size"])))
@@ -219,10 +285,13 @@ class ForeignEfficientVDVAE(nn.Module):
                     posterior_layer=seq(Conv2d(f, 2 * zc, 1))), keys[-1], skip)
         self.last = keys[-1]
         self.encoder, self.generator = Part(blocks=enc), Part(blocks=gen)
-        self.output_block = Part(prior_net=seq(Conv2d(a["down_filters"][-1], a["data_shape"][0], a["output_kernel_size"])))
+        c = a["data_shape"][0]
+        out = c if mixtures is None else mixtures * (3 * c + 1)  # migration_agent.build_top_down's output_conv
+        self.output_block = Part(prior_net=seq(Conv2d(a["down_filters"][-1], out, a["output_kernel_size"])))
 
     def forward(self, x, use_mean=False):
-        """One posterior pass: the latents with their (prior, posterior), and log p(x | z) (Bernoulli, cropped)."""
+        """One posterior pass: the latents with their (prior, posterior), and log p(x | z) (Bernoulli, cropped; or the
+        mixture of logistics of x in [-1, 1])."""
         p = self.pad
         computed = {"x": self.input_block.net(F.pad(x, (p,) * 4))}  # Efficient-VDVAE zero-pads MNIST to 32x32
         for name, block in self.encoder.blocks.items():
@@ -248,6 +317,8 @@ class ForeignEfficientVDVAE(nn.Module):
             computed[name] = block.net(y)
             layers[name] = (z, prior, posterior)
         logits = self.output_block.prior_net(computed[self.last])
+        if self.mixtures is not None:
+            return layers, disc_mix_logistic_log_px(x, logits, self.mixtures)
         if p:
             logits = logits[:, :, p:-p, p:-p]  # BernoulliLoss's crop
         return layers, Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3))
@@ -256,7 +327,7 @@ class ForeignEfficientVDVAE(nn.Module):
 def foreign_model(layout, seed=0, wiring="hvae"):
     torch.manual_seed(seed)
     a = LAYOUTS[layout]
-    model = ForeignEfficientVDVAE(a, wiring).eval()
+    model = ForeignEfficientVDVAE(a, wiring, MOL.get(layout)).eval()
     with torch.no_grad():
         model(torch.zeros(1, *a["data_shape"]), use_mean=True)  # the first pass creates UnpooLayer.scale_bias, as in hVAE
         for t in model.parameters():  # every tensor random, biases and scale_bias included: a swapped key shows
@@ -268,6 +339,8 @@ def foreign_model(layout, seed=0, wiring="hvae"):
 
 
 def ours(layout, foreign, **kwargs):
+    if layout in MOL:
+        kwargs = {"output_distribution": "mol", "num_output_mixtures": MOL[layout], **kwargs}
     model = efficient_vdvae(**LAYOUTS[layout], **kwargs).eval()
     report = get_preset("hvae-efficientvdvae").migration(model).migrate(model, foreign.state_dict())
     assert report.ok and len(report.loaded) == len(model.state_dict()) == len(foreign.state_dict())
@@ -278,11 +351,22 @@ def binary(layout, n, seed):
     return torch.bernoulli(torch.full((n, *LAYOUTS[layout]["data_shape"]), 0.4), generator=torch.Generator().manual_seed(seed))
 
 
-def gaps(model, foreign, x):
-    """The largest |vaekit - foreign| of each quantity compared (same noise, then the posterior means), and vaekit's terms."""
+def levels(layout, n, seed):
+    """Random 8-bit images as integer levels 0..255 (float64), a tenth of the entries at each of the edge levels 0 and 255."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randint(0, 256, (n, *LAYOUTS[layout]["data_shape"]), generator=g).double()
+    u = torch.rand(k.shape, generator=g, dtype=torch.float64)
+    return torch.where(u < 0.1, 0.0, torch.where(u > 0.9, 255.0, k))
+
+
+def gaps(model, foreign, x, x_foreign=None):
+    """The largest |vaekit - foreign| of each quantity compared (same noise, then the posterior means), and vaekit's terms.
+
+    ``x_foreign``: the data as the foreign model reads them (default ``x``)."""
+    xf = x if x_foreign is None else x_foreign
     with torch.no_grad():
         torch.manual_seed(3)
-        layers, log_px = foreign(x)
+        layers, log_px = foreign(xf)
         torch.manual_seed(3)
         terms = model.elbo_terms(x)  # the same noise, drawn in the same order (top-down)
         assert list(terms.kl) == list(layers)
@@ -293,7 +377,7 @@ def gaps(model, foreign, x):
         torch.manual_seed(3)
         out["log_weights"] = (model.log_weights(x, k=1)[0] - elbo_mc).abs().max()
         # at the posterior means: every location and scale, and log p(x, z) at the foreign latents
-        layers, log_px = foreign(x, use_mean=True)
+        layers, log_px = foreign(xf, use_mean=True)
         q = model.encode(x)
         out["loc"] = max((q[name].mean - post.loc).abs().max() for name, (_, _, post) in layers.items())
         out["scale"] = max((q[name].stddev - post.scale).abs().max() for name, (_, _, post) in layers.items())
@@ -365,6 +449,86 @@ def test_a_misplaced_tensor_changes_the_numbers():
             assert float((terms(swapped) - want).abs().max()) > 100 * TOL["kl"], key
         model.blocks["level_down_1_unpool"].net.scale_bias.zero_()  # the unpooling's bias (zeros until hVAE's first pass)
         assert float((terms(model) - want).abs().max()) > 100 * TOL["kl"]
+
+
+#: Tolerances with the mixture-of-logistics output: log p(x | z) is about -1060 nats per 3x8x8 image, so rec,
+#: log-weights and log p(x, z) (measured gaps up to 5e-4 nats: a few float32 roundings of 1060) get 2e-3 nats, 2e-6 of it.
+TOL_MOL = {**TOL, "rec": 2e-3, "log_weights": 2e-3, "log_joint": 2e-3}
+
+
+@pytest.mark.parametrize("layout", ["D", "E"])
+def test_migrated_mixture_of_logistics_gives_the_foreign_numbers(layout):
+    """hVAE's ImageNet-32-style output (M (3 C + 1) channels, RGB autoregression, [-1, 1] data): the same ELBO terms."""
+    foreign = foreign_model(layout)
+    model = ours(layout, foreign)
+    k = levels(layout, 8, 1)
+    got, terms = gaps(model, foreign, (k / 255).float(), scale_pixels(k))  # vaekit reads k / 255, hVAE (k - 127.5) / 127.5
+    assert all(got[key] < TOL_MOL[key] for key in TOL_MOL), got
+    assert float(terms.rec.max()) < -500 and all(float(v.min()) > 1e-3 for v in terms.kl.values())  # not trivial
+
+
+def _mol_parameters(n, shape, seed, low=-9.0):
+    """hVAE's output channels for ``n`` components with means in [-1, 1], raw log-scales in [``low``, 1] (by default
+    sharp ones, below the clamp at -5 and far from most data, where hVAE's bin mass underflows to its density fallback)."""
+    g = torch.Generator().manual_seed(seed)
+    b, _, h, w = shape
+    logits = torch.randn(b, n, h, w, generator=g)
+    means = torch.rand(b, 3, n, h, w, generator=g) * 2 - 1
+    raw = torch.rand(b, 3, n, h, w, generator=g) * (1 - low) + low
+    coeffs = torch.randn(b, 3, n, h, w, generator=g)
+    return torch.cat([logits, torch.cat([means, raw, coeffs], 2).flatten(1, 2)], 1)
+
+
+@pytest.mark.parametrize("base", ["logstd", "std"])
+def test_the_mixture_likelihood_is_hvaes_disc_mix_logistic(base):
+    """HVAEMixtureOfLogistics after HVAEMoLLayout against hVAE's DiscMixLogistic on random parameters: sharp and broad
+    scales, the clamp of the log-scales, both edge levels and the density fallback.
+
+    Both read the same [-1, 1] values (``2 x - 1``): hVAE's ``scale_pixels`` can differ from it by an ulp, which moves
+    a bin's mass near hVAE's threshold 1e-5 (a difference of two sigmoids near 1) by up to 1 %."""
+    from vaekit.models.hierarchical.hvae_compat_evdvae import HVAEMixtureOfLogistics, HVAEMoLLayout
+
+    n = 3
+    params = _mol_parameters(n, (16, 3, 4, 4), 5)
+    k = levels("D", 16, 6)[..., :4, :4]
+    x = (k / 255).float()
+    lik = HVAEMixtureOfLogistics(n, min_log_scale=-5.0, base=base)
+    got = lik(HVAEMoLLayout(n)(params), 3).log_prob(x)
+    want = disc_mix_logistic_log_px(x * 2 - 1, params, n, base, BETA, -5.0)
+    assert float(((got - want) / want).abs().max()) < 1e-6, (got - want).abs().max()
+    assert float(want.max()) < -100
+    unclamped = HVAEMixtureOfLogistics(n, base=base)(HVAEMoLLayout(n)(params), 3).log_prob(x)  # min_log_scale -250
+    assert float((unclamped - got).abs().max()) > 1.0
+
+
+def test_the_mixture_likelihood_sums_to_one_and_samples_its_mean():
+    """Over all 256^3 colours of one pixel the masses sum to one where hVAE's density fallback (for bin masses below
+    1e-5) is not reached (scales of 30 bins or more); sharper components exceed one, because that fallback (hVAE's)
+    divides the density by ``exp(raw)`` where the scale is ``exp(beta raw)``; samples of sharp components average to
+    ``mean``."""
+    from vaekit.models.hierarchical.hvae_compat_evdvae import HVAEMixtureOfLogistics, HVAEMoLLayout
+
+    lik = HVAEMixtureOfLogistics(2)
+    g = torch.arange(256.0) / 255
+    gb = torch.cartesian_prod(g, g).T.reshape(2, -1, 1, 1)
+
+    def log_total(params):
+        px = lik(HVAEMoLLayout(2)(params), 3)
+        return float(torch.logsumexp(torch.stack([px.log_prob(torch.stack([r.expand(65536, 1, 1), *gb], 1)).logsumexp(0)
+                                                  for r in g]), 0))
+    params = _mol_parameters(2, (1, 3, 1, 1), 7, low=-2.0)
+    assert abs(log_total(params)) < 2e-5
+    assert log_total(_mol_parameters(2, (1, 3, 1, 1), 7)) > 3e-4  # raw log-scales down to -9 (measured: 5.3e-4)
+    sharp = params.clone()
+    body = sharp[:, 2:].unflatten(1, (3, 3, 2))  # a view: image channel, (means, raw log-scales, coefficients), component
+    body[:, :, 0].mul_(0.3)  # means in [-0.3, 0.3] and coefficients tanh(0.3 z): no clipping at -1 or 1
+    body[:, :, 2].mul_(0.3)
+    body[:, :, 1] = -6.0  # scales exp(-6 ln 2): two bins
+    px = lik(HVAEMoLLayout(2)(sharp), 3)
+    torch.manual_seed(0)
+    draws = px.sample((20000,))
+    assert draws.shape == (20000, 1, 3, 1, 1) and torch.equal(draws, torch.round(draws * 255) / 255)
+    torch.testing.assert_close(draws.mean(0), px.mean, atol=0.01, rtol=0)
 
 
 CONFIG = {
