@@ -580,7 +580,7 @@ def test_cli_round_trip_into_a_run_directory(foreign, tmp_path, capsys):
     (lambda sd: sd.update({"generator.blocks._values.0.trainable_h": torch.zeros(6, 2, 2)}),  # h0's shape, not hVAE's
      "failed mappings: blocks.top.h0: generator.blocks._values.0.trainable_h has shape (6, 2, 2), but hVAE's "
      "TopSimpleBlock stores trainable_h as (1, C, H, W)"),
-    (lambda sd: sd.update({"output_block.prior_net.0.weight": torch.zeros(100, 4, 3, 3),  # hVAE's ImageNet-32 MoL output
+    (lambda sd: sd.update({"output_block.prior_net.0.weight": torch.zeros(100, 4, 3, 3),  # a MoL output (10 components)
                            "output_block.prior_net.0.bias": torch.zeros(100)}),
      "blocks.x_hat.net.weight: model (1, 4, 3, 3) vs foreign (100, 4, 3, 3)"),
     (lambda sd: sd.update({"generator.blocks._values.0.trainable_h": torch.zeros(2, 6, 2, 2)}),
@@ -588,6 +588,64 @@ def test_cli_round_trip_into_a_run_directory(foreign, tmp_path, capsys):
 ])
 def test_a_missing_extra_or_misshapen_tensor_is_refused_by_name(foreign, refused_migration, change, message):
     refused_migration(*foreign, "hvae-efficientvdvae", change, message)
+
+
+@pytest.fixture
+def foreign_mol(migration_inputs, tmp_path):
+    """hVAE's mixture-of-logistics model of layout D, saved, and a config reading 8-bit RGB images from a .npz."""
+    model = foreign_model("D")
+    data = tmp_path / "rgb.npz"
+    np.savez(data, x=(levels("D", 40, 8) / 255).float().numpy(), test_x=(levels("D", 12, 9) / 255).float().numpy())
+    config = {**CONFIG, "model": {**CONFIG["model"], "init_args": {**LAYOUTS["D"], "output_distribution": "mol",
+                                                                   "num_output_mixtures": MOL["D"]}},
+              "data": {"class_path": "vaekit.data.ArrayFile", "init_args": {"path": str(data), "test_key": "test_x"}}}
+    path, config = migration_inputs("evdvae_mol", {"model_state_dict": model.state_dict()}, config)
+    return model, path, config
+
+
+def test_cli_migrates_the_mixture_of_logistics_output(foreign_mol, tmp_path, capsys):
+    model, path, config = foreign_mol
+    out = tmp_path / "run"
+    n = len(model.state_dict())
+    assert main(["migrate", str(path), "--preset", "hvae-efficientvdvae", "--config", str(config), "--out", str(out)]) == 0
+    assert f"migrated {n} tensors of evdvae_mol.pth with preset 'hvae-efficientvdvae'" in capsys.readouterr().out
+    loaded = vaekit.load(out)
+    k = levels("D", 6, 4)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        layers, log_px = model(scale_pixels(k))
+        want = log_px - sum(kl_divergence(q, p).sum((1, 2, 3)) for _, p, q in layers.values())
+        torch.manual_seed(7)
+        got = loaded.elbo_terms((k / 255).float()).elbo
+    assert float(((got - want) / want).abs().max()) < 2e-6 and float(want.max()) < -500, (got, want)
+    assert main(["evaluate", str(out), "--iwae-k", "3", "--n-points", "8", "--no-progress"]) == 0
+    result = json.loads((out / "eval" / "evaluate-test-k3.json").read_text())
+    assert math.isfinite(result["iwae"]) and result["iwae"] >= result["elbo"] - 1.0
+    assert main(["sample", str(out), "-n", "4"]) == 0 and (out / "eval" / "samples.png").is_file()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda sd: sd.update({"output_block.prior_net.0.weight": torch.zeros(20, 4, 1, 1),  # two components, not three
+                           "output_block.prior_net.0.bias": torch.zeros(20)}),
+     "shape mismatches: blocks.x_hat.net.0.weight: model (30, 4, 1, 1) vs foreign (20, 4, 1, 1)"),
+    (lambda sd: sd.update({"output_block.prior_net.0.weight": torch.zeros(3, 4, 1, 1),  # a per-pixel output, not the MoL
+                           "output_block.prior_net.0.bias": torch.zeros(3)}),
+     "blocks.x_hat.net.0.bias: model (30,) vs foreign (3,)"),
+    (lambda sd: sd.pop("output_block.prior_net.0.bias"),
+     "blocks.x_hat.net.0.bias: \"foreign state dict has no key 'output_block.prior_net.0.bias'\""),
+])
+def test_a_wrong_mixture_output_is_refused_by_name(foreign_mol, refused_migration, change, message):
+    refused_migration(*foreign_mol, "hvae-efficientvdvae", change, message)
+
+
+def test_the_mixture_output_needs_rgb():
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"output_distribution 'mol' .* needs RGB images, data_shape "
+                                                          r"\[3, H, W\]; got data_shape \[1, 8, 8\]"):
+        efficient_vdvae(**LAYOUTS["B"], output_distribution="mol")
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"output_distribution must be one of \['bernoulli', 'mol'\]"):
+        efficient_vdvae(**LAYOUTS["D"], output_distribution="logistic")
+    with pytest.raises(vaekit.InvalidArgumentError, match=r"num_output_mixtures"):
+        efficient_vdvae(**LAYOUTS["D"], output_distribution="mol", num_output_mixtures=0)
 
 
 def test_a_model_of_another_layout_is_refused(foreign, tmp_path, capsys):
