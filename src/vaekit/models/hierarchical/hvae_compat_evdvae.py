@@ -23,9 +23,18 @@ at commit 00583f6). Its modules compute, with ``act`` = SiLU:
 
 :func:`efficient_vdvae` assembles them from Efficient-VDVAE's layout lists (``up_strides``,
 ``down_latent_variates``, ...) with hVAE's block names, so the migration preset
-``"hvae-efficientvdvae"`` maps its state dict one to one. Only the binarized-MNIST output is
-built: a Bernoulli over the logits of ``output_conv`` (Efficient-VDVAE's ``BernoulliLoss``),
-on images zero-padded to ``resolution`` and cropped back, as Efficient-VDVAE pads MNIST to 32x32.
+``"hvae-efficientvdvae"`` maps its state dict one to one. Two outputs are built: the
+binarized-MNIST one, a Bernoulli over the logits of ``output_conv`` (Efficient-VDVAE's
+``BernoulliLoss``) on images zero-padded to ``resolution`` and cropped back, as Efficient-VDVAE
+pads MNIST to 32x32; and hVAE's ``'mol'`` output of its ImageNet-32 model
+(``output_distribution="mol"``): ``output_conv`` to ``M (3 C + 1)`` channels scored by hVAE's
+``DiscMixLogistic`` (``src/elements/losses.py``, Efficient-VDVAE's loss), on 8-bit RGB images
+that the encoder and the likelihood read in [-1, 1] (:class:`HVAEScalePixels`,
+:class:`HVAEMoLLayout`, :class:`HVAEMixtureOfLogistics`). hVAE's own code at that commit cannot
+compute that likelihood (its ``OutputBlock`` hands only the first half of the channels to a
+``MixtureOfLogistics`` whose ``log_prob`` raises, and ``DiscMixLogistic`` unpacks its
+``(3, 32, 32)`` data shape as ``h, w, c``); vaekit scores all ``M (3 C + 1)`` channels with
+``C = 3``, what Efficient-VDVAE computes.
 
 The bottom-up graph is hVAE's by default (``wiring="hvae"``): ``_model`` adds each level's
 block and its skip projection in one ``dict.update`` whose two ``input_id``\\ s are both the
@@ -207,7 +216,9 @@ class HVAEMixtureOfLogisticsDistribution(Distribution):
     (:math:`t = 	anh` of the raw coefficients, :math:`x` in [-1, 1]), each channel binned in
     bins of half-width 1/255 with the tails at levels 0 and 255, and the density at the bin
     centre times 2/255 where a bin's mass is below 1e-5: hVAE's ``DiscMixLogistic`` (from
-    Efficient-VDVAE's).
+    Efficient-VDVAE's). Kept from it: with ``base="logstd"`` that density divides by
+    ``exp(raw)`` where the scale is ``exp(beta raw)``, so where the fallback applies (scales of
+    a few bins) the masses sum to more than one.
 
     Parameters
     ----------
