@@ -646,6 +646,38 @@ def test_the_mixture_output_needs_rgb():
         efficient_vdvae(**LAYOUTS["D"], output_distribution="logistic")
     with pytest.raises(vaekit.InvalidArgumentError, match=r"num_output_mixtures"):
         efficient_vdvae(**LAYOUTS["D"], output_distribution="mol", num_output_mixtures=0)
+    for key, value in (("num_output_mixtures", 3), ("min_mol_logscale", -7.0)):  # set, but the output is Bernoulli
+        with pytest.raises(vaekit.InvalidArgumentError, match=rf"{key} = {value} applies to output_distribution 'mol' only, "
+                                                              r"but output_distribution is 'bernoulli'"):
+            efficient_vdvae(**LAYOUTS["B"], **{key: value})
+
+
+def test_bad_mixture_data_is_refused_naming_the_likelihood():
+    model = efficient_vdvae(**LAYOUTS["D"], output_distribution="mol", num_output_mixtures=MOL["D"])
+    x = (levels("D", 2, 3) / 255).float()
+    model.validate_data(x)
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\] \(8-bit levels k/255\) for HVAEMixtureOfLogistics, got "
+                                         r"values in \[0, 1.5\]") as bad:
+        model.validate_data(x * 1.5)
+    with pytest.raises(ValueError, match=r"x is not on the grid of the 256 levels k/255 that HVAEMixtureOfLogistics scores "
+                                         r"\(hVAE's 8-bit images; largest offset 0.25 levels\); quantise") as off:
+        model.validate_data(x.clamp(max=0.5) + 0.25 / 255)
+    assert "DiscretizedLogistic" not in str(bad.value) + str(off.value) and "n_bins" not in str(off.value)
+
+
+def test_an_unpicked_component_with_an_infinite_inverse_scale_does_not_spoil_samples():
+    """A component of logit -1e4 (never picked) and raw log-scale -300 (``exp(300 ln 2)`` overflows float32: an inverse
+    scale of inf) beside a component of scale 1: the samples are those of the second component alone."""
+    from vaekit.models.hierarchical.hvae_compat_evdvae import HVAEMixtureOfLogisticsDistribution
+
+    logits = torch.tensor([-1e4, 0.0]).reshape(1, 2, 1, 1)
+    loc, coeff = torch.zeros(1, 2, 3, 1, 1), torch.zeros(1, 2, 3, 1, 1)
+    raw = torch.tensor([-300.0, 0.0]).reshape(1, 2, 1, 1, 1).expand(1, 2, 3, 1, 1)
+    px = HVAEMixtureOfLogisticsDistribution(logits, loc, raw, coeff, min_log_scale=-400.0)
+    assert torch.isinf(px.inv_scale[0, 0]).all()
+    torch.manual_seed(0)
+    draws = px.sample((4000,))
+    assert not draws.isnan().any() and draws.std() > 0.1  # scale 1 in [-1, 1] units
 
 
 def test_a_model_of_another_layout_is_refused(foreign, tmp_path, capsys):

@@ -213,7 +213,7 @@ class HVAEMixtureOfLogisticsDistribution(Distribution):
     Per pixel, ``M`` components shared by the three channels (PixelCNN++'s mixture):
     :math:`p(x) = \sum_m \pi_m \prod_c \mathrm{DLogistic}(x_c; \mu_{m,c}, s_{m,c})` with
     :math:`\mu_{m,1} = a_{m,1} + t_{m,0} x_0` and :math:`\mu_{m,2} = a_{m,2} + t_{m,1} x_0 + t_{m,2} x_1`
-    (:math:`t = 	anh` of the raw coefficients, :math:`x` in [-1, 1]), each channel binned in
+    (:math:`t = \tanh` of the raw coefficients, :math:`x` in [-1, 1]), each channel binned in
     bins of half-width 1/255 with the tails at levels 0 and 255, and the density at the bin
     centre times 2/255 where a bin's mass is below 1e-5: hVAE's ``DiscMixLogistic`` (from
     Efficient-VDVAE's). Kept from it: with ``base="logstd"`` that density divides by
@@ -283,9 +283,10 @@ class HVAEMixtureOfLogisticsDistribution(Distribution):
             def uniform(like: Tensor) -> Tensor:
                 return torch.rand(like.shape, dtype=like.dtype, device=like.device).clamp(1e-5, 1 - 1e-5)
             u = uniform(logits)
-            pick = F.one_hot((logits - torch.log(-torch.log(u))).argmax(-3), logits.shape[-3]).movedim(-1, -3)
-            pick = pick.to(self.loc.dtype).unsqueeze(-3)  # (*, M, 1, H, W)
-            loc, t, inv = ((pick * p.expand(*shape, *p.shape)).sum(-4) for p in (self.loc, self.coeff, self.inv_scale))
+            pick = (logits - torch.log(-torch.log(u))).argmax(-3, keepdim=True).unsqueeze(-3)  # (*, 1, 1, H, W)
+            full = (*shape, *self.loc.shape)
+            index = pick.expand(*full[:-4], 1, *full[-3:])  # gathered, so an unpicked component's scale is never read
+            loc, t, inv = (p.expand(full).gather(-4, index).squeeze(-4) for p in (self.loc, self.coeff, self.inv_scale))
             u = uniform(loc)
             y = loc + (torch.log(u) - torch.log1p(-u)) / inv
             x0 = y[..., 0, :, :].clamp(-1, 1)
@@ -302,8 +303,8 @@ class HVAEMixtureOfLogistics(DiscretizedLogistic):
     log-scales and raw coefficients; :class:`HVAEMoLLayout` puts hVAE's ``output_conv``
     channels there. ``base`` and ``beta`` act on the scales as in hVAE, which takes them from
     its latents' ``distribution_base`` and ``gradient_smoothing_beta``; ``min_log_scale`` is
-    its ``min_mol_logscale`` (-250: no clamp). Data as for
-    :class:`~vaekit.distributions.DiscretizedLogistic`: 3 channels, levels ``k / 255``.
+    its ``min_mol_logscale`` (-250: no clamp). Data: 3 channels, 8-bit levels ``k / 255`` in [0, 1]
+    (anything else is refused naming this class).
 
     >>> lik = HVAEMixtureOfLogistics(n_mixtures=2)
     >>> px = lik(torch.zeros(5, 24, 4, 4), event_ndim=3)
@@ -331,7 +332,13 @@ class HVAEMixtureOfLogistics(DiscretizedLogistic):
     def validate(self, x: Tensor, name: str = "x") -> None:
         if x.dim() < 3 or x.shape[-3] != 3:
             raise ValueError(f"{name} must be RGB images (3 channels) for HVAEMixtureOfLogistics, got shape {tuple(x.shape)}")
-        super().validate(x, name)
+        if float(x.min()) < 0 or float(x.max()) > 1:
+            raise ValueError(f"{name} must lie in [0, 1] (8-bit levels k/255) for HVAEMixtureOfLogistics, got values in "
+                             f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")
+        off = (x * 255 - (x * 255).round()).abs().max()
+        if float(off) > 1e-3:
+            raise ValueError(f"{name} is not on the grid of the 256 levels k/255 that HVAEMixtureOfLogistics scores "
+                             f"(hVAE's 8-bit images; largest offset {float(off):.3g} levels); quantise the data to 8 bits")
 
 
 class HVAEResidualGenBlock(HVAEHead, ResidualGenBlock):
@@ -418,6 +425,11 @@ def efficient_vdvae_blocks(data_shape: Sequence[int] = (1, 28, 28), **layout: An
     output = check_choice("output_distribution", a["output_distribution"], get_args(OutputDistribution))
     mixtures = check_int("num_output_mixtures", a["num_output_mixtures"])
     min_mol_logscale = check_float("min_mol_logscale", a["min_mol_logscale"])
+    for key in ("num_output_mixtures", "min_mol_logscale"):
+        if output == "bernoulli" and a[key] != _OPTIONS[key]:
+            raise InvalidArgumentError(f"{key} = {a[key]!r} applies to output_distribution 'mol' only, but "
+                                       f"output_distribution is 'bernoulli'; give output_distribution='mol' or leave "
+                                       f"{key} at its default {_OPTIONS[key]!r}")
     up_strides, up_n_blocks_per_res, up_n_blocks, up_filters = (a[k] for k in (
         "up_strides", "up_n_blocks_per_res", "up_n_blocks", "up_filters"))
     up_mid_filters_ratio, up_kernel_size, up_skip_filters = (a[k] for k in (
@@ -583,7 +595,8 @@ def efficient_vdvae(data_shape: Sequence[int] = (1, 28, 28), resolution: int = B
       ``'mol'``, its ImageNet-32 output; RGB only) to ``num_output_mixtures * 10`` channels
       (:class:`HVAEMoLLayout`) of :class:`HVAEMixtureOfLogistics` with ``base``, ``beta`` and
       ``min_mol_logscale``; the input block then maps the images from [0, 1] to [-1, 1]
-      (:class:`HVAEScalePixels`), as Efficient-VDVAE's ``scale_pixels``.
+      (:class:`HVAEScalePixels`), as Efficient-VDVAE's ``scale_pixels``. ``num_output_mixtures``
+      and ``min_mol_logscale`` other than their defaults are refused with the Bernoulli output.
 
     ``down_strides`` must be ``up_strides`` reversed; a level of stride 1 keeps its width;
     ``up_skip_filters`` read backwards must equal ``down_filters`` (hVAE's posterior halves
