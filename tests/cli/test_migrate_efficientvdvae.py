@@ -21,13 +21,16 @@ logistics without ``log_prob``).
 With ``output="mol"`` the output is hVAE's mixture of logistics (its ImageNet-32 model,
 ``output_distribution='mol'``): ``output_conv`` to ``M (3 C + 1)`` channels scored by
 ``disc_mix_logistic_log_px``, hVAE's ``DiscMixLogistic.forward`` (``src/elements/losses.py``, from
-Efficient-VDVAE's) transcribed, on images scaled by hVAE's ``scale_pixels`` to [-1, 1], which the
-encoder reads too (as Efficient-VDVAE's, whose weights hVAE migrates). Two places are not hVAE's
-code, because its code at that commit cannot compute this likelihood: its ``OutputBlock`` passes only
-the first half of ``output_conv``'s channels (``split_mu_sigma``) to ``MixtureOfLogistics``, whose
-``log_prob`` raises ``NotImplementedError``, and ``DiscMixLogistic`` unpacks ``h, w, c = data_shape``
-from hVAE's ``shape=(3, 32, 32)`` (so ``c = 32`` and its reshape fails); the loss here reads all
-``M (3 C + 1)`` channels with ``C = 3``, what Efficient-VDVAE's ``DiscMixLogistic`` computes.
+Efficient-VDVAE's) transcribed, on images scaled by ``scale_pixels`` to [-1, 1]. Three places are not
+hVAE's code. The encoder reads those [-1, 1] images too: that is Efficient-VDVAE's input
+(``data/imagenet_data_loader.py``), on which the migrated weights were trained and the loss's edge
+bins are defined, while hVAE's ImageNet loader (``data/imagenet/imagenet.py``) feeds ``x / 255 -
+mean_image``. And two because hVAE's code at that commit cannot compute this likelihood: its
+``OutputBlock`` passes only the first half of ``output_conv``'s channels (``split_mu_sigma``) to
+``MixtureOfLogistics``, whose ``log_prob`` raises ``NotImplementedError``, and ``DiscMixLogistic``
+unpacks ``h, w, c = data_shape`` from hVAE's ``shape=(3, 32, 32)`` (so ``c = 32`` and its reshape
+fails); the loss here reads all ``M (3 C + 1)`` channels with ``C = 3``, what Efficient-VDVAE's
+``DiscMixLogistic`` computes.
 """
 
 from __future__ import annotations
@@ -547,15 +550,30 @@ def foreign(migration_inputs):
     return model, path, config
 
 
-def test_cli_round_trip_into_a_run_directory(foreign, tmp_path, capsys):
+def _migrate_into_run(foreign, tmp_path, capsys):
+    """``vaekit migrate`` of ``foreign`` (model, checkpoint, config) into ``tmp_path / "run"``: every tensor loaded; the
+    run directory and the model ``vaekit.load`` reads from it (config.yaml and safetensors only)."""
     model, path, config = foreign
     out = tmp_path / "run"
     n = len(model.state_dict())
     assert main(["migrate", str(path), "--preset", "hvae-efficientvdvae", "--config", str(config), "--out", str(out)]) == 0
-    assert f"migrated {n} tensors of evdvae.pth with preset 'hvae-efficientvdvae'" in capsys.readouterr().out
+    assert f"migrated {n} tensors of {path.name} with preset 'hvae-efficientvdvae'" in capsys.readouterr().out
     record = json.loads((out / "migration.json").read_text())
     assert record["preset"] == "hvae-efficientvdvae" and len(record["loaded"]) == n
-    loaded = vaekit.load(out)  # config.yaml and safetensors only
+    return out, vaekit.load(out)
+
+
+def _evaluate_and_sample(out):
+    """``vaekit evaluate`` (IWAE, k = 3) and ``vaekit sample`` of the migrated run ``out``."""
+    assert main(["evaluate", str(out), "--iwae-k", "3", "--n-points", "8", "--no-progress"]) == 0
+    result = json.loads((out / "eval" / "evaluate-test-k3.json").read_text())
+    assert math.isfinite(result["iwae"]) and result["iwae"] >= result["elbo"] - 1.0
+    assert main(["sample", str(out), "-n", "4"]) == 0 and (out / "eval" / "samples.png").is_file()
+
+
+def test_cli_round_trip_into_a_run_directory(foreign, tmp_path, capsys):
+    model = foreign[0]
+    out, loaded = _migrate_into_run(foreign, tmp_path, capsys)
     x = binary("B", 6, 4)
     with torch.no_grad():
         torch.manual_seed(7)
@@ -563,10 +581,7 @@ def test_cli_round_trip_into_a_run_directory(foreign, tmp_path, capsys):
         want = log_px - sum(kl_divergence(q, p).sum((1, 2, 3)) for _, p, q in layers.values())
         torch.manual_seed(7)
         torch.testing.assert_close(loaded.elbo_terms(x).elbo, want, atol=2e-5, rtol=1e-6)
-    assert main(["evaluate", str(out), "--iwae-k", "3", "--n-points", "8", "--no-progress"]) == 0
-    result = json.loads((out / "eval" / "evaluate-test-k3.json").read_text())
-    assert math.isfinite(result["iwae"]) and result["iwae"] >= result["elbo"] - 1.0
-    assert main(["sample", str(out), "-n", "4"]) == 0 and (out / "eval" / "samples.png").is_file()
+    _evaluate_and_sample(out)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -604,12 +619,8 @@ def foreign_mol(migration_inputs, tmp_path):
 
 
 def test_cli_migrates_the_mixture_of_logistics_output(foreign_mol, tmp_path, capsys):
-    model, path, config = foreign_mol
-    out = tmp_path / "run"
-    n = len(model.state_dict())
-    assert main(["migrate", str(path), "--preset", "hvae-efficientvdvae", "--config", str(config), "--out", str(out)]) == 0
-    assert f"migrated {n} tensors of evdvae_mol.pth with preset 'hvae-efficientvdvae'" in capsys.readouterr().out
-    loaded = vaekit.load(out)
+    model = foreign_mol[0]
+    out, loaded = _migrate_into_run(foreign_mol, tmp_path, capsys)
     k = levels("D", 6, 4)
     with torch.no_grad():
         torch.manual_seed(7)
@@ -618,10 +629,7 @@ def test_cli_migrates_the_mixture_of_logistics_output(foreign_mol, tmp_path, cap
         torch.manual_seed(7)
         got = loaded.elbo_terms((k / 255).float()).elbo
     assert float(((got - want) / want).abs().max()) < 2e-6 and float(want.max()) < -500, (got, want)
-    assert main(["evaluate", str(out), "--iwae-k", "3", "--n-points", "8", "--no-progress"]) == 0
-    result = json.loads((out / "eval" / "evaluate-test-k3.json").read_text())
-    assert math.isfinite(result["iwae"]) and result["iwae"] >= result["elbo"] - 1.0
-    assert main(["sample", str(out), "-n", "4"]) == 0 and (out / "eval" / "samples.png").is_file()
+    _evaluate_and_sample(out)
 
 
 @pytest.mark.parametrize("change, message", [
