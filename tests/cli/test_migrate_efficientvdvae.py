@@ -504,6 +504,35 @@ def test_the_mixture_likelihood_is_hvaes_disc_mix_logistic(base):
     assert float((unclamped - got).abs().max()) > 1.0
 
 
+@pytest.mark.parametrize("seed", [7, 11, 12])
+def test_samples_of_the_mixture_follow_its_likelihood(seed):
+    """One pixel, three components, raw log-scales in [-3, 1] (scales of 16 bins and more: no density fallback, the
+    masses sum to one) and means anywhere in [-1, 1], so channels are often clipped: the frequencies of 400,000
+    draws in 8 x 8 x 8 colour cells against the cells' masses summed from ``exp(log_prob)`` over all 256^3 colours
+    (the likelihood checked against hVAE's above). Total variation measured with the sampler as it is: 0.009 to
+    0.011 (sampling noise); with the blue coefficients swapped (in ``sample`` and ``mean``) 0.145 to 0.181, green
+    chained on the unclipped red draw 0.088 to 0.122, the Gumbel noise's sign flipped 0.025 to 0.039 (with two
+    components it would not show: a difference of two Gumbels is symmetric), the logistic noise times the inverse
+    scale 0.11 to 0.55 or over the square root of the inverse scale 0.030 to 0.250."""
+    from vaekit.models.hierarchical.hvae_compat_evdvae import HVAEMixtureOfLogistics, HVAEMoLLayout
+
+    px = HVAEMixtureOfLogistics(3)(HVAEMoLLayout(3)(_mol_parameters(3, (1, 3, 1, 1), seed, low=-3.0)), 3)
+    g = torch.arange(256.0) / 255
+    gb = torch.cartesian_prod(g, g).T.reshape(2, -1, 1, 1)  # all (green, blue) pairs
+    mass = torch.zeros(8, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        for i, r in enumerate(g):
+            p = px.log_prob(torch.stack([r.expand(65536, 1, 1), *gb], 1)).double().exp().reshape(8, 32, 8, 32)
+            mass[i // 32] += p.sum((1, 3))
+    assert abs(float(mass.sum()) - 1) < 1e-4
+    torch.manual_seed(seed)
+    n = 400_000
+    cells = (px.sample((n,)).reshape(n, 3) * 255).round().long() // 32
+    freq = torch.zeros(8, 8, 8, dtype=torch.float64).index_put_(tuple(cells.T), torch.ones(n, dtype=torch.float64),
+                                                                accumulate=True) / n
+    assert 0.5 * float((freq - mass).abs().sum()) < 0.02
+
+
 def test_the_mixture_likelihood_sums_to_one_and_samples_its_mean():
     """Over all 256^3 colours of one pixel the masses sum to one where hVAE's density fallback (for bin masses below
     1e-5) is not reached (scales of 30 bins or more); sharper components exceed one, because that fallback (hVAE's)
