@@ -178,7 +178,9 @@ def _net_prefixes(net: nn.Module, ours: str, theirs: str) -> dict[str, str]:
 
     hVAE wraps a lone module (``Conv2d``, ``PoolLayer``, ``UnpooLayer``, ``ConvNet``) in a
     ``SerializableSequential`` (``get_net``), hence its ``0.``; a ``Sequential`` of ``ConvNet``\\ s
-    keeps its own indices. vaekit's input and output convolutions sit beside a ``ZeroPad2d``.
+    keeps its own indices. vaekit's input and output convolutions may sit beside modules without
+    tensors (``ZeroPad2d``, :class:`~.hvae_compat_evdvae.HVAEScalePixels`,
+    :class:`~.hvae_compat_evdvae.HVAEMoLLayout`).
     """
     if isinstance(net, BottleneckBlock):
         return {ours + k: theirs + "0." + v for k, v in _CONVNET.items()}
@@ -188,9 +190,9 @@ def _net_prefixes(net: nn.Module, ours: str, theirs: str) -> dict[str, str]:
         return {ours + "conv.": theirs + "0.ops.0."}
     if isinstance(net, nn.Sequential) and all(isinstance(m, BottleneckBlock) for m in net):
         return {ours + f"{m}." + k: theirs + f"{m}." + v for m in range(len(net)) for k, v in _CONVNET.items()}
-    if isinstance(net, nn.Sequential):  # ZeroPad2d and the convolution
+    if isinstance(net, nn.Sequential):  # the convolution beside modules without tensors (padding, scaling, MoL layout)
         convs = [i for i, m in enumerate(net) if isinstance(m, nn.Conv2d)]
-        if len(convs) == 1 and len(net) == 2:
+        if len(convs) == 1 and all(not m.state_dict() for i, m in enumerate(net) if i != convs[0]):
             return {ours + f"{convs[0]}.": theirs + "0."}
     raise ValueError(f"preset 'hvae-efficientvdvae' has no mapping for the {type(net).__name__} at {ours!r}; build the model "
                      "with vaekit.models.hierarchical.hvae_compat_evdvae.efficient_vdvae(...)")
