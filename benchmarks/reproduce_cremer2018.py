@@ -440,21 +440,27 @@ def reading_notes(rows: list[dict[str, Any]]) -> list[str]:
             out.append(f"- `{experiment}`: on the first training images, as the paper's gap scripts take them: "
                        + ", ".join(parts) + ".")
     tanh = sorted({r["experiment"] for r in rows if r["experiment"].startswith("cremer2018/")
-                   and r["experiment"].split("/")[2].endswith("_tanh")})
+                   and len(r["experiment"].split("/")) >= 3 and r["experiment"].split("/")[2].endswith("_tanh")
+                   and len(r["experiment"].split("/")[2]) > len("_tanh")})
+    compared = False  # whether a tanh experiment was read against its ELU twin (the protocol sentence says so)
     for experiment in tanh:  # the same model with tanh units against its ELU twin, quantity by quantity
         segs = experiment.split("/")
         elu = "/".join([*segs[:2], segs[2][: -len("_tanh")], *segs[3:]])
-        parts = []
+        parts, unlike = [], set()
         for q in ("iwae_all_test", "log_px", "elbo_q", "approximation_gap", "amortization_gap"):
             t, e = by.get((experiment, q)), by.get((elu, q))
             if t is None or e is None or t["vaekit"] is None or e["vaekit"] is None:
                 continue
             parts.append(f"{q} {t['vaekit']:.2f} against {e['vaekit']:.2f} ({t['vaekit'] - e['vaekit']:+.2f})")
+            unlike |= {f"{k} {t.get(k)} against {e.get(k)}" for k in ("epochs", "n_points", "estimator")
+                       if t.get(k) != e.get(k)}
         if parts:
+            compared = True
+            caveat = f" Not like for like: {'; '.join(sorted(unlike))}." if unlike else ""
             out.append(f"- `{experiment}` (tanh units) against `{elu}` (ELU, otherwise the same config): "
-                       + ", ".join(parts) + ".")
+                       + ", ".join(parts) + "." + caveat)
     if out:
-        protocol = PROTOCOL_NOTE + PROTOCOL_MEASURED[(bool(trained_on_train), bool(tanh))]
+        protocol = PROTOCOL_NOTE + PROTOCOL_MEASURED[(bool(trained_on_train), compared)]
         out = ["", "## Reading the table", "", *out, f"- {BINARIZATION_NOTE}", f"- {protocol}"]
     return out
 

@@ -102,6 +102,11 @@ def test_tanh_rows_are_read_against_their_elu_twin(script):
     assert "`cremer2018/mnist/ffg_tanh/train100` (tanh units) against `cremer2018/mnist/ffg/train100`" in both
     assert "the `/train<n>` rows measure the first, the `_tanh` rows (the same model with tanh units) the second." in both
     assert not any("against `cremer2018/mnist/ffg`" in line for line in script.reading_notes(tanh))
+    assert "neither is measured here yet" in "\n".join(script.reading_notes(tanh))  # no ELU twin: nothing measured
+    short = [dict(r, epochs=1093) for r in tanh]  # a shortened tanh run is read with its difference said
+    assert "Not like for like: epochs 1093 against 3280." in "\n".join(script.reading_notes(elu + short))
+    odd = [dict(r, experiment=name) for name in ("cremer2018/_tanh", "cremer2018/mnist/_tanh") for r in tanh[:1]]
+    assert "(tanh units)" not in "\n".join(script.reading_notes(elu + odd))  # short or empty names: no line, no crash
 
 def test_evaluate_on_training_images_takes_the_first_ones_with_their_own_iwae(script, monkeypatch):
     """``gap_split="train"``: the gaps run on data.train[:n] (in order) with an IWAE of those images, the rows go to
@@ -317,12 +322,12 @@ def test_the_tanh_model_differs_from_the_ffg_model_only_in_its_activation(script
     import yaml
 
     ffg, tanh = (yaml.safe_load(script.MODELS[m].read_text()) for m in ("ffg", "ffg_tanh"))
-    for net in ("encoder", "decoder"):
-        args = tanh["model"]["init_args"][net]["init_args"]
-        assert args["activation"] == "tanh" and ffg["model"]["init_args"][net]["init_args"]["activation"] == "elu"
-        assert args.get("output_activation") in (None, "tanh")
-        ffg["model"]["init_args"][net]["init_args"] = dict(args, activation="tanh", **(
-            {"output_activation": "tanh"} if "output_activation" in args else {}))
+    for net in ("encoder", "decoder"):  # the FFG networks' activations set to tanh, nothing else of them touched
+        args = ffg["model"]["init_args"][net]["init_args"]
+        assert args["activation"] == "elu" and args.get("output_activation") in (None, "elu")
+        args["activation"] = "tanh"
+        if "output_activation" in args:
+            args["output_activation"] = "tanh"
     assert tanh["trainer"].pop("run_name") == "cremer_mnist_tanh" and ffg["trainer"].pop("run_name") == "cremer_mnist"
     assert tanh == ffg
     assert script.PAPER["ffg_tanh"] == script.PAPER["ffg"]

@@ -37,6 +37,8 @@ class ConditionalDistribution(Configurable, nn.Module):
 
 
 _LAST_DIMS = tuple(tuple(range(-n, 0)) for n in range(5))
+#: The event shape of a scalar distribution (the per-step distributions set it directly).
+SCALAR_SHAPE = Size()
 
 
 def last_dims(n: int) -> tuple[int, ...]:

@@ -11,12 +11,11 @@ from torch import Size, Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, register_kl
 
 from .._checks import check_float, check_int
-from .base import ConditionalDistribution, last_dims
+from .base import SCALAR_SHAPE, ConditionalDistribution, last_dims
 
 __all__ = ["DiagonalLocScale", "DiagonalNormal", "DiagonalGaussian", "StandardNormal", "LearnedGaussian", "positive_scale"]
 
 _LOG_2PI = math.log(2 * math.pi)
-_SCALAR = Size()
 
 
 class DiagonalLocScale(Independent):
@@ -113,7 +112,7 @@ def _same_shape_normal(loc: Tensor, scale: Tensor, validate_args: bool | None) -
     out = Normal.__new__(Normal)
     out.loc, out.scale = loc, scale
     if validate_args is False:  # what Distribution.__init__ sets, set directly (every posterior and prior of every step)
-        out._batch_shape, out._event_shape, out._validate_args = loc.shape, _SCALAR, False
+        out._batch_shape, out._event_shape, out._validate_args = loc.shape, SCALAR_SHAPE, False
     else:
         Distribution.__init__(out, loc.size(), validate_args=validate_args)
     return out

@@ -19,11 +19,9 @@ from torch.distributions import Distribution, Independent, Normal, constraints
 
 from .._checks import check_float, check_int
 from .._recording import Configurable
-from .base import last_dims
+from .base import SCALAR_SHAPE, last_dims
 
 __all__ = ["Likelihood", "Bernoulli", "Gaussian", "DiscretizedLogistic", "DiscretizedLogisticDistribution"]
-
-_SCALAR = Size()
 
 
 class Likelihood(Configurable, nn.Module):
@@ -83,7 +81,7 @@ def _bernoulli_logits(logits: Tensor) -> _Bernoulli:
         return _Bernoulli(logits=logits, validate_args=False)
     out = _Bernoulli.__new__(_Bernoulli)
     out.logits = out._param = logits
-    out._batch_shape, out._event_shape, out._validate_args = logits.shape, _SCALAR, False  # Distribution.__init__'s
+    out._batch_shape, out._event_shape, out._validate_args = logits.shape, SCALAR_SHAPE, False  # Distribution.__init__'s
     return out
 
 
