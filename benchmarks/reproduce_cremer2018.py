@@ -406,6 +406,14 @@ PROTOCOL_MEASURED = {
 }
 
 
+def _elu_twin(experiment: str) -> str | None:
+    """``cremer2018/<data>/<model>_tanh[/...]`` -> the same name without ``_tanh``; None for any other name."""
+    segs = experiment.split("/")
+    if segs[0] != "cremer2018" or len(segs) < 3 or not segs[2].endswith("_tanh") or segs[2] == "_tanh":
+        return None
+    return "/".join([*segs[:2], segs[2][: -len("_tanh")], *segs[3:]])
+
+
 def reading_notes(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines that say which rows compare with the paper's, computed from ``rows``."""
     by = {(r["experiment"], r["quantity"]): r for r in rows}
@@ -439,13 +447,9 @@ def reading_notes(rows: list[dict[str, Any]]) -> list[str]:
         if parts:
             out.append(f"- `{experiment}`: on the first training images, as the paper's gap scripts take them: "
                        + ", ".join(parts) + ".")
-    tanh = sorted({r["experiment"] for r in rows if r["experiment"].startswith("cremer2018/")
-                   and len(r["experiment"].split("/")) >= 3 and r["experiment"].split("/")[2].endswith("_tanh")
-                   and len(r["experiment"].split("/")[2]) > len("_tanh")})
+    tanh = {e: twin for e in sorted({r["experiment"] for r in rows}) if (twin := _elu_twin(e)) is not None}
     compared = False  # whether a tanh experiment was read against its ELU twin (the protocol sentence says so)
-    for experiment in tanh:  # the same model with tanh units against its ELU twin, quantity by quantity
-        segs = experiment.split("/")
-        elu = "/".join([*segs[:2], segs[2][: -len("_tanh")], *segs[3:]])
+    for experiment, elu in tanh.items():  # the same model with tanh units against its ELU twin, quantity by quantity
         parts, unlike = [], set()
         for q in ("iwae_all_test", "log_px", "elbo_q", "approximation_gap", "amortization_gap"):
             t, e = by.get((experiment, q)), by.get((elu, q))
