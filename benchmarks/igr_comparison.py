@@ -14,7 +14,17 @@ Gumbel-Softmax at its best temperature.
 
 Writes benchmarks/results/igr_comparison_<cpu|gpu>.md and .json naming the machine, or with ``--short``
 igr_comparison_<cpu|gpu>_short.md and .json (a short run never overwrites the full results); ``--out STEM``
-writes STEM.md and STEM.json instead.
+writes STEM.md and STEM.json instead. Both files are rewritten after every (dataset, method,
+temperature) model, and a rerun with the same settings keeps the models already in STEM.json
+and trains only the others: a grid that takes hours can be run a few models at a time
+(``--methods``, ``--temperatures``) and survives a killed job.
+
+A full run also writes each finished model as a row ``igr2020/<dataset>/<method>/tau=<t>``,
+quantity ``test_ll``, of ``--reproductions DIR/reproductions.json`` (default benchmarks/results;
+rendered to ``reproductions.md`` by ``reproduce_cremer2018.render``), as the paper-scale
+reproductions issue asks; ``--reproductions none`` skips that.
+
+    python benchmarks/igr_comparison.py --datasets binarized_mnist --methods gs --temperatures 0.1 0.25 0.5 --threads 1
 """
 
 from __future__ import annotations
@@ -27,9 +37,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from datetime import datetime, timezone
+
+from provenance import git_commit  # sibling modules (benchmarks/ is on sys.path when a script in it runs)
+from reproduce_cremer2018 import merge_rows, render
 from vaekit.data import BinarizedMNIST, FashionMNIST
 from vaekit.inference import iwae_log_likelihood
 from vaekit.models.discrete import discrete_vae
@@ -81,9 +96,11 @@ def run_one(method: str, tau: float, train: torch.Tensor, test: torch.Tensor, cf
     with torch.no_grad():
         relaxed = torch.cat([model.relaxed_elbo(b) for b in test.split(500)]).mean().item()
         discrete_kl = torch.cat([model.discrete_kl(b) for b in test.split(500)]).mean().item()
+    start = time.perf_counter()
     res = iwae_log_likelihood(model, test, k=cfg["k"], batch_size=100)
     return {"method": method, "temperature": tau, "test_ll": res.mean, "test_ll_stderr": res.stderr,
-            "discrete_elbo": res.elbo, "relaxed_elbo": relaxed, "discrete_kl": discrete_kl, "train_seconds": train_s}
+            "discrete_elbo": res.elbo, "relaxed_elbo": relaxed, "discrete_kl": discrete_kl, "train_seconds": train_s,
+            "eval_seconds": time.perf_counter() - start}
 
 
 def table(rows: list[dict]) -> str:
@@ -116,46 +133,119 @@ def results_name(kind: str, short: bool) -> str:
     return f"igr_comparison_{kind}{'_short' if short else ''}"
 
 
+#: What the reproductions table says about every IGR row (the paper's table is not quoted: ``paper`` is None).
+BINARIZATION = {"binarized_mnist": "static: vaekit's seeded BinarizedMNIST set (shared/data/binarized_mnist; 50k train / "
+                                   "10k val / 10k test)",
+                "fashion_mnist": "Fashion-MNIST, training images binarized once (seed 0), test images by the loader"}
+
+
+def reproduction_row(dataset: str, r: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """One ``reproductions.json`` row (quantity ``test_ll``) of a finished model."""
+    return {"experiment": f"igr2020/{dataset}/{r['method']}/tau={r['temperature']:g}", "quantity": "test_ll",
+            "paper": None, "vaekit": round(r["test_ll"], 4), "stderr": round(r["test_ll_stderr"], 4),
+            "n_points": r["n_test"], "epochs": cfg["epochs"], "paper_epochs": FULL["epochs"],
+            "device": meta["device"], "wall_s": round(r["train_seconds"] + r["eval_seconds"]),
+            "command": meta["command"], "commit": meta["commit"], "date": meta["date"],
+            "binarization": BINARIZATION[dataset],
+            "estimator": f"importance sampling, k={cfg['k']}, one-hot decoding, proposal = the implied categorical "
+                         "posterior mixed with 0.1% uniform; exact discrete prior",
+            "run": "—", "note": f"lr {cfg['lr']:g}, batch 100; the discrete model's log-likelihood"}
+
+
+def check_temperatures(values: list[float]) -> list[float]:
+    bad = [v for v in values if not (v > 0 and v == v and v != float("inf"))]
+    if bad:
+        raise SystemExit(f"--temperatures must be finite and > 0, got {bad}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="CPU check: 2 temperatures, 1 epoch on 6000 images, 300 test images")
-    parser.add_argument("--datasets", nargs="+", default=["binarized_mnist", "fashion_mnist"])
+    parser.add_argument("--datasets", nargs="+", default=["binarized_mnist", "fashion_mnist"],
+                        choices=["binarized_mnist", "fashion_mnist"])
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--temperatures", nargs="+", type=float, default=None,
+                        help=f"default: the paper's grid {PAPER_TEMPERATURES} (with --short {SHORT['temperatures']})")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="results file stem (default benchmarks/results/"
                         "igr_comparison_<device>, with --short igr_comparison_<device>_short)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="train every model again (default: keep the models already in the results file)")
+    parser.add_argument("--reproductions", default=str(Path(__file__).parent / "results"),
+                        help="folder of reproductions.json, where a full run adds each model's row ('none': not written)")
     args = parser.parse_args(argv)
-    cfg = SHORT if args.short else FULL
+    cfg = dict(SHORT if args.short else FULL)
+    if args.temperatures is not None:
+        cfg["temperatures"] = check_temperatures(args.temperatures)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     os.environ.setdefault("VAEKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    rows = []
-    total = time.perf_counter()
-    for dataset in args.datasets:
-        train, test = load(dataset, cfg["n_train"], cfg["n_test"])
-        for method in args.methods:
-            for tau in cfg["temperatures"]:
-                r = {"dataset": dataset, **run_one(method, tau, train, test, cfg, device, args.seed)}
-                rows.append(r)
-                print(f"{dataset:16s} {method:10s} tau={tau:<5} test LL {r['test_ll']:8.2f}  discrete ELBO "
-                      f"{r['discrete_elbo']:8.2f}  relaxed ELBO {r['relaxed_elbo']:8.2f}  ({r['train_seconds']:.0f} s)",
-                      flush=True)
-    elapsed = time.perf_counter() - total
     kind = "gpu" if device.type == "cuda" else "cpu"
     mode = "short" if args.short else "full"
     stem = Path(args.out) if args.out else Path(__file__).parent / "results" / results_name(kind, args.short)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# IGR vs Gumbel-Softmax discrete VAEs ({mode} mode)\n\nMachine: {machine()}\n\n"
-              f"Command: `python benchmarks/igr_comparison.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
-              f"Settings: {json.dumps(cfg)}; 20 variables x 10 categories, 784-512-256 ReLU MLPs, Bernoulli, "
-              f"batch 100, Adam, seed {args.seed}; wall time {elapsed / 60:.1f} min.\n\n"
+    json_path, md_path = stem.parent / (stem.name + ".json"), stem.parent / (stem.name + ".md")  # a stem may hold a dot
+    settings = {key: v for key, v in cfg.items() if key != "temperatures"}
+    rows: list[dict[str, Any]] = []
+    if json_path.is_file() and not args.fresh:  # models of an earlier run with the same settings are kept, not trained again
+        old = json.loads(json_path.read_text())
+        old_settings = {key: v for key, v in old.get("settings", {}).items() if key != "temperatures"}
+        if old.get("mode") != mode or old_settings != settings or old.get("seed", 0) != args.seed:
+            raise SystemExit(f"{json_path} holds a run with other settings ({old.get('mode')}, {old_settings}, seed "
+                             f"{old.get('seed', 0)}); pass --out to write elsewhere, or --fresh to replace it")
+        rows = old["rows"]
+    reproductions = None if args.reproductions == "none" or args.short else Path(args.reproductions) / "reproductions.json"
+    command = f"python benchmarks/igr_comparison.py {' '.join(argv if argv is not None else sys.argv[1:])}"
+    meta = {"device": machine(), "commit": git_commit(length=12, missing="unknown"), "command": command}
+    done = {(r["dataset"], r["method"], r["temperature"]) for r in rows}
+    total = time.perf_counter()
+    for dataset in args.datasets:
+        todo = [(m, t) for m in args.methods for t in cfg["temperatures"] if (dataset, m, t) not in done]
+        if not todo:
+            continue
+        train, test = load(dataset, cfg["n_train"], cfg["n_test"])
+        for method, tau in todo:
+            r = {"dataset": dataset, **run_one(method, tau, train, test, cfg, device, args.seed), "n_test": len(test),
+                 "machine": meta["device"], "commit": meta["commit"], "command": command}
+            rows.append(r)
+            print(f"{dataset:16s} {method:10s} tau={tau:<5} test LL {r['test_ll']:8.2f}  discrete ELBO "
+                  f"{r['discrete_elbo']:8.2f}  relaxed ELBO {r['relaxed_elbo']:8.2f}  ({r['train_seconds']:.0f} s + "
+                  f"{r['eval_seconds']:.0f} s)", flush=True)
+            write(json_path, md_path, rows, cfg, mode, args.seed)
+            if reproductions is not None:
+                meta["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                merged = merge_rows(reproductions, [reproduction_row(dataset, r, cfg, meta)])
+                reproductions.parent.mkdir(parents=True, exist_ok=True)
+                reproductions.write_text(json.dumps(merged, indent=1) + "\n")
+                reproductions.with_suffix(".md").write_text(render(merged, "Paper-scale reproductions"))
+    print(f"{len(rows)} models in {json_path} ({(time.perf_counter() - total) / 60:.1f} min this run)")
+    if rows:
+        print(md_path.read_text() if md_path.is_file() else "")
+
+
+def write(json_path: Path, md_path: Path, rows: list[dict[str, Any]], cfg: dict[str, Any], mode: str,
+          seed: int) -> None:
+    """Rewrite both result files from every model so far (rows sorted by dataset, method, temperature)."""
+    rows.sort(key=lambda r: (r["dataset"], METHODS.index(r["method"]), r["temperature"]))
+    temperatures = sorted({r["temperature"] for r in rows})
+    machines = sorted({r.get("machine", "") for r in rows} - {""})
+    commands = sorted({r.get("command", "") for r in rows} - {""})
+    header = (f"# IGR vs Gumbel-Softmax discrete VAEs ({mode} mode)\n\nMachine: {'; '.join(machines)}\n\n"
+              f"Commands: {'; '.join(f'`{c}`' for c in commands)}\n\n"
+              f"Settings: {json.dumps({**cfg, 'temperatures': temperatures})}; 20 variables x 10 categories, "
+              f"784-512-256 ReLU MLPs, Bernoulli, batch 100, Adam, seed {seed}; training + evaluation "
+              f"{sum(r['train_seconds'] + r.get('eval_seconds', 0) for r in rows) / 60:.1f} min over {len(rows)} models.\n\n"
               "Test LL: importance sampling with one-hot (discrete) decoding, k samples from the implied categorical "
               "posterior (mixed with 0.1% uniform), exact discrete prior. Discrete ELBO: mean of the same log-weights. "
               "Relaxed ELBO: the training objective (single sample) on the test images.\n\n")
-    text = header + table(rows) + "\n\n## Best temperature per method\n\n" + best_per_method(rows) + "\n"
-    stem.parent.joinpath(stem.name + ".md").write_text(text)  # not with_suffix: a stem may hold a dot
-    stem.parent.joinpath(stem.name + ".json").write_text(
-        json.dumps({"machine": machine(), "mode": mode, "settings": cfg, "rows": rows}, indent=2))
-    print(text)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(header + table(rows) + "\n\n## Best temperature per method\n\n" + best_per_method(rows) + "\n")
+    json_path.write_text(json.dumps({"machine": "; ".join(machines), "mode": mode, "seed": seed,
+                                     "settings": {**cfg, "temperatures": temperatures}, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

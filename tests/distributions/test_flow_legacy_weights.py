@@ -49,8 +49,9 @@ def test_old_state_dict_loads_and_draws_the_same(name):
     with torch.no_grad():
         torch.manual_seed(5)
         z, log_q = rsample_and_log_prob(family(SAVED["context"]), (3,))
-    torch.testing.assert_close(z, SAVED[f"{name}/z"], rtol=0, atol=1e-5)
-    torch.testing.assert_close(log_q, SAVED[f"{name}/log_q"], rtol=0, atol=1e-5)
+    # 1e-5 absolute and relative: the record's CPU and another round differently (2e-6 relative seen on an AMD EPYC)
+    torch.testing.assert_close(z, SAVED[f"{name}/z"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(log_q, SAVED[f"{name}/log_q"], rtol=1e-5, atol=1e-5)
 
 
 def test_which_families_changed_their_keys():

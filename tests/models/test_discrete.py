@@ -85,6 +85,30 @@ def test_discrete_evaluation_orders_elbo_iwae_and_exact(relaxation, data):
     assert abs(iwae_big - float(exact)) < 0.02  # the generic estimator converges to the discrete log p(x)
 
 
+@pytest.mark.parametrize("relaxation", ["igr_i", "igr_sb"])
+def test_chunked_iwae_builds_the_implied_categorical_once_per_batch(relaxation, data, monkeypatch):
+    """The Monte Carlo implied categorical (1000 relaxed draws per example) is the costly part of the
+    proposal: a chunked IWAE estimate must build it once per batch, not once per chunk, and still
+    converge to the exact discrete log p(x)."""
+    model = tiny(relaxation)
+    model.eval()
+    x = data[:12]
+    calls = []
+    implied = model.implied_probs
+    monkeypatch.setattr(model, "implied_probs", lambda q: calls.append(q.batch_shape[0]) or implied(q))
+    torch.manual_seed(4)
+    res = iwae_log_likelihood(model, x, k=3000, batch_size=5, chunk_size=100)  # 3 batches x 30 chunks
+    assert calls == [5, 5, 2]
+    with torch.no_grad():
+        exact = exact_log_px(model, x)
+    assert (res.per_example - exact.double()).abs().max() < 0.02
+    # log_weights is one draw from the same sampler: the same numbers from the same seed
+    torch.manual_seed(5)
+    lw = model.log_weights(x, 7)
+    torch.manual_seed(5)
+    assert torch.equal(lw, model.importance_sampler(x)(7))
+
+
 @pytest.mark.parametrize("relaxation", ["gs", "igr_i"])
 def test_discrete_kl_matches_enumeration(relaxation, data):
     model = tiny(relaxation)

@@ -1,4 +1,4 @@
-"""Every public HierarchicalVAE method gives, bit for bit, what main 4a54f73 gave (before the per-mode passes).
+"""Every public HierarchicalVAE method gives what main 4a54f73 gave (before the per-mode passes).
 
 The models (ladder, ladder with Monte Carlo KL, small VDVAE, a custom graph with every
 block type and a custom block), their weights, inputs and outputs are in
@@ -6,6 +6,10 @@ block type and a custom block), their weights, inputs and outputs are in
 commit. Each method runs after a fixed seed, so the comparison also checks that the passes
 draw their noise in the same order (top layer first, posterior draws where the old
 ``trace()`` drew them).
+
+The record was written on an Intel CPU; other CPUs' kernels (an AMD EPYC: up to 3.3e-7 of
+the largest value) round differently. So the comparison allows 1e-6 of each tensor's largest
+value: far below what a changed computation or noise order gives (differences of order 1).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ def test_outputs_are_bit_identical_to_the_recorded_ones(golden, name):
     got = record(model, golden[f"{name}/x"])
     assert sorted(got) == sorted(want)
     for key in want:
-        torch.testing.assert_close(got[key], want[key], rtol=0, atol=0, msg=lambda m, key=key: f"{name}: {key}: {m}")
+        atol = 1e-6 * float(want[key].abs().max()) if want[key].is_floating_point() else 0
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=atol, msg=lambda m, key=key: f"{name}: {key}: {m}")
 
 
 def test_the_golden_file_covers_every_mode():

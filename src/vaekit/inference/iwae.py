@@ -11,8 +11,11 @@ returns
 the stochastic lower bound of Burda et al. (2016). Its expectation increases with
 :math:`k` and converges to :math:`\log p(x)`; :math:`k = 1` is the ELBO.
 
-The estimator sees a model only through ``model.log_weights(x_batch, k_chunk)``, so it
-works for every :class:`~vaekit.models.LatentVariableModel`. It is batched over the data
+The estimator sees a model only through ``draw = model.importance_sampler(x_batch)``, called
+once per batch, and ``draw(k_chunk)``, called once per chunk (by default
+``model.log_weights(x_batch, k_chunk)``), so it works for every
+:class:`~vaekit.models.LatentVariableModel`, and a model whose proposal is costly to build
+builds it once per batch. It is batched over the data
 and chunked over the samples, so memory stays bounded for any ``k`` (5000 and beyond):
 the model is never asked for more than ``chunk_size`` samples of ``batch_size`` examples
 at once, and the log-sum-exp over chunks is accumulated in float64.
@@ -252,9 +255,10 @@ def _estimate(model: LatentVariableModel, x: Tensor, k: int, batch_size: int, ch
             xb = x[start:start + batch_size].to(device, non_blocking=True)
             b = int(xb.shape[0])
             lse, total = lse_all[start:start + b], total_all[start:start + b]
+            draw = model.importance_sampler(xb)
             for done in range(0, k, chunk_size):
                 kc = min(chunk_size, k - done)
-                lw = model.log_weights(xb, kc)
+                lw = draw(kc)
                 if not isinstance(lw, Tensor) or tuple(lw.shape) != (kc, b):
                     got = tuple(lw.shape) if isinstance(lw, Tensor) else type(lw).__name__
                     raise RuntimeError(f"{type(model).__name__}.log_weights(x, {kc}) for a batch of {b} "

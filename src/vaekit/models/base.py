@@ -10,6 +10,7 @@ there is a single latent (``{"z": z}``).
 
 from __future__ import annotations
 
+import functools
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -188,6 +189,17 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         -------
         Tensor of shape (k, batch)
         """
+
+    def importance_sampler(self, x: Tensor) -> Callable[[int], Tensor]:
+        """``draw(k)`` giving ``k`` fresh importance log-weights of ``x`` per call, shape (k, batch).
+
+        Estimators that chunk the samples of one batch (:func:`~vaekit.inference.iwae_log_likelihood`)
+        call this once per batch and ``draw`` once per chunk, so work that depends only on ``x`` is
+        done once: a model whose proposal is costly to build (the Monte Carlo implied categorical of
+        the relaxed-latent models) overrides this and builds it here. The default calls
+        :meth:`log_weights` for every chunk.
+        """
+        return functools.partial(self.log_weights, x)
 
     # ------------------------------------------------------------------ protocol: models with per-example latents
     def encode(self, x: Tensor) -> dict[str, Distribution]:

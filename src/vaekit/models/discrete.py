@@ -25,7 +25,8 @@ estimate of :math:`q_{cat}` is zero. Hence :func:`vaekit.inference.iwae_log_like
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -302,6 +303,15 @@ class RelaxedLatentModel(LatentVariableModel):
         onehot = torch.nn.functional.one_hot(idx, probs.shape[-1]).to(probs.dtype)
         return onehot, log_categorical(onehot, r.log())
 
+    def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
+        """Discrete importance log-weights with one-hot decoding, shape (k, batch) (see module docstring)."""
+        k = check_int("k", k)
+        return self.importance_sampler(x)(k)
+
+    @abstractmethod
+    def importance_sampler(self, x: Tensor) -> Callable[[int], Tensor]:
+        """Builds the proposal of ``x`` once (its implied categorical); :meth:`log_weights` draws from it."""
+
     def _check_shape(self, x: Tensor, name: str = "x") -> None:
         if not isinstance(x, Tensor) or tuple(x.shape[1:]) != tuple(self.data_shape) or x.dim() != len(self.data_shape) + 1:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -378,14 +388,17 @@ class DiscreteVAE(RelaxedLatentModel):
         self._tick()
         return ElboTerms(rec=rec, kl={"z": kl}, log_q={"z": log_q}, log_p={"z": log_p}, extras=extras)
 
-    def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
-        """Discrete importance log-weights with one-hot decoding, shape (k, batch) (see module docstring)."""
-        k = check_int("k", k)
+    def importance_sampler(self, x: Tensor) -> Callable[[int], Tensor]:
+        """The implied categorical of ``q(z|x)`` (``implied_samples`` relaxed draws) is estimated once;
+        each ``draw(k)`` then costs only ``k`` one-hot draws and decoder passes."""
         self._check_shape(x)
         probs = self.implied_probs(self.encode(x)["z"])
-        c, log_r = self._discrete_draw(probs, k)
-        log_p = log_categorical(c, self.prior_probs().log())
-        return self.decode(c.flatten(-2)).log_prob(x) + log_p - log_r
+        log_prior = self.prior_probs().log()
+
+        def draw(k: int) -> Tensor:
+            c, log_r = self._discrete_draw(probs, k)
+            return self.decode(c.flatten(-2)).log_prob(x) + log_categorical(c, log_prior) - log_r
+        return draw
 
     def discrete_kl(self, x: Tensor) -> Tensor:
         """Exact ``KL(q_cat(c|x) || p_cat(c))`` of the implied categoricals, shape (batch,)."""

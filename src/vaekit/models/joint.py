@@ -12,7 +12,7 @@ with importance sampling of ``z``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -107,15 +107,19 @@ class JointVAE(RelaxedLatentModel):
         return ElboTerms(rec=rec, kl={"z": kl_z, "c": kl_c}, log_q={"z": log_qz, "c": log_qc},
                          log_p={"z": pz.log_prob(z), "c": log_pc})
 
-    def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
-        """``log p(x|z,c) + log p(z) + log p_cat(c) - log q(z|x) - log r(c|x)``, shape (k, batch)."""
-        k = check_int("k", k)
+    def importance_sampler(self, x: Tensor) -> Callable[[int], Tensor]:
+        """``draw(k)``: ``log p(x|z,c) + log p(z) + log p_cat(c) - log q(z|x) - log r(c|x)``, shape (k, batch);
+        the encoder pass and the implied categorical of ``c`` are computed once."""
         self._check_shape(x)
         q = self.encode(x)
-        z, log_qz = rsample_and_log_prob(q["z"], (k,))
-        c, log_r = self._discrete_draw(self.implied_probs(q["c"]), k)
-        log_pc = log_categorical(c, self.prior_probs().log())
-        return self.decode({"z": z, "c": c.flatten(-2)}).log_prob(x) + self.prior().log_prob(z) - log_qz + log_pc - log_r
+        probs, log_prior_c, pz = self.implied_probs(q["c"]), self.prior_probs().log(), self.prior()
+
+        def draw(k: int) -> Tensor:
+            z, log_qz = rsample_and_log_prob(q["z"], (k,))
+            c, log_r = self._discrete_draw(probs, k)
+            log_pc = log_categorical(c, log_prior_c)
+            return self.decode({"z": z, "c": c.flatten(-2)}).log_prob(x) + pz.log_prob(z) - log_qz + log_pc - log_r
+        return draw
 
     def discrete_kl(self, x: Tensor) -> Tensor:
         """Exact categorical KL of the discrete latent, shape (batch,)."""

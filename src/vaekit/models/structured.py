@@ -14,14 +14,15 @@ the relaxed bound :math:`\log \frac1S \sum_s p(x_{low} | \tilde c_s)`,
 relaxed objective). Evaluation is the paper's metric, the importance-sampled conditional
 log-likelihood of the discrete model with 100 one-hot samples from the implied categorical,
 :math:`\log \frac1k\sum_i p(x_{low} | c_i)`: the proposal is the model's own
-:math:`p_{cat}(c | x_{up})`, so :meth:`StructuredPredictor.log_weights` returns
-:math:`\log p(x_{low}|c_i)` and the generic IWAE estimator gives the same number.
+:math:`p_{cat}(c | x_{up})`, so the log-weights (``log_weights``, drawn by
+:meth:`StructuredPredictor.importance_sampler`) are :math:`\log p(x_{low}|c_i)` and the
+generic IWAE estimator gives the same number.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -142,14 +143,17 @@ class StructuredPredictor(RelaxedLatentModel):
         self._tick()
         return ElboTerms(rec=rec, kl={"z": torch.zeros_like(rec)})
 
-    def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
-        """``log p(x_low | c_i)``, ``c_i`` one-hot from :math:`p_{cat}(c | x_{up})`; shape (k, batch)."""
-        k = check_int("k", k)
+    def importance_sampler(self, x: Tensor) -> Callable[[int], Tensor]:
+        """``draw(k)``: ``log p(x_low | c_i)``, ``c_i`` one-hot from :math:`p_{cat}(c | x_{up})`; shape (k, batch).
+        The implied categorical of the upper half is estimated once."""
         self._check_shape(x)
         upper, lower = self.split(x)
         probs = self.implied_probs(self.relaxed_posterior(self.encoder(upper)))
-        c, _ = self._discrete_draw(probs, k)
-        return self.decode(c.flatten(-2)).log_prob(lower)
+
+        def draw(k: int) -> Tensor:
+            c, _ = self._discrete_draw(probs, k)
+            return self.decode(c.flatten(-2)).log_prob(lower)
+        return draw
 
     @torch.no_grad()
     def conditional_log_likelihood(self, x: Tensor, k: int = 100) -> Tensor:

@@ -1,0 +1,61 @@
+"""benchmarks/igr_comparison.py: a grid that takes hours runs a few models at a time. Each finished model is
+written at once (results file and a reproductions row), a rerun trains only the models not yet in the file,
+and a results file of other settings is refused before anything is trained or written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def script(load_benchmark, monkeypatch):
+    module = load_benchmark("igr_comparison")
+    tiny = {"temperatures": [0.5], "epochs": 1, "lr": 1e-3, "n_train": 200, "n_test": 20, "k": 4}
+    monkeypatch.setattr(module, "FULL", {**tiny, "temperatures": [0.1, 0.5]})
+    trained = []
+
+    def load(dataset, n_train, n_test):
+        g = torch.Generator().manual_seed(0)
+        return torch.bernoulli(torch.full((n_train, 784), 0.3), generator=g), torch.bernoulli(torch.full((n_test, 784), 0.3), generator=g)
+
+    run_one = module.run_one
+    monkeypatch.setattr(module, "load", load)
+    monkeypatch.setattr(module, "run_one", lambda method, tau, *a, **kw: trained.append((method, tau)) or run_one(method, tau, *a, **kw))
+    module.trained = trained
+    return module
+
+
+def test_each_model_is_written_once_and_a_rerun_trains_only_the_missing(script, tmp_path):
+    out, rep = tmp_path / "igr", tmp_path / "rep"
+    common = ["--datasets", "binarized_mnist", "--out", str(out), "--reproductions", str(rep)]
+    script.main([*common, "--methods", "gs", "--temperatures", "0.5"])
+    assert script.trained == [("gs", 0.5)]
+    rows = json.loads((rep / "reproductions.json").read_text())
+    assert [(r["experiment"], r["quantity"], r["n_points"], r["epochs"]) for r in rows] == [
+        ("igr2020/binarized_mnist/gs/tau=0.5", "test_ll", 20, 1)]
+    assert rows[0]["vaekit"] == pytest.approx(json.loads((tmp_path / "igr.json").read_text())["rows"][0]["test_ll"], abs=1e-4)
+    assert "igr2020/binarized_mnist/gs/tau=0.5" in (rep / "reproductions.md").read_text()
+    script.main([*common, "--methods", "gs", "igr_i", "--temperatures", "0.5", "0.1"])
+    assert script.trained == [("gs", 0.5), ("gs", 0.1), ("igr_i", 0.5), ("igr_i", 0.1)]  # gs at 0.5 not again
+    data = json.loads((tmp_path / "igr.json").read_text())
+    assert [(r["method"], r["temperature"]) for r in data["rows"]] == [("gs", 0.1), ("gs", 0.5), ("igr_i", 0.1), ("igr_i", 0.5)]
+    assert data["settings"]["temperatures"] == [0.1, 0.5]
+    assert len(json.loads((rep / "reproductions.json").read_text())) == 4
+    md = (tmp_path / "igr.md").read_text()
+    assert "| binarized_mnist | igr_i | 0.1 |" in md and "beats GS at its best?" in md
+
+
+def test_other_settings_and_bad_temperatures_are_refused_before_training(script, tmp_path):
+    out = tmp_path / "igr"
+    script.main(["--datasets", "binarized_mnist", "--methods", "gs", "--temperatures", "0.5", "--out", str(out),
+                 "--reproductions", "none"])
+    before = (tmp_path / "igr.json").read_text()
+    with pytest.raises(SystemExit, match="other settings"):
+        script.main(["--short", "--datasets", "binarized_mnist", "--methods", "gs", "--out", str(out)])
+    with pytest.raises(SystemExit, match=r"--temperatures must be finite and > 0, got \[0.0\]"):
+        script.main(["--datasets", "binarized_mnist", "--temperatures", "0", "--out", str(out)])
+    assert script.trained == [("gs", 0.5)] and (tmp_path / "igr.json").read_text() == before
+    assert not (tmp_path / "reproductions.json").exists()
