@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     reproductions = None if args.reproductions == "none" or args.short else Path(args.reproductions) / "reproductions.json"
     command = f"python benchmarks/igr_comparison.py {' '.join(argv if argv is not None else sys.argv[1:])}"
     meta = {"device": machine(), "commit": git_commit(length=12, missing="unknown"), "command": command}
-    done = {(r["dataset"], r["method"], r["temperature"]) for r in rows}
+    done = {key(r) for r in rows}
     total = time.perf_counter()
     for dataset in args.datasets:
         todo = [(m, t) for m in args.methods for t in cfg["temperatures"] if (dataset, m, t) not in done]
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         for method, tau in todo:
             r = {"dataset": dataset, **run_one(method, tau, train, test, cfg, device, args.seed), "n_test": len(test),
                  "machine": meta["device"], "commit": meta["commit"], "command": command}
-            rows.append(r)
+            rows = [*file_rows(json_path, mode, settings, args.seed, keep=not args.fresh, skip={key(r)}, rows=rows), r]
             print(f"{dataset:16s} {method:10s} tau={tau:<5} test LL {r['test_ll']:8.2f}  discrete ELBO "
                   f"{r['discrete_elbo']:8.2f}  relaxed ELBO {r['relaxed_elbo']:8.2f}  ({r['train_seconds']:.0f} s + "
                   f"{r['eval_seconds']:.0f} s)", flush=True)
@@ -225,6 +225,23 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(rows)} models in {json_path} ({(time.perf_counter() - total) / 60:.1f} min this run)")
     if rows:
         print(md_path.read_text() if md_path.is_file() else "")
+
+
+def key(r: dict[str, Any]) -> tuple[str, str, float]:
+    return r["dataset"], r["method"], r["temperature"]
+
+
+def file_rows(json_path: Path, mode: str, settings: dict[str, Any], seed: int, keep: bool, skip: set, rows: list) -> list:
+    """``rows`` plus the models another process wrote to ``json_path`` meanwhile (same settings; not those in ``skip``):
+    two runs sharing one results file each keep the other's models."""
+    if not json_path.is_file():
+        return rows
+    old = json.loads(json_path.read_text())
+    if not keep or old.get("mode") != mode or old.get("seed", 0) != seed or \
+            {k: v for k, v in old.get("settings", {}).items() if k != "temperatures"} != settings:
+        return rows
+    have = {key(r) for r in rows} | skip
+    return rows + [r for r in old["rows"] if key(r) not in have]
 
 
 def write(json_path: Path, md_path: Path, rows: list[dict[str, Any]], cfg: dict[str, Any], mode: str,

@@ -59,3 +59,22 @@ def test_other_settings_and_bad_temperatures_are_refused_before_training(script,
         script.main(["--datasets", "binarized_mnist", "--temperatures", "0", "--out", str(out)])
     assert script.trained == [("gs", 0.5)] and (tmp_path / "igr.json").read_text() == before
     assert not (tmp_path / "reproductions.json").exists()
+
+
+def test_two_runs_sharing_a_results_file_keep_each_others_models(script, tmp_path, monkeypatch):
+    out = tmp_path / "igr"
+    common = ["--datasets", "binarized_mnist", "--out", str(out), "--reproductions", "none"]
+    script.main([*common, "--methods", "gs", "--temperatures", "0.5"])
+    other = json.loads((tmp_path / "igr.json").read_text())
+    run_one = script.run_one
+
+    def meanwhile(method, tau, *a, **kw):  # another process finishes igr_sb at 0.1 while this one trains
+        data = json.loads((tmp_path / "igr.json").read_text())
+        data["rows"].append({**other["rows"][0], "method": "igr_sb", "temperature": 0.1})
+        (tmp_path / "igr.json").write_text(json.dumps(data))
+        return run_one(method, tau, *a, **kw)
+
+    monkeypatch.setattr(script, "run_one", meanwhile)
+    script.main([*common, "--methods", "igr_i", "--temperatures", "0.1"])
+    rows = json.loads((tmp_path / "igr.json").read_text())["rows"]
+    assert [(r["method"], r["temperature"]) for r in rows] == [("gs", 0.5), ("igr_i", 0.1), ("igr_sb", 0.1)]
