@@ -15,9 +15,11 @@ Gumbel-Softmax at its best temperature.
 Writes benchmarks/results/igr_comparison_<cpu|gpu>.md and .json naming the machine, or with ``--short``
 igr_comparison_<cpu|gpu>_short.md and .json (a short run never overwrites the full results); ``--out STEM``
 writes STEM.md and STEM.json instead. Both files are rewritten after every (dataset, method,
-temperature) model, and a rerun with the same settings keeps the models already in STEM.json
-and trains only the others: a grid that takes hours can be run a few models at a time
-(``--methods``, ``--temperatures``) and survives a killed job.
+temperature) model, keeping the models of other runs with the same settings already there
+(several runs may share the file: each write is locked and atomic), so a grid that takes hours
+can be run a few models at a time (``--methods``, ``--temperatures``, one process per core);
+``--resume`` skips the selected models the file already holds (after a killed job). A file of
+other settings is refused (``--fresh`` replaces it).
 
 A full run also writes each finished model as a row ``igr2020/<dataset>/<method>/tau=<t>``,
 quantity ``test_ll``, of ``--reproductions DIR/reproductions.json`` (default benchmarks/results;
@@ -30,18 +32,20 @@ reproductions issue asks; ``--reproductions none`` skips that.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
-
-from datetime import datetime, timezone
 
 from provenance import git_commit  # sibling modules (benchmarks/ is on sys.path when a script in it runs)
 from reproduce_cremer2018 import merge_rows, render
@@ -139,14 +143,14 @@ BINARIZATION = {"binarized_mnist": "static: vaekit's seeded BinarizedMNIST set (
                 "fashion_mnist": "Fashion-MNIST, training images binarized once (seed 0), test images by the loader"}
 
 
-def reproduction_row(dataset: str, r: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-    """One ``reproductions.json`` row (quantity ``test_ll``) of a finished model."""
-    return {"experiment": f"igr2020/{dataset}/{r['method']}/tau={r['temperature']:g}", "quantity": "test_ll",
+def reproduction_row(r: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``reproductions.json`` row (quantity ``test_ll``) of a finished model, with its own provenance."""
+    return {"experiment": f"igr2020/{r['dataset']}/{r['method']}/tau={r['temperature']:g}", "quantity": "test_ll",
             "paper": None, "vaekit": round(r["test_ll"], 4), "stderr": round(r["test_ll_stderr"], 4),
             "n_points": r["n_test"], "epochs": cfg["epochs"], "paper_epochs": FULL["epochs"],
-            "device": meta["device"], "wall_s": round(r["train_seconds"] + r["eval_seconds"]),
-            "command": meta["command"], "commit": meta["commit"], "date": meta["date"],
-            "binarization": BINARIZATION[dataset],
+            "device": r["machine"], "wall_s": round(r["train_seconds"] + r["eval_seconds"]),
+            "command": r["command"], "commit": r["commit"], "date": r["date"],
+            "binarization": BINARIZATION[r["dataset"]],
             "estimator": f"importance sampling, k={cfg['k']}, one-hot decoding, proposal = the implied categorical "
                          "posterior mixed with 0.1% uniform; exact discrete prior",
             "run": "—", "note": f"lr {cfg['lr']:g}, batch 100; the discrete model's log-likelihood"}
@@ -156,7 +160,40 @@ def check_temperatures(values: list[float]) -> list[float]:
     bad = [v for v in values if not (v > 0 and v == v and v != float("inf"))]
     if bad:
         raise SystemExit(f"--temperatures must be finite and > 0, got {bad}")
-    return values
+    return list(dict.fromkeys(values))
+
+
+def key(r: dict[str, Any]) -> tuple[str, str, float]:
+    return r["dataset"], r["method"], r["temperature"]
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock (``fcntl.flock`` of ``path`` + ``.lock``) while a file is read, merged and written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / (path.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` at once (a temporary file renamed over it): a reader never sees half a file."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def stored(json_path: Path) -> dict[str, Any] | None:
+    return json.loads(json_path.read_text()) if json_path.is_file() else None
+
+
+def same_run(data: dict[str, Any], mode: str, settings: dict[str, Any], seed: int) -> bool:
+    """Whether a results file holds models of these settings (the temperatures aside)."""
+    return data.get("mode") == mode and data.get("seed", 0) == seed and \
+        {k: v for k, v in data.get("settings", {}).items() if k != "temperatures"} == settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,77 +208,63 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="results file stem (default benchmarks/results/"
                         "igr_comparison_<device>, with --short igr_comparison_<device>_short)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the selected models already in the results file (default: train them again)")
     parser.add_argument("--fresh", action="store_true",
-                        help="train every model again (default: keep the models already in the results file)")
+                        help="replace a results file that holds other settings (default: refuse it)")
     parser.add_argument("--reproductions", default=str(Path(__file__).parent / "results"),
                         help="folder of reproductions.json, where a full run adds each model's row ('none': not written)")
     args = parser.parse_args(argv)
     cfg = dict(SHORT if args.short else FULL)
     if args.temperatures is not None:
         cfg["temperatures"] = check_temperatures(args.temperatures)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    os.environ.setdefault("VAEKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    kind = "gpu" if device.type == "cuda" else "cpu"
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+    kind = "gpu" if torch.cuda.is_available() else "cpu"
     mode = "short" if args.short else "full"
     stem = Path(args.out) if args.out else Path(__file__).parent / "results" / results_name(kind, args.short)
     json_path, md_path = stem.parent / (stem.name + ".json"), stem.parent / (stem.name + ".md")  # a stem may hold a dot
-    settings = {key: v for key, v in cfg.items() if key != "temperatures"}
-    rows: list[dict[str, Any]] = []
-    if json_path.is_file() and not args.fresh:  # models of an earlier run with the same settings are kept, not trained again
-        old = json.loads(json_path.read_text())
-        old_settings = {key: v for key, v in old.get("settings", {}).items() if key != "temperatures"}
-        if old.get("mode") != mode or old_settings != settings or old.get("seed", 0) != args.seed:
-            raise SystemExit(f"{json_path} holds a run with other settings ({old.get('mode')}, {old_settings}, seed "
-                             f"{old.get('seed', 0)}); pass --out to write elsewhere, or --fresh to replace it")
-        rows = old["rows"]
+    settings = {k: v for k, v in cfg.items() if k != "temperatures"}
+    old = stored(json_path)
+    if old is not None and not args.fresh and not same_run(old, mode, settings, args.seed):
+        raise SystemExit(f"{json_path} holds a run with other settings ({old.get('mode')}, "
+                         f"{ {k: v for k, v in old.get('settings', {}).items() if k != 'temperatures'} }, seed "
+                         f"{old.get('seed', 0)}); pass --out to write elsewhere, or --fresh to replace it")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if kind == "gpu" else "cpu")
+    os.environ.setdefault("VAEKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     reproductions = None if args.reproductions == "none" or args.short else Path(args.reproductions) / "reproductions.json"
     command = f"python benchmarks/igr_comparison.py {' '.join(argv if argv is not None else sys.argv[1:])}"
-    meta = {"device": machine(), "commit": git_commit(length=12, missing="unknown"), "command": command}
-    done = {key(r) for r in rows}
+    provenance = {"machine": machine(), "commit": git_commit(length=12, missing="unknown"), "command": command}
+    done = {key(r) for r in old["rows"]} if args.resume and old is not None and same_run(old, mode, settings, args.seed) else set()
     total = time.perf_counter()
-    for dataset in args.datasets:
-        todo = [(m, t) for m in args.methods for t in cfg["temperatures"] if (dataset, m, t) not in done]
+    for dataset in dict.fromkeys(args.datasets):
+        todo = [(m, t) for m in dict.fromkeys(args.methods) for t in cfg["temperatures"] if (dataset, m, t) not in done]
         if not todo:
             continue
         train, test = load(dataset, cfg["n_train"], cfg["n_test"])
         for method, tau in todo:
             r = {"dataset": dataset, **run_one(method, tau, train, test, cfg, device, args.seed), "n_test": len(test),
-                 "machine": meta["device"], "commit": meta["commit"], "command": command}
-            rows = [*file_rows(json_path, mode, settings, args.seed, keep=not args.fresh, skip={key(r)}, rows=rows), r]
+                 **provenance, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             print(f"{dataset:16s} {method:10s} tau={tau:<5} test LL {r['test_ll']:8.2f}  discrete ELBO "
                   f"{r['discrete_elbo']:8.2f}  relaxed ELBO {r['relaxed_elbo']:8.2f}  ({r['train_seconds']:.0f} s + "
                   f"{r['eval_seconds']:.0f} s)", flush=True)
-            write(json_path, md_path, rows, cfg, mode, args.seed)
+            with locked(json_path):  # merged with what other runs wrote meanwhile
+                now = stored(json_path)  # a file of other settings is replaced (--fresh; refused above otherwise)
+                kept = [x for x in now["rows"] if key(x) != key(r)] if now and same_run(now, mode, settings, args.seed) else []
+                rows = [*kept, r]
+                write(json_path, md_path, rows, cfg, mode, args.seed)
             if reproductions is not None:
-                meta["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                merged = merge_rows(reproductions, [reproduction_row(dataset, r, cfg, meta)])
-                reproductions.parent.mkdir(parents=True, exist_ok=True)
-                reproductions.write_text(json.dumps(merged, indent=1) + "\n")
-                reproductions.with_suffix(".md").write_text(render(merged, "Paper-scale reproductions"))
-    print(f"{len(rows)} models in {json_path} ({(time.perf_counter() - total) / 60:.1f} min this run)")
-    if rows:
-        print(md_path.read_text() if md_path.is_file() else "")
-
-
-def key(r: dict[str, Any]) -> tuple[str, str, float]:
-    return r["dataset"], r["method"], r["temperature"]
-
-
-def file_rows(json_path: Path, mode: str, settings: dict[str, Any], seed: int, keep: bool, skip: set, rows: list) -> list:
-    """``rows`` plus the models another process wrote to ``json_path`` meanwhile (same settings; not those in ``skip``):
-    two runs sharing one results file each keep the other's models."""
-    if not json_path.is_file():
-        return rows
-    old = json.loads(json_path.read_text())
-    if not keep or old.get("mode") != mode or old.get("seed", 0) != seed or \
-            {k: v for k, v in old.get("settings", {}).items() if k != "temperatures"} != settings:
-        return rows
-    have = {key(r) for r in rows} | skip
-    return rows + [r for r in old["rows"] if key(r) not in have]
+                with locked(reproductions):
+                    new = [reproduction_row(x, cfg) for x in rows if {"n_test", "eval_seconds", "date"} <= x.keys()]
+                    merged = merge_rows(reproductions, new)
+                    replace_text(reproductions, json.dumps(merged, indent=1) + "\n")
+                    replace_text(reproductions.with_suffix(".md"), render(merged, "Paper-scale reproductions"))
+    final = stored(json_path)
+    print(f"{len(final['rows']) if final else 0} models in {json_path} ({(time.perf_counter() - total) / 60:.1f} min this run)")
+    if md_path.is_file():
+        print(md_path.read_text())
 
 
 def write(json_path: Path, md_path: Path, rows: list[dict[str, Any]], cfg: dict[str, Any], mode: str,
@@ -260,9 +283,9 @@ def write(json_path: Path, md_path: Path, rows: list[dict[str, Any]], cfg: dict[
               "posterior (mixed with 0.1% uniform), exact discrete prior. Discrete ELBO: mean of the same log-weights. "
               "Relaxed ELBO: the training objective (single sample) on the test images.\n\n")
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(header + table(rows) + "\n\n## Best temperature per method\n\n" + best_per_method(rows) + "\n")
-    json_path.write_text(json.dumps({"machine": "; ".join(machines), "mode": mode, "seed": seed,
-                                     "settings": {**cfg, "temperatures": temperatures}, "rows": rows}, indent=2))
+    replace_text(md_path, header + table(rows) + "\n\n## Best temperature per method\n\n" + best_per_method(rows) + "\n")
+    replace_text(json_path, json.dumps({"machine": "; ".join(machines), "mode": mode, "seed": seed,
+                                        "settings": {**cfg, "temperatures": temperatures}, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

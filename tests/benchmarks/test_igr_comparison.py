@@ -1,6 +1,7 @@
-"""benchmarks/igr_comparison.py: a grid that takes hours runs a few models at a time. Each finished model is
-written at once (results file and a reproductions row), a rerun trains only the models not yet in the file,
-and a results file of other settings is refused before anything is trained or written."""
+"""benchmarks/igr_comparison.py: a grid that takes hours runs a few models at a time, in several processes. Each
+finished model is written at once (results file and a reproductions row), runs sharing a results file keep each
+other's models, ``--resume`` trains only the selected models not yet in the file, and a results file of other
+settings or a bad temperature is refused before anything is trained or written."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def script(load_benchmark, monkeypatch):
     module = load_benchmark("igr_comparison")
     tiny = {"temperatures": [0.5], "epochs": 1, "lr": 1e-3, "n_train": 200, "n_test": 20, "k": 4}
     monkeypatch.setattr(module, "FULL", {**tiny, "temperatures": [0.1, 0.5]})
+    monkeypatch.setattr(module, "SHORT", {**tiny, "n_test": 10})
     trained = []
 
     def load(dataset, n_train, n_test):
@@ -28,7 +30,11 @@ def script(load_benchmark, monkeypatch):
     return module
 
 
-def test_each_model_is_written_once_and_a_rerun_trains_only_the_missing(script, tmp_path):
+def models(path):
+    return [(r["method"], r["temperature"]) for r in json.loads(path.read_text())["rows"]]
+
+
+def test_each_model_is_written_at_once_and_resume_trains_only_the_missing(script, tmp_path):
     out, rep = tmp_path / "igr", tmp_path / "rep"
     common = ["--datasets", "binarized_mnist", "--out", str(out), "--reproductions", str(rep)]
     script.main([*common, "--methods", "gs", "--temperatures", "0.5"])
@@ -38,27 +44,44 @@ def test_each_model_is_written_once_and_a_rerun_trains_only_the_missing(script, 
         ("igr2020/binarized_mnist/gs/tau=0.5", "test_ll", 20, 1)]
     assert rows[0]["vaekit"] == pytest.approx(json.loads((tmp_path / "igr.json").read_text())["rows"][0]["test_ll"], abs=1e-4)
     assert "igr2020/binarized_mnist/gs/tau=0.5" in (rep / "reproductions.md").read_text()
-    script.main([*common, "--methods", "gs", "igr_i", "--temperatures", "0.5", "0.1"])
-    assert script.trained == [("gs", 0.5), ("gs", 0.1), ("igr_i", 0.5), ("igr_i", 0.1)]  # gs at 0.5 not again
-    data = json.loads((tmp_path / "igr.json").read_text())
-    assert [(r["method"], r["temperature"]) for r in data["rows"]] == [("gs", 0.1), ("gs", 0.5), ("igr_i", 0.1), ("igr_i", 0.5)]
-    assert data["settings"]["temperatures"] == [0.1, 0.5]
+    script.main([*common, "--resume", "--methods", "gs", "igr_i", "gs", "--temperatures", "0.5", "0.1", "0.5"])
+    assert script.trained == [("gs", 0.5), ("gs", 0.1), ("igr_i", 0.5), ("igr_i", 0.1)]  # gs at 0.5 not again; no twice
+    assert models(tmp_path / "igr.json") == [("gs", 0.1), ("gs", 0.5), ("igr_i", 0.1), ("igr_i", 0.5)]
+    assert json.loads((tmp_path / "igr.json").read_text())["settings"]["temperatures"] == [0.1, 0.5]
     assert len(json.loads((rep / "reproductions.json").read_text())) == 4
     md = (tmp_path / "igr.md").read_text()
     assert "| binarized_mnist | igr_i | 0.1 |" in md and "beats GS at its best?" in md
+    # without --resume the selected models are trained again, the others kept
+    script.main([*common, "--methods", "gs", "--temperatures", "0.1"])
+    assert script.trained[-1] == ("gs", 0.1) and len(models(tmp_path / "igr.json")) == 4
 
 
-def test_other_settings_and_bad_temperatures_are_refused_before_training(script, tmp_path):
-    out = tmp_path / "igr"
+def test_a_model_written_without_its_reproductions_row_gets_it_from_the_next_run(script, tmp_path):
+    out, rep = tmp_path / "igr", tmp_path / "rep"
+    common = ["--datasets", "binarized_mnist", "--out", str(out)]
+    script.main([*common, "--methods", "gs", "--temperatures", "0.5", "--reproductions", "none"])
+    script.main([*common, "--methods", "igr_i", "--temperatures", "0.5", "--reproductions", str(rep)])
+    assert sorted(r["experiment"] for r in json.loads((rep / "reproductions.json").read_text())) == [
+        "igr2020/binarized_mnist/gs/tau=0.5", "igr2020/binarized_mnist/igr_i/tau=0.5"]
+
+
+def test_other_settings_and_bad_input_are_refused_before_training(script, tmp_path):
+    out, rep = tmp_path / "igr", tmp_path / "rep"
     script.main(["--datasets", "binarized_mnist", "--methods", "gs", "--temperatures", "0.5", "--out", str(out),
                  "--reproductions", "none"])
     before = (tmp_path / "igr.json").read_text()
     with pytest.raises(SystemExit, match="other settings"):
         script.main(["--short", "--datasets", "binarized_mnist", "--methods", "gs", "--out", str(out)])
     with pytest.raises(SystemExit, match=r"--temperatures must be finite and > 0, got \[0.0\]"):
-        script.main(["--datasets", "binarized_mnist", "--temperatures", "0", "--out", str(out)])
+        script.main(["--datasets", "binarized_mnist", "--temperatures", "0", "--out", str(out), "--reproductions", str(rep)])
+    with pytest.raises(SystemExit, match="--threads must be >= 1, got 0"):
+        script.main(["--datasets", "binarized_mnist", "--threads", "0", "--out", str(out), "--reproductions", str(rep)])
     assert script.trained == [("gs", 0.5)] and (tmp_path / "igr.json").read_text() == before
-    assert not (tmp_path / "reproductions.json").exists()
+    assert not rep.exists()
+    # --fresh replaces the file of other settings
+    script.main(["--short", "--fresh", "--datasets", "binarized_mnist", "--methods", "igr_i", "--out", str(out)])
+    data = json.loads((tmp_path / "igr.json").read_text())
+    assert data["mode"] == "short" and models(tmp_path / "igr.json") == [("igr_i", 0.5)]
 
 
 def test_two_runs_sharing_a_results_file_keep_each_others_models(script, tmp_path, monkeypatch):
@@ -76,5 +99,5 @@ def test_two_runs_sharing_a_results_file_keep_each_others_models(script, tmp_pat
 
     monkeypatch.setattr(script, "run_one", meanwhile)
     script.main([*common, "--methods", "igr_i", "--temperatures", "0.1"])
-    rows = json.loads((tmp_path / "igr.json").read_text())["rows"]
-    assert [(r["method"], r["temperature"]) for r in rows] == [("gs", 0.5), ("igr_i", 0.1), ("igr_sb", 0.1)]
+    assert models(tmp_path / "igr.json") == [("gs", 0.5), ("igr_i", 0.1), ("igr_sb", 0.1)]
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic writes leave no temporary file behind

@@ -93,9 +93,7 @@ def test_chunked_iwae_builds_the_implied_categorical_once_per_batch(relaxation, 
     model = tiny(relaxation)
     model.eval()
     x = data[:12]
-    calls = []
-    implied = model.implied_probs
-    monkeypatch.setattr(model, "implied_probs", lambda q: calls.append(q.batch_shape[0]) or implied(q))
+    calls = _counting_implied(model, monkeypatch)
     torch.manual_seed(4)
     res = iwae_log_likelihood(model, x, k=3000, batch_size=5, chunk_size=100)  # 3 batches x 30 chunks
     assert calls == [5, 5, 2]
@@ -107,6 +105,50 @@ def test_chunked_iwae_builds_the_implied_categorical_once_per_batch(relaxation, 
     lw = model.log_weights(x, 7)
     torch.manual_seed(5)
     assert torch.equal(lw, model.importance_sampler(x)(7))
+
+
+def _counting_implied(model, monkeypatch) -> list:
+    calls = []
+    implied = model.implied_probs
+    monkeypatch.setattr(model, "implied_probs", lambda q: calls.append(q.batch_shape[0]) or implied(q))
+    return calls
+
+
+@pytest.mark.parametrize("which", ["joint", "structured"])
+def test_the_other_relaxed_models_build_their_proposal_once_per_batch(which, monkeypatch):
+    from vaekit.models.joint import joint_vae
+    from vaekit.models.structured import structured_predictor
+
+    torch.manual_seed(0)
+    if which == "joint":
+        model = joint_vae([D], continuous_features=2, n_variables=N, n_categories=K, hidden=[16], relaxation="igr_i")
+    else:
+        model = structured_predictor([16], n_variables=N, n_categories=K, hidden=[8], relaxation="igr_i")
+    x = torch.bernoulli(torch.full((7, model.data_shape[0]), 0.4), generator=torch.Generator().manual_seed(0))
+    calls = _counting_implied(model, monkeypatch)
+    res = iwae_log_likelihood(model, x, k=40, batch_size=4, chunk_size=10)
+    assert calls == [4, 3] and res.per_example.shape == (7,) and torch.isfinite(res.per_example).all()
+
+
+def test_a_subclass_log_weights_is_what_iwae_uses(data):
+    """A subclass that overrides log_weights (and not importance_sampler) is estimated through its own log_weights;
+    one that has neither gets an error naming what to implement, not a recursion."""
+    from vaekit.models import LatentVariableModel
+
+    class Flat(DiscreteVAE):
+        def log_weights(self, x, k=1):
+            return torch.full((k, x.shape[0]), -3.0)
+
+    model = tiny("igr_i")
+    model.__class__ = Flat
+    assert iwae_log_likelihood(model, data[:5], k=50, chunk_size=7).mean == pytest.approx(-3.0)
+
+    class Bare(DiscreteVAE):
+        importance_sampler = LatentVariableModel.importance_sampler
+
+    model.__class__ = Bare
+    with pytest.raises(NotImplementedError, match="Bare must implement importance_sampler"):
+        model.log_weights(data[:5], 3)
 
 
 @pytest.mark.parametrize("relaxation", ["gs", "igr_i"])

@@ -197,9 +197,18 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         call this once per batch and ``draw`` once per chunk, so work that depends only on ``x`` is
         done once: a model whose proposal is costly to build (the Monte Carlo implied categorical of
         the relaxed-latent models) overrides this and builds it here. The default calls
-        :meth:`log_weights` for every chunk.
+        :meth:`log_weights` for every chunk; so does the sampler of any subclass that overrides
+        :meth:`log_weights` without overriding this (its ``log_weights`` is what estimators use).
         """
         return functools.partial(self.log_weights, x)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        if "log_weights" in own and "importance_sampler" not in own \
+                and not getattr(own["log_weights"], "draws_from_importance_sampler", False):
+            # a new log_weights is what estimators must use, not an inherited sampler's draws
+            cls.importance_sampler = LatentVariableModel.importance_sampler  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ protocol: models with per-example latents
     def encode(self, x: Tensor) -> dict[str, Distribution]:

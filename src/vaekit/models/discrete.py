@@ -25,7 +25,6 @@ estimate of :math:`q_{cat}` is zero. Hence :func:`vaekit.inference.iwae_log_like
 from __future__ import annotations
 
 import math
-from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -98,7 +97,10 @@ class RelaxedLatentModel(LatentVariableModel):
     """Shared machinery of models with one relaxed categorical latent (discrete, joint, structured).
 
     Subclasses set ``self.relaxed_family`` (a :class:`RelaxedCategorical`), ``self.relaxed_latent``
-    (its name) and call :meth:`_init_relaxed`. Gives them the temperature schedule (a step
+    (its name) and call :meth:`_init_relaxed`; for importance sampling they implement
+    :meth:`~vaekit.models.LatentVariableModel.importance_sampler` (estimate the implied categorical
+    of ``x`` once, return ``draw(k)``), from which :meth:`log_weights` draws, or override
+    :meth:`log_weights` itself. Gives them the temperature schedule (a step
     counter buffer saved in checkpoints, so a resumed or reloaded model has the same
     temperature), the relaxed sample with its KL, the implied categorical of a posterior
     and the discrete prior.
@@ -304,13 +306,15 @@ class RelaxedLatentModel(LatentVariableModel):
         return onehot, log_categorical(onehot, r.log())
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
-        """Discrete importance log-weights with one-hot decoding, shape (k, batch) (see module docstring)."""
+        """Discrete importance log-weights with one-hot decoding, shape (k, batch) (see module docstring):
+        ``k`` draws of :meth:`importance_sampler`, which a subclass implements (or it overrides this)."""
         k = check_int("k", k)
+        if type(self).importance_sampler is LatentVariableModel.importance_sampler:
+            raise NotImplementedError(f"{type(self).__name__} must implement importance_sampler(x) (which builds the "
+                                      "proposal of x once and returns draw(k)) or log_weights(x, k)")
         return self.importance_sampler(x)(k)
 
-    @abstractmethod
-    def importance_sampler(self, x: Tensor) -> Callable[[int], Tensor]:
-        """Builds the proposal of ``x`` once (its implied categorical); :meth:`log_weights` draws from it."""
+    log_weights.draws_from_importance_sampler = True  # type: ignore[attr-defined]
 
     def _check_shape(self, x: Tensor, name: str = "x") -> None:
         if not isinstance(x, Tensor) or tuple(x.shape[1:]) != tuple(self.data_shape) or x.dim() != len(self.data_shape) + 1:
