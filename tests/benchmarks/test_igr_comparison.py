@@ -14,7 +14,8 @@ import torch
 @pytest.fixture
 def script(load_benchmark, monkeypatch):
     module = load_benchmark("igr_comparison")
-    tiny = {"temperatures": [0.5], "epochs": 1, "lr": 1e-3, "n_train": 200, "n_test": 20, "k": 4}
+    tiny = {"temperatures": [0.5], "epochs": 1, "lr": 1e-3, "batch_size": 50, "n_variables": 3, "n_train": 200,
+            "n_test": 20, "k": 4}
     monkeypatch.setattr(module, "FULL", {**tiny, "temperatures": [0.1, 0.5]})
     monkeypatch.setattr(module, "SHORT", {**tiny, "n_test": 10})
     trained = []
@@ -101,3 +102,12 @@ def test_two_runs_sharing_a_results_file_keep_each_others_models(script, tmp_pat
     script.main([*common, "--methods", "igr_i", "--temperatures", "0.1"])
     assert models(tmp_path / "igr.json") == [("gs", 0.5), ("igr_i", 0.1), ("igr_sb", 0.1)]
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic writes leave no temporary file behind
+
+
+def test_the_committed_short_results_are_of_the_short_settings(load_benchmark):
+    """Files written before batch size and variable count were settings read as the values fixed then."""
+    module = load_benchmark("igr_comparison")
+    data = json.loads((module.Path(module.__file__).parent / "results" / "igr_comparison_cpu_short.json").read_text())
+    settings = {k: v for k, v in module.SHORT.items() if k != "temperatures"}
+    assert module.same_run(data, "short", settings, 0)
+    assert not module.same_run(data, "short", {**settings, "n_variables": 30}, 0)
