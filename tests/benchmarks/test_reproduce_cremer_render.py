@@ -332,3 +332,15 @@ def test_the_tanh_model_differs_from_the_ffg_model_only_in_its_activation(script
     assert tanh == ffg
     assert script.PAPER["ffg_tanh"] == script.PAPER["ffg"]
     assert script.DEFAULT_MODELS == ("ffg", "af")  # the tanh model runs only when asked for
+
+
+def test_igr_rows_are_read_against_gumbel_softmax_at_its_best(script):
+    def igr(method, tau, v):
+        return {**row("test_ll", v, None, 10000), "experiment": f"igr2020/binarized_mnist/{method}/tau={tau}"}
+
+    rows = [igr("gs", 0.5, -129.5), igr("gs", 0.1, -131.0), igr("igr_i", 0.1, -109.9), igr("igr_sb", 0.1, -130.0)]
+    text = "\n".join(script.reading_notes(rows))
+    assert "## Reading the table" in text and "Binarization" not in text  # no Cremer rows, no Cremer notes
+    assert "gs -129.50 at tau=0.5 (of 0.1, 0.5)" in text and "igr_i -109.90 at tau=0.1 (of 0.1)" in text
+    assert "Against GS's best: igr_i above it, igr_sb not." in text
+    assert script.reading_notes([igr("gs", 0.5, -129.5)]).count("") == 2  # heading only around the one line
