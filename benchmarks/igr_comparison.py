@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     old = stored(json_path)
     if old is not None and not args.fresh and not same_run(old, mode, settings, args.seed):
         raise SystemExit(f"{json_path} holds a run with other settings ({old.get('mode')}, "
-                         f"{ {k: v for k, v in old.get('settings', {}).items() if k != 'temperatures'} }, seed "
+                         f"{ {k: v for k, v in {**LEGACY, **old.get('settings', {})}.items() if k != 'temperatures'} }, seed "
                          f"{old.get('seed', 0)}); pass --out to write elsewhere, or --fresh to replace it")
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -474,11 +474,15 @@ def igr_notes(rows: list[dict[str, Any]]) -> list[str]:
     """Per dataset of ``igr2020/<dataset>/<method>/tau=<t>`` rows: the IGR paper's claim (every IGR variant beats
     Gumbel-Softmax at GS's best temperature) checked on the temperatures run so far."""
     best: dict[str, dict[str, tuple[float, str, list[str]]]] = {}
+    se: dict[tuple[str, str, str], float] = {}
+    settings: dict[str, set[str]] = {}
     for r in rows:
         segs = r["experiment"].split("/")
         if segs[0] != "igr2020" or len(segs) != 4 or r["quantity"] != "test_ll" or r["vaekit"] is None:
             continue
         tau = segs[3].removeprefix("tau=")
+        se[segs[1], segs[2], tau] = r["stderr"] or 0.0
+        settings.setdefault(segs[1], set()).add(f"{r['epochs']:g} epochs; {r['note']}; {r['estimator']}")
         entry = best.setdefault(segs[1], {}).get(segs[2])
         taus = (entry[2] if entry else []) + [tau]
         top = (r["vaekit"], tau) if entry is None or r["vaekit"] > entry[0] else entry[:2]
@@ -493,8 +497,13 @@ def igr_notes(rows: list[dict[str, Any]]) -> list[str]:
         if gs is not None and others:
             beat = sorted(m for m, v in others.items() if v > gs[0])
             lose = sorted(m for m, v in others.items() if v <= gs[0])
+            close = sorted(m for m, (v, t, _) in methods.items() if m != "gs"
+                           and abs(v - gs[0]) < 2 * math.hypot(se[dataset, m, t], se[dataset, "gs", gs[1]]))
             line += (f". Against GS's best: {', '.join(beat) or 'none'} above it"
-                     + (f", {', '.join(lose)} not" if lose else "") + ".")
+                     + (f", {', '.join(lose)} not" if lose else "")
+                     + (f" ({', '.join(close)} within two standard errors of it)" if close else "") + ".")
+        if len(settings[dataset]) > 1:
+            line += " Not like for like: the rows differ in " + " / ".join(sorted(settings[dataset])) + "."
         out.append(line)
     return out
 

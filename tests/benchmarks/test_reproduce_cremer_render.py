@@ -344,3 +344,14 @@ def test_igr_rows_are_read_against_gumbel_softmax_at_its_best(script):
     assert "gs -129.50 at tau=0.5 (of 0.1, 0.5)" in text and "igr_i -109.90 at tau=0.1 (of 0.1)" in text
     assert "Against GS's best: igr_i above it, igr_sb not." in text
     assert script.reading_notes([igr("gs", 0.5, -129.5)]).count("") == 2  # heading only around the one line
+
+
+def test_igr_notes_say_when_a_difference_is_within_noise_or_the_rows_differ_in_settings(script):
+    def igr(method, tau, v, se=0.4, note="lr 0.001"):
+        return {**row("test_ll", v, None, 10000), "experiment": f"igr2020/binarized_mnist/{method}/tau={tau}",
+                "stderr": se, "note": note}
+
+    text = "\n".join(script.reading_notes([igr("gs", 0.5, -129.5), igr("igr_sb", 0.1, -129.0)]))
+    assert "igr_sb above it (igr_sb within two standard errors of it)." in text and "Not like for like" not in text
+    text = "\n".join(script.reading_notes([igr("gs", 0.5, -129.5), igr("igr_i", 0.1, -109.9, note="lr 0.0001")]))
+    assert "(igr_i within" not in text and "Not like for like: the rows differ in 3280 epochs; lr 0.0001; e / " in text

@@ -452,6 +452,8 @@ def discrete_vae(data_shape: Sequence[int], n_variables: int = 20, n_categories:
                  likelihood: LikelihoodName = "bernoulli", activation: str = "relu", **family_kwargs) -> DiscreteVAE:
     """The paper's nonlinear discrete VAE: MLP ``D-512-256-(N x K)`` encoder, mirrored decoder.
 
+    The paper's code trains it with ``n_variables=30`` (and 10 categories); the default here is 20.
+
     ``family_kwargs`` go to :class:`RelaxedCategorical` (``delta``, ``n_flows``, ``threshold``,
     ``hard``, ``prior``).
 
