@@ -52,6 +52,7 @@ from reproduce_cremer2018 import merge_rows, render
 from vaekit.data import BinarizedMNIST, FashionMNIST
 from vaekit.inference import iwae_log_likelihood
 from vaekit.models.discrete import discrete_vae
+from vaekit.training.rundir import atomic_write
 
 METHODS = ["gs", "igr_i", "igr_planar", "igr_sb"]
 PAPER_TEMPERATURES = [0.03, 0.07, 0.1, 0.15, 0.25, 0.5, 0.67]
@@ -185,10 +186,8 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def replace_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` at once (a temporary file renamed over it): a reader never sees half a file."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` atomically (vaekit's run-directory writer): a reader never sees half a file."""
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def stored(json_path: Path) -> dict[str, Any] | None:
