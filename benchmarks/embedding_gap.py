@@ -1,0 +1,196 @@
+"""Where neighbourhoods are lost: in the training layout, or in the map to new points (issue 16).
+
+For each data set of ``benchmarks/embedding_suite.py`` and seed, three embeddings are scored
+twice: on the **training rows** (10-NN accuracy by 5-fold cross-validation on the training
+embedding, and trustworthiness of at most 2,000 training rows) and on the **new rows** (the
+suite's metrics: a 10-NN classifier fitted on the training embedding, trustworthiness of the
+new rows' embedding).
+
+- ``vaekit``: ``VAEEmbedder(random_state=seed)``, training rows through ``transform``.
+- ``umap``: ``umap.UMAP(random_state=seed)``, training rows as ``embedding_``, new rows by its
+  ``transform`` (neighbour search plus optimisation of the new points only).
+- ``mlp_on_umap``: a plain MLP with the embedder's encoder sizes for the data
+  (``vaekit.embedding._model.auto_hidden_layers``, ELU), fitted by least squares to UMAP's
+  training layout (standardised inputs and targets, Adam 1e-3, 3,000 steps of 256 rows); its
+  outputs on the training and new rows are scored. It asks how well a parametric map of this
+  size carries a *given* good layout to new points.
+
+If ``vaekit``'s training scores are near UMAP's but its new-row scores are not, the layout is
+not what is missing; if ``mlp_on_umap`` also loses on new rows, no change of the neighbour
+objective alone closes the gap with a parametric map of that size. Writes
+``results/<name>.md`` and ``.json``.
+
+Usage::
+
+    python benchmarks/embedding_gap.py                          # digits and mnist5k, seeds 0 and 1
+    python benchmarks/embedding_gap.py --datasets digits --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import embedding_suite as suite  # noqa: E402  (a sibling script)
+from provenance import git_commit  # noqa: E402
+
+METHODS = ("vaekit", "umap", "mlp_on_umap")
+DATASETS = ("digits", "mnist5k")
+#: Training rows scored by trustworthiness (it is quadratic in the rows).
+TRAIN_TRUST_ROWS = 2000
+#: Steps, batch rows and learning rate of the MLP regressed on UMAP's layout.
+MLP_STEPS, MLP_BATCH, MLP_LR = 3000, 256, 1e-3
+COLUMNS = (("train_knn", "training 10-NN (5-fold)", ".3f"), ("train_trust", "training trust.", ".3f"),
+           ("knn_acc", "new 10-NN", ".3f"), ("trust", "new trust.", ".3f"), ("fit_s", "fit (s)", ".1f"))
+
+
+def training_scores(d: suite.Dataset, z_train: np.ndarray, seed: int) -> dict[str, float]:
+    """5-fold cross-validated 10-NN accuracy of the training embedding; trustworthiness of a seeded sample of it."""
+    from sklearn.manifold import trustworthiness
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = float(cross_val_score(KNeighborsClassifier(n_neighbors=10), z_train, d.y_train, cv=5).mean())
+    idx = np.random.default_rng(seed).permutation(len(z_train))[:TRAIN_TRUST_ROWS]
+    trust = float(trustworthiness(d.x_train[idx].astype(np.float64), np.asarray(z_train, dtype=np.float64)[idx],
+                                  n_neighbors=10))
+    return {"train_knn": knn, "train_trust": trust}
+
+
+def mlp_on_layout(d: suite.Dataset, layout: np.ndarray, seed: int, steps: int = MLP_STEPS) -> tuple[np.ndarray, np.ndarray]:
+    """An MLP of the embedder's encoder sizes fitted by least squares to ``layout``; its outputs on training and new rows.
+
+    The outputs are in the standardised units of the layout (each column centred and scaled to unit sd).
+    """
+    import torch
+
+    from vaekit.embedding._model import auto_hidden_layers
+
+    torch.manual_seed(seed)
+    x = torch.as_tensor(d.x_train, dtype=torch.float32)
+    mean, sd = x.mean(0), x.std(0)
+    sd = sd.clamp_min(0.1 * float(sd.mean()) or 1.0)
+    xn, xt = (x - mean) / sd, (torch.as_tensor(d.x_test, dtype=torch.float32) - mean) / sd
+    target = torch.as_tensor(layout, dtype=torch.float32)
+    target = (target - target.mean(0)) / target.std(0)
+    layers: list[torch.nn.Module] = []
+    width = xn.shape[1]
+    for h in auto_hidden_layers(xn.shape[1], layout.shape[1]):
+        layers += [torch.nn.Linear(width, h), torch.nn.ELU()]
+        width = h
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(width, layout.shape[1]))
+    opt = torch.optim.Adam(net.parameters(), lr=MLP_LR)
+    for _ in range(steps):
+        i = torch.randint(len(xn), (MLP_BATCH,))
+        loss = (net(xn[i]) - target[i]).square().sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return net(xn).numpy(), net(xt).numpy()
+
+
+def run(d: suite.Dataset, seed: int) -> list[dict[str, Any]]:
+    """The three methods' training and new-row scores for one seed."""
+    import umap
+
+    from vaekit.embedding import VAEEmbedder
+
+    rows = []
+    start = time.perf_counter()
+    est = VAEEmbedder(random_state=seed).fit(d.x_train)
+    fit_s = time.perf_counter() - start
+    z_train, z_test = est.transform(d.x_train), est.transform(d.x_test)
+    rows.append({"method": "vaekit", "fit_s": fit_s, **training_scores(d, z_train, seed),
+                 **suite.metrics(d, z_train, z_test, 10, 5000)})
+    start = time.perf_counter()
+    reducer = umap.UMAP(random_state=seed).fit(d.x_train)
+    fit_s = time.perf_counter() - start
+    layout = np.asarray(reducer.embedding_)
+    rows.append({"method": "umap", "fit_s": fit_s, **training_scores(d, layout, seed),
+                 **suite.metrics(d, layout, reducer.transform(d.x_test), 10, 5000)})
+    start = time.perf_counter()
+    p_train, p_test = mlp_on_layout(d, layout, seed, steps=MLP_STEPS)
+    fit_s = time.perf_counter() - start
+    rows.append({"method": "mlp_on_umap", "fit_s": fit_s, **training_scores(d, p_train, seed),
+                 **suite.metrics(d, p_train, p_test, 10, 5000)})
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    """One table: per data set and method, mean ± sd (ddof=1) over the seeds."""
+    lines = ["# Embedding: neighbourhoods of the training layout and of new points", "",
+             f"Commit {info['commit']}, {info['date']}, {info['machine']}, {info['threads']} torch thread(s), seeds "
+             f"{', '.join(map(str, info['seeds']))}, 1-minute load average {info['load_before']:.2f} before, "
+             f"{info['load_after']:.2f} after (fit times are only indicative when it is above the cores). "
+             "`python benchmarks/" + info["command"] + "`", "",
+             "training: 10-NN accuracy by 5-fold cross-validation on the training embedding; trustworthiness "
+             f"(n_neighbors=10) of at most {TRAIN_TRUST_ROWS:,} training rows. new: the suite's metrics on the new "
+             "rows. mlp_on_umap: an MLP of the embedder's encoder sizes regressed on UMAP's training layout "
+             f"({MLP_STEPS:,} Adam steps of {MLP_BATCH} rows); its fit time excludes UMAP's.", "",
+             "| dataset | method | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+             "|---|---|" + "---|" * len(COLUMNS)]
+    for name in info["datasets"]:
+        for method in METHODS:
+            mine = [r for r in rows if r["dataset"] == name and r["method"] == method]
+            if not mine:
+                continue
+            cells = []
+            for key, _, spec in COLUMNS:
+                v = np.array([r[key] for r in mine], dtype=float)
+                sd = f" ± {np.std(v, ddof=1):{spec}}" if len(v) > 1 else ""
+                cells.append(f"{v.mean():{spec}}{sd}")
+            lines.append(f"| {name} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", nargs="+", choices=sorted(suite.DATASETS), default=list(DATASETS))
+    p.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; UMAP with a random_state runs on one)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out-dir", default=str(HERE / "results"))
+    p.add_argument("--name", default="embedding_gap_cpu")
+    args = p.parse_args(argv)
+    import torch
+
+    from embedding import cpu_name  # the single-dataset benchmark's machine description
+
+    torch.set_num_threads(args.threads)
+    root = suite._data_root(args.data_root)
+    info: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            "commit": git_commit(missing="unknown"), "threads": args.threads,
+                            "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+                            "seeds": list(range(args.seeds)), "datasets": list(args.datasets),
+                            "load_before": os.getloadavg()[0],
+                            "command": " ".join(["embedding_gap.py", *(argv if argv is not None else sys.argv[1:])])}
+    rows: list[dict[str, Any]] = []
+    for name in args.datasets:
+        d = suite.DATASETS[name](root)
+        for seed in range(args.seeds):
+            for row in run(d, seed):
+                row = {"dataset": name, "seed": seed, **row}
+                print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                      flush=True)
+                rows.append(row)
+    info["load_after"] = os.getloadavg()[0]
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}.json").write_text(json.dumps({**info, "results": rows}, indent=1) + "\n")
+    (out / f"{args.name}.md").write_text(markdown(rows, info))
+    print(markdown(rows, info))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""benchmarks/embedding_gap.py: training-layout and new-point scores of vaekit, UMAP and an MLP on UMAP's layout."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import vaekit.embedding
+
+
+@pytest.fixture
+def gap(load_benchmark):
+    return load_benchmark("embedding_gap")
+
+
+def _clusters(gap, n=120, features=6, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n // 3)
+    x = (rng.normal(scale=6.0, size=(3, features))[y] + rng.normal(size=(n, features))).astype(np.float32)
+    return gap.suite._split("digits", x, y, 0.3, "three tiny clusters")
+
+
+def test_mlp_on_layout_carries_a_smooth_layout_to_new_rows(gap):
+    # the layout is a linear map of the inputs: an MLP fitted on the training rows must reproduce it on new rows
+    d = _clusters(gap, n=300)
+    w = np.random.default_rng(1).normal(size=(d.x_train.shape[1], 2))
+    p_train, p_test = gap.mlp_on_layout(d, d.x_train @ w, seed=0, steps=400)
+    want = d.x_test @ w
+    want = (want - (d.x_train @ w).mean(0)) / (d.x_train @ w).std(0)  # the layout's standardised units
+    assert p_train.shape == (len(d.x_train), 2) and p_test.shape == (len(d.x_test), 2)
+    r2 = 1 - ((p_test - want) ** 2).sum(0) / ((want - want.mean(0)) ** 2).sum(0)
+    assert r2.min() > 0.95, r2
+
+
+def test_training_scores_tell_a_kept_layout_from_a_scrambled_one(gap):
+    d = _clusters(gap)
+    good = gap.training_scores(d, d.x_train[:, :2], seed=0)
+    rng = np.random.default_rng(0)
+    bad = gap.training_scores(d, rng.normal(size=(len(d.x_train), 2)), seed=0)
+    assert good["train_knn"] == pytest.approx(1.0) and good["train_trust"] > 0.8
+    assert bad["train_knn"] < 0.6 and bad["train_trust"] < good["train_trust"] - 0.2
+
+
+def test_main_scores_three_methods_per_seed_and_writes_the_table(gap, monkeypatch, tmp_path):
+    base = vaekit.embedding.VAEEmbedder
+
+    class Short(base):  # two epochs per fit
+        def fit(self, X, y=None):
+            return base.fit(self.set_params(max_epochs=2), X)
+
+    class FakeUMAP:  # umap is an optional benchmark dependency: the first two columns stand in for its layout
+        def __init__(self, random_state=None):
+            self.random_state = random_state
+
+        def fit(self, x):
+            self.embedding_ = np.asarray(x)[:, :2] + 0.01 * self.random_state
+            return self
+
+        def transform(self, x):
+            return np.asarray(x)[:, :2]
+
+    monkeypatch.setattr(vaekit.embedding, "VAEEmbedder", Short)
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FakeUMAP))
+    monkeypatch.setattr(gap, "MLP_STEPS", 50)
+    monkeypatch.setitem(gap.suite.DATASETS, "digits", lambda root: _clusters(gap))
+    gap.main(["--datasets", "digits", "--seeds", "2", "--out-dir", str(tmp_path), "--name", "g"])
+    saved = json.loads((tmp_path / "g.json").read_text())
+    rows = saved["results"]
+    assert [(r["seed"], r["method"]) for r in rows] == [(s, m) for s in (0, 1) for m in gap.METHODS]
+    for r in rows:
+        assert all(0 <= r[k] <= 1 for k in ("train_knn", "train_trust", "knn_acc", "trust")), r
+    umap_rows = [r for r in rows if r["method"] == "umap"]
+    assert all(r["knn_acc"] == pytest.approx(1.0) for r in umap_rows)  # the clusters are apart in two columns
+    table = (tmp_path / "g.md").read_text()
+    assert saved["seeds"] == [0, 1] and "embedding_gap.py --datasets digits --seeds 2" in table
+    line = next(row for row in table.splitlines() if row.startswith("| digits | umap |"))
+    assert "1.000 ± 0.000" in line
