@@ -105,30 +105,35 @@ def mlp_on_layout(d: suite.Dataset, layout: np.ndarray, seed: int, steps: int = 
         return net(xn).numpy(), net(xt).numpy()
 
 
-def run(d: suite.Dataset, seed: int) -> list[dict[str, Any]]:
-    """The three methods' training and new-row scores for one seed."""
-    import umap
-
+def run(d: suite.Dataset, seed: int, methods: tuple[str, ...] = METHODS,
+        vaekit_args: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The training and new-row scores of ``methods`` for one seed (``vaekit_args``: extra ``VAEEmbedder`` arguments)."""
     from vaekit.embedding import VAEEmbedder
 
     rows = []
-    start = time.perf_counter()
-    est = VAEEmbedder(random_state=seed).fit(d.x_train)
-    fit_s = time.perf_counter() - start
-    z_train, z_test = est.transform(d.x_train), est.transform(d.x_test)
-    rows.append({"method": "vaekit", "fit_s": fit_s, **training_scores(d, z_train, seed),
-                 **suite.metrics(d, z_train, z_test, 10, 5000)})
-    start = time.perf_counter()
-    reducer = umap.UMAP(random_state=seed).fit(d.x_train)
-    fit_s = time.perf_counter() - start
-    layout = np.asarray(reducer.embedding_)
-    rows.append({"method": "umap", "fit_s": fit_s, **training_scores(d, layout, seed),
-                 **suite.metrics(d, layout, reducer.transform(d.x_test), 10, 5000)})
-    start = time.perf_counter()
-    p_train, p_test = mlp_on_layout(d, layout, seed, steps=MLP_STEPS)
-    fit_s = time.perf_counter() - start
-    rows.append({"method": "mlp_on_umap", "fit_s": fit_s, **training_scores(d, p_train, seed),
-                 **suite.metrics(d, p_train, p_test, 10, 5000)})
+    if "vaekit" in methods:
+        start = time.perf_counter()
+        est = VAEEmbedder(random_state=seed, **(vaekit_args or {})).fit(d.x_train)
+        fit_s = time.perf_counter() - start
+        z_train, z_test = est.transform(d.x_train), est.transform(d.x_test)
+        rows.append({"method": "vaekit", "fit_s": fit_s, "n_iter": est.n_iter_, **training_scores(d, z_train, seed),
+                     **suite.metrics(d, z_train, z_test, 10, 5000)})
+    if "umap" in methods or "mlp_on_umap" in methods:
+        import umap
+
+        start = time.perf_counter()
+        reducer = umap.UMAP(random_state=seed).fit(d.x_train)
+        fit_s = time.perf_counter() - start
+        layout = np.asarray(reducer.embedding_)
+        if "umap" in methods:
+            rows.append({"method": "umap", "fit_s": fit_s, **training_scores(d, layout, seed),
+                         **suite.metrics(d, layout, reducer.transform(d.x_test), 10, 5000)})
+        if "mlp_on_umap" in methods:
+            start = time.perf_counter()
+            p_train, p_test = mlp_on_layout(d, layout, seed, steps=MLP_STEPS)
+            fit_s = time.perf_counter() - start
+            rows.append({"method": "mlp_on_umap", "fit_s": fit_s, **training_scores(d, p_train, seed),
+                         **suite.metrics(d, p_train, p_test, 10, 5000)})
     return rows
 
 
@@ -142,7 +147,9 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
              "training: 10-NN accuracy by 5-fold cross-validation on the training embedding; trustworthiness "
              f"(n_neighbors=10) of at most {TRAIN_TRUST_ROWS:,} training rows. new: the suite's metrics on the new "
              "rows. mlp_on_umap: an MLP of the embedder's encoder sizes regressed on UMAP's training layout "
-             f"({MLP_STEPS:,} Adam steps of {MLP_BATCH} rows); its fit time excludes UMAP's.", "",
+             f"({MLP_STEPS:,} Adam steps of {MLP_BATCH} rows); its fit time excludes UMAP's."
+             + (f" vaekit: `VAEEmbedder(random_state=seed, **{json.dumps(info['vaekit_args'])})`."
+                if info.get("vaekit_args") else ""), "",
              "| dataset | method | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
     for name in info["datasets"]:
@@ -163,11 +170,19 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", choices=sorted(suite.DATASETS), default=list(DATASETS))
     p.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 (default 2)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--vaekit-args", default="{}", help="JSON of extra VAEEmbedder arguments (default none)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; UMAP with a random_state runs on one)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--out-dir", default=str(HERE / "results"))
     p.add_argument("--name", default="embedding_gap_cpu")
     args = p.parse_args(argv)
+    try:
+        vaekit_args = json.loads(args.vaekit_args)
+    except json.JSONDecodeError as err:
+        p.error(f"--vaekit-args {args.vaekit_args!r} is not JSON: {err}")
+    if not isinstance(vaekit_args, dict):
+        p.error(f"--vaekit-args {args.vaekit_args!r}: expected a JSON object of VAEEmbedder arguments")
     import torch
 
     from embedding import cpu_name  # the single-dataset benchmark's machine description
@@ -178,13 +193,14 @@ def main(argv: list[str] | None = None) -> None:
                             "commit": git_commit(missing="unknown"), "threads": args.threads,
                             "machine": f"{cpu_name()}, {os.cpu_count()} cores",
                             "seeds": list(range(args.seeds)), "datasets": list(args.datasets),
+                            "methods": list(args.methods), "vaekit_args": vaekit_args,
                             "load_before": os.getloadavg()[0],
                             "command": " ".join(["embedding_gap.py", *(argv if argv is not None else sys.argv[1:])])}
     rows: list[dict[str, Any]] = []
     for name in args.datasets:
         d = suite.DATASETS[name](root)
         for seed in range(args.seeds):
-            for row in run(d, seed):
+            for row in run(d, seed, tuple(args.methods), vaekit_args):
                 row = {"dataset": name, "seed": seed, **row}
                 print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
                       flush=True)

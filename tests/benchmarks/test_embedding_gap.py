@@ -79,3 +79,31 @@ def test_main_scores_three_methods_per_seed_and_writes_the_table(gap, monkeypatc
     assert saved["seeds"] == [0, 1] and "embedding_gap.py --datasets digits --seeds 2" in table
     line = next(row for row in table.splitlines() if row.startswith("| digits | umap |"))
     assert "1.000 ± 0.000" in line
+
+
+def test_vaekit_args_and_methods_reach_the_fit_and_the_table(gap, monkeypatch, tmp_path):
+    seen, base = [], vaekit.embedding.VAEEmbedder
+
+    class Recorded(base):
+        def fit(self, X, y=None):
+            seen.append(self.max_epochs)
+            return base.fit(self, X)
+
+    monkeypatch.setattr(vaekit.embedding, "VAEEmbedder", Recorded)
+    monkeypatch.setitem(sys.modules, "umap", None)  # never imported when only vaekit runs
+    monkeypatch.setitem(gap.suite.DATASETS, "digits", lambda root: _clusters(gap))
+    gap.main(["--datasets", "digits", "--seeds", "1", "--methods", "vaekit", "--vaekit-args", '{"max_epochs": 3}',
+              "--out-dir", str(tmp_path), "--name", "g"])
+    saved = json.loads((tmp_path / "g.json").read_text())
+    assert seen == [3] and [r["method"] for r in saved["results"]] == ["vaekit"]
+    assert saved["results"][0]["n_iter"] == 3 and saved["vaekit_args"] == {"max_epochs": 3}
+    assert 'VAEEmbedder(random_state=seed, **{"max_epochs": 3})' in (tmp_path / "g.md").read_text()
+
+
+@pytest.mark.parametrize("bad", ["{max_epochs: 3}", "[3]"])
+def test_bad_vaekit_args_stop_before_any_fit(gap, monkeypatch, tmp_path, capsys, bad):
+    monkeypatch.setattr(gap.suite, "_data_root", lambda root: pytest.fail("read data before checking the arguments"))
+    with pytest.raises(SystemExit) as stop:
+        gap.main(["--vaekit-args", bad, "--out-dir", str(tmp_path)])
+    assert stop.value.code == 2 and "--vaekit-args" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
