@@ -24,6 +24,7 @@ Usage::
 
     python benchmarks/embedding_gap.py                          # digits and mnist5k, seeds 0 and 1
     python benchmarks/embedding_gap.py --datasets digits --seeds 1
+    python benchmarks/embedding_gap.py --datasets mnist20k --methods vaekit --vaekit-args '{"max_epochs": 60}'
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
                             "seeds": list(range(args.seeds)), "datasets": list(args.datasets),
                             "methods": list(args.methods), "vaekit_args": vaekit_args,
                             "load_before": os.getloadavg()[0],
-                            "command": " ".join(["embedding_gap.py", *(argv if argv is not None else sys.argv[1:])])}
+                            "command": shlex.join(["embedding_gap.py", *(argv if argv is not None else sys.argv[1:])])}
     rows: list[dict[str, Any]] = []
     for name in args.datasets:
         d = suite.DATASETS[name](root)
