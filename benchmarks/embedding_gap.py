@@ -175,17 +175,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
                 if info.get("vaekit_args") else ""), "",
              "| dataset | method | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
-    for name in info["datasets"]:
-        for method in METHODS:
-            mine = [r for r in rows if r["dataset"] == name and r["method"] == method]
-            if not mine:
-                continue
-            cells = []
-            for key, _, spec in COLUMNS:
-                v = np.array([r[key] for r in mine], dtype=float)
-                sd = f" ± {np.std(v, ddof=1):{spec}}" if len(v) > 1 else ""
-                cells.append(f"{v.mean():{spec}}{sd}")
-            lines.append(f"| {name} | {method} | " + " | ".join(cells) + " |")
+    lines += suite.mean_sd_rows(rows, info["datasets"], "method", METHODS, COLUMNS)
     return "\n".join(lines) + "\n"
 
 

@@ -324,6 +324,32 @@ def _yes(v: dict[str, Any], key: str) -> str:
     return ("yes" if v[key] else "no") if v["enough_seeds"] else f"insufficient seeds ({'yes' if v[key] else 'no'} as measured)"
 
 
+def mean_sd_rows(rows: list[dict[str, Any]], datasets: list[str], field: str, groups: tuple[str, ...],
+                 columns: tuple[tuple[str, str, str], ...]) -> list[str]:
+    """Markdown rows ``| dataset | group | mean ± sd | ...`` of ``rows`` grouped by data set and ``row[field]``.
+
+    One cell per ``(key, title, format)`` of ``columns``: the mean over the group's rows and their sd (ddof=1), left
+    out for a single row. Groups without rows are skipped. The tuning and gap scripts' tables.
+
+    >>> mean_sd_rows([{"dataset": "d", "m": "a", "x": 1.0}, {"dataset": "d", "m": "a", "x": 2.0}], ["d"], "m",
+    ...              ("a", "b"), (("x", "x", ".2f"),))
+    ['| d | a | 1.50 ± 0.71 |']
+    """
+    lines = []
+    for name in datasets:
+        for group in groups:
+            mine = [r for r in rows if r["dataset"] == name and r[field] == group]
+            if not mine:
+                continue
+            cells = []
+            for key, _, spec in columns:
+                v = np.array([r[key] for r in mine], dtype=float)
+                sd = f" ± {np.std(v, ddof=1):{spec}}" if len(v) > 1 else ""
+                cells.append(f"{v.mean():{spec}}{sd}")
+            lines.append(f"| {name} | {group} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _cell(s: dict[str, tuple[float, float, int]], key: str, spec: str) -> str:
     if key not in s:
         return "—"

@@ -77,17 +77,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
              "first quarter of the epochs. Metrics as in `embedding_suite.py` (on the new rows).", "",
              "| dataset | defaults | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
-    for name in info["datasets"]:
-        for setting in SETTINGS:
-            mine = [r for r in rows if r["dataset"] == name and r["setting"] == setting]
-            if not mine:
-                continue
-            cells = []
-            for key, _, spec in COLUMNS:
-                v = np.array([r[key] for r in mine], dtype=float)
-                sd = f" ± {np.std(v, ddof=1):{spec}}" if len(v) > 1 else ""
-                cells.append(f"{v.mean():{spec}}{sd}")
-            lines.append(f"| {name} | {setting} | " + " | ".join(cells) + " |")
+    lines += suite.mean_sd_rows(rows, info["datasets"], "setting", SETTINGS, COLUMNS)
     return "\n".join(lines) + "\n"
 
 
