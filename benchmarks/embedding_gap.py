@@ -2,27 +2,29 @@
 
 For each data set of ``benchmarks/embedding_suite.py`` and seed, three embeddings are scored
 twice: on the **training rows** (10-NN accuracy by 5-fold cross-validation on the training
-embedding, and trustworthiness of at most 2,000 training rows) and on the **new rows** (the
-suite's metrics: a 10-NN classifier fitted on the training embedding, trustworthiness of the
-new rows' embedding).
+embedding, and trustworthiness of as many training rows as new rows are scored, at most
+2,000) and on the **new rows** (the suite's metrics: a 10-NN classifier fitted on the
+training embedding, trustworthiness of the new rows' embedding).
 
-- ``vaekit``: ``VAEEmbedder(random_state=seed)``, training rows through ``transform``.
+- ``vaekit``: ``VAEEmbedder(random_state=seed)`` (plus ``--vaekit-args``), training rows through
+  ``transform`` (they include the tenth it holds out for validation).
 - ``umap``: ``umap.UMAP(random_state=seed)``, training rows as ``embedding_``, new rows by its
   ``transform`` (neighbour search plus optimisation of the new points only).
 - ``mlp_on_umap``: a plain MLP with the embedder's encoder sizes for the data
   (``vaekit.embedding._model.auto_hidden_layers``, ELU), fitted by least squares to UMAP's
-  training layout (standardised inputs and targets, Adam 1e-3, 3,000 steps of 256 rows); its
-  outputs on the training and new rows are scored. It asks how well a parametric map of this
-  size carries a *given* good layout to new points.
+  training layout (standardised inputs; the layout centred and divided by one number; Adam
+  1e-3, 3,000 steps of 256 rows, no validation or regularisation); its outputs on the training
+  and new rows are scored. It asks how well one parametric map of this size carries a *given*
+  good layout to new points.
 
 If ``vaekit``'s training scores are near UMAP's but its new-row scores are not, the layout is
-not what is missing; if ``mlp_on_umap`` also loses on new rows, no change of the neighbour
-objective alone closes the gap with a parametric map of that size. Writes
-``results/<name>.md`` and ``.json``.
+not what is missing; if ``mlp_on_umap`` also loses on new rows, a layout as good as UMAP's
+does not by itself carry over to new points through such a map. Writes
+``results/<name>.md`` and ``.json`` (after each data set).
 
 Usage::
 
-    python benchmarks/embedding_gap.py                          # digits and mnist5k, seeds 0 and 1
+    python benchmarks/embedding_gap.py                          # digits, mnist5k, mnist20k; seeds 0 and 1
     python benchmarks/embedding_gap.py --datasets digits --seeds 1
     python benchmarks/embedding_gap.py --datasets mnist20k --methods vaekit --vaekit-args '{"max_epochs": 60}'
 """
@@ -83,12 +85,9 @@ def mlp_on_layout(d: suite.Dataset, layout: np.ndarray, seed: int, steps: int = 
     """An MLP of the embedder's encoder sizes fitted by least squares to ``layout``; its outputs on training and new rows.
 
     The layout is centred and divided by one number, its sd over both columns, so that its shape (and so its
-    neighbours) is kept; the outputs are in those units. Torch's global generator and thread count are left as
-    they were.
+    neighbours) is kept; the outputs are in those units. Torch's global generator is left as it was.
     """
     import torch
-
-    from vaekit.embedding._model import auto_hidden_layers
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
