@@ -196,22 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-dir", default=str(HERE / "results"))
     p.add_argument("--name", default="embedding_gap_cpu")
     args = p.parse_args(argv)
-    try:
-        vaekit_args = json.loads(args.vaekit_args)
-    except json.JSONDecodeError as err:
-        p.error(f"--vaekit-args {args.vaekit_args!r} is not JSON: {err}")
-    if not isinstance(vaekit_args, dict):
-        p.error(f"--vaekit-args {args.vaekit_args!r}: expected a JSON object of VAEEmbedder arguments")
+    vaekit_args = suite.check_vaekit_args(p, args.vaekit_args)
     if vaekit_args and "vaekit" not in args.methods:
         p.error(f"--vaekit-args {args.vaekit_args!r} given, but --methods {' '.join(args.methods)} does not run vaekit")
-    if "random_state" in vaekit_args:
-        p.error("--vaekit-args: random_state is set by --seeds (seeds 0..N-1); leave it out")
-    from vaekit.embedding import VAEEmbedder
-
-    try:
-        VAEEmbedder(**vaekit_args).check_params()
-    except (TypeError, ValueError) as err:  # an unknown argument, or a value the estimator refuses
-        p.error(f"--vaekit-args {args.vaekit_args!r}: {err}")
     import torch
 
     from embedding import cpu_name  # the single-dataset benchmark's machine description

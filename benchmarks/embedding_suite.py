@@ -324,6 +324,29 @@ def _yes(v: dict[str, Any], key: str) -> str:
     return ("yes" if v[key] else "no") if v["enough_seeds"] else f"insufficient seeds ({'yes' if v[key] else 'no'} as measured)"
 
 
+def check_vaekit_args(parser: argparse.ArgumentParser, text: str) -> dict[str, Any]:
+    """``--vaekit-args`` as a dict of ``VAEEmbedder`` arguments, or ``parser.error`` (exit 2) naming the flag.
+
+    Refused before any data is read: text that is not a JSON object, ``random_state`` (set by the seeds), and
+    arguments or values the estimator refuses (its ``check_params``).
+    """
+    try:
+        args = json.loads(text)
+    except json.JSONDecodeError as err:
+        parser.error(f"--vaekit-args {text!r} is not JSON: {err}")
+    if not isinstance(args, dict):
+        parser.error(f"--vaekit-args {text!r}: expected a JSON object of VAEEmbedder arguments")
+    if "random_state" in args:
+        parser.error("--vaekit-args: random_state is set by --seeds (seeds 0..N-1); leave it out")
+    from vaekit.embedding import VAEEmbedder
+
+    try:
+        VAEEmbedder(**args).check_params()
+    except (TypeError, ValueError) as err:  # an unknown argument, or a value the estimator refuses
+        parser.error(f"--vaekit-args {text!r}: {err}")
+    return args
+
+
 def mean_sd_rows(rows: list[dict[str, Any]], datasets: list[str], field: str, groups: tuple[str, ...],
                  columns: tuple[tuple[str, str, str], ...]) -> list[str]:
     """Markdown rows ``| dataset | group | mean ± sd | ...`` of ``rows`` grouped by data set and ``row[field]``.
@@ -462,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.merge:
         merge(Path(args.out_dir), args.name, [Path(f) for f in args.merge])
         return
-    json.loads(args.vaekit_args)  # fail now, not after the other methods ran
+    check_vaekit_args(p, args.vaekit_args)  # fail now, not after the other methods ran
     if args.quick:
         args.seeds = 1
         if "--datasets" not in (argv if argv is not None else sys.argv[1:]):
