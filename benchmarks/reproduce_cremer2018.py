@@ -518,7 +518,8 @@ def render(rows: list[dict[str, Any]], title: str) -> str:
     for r in rows:
         delta = None if r["paper"] is None or r["vaekit"] is None else r["vaekit"] - r["paper"]
         lines.append(f"| {r['experiment']} | {r['quantity']} | {fmt(r['paper'])} | {fmt(r['vaekit'])} | "
-                     f"{fmt(r['stderr'])} | {fmt(delta)} | {r['n_points']} | {r['epochs']:g} / {r['paper_epochs']} | "
+                     f"{fmt(r['stderr'])} | {fmt(delta)} | {r['n_points']} | {r['epochs']:g} / "
+                     f"{'—' if r['paper_epochs'] is None else r['paper_epochs']} | "
                      f"{r['device']} | {r['note']} |")
     lines += reading_notes(rows)
     lines += ["", "## Settings", ""]
