@@ -303,7 +303,7 @@ THREADS=()
 
 run_step train_throughput 210 "train_throughput_$DEVICE*.md" \
     "$PY" $B/train_throughput.py --device "$DEVICE" --methods "${METHODS[@]}" "${TRAIN[@]}" "${THREADS[@]}" \
-    --out-dir "$OUT"
+    --isolation in-process --out-dir "$OUT"
 run_step iwae 90 "iwae_speed_$DEVICE.md" \
     "$PY" $B/iwae_speed.py --device "$DEVICE" "${IWAE[@]}" --out "$OUT/iwae_speed.csv" --md "$OUT/iwae_speed_$DEVICE.md"
 # `vaekit fit` as a user runs it; the samples/s rows of its metrics.csv (one per 50 steps) after the first epoch

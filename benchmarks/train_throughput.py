@@ -49,6 +49,20 @@ throughput of the median run and of the best run are reported beside it
 (``samples_per_s_runs``, ``samples_per_s_best``). ``load_avg`` is the 1-minute load average
 at the start and the end.
 
+``--isolation lockstep`` (the default on a CPU): every method trains in its own process, and
+the processes take turns block by block. Each worker runs its warm-up, then stops at every
+block edge until the coordinator tells it to run the next block; in each of the ``repeats x
+steps / block`` rounds the coordinator lets every method run one block, in a shuffled order,
+while the others wait idle. So no method's allocations, threads or compiled code share a
+process with another's, and the blocks of all methods are measured seconds apart, not a run
+apart, so a change of machine speed hits them alike. Each method is one run
+of ``repeats x steps`` timed steps (``samples_per_s_runs`` is that run's whole-window
+throughput, ``samples_per_s_best`` its best block). Beside the median-block ratios,
+``ratio_to_ondevice_rounds`` is the median over the rounds of each round's ratio of block
+times (plain-ondevice's over the method's): a paired comparison, the steadier of the two.
+``--isolation in-process`` is the former way: all methods in this process, whole runs
+interleaved (the default with ``--device cuda``).
+
 Ops and kernels per step: one more run of each method profiles ``--profile-steps`` steps after
 the warm-up with ``torch.profiler`` (started and stopped by the same optimizer hook, outside
 the timed runs). ``aten_ops_per_step`` counts the ATen operators called from Python or the
@@ -102,7 +116,7 @@ METHODS = ("plain", "plain-ondevice", "vaekit", "vaekit-compile", "vaekit-graph"
 FIELDS = ["date", "commit", "device", "device_name", "torch", "threads", "load_avg_start", "load_avg_end", "data",
           "n_train", "batch_size", "warmup_steps", "steps", "block", "repeats", "method", "samples_per_s",
           "ms_per_step", "ratio_to_plain", "samples_per_s_runs", "samples_per_s_best", "aten_ops_per_step",
-          "kernels_per_step", "launches_per_step", "note"]
+          "kernels_per_step", "launches_per_step", "note", "isolation", "ratio_to_ondevice_rounds"]
 LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch",
                 "cuGraphLaunch", "cudaLaunchCooperativeKernel")
 
@@ -307,6 +321,153 @@ def measure(fn: Callable[[int], None], device: torch.device, warmup: int, steps:
     return clock
 
 
+class LockstepClock(StepClock):
+    """A :class:`StepClock` that stops at every block edge of the window until told to go on (a worker of
+    ``--isolation lockstep``): it writes ``@@wait`` to ``out`` and reads a line from ``inp``, then times the
+    next ``block`` steps and writes ``@@block <seconds>``."""
+
+    def __init__(self, device: torch.device, start: int, stop: int, block: int, vaekit: bool, inp: Any, out: Any) -> None:
+        super().__init__(device, start, stop, block, vaekit=vaekit)
+        self.inp, self.out = inp, out
+        self.blocks: list[float] = []
+        self.t0: float | None = None
+
+    def __call__(self, *_: Any) -> None:
+        self.calls += 1
+        c = self.calls
+        if not (self.start <= c <= self.stop and (c - self.start) % self.block == 0):
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.times[c] = now
+        if self.t0 is not None:
+            self.blocks.append(now - self.t0)
+            print(f"@@block {now - self.t0!r}", file=self.out, flush=True)
+        if c == self.stop:
+            return
+        print("@@wait", file=self.out, flush=True)
+        if self.inp.readline().strip() != "go":
+            raise SystemExit("train_throughput worker: the coordinator stopped")
+        self.t0 = time.perf_counter()
+
+
+def runners_for(x: Tensor, device: torch.device, batch_size: int) -> dict[str, Callable[[int], None]]:
+    """Each method as ``run(n_steps)``."""
+    return {
+        "plain": lambda n: run_plain(x, device, batch_size, n, ondevice=False),
+        "plain-ondevice": lambda n: run_plain(x, device, batch_size, n, ondevice=True),
+        "vaekit": lambda n: run_vaekit(x, device, batch_size, n, compile=False),
+        "vaekit-compile": lambda n: run_vaekit(x, device, batch_size, n, compile=True),
+        "vaekit-graph": lambda n: run_vaekit(x, device, batch_size, n, compile="reduce-overhead"),
+    }
+
+
+def rounds_of(args: argparse.Namespace) -> int:
+    """Timed blocks per method in lockstep: as many timed steps as ``repeats`` runs of ``steps``."""
+    return max(1, args.repeats * args.steps // args.block)
+
+
+def worker(args: argparse.Namespace) -> None:
+    """``--worker METHOD``: train one method under a :class:`LockstepClock` (protocol on stdin/stdout)."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    quiet = logging.StreamHandler()
+    quiet.setLevel(logging.WARNING)
+    logging.getLogger("vaekit").addHandler(quiet)
+    x, _ = load_train(args.data_root, args.n_train, args.seed)
+    start, n = args.warmup_steps + 1, rounds_of(args)
+    torch.manual_seed(args.seed)
+    with LockstepClock(device, start, start + n * args.block, args.block, args.worker.startswith("vaekit"),
+                       sys.stdin, sys.stdout) as clock:
+        runners_for(x, device, args.batch_size)[args.worker](start + n * args.block)
+    if len(clock.blocks) != n:
+        raise SystemExit(f"train_throughput worker {args.worker}: {len(clock.blocks)} blocks timed, not {n}")
+
+
+def lockstep(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, list[float]], list[list[str]], dict[str, str]]:
+    """Run every method in its own worker process, block by block in turns (see the module docstring).
+
+    Returns the block times per method, the order of each round, and a note per method that failed
+    (a compiled method may fail where no compiler works; any other failure raises)."""
+    import random
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
+    procs: dict[str, subprocess.Popen] = {}
+    logs: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    try:
+        for m in args.methods:
+            logs[m] = tempfile.TemporaryFile(mode="w+")
+            procs[m] = subprocess.Popen([*cmd, "--worker", m], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=logs[m], text=True, bufsize=1)
+
+        def expect(m: str, what: str) -> str | None:
+            """The next protocol line of worker ``m`` starting with ``what`` (None: the worker ended)."""
+            for line in procs[m].stdout:  # type: ignore[union-attr]
+                if line.startswith("@@"):
+                    if line.startswith(what):
+                        return line[len(what):].strip()
+                    raise RuntimeError(f"worker {m}: expected {what!r}, got {line.strip()!r}")
+                print(f"  [{m}] {line.rstrip()}")
+            return None
+
+        def failed(m: str) -> None:
+            procs[m].wait()
+            logs[m].seek(0)
+            tail = [ln for ln in logs[m].read().splitlines() if ln.strip()][-1:] or ["no output"]
+            notes[m] = f"failed: worker exit {procs[m].returncode}: {tail[0][:200]}"
+            print(f"  {m}: {notes[m]}")
+            if m not in ("vaekit-compile", "vaekit-graph"):
+                raise RuntimeError(f"{m} {notes[m]}")
+
+        for m in args.methods:  # every worker through its warm-up, each at the edge of its first block
+            if expect(m, "@@wait") is None:
+                failed(m)
+        live = [m for m in args.methods if m not in notes]
+        blocks: dict[str, list[float]] = {m: [] for m in live}
+        orders: list[list[str]] = []
+        rng = random.Random(args.seed)
+        n = rounds_of(args)
+        for r in range(n):
+            order = [m for m in live if m not in notes]
+            rng.shuffle(order)
+            orders.append(order)
+            for m in order:
+                procs[m].stdin.write("go\n")  # type: ignore[union-attr]
+                procs[m].stdin.flush()  # type: ignore[union-attr]
+                t = expect(m, "@@block")
+                if t is None or (r < n - 1 and expect(m, "@@wait") is None):
+                    failed(m)
+                    continue
+                blocks[m].append(float(t))
+        for m in live:
+            if m not in notes and procs[m].wait() != 0:
+                failed(m)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in logs.values():
+            f.close()
+    return {m: b for m, b in blocks.items() if m not in notes}, orders, notes
+
+
+def paired_ratios(blocks: dict[str, list[float]], orders: list[list[str]], base: str = "plain-ondevice") -> dict[str, float]:
+    """Median over the rounds of ``base``'s block time over each method's (its speed relative to ``base``)."""
+    if base not in blocks:
+        return {}
+    out = {}
+    for m, b in blocks.items():
+        pairs = [blocks[base][r] / b[r] for r in range(min(len(b), len(blocks[base])))]
+        if pairs:
+            out[m] = statistics.median(pairs)
+    return out
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -324,6 +485,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-root", default=os.environ.get("VAEKIT_DATA") or str(HERE.parent.parent / "shared" / "data"))
     p.add_argument("--out-dir", type=Path, default=HERE / "results")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--isolation", choices=["lockstep", "in-process"], default=None,
+                   help="lockstep: each method in its own process, blocks in turns (default on a CPU); in-process: "
+                        "all methods here, whole runs interleaved (default on CUDA)")
+    p.add_argument("--worker", choices=METHODS, default=None, help=argparse.SUPPRESS)  # a lockstep worker
     args = p.parse_args(argv)
     for name in ("steps", "warmup_steps", "repeats", "block", "batch_size", "n_train", "threads"):
         value = getattr(args, name)
@@ -342,11 +507,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if "vaekit-graph" in (argv or sys.argv[1:]):
             p.error("--methods vaekit-graph: CUDA graphs need --device cuda")
         args.methods.remove("vaekit-graph")
+    if args.isolation is None:
+        args.isolation = "in-process" if args.device == "cuda" else "lockstep"
     return args
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
+    if args.worker is not None:
+        worker(args)
+        return []
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -360,16 +530,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load0:.2f}; "
           f"{args.repeats} x {args.steps} timed steps after {args.warmup_steps} warm-up steps per method")
 
-    runners: dict[str, Callable[[int], None]] = {
-        "plain": lambda n: run_plain(x, device, args.batch_size, n, ondevice=False),
-        "plain-ondevice": lambda n: run_plain(x, device, args.batch_size, n, ondevice=True),
-        "vaekit": lambda n: run_vaekit(x, device, args.batch_size, n, compile=False),
-        "vaekit-compile": lambda n: run_vaekit(x, device, args.batch_size, n, compile=True),
-        "vaekit-graph": lambda n: run_vaekit(x, device, args.batch_size, n, compile="reduce-overhead"),
-    }
+    runners = runners_for(x, device, args.batch_size)
     clocks: dict[str, list[StepClock]] = {m: [] for m in args.methods}
     notes: dict[str, str] = {}
-    for rep in range(args.repeats):
+    blocks: dict[str, list[float]] = {}
+    paired: dict[str, float] = {}
+    if args.isolation == "lockstep":
+        blocks, orders, notes = lockstep(args, list(sys.argv[1:] if argv is None else argv))
+        paired = paired_ratios(blocks, orders)
+        print(f"  {len(orders)} rounds of one {args.block}-step block per method: " + ", ".join(
+            f"{m} {args.block * args.batch_size * len(b) / sum(b):,.0f}/s" for m, b in blocks.items()))
+    for rep in range(args.repeats if args.isolation == "in-process" else 0):
         for m in args.methods:
             if m in notes:
                 continue
@@ -402,22 +573,28 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     load1 = os.getloadavg()[0]
 
     bs = args.batch_size
-    speed = {m: bs * args.block / statistics.median(b) for m, c in clocks.items()
-             if (b := [t for clock in c for t in clock.block_seconds()])}
+    if args.isolation == "in-process":
+        blocks = {m: [t for clock in c for t in clock.block_seconds()] for m, c in clocks.items()}
+    speed = {m: bs * args.block / statistics.median(b) for m, b in blocks.items() if b}
     common = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": iwae_speed.git_commit(),
               "device": str(device), "device_name": name, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "load_avg_start": f"{load0:.2f}", "load_avg_end": f"{load1:.2f}",
               "data": source, "n_train": len(x), "batch_size": bs, "warmup_steps": args.warmup_steps,
-              "steps": args.steps, "block": args.block, "repeats": args.repeats}
+              "steps": args.steps, "block": args.block, "repeats": args.repeats, "isolation": args.isolation}
     rows = []
     for m in args.methods:
         row = {**common, **dict.fromkeys(FIELDS[FIELDS.index("samples_per_s"):], ""), "method": m,
-               "note": notes.get(m, ""), "python_calls_per_step": ""}
+               "note": notes.get(m, ""), "python_calls_per_step": "", "isolation": args.isolation}
         if m in speed:
-            runs = [args.steps * bs / c.seconds() for c in clocks[m]]
+            if args.isolation == "in-process":
+                runs = [args.steps * bs / c.seconds() for c in clocks[m]]
+                median_run, best = statistics.median(runs), max(runs)
+            else:  # one run per method: its whole window, and its best block
+                median_run, best = bs * args.block * len(blocks[m]) / sum(blocks[m]), bs * args.block / min(blocks[m])
             row.update(samples_per_s=f"{speed[m]:.0f}", ms_per_step=f"{1e3 * bs / speed[m]:.3f}",
-                       samples_per_s_runs=f"{statistics.median(runs):.0f}", samples_per_s_best=f"{max(runs):.0f}",
-                       ratio_to_plain=f"{speed[m] / speed['plain']:.3f}" if "plain" in speed else "")
+                       samples_per_s_runs=f"{median_run:.0f}", samples_per_s_best=f"{best:.0f}",
+                       ratio_to_plain=f"{speed[m] / speed['plain']:.3f}" if "plain" in speed else "",
+                       ratio_to_ondevice_rounds=f"{paired[m]:.3f}" if m in paired else "")
         if m in counts:
             row.update(aten_ops_per_step=f"{counts[m]['aten_ops_per_step']:.1f}",
                        python_calls_per_step=f"{counts[m]['python_calls_per_step']:.0f}")
@@ -429,13 +606,38 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def upgrade_csv(path: Path) -> None:
+    """Rewrite the CSV ``path`` under today's :data:`FIELDS` when it was written with fewer columns (its rows
+    keep their values; the new columns are empty), so that appended rows line up with the header."""
+    import csv
+
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames == FIELDS:
+            return
+        old = list(reader)
+    extra = [k for k in (reader.fieldnames or []) if k not in FIELDS]
+    if extra:
+        raise SystemExit(f"{path} has columns {extra} that this script does not write: move it aside")
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows({k: r.get(k) or "" for k in FIELDS} for r in old)
+    tmp.replace(path)
+
+
 def write_results(out_dir: Path, device: torch.device, rows: list[dict[str, Any]], argv: list[str] | None) -> None:
     """Append ``rows`` to the CSV, write this run's markdown table, and print it."""
     path = out_dir / "train_throughput.csv"
+    upgrade_csv(path)
     iwae_speed.append_csv(path, FIELDS, [{k: r.get(k, "") for k in FIELDS} for r in rows])
     cols = [("method", "method"), ("samples/s", "samples_per_s"), ("ms/step", "ms_per_step"),
             ("ratio to plain", "ratio_to_plain"), ("samples/s, median run", "samples_per_s_runs"),
-            ("samples/s, best run", "samples_per_s_best"), ("ATen ops/step", "aten_ops_per_step"),
+            ("samples/s, best run", "samples_per_s_best"),
+            ("vs plain-ondevice, median of rounds", "ratio_to_ondevice_rounds"), ("ATen ops/step", "aten_ops_per_step"),
             ("Python calls/step", "python_calls_per_step")]
     if device.type == "cuda":
         cols += [("kernels/step", "kernels_per_step"), ("launches/step", "launches_per_step")]
@@ -447,10 +649,16 @@ def write_results(out_dir: Path, device: torch.device, rows: list[dict[str, Any]
             f"- date {r0['date']}, commit {r0['commit'] or '?'}, `{cmd}`\n"
             f"- device: {r0['device']} ({r0['device_name']}), torch {r0['torch']}, {r0['threads']} threads\n"
             f"- load average (1 min) {r0['load_avg_start']} at the start, {r0['load_avg_end']} at the end\n"
-            f"- each method: {r0['repeats']} runs (interleaved) of {r0['warmup_steps']} warm-up steps, then "
-            f"{r0['steps']} timed steps in blocks of {r0['block']}; samples/s and ms/step from the median block "
-            f"time over all runs, ratio = samples/s over plain's; whole-window samples/s of the median and best "
-            f"run beside them\n\n")
+            + (f"- each method: {r0['repeats']} runs (interleaved) of {r0['warmup_steps']} warm-up steps, then "
+               f"{r0['steps']} timed steps in blocks of {r0['block']}; samples/s and ms/step from the median block "
+               f"time over all runs, ratio = samples/s over plain's; whole-window samples/s of the median and best "
+               f"run beside them\n\n" if r0["isolation"] == "in-process" else
+               f"- each method in its own process (`--isolation lockstep`): {r0['warmup_steps']} warm-up steps, then "
+               f"{r0['repeats']} x {r0['steps']} timed steps in blocks of {r0['block']}, the methods taking turns "
+               f"block by block (a shuffled order in each round, the others waiting idle); samples/s and ms/step "
+               f"from the median block, ratio = samples/s over plain's; the whole window and the best block "
+               f"beside them; vs plain-ondevice = median over the rounds of the ratio of the round's block "
+               f"times\n\n"))
     table = ("| " + " | ".join(h for h, _ in cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
              + "".join("| " + " | ".join(str(r[k]) for _, k in cols) + " |\n" for r in rows))
     md = out_dir / (f"train_throughput_{device.type}.md" if device.type == "cuda"
