@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import math
@@ -69,40 +68,89 @@ def check_args(args: argparse.Namespace) -> None:
                          "a run on vaekit.data.BinarizedMNIST")
 
 
-def checkpoint_state(run: Path, which: str) -> dict[str, Any]:
-    """Which weights ``vaekit.load(run, checkpoint=which)`` reads and the step and epoch they were saved at."""
-    ckpt = run / "checkpoints" / f"{which}.ckpt"
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _manifest(run: Path) -> dict[str, Any]:
+    path = run / "checkpoints" / "manifest.json"
+    return json.loads(path.read_text()).get("files", {}) if path.is_file() else {}
+
+
+def load_checkpoint(run: Path, which: str, device: str, tries: int = 5) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model of ``run`` with the weights of its ``which`` checkpoint, and what identifies them: the file, the
+    SHA-256 of the weights actually loaded (the key of the cached chunks), the step and epoch they were saved at.
+
+    ``best`` falls back to ``last`` when the run has no ``best.safetensors`` (as :func:`vaekit.load`). A run still
+    training may rewrite its checkpoint meanwhile: the read is repeated (up to ``tries`` times) until the
+    checkpoint's manifest entries, the ``.ckpt`` the step comes from and the weights file are the same before and
+    after it. A damaged weights file is refused (not replaced by the other checkpoint)."""
+    import warnings
+
+    from vaekit.runs import load
+
     if which == "best" and not (run / "checkpoints" / "best.safetensors").is_file():
-        which, ckpt = "last", run / "checkpoints" / "last.ckpt"  # (vaekit.load falls back the same way)
-    if not ckpt.is_file():
-        raise SystemExit(f"{run} has no {ckpt.name}: the run never reached a checkpoint")
-    loop = torch.load(ckpt, weights_only=True, map_location="cpu")["loop"]
-    return {"checkpoint": which, "step": int(loop["global_step"]), "epoch": int(loop["epoch"])}
+        which = "last"
+    weights, ckpt = run / "checkpoints" / f"{which}.safetensors", run / "checkpoints" / f"{which}.ckpt"
+    if not weights.is_file() or not ckpt.is_file():
+        raise SystemExit(f"{run} has no {which} checkpoint ({weights.name} and {ckpt.name}): the run never reached one")
+    for _ in range(tries):
+        before = (_manifest(run), _sha256(weights))
+        loop = torch.load(ckpt, weights_only=True, map_location="cpu", mmap=True)["loop"]  # (mmap: reads little)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # vaekit.load warns when it falls back to other weights
+            try:
+                model = load(run, checkpoint=which, device=device)
+            except UserWarning as w:
+                raise SystemExit(f"{weights} could not be used: {w}") from None
+        after = (_manifest(run), _sha256(weights))
+        entry = after[0].get(weights.name)
+        if before == after and (entry is None or entry.get("sha256") == after[1]):
+            return model, {"checkpoint": which, "sha256": after[1], "step": int(loop["global_step"]),
+                           "epoch": int(loop["epoch"])}
+        time.sleep(2.0)  # a save in progress: read again once it is done
+    raise SystemExit(f"{run}: the {which} checkpoint kept changing while it was read ({tries} tries); try again")
 
 
 def training_curve(run: Path) -> dict[str, Any]:
     """From the run's ``metrics.csv``: the validation ELBO at every validation, the training time (the sum over
-    the logged windows of samples / samples_per_s, so right across resumes and kills) and the mean rate."""
+    the logged windows of samples / samples_per_s, so right across resumes and kills; the loop's rate of a window
+    that holds a validation counts the validation's time too) and the mean rate. A half-written last line (a run
+    still training) is skipped."""
+    from vaekit.training import read_metrics
+
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     batch, every = int(cfg["trainer"]["batch_size"]), int(cfg["trainer"].get("log_every_steps", 50))
     curve: list[tuple[int, int, float]] = []
     seconds, samples = 0.0, 0
-    with open(run / "metrics.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if row["split"] == "val" and row["name"] == "elbo":
-                curve.append((int(row["step"]), int(row["epoch"]), float(row["value"])))
-            elif row["split"] == "train" and row["name"] == "samples_per_s" and float(row["value"]) > 0:
-                seconds += every * batch / float(row["value"])
-                samples += every * batch
+    for row in read_metrics(run / "metrics.csv"):
+        if row["split"] == "val" and row["name"] == "elbo":
+            curve.append((row["step"], row["epoch"], row["value"]))
+        elif row["split"] == "train" and row["name"] == "samples_per_s" and row["value"] > 0:
+            seconds += every * batch / row["value"]
+            samples += every * batch
     return {"val_elbo": curve, "train_s": seconds, "samples_per_s": samples / seconds if seconds else None,
             "batch_size": batch}
 
 
 def chunk_path(cache_dir: Path, run: Path, state: dict[str, Any], k: int, n: int, seed: int, device_type: str,
                index: int, size: int) -> Path:
-    """The cache file of one chunk of test images, keyed by everything that changes its numbers."""
-    return cache_dir / (f"{run.parent.name}-{run.name}-{state['checkpoint']}-step{state['step']}-k{k}-n{n}-seed{seed}-"
-                        f"{device_type}-chunk{index:04d}of{size}.pt")
+    """The cache file of one chunk of test images, named by everything that changes its numbers (the weights by
+    their SHA-256; the file also holds this key, checked when it is read)."""
+    return cache_dir / (f"{run.parent.name}-{run.name}-{state['sha256'][:16]}-k{k}-n{n}-seed{seed}-{device_type}-"
+                        f"chunk{index:04d}of{size}.pt")
+
+
+def chunk_key(state: dict[str, Any], k: int, n: int, seed: int, device_type: str, index: int, size: int,
+              **_: Any) -> dict[str, Any]:
+    return {"sha256": state["sha256"], "k": k, "n": n, "seed": seed, "device_type": device_type, "index": index,
+            "size": size}
 
 
 def estimate(model: torch.nn.Module, x: torch.Tensor, *, k: int, seed: int, chunk_points: int, cache: Path | None,
@@ -115,15 +163,20 @@ def estimate(model: torch.nn.Module, x: torch.Tensor, *, k: int, seed: int, chun
     starts = range(0, n, chunk_points)
     for i, start in enumerate(starts):
         path = None if cache is None else chunk_path(cache, index=i, size=chunk_points, **key)
+        want = chunk_key(index=i, size=chunk_points, **key)
+        rows = min(chunk_points, n - start)
         if path is not None and path.is_file():
             try:
                 d = torch.load(path, weights_only=True)
+                if d["key"] != want or d["per_example"].numel() != rows:
+                    raise ValueError(f"it holds {d['key']} ({d['per_example'].numel()} images)")
                 per.append(d["per_example"])
                 elbo.append(d["elbo_per_example"])
                 seconds += float(d["seconds"])
                 continue
-            except Exception as err:  # noqa: BLE001 - an unreadable chunk (cut short) is computed again, loudly
-                log(f"WARNING: cache file {path} could not be read ({type(err).__name__}); computing it again")
+            except Exception as err:  # noqa: BLE001 - an unreadable or foreign chunk is computed again, loudly
+                log(f"WARNING: cache file {path} could not be used ({type(err).__name__}: {str(err)[:200]}); "
+                    "computing it again")
         torch.manual_seed(seed * 1_000_003 + i)
         t0 = time.perf_counter()
         res = iwae_log_likelihood(model, x[start:start + chunk_points], k=k, device=device)
@@ -134,7 +187,7 @@ def estimate(model: torch.nn.Module, x: torch.Tensor, *, k: int, seed: int, chun
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            torch.save({"per_example": per[-1], "elbo_per_example": elbo[-1], "seconds": took}, tmp)
+            torch.save({"key": want, "per_example": per[-1], "elbo_per_example": elbo[-1], "seconds": took}, tmp)
             tmp.replace(path)  # a killed job leaves no half-written chunk
         log(f"chunk {i + 1}/{len(starts)}: IWAE {float(per[-1].mean()):.2f} over {per[-1].numel()} images "
             f"in {took:.0f} s")
@@ -172,7 +225,7 @@ def report(result: dict[str, Any], meta: dict[str, Any], curve: list[tuple[int, 
              f"- run `{meta['run']}` ({meta['layout']}): {meta['params']:,} parameters; weights of the "
              f"{meta['checkpoint']} checkpoint (the EMA's, where the run keeps one), step {meta['steps']:,}, "
              f"epoch {meta['epochs']:g}",
-             f"- training: {meta['train_s'] / 3600:.1f} h of training steps, "
+             f"- training: {meta['train_s'] / 3600:.1f} h (from the logged samples/s, validations included), "
              + (f"{meta['samples_per_s']:,.0f} samples/s on average (batch {meta['batch_size']})"
                 if meta["samples_per_s"] else "no rate logged"),
              f"- data: {BINARIZATION}; {meta['n_points']} of the {meta['n_test']} test images"
@@ -226,11 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     check_args(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    from vaekit.runs import load, load_data
+    from vaekit.runs import load_data
 
     run = Path(args.run_dir).resolve()
-    state = checkpoint_state(run, args.checkpoint)
-    model = load(run, checkpoint=state["checkpoint"], device=args.device)
+    curve = training_curve(run)  # (before the estimation: a damaged metrics.csv stops here, not after hours)
+    model, state = load_checkpoint(run, args.checkpoint, args.device)
     data = load_data(run)
     data.setup()
     x_test = data.test
@@ -242,11 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache_dir if args.cache_dir is not None else run / "eval" / "vdvae_iwae_chunks"
     device_type = torch.device(args.device).type
     key = {"run": run, "state": state, "k": args.iwae_k, "n": n, "seed": args.seed, "device_type": device_type}
-    print(f"{run}: {state['checkpoint']} checkpoint at step {state['step']}; IWAE k={args.iwae_k} over {n} test images",
-          flush=True)
+    print(f"{run}: {state['checkpoint']} checkpoint at step {state['step']} (weights {state['sha256'][:16]}); "
+          f"IWAE k={args.iwae_k} over {n} test images", flush=True)
     result = estimate(model, x_test, k=args.iwae_k, seed=args.seed, chunk_points=args.chunk_points, cache=cache,
                       key=key, device=args.device, log=lambda m: print(m, flush=True))
-    curve = training_curve(run)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     n_train = int(data.train.shape[0])
     threads = args.threads if args.threads is not None else torch.get_num_threads()

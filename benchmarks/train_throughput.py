@@ -7,7 +7,7 @@ binarized MNIST training split (``vaekit.data.BinarizedMNIST`` from ``--data-roo
 ``VAEKIT_DATA`` or ``../shared/data``), or random binary images of the same shape when it is
 not found (said in the output and in the ``data`` column).
 
-Methods, all in this one process, on the same data:
+Methods, on the same data (each in its own process by default on a CPU, see ``--isolation`` below):
 
 ``plain``
     What every user would write first: a hand-written ``nn.Module`` (``PlainVAE``),
@@ -323,8 +323,10 @@ def measure(fn: Callable[[int], None], device: torch.device, warmup: int, steps:
 
 class LockstepClock(StepClock):
     """A :class:`StepClock` that stops at every block edge of the window until told to go on (a worker of
-    ``--isolation lockstep``): it writes ``@@wait`` to ``out`` and reads a line from ``inp``, then times the
-    next ``block`` steps and writes ``@@block <seconds>``."""
+    ``--isolation lockstep``): at each edge it writes ``@@wait`` to ``out`` and reads a line from ``inp``:
+    ``go`` times the next ``block`` steps (then ``@@block <seconds>``), ``end`` (after the last block) lets
+    training finish untimed. So a worker's teardown (``fit``'s last checkpoint, the interpreter's exit) runs only
+    once every block of every method is timed."""
 
     def __init__(self, device: torch.device, start: int, stop: int, block: int, vaekit: bool, inp: Any, out: Any) -> None:
         super().__init__(device, start, stop, block, vaekit=vaekit)
@@ -344,11 +346,13 @@ class LockstepClock(StepClock):
         if self.t0 is not None:
             self.blocks.append(now - self.t0)
             print(f"@@block {now - self.t0!r}", file=self.out, flush=True)
-        if c == self.stop:
-            return
         print("@@wait", file=self.out, flush=True)
-        if self.inp.readline().strip() != "go":
-            raise SystemExit("train_throughput worker: the coordinator stopped")
+        word = self.inp.readline().strip()
+        if word == "end" and c == self.stop:
+            self.t0 = None
+            return
+        if word != "go" or c == self.stop:
+            raise SystemExit(f"train_throughput worker: got {word!r} after step {c} (window {self.start}..{self.stop})")
         self.t0 = time.perf_counter()
 
 
@@ -364,7 +368,7 @@ def runners_for(x: Tensor, device: torch.device, batch_size: int) -> dict[str, C
 
 
 def rounds_of(args: argparse.Namespace) -> int:
-    """Timed blocks per method in lockstep: as many timed steps as ``repeats`` runs of ``steps``."""
+    """Timed blocks per method in lockstep: ``repeats x steps`` timed steps, in whole blocks (rounded down)."""
     return max(1, args.repeats * args.steps // args.block)
 
 
@@ -386,63 +390,114 @@ def worker(args: argparse.Namespace) -> None:
         raise SystemExit(f"train_throughput worker {args.worker}: {len(clock.blocks)} blocks timed, not {n}")
 
 
-def lockstep(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, list[float]], list[list[str]], dict[str, str]]:
+class _Lines:
+    """Lines of a worker's stdout, read with a deadline (``select`` on the pipe, our own buffer)."""
+
+    def __init__(self, proc: Any) -> None:
+        self.fd, self.buf = proc.stdout.fileno(), b""
+
+    def readline(self, timeout: float) -> str | None:
+        """The next line, or None at the end of the stream; ``TimeoutError`` after ``timeout`` seconds."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                raise TimeoutError
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                line, self.buf = self.buf, b""
+                return line.decode(errors="replace") or None
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode(errors="replace") + "\n"
+
+
+def lockstep(args: argparse.Namespace, argv: list[str], command: Callable[[str], list[str]] | None = None,
+             timeout: float = 900.0) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, str]]:
     """Run every method in its own worker process, block by block in turns (see the module docstring).
 
-    Returns the block times per method, the order of each round, and a note per method that failed
-    (a compiled method may fail where no compiler works; any other failure raises)."""
+    ``command(method)`` is a worker's command line (default: this script with ``argv`` and ``--worker``);
+    ``timeout`` the longest wait for one line of a worker (its warm-up, with compilation, or one block).
+    Returns the block times per method as the workers measured them, the time from each ``go`` to its
+    ``@@block`` as seen here (which holds the block), and a note per method that failed (a compiled method
+    may fail where no compiler works; any other failure raises)."""
     import random
     import subprocess
 
-    cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
+    if command is None:
+        command = lambda m: [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", m]  # noqa: E731
     procs: dict[str, subprocess.Popen] = {}
+    lines: dict[str, _Lines] = {}
     logs: dict[str, Any] = {}
     notes: dict[str, str] = {}
+
+    def expect(m: str, what: str) -> str | None:
+        """The rest of the next protocol line of worker ``m``, which must start with ``what`` (None: it ended)."""
+        while True:
+            try:
+                line = lines[m].readline(timeout)
+            except TimeoutError:
+                raise RuntimeError(f"worker {m} said nothing for {timeout:.0f} s (waiting for {what!r})") from None
+            if line is None:
+                return None
+            if line.startswith("@@"):
+                if line.startswith(what):
+                    return line[len(what):].strip()
+                raise RuntimeError(f"worker {m}: expected {what!r}, got {line.strip()!r}")
+            print(f"  [{m}] {line.rstrip()}")
+
+    def send(m: str, word: str) -> bool:
+        try:
+            procs[m].stdin.write(word + "\n")  # type: ignore[union-attr]
+            procs[m].stdin.flush()  # type: ignore[union-attr]
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def failed(m: str) -> None:
+        try:
+            procs[m].wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            procs[m].kill()
+            procs[m].wait()
+        logs[m].seek(0)
+        tail = [ln for ln in logs[m].read().splitlines() if ln.strip()][-1:] or ["no output"]
+        notes[m] = f"failed: worker exit {procs[m].returncode}: {tail[0][:200]}"
+        print(f"  {m}: {notes[m]}")
+        if m not in ("vaekit-compile", "vaekit-graph"):
+            raise RuntimeError(f"{m} {notes[m]}")
+
+    blocks: dict[str, list[float]] = {}
+    windows: dict[str, list[float]] = {}
     try:
         for m in args.methods:
             logs[m] = tempfile.TemporaryFile(mode="w+")
-            procs[m] = subprocess.Popen([*cmd, "--worker", m], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=logs[m], text=True, bufsize=1)
-
-        def expect(m: str, what: str) -> str | None:
-            """The next protocol line of worker ``m`` starting with ``what`` (None: the worker ended)."""
-            for line in procs[m].stdout:  # type: ignore[union-attr]
-                if line.startswith("@@"):
-                    if line.startswith(what):
-                        return line[len(what):].strip()
-                    raise RuntimeError(f"worker {m}: expected {what!r}, got {line.strip()!r}")
-                print(f"  [{m}] {line.rstrip()}")
-            return None
-
-        def failed(m: str) -> None:
-            procs[m].wait()
-            logs[m].seek(0)
-            tail = [ln for ln in logs[m].read().splitlines() if ln.strip()][-1:] or ["no output"]
-            notes[m] = f"failed: worker exit {procs[m].returncode}: {tail[0][:200]}"
-            print(f"  {m}: {notes[m]}")
-            if m not in ("vaekit-compile", "vaekit-graph"):
-                raise RuntimeError(f"{m} {notes[m]}")
-
+            procs[m] = subprocess.Popen(command(m), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[m],
+                                        text=True)
+            lines[m] = _Lines(procs[m])
         for m in args.methods:  # every worker through its warm-up, each at the edge of its first block
             if expect(m, "@@wait") is None:
                 failed(m)
         live = [m for m in args.methods if m not in notes]
-        blocks: dict[str, list[float]] = {m: [] for m in live}
-        orders: list[list[str]] = []
+        blocks, windows = {m: [] for m in live}, {m: [] for m in live}
         rng = random.Random(args.seed)
-        n = rounds_of(args)
-        for r in range(n):
+        for _ in range(rounds_of(args)):
             order = [m for m in live if m not in notes]
             rng.shuffle(order)
-            orders.append(order)
             for m in order:
-                procs[m].stdin.write("go\n")  # type: ignore[union-attr]
-                procs[m].stdin.flush()  # type: ignore[union-attr]
-                t = expect(m, "@@block")
-                if t is None or (r < n - 1 and expect(m, "@@wait") is None):
+                t0 = time.perf_counter()
+                t = expect(m, "@@block") if send(m, "go") else None
+                window = time.perf_counter() - t0
+                if t is None or expect(m, "@@wait") is None:  # (the worker waits after every block, the last too)
                     failed(m)
                     continue
                 blocks[m].append(float(t))
+                windows[m].append(window)
+        for m in live:  # only now may any worker finish (its last checkpoint, its exit): every block is timed
+            if m not in notes:
+                send(m, "end")
         for m in live:
             if m not in notes and procs[m].wait() != 0:
                 failed(m)
@@ -453,10 +508,11 @@ def lockstep(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, list[
                 p.wait()
         for f in logs.values():
             f.close()
-    return {m: b for m, b in blocks.items() if m not in notes}, orders, notes
+    return ({m: b for m, b in blocks.items() if m not in notes}, {m: w for m, w in windows.items() if m not in notes},
+            notes)
 
 
-def paired_ratios(blocks: dict[str, list[float]], orders: list[list[str]], base: str = "plain-ondevice") -> dict[str, float]:
+def paired_ratios(blocks: dict[str, list[float]], base: str = "plain-ondevice") -> dict[str, float]:
     """Median over the rounds of ``base``'s block time over each method's (its speed relative to ``base``)."""
     if base not in blocks:
         return {}
@@ -517,6 +573,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.worker is not None:
         worker(args)
         return []
+    upgrade_csv(args.out_dir / "train_throughput.csv", check_only=True)  # before minutes of measuring
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -536,9 +593,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     blocks: dict[str, list[float]] = {}
     paired: dict[str, float] = {}
     if args.isolation == "lockstep":
-        blocks, orders, notes = lockstep(args, list(sys.argv[1:] if argv is None else argv))
-        paired = paired_ratios(blocks, orders)
-        print(f"  {len(orders)} rounds of one {args.block}-step block per method: " + ", ".join(
+        blocks, _, notes = lockstep(args, list(sys.argv[1:] if argv is None else argv))
+        paired = paired_ratios(blocks)
+        print(f"  {rounds_of(args)} rounds of one {args.block}-step block per method: " + ", ".join(
             f"{m} {args.block * args.batch_size * len(b) / sum(b):,.0f}/s" for m, b in blocks.items()))
     for rep in range(args.repeats if args.isolation == "in-process" else 0):
         for m in args.methods:
@@ -580,7 +637,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
               "device": str(device), "device_name": name, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "load_avg_start": f"{load0:.2f}", "load_avg_end": f"{load1:.2f}",
               "data": source, "n_train": len(x), "batch_size": bs, "warmup_steps": args.warmup_steps,
-              "steps": args.steps, "block": args.block, "repeats": args.repeats, "isolation": args.isolation}
+              "steps": args.steps, "block": args.block, "repeats": args.repeats, "isolation": args.isolation,
+              "rounds": rounds_of(args)}
     rows = []
     for m in args.methods:
         row = {**common, **dict.fromkeys(FIELDS[FIELDS.index("samples_per_s"):], ""), "method": m,
@@ -606,9 +664,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def upgrade_csv(path: Path) -> None:
-    """Rewrite the CSV ``path`` under today's :data:`FIELDS` when it was written with fewer columns (its rows
-    keep their values; the new columns are empty), so that appended rows line up with the header."""
+def upgrade_csv(path: Path, check_only: bool = False) -> None:
+    """Rewrite the CSV ``path`` under today's :data:`FIELDS` when it was written with fewer columns, so that
+    appended rows line up with the header: its rows keep their values, ``isolation`` is ``in-process`` (the only
+    way before the column existed), the other new columns are empty. A file with a column this script does not
+    write is refused (``check_only``: only that check, nothing written)."""
     import csv
 
     if not path.is_file():
@@ -620,12 +680,16 @@ def upgrade_csv(path: Path) -> None:
         old = list(reader)
     extra = [k for k in (reader.fieldnames or []) if k not in FIELDS]
     if extra:
-        raise SystemExit(f"{path} has columns {extra} that this script does not write: move it aside")
+        raise SystemExit(f"{path} has columns {extra} that this script does not write: move it aside "
+                         "(or choose another --out-dir)")
+    if check_only:
+        return
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
-        writer.writerows({k: r.get(k) or "" for k in FIELDS} for r in old)
+        writer.writerows({**{k: r.get(k) or "" for k in FIELDS}, "isolation": r.get("isolation") or "in-process"}
+                         for r in old)
     tmp.replace(path)
 
 
@@ -654,7 +718,8 @@ def write_results(out_dir: Path, device: torch.device, rows: list[dict[str, Any]
                f"time over all runs, ratio = samples/s over plain's; whole-window samples/s of the median and best "
                f"run beside them\n\n" if r0["isolation"] == "in-process" else
                f"- each method in its own process (`--isolation lockstep`): {r0['warmup_steps']} warm-up steps, then "
-               f"{r0['repeats']} x {r0['steps']} timed steps in blocks of {r0['block']}, the methods taking turns "
+               f"{r0['rounds']} timed blocks of {r0['block']} steps ({r0['repeats']} x {r0['steps']} steps in whole "
+               f"blocks), the methods taking turns "
                f"block by block (a shuffled order in each round, the others waiting idle); samples/s and ms/step "
                f"from the median block, ratio = samples/s over plain's; the whole window and the best block "
                f"beside them; vs plain-ondevice = median over the rounds of the ratio of the round's block "

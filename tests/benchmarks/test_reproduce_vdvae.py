@@ -19,7 +19,6 @@ def run_dir(tmp_path_factory):
     """A tiny spatial VDVAE trained for 4 steps on binarized MNIST, with one validation."""
     from vaekit.config import fit_config
 
-    os.environ.setdefault("VAEKIT_DATA", str(SHARED))
     root = tmp_path_factory.mktemp("runs")
     cfg = {
         "model": {"class_path": "vaekit.models.hierarchical.vdvae",
@@ -30,7 +29,9 @@ def run_dir(tmp_path_factory):
         "trainer": {"run_name": "tiny_vdvae", "max_steps": 4, "batch_size": 16, "val_every_steps": 4,
                     "val_every_epochs": None, "log_every_steps": 2, "root_dir": str(root), "progress_bar": False},
     }
-    return Path(fit_config(cfg).run_dir)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VAEKIT_DATA", os.environ.get("VAEKIT_DATA") or str(SHARED))
+        return Path(fit_config(cfg).run_dir)
 
 
 @pytest.fixture
@@ -58,13 +59,26 @@ def test_rows_page_and_chunk_cache(script, run_dir, tmp_path, capsys):
     page = (out / "vdvae_binarized_mnist_cpu.md").read_text()
     assert "| log p(x), IWAE k=4 |" in page and "| 4 | 0 |" in page  # the validation at step 4 in the curve
     assert "| vdvae/binarized_mnist | log_px |" in (out / "reproductions.md").read_text()
-    # a second run reads every chunk; one chunk lost is computed again with the same draws (seeded per chunk)
+    # a second run reads the chunks it finds; one chunk lost is computed again with the same draws (seeded per chunk)
     chunks[1].unlink()
     capsys.readouterr()
     assert script.main(argv) == 0
-    assert "chunk 2/3" in capsys.readouterr().out and not chunks[0].with_suffix(".tmp").exists()
+    printed = capsys.readouterr().out
+    assert "chunk 2/3" in printed and "chunk 1/3" not in printed and "chunk 3/3" not in printed
+    assert not list((tmp_path / "cache").glob("*.tmp"))
     again = {r["quantity"]: r for r in json.loads((out / "reproductions.json").read_text())}
     assert again["log_px"]["vaekit"] == lp["vaekit"] and again["elbo"]["vaekit"] == elbo["vaekit"]
+    # a chunk file whose contents belong to other settings is not used
+    foreign = torch.load(chunks[0], weights_only=True)
+    foreign["key"]["k"] = 99
+    torch.save(foreign, chunks[0])
+    assert script.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "could not be used" in printed and "chunk 1/3" in printed and "chunk 2/3" not in printed
+    # other settings (here k) are other chunks: every one computed, none of the first ones read
+    assert script.main([*argv[:2], "5", *argv[3:]]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"chunk {i}/3" in printed for i in (1, 2, 3)) and len(list((tmp_path / "cache").iterdir())) == 6
 
 
 @pytest.mark.parametrize("flag, value, says", [("--iwae-k", "0", "--iwae-k must be a positive integer"),
@@ -93,3 +107,11 @@ def test_the_rendered_table_shows_a_missing_paper_epoch_count_as_a_dash(load_ben
            "n_points": 10, "epochs": 1.5, "paper_epochs": None, "device": "cpu", "note": "", "binarization": "b",
            "run": "r", "commit": "c", "date": "d", "wall_s": 1, "command": "cmd", "estimator": "IWAE k=1000"}
     assert "| 10 | 1.5 / — | cpu |" in cremer.render([row], "t")
+
+
+def test_the_training_curve_skips_a_half_written_last_line(script, tmp_path):
+    (tmp_path / "config.yaml").write_text("trainer: {batch_size: 10, log_every_steps: 5}\n")
+    (tmp_path / "metrics.csv").write_text("step,epoch,split,name,value\n5,0,train,samples_per_s,25.0\n"
+                                          "5,0,val,elbo,-120.5\n10,0,train,samples_per_s,")
+    curve = script.training_curve(tmp_path)
+    assert curve["val_elbo"] == [(5, 0, -120.5)] and curve["train_s"] == 2.0 and curve["samples_per_s"] == 25.0

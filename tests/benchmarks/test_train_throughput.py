@@ -12,12 +12,24 @@ def script(load_benchmark):
     return load_benchmark("train_throughput")
 
 
-def test_lockstep_times_every_method_in_its_own_process_block_by_block(script, tmp_path, capsys):
+def test_lockstep_times_every_method_in_its_own_process_block_by_block(script, tmp_path, capsys, monkeypatch):
+    seen = {}
+    real = script.lockstep
+
+    def spy(*a, **k):
+        seen["out"] = real(*a, **k)
+        return seen["out"]
+
+    monkeypatch.setattr(script, "lockstep", spy)
     rows = script.main(["--methods", "plain-ondevice", "vaekit", "--n-train", "600", "--steps", "6", "--block", "3",
                         "--repeats", "2", "--warmup-steps", "1", "--profile-steps", "0", "--threads", "1",
                         "--data-root", str(tmp_path / "no-data"), "--out-dir", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert "4 rounds of one 3-step block per method" in out  # 2 repeats x 6 steps / 3
+    blocks, windows, notes = seen["out"]
+    assert notes == {} and {m: len(b) for m, b in blocks.items()} == {"plain-ondevice": 4, "vaekit": 4}
+    # each block ran inside the coordinator's window for it (between its "go" and its "@@block")
+    assert all(0 < t <= w for m in blocks for t, w in zip(blocks[m], windows[m]))
     by = {r["method"]: r for r in rows}
     assert set(by) == {"plain-ondevice", "vaekit"}
     assert all(r["isolation"] == "lockstep" and float(r["samples_per_s"]) > 0 for r in rows)
@@ -31,8 +43,61 @@ def test_lockstep_times_every_method_in_its_own_process_block_by_block(script, t
 
 def test_paired_ratios_are_medians_of_per_round_ratios(script):
     blocks = {"plain-ondevice": [1.0, 2.0, 1.0], "vaekit": [0.5, 4.0, 1.0]}
-    assert script.paired_ratios(blocks, []) == {"plain-ondevice": 1.0, "vaekit": 1.0}  # ratios 2, 0.5, 1
-    assert script.paired_ratios({"vaekit": [1.0]}, []) == {}
+    assert script.paired_ratios(blocks) == {"plain-ondevice": 1.0, "vaekit": 1.0}  # ratios 2, 0.5, 1
+    assert script.paired_ratios({"vaekit": [1.0]}) == {}
+
+
+# A stand-in worker speaking the lockstep protocol: argv = method, mode (ok, die, die-late, hang).
+FAKE = r"""
+import sys, time
+m, mode = sys.argv[1], sys.argv[2]
+def say(s):
+    print(s, flush=True)
+say("warming up " + m)
+if mode == "die":
+    sys.exit(3)
+say("@@wait")
+n = 0
+while True:
+    word = sys.stdin.readline().strip()
+    if word == "end":
+        sys.exit(0)
+    if mode == "hang":
+        time.sleep(30)
+    n += 1
+    t = time.perf_counter(); time.sleep(0.005); say(f"@@block {time.perf_counter() - t!r}")
+    if mode == "die-late" and n == 2:
+        sys.exit(4)
+    say("@@wait")
+"""
+
+
+def _coordinate(script, modes, timeout=60.0):
+    import argparse
+    import sys
+
+    args = argparse.Namespace(methods=list(modes), seed=0, repeats=1, steps=3, block=1)
+    return script.lockstep(args, [], command=lambda m: [sys.executable, "-c", FAKE, m, modes[m]], timeout=timeout)
+
+
+def test_lockstep_coordinator_takes_turns_and_forwards_other_output(script, capsys):
+    blocks, windows, notes = _coordinate(script, {"plain-ondevice": "ok", "vaekit": "ok"})
+    assert notes == {} and {m: len(b) for m, b in blocks.items()} == {"plain-ondevice": 3, "vaekit": 3}
+    assert all(0 < t <= w for m in blocks for t, w in zip(blocks[m], windows[m]))
+    assert "[vaekit] warming up vaekit" in capsys.readouterr().out
+
+
+def test_a_failed_compiled_worker_becomes_a_note_and_the_others_go_on(script):
+    blocks, _, notes = _coordinate(script, {"plain-ondevice": "ok", "vaekit-compile": "die"})
+    assert set(blocks) == {"plain-ondevice"} and len(blocks["plain-ondevice"]) == 3
+    assert notes["vaekit-compile"].startswith("failed: worker exit 3")
+
+
+def test_a_failed_or_silent_eager_worker_stops_the_run_naming_it(script):
+    with pytest.raises(RuntimeError, match="vaekit failed: worker exit 4"):
+        _coordinate(script, {"plain-ondevice": "ok", "vaekit": "die-late"})
+    with pytest.raises(RuntimeError, match="worker vaekit said nothing for 1 s"):
+        _coordinate(script, {"plain-ondevice": "ok", "vaekit": "hang"}, timeout=1.0)
 
 
 def test_an_older_csv_gains_the_new_columns_and_keeps_its_rows(script, tmp_path):
@@ -47,11 +112,15 @@ def test_an_older_csv_gains_the_new_columns_and_keeps_its_rows(script, tmp_path)
         reader = csv.DictReader(f)
         rows = list(reader)
     assert reader.fieldnames == script.FIELDS
-    assert rows[0]["samples_per_s"] == "123" and rows[0]["isolation"] == "" and rows[0]["ratio_to_ondevice_rounds"] == ""
+    assert rows[0]["samples_per_s"] == "123" and rows[0]["isolation"] == "in-process"
+    assert rows[0]["ratio_to_ondevice_rounds"] == ""
     with open(path, "w", newline="") as f:
         f.write("date,mystery\n1,2\n")
     with pytest.raises(SystemExit, match="mystery"):
         script.upgrade_csv(path)
+    # the benchmark refuses such a file before it measures anything
+    with pytest.raises(SystemExit, match="mystery"):
+        script.main(["--methods", "vaekit", "--out-dir", str(tmp_path), "--steps", "1", "--repeats", "1"])
 
 
 def test_the_isolation_defaults_to_lockstep_on_a_cpu(script):
