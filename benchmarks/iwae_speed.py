@@ -161,6 +161,33 @@ def append_csv(path: Path, fields: list[str], rows: list[dict[str, object]]) -> 
         writer.writerows(rows)
 
 
+def upgrade_csv(path: Path, fields: list[str], defaults: dict[str, str] | None = None, check_only: bool = False) -> None:
+    """Rewrite the CSV ``path`` under the header ``fields`` when it was written with fewer columns, so that rows
+    appended under ``fields`` line up with the header: old rows keep their values, a new column gets its value
+    in ``defaults`` (else empty). A file with a column not in ``fields`` is refused (``SystemExit`` naming it);
+    ``check_only``: only that check, nothing written. The rewrite is atomic."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames == fields:
+            return
+        old = list(reader)
+    extra = [k for k in (reader.fieldnames or []) if k not in fields]
+    if extra:
+        raise SystemExit(f"{path} has columns {extra} that this script does not write: move it aside "
+                         "(or choose another output folder)")
+    if check_only:
+        return
+    defaults = defaults or {}
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({k: r.get(k) or defaults.get(k, "") for k in fields} for r in old)
+    tmp.replace(path)
+
+
 def write_markdown(path: Path | None, title: str, rows: list[dict[str, object]], cols: list[tuple[str, str]],
                    notes: list[str], argv: list[str] | None = None) -> None:
     """Write ``rows`` as a markdown table (``cols``: heading, key) under ``title``, with the command

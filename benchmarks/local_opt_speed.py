@@ -19,7 +19,6 @@ writes them as a markdown table.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -34,7 +33,7 @@ from vaekit.models import mlp_vae
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from iwae_speed import append_csv, device_name, load_images, write_markdown  # noqa: E402
+from iwae_speed import append_csv, device_name, load_images, upgrade_csv, write_markdown  # noqa: E402
 from provenance import git_commit  # noqa: E402
 
 FIELDS = ["date", "device", "device_name", "torch", "threads", "load_avg", "family", "n_points", "steps", "k",
@@ -76,21 +75,6 @@ class MemoryTrace:
     @property
     def peak(self) -> float:
         return max(mb for _, mb in self.readings)
-
-
-def upgrade_csv(path: Path, fields: list[str]) -> None:
-    """Rewrite ``path`` under the header ``fields`` when it was written with fewer columns (old rows keep theirs)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames == fields:
-            return
-        rows = list(reader)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def main() -> None:

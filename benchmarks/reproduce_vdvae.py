@@ -68,21 +68,6 @@ def check_args(args: argparse.Namespace) -> None:
                          "a run on vaekit.data.BinarizedMNIST")
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _manifest(run: Path) -> dict[str, Any]:
-    path = run / "checkpoints" / "manifest.json"
-    return json.loads(path.read_text()).get("files", {}) if path.is_file() else {}
-
-
 def load_checkpoint(run: Path, which: str, device: str, tries: int = 5) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model of ``run`` with the weights of its ``which`` checkpoint, and what identifies them: the file, the
     SHA-256 of the weights actually loaded (the key of the cached chunks), the step and epoch they were saved at.
@@ -94,6 +79,7 @@ def load_checkpoint(run: Path, which: str, device: str, tries: int = 5) -> tuple
     import warnings
 
     from vaekit.runs import load
+    from vaekit.training.checkpoint import _read_manifest, _sha256  # (what the loop's own integrity check reads)
 
     if which == "best" and not (run / "checkpoints" / "best.safetensors").is_file():
         which = "last"
@@ -101,7 +87,7 @@ def load_checkpoint(run: Path, which: str, device: str, tries: int = 5) -> tuple
     if not weights.is_file() or not ckpt.is_file():
         raise SystemExit(f"{run} has no {which} checkpoint ({weights.name} and {ckpt.name}): the run never reached one")
     for _ in range(tries):
-        before = (_manifest(run), _sha256(weights))
+        before = (_read_manifest(run / "checkpoints"), _sha256(weights))
         loop = torch.load(ckpt, weights_only=True, map_location="cpu", mmap=True)["loop"]  # (mmap: reads little)
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)  # vaekit.load warns when it falls back to other weights
@@ -109,7 +95,7 @@ def load_checkpoint(run: Path, which: str, device: str, tries: int = 5) -> tuple
                 model = load(run, checkpoint=which, device=device)
             except UserWarning as w:
                 raise SystemExit(f"{weights} could not be used: {w}") from None
-        after = (_manifest(run), _sha256(weights))
+        after = (_read_manifest(run / "checkpoints"), _sha256(weights))
         entry = after[0].get(weights.name)
         if before == after and (entry is None or entry.get("sha256") == after[1]):
             return model, {"checkpoint": which, "sha256": after[1], "step": int(loop["global_step"]),

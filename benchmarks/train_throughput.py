@@ -665,32 +665,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 def upgrade_csv(path: Path, check_only: bool = False) -> None:
-    """Rewrite the CSV ``path`` under today's :data:`FIELDS` when it was written with fewer columns, so that
-    appended rows line up with the header: its rows keep their values, ``isolation`` is ``in-process`` (the only
-    way before the column existed), the other new columns are empty. A file with a column this script does not
-    write is refused (``check_only``: only that check, nothing written)."""
-    import csv
-
-    if not path.is_file():
-        return
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames == FIELDS:
-            return
-        old = list(reader)
-    extra = [k for k in (reader.fieldnames or []) if k not in FIELDS]
-    if extra:
-        raise SystemExit(f"{path} has columns {extra} that this script does not write: move it aside "
-                         "(or choose another --out-dir)")
-    if check_only:
-        return
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows({**{k: r.get(k) or "" for k in FIELDS}, "isolation": r.get("isolation") or "in-process"}
-                         for r in old)
-    tmp.replace(path)
+    """:func:`iwae_speed.upgrade_csv` under :data:`FIELDS`; older rows get ``isolation`` ``in-process`` (the only
+    way before the column existed)."""
+    iwae_speed.upgrade_csv(path, FIELDS, {"isolation": "in-process"}, check_only)
 
 
 def write_results(out_dir: Path, device: torch.device, rows: list[dict[str, Any]], argv: list[str] | None) -> None:
