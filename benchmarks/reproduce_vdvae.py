@@ -29,6 +29,7 @@ import datetime as dt
 import json
 import math
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -107,22 +108,21 @@ def load_checkpoint(run: Path, which: str, device: str, tries: int = 5) -> tuple
 def training_curve(run: Path) -> dict[str, Any]:
     """From the run's ``metrics.csv``: the validation ELBO at every validation, the training time (the sum over
     the logged windows of samples / samples_per_s, so right across resumes and kills; the loop's rate of a window
-    that holds a validation counts the validation's time too) and the mean rate. A half-written last line (a run
-    still training) is skipped."""
+    that holds a validation, or a pause of the process, counts that time too) and the median rate of the windows
+    (which such windows do not move). A half-written last line (a run still training) is skipped."""
     from vaekit.training import read_metrics
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     batch, every = int(cfg["trainer"]["batch_size"]), int(cfg["trainer"].get("log_every_steps", 50))
     curve: list[tuple[int, int, float]] = []
-    seconds, samples = 0.0, 0
+    rates: list[float] = []
     for row in read_metrics(run / "metrics.csv"):
         if row["split"] == "val" and row["name"] == "elbo":
             curve.append((row["step"], row["epoch"], row["value"]))
         elif row["split"] == "train" and row["name"] == "samples_per_s" and row["value"] > 0:
-            seconds += every * batch / row["value"]
-            samples += every * batch
-    return {"val_elbo": curve, "train_s": seconds, "samples_per_s": samples / seconds if seconds else None,
-            "batch_size": batch}
+            rates.append(row["value"])
+    return {"val_elbo": curve, "train_s": sum(every * batch / r for r in rates),
+            "samples_per_s": statistics.median(rates) if rates else None, "batch_size": batch}
 
 
 def chunk_path(cache_dir: Path, run: Path, state: dict[str, Any], k: int, n: int, seed: int, device_type: str,
@@ -211,8 +211,9 @@ def report(result: dict[str, Any], meta: dict[str, Any], curve: list[tuple[int, 
              f"- run `{meta['run']}` ({meta['layout']}): {meta['params']:,} parameters; weights of the "
              f"{meta['checkpoint']} checkpoint (the EMA's, where the run keeps one), step {meta['steps']:,}, "
              f"epoch {meta['epochs']:g}",
-             f"- training: {meta['train_s'] / 3600:.1f} h (from the logged samples/s, validations included), "
-             + (f"{meta['samples_per_s']:,.0f} samples/s on average (batch {meta['batch_size']})"
+             f"- training: {meta['train_s'] / 3600:.1f} h (from the logged samples/s, validations and pauses included), "
+             + (f"{meta['samples_per_s']:,.0f} samples/s (the median of the loop's logged windows; batch "
+                f"{meta['batch_size']})"
                 if meta["samples_per_s"] else "no rate logged"),
              f"- data: {BINARIZATION}; {meta['n_points']} of the {meta['n_test']} test images"
              + (" (a seeded draw)" if meta["n_points"] < meta["n_test"] else ""),

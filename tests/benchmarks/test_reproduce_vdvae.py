@@ -112,6 +112,8 @@ def test_the_rendered_table_shows_a_missing_paper_epoch_count_as_a_dash(load_ben
 def test_the_training_curve_skips_a_half_written_last_line(script, tmp_path):
     (tmp_path / "config.yaml").write_text("trainer: {batch_size: 10, log_every_steps: 5}\n")
     (tmp_path / "metrics.csv").write_text("step,epoch,split,name,value\n5,0,train,samples_per_s,25.0\n"
-                                          "5,0,val,elbo,-120.5\n10,0,train,samples_per_s,")
+                                          "5,0,val,elbo,-120.5\n10,0,train,samples_per_s,5.0\n"
+                                          "15,0,train,samples_per_s,20.0\n20,0,train,samples_per_s,")
     curve = script.training_curve(tmp_path)
-    assert curve["val_elbo"] == [(5, 0, -120.5)] and curve["train_s"] == 2.0 and curve["samples_per_s"] == 25.0
+    # time: 50/25 + 50/5 + 50/20 s; rate: the median window (a slow window, e.g. a pause, does not move it)
+    assert curve["val_elbo"] == [(5, 0, -120.5)] and curve["train_s"] == 14.5 and curve["samples_per_s"] == 20.0
