@@ -47,6 +47,8 @@ EXPERIMENT = "vdvae/binarized_mnist"
 #: Efficient-VDVAE (Hazami et al., 2022), binarized MNIST: negative log-likelihood 79.09 nats.
 PAPER_LOG_PX = -79.09
 GOAL_LOG_PX = -82.0  # issue 14: "the goal is < 82 nats"
+#: What a run's model may be: the vdvae builder, or a HierarchicalVAE composed from blocks in the config.
+MODELS = ("vdvae", "HierarchicalVAE")
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -63,7 +65,13 @@ def check_args(args: argparse.Namespace) -> None:
     if not (run / "config.yaml").is_file() or not (run / "metrics.csv").is_file():
         raise SystemExit(f"run_dir {str(run)!r} is not a vaekit run directory (it needs config.yaml and metrics.csv, "
                          "as `vaekit fit` writes them)")
-    data = (yaml.safe_load((run / "config.yaml").read_text()).get("data") or {}).get("class_path", "")
+    cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    model = (cfg.get("model") or {}).get("class_path", "")
+    if model.rpartition(".")[2] not in MODELS:
+        raise SystemExit(f"run_dir {str(run)!r} holds a {model or 'model without a class_path'}; the {EXPERIMENT} row "
+                         f"needs a VDVAE: model class_path ending in one of {sorted(MODELS)} (e.g. "
+                         "vaekit.models.hierarchical.vdvae, as examples/configs/vdvae_binarized_mnist*.yaml)")
+    data = (cfg.get("data") or {}).get("class_path", "")
     if data.rpartition(".")[2] != "BinarizedMNIST":
         raise SystemExit(f"run_dir {str(run)!r} was trained on {data or 'no data class'}; the {EXPERIMENT} row needs "
                          "a run on vaekit.data.BinarizedMNIST")

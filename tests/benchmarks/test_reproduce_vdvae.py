@@ -94,9 +94,14 @@ def test_bad_arguments_are_refused_before_anything_is_written(script, run_dir, t
 def test_a_directory_that_is_not_a_binarized_mnist_run_is_refused(script, tmp_path):
     with pytest.raises(SystemExit, match="is not a vaekit run directory"):
         script.main([str(tmp_path), "--out-dir", str(tmp_path / "out")])
-    (tmp_path / "config.yaml").write_text("data: {class_path: vaekit.data.FashionMNIST}\n")
+    (tmp_path / "config.yaml").write_text("model: {class_path: vaekit.models.hierarchical.vdvae}\n"
+                                          "data: {class_path: vaekit.data.FashionMNIST}\n")
     (tmp_path / "metrics.csv").write_text("step,epoch,split,name,value\n")
     with pytest.raises(SystemExit, match="trained on vaekit.data.FashionMNIST"):
+        script.main([str(tmp_path), "--out-dir", str(tmp_path / "out")])
+    (tmp_path / "config.yaml").write_text("model: {class_path: vaekit.models.hierarchical.ladder_vae}\n"
+                                          "data: {class_path: vaekit.data.BinarizedMNIST}\n")
+    with pytest.raises(SystemExit, match="holds a vaekit.models.hierarchical.ladder_vae; the vdvae/binarized_mnist"):
         script.main([str(tmp_path), "--out-dir", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
 
