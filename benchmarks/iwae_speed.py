@@ -163,8 +163,8 @@ def append_csv(path: Path, fields: list[str], rows: list[dict[str, object]]) -> 
 
 def upgrade_csv(path: Path, fields: list[str], defaults: dict[str, str] | None = None, check_only: bool = False) -> None:
     """Rewrite the CSV ``path`` under the header ``fields`` when it was written with fewer columns, so that rows
-    appended under ``fields`` line up with the header: old rows keep their values, a new column gets its value
-    in ``defaults`` (else empty). A file with a column not in ``fields`` is refused (``SystemExit`` naming it);
+    appended under ``fields`` line up with the header: old rows keep their values, a column the file did not
+    have gets its value in ``defaults`` (else empty). A file with a column not in ``fields`` is refused (``SystemExit`` naming it);
     ``check_only``: only that check, nothing written. The rewrite is atomic."""
     if not path.is_file():
         return
@@ -184,7 +184,8 @@ def upgrade_csv(path: Path, fields: list[str], defaults: dict[str, str] | None =
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows({k: r.get(k) or defaults.get(k, "") for k in fields} for r in old)
+        had = set(reader.fieldnames or [])
+        writer.writerows({k: (r.get(k) or "") if k in had else defaults.get(k, "") for k in fields} for r in old)
     tmp.replace(path)
 
 

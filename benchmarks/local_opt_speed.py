@@ -93,6 +93,7 @@ def main() -> None:
     p.add_argument("--out", default=str(HERE / "results" / "local_opt_speed.csv"))
     p.add_argument("--md", type=Path, default=None, help="also write this run's rows to this markdown file")
     a = p.parse_args()
+    upgrade_csv(Path(a.out), FIELDS, check_only=True)  # a CSV this script cannot extend: refused before measuring
     if a.threads:
         torch.set_num_threads(a.threads)
     n = a.n_points or (1000 if a.device.startswith("cuda") else 100)

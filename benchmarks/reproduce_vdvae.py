@@ -47,8 +47,20 @@ EXPERIMENT = "vdvae/binarized_mnist"
 #: Efficient-VDVAE (Hazami et al., 2022), binarized MNIST: negative log-likelihood 79.09 nats.
 PAPER_LOG_PX = -79.09
 GOAL_LOG_PX = -82.0  # issue 14: "the goal is < 82 nats"
-#: What a run's model may be: the vdvae builder, or a HierarchicalVAE composed from blocks in the config.
-MODELS = ("vdvae", "HierarchicalVAE")
+
+
+def check_vdvae(model: torch.nn.Module) -> None:
+    """Refuse a model that is not a VDVAE-class model: a hierarchical VAE with at least one spatial (C, H, W) latent
+    (``vdvae(...)``, the Efficient-VDVAE port, or one composed from blocks), naming what it is instead."""
+    from vaekit.models.hierarchical import HierarchicalVAE
+
+    shapes = {name: getattr(model.blocks[name], "latent_shape", None) for name in getattr(model, "latent_names", ())} \
+        if isinstance(model, HierarchicalVAE) else {}
+    if not any(shape is not None and len(shape) == 3 for shape in shapes.values()):
+        what = (f"a HierarchicalVAE whose latents are all vectors ({shapes})" if isinstance(model, HierarchicalVAE)
+                else f"a {type(model).__name__}")
+        raise SystemExit(f"the run's model is {what}; the {EXPERIMENT} row needs a VDVAE-class model: a hierarchical "
+                         "VAE with spatial (C, H, W) latents, e.g. vaekit.models.hierarchical.vdvae")
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -66,11 +78,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"run_dir {str(run)!r} is not a vaekit run directory (it needs config.yaml and metrics.csv, "
                          "as `vaekit fit` writes them)")
     cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
-    model = (cfg.get("model") or {}).get("class_path", "")
-    if model.rpartition(".")[2] not in MODELS:
-        raise SystemExit(f"run_dir {str(run)!r} holds a {model or 'model without a class_path'}; the {EXPERIMENT} row "
-                         f"needs a VDVAE: model class_path ending in one of {sorted(MODELS)} (e.g. "
-                         "vaekit.models.hierarchical.vdvae, as examples/configs/vdvae_binarized_mnist*.yaml)")
     data = (cfg.get("data") or {}).get("class_path", "")
     if data.rpartition(".")[2] != "BinarizedMNIST":
         raise SystemExit(f"run_dir {str(run)!r} was trained on {data or 'no data class'}; the {EXPERIMENT} row needs "
@@ -81,14 +88,12 @@ def load_checkpoint(run: Path, which: str, device: str, tries: int = 5) -> tuple
     """The model of ``run`` with the weights of its ``which`` checkpoint, and what identifies them: the file, the
     SHA-256 of the weights actually loaded (the key of the cached chunks), the step and epoch they were saved at.
 
-    ``best`` falls back to ``last`` when the run has no ``best.safetensors`` (as :func:`vaekit.load`). A run still
-    training may rewrite its checkpoint meanwhile: the read is repeated (up to ``tries`` times) until the
-    checkpoint's manifest entries, the ``.ckpt`` the step comes from and the weights file are the same before and
-    after it. A damaged weights file is refused (not replaced by the other checkpoint)."""
-    import warnings
-
+    ``best`` falls back to ``last`` when the run has no ``best.safetensors`` (as :func:`vaekit.load`). A damaged
+    weights file (its SHA-256 differs from the manifest's) is refused, not replaced by the other checkpoint. A run
+    still training may rewrite its checkpoint meanwhile: the read is repeated (up to ``tries`` times) until the
+    manifest and the weights file are the same before and after it."""
     from vaekit.runs import load
-    from vaekit.training.checkpoint import _read_manifest, _sha256  # (what the loop's own integrity check reads)
+    from vaekit.training.checkpoint import CorruptFileError, _read_manifest, _sha256, verify_file
 
     if which == "best" and not (run / "checkpoints" / "best.safetensors").is_file():
         which = "last"
@@ -97,34 +102,42 @@ def load_checkpoint(run: Path, which: str, device: str, tries: int = 5) -> tuple
         raise SystemExit(f"{run} has no {which} checkpoint ({weights.name} and {ckpt.name}): the run never reached one")
     for _ in range(tries):
         before = (_read_manifest(run / "checkpoints"), _sha256(weights))
-        loop = torch.load(ckpt, weights_only=True, map_location="cpu", mmap=True)["loop"]  # (mmap: reads little)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", UserWarning)  # vaekit.load warns when it falls back to other weights
-            try:
-                model = load(run, checkpoint=which, device=device)
-            except UserWarning as w:
-                raise SystemExit(f"{weights} could not be used: {w}") from None
+        try:
+            verify_file(weights, "weights file")  # (then vaekit.load has no reason to fall back to other weights)
+            loop = torch.load(ckpt, weights_only=True, map_location="cpu", mmap=True)["loop"]  # (mmap: reads little)
+            model = load(run, checkpoint=which, device=device)
+        except CorruptFileError as err:
+            if (_read_manifest(run / "checkpoints"), _sha256(weights)) == before:
+                raise SystemExit(f"{weights} cannot be used: {err}") from None
+            pass  # the files changed meanwhile (a save in progress): read again below
         after = (_read_manifest(run / "checkpoints"), _sha256(weights))
-        entry = after[0].get(weights.name)
-        if before == after and (entry is None or entry.get("sha256") == after[1]):
+        if before == after:
             return model, {"checkpoint": which, "sha256": after[1], "step": int(loop["global_step"]),
                            "epoch": int(loop["epoch"])}
         time.sleep(2.0)  # a save in progress: read again once it is done
     raise SystemExit(f"{run}: the {which} checkpoint kept changing while it was read ({tries} tries); try again")
 
 
-def training_curve(run: Path) -> dict[str, Any]:
+def training_curve(run: Path, until_step: int | None = None) -> dict[str, Any]:
     """From the run's ``metrics.csv``: the validation ELBO at every validation, the training time (the sum over
     the logged windows of samples / samples_per_s, so right across resumes and kills; the loop's rate of a window
     that holds a validation, or a pause of the process, counts that time too) and the median rate of the windows
-    (which such windows do not move). A half-written last line (a run still training) is skipped."""
+    (which such windows do not move), up to ``until_step`` (the checkpoint's). A last line without its newline (a
+    run still training is writing it) is left out, even when what was written of it parses."""
     from vaekit.training import read_metrics
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     batch, every = int(cfg["trainer"]["batch_size"]), int(cfg["trainer"].get("log_every_steps", 50))
     curve: list[tuple[int, int, float]] = []
     rates: list[float] = []
-    for row in read_metrics(run / "metrics.csv"):
+    rows = read_metrics(run / "metrics.csv")
+    text = (run / "metrics.csv").read_bytes()
+    lines = [ln for ln in text.split(b"\n")[1:] if ln.strip()]
+    if text and not text.endswith(b"\n") and rows and len(rows) == len(lines):  # a torn last line that parsed
+        rows = rows[:-1]
+    for row in rows:
+        if until_step is not None and row["step"] > until_step:
+            continue
         if row["split"] == "val" and row["name"] == "elbo":
             curve.append((row["step"], row["epoch"], row["value"]))
         elif row["split"] == "train" and row["name"] == "samples_per_s" and row["value"] > 0:
@@ -277,8 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     from vaekit.runs import load_data
 
     run = Path(args.run_dir).resolve()
-    curve = training_curve(run)  # (before the estimation: a damaged metrics.csv stops here, not after hours)
+    training_curve(run)  # (before the estimation: a damaged metrics.csv stops here, not after hours)
     model, state = load_checkpoint(run, args.checkpoint, args.device)
+    check_vdvae(model)
+    curve = training_curve(run, until_step=state["step"])
     data = load_data(run)
     data.setup()
     x_test = data.test

@@ -356,6 +356,10 @@ class LockstepClock(StepClock):
         self.t0 = time.perf_counter()
 
 
+#: Methods whose failure (no working compiler, a compilation that never ends) is a note, not the end of the run.
+OPTIONAL = ("vaekit-compile", "vaekit-graph")
+
+
 def runners_for(x: Tensor, device: torch.device, batch_size: int) -> dict[str, Callable[[int], None]]:
     """Each method as ``run(n_steps)``."""
     return {
@@ -419,7 +423,8 @@ def lockstep(args: argparse.Namespace, argv: list[str], command: Callable[[str],
     """Run every method in its own worker process, block by block in turns (see the module docstring).
 
     ``command(method)`` is a worker's command line (default: this script with ``argv`` and ``--worker``);
-    ``timeout`` the longest wait for one line of a worker (its warm-up, with compilation, or one block).
+    ``timeout`` the longest wait for one line of a worker (its warm-up, with compilation, or one block) or for
+    its exit after ``end``; a compiled method (:data:`OPTIONAL`) that exceeds it becomes a note, as a crash does.
     Returns the block times per method as the workers measured them, the time from each ``go`` to its
     ``@@block`` as seen here (which holds the block), and a note per method that failed (a compiled method
     may fail where no compiler works; any other failure raises)."""
@@ -439,7 +444,11 @@ def lockstep(args: argparse.Namespace, argv: list[str], command: Callable[[str],
             try:
                 line = lines[m].readline(timeout)
             except TimeoutError:
-                raise RuntimeError(f"worker {m} said nothing for {timeout:.0f} s (waiting for {what!r})") from None
+                if m not in OPTIONAL:
+                    raise RuntimeError(f"worker {m} said nothing for {timeout:.0f} s (waiting for {what!r})") from None
+                procs[m].kill()  # an optional (compiled) method that hangs: a note, as a crash is
+                print(f"  {m}: said nothing for {timeout:.0f} s (waiting for {what!r}); stopped")
+                return None
             if line is None:
                 return None
             if line.startswith("@@"):
@@ -466,7 +475,7 @@ def lockstep(args: argparse.Namespace, argv: list[str], command: Callable[[str],
         tail = [ln for ln in logs[m].read().splitlines() if ln.strip()][-1:] or ["no output"]
         notes[m] = f"failed: worker exit {procs[m].returncode}: {tail[0][:200]}"
         print(f"  {m}: {notes[m]}")
-        if m not in ("vaekit-compile", "vaekit-graph"):
+        if m not in OPTIONAL:
             raise RuntimeError(f"{m} {notes[m]}")
 
     blocks: dict[str, list[float]] = {}
@@ -499,7 +508,14 @@ def lockstep(args: argparse.Namespace, argv: list[str], command: Callable[[str],
             if m not in notes:
                 send(m, "end")
         for m in live:
-            if m not in notes and procs[m].wait() != 0:
+            if m in notes:
+                continue
+            try:
+                code = procs[m].wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                procs[m].kill()
+                code = None
+            if code != 0:
                 failed(m)
     finally:
         for p in procs.values():
@@ -606,7 +622,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 clocks[m].append(measure(runners[m], device, args.warmup_steps, args.steps, args.block,
                                          vaekit=m.startswith("vaekit")))
             except Exception as err:  # noqa: BLE001 - e.g. torch.compile without a working compiler
-                if m not in ("vaekit-compile", "vaekit-graph"):
+                if m not in OPTIONAL:
                     raise
                 notes[m] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
                 print(f"  {m}: {notes[m]}")

@@ -14,8 +14,16 @@ SHARED = Path(os.environ.get("VAEKIT_DATA") or ROOT.parent / "shared" / "data")
 pytestmark = pytest.mark.skipif(not (SHARED / "binarized_mnist").is_dir(), reason=f"no binarized MNIST under {SHARED}")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def shared_data():
+    """The data folder for the whole module: the stand-in run reads it when it trains and when it is evaluated."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VAEKIT_DATA", os.environ.get("VAEKIT_DATA") or str(SHARED))
+        yield
+
+
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, shared_data):
     """A tiny spatial VDVAE trained for 4 steps on binarized MNIST, with one validation."""
     from vaekit.config import fit_config
 
@@ -29,9 +37,7 @@ def run_dir(tmp_path_factory):
         "trainer": {"run_name": "tiny_vdvae", "max_steps": 4, "batch_size": 16, "val_every_steps": 4,
                     "val_every_epochs": None, "log_every_steps": 2, "root_dir": str(root), "progress_bar": False},
     }
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VAEKIT_DATA", os.environ.get("VAEKIT_DATA") or str(SHARED))
-        return Path(fit_config(cfg).run_dir)
+    return Path(fit_config(cfg).run_dir)
 
 
 @pytest.fixture
@@ -99,11 +105,34 @@ def test_a_directory_that_is_not_a_binarized_mnist_run_is_refused(script, tmp_pa
     (tmp_path / "metrics.csv").write_text("step,epoch,split,name,value\n")
     with pytest.raises(SystemExit, match="trained on vaekit.data.FashionMNIST"):
         script.main([str(tmp_path), "--out-dir", str(tmp_path / "out")])
-    (tmp_path / "config.yaml").write_text("model: {class_path: vaekit.models.hierarchical.ladder_vae}\n"
-                                          "data: {class_path: vaekit.data.BinarizedMNIST}\n")
-    with pytest.raises(SystemExit, match="holds a vaekit.models.hierarchical.ladder_vae; the vdvae/binarized_mnist"):
-        script.main([str(tmp_path), "--out-dir", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_only_models_with_spatial_latents_count_as_a_vdvae(script):
+    from vaekit.models import mlp_vae
+    from vaekit.models.hierarchical import ladder_vae, vdvae
+
+    script.check_vdvae(vdvae([1, 8, 8], enc_blocks="8x1,8d2,4x1,4d4,1x1", dec_blocks="1x1,4m1,4x1,8m4", width=8,
+                             latent_channels=2, likelihood="bernoulli"))
+    with pytest.raises(SystemExit, match="HierarchicalVAE whose latents are all vectors"):
+        script.check_vdvae(ladder_vae([784]))
+    with pytest.raises(SystemExit, match="the run's model is a VAE; the vdvae/binarized_mnist row needs"):
+        script.check_vdvae(mlp_vae([784]))
+
+
+def test_a_damaged_weights_file_is_refused_not_replaced(script, run_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, run)
+    best = run / "checkpoints" / "best.safetensors"
+    data = bytearray(best.read_bytes())
+    data[-1] ^= 0xFF
+    best.write_bytes(bytes(data))
+    with pytest.raises(SystemExit, match="best.safetensors cannot be used"):
+        script.load_checkpoint(run, "best", "cpu", tries=2)
+    model, state = script.load_checkpoint(run, "last", "cpu")
+    assert state["checkpoint"] == "last" and state["step"] == 4 and len(state["sha256"]) == 64
 
 
 def test_the_rendered_table_shows_a_missing_paper_epoch_count_as_a_dash(load_benchmark):
@@ -122,3 +151,8 @@ def test_the_training_curve_skips_a_half_written_last_line(script, tmp_path):
     curve = script.training_curve(tmp_path)
     # time: 50/25 + 50/5 + 50/20 s; rate: the median window (a slow window, e.g. a pause, does not move it)
     assert curve["val_elbo"] == [(5, 0, -120.5)] and curve["train_s"] == 14.5 and curve["samples_per_s"] == 20.0
+    # a torn last line that still parses ("8" of "84.86") is left out too; rows after the checkpoint's step as well
+    (tmp_path / "metrics.csv").write_text("step,epoch,split,name,value\n5,0,train,samples_per_s,25.0\n"
+                                          "10,0,train,samples_per_s,50.0\n15,0,train,samples_per_s,8")
+    assert script.training_curve(tmp_path)["train_s"] == 3.0
+    assert script.training_curve(tmp_path, until_step=5)["train_s"] == 2.0

@@ -61,6 +61,8 @@ n = 0
 while True:
     word = sys.stdin.readline().strip()
     if word == "end":
+        if mode == "hang-exit":
+            time.sleep(30)
         sys.exit(0)
     if mode == "hang":
         time.sleep(30)
@@ -98,9 +100,16 @@ def test_a_failed_or_silent_eager_worker_stops_the_run_naming_it(script):
         _coordinate(script, {"plain-ondevice": "ok", "vaekit": "die-late"})
     with pytest.raises(RuntimeError, match="worker vaekit said nothing for 1 s"):
         _coordinate(script, {"plain-ondevice": "ok", "vaekit": "hang"}, timeout=1.0)
+    with pytest.raises(RuntimeError, match="vaekit failed: worker exit -9"):  # hangs after its last block
+        _coordinate(script, {"plain-ondevice": "ok", "vaekit": "hang-exit"}, timeout=1.0)
 
 
-def test_an_older_csv_gains_the_new_columns_and_keeps_its_rows(script, tmp_path):
+def test_a_hanging_compiled_worker_becomes_a_note(script):
+    blocks, _, notes = _coordinate(script, {"plain-ondevice": "ok", "vaekit-compile": "hang"}, timeout=1.0)
+    assert set(blocks) == {"plain-ondevice"} and notes["vaekit-compile"].startswith("failed: worker exit -9")
+
+
+def test_an_older_csv_gains_the_new_columns_and_keeps_its_rows(script, tmp_path, monkeypatch):
     path = tmp_path / "train_throughput.csv"
     old = script.FIELDS[:-2]
     with open(path, "w", newline="") as f:
@@ -118,9 +127,39 @@ def test_an_older_csv_gains_the_new_columns_and_keeps_its_rows(script, tmp_path)
         f.write("date,mystery\n1,2\n")
     with pytest.raises(SystemExit, match="mystery"):
         script.upgrade_csv(path)
-    # the benchmark refuses such a file before it measures anything
+    # the benchmark refuses such a file before it reads data or measures anything
+    def never(*_a, **_k):
+        raise AssertionError("measured before the CSV was checked")
+
+    monkeypatch.setattr(script, "load_train", never)
+    monkeypatch.setattr(script, "lockstep", never)
     with pytest.raises(SystemExit, match="mystery"):
         script.main(["--methods", "vaekit", "--out-dir", str(tmp_path), "--steps", "1", "--repeats", "1"])
+
+
+def test_upgrade_fills_only_columns_the_file_lacked(load_benchmark, tmp_path):
+    iwae_speed = load_benchmark("iwae_speed")
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,\n")
+    iwae_speed.upgrade_csv(path, ["a", "b", "c"], {"b": "B", "c": "C"})
+    assert path.read_text().splitlines() == ["a,b,c", "1,,C"]
+
+
+def test_the_worker_clock_waits_at_every_block_edge_and_ends_only_after_the_last(script):
+    import io
+
+    import torch
+
+    out = io.StringIO()
+    clock = script.LockstepClock(torch.device("cpu"), 2, 6, 2, False, io.StringIO("go\ngo\nend\n"), out)
+    for _ in range(7):  # hook calls after steps 1..7: edges at 2, 4, 6
+        clock()
+    lines = [ln.split()[0] for ln in out.getvalue().splitlines()]
+    assert lines == ["@@wait", "@@block", "@@wait", "@@block", "@@wait"] and len(clock.blocks) == 2
+    early = script.LockstepClock(torch.device("cpu"), 2, 6, 2, False, io.StringIO("end\n"), io.StringIO())
+    early()
+    with pytest.raises(SystemExit, match="got 'end' after step 2"):
+        early()
 
 
 def test_the_isolation_defaults_to_lockstep_on_a_cpu(script):
