@@ -123,19 +123,14 @@ def training_curve(run: Path, until_step: int | None = None) -> dict[str, Any]:
     the logged windows of samples / samples_per_s, so right across resumes and kills; the loop's rate of a window
     that holds a validation, or a pause of the process, counts that time too) and the median rate of the windows
     (which such windows do not move), up to ``until_step`` (the checkpoint's). A last line without its newline (a
-    run still training is writing it) is left out, even when what was written of it parses."""
+    run still training is writing it) is left out by ``read_metrics``, even when what was written of it parses."""
     from vaekit.training import read_metrics
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     batch, every = int(cfg["trainer"]["batch_size"]), int(cfg["trainer"].get("log_every_steps", 50))
     curve: list[tuple[int, int, float]] = []
     rates: list[float] = []
-    rows = read_metrics(run / "metrics.csv")
-    text = (run / "metrics.csv").read_bytes()
-    lines = [ln for ln in text.split(b"\n")[1:] if ln.strip()]
-    if text and not text.endswith(b"\n") and rows and len(rows) == len(lines):  # a torn last line that parsed
-        rows = rows[:-1]
-    for row in rows:
+    for row in read_metrics(run / "metrics.csv"):  # (without a torn last line, even one that parses)
         if until_step is not None and row["step"] > until_step:
             continue
         if row["split"] == "val" and row["name"] == "elbo":

@@ -172,13 +172,23 @@ class StepClock:
                 acts.append(torch.profiler.ProfilerActivity.CUDA)
             self.prof = torch.profiler.profile(activities=acts)
 
-    def __call__(self, *_: Any) -> None:
+    def _edge(self) -> int | None:
+        """Count one more step; its number when it ends a block of the window (or the window), else None."""
         self.calls += 1
         c = self.calls
-        if self.start <= c <= self.stop and ((c - self.start) % self.block == 0 or c == self.stop):
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.times[c] = time.perf_counter()
+        return c if self.start <= c <= self.stop and ((c - self.start) % self.block == 0 or c == self.stop) else None
+
+    def _stamp(self, c: int) -> float:
+        """The time of edge ``c`` (CUDA synchronised first), recorded in ``times``."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.times[c] = now = time.perf_counter()
+        return now
+
+    def __call__(self, *_: Any) -> None:
+        c = self._edge()
+        if c is not None:
+            self._stamp(c)
             if self.prof is not None and c == self.start:
                 self.prof.start()
                 self.python.enable()  # type: ignore[union-attr]
@@ -335,14 +345,10 @@ class LockstepClock(StepClock):
         self.t0: float | None = None
 
     def __call__(self, *_: Any) -> None:
-        self.calls += 1
-        c = self.calls
-        if not (self.start <= c <= self.stop and (c - self.start) % self.block == 0):
+        c = self._edge()
+        if c is None:
             return
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        now = time.perf_counter()
-        self.times[c] = now
+        now = self._stamp(c)
         if self.t0 is not None:
             self.blocks.append(now - self.t0)
             print(f"@@block {now - self.t0!r}", file=self.out, flush=True)

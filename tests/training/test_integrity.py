@@ -536,6 +536,13 @@ def test_read_metrics_skips_a_torn_last_line_with_a_warning(tmp_path: Path, capl
         rows = read_metrics(path)
     assert rows == [{"step": 10, "epoch": 0, "split": "train", "name": "loss", "value": 1.5}]
     assert f"{path}, line 3: skipped a torn last line (expected 5 fields" in caplog.text
+    caplog.clear()
+    path.write_text(f"{METRICS_HEADER}\n10,0,train,loss,1.5\n20,1,train,loss,1.2")  # parses, but "1.2" may be "1.25"
+    with caplog.at_level(logging.WARNING, logger="vaekit"):
+        assert read_metrics(path) == rows
+    assert f"{path}, line 3: skipped a torn last line (no newline after it)" in caplog.text
+    path.write_text(f"{METRICS_HEADER}\n10,0,train,loss,1.5\n\n")  # blank lines after the last row: nothing torn
+    assert read_metrics(path) == rows
 
 
 def test_read_metrics_names_a_bad_header_and_bytes_that_are_not_text(tmp_path: Path) -> None:

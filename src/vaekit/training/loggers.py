@@ -138,8 +138,9 @@ class MetricsWriter:
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a ``metrics.csv`` as dicts with typed values (step and epoch int, value float).
 
-    A last line without its newline that does not parse (a write in progress, or cut
-    short by a crash) is skipped with a warning; resuming the run removes it.
+    A last line without its newline (a write in progress, or cut short by a crash) is
+    skipped with a warning, even when what was written of it parses (``1.5`` of ``1.53``);
+    resuming the run removes it.
 
     Raises
     ------
@@ -170,10 +171,11 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         row = _parse_row(line)
+        if number == len(lines):  # no newline after it: torn, or being written right now
+            what = row if isinstance(row, str) else "no newline after it"
+            log.warning(f"{path}, line {number}: skipped a torn last line ({what})")
+            break
         if isinstance(row, str):
-            if number == len(lines):  # no newline after it: torn, or being written right now
-                log.warning(f"{path}, line {number}: skipped a torn last line ({row})")
-                break
             raise ValueError(f"{path}, line {number}: {row}; {_DAMAGED}")
         rows.append(row)
     return rows
