@@ -60,7 +60,7 @@ def test_grids_and_bad_arguments(vae, tmp_path):
     paths = save_generation_grids(samples_at_temperatures(vae, 4, [0.0, 0.5]), tmp_path, [64])
     assert sorted(p.name for p in paths.values()) == ["samples_t0.5.png", "samples_t0.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths.values())
-    with pytest.raises(ValueError, match="temperatures must be a finite number >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"temperatures\[1\] must be a finite number >= 0, got -1"):
         samples_at_temperatures(vae, 4, [0.5, -1.0])
     with pytest.raises(ValueError, match="empty"):
         samples_at_temperatures(vae, 4, [])
@@ -112,6 +112,6 @@ def test_a_model_without_per_layer_temperatures_takes_one_number(vae, two):
 
     assert samples_at_temperatures(vae, 2, [[0.5]], seed=0)[0.5].shape == (2, 64)  # a list of one is that number
     for model, setting in ((vae, [1.0, 0.5]), (two, [1.0, 0.5]), (vae, "linear:1:0.5")):
-        with pytest.raises(InvalidArgumentError, match=f"temperatures: {type(model).__name__} takes one temperature for all "
+        with pytest.raises(InvalidArgumentError, match=rf"temperatures\[0\]: {type(model).__name__} takes one temperature for all "
                                                        "its latents.*need a model whose sample\\(\\) takes them"):
             samples_at_temperatures(model, 2, [setting])

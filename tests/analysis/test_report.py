@@ -79,7 +79,7 @@ def test_tabular_data_get_numbers_but_no_images(tmp_path):
     (dict(which="recon,bogus"), "unknown analysis 'bogus'; accepted: recon, generation"),
     (dict(labels=torch.zeros(7, dtype=torch.long)), "labels has 7 entries but x has 10 examples"),
     (dict(n_images=0), "n_images must be an int >= 1, got 0"),
-    (dict(temperatures=[-0.5]), "temperatures must be a finite number >= 0"),
+    (dict(temperatures=[-0.5]), r"temperatures\[0\] must be a finite number >= 0"),
 ])
 def test_bad_arguments_fail_before_anything_is_written(vae, clusters, tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -73,7 +73,7 @@ def test_graph_validation_names_block_and_missing_name(case):
     (lambda: SimpleBlock("h", "x", None), "net of block 'h' must be a torch.nn.Module"),
     (lambda: DualInputBlock("h", ["a"]), "must name exactly 2 blocks, got ['a']"),
     (lambda: DualInputBlock("h", ["a", "b"], mode="max"), "must be 'concat' or 'sum', got 'max'"),
-    (lambda: GenBlock("z", "h", "c", MLP(2, 2), MLP(2, 2), latent_features=0), "latent_features must be an int >= 1, got 0"),
+    (lambda: GenBlock("z", "h", "c", MLP(2, 2), MLP(2, 2), latent_features=0), "latent_features of block 'z' must be an int >= 1, got 0"),
     (lambda: OutputBlock("o", "z", MLP(2, 2), MLP(2, 2)), "likelihood of block 'o' must be a vaekit Likelihood"),
     (lambda: HierarchicalVAE(ladder_blocks([6]), [6, 0]), "data_shape must be a non-empty list of positive ints"),
     (lambda: HierarchicalVAE(ladder_blocks([6]), [6], kl="exact"), "kl must be 'auto', 'analytic' or 'mc', got 'exact'"),

@@ -297,6 +297,9 @@ def test_vdvae_pads_mnist_to_the_first_resolution_and_crops_back():
     (dict(dec_blocks="1x1,4m1"), "dec_blocks must end at the image resolution 8, ends at 4"),
     (dict(dec_blocks="1x1,2m1,8m2"), "encoder has no activation there"),
     (dict(skips="every"), "skips"),
+    (dict(dec_blocks="1x1,4m1,4x0,8m4"), r"dec_blocks item '4x0': the number of blocks after 'x' must be >= 1, got 0"),
+    (dict(enc_blocks="8x-1,8d2,4x1,4d4,1x1"), r"enc_blocks item '8x-1': the number of blocks after 'x' must be >= 1"),
+    (dict(widths={16: 64, 4: 8}), r"widths names resolutions \[16\] that the layout does not have"),
 ])
 def test_vdvae_layout_errors_name_the_item(kw, message):
     with pytest.raises(vaekit.InvalidArgumentError, match=message):
@@ -413,3 +416,16 @@ def test_a_laplace_vdvae_trains_and_its_iwae_exceeds_its_elbo():
 def test_an_unknown_latent_family_is_refused_with_the_accepted_ones():
     with pytest.raises(vaekit.InvalidArgumentError, match=r"latent_family must be one of \['gaussian', 'laplace', 'gs', 'igr_i'\], got 'student'"):
         TopGenBlock("z", "h", conv(3, 4), [2, 4, 4], latent_family="student")
+
+
+def test_a_wrong_data_shape_or_an_unknown_latent_is_refused_naming_the_shapes():
+    model = tiny_vdvae()
+    for call in (lambda x: model.elbo_terms(x), lambda x: model.log_weights(x, 2), lambda x: model.encode(x)):
+        with pytest.raises(ValueError, match=r"x has shape \(5, 64\) but this model expects \(batch, 1, 8, 8\)"):
+            call(torch.zeros(5, 64))
+        with pytest.raises(ValueError, match=r"x has shape \(5, 1, 28, 28\) but this model expects"):
+            call(torch.zeros(5, 1, 28, 28))
+    z = {k: v.mean for k, v in model.encode(torch.zeros(3, 1, 8, 8)).items()}
+    assert model.decode(z).batch_shape == (3,)
+    with pytest.raises(ValueError, match=r"z has key\(s\) \['z9'\] that are not latents of this model"):
+        model.decode({**z, "z9": z["z1"]})

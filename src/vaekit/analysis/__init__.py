@@ -17,7 +17,7 @@ from .discrete import categories_used, discrete_diagnostics, gradient_variance, 
 from .divergence import LatentStats, active_units, kl_statistics
 from .generation import check_temperature, samples_at_temperatures
 from .images import as_images, image_grid, save_image_grid
-from .mei import MEIResult, most_exciting_input
+from .mei import MEIResult, NoInputDependence, most_exciting_input
 from .probes import ProbeResult, probe_latents
 from .receptive import spike_triggered_average
 from .reconstruction import ReconstructionStats, reconstruction_stats, ssim
@@ -26,7 +26,7 @@ from .traversal import latent_traversal, principal_directions
 
 __all__ = [
     "as_images", "image_grid", "save_image_grid", "LatentStats", "active_units", "kl_statistics",
-    "samples_at_temperatures", "MEIResult", "most_exciting_input", "ProbeResult", "probe_latents",
+    "samples_at_temperatures", "MEIResult", "NoInputDependence", "most_exciting_input", "ProbeResult", "probe_latents",
     "spike_triggered_average", "ReconstructionStats", "reconstruction_stats", "ssim", "ANALYSES", "EXTRA_ANALYSES",
     "analyze_model", "latent_traversal", "categories_used", "discrete_diagnostics",
     "gradient_variance", "simplex_proximity", "block_names", "block_output", "block_outputs", "decode_replaced",

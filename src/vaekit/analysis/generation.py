@@ -184,7 +184,7 @@ def samples_at_temperatures(model: Any, n: int, temperatures: Sequence[Temperatu
     [0.5, 1.0]
     """
     n = check_int("n", n)
-    temps = [check_temperature(model, t, "temperatures") for t in temperatures]
+    temps = [check_temperature(model, t, f"temperatures[{i}]") for i, t in enumerate(temperatures)]
     temps = [tuple(t) if isinstance(t, list) else t for t in temps]
     if not temps:
         raise ValueError("temperatures must name at least one temperature >= 0, got an empty list")

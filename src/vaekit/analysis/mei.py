@@ -10,12 +10,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_float, check_int
+from .._checks import InvalidArgumentError, check_float, check_int
 from ..nn import eval_mode
 from ._common import block_output, is_latent
 from .receptive import check_centre, check_units
 
-__all__ = ["MEIResult", "most_exciting_input", "unit_activation"]
+__all__ = ["MEIResult", "NoInputDependence", "most_exciting_input", "unit_activation"]
+
+
+class NoInputDependence(ValueError):
+    """The chosen units do not depend on the input (e.g. a hierarchical VAE's trainable start state), so no
+    input excites them more than another."""
 
 
 @dataclass
@@ -66,8 +71,9 @@ def _project(delta: Tensor, norm: float) -> Tensor:
     return delta * (norm / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).view(-1, *[1] * (delta.dim() - 1))
 
 
-def most_exciting_input(model: Any, latent: str, units: Sequence[int] | None = None, *, norm: float = 1.0,
-                        centre: float | Tensor = 0.0, steps: int = 200, lr: float = 0.1, seed: int = 0) -> MEIResult:
+def most_exciting_input(model: Any, latent: str | None = None, units: Sequence[int] | None = None, *, norm: float = 1.0,
+                        centre: float | Tensor = 0.0, steps: int = 200, lr: float = 0.1, seed: int = 0,
+                        block: str | None = None) -> MEIResult:
     r"""Inputs of fixed norm that maximise the posterior mean of chosen latent units.
 
     Projected gradient ascent on :math:`\delta` with :math:`\|\delta\| = \text{norm}`: each
@@ -80,8 +86,8 @@ def most_exciting_input(model: Any, latent: str, units: Sequence[int] | None = N
     Parameters
     ----------
     model : LatentVariableModel
-    latent : str
-        One of ``model.latent_names``.
+    latent : str, optional
+        One of ``model.latent_names`` (or, for a hierarchical VAE, any block name).
     units : sequence of int, optional
         Flattened unit indices (default: every unit).
     norm : float
@@ -93,10 +99,19 @@ def most_exciting_input(model: Any, latent: str, units: Sequence[int] | None = N
         Step length as a fraction of ``norm`` (``> 0``).
     seed : int
         Seed of the random starting directions.
+    block : str, optional
+        Instead of ``latent`` (give exactly one): a latent, or any block of a hierarchical VAE,
+        whose output's units are driven (as for :func:`spike_triggered_average`).
 
     Returns
     -------
     MEIResult
+
+    Raises
+    ------
+    NoInputDependence
+        When the units do not depend on the input at all (a block such as a hierarchical
+        VAE's trainable start state).
 
     Examples
     --------
@@ -105,7 +120,10 @@ def most_exciting_input(model: Any, latent: str, units: Sequence[int] | None = N
     >>> res.inputs.shape, [round(float(v), 4) for v in res.inputs.norm(dim=1)]
     (torch.Size([2, 6]), [2.0, 2.0])
     """
-    units = check_units(model, latent, units)
+    if (latent is None) == (block is None):
+        raise InvalidArgumentError(f"give exactly one of latent and block, got latent={latent!r}, block={block!r}")
+    latent = latent if block is None else block
+    units = check_units(model, latent, units, "latent" if block is None else "block")
     norm = check_float("norm", norm, 0, low_open=True)
     steps = check_int("steps", steps)
     lr = check_float("lr", lr, 0, low_open=True)
@@ -121,7 +139,10 @@ def most_exciting_input(model: Any, latent: str, units: Sequence[int] | None = N
             best[better], best_act[better] = delta.detach()[better], act.detach()[better]
             if i == steps:
                 break
-            (grad,) = torch.autograd.grad(act.sum(), delta)
+            (grad,) = torch.autograd.grad(act.sum(), delta, allow_unused=True)
+            if grad is None:
+                raise NoInputDependence(f"{latent!r} does not depend on the input (units {units}), so it has no most "
+                                        f"exciting input")
             step = lr * norm * 0.5 * (1 + math.cos(math.pi * i / steps))
             with torch.no_grad():
                 delta = _project(delta + step * _project(grad, 1.0), norm)

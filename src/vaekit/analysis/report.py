@@ -23,7 +23,7 @@ from ..nn import eval_mode
 from ._common import block_outputs, check_block, check_labels, check_x, is_image, is_latent, posterior_means
 from .divergence import kl_statistics, save_kl_plot
 from .generation import TemperatureSetting, check_temperature, samples_at_temperatures, save_generation_grids
-from .mei import most_exciting_input, unit_activation
+from .mei import NoInputDependence, most_exciting_input, unit_activation
 from .probes import probe_latents
 from .receptive import save_field_grid, spike_triggered_average
 from .reconstruction import reconstruction_stats, save_reconstruction_grid
@@ -197,8 +197,12 @@ def _mei(c: _Context) -> Outcome:
     centre = c.centre.cpu()
     for latent in c.variance:
         units = c.units(latent)
-        m = most_exciting_input(c.model, latent, units, norm=c.norm, centre=c.centre, steps=c.settings["mei_steps"],
-                                seed=c.settings["seed"])
+        try:
+            m = most_exciting_input(c.model, block=latent, units=units, norm=c.norm, centre=c.centre,
+                                    steps=c.settings["mei_steps"], seed=c.settings["seed"])
+        except NoInputDependence as e:  # e.g. a hierarchical VAE's start state: the other blocks go on
+            entries[latent] = {"units": units, "skipped": str(e)}
+            continue
         rand = torch.randn(16, len(units), *c.shape, generator=g)  # 16 random inputs of the same norm per unit
         rand = centre + rand * (c.norm / rand.flatten(2).norm(dim=2)).view(16, len(units), *[1] * len(c.shape))
         with torch.no_grad():
@@ -286,7 +290,7 @@ def analyze_model(model: Any, x: Tensor, labels: Tensor | Sequence[int] | None =
     if isinstance(temperatures, (str, int, float)):
         raise InvalidArgumentError(f"temperatures must be a list of temperature settings (one sample grid each), "
                                    f"got {temperatures!r}; e.g. [0.5, 1.0] or [[1.0, 0.8, 0.6]]")
-    temps = [check_temperature(model, t, "temperatures") for t in temperatures]
+    temps = [check_temperature(model, t, f"temperatures[{i}]") for i, t in enumerate(temperatures)]
     check_float("probe_test_fraction", probe_test_fraction, 0, 1, low_open=True, high_open=True)
     targets = [blocks] if isinstance(blocks, str) else None if blocks is None else list(blocks)
     if targets is not None:

@@ -101,7 +101,9 @@ def latent_traversal(model: Any, x: Tensor, latent: str | None = None, dims: Seq
         Examples whose block outputs give the principal directions and standard deviations
         (required with ``"pca"``).
     differences : bool
-        Return each decoded image minus the decode of the unshifted point (what changed).
+        Return each decoded image minus the decode of the unshifted point (what changed):
+        the offset-0 image of the same direction when ``offsets`` holds 0 (so that column is
+        exactly zero), else a separate decode of the unshifted point.
 
     Returns
     -------
@@ -150,26 +152,29 @@ def latent_traversal(model: Any, x: Tensor, latent: str | None = None, dims: Seq
         limit = size if directions == "units" else min(size, reference.shape[0])  # type: ignore[union-attr]
         bad = [d for d in dims if d >= limit]
         if bad or not dims:
-            raise ValueError(f"dims must be a non-empty list of indices in [0, {limit}) of {'latent' if latent_block else 'block'} "
+            raise InvalidArgumentError(f"dims must be a non-empty list of indices in [0, {limit}) of {'latent' if latent_block else 'block'} "
                              f"{name!r}{'' if directions == 'units' else ' (principal directions)'}, got {dims}")
         m = offsets.numel()
         rows = len(dims) * m
+        zeros = (offsets == 0).nonzero().flatten().tolist()
+        zero = zeros[0] if zeros else None
         if latent_block:
             z = {k: v.expand(rows, *v.shape[1:]).clone() for k, v in means.items()}
             flat = z[name].view(rows, -1)
             for i, d in enumerate(dims):
                 flat[i * m:(i + 1) * m, d] += offsets
             out = decode_mean(model, z)
-            ref = decode_mean(model, means) if differences else None
+            ref = decode_mean(model, means) if differences and zero is None else None
         else:
             steps = _block_steps(model, name, dims, directions, reference, base).to(base.dtype)  # (len(dims), size)
             shift = (offsets[None, :, None] * steps[:, None, :]).reshape(rows, *base.shape[1:])
             xs = x.expand(rows, *x.shape[1:])
             out = decode_replaced(model, xs, name, base.expand(rows, *base.shape[1:]) + shift)
-            ref = decode_replaced(model, x, name, base) if differences else None
-        if ref is not None:
-            out = out - ref
-    return out.reshape(len(dims), m, *model.data_shape).cpu()
+            ref = decode_replaced(model, x, name, base) if differences and zero is None else None
+        out = out.reshape(len(dims), m, *model.data_shape)
+        if differences:  # against offset 0's own decode where there is one (exactly zero there), else a separate one
+            out = out - (out[:, zero:zero + 1] if zero is not None else ref.reshape(1, 1, *model.data_shape))
+    return out.cpu()
 
 
 def _block_steps(model: Any, block: str, dims: list[int], directions: str, reference: Tensor | None,

@@ -436,6 +436,23 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         return None
 
     # ------------------------------------------------------------------ helpers
+    def check_data_shape(self, x: Any, name: str = "x") -> None:
+        """Check only that ``x`` is a tensor of shape (batch, *data_shape): the part of
+        :meth:`validate_data` cheap enough for every forward pass (no pass over the values).
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not a tensor.
+        ValueError
+            If its shape is not (batch, *data_shape).
+        """
+        shape = tuple(self.data_shape)
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (batch, {', '.join(map(str, shape))}), got {type(x).__name__}")
+        if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+            raise ValueError(f"{name} has shape {tuple(x.shape)} but this model expects (batch, {', '.join(map(str, shape))}) (data_shape={shape})")
+
     def validate_data(self, x: Any, name: str = "x") -> Tensor:
         """Check that ``x`` is a finite float tensor of shape (batch, *data_shape).
 
@@ -446,13 +463,9 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         ValueError
             If its trailing shape is not ``data_shape``, it is empty, or holds NaN/inf.
         """
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor of shape (batch, {', '.join(map(str, self.data_shape))}), got {type(x).__name__}")
+        self.check_data_shape(x, name)
         if not torch.is_floating_point(x):
             raise TypeError(f"{name} must be a floating-point tensor (float32/float64/bfloat16), got dtype {x.dtype}; convert with x.float()")
-        shape = tuple(self.data_shape)
-        if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-            raise ValueError(f"{name} has shape {tuple(x.shape)} but this model expects (batch, {', '.join(map(str, shape))}) (data_shape={shape})")
         if x.shape[0] == 0:
             raise ValueError(f"{name} is empty (batch size 0); pass at least one example")
         if not torch.isfinite(x).all():

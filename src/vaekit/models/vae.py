@@ -13,7 +13,7 @@ from torch.distributions import Distribution
 from ..distributions import (Bernoulli, ConditionalDistribution, DiagonalGaussian, DiscretizedLogistic,
                              DiscretizedLogisticMixture, Gaussian,
                              Likelihood, StandardNormal, closed_form_kl, kl_divergence, rsample_and_log_prob)
-from .._checks import check_int
+from .._checks import InvalidArgumentError, check_int
 from ..nn import MLP, ConvDecoder, ConvEncoder
 from .base import ElboTerms, LatentVariableModel, LazyTerms
 
@@ -189,7 +189,7 @@ def make_likelihood(name: LikelihoodName) -> Likelihood:
         "discretized_logistic": DiscretizedLogistic, "discretized_logistic_mixture": DiscretizedLogisticMixture,
     }
     if name not in table:
-        raise ValueError(f"unknown likelihood {name!r}; accepted: {sorted(table)}")
+        raise InvalidArgumentError(f"likelihood must be one of {sorted(table)}, got {name!r}")
     return table[name]()
 
 

@@ -51,7 +51,7 @@ def latent_shape_of(value: int | Sequence[int], block: str) -> tuple[int, ...]:
     ((3,), (4, 8, 8))
     """
     if not isinstance(value, Sequence) or isinstance(value, str):
-        return (check_int("latent_features", value),)
+        return (check_int(f"latent_features of block {block!r}", value),)
     shape = tuple(value)
     if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
         raise InvalidArgumentError(f"latent_features of block {block!r} must be a positive int (a latent vector) or a list of "

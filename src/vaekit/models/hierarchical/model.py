@@ -289,6 +289,7 @@ class HierarchicalVAE(LatentVariableModel):
         Trace
             With every layer's prior, posterior and latent.
         """
+        self.check_data_shape(x)  # (a wrong shape would fail deep inside a block, naming no data shape)
         replace = dict(replace or {})
         bad = [k for k in replace if k not in self.blocks or self.blocks[k].generative]
         if bad:
@@ -434,6 +435,10 @@ class HierarchicalVAE(LatentVariableModel):
         missing = [k for k in self.latent_names if k not in z]
         if missing:
             raise ValueError(f"z lacks the latent(s) {missing}; this model's latents are {list(self.latent_names)}")
+        extra = [k for k in z if k not in self.latent_names]
+        if extra:  # (a typo, or latents of another model: ignoring them would hide it)
+            raise ValueError(f"z has key(s) {extra} that are not latents of this model; its latents are "
+                             f"{list(self.latent_names)}")
         leads = {}
         for k in self.latent_names:
             shape = self.blocks[k].latent_shape
@@ -474,6 +479,7 @@ class HierarchicalVAE(LatentVariableModel):
         return ElboTerms(rec=rec, kl=kl, log_q=log_q, log_p=log_p)
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
+        self.check_data_shape(x)
         k, b = check_int("k", k), x.shape[0]
         xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
         tr = self.posterior_pass(xk)

@@ -156,6 +156,7 @@ def parse_layer_string(layers: str | Sequence[str], what: str = "blocks") -> lis
     out: list[tuple[int, int | None, str]] = []
     for item in items:
         s = str(item).strip()
+        count = 1
         try:
             if "x" in s:
                 res, count = (int(a) for a in s.split("x"))
@@ -169,6 +170,9 @@ def parse_layer_string(layers: str | Sequence[str], what: str = "blocks") -> lis
         except ValueError:
             raise InvalidArgumentError(f"{what} item {s!r} is not VDVAE's 'RxN', 'RdK', 'RmM' or 'R' (R a resolution, N a "
                                        f"count, K a pooling rate, M a coarser resolution); got {layers!r}") from None
+        if count < 1:
+            raise InvalidArgumentError(f"{what} item {s!r}: the number of blocks after 'x' must be >= 1, got {count} "
+                                       f"(in {layers!r})")
     if not out or any(r < 1 or (k is not None and k < 1) for r, k, _ in out):
         raise InvalidArgumentError(f"{what} must list at least one block with positive resolutions and rates, got {layers!r}")
     return out
@@ -203,6 +207,10 @@ def vdvae_spatial_blocks(data_shape: Sequence[int], enc_blocks: str | Sequence[s
     wid = lambda r: per_res.get(r, width)  # noqa: E731
     enc, dec = parse_layer_string(enc_blocks, "enc_blocks"), parse_layer_string(dec_blocks, "dec_blocks")
     size = enc[0][0]
+    unused = sorted(set(per_res) - {r for r, _, _ in enc} - {r // k for r, k, kind in enc if kind == "d"})
+    if unused:
+        raise InvalidArgumentError(f"widths names resolutions {unused} that the layout does not have (its resolutions: "
+                                   f"{sorted({r for r, _, _ in enc} | {r for r, _, _ in dec})}); got widths={widths!r}")
     if height != w_img or size < height or (size - height) % 2:
         raise InvalidArgumentError(f"enc_blocks start at resolution {size}, but the images are {height}x{w_img}; vdvae takes "
                                    "square images no larger than that resolution (smaller ones are zero-padded evenly)")
