@@ -32,10 +32,21 @@ from vaekit.training import RunDir, Trainer
     ({"max_consecutive_skips": True}, "max_consecutive_skips must be an int >= 1, got True"),
     ({"lr_multipliers": {"dec": 0.0}}, r"lr_multipliers\['dec'\] must be a finite number > 0.0, got 0.0"),
     ({"lr_multipliers": ["dec"]}, "lr_multipliers must be a dict of parameter-name prefixes to factors"),
+    ({"compile": "bogus"}, r"compile must be True, False or one of \["),
+    ({"adam_betas": (1.0, 0.9)}, r"adam_betas must be two floats in \[0, 1\), got \(1.0, 0.9\)"),
+    ({"monitor": 3}, "monitor must be the name of a metric of the objective"),
+    ({"run_name": "a/b"}, "run_name must be one folder name"),
+    ({"root_dir": 5}, "root_dir must be a non-empty str, got 5"),
+    ({"devices": 0}, r"devices must be a number of devices >= 1 \(or -1: all of them\), got 0"),
+    ({"drop_last": "false"}, "drop_last must be True or False, got 'false'"),
+    ({"progress_bar": "no"}, "progress_bar must be True or False, got 'no'"),
 ])
 def test_constructor_rejects(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    from vaekit import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match=message) as caught:  # (both a ValueError and a TypeError)
         Trainer(**kwargs)
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, TypeError)
 
 
 def _trainer(tmp_path: Path, **kw) -> Trainer:

@@ -124,8 +124,17 @@ def test_nan_forever_stops_and_keeps_the_last_good_checkpoints(tmp_path: Path) -
     for name in ("last.safetensors", "best.safetensors"):
         assert _finite(load_weights(res.run_dir.checkpoints / name))
     log = res.run_dir.log.read_text()
-    assert "3 steps in a row were skipped" in log and "No checkpoint was overwritten" in log
+    assert "3 steps in a row were skipped" in log and "no checkpoint was overwritten: the last good one" in log
     assert "Stopped (too_many_skips) at step 8" in log
+
+
+def test_a_run_stopped_before_its_first_checkpoint_says_there_is_none_to_resume(tmp_path: Path) -> None:
+    with pytest.warns(TrainingStoppedWarning, match="too_many_skips"):
+        res = _trainer(tmp_path, max_epochs=10, max_consecutive_skips=3).fit(_model(), make_data(n=64),
+                                                                             NaNAt(forever_from=1))
+    assert res.stop_reason == "too_many_skips" and not res.run_dir.last_checkpoint.exists()
+    log = res.run_dir.log.read_text()
+    assert "no checkpoint had been written yet" in log and "the last good one" not in log
 
 
 class _PoisonAt:

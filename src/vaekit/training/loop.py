@@ -435,11 +435,19 @@ class FitLoop:
             f"Training diverged: the logged training loss was above the divergence bound for {s.diverging_windows} "
             f"windows of {t.log_every_steps} steps in a row (last {loss:.4g} at step {s.global_step}; running median "
             f"{median:.4g}, bound median + divergence_factor x max(|median|, 1) = {bound:.4g}). The current weights "
-            f"were not written; the checkpoints in {self.rundir.checkpoints} are kept. Lower the learning rate "
+            f"were not written; {self._kept_checkpoints()}. Lower the learning rate "
             f"(lr={t.lr:g}) or set grad_clip; divergence_factor=None turns the guard off")
         return "diverged"
 
     # ------------------------------------------------------------------ validation and checkpoints
+    def _kept_checkpoints(self) -> str:
+        """What a stopped run leaves to resume from, for its stop message: the last checkpoint, or that none exists."""
+        last = self.rundir.last_checkpoint
+        if last.is_file():
+            return f"no checkpoint was overwritten: the last good one, {last}, is kept"
+        return (f"no checkpoint had been written yet ({self.rundir.checkpoints} holds none), so there is nothing "
+                f"to resume from: start again")
+
     def _validate(self, epoch: int) -> str | None:
         t, s = self.t, self.state
         if s.last_val_step == s.global_step:
@@ -544,8 +552,8 @@ class FitLoop:
             reason = saved or reason
         if reason == "too_many_skips":
             self._stop_message = (f"Training stopped: {s.consecutive_skips} steps in a row were skipped (non-finite "
-                                  f"loss or gradient, or gradient norm above skip_threshold). No checkpoint was "
-                                  f"overwritten; the last good one is {self.rundir.last_checkpoint}")
+                                  f"loss or gradient, or gradient norm above skip_threshold); "
+                                  f"{self._kept_checkpoints()}")
         if reason in ("too_many_skips", "diverged") and self.rank == 0:
             log.error(self._stop_message)
         best = self._best()

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.optim import optimizer as _optim_module
 from torch.torch_version import TorchVersion
 
+from .._checks import InvalidArgumentError
 from .ema import EMA
 
 _log = logging.getLogger("vaekit")
@@ -937,5 +938,5 @@ def _compile_mode(compile: bool | str) -> str | None:
         return "default"
     if isinstance(compile, str) and compile in COMPILE_MODES:
         return compile
-    raise ValueError(f"compile must be True, False or one of {list(COMPILE_MODES)}, got {compile!r}")
+    raise InvalidArgumentError(f"compile must be True, False or one of {list(COMPILE_MODES)}, got {compile!r}")
 

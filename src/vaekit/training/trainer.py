@@ -252,7 +252,7 @@ class Trainer(Configurable):
         _float("lr", lr, 0.0, strict=True)
         if lr_multipliers is not None:
             if not isinstance(lr_multipliers, dict) or not all(isinstance(k, str) and k for k in lr_multipliers):
-                raise ValueError(f"lr_multipliers must be a dict of parameter-name prefixes to factors, e.g. "
+                raise InvalidArgumentError(f"lr_multipliers must be a dict of parameter-name prefixes to factors, e.g. "
                                  f"{{'latent': 10.0}}, got {lr_multipliers!r}")
             for key, factor in lr_multipliers.items():
                 _float(f"lr_multipliers[{key!r}]", factor, 0.0, strict=True)
@@ -263,26 +263,31 @@ class Trainer(Configurable):
             raise InvalidArgumentError(f"min_lr={min_lr!r} is above lr={lr!r}: the floor of the {lr_schedule!r} "
                                        f"schedule must be <= lr (it would raise the rate above lr from the start)")
         if not (isinstance(plateau_factor, (int, float)) and 0.0 < plateau_factor < 1.0):
-            raise ValueError(f"plateau_factor must be a float in (0, 1), got {plateau_factor!r}")
+            raise InvalidArgumentError(f"plateau_factor must be a float in (0, 1), got {plateau_factor!r}")
         if (not isinstance(adam_betas, (tuple, list)) or len(adam_betas) != 2
                 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in adam_betas)):
-            raise ValueError(f"adam_betas must be two floats in [0, 1), got {adam_betas!r}")
+            raise InvalidArgumentError(f"adam_betas must be two floats in [0, 1), got {adam_betas!r}")
         for name, value in (("grad_clip", grad_clip), ("skip_threshold", skip_threshold),
                             ("divergence_factor", divergence_factor)):
             if value is not None:
                 _float(name, value, 0.0, strict=True)
         if ema_decay is not None and not (isinstance(ema_decay, (int, float)) and 0.0 <= ema_decay < 1.0):
-            raise ValueError(f"ema_decay must be None or a float in [0, 1), got {ema_decay!r}")
+            raise InvalidArgumentError(f"ema_decay must be None or a float in [0, 1), got {ema_decay!r}")
         if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"monitor must be the name of a metric of the objective, e.g. 'loss', got {monitor!r}")
+            raise InvalidArgumentError(f"monitor must be the name of a metric of the objective, e.g. 'loss', got {monitor!r}")
         if not isinstance(devices, (int, str, list)) or isinstance(devices, bool):
-            raise TypeError(f"devices must be an int, a str ('auto', '0,1') or a list of ints, got {devices!r}")
+            raise InvalidArgumentError(f"devices must be an int, a str ('auto', '0,1') or a list of ints, got {devices!r}")
+        if isinstance(devices, int) and (devices == 0 or devices < -1):
+            raise InvalidArgumentError(f"devices must be a number of devices >= 1 (or -1: all of them), got {devices!r}")
         root_dir = os.fspath(root_dir) if isinstance(root_dir, os.PathLike) else root_dir
         for name, value in (("accelerator", accelerator), ("strategy", strategy), ("root_dir", root_dir)):
             if not isinstance(value, str) or not value:
-                raise TypeError(f"{name} must be a non-empty str, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be a non-empty str, got {value!r}")
+        for name, value in (("drop_last", drop_last), ("progress_bar", progress_bar)):
+            if not isinstance(value, bool):  # (bool("false") is True: a YAML/CLI string must not pass as one)
+                raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
         self.max_epochs, self.max_steps, self.batch_size = max_epochs, max_steps, batch_size
-        self.eval_batch_size, self.drop_last, self.num_workers = eval_batch_size, bool(drop_last), num_workers
+        self.eval_batch_size, self.drop_last, self.num_workers = eval_batch_size, drop_last, num_workers
         self.optimizer, self.lr, self.weight_decay, self.adam_eps = optimizer, float(lr), float(weight_decay), float(adam_eps)
         self.lr_multipliers = None if lr_multipliers is None else {k: float(v) for k, v in lr_multipliers.items()}
         self.freeze = None if not freeze else list(freeze)
@@ -298,11 +303,14 @@ class Trainer(Configurable):
         self.checkpoint_every_steps, self.log_every_steps = checkpoint_every_steps, log_every_steps
         self.accelerator, self.devices, self.strategy, self.num_nodes = accelerator, devices, strategy, num_nodes
         if not isinstance(compile, bool) and compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be True, False or one of {list(COMPILE_MODES)}, got {compile!r}")
+            raise InvalidArgumentError(f"compile must be True, False or one of {list(COMPILE_MODES)}, got {compile!r}")
         self.precision, self.seed, self.compile = precision, seed, compile
         if run_name is not None:
-            check_run_name(run_name, "run_name")  # one folder inside root_dir: not '.', '..' or 'a/b'
-        self.progress_bar, self.root_dir, self.run_name = bool(progress_bar), root_dir, run_name
+            try:
+                check_run_name(run_name, "run_name")  # one folder inside root_dir: not '.', '..' or 'a/b'
+            except ValueError as e:
+                raise InvalidArgumentError(str(e)) from None
+        self.progress_bar, self.root_dir, self.run_name = progress_bar, root_dir, run_name
 
     @classmethod
     def canonical_args(cls, args: dict[str, Any]) -> dict[str, Any]:
