@@ -222,11 +222,14 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
 
         curves = _Curves(est, len(history) + 1)
 
+        bad_run = [0]  # skipped steps of the epochs in a row, up to this one, that had no good step
+
         def on_epoch(record: dict[str, Any]) -> None:
-            if record["skipped_steps"] >= MAX_BAD_STEPS and not math.isfinite(record["train_loss"]):
-                # an epoch of MAX_BAD_STEPS or more steps, none of them good: nothing can train
-                raise FloatingPointError(f"{MAX_BAD_STEPS} consecutive training steps gave a non-finite loss or "
-                                         "gradient; lower learning_rate or check the data's scale")
+            bad_run[0] = bad_run[0] + record["skipped_steps"] if not math.isfinite(record["train_loss"]) else 0
+            if bad_run[0] >= MAX_BAD_STEPS:
+                # MAX_BAD_STEPS or more steps, over one epoch or several in a row, none of them good: nothing trains
+                raise FloatingPointError(f"{bad_run[0]} training steps in a row (epochs without one good step) gave a "
+                                         "non-finite loss or gradient; lower learning_rate or check the data's scale")
             if est.verbose:
                 print(f"epoch {record['epoch']:4d}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}  "
                       f"lr {record['lr']:.2e}" + (f"  skipped {record['skipped_steps']}" if record["skipped_steps"] else ""),
@@ -255,6 +258,10 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
         if state.best_state is not None and keep_best:
             model.load_state_dict(state.best_state)
         finish("interrupted" if interrupted else state.stopped)
+        if bad_run[0]:  # the fit ended in epochs without one good step (too few steps for the error above)
+            warnings.warn(f"the last {bad_run[0]} training steps were all skipped (non-finite loss or gradient): the "
+                          "fit stopped learning; lower learning_rate or check the data's scale", RuntimeWarning,
+                          stacklevel=3)
     if est.logdir is not None:
         io.save(est, est.logdir, overwrite=True, training_state=True)
     if interrupted:
@@ -392,9 +399,10 @@ def run_epochs(step: TrainStep, model: VAE, batches_of: Callable[[int], Iterator
     relative improvement of ``tol`` in the monitored loss (validation loss, or the training
     loss without validation rows) under the plateau schedule; with ``early_stopping``
     training ends after ``n_iter_no_change`` such epochs or once the rate falls below
-    ``min_lr``. An epoch of at least :data:`MAX_BAD_STEPS` steps that were all skipped
-    raises ``FloatingPointError`` (``fit``'s ``on_epoch`` does); a run of that many skipped
-    steps that spans epochs, or follows a good step of its epoch, does not end the fit.
+    ``min_lr``. Epochs in a row without one good step, at least :data:`MAX_BAD_STEPS`
+    skipped steps in all, raise ``FloatingPointError`` (``fit``'s ``on_epoch`` does; fewer
+    such steps at the end of the fit give a ``RuntimeWarning``); skipped steps in an epoch
+    that also had a good step do not end the fit.
     A ``KeyboardInterrupt`` propagates after the state is consistent (the caller keeps the model).
     """
     fit_epochs(step, model, batches_of, state, n_epochs=n_epochs, validate=validate,

@@ -395,6 +395,12 @@ class TrainStep:
         ``norm=True`` computes the gradient norm for the meter even without clipping.
         """
         with_norm = norm or self.grad_clip is not None or self.skip_threshold is not None
+        if self._fused is None and self.meter is not None and self._adam is not None \
+                and self._adam.groups(with_grads=False) is not None:
+            # a resumed run: the optimizer's state and the meter's window came from a checkpoint, so no eager
+            # first step is needed to create them; taking this step compiled, as the uninterrupted run took it,
+            # keeps the resumed trajectory bit-identical to it
+            self._fused = self._can_fuse()
         if self._fused:
             loss = self._fused_step(batch, step, with_norm)
             if loss is not None:
