@@ -61,7 +61,7 @@ def test_every_row_of_x_trains_with_validation_data():
 
 @pytest.mark.parametrize("bad, err, match", [
     (V[:, :4], ValueError, r"validation_data: X has 4 features, but VAEEmbedder is expecting 6"),
-    (np.where(np.arange(6) == 2, np.nan, V), ValueError, r"validation_data: validation_data contains NaN .*example 0, feature 2"),
+    (np.where(np.arange(6) == 2, np.nan, V), ValueError, r"^validation_data contains NaN .*example 0, feature 2"),
     ("/nonexistent/v.npy", FileNotFoundError, r"validation_data: X='/nonexistent/v.npy' does not exist"),
 ])
 def test_bad_validation_data_is_refused_before_anything_is_kept(bad, err, match):

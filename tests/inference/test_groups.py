@@ -91,6 +91,12 @@ def test_encoder_targets_posterior_table_and_elbo(trained):
     model = copy.deepcopy(model)  # the module's model keeps its own encoder
     with pytest.raises(ValueError, match="target must be 'posterior' or 'elbo'"):
         fit_group_encoder(model, train, steps=1, target="magic")
+    bad = {**train, "x": train["x"].clone()}
+    bad["x"][3, 0] = float("nan")
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"train\['x'\] contains NaN/inf values"):  # refused, not trained on
+        fit_group_encoder(model, bad, steps=5)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     fit_group_encoder(model, train, steps=120, lr=5e-3, sets_per_step=8, k_max=20, target="posterior")
     ids = train["groups"][:, 0]
     locs = torch.stack([amortized_new_group(model, train["x"][ids == j][:20], train["y"][ids == j][:20]).loc[0]

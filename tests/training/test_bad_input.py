@@ -97,9 +97,9 @@ def test_wrong_argument_types(tmp_path: Path) -> None:
 
 
 def test_options_that_need_validation(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"early_stopping_patience need validation: data.val is None"):
+    with pytest.raises(ValueError, match=r"early_stopping_patience needs validation: data.val is None"):
         _trainer(tmp_path, early_stopping_patience=2).fit(TinyVAE(), make_data(n_val=0))
-    with pytest.raises(ValueError, match=r"lr_schedule='plateau' need validation: .*val_every_epochs=None"):
+    with pytest.raises(ValueError, match=r"lr_schedule='plateau' needs validation: .*val_every_epochs=None"):
         _trainer(tmp_path, lr_schedule="plateau", val_every_epochs=None).fit(TinyVAE(), make_data())
     with pytest.raises(ValueError, match=r"monitor='nll' is not a metric of ELBO; it returns \['elbo', 'kl/z', 'loss', 'rec'\]"):
         _trainer(tmp_path, monitor="nll").fit(TinyVAE(), make_data())

@@ -104,7 +104,8 @@ def read_validation(est: VAEEmbedder) -> Source:
             source = ArraySource(check_array_input(est, V, reset=False), "validation_data")
         validate_source(source, est.n_features_in_)
     except (ValueError, TypeError, FileNotFoundError) as e:
-        raise type(e)(f"validation_data: {e}") from None
+        message = str(e)
+        raise type(e)(message if message.startswith("validation_data") else f"validation_data: {message}") from None
     return source
 
 

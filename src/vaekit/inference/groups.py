@@ -285,6 +285,7 @@ def fit_group_encoder(model: GroupModel, train: Mapping[str, Tensor], *, steps: 
     enc = _encoder(model)
     steps, k_max, sets_per_step = check_int("steps", steps), check_int("k_max", k_max), check_int("sets_per_step", sets_per_step)
     lr = check_float("lr", lr, 0, low_open=True)
+    model.validate_data(train, "train")  # keys, shapes, ids, NaN/inf: refused here, not trained on as NaN losses
     x, y, groups = model.split_batch(train)
     g = torch.Generator().manual_seed(seed)
     ids = groups[:, 0]

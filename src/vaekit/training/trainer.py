@@ -424,7 +424,7 @@ class Trainer(Configurable):
         needs_val = [n for n, on in (("early_stopping_patience", self.early_stopping_patience is not None),
                                      ("lr_schedule='plateau'", self.lr_schedule == "plateau")) if on]
         if needs_val and (val is None or (self.val_every_epochs is None and self.val_every_steps is None)):
-            raise ValueError(f"{' and '.join(needs_val)} need validation: data.val is "
+            raise ValueError(f"{' and '.join(needs_val)} {'need' if len(needs_val) > 1 else 'needs'} validation: data.val is "
                              f"{'None' if val is None else 'set'}, val_every_epochs={self.val_every_epochs}, "
                              f"val_every_steps={self.val_every_steps}")
         run, checkpoint, explicit = None, None, None
