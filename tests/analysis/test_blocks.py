@@ -7,6 +7,8 @@ the top posterior mean ``m = B h + b`` (first half of a linear head), the genera
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -225,6 +227,10 @@ def test_most_exciting_input_of_a_block_by_keyword_and_a_block_that_ignores_the_
                likelihood="bernoulli").eval()
     with pytest.raises(NoInputDependence, match="'bias4' does not depend on the input"):
         most_exciting_input(vd, block="bias4", units=[0], steps=3)
+    frozen = copy.deepcopy(vd).requires_grad_(False)  # frozen weights: the start state has no graph at all
+    with pytest.raises(NoInputDependence, match="'bias4' does not depend on the input"):
+        most_exciting_input(frozen, block="bias4", units=[0], steps=3)
+    assert most_exciting_input(frozen, block="z2", units=[0], steps=3).inputs.shape == (1, 1, 8, 8)
     x = torch.bernoulli(torch.full((40, 1, 8, 8), 0.3), generator=torch.Generator().manual_seed(1))
     res = analyze_model(vd, x, out_dir=tmp_path, which="mei", blocks=["bias4", "z2"], n_units=2, mei_steps=3)
     assert "does not depend on the input" in res["mei"]["bias4"]["skipped"]    # the start state: skipped, named

@@ -139,7 +139,8 @@ def most_exciting_input(model: Any, latent: str | None = None, units: Sequence[i
             best[better], best_act[better] = delta.detach()[better], act.detach()[better]
             if i == steps:
                 break
-            (grad,) = torch.autograd.grad(act.sum(), delta, allow_unused=True)
+            # (frozen weights and an output that ignores the input: no graph at all; else no gradient for delta)
+            grad = torch.autograd.grad(act.sum(), delta, allow_unused=True)[0] if act.requires_grad else None
             if grad is None:
                 raise NoInputDependence(f"{latent!r} does not depend on the input (units {units}), so it has no most "
                                         f"exciting input")

@@ -436,7 +436,7 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         return None
 
     # ------------------------------------------------------------------ helpers
-    def check_data_shape(self, x: Any, name: str = "x") -> None:
+    def check_batch_shape(self, x: Any, name: str = "x") -> None:
         """Check only that ``x`` is a tensor of shape (batch, *data_shape): the part of
         :meth:`validate_data` cheap enough for every forward pass (no pass over the values).
 
@@ -463,7 +463,7 @@ class LatentVariableModel(Configurable, nn.Module, metaclass=ABCMeta):
         ValueError
             If its trailing shape is not ``data_shape``, it is empty, or holds NaN/inf.
         """
-        self.check_data_shape(x, name)
+        self.check_batch_shape(x, name)
         if not torch.is_floating_point(x):
             raise TypeError(f"{name} must be a floating-point tensor (float32/float64/bfloat16), got dtype {x.dtype}; convert with x.float()")
         if x.shape[0] == 0:

@@ -289,7 +289,7 @@ class HierarchicalVAE(LatentVariableModel):
         Trace
             With every layer's prior, posterior and latent.
         """
-        self.check_data_shape(x)  # (a wrong shape would fail deep inside a block, naming no data shape)
+        self.check_batch_shape(x)  # (a wrong shape would fail deep inside a block, naming no data shape)
         replace = dict(replace or {})
         bad = [k for k in replace if k not in self.blocks or self.blocks[k].generative]
         if bad:
@@ -479,7 +479,7 @@ class HierarchicalVAE(LatentVariableModel):
         return ElboTerms(rec=rec, kl=kl, log_q=log_q, log_p=log_p)
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
-        self.check_data_shape(x)
+        self.check_batch_shape(x)
         k, b = check_int("k", k), x.shape[0]
         xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
         tr = self.posterior_pass(xk)
