@@ -32,6 +32,8 @@ from typing import IO, Any
 
 import yaml
 
+from .._checks import InvalidArgumentError
+
 __all__ = ["RunDir", "RunLock", "RunDirInUseError", "FileWriteError", "atomic_write", "read_yaml_mapping",
            "METRICS_HEADER"]
 
@@ -357,11 +359,11 @@ def check_run_name(name: Any, what: str = "run_name") -> str:
     >>> check_run_name("..")
     Traceback (most recent call last):
     ...
-    ValueError: run_name must be one folder name of letters, digits, '_', '.', '+', '-' (not '.' or '..', no '/'), got '..'
+    vaekit._checks.InvalidArgumentError: run_name must be one folder name of letters, digits, '_', '.', '+', '-' (not '.' or '..', no '/'), got '..'
     """
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"{what} must be one folder name of letters, digits, '_', '.', '+', '-' "
-                         f"(not '.' or '..', no '/'), got {name!r}")
+        raise InvalidArgumentError(f"{what} must be one folder name of letters, digits, '_', '.', '+', '-' "
+                                   f"(not '.' or '..', no '/'), got {name!r}")
     return name
 
 

@@ -306,10 +306,7 @@ class Trainer(Configurable):
             raise InvalidArgumentError(f"compile must be True, False or one of {list(COMPILE_MODES)}, got {compile!r}")
         self.precision, self.seed, self.compile = precision, seed, compile
         if run_name is not None:
-            try:
-                check_run_name(run_name, "run_name")  # one folder inside root_dir: not '.', '..' or 'a/b'
-            except ValueError as e:
-                raise InvalidArgumentError(str(e)) from None
+            check_run_name(run_name, "run_name")  # one folder inside root_dir: not '.', '..' or 'a/b'
         self.progress_bar, self.root_dir, self.run_name = progress_bar, root_dir, run_name
 
     @classmethod
