@@ -30,6 +30,21 @@ def test_fit_save_then_embed_new_data(tmp_path, capsys):
     assert "written:" in capsys.readouterr().out
 
 
+def test_transform_steps_when_fitting_and_with_a_saved_model(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", X)
+    argv = ["embed", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy"), *FAST]
+    assert main([*argv, "--save", str(tmp_path / "m"), "--transform-steps", "7"]) == 0
+    est = VAEEmbedder.load(tmp_path / "m")
+    assert est.transform_steps == 7 and np.array_equal(np.load(tmp_path / "z.npy"), est.transform(X))
+    new = ["embed", "--model", str(tmp_path / "m"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "z0.npy")]
+    assert main([*new, "--transform-steps", "0"]) == 0
+    assert np.array_equal(np.load(tmp_path / "z0.npy"), est.set_params(transform_steps=0).transform(X))
+    assert not np.allclose(np.load(tmp_path / "z0.npy"), np.load(tmp_path / "z.npy"), atol=1e-4)
+    capsys.readouterr()
+    assert main([*new[:-1], str(tmp_path / "bad.npy"), "--transform-steps", "-1"]) == 2
+    assert "transform_steps" in capsys.readouterr().err and not (tmp_path / "bad.npy").exists()
+
+
 def test_neighbour_options_reach_the_estimator(tmp_path):
     np.save(tmp_path / "x.npy", X)
     argv = ["embed", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy"), *FAST]

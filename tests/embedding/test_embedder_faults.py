@@ -375,3 +375,70 @@ def test_state_size_counts_exactly_what_build_vae_allocates(posterior, prior, li
     vae = build_vae(11, 3, hidden, posterior, n_flows, prior, 4, likelihood, "elu", 0.2)
     assert state_size(11, 3, hidden, posterior, n_flows, prior, 4, likelihood) == sum(
         v.numel() for v in vae.state_dict().values())
+
+
+# --------------------------------------------------------------------------- transform's reference
+@pytest.fixture(scope="module")
+def saved_with_term(tmp_path_factory):
+    est = tiny(neighbor_weight=0.4).fit(X)
+    return est, est.save(tmp_path_factory.mktemp("term") / "model")
+
+
+@pytest.fixture
+def term_dir(saved_with_term, tmp_path):
+    return shutil.copytree(saved_with_term[1], tmp_path / "model")
+
+
+def test_the_reference_of_transform_is_saved_and_loaded(saved_with_term):
+    est, path = saved_with_term
+    config = json.loads((path / "embedder.json").read_text())
+    assert config["fitted"]["reference"] == {"n_rows": 200, "n_coords": 6, "seed": est._refine_seed}
+    loaded = VAEEmbedder.load(path)
+    assert np.array_equal(loaded.embedding_, est.embedding_)
+    assert np.array_equal(loaded.transform(X), est.transform(X))
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda t: t.__setitem__("reference.coords", torch.zeros(199, 6)),
+     r"tensor 'reference.coords' has shape \(199, 6\), the model embedder.json describes needs \(200, 6\)"),
+    (lambda t: t.pop("reference.embedding"), r"tensor 'reference.embedding' is missing"),
+    (lambda t: t["reference.embedding"].__setitem__((3, 1), float("nan")), r"tensor 'reference.embedding' holds NaN"),
+    (lambda t: t.__setitem__("reference.projection", t["reference.projection"].float()),
+     r"tensor 'reference.projection' has dtype torch.float32, the model needs torch.float64"),
+])
+def test_bad_reference_tensors_name_the_tensor(term_dir, change, match):
+    rewrite_weights(term_dir, change)
+    with pytest.raises(ValueError, match=match) as info:
+        VAEEmbedder.load(term_dir)
+    assert str(term_dir / "model.safetensors") in str(info.value)
+
+
+@pytest.mark.parametrize("value, match", [
+    ({"n_rows": 200}, "fitted.reference must be null or an object with the keys n_rows, n_coords and seed"),
+    ({"n_rows": 0, "n_coords": 6, "seed": 1}, "fitted.reference.n_rows must be an int >= 1"),
+    ({"n_rows": 200, "n_coords": 6, "seed": -1}, "fitted.reference.seed must be an int >= 0"),
+    ({"n_rows": 200, "n_coords": 7, "seed": 1}, "fitted.reference.n_coords = 7 is more than fitted.n_features_in_ = 6"),
+    ({"n_rows": 10**12, "n_coords": 6, "seed": 1}, r"fitted.reference \(n_rows = 1000000000000, n_coords = 6\) "
+                                                   r"describes 8,000,000,000,036 numbers, more than max_parameters"),
+])
+def test_bad_reference_entry_in_embedder_json(term_dir, value, match):
+    edit_config(term_dir, set_key("fitted.reference", value))
+    with pytest.raises(ValueError, match=match) as info:
+        VAEEmbedder.load(term_dir)
+    assert str(term_dir / "embedder.json") in str(info.value)
+
+
+def test_reference_tensors_without_their_entry_are_refused(term_dir):
+    edit_config(term_dir, set_key("fitted.reference", None))
+    with pytest.raises(ValueError, match=r"holds tensors the model does not have: \['reference.coords'"):
+        VAEEmbedder.load(term_dir)
+
+
+def test_a_save_from_before_the_reference_loads_and_transforms_with_the_encoder(saved_with_term, term_dir):
+    rewrite_weights(term_dir, lambda t: [t.pop(k) for k in ("reference.projection", "reference.coords",
+                                                            "reference.embedding")])
+    edit_config(term_dir, lambda c: c["fitted"].pop("reference"))
+    loaded = VAEEmbedder.load(term_dir)
+    assert not hasattr(loaded, "embedding_")
+    encoder = VAEEmbedder.load(saved_with_term[1]).set_params(transform_steps=0)
+    assert np.array_equal(loaded.transform(X), encoder.transform(X))

@@ -124,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="weight per feature of the k-NN neighbour term (0: the plain VAE; see VAEEmbedder)")
     p.add_argument("--n-neighbors", type=int, default=15, help="neighbours per example in the term's k-NN graph")
     p.add_argument("--no-normalization", action="store_true", help="do not standardise features (needed for bernoulli)")
+    p.add_argument("--transform-steps", type=int, default=None, metavar="N",
+                   help="steps of the local optimisation that places each example among the training layout after the "
+                        "encoder (default 100, or the saved embedder's; 0: the encoder's embedding alone); also with "
+                        "--model")
     arch = p.add_argument_group("architecture and training (VAEEmbedder parameters; not with --model)")
     arch.add_argument("--hidden-layers", type=int, nargs="+", default=None, metavar="N",
                       help="encoder hidden sizes, the decoder mirrors them (default: from the data's size)")
@@ -223,10 +227,14 @@ def main(argv: Sequence[str]) -> None:
         _check_labels(a, labels, X)
     if a.model is not None:
         est = VAEEmbedder.load(a.model, device=None if a.device == "auto" else a.device)
+        if a.transform_steps is not None:
+            est.set_params(transform_steps=a.transform_steps).check_params()
         if a.latent_grid is not None and est.n_components != 2:
             raise CLIError(f"--latent-grid needs a 2-D embedding; {a.model} has n_components={est.n_components}")
     else:
         options = {param: getattr(a, attr) for attr, param in FIT_FLAGS.values() if getattr(a, attr) is not None}
+        if a.transform_steps is not None:
+            options["transform_steps"] = a.transform_steps
         if a.validation is not None:
             options["validation_data"] = read_data(a.validation)
         est = VAEEmbedder(a.n_components, posterior=a.posterior, prior=a.prior, likelihood=a.likelihood,

@@ -198,7 +198,7 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             optimizer.load_state_dict(est._optimizer_state)
         # a warm start continues at the rate the plateau schedule had reached (its counters start anew)
         lr = getattr(est, "_loop_lr", est.learning_rate) if continuing else est.learning_rate
-        term = neighbor_term(est, data, seed)
+        term, projection = neighbor_term(est, data, seed)
         # with the neighbour term the map forms over the whole step budget, as UMAP's and t-SNE's layouts do over
         # their fixed epochs: by default ("auto") a constant rate, no early stopping, the last weights kept (the
         # validation ELBO, which the term does not enter, stopped training or halved the rate before the map had
@@ -220,6 +220,7 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             est.model_, est.mean_, est.scale_ = model, np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
             est.history_, est.n_iter_, est.stop_reason_ = list(state.history), len(state.history), reason
             est._optimizer_state, est._loop_lr = optimizer.state_dict(), schedule.lr(0, len(state.history))
+            set_reference(est, source, projection, seed)
 
         curves = _Curves(est, len(history) + 1)
 
@@ -436,23 +437,48 @@ class _LastWeights(Monitor):
         return False
 
 
-def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> NeighborTerm | None:
-    """The neighbour term for ``est.neighbor_weight > 0`` (weight times the number of features), else None.
+def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> tuple[NeighborTerm | None, Tensor | None]:
+    """The neighbour term for ``est.neighbor_weight > 0`` (weight times the number of features) and its projection.
 
     The inputs' principal components come from a seeded sample of training rows (in the
     inputs' original units, undoing the standardisation); every training row is projected
-    on them in one streaming pass and gets its ``n_neighbors`` nearest training rows (:func:`knn_graph`).
+    on them in one streaming pass and gets its ``n_neighbors`` nearest training rows
+    (:func:`knn_graph`). The projection (normalised rows to principal coordinates, shape
+    (n_features, <= 50)) is returned beside the term: :func:`set_reference` projects the
+    reference rows of ``transform`` with it. (None, None) without the term.
     """
     n_train = len(data.train)
     if est.neighbor_weight == 0 or n_train < 2:  # one training row has no neighbour
-        return None
+        return None, None
     rows = np.sort(np.random.default_rng(seed).permutation(data.train)[:N_PCA_ROWS])
     projection = data.scale[:, None] * pca_projection(data.rows(rows) * data.scale)
     y = torch.cat([data.rows(data.train[i:i + 4096]) @ projection for i in range(0, n_train, 4096)])
     graph = knn_graph(y, min(int(est.n_neighbors), n_train - 1), seed=seed).cpu()
     features = data.source.n_features
-    return NeighborTerm(term_weight(est.neighbor_weight, features), graph, est.neighbor_loss,
+    term = NeighborTerm(term_weight(est.neighbor_weight, features), graph, est.neighbor_loss,
                         early_exaggeration=early_exaggeration(features))
+    return term, projection
+
+
+def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, seed: int) -> None:
+    """Record what ``transform``'s local optimisation places rows against: every row of ``X``, embedded and projected.
+
+    ``embedding_`` is the encoder's embedding of ``X``'s rows (validation rows split off
+    ``X`` included; ``validation_data`` not), ``_reference_coords`` their coordinates on the
+    neighbour term's principal components (``_projection``), computed in the same float64
+    pass as ``transform`` computes a new row's, and ``_refine_seed`` seeds the negatives.
+    Without the neighbour term (``projection`` None) they are removed: ``transform`` is then
+    the encoder's embedding alone.
+    """
+    for name in ("embedding_", "_reference_coords", "_projection", "_refine_seed"):
+        est.__dict__.pop(name, None)
+    if projection is None:
+        return
+    est._projection = projection.detach().cpu().double().numpy()
+    both = est._encode_and_project(source)
+    est.embedding_ = np.ascontiguousarray(both[:, :est.n_components])
+    est._reference_coords = np.ascontiguousarray(both[:, est.n_components:])
+    est._refine_seed = int(seed)
 
 
 def _check_unit_interval(source: ArraySource | Any) -> None:

@@ -28,7 +28,8 @@ from .._checks import check_choice
 
 __all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "NeighborTerm", "N_PCA", "N_PCA_ROWS",
            "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives",
-           "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration", "term_weight"]
+           "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration", "term_weight",
+           "nearest_reference", "refine_embedding", "REFINE_LR", "REFINE_NEGATIVES"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50
@@ -61,6 +62,14 @@ EARLY_FRACTION = 0.25
 LOSSES = ("tsne", "umap")
 #: Query rows per block of the exact neighbour search (a block's distances take KNN_BLOCK * n floats).
 KNN_BLOCK = 1024
+
+
+#: Adam's learning rate (in the units of ``Q_SCALE * z``) of the local optimisation of :func:`refine_embedding`.
+REFINE_LR = 0.2
+#: Training embeddings each step of :func:`refine_embedding` repels every row from (the same ones for every row).
+REFINE_NEGATIVES = 64
+#: Rows optimised together by :func:`refine_embedding` (each row's optimisation is independent of the others).
+REFINE_BLOCK = 4096
 
 
 #: Up to this many rows the neighbour search is exact; above it, an inverted-file search (:func:`knn_graph`).
@@ -381,3 +390,129 @@ class NeighborTerm:
             negatives = draw_negatives(z.shape[0], m, N_NEGATIVES, device=z.device)
             return self.weight * fuzzy_cross_entropy(Q_SCALE * z, m, negatives, self.exaggeration)
         return self.weight * pair_kl(Q_SCALE * z, m, self.exaggeration)
+
+
+@torch.no_grad()
+def nearest_reference(queries: Tensor, reference: Tensor, k: int) -> Tensor:
+    """The ``k`` nearest rows of ``reference`` (squared Euclidean, exact) to every row of ``queries``.
+
+    Unlike :func:`knn_graph` nothing is excluded: a query equal to a reference row finds it
+    at distance 0. Computed in float64 in blocks of :data:`KNN_BLOCK` queries, so each
+    query's answer does not depend on the others.
+
+    Parameters
+    ----------
+    queries : Tensor of shape (n, d)
+    reference : Tensor of shape (n_ref, d)
+    k : int
+        ``1 <= k <= n_ref``.
+
+    Returns
+    -------
+    Tensor of shape (n, k), int64
+        Rows of ``reference``, nearest first.
+
+    Examples
+    --------
+    >>> nearest_reference(torch.tensor([[0.9], [3.2]]), torch.tensor([[0.0], [1.0], [3.0]]), 2).tolist()
+    [[1, 0], [2, 1]]
+    """
+    if not 1 <= k <= reference.shape[0]:
+        raise ValueError(f"k = {k} neighbours need 1 <= k <= n_reference = {reference.shape[0]}")
+    ref = reference.double()
+    sq = ref.square().sum(1)
+    out = torch.empty(queries.shape[0], k, dtype=torch.long, device=queries.device)
+    for start in range(0, queries.shape[0], KNN_BLOCK):
+        q = queries[start:start + KNN_BLOCK].double()
+        dist = torch.addmm(sq[None, :], q, ref.T, alpha=-2.0)  # |q|^2 left out: the same along a row
+        out[start:start + len(q)] = torch.topk(dist, k, dim=1, largest=False).indices
+    return out
+
+
+def _refine_loss(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> Tensor:
+    """Per-row loss of :func:`refine_embedding`: rows ``z`` (n, d), fixed ``partners`` (n, k, d), shared ``negatives`` (m, d)."""
+    d_pos = (z[:, None, :] - partners).square().sum(-1)
+    d_neg = (z[:, None, :] - negatives[None, :, :]).square().sum(-1)
+    if loss == "umap":
+        attract = torch.log1p(UMAP_A * d_pos.clamp_min(1e-12).pow(UMAP_B)).mean(1)
+        repel = torch.log1p((d_neg + MIN_SQ_DISTANCE).pow(-UMAP_B) / UMAP_A).sum(1)
+        return attract + (N_NEGATIVES / negatives.shape[0]) * repel
+    return torch.log1p(d_pos).mean(1) + torch.logsumexp(-torch.log1p(d_neg), 1)
+
+
+def _refine_grad(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> Tensor:
+    """The gradient of :func:`_refine_loss` with respect to ``z``, in closed form (row ``i`` only moves ``z[i]``)."""
+    diff_pos = z[:, None, :] - partners  # (n, k, d)
+    diff_neg = z[:, None, :] - negatives[None, :, :]  # (n, m, d)
+    d_pos, d_neg = diff_pos.square().sum(-1), diff_neg.square().sum(-1)
+    if loss == "umap":  # d/dd log(1 + a d^b) and d/dd log(1 + (d + eps)^-b / a), times dd/dz = 2 (z - y)
+        dp = d_pos.clamp_min(1e-12)
+        c_pos = UMAP_A * UMAP_B * dp.pow(UMAP_B - 1) / (1 + UMAP_A * dp.pow(UMAP_B)) / d_pos.shape[1]
+        dn = d_neg + MIN_SQ_DISTANCE
+        u = dn.pow(-UMAP_B) / UMAP_A
+        c_neg = -(N_NEGATIVES / negatives.shape[0]) * UMAP_B * u / ((1 + u) * dn)
+    else:  # mean_j log(1 + d_ij) + log sum_l w_il, w = 1 / (1 + d)
+        c_pos = 1.0 / ((1 + d_pos) * d_pos.shape[1])
+        w = 1.0 / (1 + d_neg)
+        c_neg = -w.square() / w.sum(1, keepdim=True)
+    return 2 * ((c_pos[..., None] * diff_pos).sum(1) + (c_neg[..., None] * diff_neg).sum(1))
+
+
+def refine_embedding(z0: Tensor, partners: Tensor, negatives: Tensor, loss: str = "tsne",
+                     lr: float = REFINE_LR) -> Tensor:
+    r"""Place rows among a fixed embedding by a few steps of the neighbour loss, starting from ``z0``.
+
+    This is the local optimisation with which :meth:`VAEEmbedder.transform` closes the
+    encoder's amortisation gap on new rows, as UMAP's ``transform`` optimises new points
+    against its training layout. Each row ``i`` minimises, over its own embedding
+    :math:`z_i` only (``Q_SCALE`` times the embedding, as in training), the loss the map
+    was trained with, between :math:`z_i` and the fixed embeddings of its input-space
+    neighbours (``partners[i]``) and the step's shared negatives:
+
+    - ``"tsne"``: :math:`\operatorname{mean}_j \log(1 + d_{ij}^2) + \log \sum_l (1 + d_{il}^2)^{-1}`
+      (the log-probability of the neighbours under Student-t affinities normalised over the
+      negatives, t-SNE's conditional form);
+    - ``"umap"``: UMAP's fuzzy cross-entropy, attraction averaged over the neighbours plus
+      :data:`N_NEGATIVES` times the mean repulsion from the negatives.
+
+    One Adam step (betas 0.9, 0.999) per entry of ``negatives``, at rate ``lr``, elementwise,
+    so every row's result is independent of the other rows (and of how they are batched):
+    deterministic given ``negatives``. The gradient is computed in closed form (no autograd).
+
+    Parameters
+    ----------
+    z0 : Tensor of shape (n, d)
+        Starting embeddings (the encoder's).
+    partners : Tensor of shape (n, k, d)
+        Embeddings of each row's nearest training rows.
+    negatives : Tensor of shape (steps, m, d)
+        The embeddings each step repels every row from; ``steps`` may be 0.
+    loss : {"tsne", "umap"}
+    lr : float
+
+    Returns
+    -------
+    Tensor of shape (n, d), the dtype of ``z0``
+
+    Examples
+    --------
+    >>> z0, partners = torch.zeros(1, 2, dtype=torch.float64), torch.full((1, 3, 2), 2.0, dtype=torch.float64)
+    >>> far = torch.full((20, 4, 2), -50.0, dtype=torch.float64)  # negatives far away: the row moves to its neighbours
+    >>> bool((refine_embedding(z0, partners, far) > 0.5).all())
+    True
+    """
+    check_choice("loss", loss, LOSSES)
+    out = torch.empty_like(z0)
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    for start in range(0, z0.shape[0], REFINE_BLOCK):
+        rows = slice(start, start + REFINE_BLOCK)
+        z = Q_SCALE * z0[rows]
+        pos = Q_SCALE * partners[rows]
+        m, v = torch.zeros_like(z), torch.zeros_like(z)
+        for t, neg in enumerate(negatives, 1):
+            g = _refine_grad(z, pos, Q_SCALE * neg, loss)
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            z = z - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+        out[rows] = z / Q_SCALE
+    return out

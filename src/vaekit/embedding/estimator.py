@@ -19,7 +19,7 @@ from .._numeric import logmeanexp
 from ..nn import eval_mode
 from ..nn.mlp import ACTIVATIONS
 from ._model import LIKELIHOODS, POSTERIOR_NAMES, PRIORS, log_weights_given_noise, posterior_mean, row_noise
-from ._neighbors import LOSSES
+from ._neighbors import LOSSES, REFINE_BLOCK, REFINE_NEGATIVES, nearest_reference, refine_embedding
 from .inputs import ArraySource, Source, as_source, check_array_input, validate_source
 
 __all__ = ["VAEEmbedder"]
@@ -36,7 +36,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     latent space: an MLP, an inverse autoregressive flow posterior (Kingma et al. 2016) and,
     by default, a learned mixture-of-Gaussians prior (:class:`~vaekit.embedding.MixturePrior`),
     which lets classes sit in separate modes of a 2-D map. ``transform`` is the
-    deterministic posterior mean through the flow; ``inverse_transform`` decodes;
+    deterministic posterior mean through the flow, refined against the training layout
+    (``transform_steps``); ``inverse_transform`` decodes;
     ``sample`` generates; ``score_samples`` is the ELBO (or IWAE bound) per example.
 
     Parameters
@@ -153,6 +154,20 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         2023). ``"umap"``: UMAP's fuzzy-set cross-entropy (McInnes et al. 2018), each anchor
         pulled towards its partner and pushed away from 5 rows of the batch drawn at random
         (negative sampling, as parametric UMAP, Sainburg et al. 2021).
+    transform_steps : int, default=100
+        With the neighbour term, ``transform`` starts each row at the encoder's embedding
+        and then takes this many steps of a local optimisation that places it among the
+        training rows' embeddings (``embedding_``): the ``neighbor_loss`` the map was trained
+        with, between the row and its ``n_neighbors`` nearest training rows (in the
+        neighbour term's principal components), with 64 training embeddings as negatives
+        per step (:func:`vaekit.embedding._neighbors.refine_embedding`). This closes the
+        encoder's amortisation gap on new rows, as UMAP's ``transform`` optimises new points
+        against its layout; on MNIST subsets and scikit-learn's digits it raised the new
+        rows' 10-NN accuracy by 0.03-0.05 and their trustworthiness by 0.02-0.04 (see
+        docs/embedding.md). Deterministic, and each row's result does not depend on the
+        other rows. 0: the encoder's embedding alone (one forward pass). Ignored without the
+        neighbour term (``neighbor_weight=0``) and by embedders saved before vaekit kept
+        the training layout (``embedding_``), whose ``transform`` stays the encoder's.
 
     Attributes
     ----------
@@ -163,6 +178,9 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Column names, when fitted on a DataFrame with string column names.
+    embedding_ : ndarray of shape (n_samples, n_components)
+        With the neighbour term: the encoder's embedding of the rows ``fit`` was given (the
+        layout ``transform`` places rows against; ``validation_data`` not included).
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss`` (the training objective: negative ELBO per example
         plus the neighbour term, over the rows of the epoch's steps that were not skipped),
@@ -213,6 +231,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "neighbor_weight": [Interval(Real, 0, None, closed="left")],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "neighbor_loss": [StrOptions(set(LOSSES))],
+        "transform_steps": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(self, n_components: int = 2, *, hidden_layers: tuple[int, ...] | None = None, posterior: str = "iaf",
@@ -223,7 +242,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                  activation: str = "elu", device: str = "auto", random_state: int | np.random.RandomState | None = None,
                  verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None,
                  neighbor_weight: float = 0.4, n_neighbors: int = 15, validation_data: Any = None,
-                 tensorboard: bool = True, neighbor_loss: str = "tsne") -> None:
+                 tensorboard: bool = True, neighbor_loss: str = "tsne", transform_steps: int = 100) -> None:
         self.n_components = n_components
         self.hidden_layers = hidden_layers
         self.posterior = posterior
@@ -252,6 +271,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.validation_data = validation_data
         self.tensorboard = tensorboard
         self.neighbor_loss = neighbor_loss
+        self.transform_steps = transform_steps
 
     # ------------------------------------------------------------------ checks
     def check_params(self) -> VAEEmbedder:
@@ -385,14 +405,16 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return out
 
     def transform(self, X: Any) -> np.ndarray:
-        r"""Embed ``X``: the posterior mean pushed through the flow.
+        r"""Embed ``X``: the posterior mean pushed through the flow, then placed among the training layout.
 
-        Each example's embedding is :math:`f_x(\mu(x))`, the IAF evaluated at the mean of its
-        base Gaussian with the example's own context (for ``posterior="gaussian"``,
-        :math:`\mu(x)`). No noise is drawn and dropout is off. The network runs in float64
-        and the result is rounded to float32, so each row's embedding is the same however
-        ``X`` is split or ordered (float32 kernels may differ by one ulp with a row's
-        position in a batch).
+        Each example's embedding starts at :math:`f_x(\mu(x))`, the IAF evaluated at the mean
+        of its base Gaussian with the example's own context (for ``posterior="gaussian"``,
+        :math:`\mu(x)`). No noise is drawn and dropout is off. With the neighbour term and
+        ``transform_steps > 0`` it then takes ``transform_steps`` steps of a local
+        optimisation against ``embedding_`` (see ``transform_steps``): the example's
+        ``n_neighbors`` nearest rows of the training data attract it, shared training rows
+        repel it. The network and the optimisation run in float64 and the result is rounded
+        to float32, so each row's embedding is the same however ``X`` is split or ordered.
 
         Parameters
         ----------
@@ -404,7 +426,33 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """
         check_is_fitted(self, "model_")
         source = self._read_input(X, reset=False)
-        return self._chunks(source, posterior_mean, self.n_components)
+        if self.transform_steps == 0 or not hasattr(self, "embedding_"):
+            return self._chunks(source, posterior_mean, self.n_components)
+        both = self._encode_and_project(source)
+        return self._refine(both[:, :self.n_components], both[:, self.n_components:])
+
+    def _encode_and_project(self, source: Source) -> np.ndarray:
+        """Per row: the encoder's embedding, then the coordinates on the neighbour term's principal components."""
+        projection = torch.as_tensor(self._projection, dtype=torch.float64, device=self._torch_device())
+        return self._chunks(source, lambda model, x: torch.cat([posterior_mean(model, x), x @ projection], 1),
+                            self.n_components + projection.shape[1])
+
+    def _refine(self, z0: np.ndarray, coords: np.ndarray) -> np.ndarray:
+        """``transform``'s local optimisation of embeddings ``z0`` of rows at principal coordinates ``coords``."""
+        dev = self._torch_device()
+        layout = torch.as_tensor(self.embedding_, dtype=torch.float64, device=dev)
+        reference = torch.as_tensor(self._reference_coords, dtype=torch.float64, device=dev)
+        k = min(int(self.n_neighbors), len(layout))
+        draws = torch.randint(len(layout), (int(self.transform_steps), REFINE_NEGATIVES),
+                              generator=torch.Generator().manual_seed(self._refine_seed)).to(dev)
+        negatives, out = layout[draws], np.empty_like(z0)
+        for start in range(0, len(z0), REFINE_BLOCK):  # bounds the (rows, n_neighbors) partners in memory
+            rows = slice(start, start + REFINE_BLOCK)
+            near = nearest_reference(torch.as_tensor(coords[rows], device=dev), reference, k)
+            z = refine_embedding(torch.as_tensor(z0[rows], dtype=torch.float64, device=dev), layout[near], negatives,
+                                 self.neighbor_loss)
+            out[rows] = z.cpu().numpy()
+        return out
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Decode embeddings: the mean of p(x|z), in the original feature units.

@@ -3,7 +3,8 @@
 A saved embedder is a directory::
 
     embedder.json        parameters (get_params) + fitted metadata (features, history, versions)
-    model.safetensors    the VAE's weights and the normalisation mean/scale
+    model.safetensors    the VAE's weights, the normalisation mean/scale and, with the neighbour term, the
+                         reference transform places rows against (reference.projection, .coords, .embedding)
     optimizer.pt         optional (logdir checkpoints): Adam state, read with torch.load(weights_only=True)
 
 Files are written to a temporary name and renamed into place, so an interrupted save
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 __all__ = ["save", "load", "is_saved", "sha256", "CONFIG", "WEIGHTS", "OPTIMIZER", "MAX_PARAMETERS", "MAX_LAYERS"]
 
 CONFIG, WEIGHTS, OPTIMIZER = "embedder.json", "model.safetensors", "optimizer.pt"
+#: The tensors of ``transform``'s reference: projection (n_features, n_coords) float64, the rows' principal
+#: coordinates (n_rows, n_coords) float32 and their embedding (n_rows, n_components) float32.
+REFERENCE = ("reference.projection", "reference.coords", "reference.embedding")
 FORMAT, VERSION = "vaekit.VAEEmbedder", 1
 
 #: Default budget of :func:`load`: the most numbers (weights and buffers) the model an ``embedder.json`` describes
@@ -134,7 +138,11 @@ def save(est: VAEEmbedder, path: str | os.PathLike[str], overwrite: bool = False
     params["validation_data"] = None  # data, not configuration
     fitted = {"n_features_in_": int(est.n_features_in_), "n_iter_": int(est.n_iter_), "history_": est.history_,
               "stop_reason_": est.stop_reason_, "loop_lr": float(getattr(est, "_loop_lr", est.learning_rate)),
-              "feature_names_in_": est.feature_names_in_.tolist() if hasattr(est, "feature_names_in_") else None}
+              "feature_names_in_": est.feature_names_in_.tolist() if hasattr(est, "feature_names_in_") else None,
+              "reference": None}
+    if hasattr(est, "embedding_"):
+        fitted["reference"] = {"n_rows": int(est.embedding_.shape[0]), "n_coords": int(est._projection.shape[1]),
+                               "seed": int(est._refine_seed)}
     import vaekit
 
     config = {"format": FORMAT, "version": VERSION, "params": _json_safe(params), "fitted": _json_safe(fitted),
@@ -142,6 +150,10 @@ def save(est: VAEEmbedder, path: str | os.PathLike[str], overwrite: bool = False
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in est.model_.state_dict().items()}
     tensors["normalization.mean"] = torch.as_tensor(est.mean_, dtype=torch.float64)
     tensors["normalization.scale"] = torch.as_tensor(est.scale_, dtype=torch.float64)
+    if fitted["reference"] is not None:
+        tensors[REFERENCE[0]] = torch.as_tensor(est._projection, dtype=torch.float64)
+        tensors[REFERENCE[1]] = torch.as_tensor(est._reference_coords, dtype=torch.float32)
+        tensors[REFERENCE[2]] = torch.as_tensor(est.embedding_, dtype=torch.float32)
     path.mkdir(parents=True, exist_ok=True)
     hashes = {WEIGHTS: _atomic(path / WEIGHTS, lambda p: save_file(tensors, str(p)))}
     if training_state and getattr(est, "_optimizer_state", None) is not None:
@@ -199,6 +211,14 @@ def load(path: str | os.PathLike[str], device: str | None = None, *, max_paramet
     est, fitted, hashes = _check_config(config, config_file, device)
     n_features = fitted["n_features_in_"]
     _check_size(est, n_features, config_file, max_parameters, max_layers)
+    reference = fitted["reference"]
+    if reference is not None:
+        size = reference["n_rows"] * (reference["n_coords"] + est.n_components) + n_features * reference["n_coords"]
+        if size > max_parameters:
+            raise ValueError(f"{config_file}: fitted.reference (n_rows = {reference['n_rows']}, n_coords = "
+                             f"{reference['n_coords']}) describes {size:,} numbers, more than max_parameters="
+                             f"{max_parameters:,}; nothing was allocated (pass a larger max_parameters to "
+                             "VAEEmbedder.load if the file is genuine)")
     if not weights_file.is_file():
         raise FileNotFoundError(f"{weights_file} is missing: the saved embedder in {os.fspath(path)!r} has no weights")
     _verify(weights_file, hashes, config_file)
@@ -211,6 +231,11 @@ def load(path: str | os.PathLike[str], device: str | None = None, *, max_paramet
     with torch.random.fork_rng(devices=[]):
         model = build_model(est, n_features)
     expected = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if reference is not None:  # shapes and dtypes only: "meta" tensors allocate nothing
+        shapes = ((n_features, reference["n_coords"]), (reference["n_rows"], reference["n_coords"]),
+                  (reference["n_rows"], est.n_components))
+        for name, shape, dtype in zip(REFERENCE, shapes, (torch.float64, torch.float32, torch.float32)):
+            expected[name] = torch.empty(shape, dtype=dtype, device="meta")
     _match_header(header, expected, weights_file)
     try:
         tensors = load_file(str(weights_file))
@@ -226,6 +251,10 @@ def load(path: str | os.PathLike[str], device: str | None = None, *, max_paramet
         est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
     est.history_ = [{k: (math.nan if v is None else v) for k, v in h.items()} for h in fitted["history_"]]
     est.n_iter_, est.stop_reason_, est._loop_lr = fitted["n_iter_"], fitted["stop_reason_"], fitted["loop_lr"]
+    if reference is not None:
+        est._projection = tensors[REFERENCE[0]].numpy()
+        est._reference_coords, est.embedding_ = tensors[REFERENCE[1]].numpy(), tensors[REFERENCE[2]].numpy()
+        est._refine_seed = reference["seed"]
     est._optimizer_state = None
     optimizer_file = path / OPTIMIZER
     if optimizer_file.is_file() and (hashes is None or OPTIMIZER in hashes):  # else left over, not of this save
@@ -309,6 +338,7 @@ def _check_config(config: dict[str, Any], config_file: Path, device: str | None)
     fitted["loop_lr"] = checked("loop_lr", lambda k, v: check_float(k, v, 0, low_open=True))
     fitted["stop_reason_"] = checked("stop_reason_", _check_str)
     fitted["history_"] = checked("history_", _check_history)
+    fitted["reference"] = _check_reference(fitted.get("reference"), fitted["n_features_in_"], config_file)
     names = fitted.get("feature_names_in_")
     if names is not None and (not isinstance(names, list) or len(names) != fitted["n_features_in_"]
                               or not all(isinstance(n, str) for n in names)):
@@ -319,6 +349,27 @@ def _check_config(config: dict[str, Any], config_file: Path, device: str | None)
             isinstance(k, str) and isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) for k, v in hashes.items())):
         raise ValueError(f"{config_file}: 'sha256' must map file names to 64 hex digits, got {_kind(hashes)}")
     return est, fitted, hashes
+
+
+def _check_reference(value: Any, n_features: int, config_file: Path) -> dict[str, int] | None:
+    """``fitted.reference``: null (no neighbour term, or a save from before it was kept) or its sizes and seed."""
+    from .._checks import check_int
+
+    if value is None:
+        return None
+    if not isinstance(value, dict) or sorted(value) != ["n_coords", "n_rows", "seed"]:
+        raise ValueError(f"{config_file}: fitted.reference must be null or an object with the keys n_rows, n_coords "
+                         f"and seed, got {_kind(value)}")
+    try:
+        out = {"n_rows": check_int("fitted.reference.n_rows", value["n_rows"]),
+               "n_coords": check_int("fitted.reference.n_coords", value["n_coords"]),
+               "seed": check_int("fitted.reference.seed", value["seed"], 0)}
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{config_file}: {e}") from None
+    if out["n_coords"] > n_features:
+        raise ValueError(f"{config_file}: fitted.reference.n_coords = {out['n_coords']} is more than "
+                         f"fitted.n_features_in_ = {n_features} (principal coordinates of the inputs)")
+    return out
 
 
 def _kind(value: Any) -> str:
