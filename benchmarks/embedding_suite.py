@@ -77,6 +77,9 @@ from provenance import git_commit  # a sibling module (benchmarks/ is on sys.pat
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("vaekit", "umap", "opentsne", "pca")
+#: The tables' rows: "vaekit-encoder" is vaekit's fit of the same seed with transform_steps=0 (the encoder's
+#: embedding alone, without transform's local optimisation), scored from the same fit, not fitted again.
+TABLE_METHODS = ("vaekit", "vaekit-encoder", "umap", "opentsne", "pca")
 SEEDED = ("vaekit", "umap")  # methods run with every seed; the others once
 
 
@@ -184,9 +187,15 @@ def run_vaekit(d: Dataset, seed: int, args: argparse.Namespace) -> dict[str, Any
     ztr = est.transform(d.x_train)
     zte, transform_s = _timed(lambda: est.transform(d.x_test))
     recon = est.inverse_transform(zte)
-    return {"fit_s": fit_s, "transform_s": transform_s, "z_train": ztr, "z_test": zte,
-            "recon_mse": float(np.mean((recon - d.x_test) ** 2)), "elbo": est.score(d.x_test),
-            "settings": {"n_iter_": est.n_iter_, "vaekit_args": json.loads(args.vaekit_args)}}
+    out = {"fit_s": fit_s, "transform_s": transform_s, "z_train": ztr, "z_test": zte,
+           "recon_mse": float(np.mean((recon - d.x_test) ** 2)), "elbo": est.score(d.x_test),
+           "settings": {"n_iter_": est.n_iter_, "vaekit_args": json.loads(args.vaekit_args)}}
+    if est.transform_steps > 0 and hasattr(est, "embedding_"):  # the same fit, the encoder's embedding alone
+        est.set_params(transform_steps=0)
+        enc_test, enc_s = _timed(lambda: est.transform(d.x_test))
+        out["encoder"] = {"transform_s": enc_s, "z_train": est.transform(d.x_train), "z_test": enc_test,
+                          "recon_mse": float(np.mean((est.inverse_transform(enc_test) - d.x_test) ** 2))}
+    return out
 
 
 _UMAP_COMPILE: dict[str, float] = {}
@@ -395,7 +404,8 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], about: dict[str, 
            "trust. / cont.: scikit-learn's trustworthiness (n_neighbors=10) and continuity of the new points' "
            f"embedding (at most {info['eval_n']} of them). recon. MSE: mean squared error per feature of "
            "inverse_transform(transform(x)) on the new points, data units. held-out ELBO: vaekit's score() on the "
-           "new points. mean ± sd over the seeds in the table's seeds column (with the torch / numba / openTSNE "
+           "new points. vaekit-encoder: the same vaekit fits, new points embedded by the encoder alone "
+           "(transform_steps=0, no local optimisation against the training layout). mean ± sd over the seeds in the table's seeds column (with the torch / numba / openTSNE "
            "threads of the run that made the rows). Before its first timed call UMAP is warmed up (fit and "
            "transform) on 300 and on 5,000 random points, which compiles its numba code including the "
            "nearest-neighbour descent it uses from 4,096 rows on (`umap_compile_s` in the JSON: what that "
@@ -407,7 +417,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], about: dict[str, 
         out.append(f"## {name}: {about.get(name, '')}\n")
         out.append("| method | seeds (threads) | " + " | ".join(title for _, title, _ in COLUMNS) + " |")
         out.append("|---|---|" + "---|" * len(COLUMNS))
-        for method in METHODS:
+        for method in TABLE_METHODS:
             errors = [r["error"] for r in rows if r["dataset"] == name and r["method"] == method and r.get("error")]
             s = summary(rows, name, method)
             if s:
@@ -506,7 +516,8 @@ def main(argv: list[str] | None = None) -> None:
     about: dict[str, str] = {}
     if json_path.is_file():  # keep the rows of the (dataset, method) pairs this run does not redo
         old = json.loads(json_path.read_text())
-        kept = [r for r in old["results"] if r["dataset"] not in args.datasets or r["method"] not in args.methods]
+        kept = [r for r in old["results"] if r["dataset"] not in args.datasets
+                or r["method"].removesuffix("-encoder") not in args.methods]
         about = dict(old.get("datasets", {}))
         info_kept = old.get("runs", [])
     else:
@@ -543,17 +554,24 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append(row)
                     print(f"   {method}: {row['error']}", flush=True)
                     break
+                encoder = None
                 try:
                     res = RUNNERS[method](d, seed, args)
                 except Exception as err:  # noqa: BLE001 - one failing run must not lose the others' numbers
                     traceback.print_exc()
                     row["error"] = str(err).splitlines()[0] if str(err) else type(err).__name__
                 else:
+                    encoder = res.pop("encoder", None)
                     row.update(metrics(d, res.pop("z_train"), res.pop("z_test"), args.neighbors, args.eval_n))
                     row.update(res)
                     print(f"   {method} seed {seed}: " + ", ".join(
                         f"{k} {row[k]:.4g}" for k, _, _ in COLUMNS if row.get(k) is not None), flush=True)
                 rows.append(row)
+                if encoder is not None:
+                    extra = {"dataset": name, "method": f"{method}-encoder", "seed": seed, "run": row["run"]}
+                    extra.update(metrics(d, encoder.pop("z_train"), encoder.pop("z_test"), args.neighbors, args.eval_n))
+                    extra.update(encoder)
+                    rows.append(extra)
                 write()
     write()
     print(md_path.read_text())

@@ -33,11 +33,13 @@ def test_suite_writes_rows_tables_and_keeps_other_datasets(suite, tmp_path, monk
     suite.main(args)
     out = json.loads((tmp_path / "s.json").read_text())
     rows = [r for r in out["results"] if r["dataset"] == "digits"]
-    assert [(r["method"], r["seed"]) for r in rows] == [("vaekit", 0), ("vaekit", 1), ("pca", 0)]
+    assert [(r["method"], r["seed"]) for r in rows] == [("vaekit", 0), ("vaekit-encoder", 0), ("vaekit", 1),
+                                                        ("vaekit-encoder", 1), ("pca", 0)]
     assert [r["dataset"] for r in out["results"]].count("olivetti") == 1  # the other dataset's row is kept
     for r in rows:
         assert 0.0 <= r["knn_acc"] <= 1.0 and 0.5 <= r["trust"] <= 1.0 and 0.5 <= r["cont"] <= 1.0
-        assert r["recon_mse"] > 0 and r["fit_s"] > 0
+        assert r["recon_mse"] > 0 and r["transform_s"] >= 0
+        assert (r["method"] == "vaekit-encoder") == ("fit_s" not in r)  # the encoder rows score the same fit
     assert all(np.isfinite(r["elbo"]) for r in rows if r["method"] == "vaekit")
     pca = next(r for r in rows if r["method"] == "pca")
     assert pca["knn_acc"] == 1.0  # three well separated clusters stay apart on their first two principal axes
@@ -45,7 +47,7 @@ def test_suite_writes_rows_tables_and_keeps_other_datasets(suite, tmp_path, monk
     assert "## digits: three tiny clusters" in md and "## olivetti: kept from an earlier run" in md
     knn = [r["knn_acc"] for r in rows if r["method"] == "vaekit"]
     assert f"| vaekit | 0, 1 (1 thread) | {np.mean(knn):.3f} ± {np.std(knn, ddof=1):.3f} |" in md
-    assert "| pca | 0 (1 thread) |" in md
+    assert "| pca | 0 (1 thread) |" in md and "| vaekit-encoder | 0, 1 (1 thread) |" in md
     # the recorded command reruns the suite, also when sys.argv[0] is another script
     assert out["runs"][-1]["command"].startswith("embedding_suite.py --datasets digits --methods vaekit pca --seeds 2")
 
