@@ -305,6 +305,8 @@ def test_nearest_reference_matches_brute_force_across_blocks(monkeypatch):
     expected = torch.cdist(queries.double(), reference.double()).argsort(1)[:, :4]
     assert torch.equal(neighbors.nearest_reference(queries, reference, 4), expected)
     assert neighbors.nearest_reference(reference[:3], reference, 1).flatten().tolist() == [0, 1, 2]  # itself
+    twins = torch.cat([reference, reference[:50]])  # rows 200..249 repeat rows 0..49: equal distances, lower row first
+    assert neighbors.nearest_reference(twins[:50], twins, 2).tolist() == [[i, 200 + i] for i in range(50)]
     with pytest.raises(ValueError, match="k = 201"):
         neighbors.nearest_reference(queries, reference, 201)
 

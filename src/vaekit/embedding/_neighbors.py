@@ -394,11 +394,15 @@ class NeighborTerm:
 
 @torch.no_grad()
 def nearest_reference(queries: Tensor, reference: Tensor, k: int) -> Tensor:
-    """The ``k`` nearest rows of ``reference`` (squared Euclidean, exact) to every row of ``queries``.
+    """The ``k`` nearest rows of ``reference`` (squared Euclidean) to every row of ``queries``.
 
     Unlike :func:`knn_graph` nothing is excluded: a query equal to a reference row finds it
-    at distance 0. Computed in float64 in blocks of :data:`KNN_BLOCK` queries, so each
-    query's answer does not depend on the others.
+    at distance 0. In blocks of :data:`KNN_BLOCK` queries, float32 distances (one matrix
+    product) pick the ``2k + 8`` nearest candidates, whose float64 distances then give the
+    answer and its order (equal distances: lower row first). So each query's answer does not
+    depend on the other queries, and it is the exact float64 one unless float32 rounding
+    moved a true neighbour behind ``k + 8`` others, which needs distances equal to about
+    one part in 10^7.
 
     Parameters
     ----------
@@ -417,15 +421,19 @@ def nearest_reference(queries: Tensor, reference: Tensor, k: int) -> Tensor:
     >>> nearest_reference(torch.tensor([[0.9], [3.2]]), torch.tensor([[0.0], [1.0], [3.0]]), 2).tolist()
     [[1, 0], [2, 1]]
     """
-    if not 1 <= k <= reference.shape[0]:
-        raise ValueError(f"k = {k} neighbours need 1 <= k <= n_reference = {reference.shape[0]}")
-    ref = reference.double()
-    sq = ref.square().sum(1)
+    n_ref = reference.shape[0]
+    if not 1 <= k <= n_ref:
+        raise ValueError(f"k = {k} neighbours need 1 <= k <= n_reference = {n_ref}")
+    ref64, ref32 = reference.double(), reference.float()
+    sq32 = ref32.square().sum(1)
+    n_cand = min(n_ref, 2 * k + 8)
     out = torch.empty(queries.shape[0], k, dtype=torch.long, device=queries.device)
     for start in range(0, queries.shape[0], KNN_BLOCK):
-        q = queries[start:start + KNN_BLOCK].double()
-        dist = torch.addmm(sq[None, :], q, ref.T, alpha=-2.0)  # |q|^2 left out: the same along a row
-        out[start:start + len(q)] = torch.topk(dist, k, dim=1, largest=False).indices
+        q = queries[start:start + KNN_BLOCK]
+        rough = torch.addmm(sq32[None, :], q.float(), ref32.T, alpha=-2.0)  # |q|^2 left out: the same along a row
+        cand = torch.topk(rough, n_cand, dim=1, largest=False).indices.sort(1).values
+        exact = (q.double()[:, None, :] - ref64[cand]).square().sum(-1)
+        out[start:start + len(q)] = cand.gather(1, torch.argsort(exact, dim=1, stable=True)[:, :k])
     return out
 
 
@@ -441,10 +449,16 @@ def _refine_loss(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> T
 
 
 def _refine_grad(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> Tensor:
-    """The gradient of :func:`_refine_loss` with respect to ``z``, in closed form (row ``i`` only moves ``z[i]``)."""
+    """The gradient of :func:`_refine_loss` with respect to ``z``, in closed form (row ``i`` only moves ``z[i]``).
+
+    The negatives, shared by every row, enter through matrix products (their squared
+    distances as ``|z|^2 + |y|^2 - 2 z.y``, and ``sum_l c_il (z_i - y_l)`` as
+    ``z_i sum_l c_il - (c @ y)_i``), so no (rows, negatives, dims) array is formed.
+    """
     diff_pos = z[:, None, :] - partners  # (n, k, d)
-    diff_neg = z[:, None, :] - negatives[None, :, :]  # (n, m, d)
-    d_pos, d_neg = diff_pos.square().sum(-1), diff_neg.square().sum(-1)
+    d_pos = diff_pos.square().sum(-1)
+    d_neg = torch.addmm(z.square().sum(1, keepdim=True) + negatives.square().sum(1)[None, :], z, negatives.T,
+                        alpha=-2.0).clamp_min_(0.0)
     if loss == "umap":  # d/dd log(1 + a d^b) and d/dd log(1 + (d + eps)^-b / a), times dd/dz = 2 (z - y)
         dp = d_pos.clamp_min(1e-12)
         c_pos = UMAP_A * UMAP_B * dp.pow(UMAP_B - 1) / (1 + UMAP_A * dp.pow(UMAP_B)) / d_pos.shape[1]
@@ -453,9 +467,11 @@ def _refine_grad(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> T
         c_neg = -(N_NEGATIVES / negatives.shape[0]) * UMAP_B * u / ((1 + u) * dn)
     else:  # mean_j log(1 + d_ij) + log sum_l w_il, w = 1 / (1 + d)
         c_pos = 1.0 / ((1 + d_pos) * d_pos.shape[1])
-        w = 1.0 / (1 + d_neg)
+        w = (1 + d_neg).reciprocal_()
         c_neg = -w.square() / w.sum(1, keepdim=True)
-    return 2 * ((c_pos[..., None] * diff_pos).sum(1) + (c_neg[..., None] * diff_neg).sum(1))
+    pull = (c_pos[..., None] * diff_pos).sum(1)
+    push = z * c_neg.sum(1, keepdim=True) - c_neg @ negatives
+    return 2 * (pull + push)
 
 
 def refine_embedding(z0: Tensor, partners: Tensor, negatives: Tensor, loss: str = "tsne",
