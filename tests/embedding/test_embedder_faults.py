@@ -392,7 +392,8 @@ def term_dir(saved_with_term, tmp_path):
 def test_the_reference_of_transform_is_saved_and_loaded(saved_with_term):
     est, path = saved_with_term
     config = json.loads((path / "embedder.json").read_text())
-    assert config["fitted"]["reference"] == {"n_rows": 200, "n_coords": 6, "seed": est._refine_seed}
+    assert config["fitted"]["reference"] == {"n_rows": 200, "n_coords": 6, "seed": est._layout.seed, "loss": "tsne",
+                                             "n_neighbors": 15}
     loaded = VAEEmbedder.load(path)
     assert np.array_equal(loaded.embedding_, est.embedding_)
     assert np.array_equal(loaded.transform(X), est.transform(X))
@@ -413,13 +414,20 @@ def test_bad_reference_tensors_name_the_tensor(term_dir, change, match):
     assert str(term_dir / "model.safetensors") in str(info.value)
 
 
+GOOD = {"n_rows": 200, "n_coords": 6, "seed": 1, "loss": "tsne", "n_neighbors": 15}
+
+
 @pytest.mark.parametrize("value, match", [
-    ({"n_rows": 200}, "fitted.reference must be null or an object with the keys n_rows, n_coords and seed"),
-    ({"n_rows": 0, "n_coords": 6, "seed": 1}, "fitted.reference.n_rows must be an int >= 1"),
-    ({"n_rows": 200, "n_coords": 6, "seed": -1}, "fitted.reference.seed must be an int >= 0"),
-    ({"n_rows": 200, "n_coords": 7, "seed": 1}, "fitted.reference.n_coords = 7 is more than fitted.n_features_in_ = 6"),
-    ({"n_rows": 10**12, "n_coords": 6, "seed": 1}, r"fitted.reference \(n_rows = 1000000000000, n_coords = 6\) "
-                                                   r"describes 8,000,000,000,036 numbers, more than max_parameters"),
+    ({"n_rows": 200}, "fitted.reference must be null or an object with the keys loss, n_coords, n_neighbors, n_rows, "
+                      "seed"),
+    (dict(GOOD, n_rows=0), "fitted.reference.n_rows must be an int >= 1"),
+    (dict(GOOD, seed=-1), "fitted.reference.seed must be an int >= 0"),
+    (dict(GOOD, seed=2**64), r"fitted.reference.seed = 18446744073709551616 is above 2\*\*31 - 1"),
+    (dict(GOOD, loss="tsen"), "fitted.reference.loss must be one of"),
+    (dict(GOOD, n_neighbors=201), "fitted.reference.n_neighbors = 201 is more than fitted.reference.n_rows = 200"),
+    (dict(GOOD, n_coords=7), "fitted.reference.n_coords = 7 is more than fitted.n_features_in_ = 6"),
+    (dict(GOOD, n_rows=10**12), r"the model and fitted.reference \(n_rows = 1000000000000, n_coords = 6: "
+                                r"8,000,000,000,036 numbers\) describe [0-9,]+ numbers, more than max_parameters"),
 ])
 def test_bad_reference_entry_in_embedder_json(term_dir, value, match):
     edit_config(term_dir, set_key("fitted.reference", value))
@@ -442,3 +450,14 @@ def test_a_save_from_before_the_reference_loads_and_transforms_with_the_encoder(
     assert not hasattr(loaded, "embedding_")
     encoder = VAEEmbedder.load(saved_with_term[1]).set_params(transform_steps=0)
     assert np.array_equal(loaded.transform(X), encoder.transform(X))
+
+
+def test_the_layout_and_the_model_share_one_budget(saved_with_term):
+    from vaekit.embedding._fitting import model_size
+
+    est, path = saved_with_term
+    model = model_size(est, 6)
+    with pytest.raises(ValueError, match="the model and fitted.reference"):
+        VAEEmbedder.load(path, max_parameters=model + 10)  # the model alone fits, not with its layout
+    layout = 200 * (6 + 2) + 6 * 6
+    assert VAEEmbedder.load(path, max_parameters=model + layout)._has_layout()

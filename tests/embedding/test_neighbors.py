@@ -283,19 +283,20 @@ def test_refine_moves_rows_to_their_partners_row_by_row():
     layout = torch.cat([blob_a, blob_b]).double()
     z0 = (0.3 * blob_b[:10]).double()  # ten rows that start between the blobs, with their neighbours in blob a
     partners = layout[torch.arange(15)].expand(10, 15, 2)
-    negatives = layout[torch.randint(200, (100, 64), generator=g)]
     for loss in ("tsne", "umap"):
-        z = neighbors.refine_embedding(z0, partners, negatives, loss)
+        z = neighbors.refine_embedding(z0, partners, layout, 100, 0, loss)
         centre = partners[0].mean(0)
         before, after = (z0 - centre).norm(dim=1), (z - centre).norm(dim=1)
         assert (after < 0.3 * before).all(), (loss, after / before)  # measured 0.08 (tsne), 0.24 (umap)
-        # each row's result does not depend on the rows beside it: float64 sums may round differently with the
+        # each row's result does not depend on the rows beside it (elementwise operations and sums along rows only;
+        # the negatives are drawn again for every block of rows): a float64 sum may round differently with the
         # number of rows (1 ulp), which the estimator's float32 result hides
-        one_by_one = torch.cat([neighbors.refine_embedding(z0[i:i + 1], partners[i:i + 1], negatives, loss)
+        one_by_one = torch.cat([neighbors.refine_embedding(z0[i:i + 1], partners[i:i + 1], layout, 100, 0, loss)
                                 for i in range(10)])
         assert torch.allclose(one_by_one, z, rtol=1e-13, atol=0)
         assert torch.equal(one_by_one.float(), z.float())
-    assert torch.equal(neighbors.refine_embedding(z0, partners, negatives[:0]), z0)  # no step: the start
+        assert not torch.equal(neighbors.refine_embedding(z0, partners, layout, 100, 1, loss), z)  # other negatives
+    assert torch.equal(neighbors.refine_embedding(z0, partners, layout, 0, 0), z0)  # no step: the start
 
 
 def test_nearest_reference_matches_brute_force_across_blocks(monkeypatch):
@@ -349,3 +350,78 @@ def test_without_the_term_transform_is_the_encoder_alone():
 def test_bad_transform_steps():
     with pytest.raises(ValueError, match="transform_steps"):
         VAEEmbedder(transform_steps=-1).fit(np.zeros((10, 3)))
+
+
+def fitted_with_term(**kw) -> VAEEmbedder:
+    X, _ = hidden_classes(150)
+    args = dict(neighbor_weight=1.0, hidden_layers=(16,), n_flows=1, n_prior_modes=2, max_epochs=3, batch_size=50,
+                random_state=0, device="cpu")
+    return VAEEmbedder(**{**args, **kw})
+
+
+def test_fit_transform_is_fit_then_transform_without_reading_x_again(monkeypatch):
+    X, _ = hidden_classes(150)
+    calls = []
+    original = VAEEmbedder._encode_and_project
+    monkeypatch.setattr(VAEEmbedder, "_encode_and_project", lambda self, *a: calls.append(1) or original(self, *a))
+    Z = fitted_with_term().fit_transform(X)
+    assert len(calls) == 1  # fit's pass over X; the local optimisation starts from it
+    assert np.array_equal(Z, fitted_with_term().fit(X).transform(X))
+    assert np.array_equal(fitted_with_term(transform_steps=0).fit_transform(X), fitted_with_term().fit(X).embedding_)
+
+
+def test_transform_uses_the_loss_and_neighbours_of_the_fit():
+    X, _ = hidden_classes(150)
+    est = fitted_with_term().fit(X[:100])
+    Z = est.transform(X[100:])
+    est.set_params(neighbor_loss="umap", n_neighbors=3, neighbor_weight=0.0)  # settings for the next fit
+    assert np.array_equal(est.transform(X[100:]), Z)
+
+
+@pytest.mark.parametrize("steps", [-3, 2.7, "10", None, True, 10**6])
+def test_transform_checks_transform_steps_set_after_fit(steps):
+    X, _ = hidden_classes(150)
+    est = fitted_with_term().fit(X)
+    est.transform_steps = steps
+    with pytest.raises(InvalidArgumentError, match=r"transform_steps must be an int in \[0, 100000\]"):
+        est.transform(X)
+
+
+def test_an_embedder_pickled_before_transform_steps_transforms_with_the_default():
+    import pickle
+
+    X, _ = hidden_classes(150)
+    est = fitted_with_term().fit(X)
+    Z = est.transform(X)
+    old = pickle.loads(pickle.dumps(est))
+    del old.transform_steps  # as unpickled from a version without the parameter
+    assert np.array_equal(old.transform(X), Z)
+
+
+def test_logdir_checkpoints_hold_a_layout_only_when_the_fit_ends(tmp_path, monkeypatch):
+    import json
+
+    from vaekit.embedding import io
+
+    X, _ = hidden_classes(150)
+    seen = []
+    original = io.save
+
+    def spy(est, path, **kw):
+        seen.append(est._has_layout())
+        return original(est, path, **kw)
+
+    monkeypatch.setattr(io, "save", spy)
+    est = fitted_with_term(logdir=tmp_path / "run").fit(X)
+    assert seen == [False, False, False, True]  # three epochs' checkpoints, then the finished fit
+    assert json.loads((tmp_path / "run" / "embedder.json").read_text())["fitted"]["reference"]["n_rows"] == 150
+    assert np.array_equal(VAEEmbedder.load(tmp_path / "run").transform(X), est.transform(X))
+
+
+def test_a_failed_warm_start_from_a_logdir_leaves_a_usable_embedder(tmp_path):
+    X, _ = hidden_classes(150)
+    fitted_with_term(logdir=tmp_path / "run").fit(X)
+    again = fitted_with_term(logdir=tmp_path / "run", warm_start=True)
+    with pytest.raises(ValueError, match="features"):
+        again.fit(X[:, :5])  # the wrong feature count, after the checkpoint was adopted
+    assert again._has_layout() and again.transform(X).shape == (150, 2)

@@ -31,7 +31,7 @@ from ..training.schedules import LRSchedule
 from ..training.step import TrainStep, adam
 from . import io
 from ._model import anchor_elbo_and_embedding, auto_hidden_layers, build_vae, state_size
-from ._neighbors import (EARLY_FRACTION, N_PCA_ROWS, NeighborTerm, early_exaggeration, knn_graph, pca_projection,
+from ._neighbors import (EARLY_FRACTION, N_PCA_ROWS, Layout, NeighborTerm, early_exaggeration, knn_graph, pca_projection,
                          term_weight)
 from .inputs import (ArraySource, ConcatSource, Source, as_source, batches, check_array_input, feature_statistics,
                      validate_source)
@@ -83,7 +83,7 @@ def _adopt_checkpoint(est: VAEEmbedder) -> None:
         raise ValueError(f"logdir={str(est.logdir)!r} holds a model with other architecture parameters ({detail}); "
                          "use the same values or another logdir")
     for name, value in vars(saved).items():
-        if name.endswith("_") and not name.startswith("__") or name in ("_optimizer_state", "_loop_lr"):
+        if name.endswith("_") and not name.startswith("__") or name in ("_optimizer_state", "_loop_lr", "_layout"):
             setattr(est, name, value)
 
 
@@ -220,7 +220,9 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             est.model_, est.mean_, est.scale_ = model, np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
             est.history_, est.n_iter_, est.stop_reason_ = list(state.history), len(state.history), reason
             est._optimizer_state, est._loop_lr = optimizer.state_dict(), schedule.lr(0, len(state.history))
-            set_reference(est, source, projection, seed)
+            # the training layout of transform: at the end of the fit only (a logdir checkpoint written after an epoch
+            # holds none, and transforms with the encoder alone until the fit ends)
+            set_reference(est, source, None if reason == "checkpoint" else projection, seed)
 
         curves = _Curves(est, len(history) + 1)
 
@@ -464,21 +466,22 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
     """Record what ``transform``'s local optimisation places rows against: every row of ``X``, embedded and projected.
 
     ``embedding_`` is the encoder's embedding of ``X``'s rows (validation rows split off
-    ``X`` included; ``validation_data`` not), ``_reference_coords`` their coordinates on the
-    neighbour term's principal components (``_projection``), computed in the same float64
-    pass as ``transform`` computes a new row's, and ``_refine_seed`` seeds the negatives.
-    Without the neighbour term (``projection`` None) they are removed: ``transform`` is then
-    the encoder's embedding alone.
+    ``X`` included; ``validation_data`` not), and ``_layout``
+    (:class:`~vaekit.embedding._neighbors.Layout`) their coordinates on the neighbour term's
+    principal components (``projection``), computed in the same float64 pass as
+    ``transform`` computes a new row's, with the seed of the negatives and the loss and
+    neighbour count of this fit. Without ``projection`` (no neighbour term, or a checkpoint
+    written during the fit) both are removed: ``transform`` is then the encoder alone.
     """
-    for name in ("embedding_", "_reference_coords", "_projection", "_refine_seed"):
+    for name in ("embedding_", "_layout"):
         est.__dict__.pop(name, None)
     if projection is None:
         return
-    est._projection = projection.detach().cpu().double().numpy()
-    both = est._encode_and_project(source)
+    projection = projection.detach().cpu().double().numpy()
+    both = est._encode_and_project(source, projection)
     est.embedding_ = np.ascontiguousarray(both[:, :est.n_components])
-    est._reference_coords = np.ascontiguousarray(both[:, est.n_components:])
-    est._refine_seed = int(seed)
+    est._layout = Layout(projection, np.ascontiguousarray(both[:, est.n_components:]), int(seed), est.neighbor_loss,
+                         min(int(est.n_neighbors), len(both)))
 
 
 def _check_unit_interval(source: ArraySource | Any) -> None:

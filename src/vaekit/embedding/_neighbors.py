@@ -29,7 +29,8 @@ from .._checks import check_choice
 __all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "NeighborTerm", "N_PCA", "N_PCA_ROWS",
            "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives",
            "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration", "term_weight",
-           "nearest_reference", "refine_embedding", "REFINE_LR", "REFINE_NEGATIVES"]
+           "nearest_reference", "refine_embedding", "REFINE_LR", "REFINE_NEGATIVES", "MAX_TRANSFORM_STEPS", "Layout",
+           "KNN_MEMORY"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50
@@ -70,6 +71,11 @@ REFINE_LR = 0.2
 REFINE_NEGATIVES = 64
 #: Rows optimised together by :func:`refine_embedding` (each row's optimisation is independent of the others).
 REFINE_BLOCK = 4096
+#: The most steps ``VAEEmbedder(transform_steps=...)`` accepts (each step is a pass over the rows' neighbours).
+MAX_TRANSFORM_STEPS = 100_000
+#: Float32 numbers of :func:`nearest_reference`'s distance block (64 MiB): fewer query rows per block as the
+#: reference grows.
+KNN_MEMORY = 2**24
 
 
 #: Up to this many rows the neighbour search is exact; above it, an inverted-file search (:func:`knn_graph`).
@@ -397,8 +403,9 @@ def nearest_reference(queries: Tensor, reference: Tensor, k: int) -> Tensor:
     """The ``k`` nearest rows of ``reference`` (squared Euclidean) to every row of ``queries``.
 
     Unlike :func:`knn_graph` nothing is excluded: a query equal to a reference row finds it
-    at distance 0. In blocks of :data:`KNN_BLOCK` queries, float32 distances (one matrix
-    product) pick the ``2k + 8`` nearest candidates, whose float64 distances then give the
+    at distance 0. In blocks of at most :data:`KNN_BLOCK` queries (fewer for a large
+    reference, so that a block's distances take at most :data:`KNN_MEMORY` floats), float32
+    distances (one matrix product) pick the ``2k + 8`` nearest candidates, whose float64 distances then give the
     answer and its order (equal distances: lower row first). So each query's answer does not
     depend on the other queries, and it is the exact float64 one unless float32 rounding
     moved a true neighbour behind ``k + 8`` others, which needs distances equal to about
@@ -428,8 +435,9 @@ def nearest_reference(queries: Tensor, reference: Tensor, k: int) -> Tensor:
     sq32 = ref32.square().sum(1)
     n_cand = min(n_ref, 2 * k + 8)
     out = torch.empty(queries.shape[0], k, dtype=torch.long, device=queries.device)
-    for start in range(0, queries.shape[0], KNN_BLOCK):
-        q = queries[start:start + KNN_BLOCK]
+    block = max(1, min(KNN_BLOCK, KNN_MEMORY // n_ref))
+    for start in range(0, queries.shape[0], block):
+        q = queries[start:start + block]
         rough = torch.addmm(sq32[None, :], q.float(), ref32.T, alpha=-2.0)  # |q|^2 left out: the same along a row
         cand = torch.topk(rough, n_cand, dim=1, largest=False).indices.sort(1).values
         exact = (q.double()[:, None, :] - ref64[cand]).square().sum(-1)
@@ -451,16 +459,15 @@ def _refine_loss(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> T
 def _refine_grad(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> Tensor:
     """The gradient of :func:`_refine_loss` with respect to ``z``, in closed form (row ``i`` only moves ``z[i]``).
 
-    The negatives, shared by every row, enter through matrix products (their squared
-    distances as ``|z|^2 + |y|^2 - 2 z.y``, and ``sum_l c_il (z_i - y_l)`` as
-    ``z_i sum_l c_il - (c @ y)_i``), so no (rows, negatives, dims) array is formed.
+    The shared negatives are handled one embedding dimension at a time, with elementwise
+    operations and sums along each row only (no matrix product, whose rounding may depend
+    on how many rows it multiplies), and no (rows, negatives, dims) array is formed.
     """
     diff_pos = z[:, None, :] - partners  # (n, k, d)
     d_pos = diff_pos.square().sum(-1)
-    d_neg = torch.addmm(z.square().sum(1, keepdim=True) + negatives.square().sum(1)[None, :], z, negatives.T,
-                        alpha=-2.0).clamp_min_(0.0)
+    d_neg = sum((z[:, j, None] - negatives[None, :, j]).square() for j in range(z.shape[1]))  # (n, m)
     if loss == "umap":  # d/dd log(1 + a d^b) and d/dd log(1 + (d + eps)^-b / a), times dd/dz = 2 (z - y)
-        dp = d_pos.clamp_min(1e-12)
+        dp = d_pos.clamp_min(1e-12)  # below it the closed form keeps a tiny pull where autograd's clamp gives 0
         c_pos = UMAP_A * UMAP_B * dp.pow(UMAP_B - 1) / (1 + UMAP_A * dp.pow(UMAP_B)) / d_pos.shape[1]
         dn = d_neg + MIN_SQ_DISTANCE
         u = dn.pow(-UMAP_B) / UMAP_A
@@ -470,11 +477,12 @@ def _refine_grad(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> T
         w = (1 + d_neg).reciprocal_()
         c_neg = -w.square() / w.sum(1, keepdim=True)
     pull = (c_pos[..., None] * diff_pos).sum(1)
-    push = z * c_neg.sum(1, keepdim=True) - c_neg @ negatives
+    c_sum = c_neg.sum(1)
+    push = torch.stack([z[:, j] * c_sum - (c_neg * negatives[None, :, j]).sum(1) for j in range(z.shape[1])], 1)
     return 2 * (pull + push)
 
 
-def refine_embedding(z0: Tensor, partners: Tensor, negatives: Tensor, loss: str = "tsne",
+def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, seed: int, loss: str = "tsne",
                      lr: float = REFINE_LR) -> Tensor:
     r"""Place rows among a fixed embedding by a few steps of the neighbour loss, starting from ``z0``.
 
@@ -491,9 +499,11 @@ def refine_embedding(z0: Tensor, partners: Tensor, negatives: Tensor, loss: str 
     - ``"umap"``: UMAP's fuzzy cross-entropy, attraction averaged over the neighbours plus
       :data:`N_NEGATIVES` times the mean repulsion from the negatives.
 
-    One Adam step (betas 0.9, 0.999) per entry of ``negatives``, at rate ``lr``, elementwise,
-    so every row's result is independent of the other rows (and of how they are batched):
-    deterministic given ``negatives``. The gradient is computed in closed form (no autograd).
+    ``steps`` Adam steps (betas 0.9, 0.999) at rate ``lr``, elementwise; step ``t`` repels
+    every row from the same :data:`REFINE_NEGATIVES` rows of ``layout``, drawn from a CPU
+    generator seeded with ``seed`` (the same draws for every block of rows). So every row's
+    result is independent of the other rows and of how they are batched, and deterministic
+    in ``seed``. The gradient is computed in closed form (no autograd).
 
     Parameters
     ----------
@@ -501,8 +511,12 @@ def refine_embedding(z0: Tensor, partners: Tensor, negatives: Tensor, loss: str 
         Starting embeddings (the encoder's).
     partners : Tensor of shape (n, k, d)
         Embeddings of each row's nearest training rows.
-    negatives : Tensor of shape (steps, m, d)
-        The embeddings each step repels every row from; ``steps`` may be 0.
+    layout : Tensor of shape (n_layout, d)
+        The training embeddings the negatives are drawn from.
+    steps : int
+        Steps (0: ``z0`` is returned unchanged).
+    seed : int
+        Seeds the negatives' draws.
     loss : {"tsne", "umap"}
     lr : float
 
@@ -513,8 +527,8 @@ def refine_embedding(z0: Tensor, partners: Tensor, negatives: Tensor, loss: str 
     Examples
     --------
     >>> z0, partners = torch.zeros(1, 2, dtype=torch.float64), torch.full((1, 3, 2), 2.0, dtype=torch.float64)
-    >>> far = torch.full((20, 4, 2), -50.0, dtype=torch.float64)  # negatives far away: the row moves to its neighbours
-    >>> bool((refine_embedding(z0, partners, far) > 0.5).all())
+    >>> far = torch.full((4, 2), -50.0, dtype=torch.float64)  # negatives far away: the row moves to its neighbours
+    >>> bool((refine_embedding(z0, partners, far, steps=20, seed=0) > 0.5).all())
     True
     """
     check_choice("loss", loss, LOSSES)
@@ -525,10 +539,37 @@ def refine_embedding(z0: Tensor, partners: Tensor, negatives: Tensor, loss: str 
         z = Q_SCALE * z0[rows]
         pos = Q_SCALE * partners[rows]
         m, v = torch.zeros_like(z), torch.zeros_like(z)
-        for t, neg in enumerate(negatives, 1):
+        draws = torch.Generator().manual_seed(int(seed))
+        for t in range(1, int(steps) + 1):
+            neg = layout[torch.randint(len(layout), (REFINE_NEGATIVES,), generator=draws).to(layout.device)]
             g = _refine_grad(z, pos, Q_SCALE * neg, loss)
             m.mul_(b1).add_(g, alpha=1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             z = z - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
         out[rows] = z / Q_SCALE
     return out
+
+
+@dataclass
+class Layout:
+    """What ``VAEEmbedder.transform``'s local optimisation needs besides ``embedding_`` (kept by ``fit``, saved).
+
+    Attributes
+    ----------
+    projection : ndarray of shape (n_features, n_coords), float64
+        Normalised rows to the neighbour term's principal coordinates.
+    coords : ndarray of shape (n_rows, n_coords), float32
+        The coordinates of the rows ``fit`` was given (those of ``embedding_``).
+    seed : int
+        Seeds the negatives (:func:`refine_embedding`), in [0, 2**31 - 1].
+    loss : {"tsne", "umap"}
+        The ``neighbor_loss`` the map was trained with.
+    n_neighbors : int
+        Training rows each row is attracted to (``n_neighbors`` at fit, at most ``n_rows``).
+    """
+
+    projection: np.ndarray
+    coords: np.ndarray
+    seed: int
+    loss: str
+    n_neighbors: int

@@ -37,6 +37,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from ._neighbors import Layout
+
 if TYPE_CHECKING:
     from .estimator import VAEEmbedder
 
@@ -140,9 +142,10 @@ def save(est: VAEEmbedder, path: str | os.PathLike[str], overwrite: bool = False
               "stop_reason_": est.stop_reason_, "loop_lr": float(getattr(est, "_loop_lr", est.learning_rate)),
               "feature_names_in_": est.feature_names_in_.tolist() if hasattr(est, "feature_names_in_") else None,
               "reference": None}
-    if hasattr(est, "embedding_"):
-        fitted["reference"] = {"n_rows": int(est.embedding_.shape[0]), "n_coords": int(est._projection.shape[1]),
-                               "seed": int(est._refine_seed)}
+    if est._has_layout():
+        layout = est._layout
+        fitted["reference"] = {"n_rows": int(est.embedding_.shape[0]), "n_coords": int(layout.projection.shape[1]),
+                               "seed": int(layout.seed), "loss": layout.loss, "n_neighbors": int(layout.n_neighbors)}
     import vaekit
 
     config = {"format": FORMAT, "version": VERSION, "params": _json_safe(params), "fitted": _json_safe(fitted),
@@ -151,8 +154,8 @@ def save(est: VAEEmbedder, path: str | os.PathLike[str], overwrite: bool = False
     tensors["normalization.mean"] = torch.as_tensor(est.mean_, dtype=torch.float64)
     tensors["normalization.scale"] = torch.as_tensor(est.scale_, dtype=torch.float64)
     if fitted["reference"] is not None:
-        tensors[REFERENCE[0]] = torch.as_tensor(est._projection, dtype=torch.float64)
-        tensors[REFERENCE[1]] = torch.as_tensor(est._reference_coords, dtype=torch.float32)
+        tensors[REFERENCE[0]] = torch.as_tensor(est._layout.projection, dtype=torch.float64)
+        tensors[REFERENCE[1]] = torch.as_tensor(est._layout.coords, dtype=torch.float32)
         tensors[REFERENCE[2]] = torch.as_tensor(est.embedding_, dtype=torch.float32)
     path.mkdir(parents=True, exist_ok=True)
     hashes = {WEIGHTS: _atomic(path / WEIGHTS, lambda p: save_file(tensors, str(p)))}
@@ -169,10 +172,12 @@ def load(path: str | os.PathLike[str], device: str | None = None, *, max_paramet
 
     In order: ``embedder.json`` (valid JSON; format and version; the parameters, through
     the estimator's own validation; the fitted metadata's types and ranges; the
-    ``"sha256"`` record), the size of the model it describes (computed, not allocated),
-    ``model.safetensors`` (its recorded SHA-256, then its header: every tensor the model
-    needs, with its shape, and nothing else), then the values (finite weights; finite
-    normalisation mean and scales > 0). Only then is the model built and filled.
+    ``"sha256"`` record, and ``fitted.reference``: the training layout's sizes, seed, loss
+    and neighbour count), the size of the model and the layout it describes (computed, not
+    allocated), ``model.safetensors`` (its recorded SHA-256, then its header: every tensor the
+    model and the layout need, with its shape, and nothing else), then the values (finite
+    weights, layout and coordinates; finite normalisation mean and scales > 0). Only then is
+    the model built and filled.
 
     Parameters
     ----------
@@ -181,8 +186,9 @@ def load(path: str | os.PathLike[str], device: str | None = None, *, max_paramet
     device : str or None
         Override the saved ``device`` parameter (e.g. "cpu" for a model trained on a GPU).
     max_parameters : int, default=MAX_PARAMETERS (2**31)
-        Refuse a model of more numbers (weights and buffers) than this; raise it to load a
-        genuine larger model.
+        Refuse a model of more numbers (weights and buffers, plus the training layout's
+        embedding, coordinates and projection) than this; raise it to load a genuine larger
+        model.
     max_layers : int, default=MAX_LAYERS (1024)
         Refuse more hidden layers, or more flow steps, than this.
 
@@ -212,13 +218,16 @@ def load(path: str | os.PathLike[str], device: str | None = None, *, max_paramet
     n_features = fitted["n_features_in_"]
     _check_size(est, n_features, config_file, max_parameters, max_layers)
     reference = fitted["reference"]
-    if reference is not None:
+    if reference is not None:  # the training layout shares the budget with the model
+        from ._fitting import model_size
+
         size = reference["n_rows"] * (reference["n_coords"] + est.n_components) + n_features * reference["n_coords"]
-        if size > max_parameters:
-            raise ValueError(f"{config_file}: fitted.reference (n_rows = {reference['n_rows']}, n_coords = "
-                             f"{reference['n_coords']}) describes {size:,} numbers, more than max_parameters="
-                             f"{max_parameters:,}; nothing was allocated (pass a larger max_parameters to "
-                             "VAEEmbedder.load if the file is genuine)")
+        total = size + model_size(est, n_features)
+        if total > max_parameters:
+            raise ValueError(f"{config_file}: the model and fitted.reference (n_rows = {reference['n_rows']}, "
+                             f"n_coords = {reference['n_coords']}: {size:,} numbers) describe {total:,} numbers, more "
+                             f"than max_parameters={max_parameters:,}; nothing was allocated (pass a larger "
+                             "max_parameters to VAEEmbedder.load if the file is genuine)")
     if not weights_file.is_file():
         raise FileNotFoundError(f"{weights_file} is missing: the saved embedder in {os.fspath(path)!r} has no weights")
     _verify(weights_file, hashes, config_file)
@@ -252,9 +261,9 @@ def load(path: str | os.PathLike[str], device: str | None = None, *, max_paramet
     est.history_ = [{k: (math.nan if v is None else v) for k, v in h.items()} for h in fitted["history_"]]
     est.n_iter_, est.stop_reason_, est._loop_lr = fitted["n_iter_"], fitted["stop_reason_"], fitted["loop_lr"]
     if reference is not None:
-        est._projection = tensors[REFERENCE[0]].numpy()
-        est._reference_coords, est.embedding_ = tensors[REFERENCE[1]].numpy(), tensors[REFERENCE[2]].numpy()
-        est._refine_seed = reference["seed"]
+        est.embedding_ = tensors[REFERENCE[2]].numpy()
+        est._layout = Layout(tensors[REFERENCE[0]].numpy(), tensors[REFERENCE[1]].numpy(), reference["seed"],
+                             reference["loss"], reference["n_neighbors"])
     est._optimizer_state = None
     optimizer_file = path / OPTIMIZER
     if optimizer_file.is_file() and (hashes is None or OPTIMIZER in hashes):  # else left over, not of this save
@@ -351,24 +360,34 @@ def _check_config(config: dict[str, Any], config_file: Path, device: str | None)
     return est, fitted, hashes
 
 
-def _check_reference(value: Any, n_features: int, config_file: Path) -> dict[str, int] | None:
-    """``fitted.reference``: null (no neighbour term, or a save from before it was kept) or its sizes and seed."""
-    from .._checks import check_int
+def _check_reference(value: Any, n_features: int, config_file: Path) -> dict[str, Any] | None:
+    """``fitted.reference``: null (no training layout, or a save from before it was kept) or its sizes, seed, loss, k."""
+    from .._checks import check_choice, check_int
+    from ._neighbors import LOSSES
 
+    keys = ["loss", "n_coords", "n_neighbors", "n_rows", "seed"]
     if value is None:
         return None
-    if not isinstance(value, dict) or sorted(value) != ["n_coords", "n_rows", "seed"]:
-        raise ValueError(f"{config_file}: fitted.reference must be null or an object with the keys n_rows, n_coords "
-                         f"and seed, got {_kind(value)}")
+    if not isinstance(value, dict) or sorted(value) != keys:
+        raise ValueError(f"{config_file}: fitted.reference must be null or an object with the keys "
+                         f"{', '.join(keys)}, got {_kind(value)}")
     try:
         out = {"n_rows": check_int("fitted.reference.n_rows", value["n_rows"]),
                "n_coords": check_int("fitted.reference.n_coords", value["n_coords"]),
-               "seed": check_int("fitted.reference.seed", value["seed"], 0)}
+               "seed": check_int("fitted.reference.seed", value["seed"], 0),
+               "loss": check_choice("fitted.reference.loss", value["loss"], LOSSES),
+               "n_neighbors": check_int("fitted.reference.n_neighbors", value["n_neighbors"])}
     except (ValueError, TypeError) as e:
         raise ValueError(f"{config_file}: {e}") from None
+    if out["seed"] > 2**31 - 1:
+        raise ValueError(f"{config_file}: fitted.reference.seed = {out['seed']} is above 2**31 - 1 (fit draws it "
+                         "below)")
     if out["n_coords"] > n_features:
         raise ValueError(f"{config_file}: fitted.reference.n_coords = {out['n_coords']} is more than "
                          f"fitted.n_features_in_ = {n_features} (principal coordinates of the inputs)")
+    if out["n_neighbors"] > out["n_rows"]:
+        raise ValueError(f"{config_file}: fitted.reference.n_neighbors = {out['n_neighbors']} is more than "
+                         f"fitted.reference.n_rows = {out['n_rows']} (neighbours among the layout's rows)")
     return out
 
 
