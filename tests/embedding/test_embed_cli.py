@@ -75,7 +75,12 @@ def test_npz_csv_and_directory_inputs_agree(tmp_path):
     (["{x}", "--out", "{tmp}/z.npy", "--labels", "{x}"], "--labels only colours --plot"),
     (["{tmp}/nothing.npy", "--out", "{tmp}/z.npy"], "does not exist"),
     (["{tmp}/bad.npz", "--out", "{tmp}/z.npy"], "name the examples 'x'"),
-    (["{tmp}/x.npy", "--out", "{tmp}/z.npy", "--model", "{tmp}"], "holds no saved VAEEmbedder"),
+    (["{tmp}/x.npy", "--out", "{tmp}/z.npy", "--model", "{tmp}"],  # FAST's fitting settings come first
+     "--max-epochs, --seed set(s) how a new embedder is fitted; with --model the embedder is already trained"),
+    (["{x}", "--out", "{tmp}/z.npy", "--plot", "{tmp}/map.txt"], "--plot '{tmp}/map.txt': the file type must be one of"),
+    (["{x}", "--out", "{tmp}/z.npy", "--latent-grid", "{tmp}/g"], "--latent-grid '{tmp}/g': the file type must be"),
+    (["{x}", "--out", "{tmp}/z.npy", "--plot", "{tmp}/a.png", "--latent-grid", "{tmp}/a.png"],
+     "--plot and --latent-grid name the same file"),
 ])
 def test_errors_are_one_line_and_nothing_is_written(tmp_path, capsys, args, match):
     np.save(tmp_path / "x.npy", X)
@@ -83,8 +88,28 @@ def test_errors_are_one_line_and_nothing_is_written(tmp_path, capsys, args, matc
     argv = [a.format(x=tmp_path / "x.npy", tmp=tmp_path) for a in args]
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(["embed", *argv, *FAST]) == 2
-    assert match in capsys.readouterr().err
+    assert match.format(tmp=tmp_path) in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("flag", [["--n-components", "3"], ["--neighbor-weight", "0"], ["--no-normalization"],
+                                  ["--likelihood", "bernoulli"], ["--batch-size", "7"], ["--seed", "5"],
+                                  ["--n-neighbors", "3"], ["--learning-rate", "0.1"]])
+def test_fitting_settings_are_refused_with_a_saved_model(tmp_path, capsys, flag):
+    np.save(tmp_path / "x.npy", X)
+    assert main(["embed", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy"), "--save", str(tmp_path / "m"),
+                 *FAST]) == 0
+    capsys.readouterr()
+    assert main(["embed", "--model", str(tmp_path / "m"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "z2.npy"),
+                 *flag]) == 2
+    assert f"{flag[0]} set(s) how a new embedder is fitted" in capsys.readouterr().err
+    assert not (tmp_path / "z2.npy").exists()
+
+
+def test_a_model_directory_without_a_saved_embedder(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", X)
+    assert main(["embed", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy"), "--model", str(tmp_path)]) == 2
+    assert "holds no saved VAEEmbedder" in capsys.readouterr().err and not (tmp_path / "z.npy").exists()
 
 
 def test_decode_with_latent_grid_is_refused_before_anything_is_done(tmp_path, capsys):

@@ -425,3 +425,9 @@ def test_a_failed_warm_start_from_a_logdir_leaves_a_usable_embedder(tmp_path):
     with pytest.raises(ValueError, match="features"):
         again.fit(X[:, :5])  # the wrong feature count, after the checkpoint was adopted
     assert again._has_layout() and again.transform(X).shape == (150, 2)
+
+
+@pytest.mark.parametrize("name", ["transform_steps", "n_components", "n_neighbors", "batch_size", "max_epochs"])
+def test_bools_are_not_ints(name):
+    with pytest.raises(ValueError, match=f"{name} must be an int, got True \\(a bool\\)"):
+        VAEEmbedder(**{name: True}).check_params()

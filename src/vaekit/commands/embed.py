@@ -113,16 +113,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save", default=None, help="save the fitted embedder to this (new or empty) directory")
     p.add_argument("--labels", default=None, help=".npy of one label per example, to colour --plot")
     p.add_argument("--plot", default=None, help="write a scatter plot of the first two components (.png)")
-    p.add_argument("--n-components", type=int, default=2)
+    # fitting settings: default None here, so that --model can refuse them when given (defaults: SETTINGS)
+    p.add_argument("--n-components", type=int, default=None, help="dimension of the embedding (default 2)")
     p.add_argument("--max-epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--learning-rate", type=float, default=2e-3)
-    p.add_argument("--posterior", default="iaf", choices=["iaf", "gaussian"])
-    p.add_argument("--prior", default="mixture", choices=["mixture", "standard"])
-    p.add_argument("--likelihood", default="gaussian", choices=["gaussian", "gaussian_predicted", "bernoulli"])
-    p.add_argument("--neighbor-weight", type=float, default=0.4,
-                   help="weight per feature of the k-NN neighbour term (0: the plain VAE; see VAEEmbedder)")
-    p.add_argument("--n-neighbors", type=int, default=15, help="neighbours per example in the term's k-NN graph")
+    p.add_argument("--batch-size", type=int, default=None, help="default 512")
+    p.add_argument("--learning-rate", type=float, default=None, help="default 2e-3")
+    p.add_argument("--posterior", default=None, choices=["iaf", "gaussian"], help="default iaf")
+    p.add_argument("--prior", default=None, choices=["mixture", "standard"], help="default mixture")
+    p.add_argument("--likelihood", default=None, choices=["gaussian", "gaussian_predicted", "bernoulli"],
+                   help="default gaussian")
+    p.add_argument("--neighbor-weight", type=float, default=None,
+                   help="weight per feature of the k-NN neighbour term (default 0.4; 0: the plain VAE; see VAEEmbedder)")
+    p.add_argument("--n-neighbors", type=int, default=None,
+                   help="neighbours per example in the term's k-NN graph (default 15)")
     p.add_argument("--no-normalization", action="store_true", help="do not standardise features (needed for bernoulli)")
     p.add_argument("--transform-steps", type=int, default=None, metavar="N",
                    help="steps of the local optimisation that places each example among the training layout after the "
@@ -143,10 +146,20 @@ def _parser() -> argparse.ArgumentParser:
                       help="checkpoint after every epoch and TensorBoard curves here (a new or empty directory)")
     arch.add_argument("--no-early-stopping", action="store_true", help="train all --max-epochs")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="seeds the fit (default 0)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
 
+
+#: Fitting settings outside the architecture group, refused with --model too: flag -> (attribute, default when fitting).
+SETTINGS = {"--n-components": ("n_components", 2), "--max-epochs": ("max_epochs", None),
+            "--batch-size": ("batch_size", 512), "--learning-rate": ("learning_rate", 2e-3),
+            "--posterior": ("posterior", "iaf"), "--prior": ("prior", "mixture"), "--likelihood": ("likelihood", "gaussian"),
+            "--neighbor-weight": ("neighbor_weight", 0.4), "--n-neighbors": ("n_neighbors", 15),
+            "--no-normalization": ("no_normalization", False), "--seed": ("seed", 0)}
+#: File types --plot and --latent-grid can write (matplotlib's savefig formats).
+IMAGE_TYPES = ("avif", "eps", "gif", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "raw", "rgba", "svg", "svgz", "tif", "tiff",
+               "webp")
 
 #: Flags that set VAEEmbedder parameters for fitting (refused with --model): flag -> (attribute, parameter).
 FIT_FLAGS = {"--hidden-layers": ("hidden_layers", "hidden_layers"), "--n-flows": ("n_flows", "n_flows"),
@@ -155,7 +168,17 @@ FIT_FLAGS = {"--hidden-layers": ("hidden_layers", "hidden_layers"), "--n-flows":
              "--logdir": ("logdir", "logdir")}
 
 
-def _check_paths(a: argparse.Namespace) -> None:
+def _settings_given(a: argparse.Namespace) -> list[str]:
+    """The fitting settings given on the command line; then fills the others with their defaults (in ``a``)."""
+    given = [flag for flag, (attr, _) in SETTINGS.items()  # "is": 0 and 0.0 are given values, == False as they are
+             if getattr(a, attr) is not None and getattr(a, attr) is not False]
+    for attr, default in SETTINGS.values():
+        if getattr(a, attr) is None:
+            setattr(a, attr, default)
+    return given
+
+
+def _check_paths(a: argparse.Namespace, settings_given: Sequence[str] = ()) -> None:
     """Every output-path and option problem, before any data are read or a model is trained."""
     if a.decode is not None:
         if a.model is None:
@@ -183,6 +206,7 @@ def _check_paths(a: argparse.Namespace) -> None:
     if a.model is not None:
         given = [flag for flag, (attr, _) in FIT_FLAGS.items() if getattr(a, attr) is not None]
         given += [f for f, v in (("--validation", a.validation), ("--no-early-stopping", a.no_early_stopping)) if v]
+        given += list(settings_given)
         if given:
             raise CLIError(f"{', '.join(given)} set(s) how a new embedder is fitted; with --model the embedder is "
                            "already trained")
@@ -198,9 +222,19 @@ def _check_paths(a: argparse.Namespace) -> None:
         raise CLIError("--image-shape and --grid-range shape the --latent-grid image; add --latent-grid GRID.png")
     if a.latent_grid is not None and a.model is None and a.n_components != 2:
         raise CLIError(f"--latent-grid needs --n-components 2, got {a.n_components}")
-    for flag, value in (("--out", a.out), ("--plot", a.plot), ("--latent-grid", a.latent_grid)):
+    outputs = (("--out", a.out), ("--plot", a.plot), ("--latent-grid", a.latent_grid))
+    for flag, value in outputs:
         if value is not None and not Path(value).resolve().parent.is_dir():
             raise CLIError(f"{flag} {value!r}: directory {str(Path(value).resolve().parent)!r} does not exist")
+    for flag, value in outputs[1:]:
+        if value is not None and Path(value).suffix.lstrip(".").lower() not in IMAGE_TYPES:
+            raise CLIError(f"{flag} {value!r}: the file type must be one of {', '.join('.' + t for t in IMAGE_TYPES)} "
+                           "(an image)")
+    named = [(flag, Path(value).resolve()) for flag, value in outputs if value is not None]
+    for i, (flag, path) in enumerate(named):
+        for other, path2 in named[:i]:
+            if path == path2:
+                raise CLIError(f"{other} and {flag} name the same file {str(path)!r}; give each its own")
     if a.model is not None and a.save is not None:
         raise CLIError("--save goes with fitting; with --model the embedder is already saved")
     if a.save is not None and Path(a.save).exists() and (not Path(a.save).is_dir() or any(Path(a.save).iterdir())):
@@ -216,7 +250,7 @@ def main(argv: Sequence[str]) -> None:
     from ..embedding import VAEEmbedder
 
     a = _parser().parse_args(list(argv))
-    _check_paths(a)
+    _check_paths(a, _settings_given(a))
     labels = None
     if a.labels is not None:
         if not Path(a.labels).is_file():

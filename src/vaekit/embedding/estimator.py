@@ -317,6 +317,10 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def _check_params(self) -> None:
         """Checks beyond ``_parameter_constraints`` (combinations, devices, layer sizes)."""
+        for name in ("n_components", "n_flows", "n_prior_modes", "batch_size", "max_epochs", "n_iter_no_change",
+                     "n_neighbors", "transform_steps"):  # scikit-learn's Interval(Integral) lets True and False through
+            if isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be an int, got {getattr(self, name)!r} (a bool)")
         h = self.hidden_layers
         if h is not None and (len(h) == 0 or any(isinstance(v, bool) or not isinstance(v, Integral) or v < 1 for v in h)):
             raise ValueError(f"hidden_layers must be None or a non-empty sequence of positive ints, got {h!r}")
