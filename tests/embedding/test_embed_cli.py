@@ -166,3 +166,22 @@ def test_bad_label_values_are_refused_before_fitting(tmp_path, capsys, labels, m
                  *FAST]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert match in capsys.readouterr().err
+
+
+def test_labels_that_are_not_a_npy_array_and_embeddings_with_nan_name_the_file(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", X)
+    np.savetxt(tmp_path / "labels.csv", np.arange(len(X)) % 3)
+    assert main(["embed", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy"), "--plot", str(tmp_path / "p.png"),
+                 "--labels", str(tmp_path / "labels.csv"), *FAST]) == 2
+    assert f"cannot read --labels {str(tmp_path / 'labels.csv')!r} as a .npy array" in capsys.readouterr().err
+    assert not (tmp_path / "z.npy").exists()
+    assert main(["embed", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy"), "--save", str(tmp_path / "m"),
+                 *FAST]) == 0
+    np.save(tmp_path / "znan.npy", np.array([[np.nan, 0.0]]))
+    capsys.readouterr()
+    assert main(["embed", "--model", str(tmp_path / "m"), "--decode", str(tmp_path / "znan.npy"), "--out",
+                 str(tmp_path / "back.npy")]) == 2
+    assert f"--decode {str(tmp_path / 'znan.npy')!r} must hold finite numbers" in capsys.readouterr().err
+    assert not (tmp_path / "back.npy").exists()
+    with pytest.raises(ValueError, match=r"X \(embeddings given to inverse_transform\) contains NaN"):
+        VAEEmbedder.load(tmp_path / "m").inverse_transform(np.array([[np.nan, 0.0]]))

@@ -255,7 +255,13 @@ def main(argv: Sequence[str]) -> None:
     if a.labels is not None:
         if not Path(a.labels).is_file():
             raise FileNotFoundError(f"--labels {a.labels!r} does not exist")
-        labels = np.load(a.labels, allow_pickle=False)
+        try:
+            labels = np.load(a.labels, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise CLIError(f"cannot read --labels {a.labels!r} as a .npy array of one label per example (no pickles "
+                           f"are loaded): {e}") from None
+        if not isinstance(labels, np.ndarray):
+            raise CLIError(f"--labels {a.labels!r} is a .npz archive; give a .npy array of one label per example")
     X = read_data(a.data) if a.data is not None else None
     if labels is not None:
         _check_labels(a, labels, X)
@@ -353,6 +359,9 @@ def _decode(a: argparse.Namespace, est: Any) -> None:
     if Z.ndim != 2 or Z.shape[1] != est.n_components:
         raise CLIError(f"--decode {a.decode!r} has shape {Z.shape}; the embedder decodes arrays of shape "
                        f"(n, {est.n_components})")
+    if not np.issubdtype(Z.dtype, np.number) or not np.isfinite(Z).all():
+        raise CLIError(f"--decode {a.decode!r} must hold finite numbers (embeddings); it has "
+                       + ("NaN or infinity" if np.issubdtype(Z.dtype, np.number) else f"dtype {Z.dtype}"))
     X = est.inverse_transform(Z)
     np.save(a.out, X)
     print(f"written: {a.out} (decoded data of shape {X.shape})")

@@ -501,7 +501,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         check_is_fitted(self, "model_")
         from sklearn.utils.validation import check_array
 
-        Z = check_array(X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X, dtype=np.float64)
+        Z = check_array(X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X, dtype=np.float64,
+                        input_name="X (embeddings given to inverse_transform)")
         if Z.shape[1] != self.n_components:
             raise ValueError(f"X has {Z.shape[1]} columns but the embedding has n_components={self.n_components}")
         return self._decode(torch.from_numpy(Z))
