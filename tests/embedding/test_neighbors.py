@@ -431,3 +431,10 @@ def test_a_failed_warm_start_from_a_logdir_leaves_a_usable_embedder(tmp_path):
 def test_bools_are_not_ints(name):
     with pytest.raises(ValueError, match=f"{name} must be an int, got True \\(a bool\\)"):
         VAEEmbedder(**{name: True}).check_params()
+
+
+def test_one_training_row_left_warns_that_the_term_is_off():
+    X, _ = hidden_classes(2)
+    with pytest.warns(RuntimeWarning, match=r"only 1 training row is left \(validation rows held out: 1\)"):
+        est = VAEEmbedder(hidden_layers=(8,), n_flows=1, max_epochs=1, random_state=0, device="cpu").fit(X)
+    assert not est._has_layout()

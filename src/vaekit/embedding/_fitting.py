@@ -450,7 +450,13 @@ def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> tuple[Neighbo
     reference rows of ``transform`` with it. (None, None) without the term.
     """
     n_train = len(data.train)
-    if est.neighbor_weight == 0 or n_train < 2:  # one training row has no neighbour
+    if est.neighbor_weight == 0:
+        return None, None
+    if n_train < 2:  # one training row has no neighbour
+        warnings.warn(f"neighbor_weight={est.neighbor_weight} but only {n_train} training row is left (validation "
+                      f"rows held out: {len(data.val)}): the neighbour term needs 2, so this fit is the plain VAE and "
+                      "transform the encoder alone (lower validation_fraction, or give more rows)",
+                      RuntimeWarning, stacklevel=4)
         return None, None
     rows = np.sort(np.random.default_rng(seed).permutation(data.train)[:N_PCA_ROWS])
     projection = data.scale[:, None] * pca_projection(data.rows(rows) * data.scale)
