@@ -69,7 +69,7 @@ KNN_BLOCK = 1024
 REFINE_LR = 0.2
 #: Training embeddings each step of :func:`refine_embedding` repels every row from (the same ones for every row).
 REFINE_NEGATIVES = 64
-#: Rows optimised together by :func:`refine_embedding` (each row's optimisation is independent of the others).
+#: Rows ``VAEEmbedder.transform`` passes to :func:`refine_embedding` at once (each row's optimisation is independent).
 REFINE_BLOCK = 4096
 #: The most steps ``VAEEmbedder(transform_steps=...)`` accepts (each step is a pass over the rows' neighbours).
 MAX_TRANSFORM_STEPS = 100_000
@@ -501,7 +501,8 @@ def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, s
 
     ``steps`` Adam steps (betas 0.9, 0.999) at rate ``lr``, elementwise; step ``t`` repels
     every row from the same :data:`REFINE_NEGATIVES` rows of ``layout``, drawn from a CPU
-    generator seeded with ``seed`` (the same draws for every block of rows). So every row's
+    generator seeded with ``seed`` (the same draws for every call; callers bound the
+    memory of ``partners`` by passing blocks of rows). So every row's
     result is independent of the other rows and of how they are batched, and deterministic
     in ``seed``. The gradient is computed in closed form (no autograd).
 
@@ -532,22 +533,17 @@ def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, s
     True
     """
     check_choice("loss", loss, LOSSES)
-    out = torch.empty_like(z0)
     b1, b2, eps = 0.9, 0.999, 1e-8
-    for start in range(0, z0.shape[0], REFINE_BLOCK):
-        rows = slice(start, start + REFINE_BLOCK)
-        z = Q_SCALE * z0[rows]
-        pos = Q_SCALE * partners[rows]
-        m, v = torch.zeros_like(z), torch.zeros_like(z)
-        draws = torch.Generator().manual_seed(int(seed))
-        for t in range(1, int(steps) + 1):
-            neg = layout[torch.randint(len(layout), (REFINE_NEGATIVES,), generator=draws).to(layout.device)]
-            g = _refine_grad(z, pos, Q_SCALE * neg, loss)
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            z = z - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
-        out[rows] = z / Q_SCALE
-    return out
+    z, pos = Q_SCALE * z0, Q_SCALE * partners
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    draws = torch.Generator().manual_seed(int(seed))
+    for t in range(1, int(steps) + 1):
+        neg = layout[torch.randint(len(layout), (REFINE_NEGATIVES,), generator=draws).to(layout.device)]
+        g = _refine_grad(z, pos, Q_SCALE * neg, loss)
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        z = z - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+    return z / Q_SCALE
 
 
 @dataclass
