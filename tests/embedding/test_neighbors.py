@@ -287,7 +287,7 @@ def test_refine_moves_rows_to_their_partners_row_by_row():
         z = neighbors.refine_embedding(z0, partners, layout, 100, 0, loss)
         centre = partners[0].mean(0)
         before, after = (z0 - centre).norm(dim=1), (z - centre).norm(dim=1)
-        assert (after < 0.3 * before).all(), (loss, after / before)  # measured 0.08 (tsne), 0.24 (umap)
+        assert (after < 0.3 * before).all(), (loss, after / before)  # measured 0.14 (tsne), 0.26 (umap)
         # each row's result does not depend on the rows beside it (elementwise operations and sums along rows only;
         # the negatives are drawn again for every block of rows): a float64 sum may round differently with the
         # number of rows (1 ulp), which the estimator's float32 result hides
@@ -319,18 +319,18 @@ def refined_and_encoder_scores(max_epochs: int) -> tuple[dict[str, float], dict[
     est = VAEEmbedder(neighbor_weight=1.0, hidden_layers=(32,), n_flows=1, n_prior_modes=4, max_epochs=max_epochs,
                       batch_size=100, random_state=0, device="cpu").fit(X[:300])
     scores = []
-    for steps in (100, 0):
+    for steps in (200, 0):
         est.set_params(transform_steps=steps)
         z, z_new = est.transform(X[:300]), est.transform(X[300:])
         scores.append({"acc": KNeighborsClassifier(10).fit(z, y[:300]).score(z_new, y[300:]),
                        "trust": trustworthiness(X[300:], z_new, n_neighbors=10)})
-    est.set_params(transform_steps=100)
+    est.set_params(transform_steps=200)
     return scores[0], scores[1], est
 
 
 def test_transform_places_new_rows_better_than_the_encoder_alone():
     """An undertrained map (5 epochs): the local optimisation raises both scores of the new rows (measured: trust.
-    0.907 -> 0.973, 10-NN accuracy 0.91 -> 1.0; after 80 epochs 0.986 -> 0.987, both 1.0)."""
+    0.907 -> 0.970, 10-NN accuracy 0.91 -> 1.0; after 80 epochs 0.986 -> 0.988, both 1.0)."""
     refined, encoder, est = refined_and_encoder_scores(5)
     assert refined["trust"] > encoder["trust"] + 0.03 and refined["acc"] > encoder["acc"], (refined, encoder)
     X, _ = hidden_classes()

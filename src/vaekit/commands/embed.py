@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-normalization", action="store_true", help="do not standardise features (needed for bernoulli)")
     p.add_argument("--transform-steps", type=int, default=None, metavar="N",
                    help="steps of the local optimisation that places each example among the training layout after the "
-                        "encoder (default 100, or the saved embedder's; 0: the encoder's embedding alone); also with "
+                        "encoder (default 200, or the saved embedder's; 0: the encoder's embedding alone); also with "
                         "--model")
     arch = p.add_argument_group("architecture and training (VAEEmbedder parameters; not with --model)")
     arch.add_argument("--hidden-layers", type=int, nargs="+", default=None, metavar="N",

@@ -65,8 +65,9 @@ LOSSES = ("tsne", "umap")
 KNN_BLOCK = 1024
 
 
-#: Adam's learning rate (in the units of ``Q_SCALE * z``) of the local optimisation of :func:`refine_embedding`.
-REFINE_LR = 0.2
+#: Adam's initial learning rate (in the units of ``Q_SCALE * z``) of the local optimisation of :func:`refine_embedding`;
+#: it decays linearly to ``REFINE_LR / steps`` at the last step.
+REFINE_LR = 0.5
 #: Training embeddings each step of :func:`refine_embedding` repels every row from (the same ones for every row).
 REFINE_NEGATIVES = 64
 #: Rows ``VAEEmbedder.transform`` passes to :func:`refine_embedding` at once (each row's optimisation is independent).
@@ -499,7 +500,9 @@ def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, s
     - ``"umap"``: UMAP's fuzzy cross-entropy, attraction averaged over the neighbours plus
       :data:`N_NEGATIVES` times the mean repulsion from the negatives.
 
-    ``steps`` Adam steps (betas 0.9, 0.999) at rate ``lr``, elementwise; step ``t`` repels
+    ``steps`` Adam steps (betas 0.9, 0.999), elementwise, at a rate that decays linearly from
+    ``lr`` at the first step to ``lr / steps`` at the last (as UMAP's epochs do), so the
+    rows settle although every step draws other negatives; step ``t`` repels
     every row from the same :data:`REFINE_NEGATIVES` rows of ``layout``, drawn from a CPU
     generator seeded with ``seed`` (the same draws for every call; callers bound the
     memory of ``partners`` by passing blocks of rows). So every row's
@@ -520,6 +523,7 @@ def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, s
         Seeds the negatives' draws.
     loss : {"tsne", "umap"}
     lr : float
+        The rate of the first step.
 
     Returns
     -------
@@ -537,12 +541,14 @@ def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, s
     z, pos = Q_SCALE * z0, Q_SCALE * partners
     m, v = torch.zeros_like(z), torch.zeros_like(z)
     draws = torch.Generator().manual_seed(int(seed))
-    for t in range(1, int(steps) + 1):
+    steps = int(steps)
+    for t in range(1, steps + 1):
         neg = layout[torch.randint(len(layout), (REFINE_NEGATIVES,), generator=draws).to(layout.device)]
         g = _refine_grad(z, pos, Q_SCALE * neg, loss)
         m.mul_(b1).add_(g, alpha=1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        z = z - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+        rate = lr * (steps - t + 1) / steps
+        z = z - rate * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
     return z / Q_SCALE
 
 

@@ -28,6 +28,8 @@ __all__ = ["VAEEmbedder"]
 #: Rows per forward pass of transform / inverse_transform / score_samples. Every pass sees exactly this
 #: many rows (the last one padded), so each row's result does not depend on how the input was batched.
 CHUNK = 512
+#: The default of ``VAEEmbedder(transform_steps=...)`` (also for embedders pickled before the parameter existed).
+TRANSFORM_STEPS = 200
 
 
 class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -157,13 +159,14 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         2023). ``"umap"``: UMAP's fuzzy-set cross-entropy (McInnes et al. 2018), each anchor
         pulled towards its partner and pushed away from 5 rows of the batch drawn at random
         (negative sampling, as parametric UMAP, Sainburg et al. 2021).
-    transform_steps : int in [0, 100000], default=100
+    transform_steps : int in [0, 100000], default=200
         With the neighbour term, ``transform`` starts each row at the encoder's embedding
         and then takes this many steps of a local optimisation that places it among the
         training rows' embeddings (``embedding_``): the ``neighbor_loss`` the map was trained
         with, between the row and its ``n_neighbors`` nearest training rows (both as they
         were at fit; in the neighbour term's principal components), with 64 training
-        embeddings as negatives per step (:func:`vaekit.embedding._neighbors.refine_embedding`).
+        embeddings as negatives per step, at a rate that decays linearly to zero
+        (:func:`vaekit.embedding._neighbors.refine_embedding`).
         This closes much of the encoder's amortisation gap on new rows, as UMAP's
         ``transform`` optimises new points against its layout: in
         ``benchmarks/results/embedding_suite_cpu.md`` it raised the new rows' 10-NN accuracy
@@ -251,7 +254,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                  activation: str = "elu", device: str = "auto", random_state: int | np.random.RandomState | None = None,
                  verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None,
                  neighbor_weight: float = 0.4, n_neighbors: int = 15, validation_data: Any = None,
-                 tensorboard: bool = True, neighbor_loss: str = "tsne", transform_steps: int = 100) -> None:
+                 tensorboard: bool = True, neighbor_loss: str = "tsne", transform_steps: int = TRANSFORM_STEPS) -> None:
         self.n_components = n_components
         self.hidden_layers = hidden_layers
         self.posterior = posterior
@@ -457,8 +460,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return self._refine(both[:, :self.n_components], both[:, self.n_components:], steps)
 
     def _transform_steps(self) -> int:
-        """``transform_steps``, checked now (it may have been set after ``fit``); 100 for objects pickled without it."""
-        steps = getattr(self, "transform_steps", 100)
+        """``transform_steps``, checked now (it may have been set after ``fit``); the default for objects pickled without it."""
+        steps = getattr(self, "transform_steps", TRANSFORM_STEPS)
         if isinstance(steps, bool) or not isinstance(steps, Integral) or not 0 <= steps <= MAX_TRANSFORM_STEPS:
             raise InvalidArgumentError(f"transform_steps must be an int in [0, {MAX_TRANSFORM_STEPS}], got {steps!r}")
         return int(steps)
