@@ -461,3 +461,57 @@ def test_the_layout_and_the_model_share_one_budget(saved_with_term):
         VAEEmbedder.load(path, max_parameters=model + 10)  # the model alone fits, not with its layout
     layout = 200 * (6 + 2) + 6 * 6
     assert VAEEmbedder.load(path, max_parameters=model + layout)._has_layout()
+
+
+# --------------------------------------------------------------------------- automatic sizes bounded by the rows
+WIDE = np.random.default_rng(1).normal(size=(90, 400)).astype(np.float32)  # 81 training rows of 400 features
+
+
+@pytest.fixture(scope="module")
+def saved_wide(tmp_path_factory):
+    est = tiny(hidden_layers=None, max_epochs=1).fit(WIDE)
+    return est, est.save(tmp_path_factory.mktemp("wide") / "model")
+
+
+def test_few_rows_bound_the_automatic_hidden_sizes_and_a_load_rebuilds_them(saved_wide):
+    est, path = saved_wide
+    # 400 features alone ask for 128 (8 * sqrt(400) = 160); 81 training rows allow 32 (the largest power of two
+    # up to 40.5, at least 32)
+    assert est._width_rows == 81 and est.model_.encoder[0].out_features == 32
+    assert json.loads((path / "embedder.json").read_text())["fitted"]["width_rows"] == 81
+    loaded = VAEEmbedder.load(path)
+    assert loaded.model_.encoder[0].out_features == 32
+    assert np.array_equal(loaded.transform(WIDE[:10]), est.transform(WIDE[:10]))
+    more = tiny(hidden_layers=None, max_epochs=1).fit(np.tile(WIDE, (4, 1)))  # 324 training rows: 128 wide
+    assert more.model_.encoder[0].out_features == 128
+
+
+def test_a_save_from_before_the_row_bound_builds_the_sizes_of_the_features(saved_wide, tmp_path):
+    path = shutil.copytree(saved_wide[1], tmp_path / "model")
+    edit_config(path, lambda c: c["fitted"].pop("width_rows"))
+    # these weights were built for 81 rows; without the entry load expects the sizes of 400 features (128) and
+    # names the first tensor that does not fit, before allocating the model's values
+    with pytest.raises(ValueError, match=r"'model\.encoder\.0\.weight' has shape \(32, 400\).*needs \(128, 400\)"):
+        VAEEmbedder.load(path)
+    older = tiny(hidden_layers=None, max_epochs=1).fit(X)  # 6 features: 32 wide with any number of rows
+    old_path = older.save(tmp_path / "older")
+    edit_config(old_path, lambda c: c["fitted"].pop("width_rows"))
+    assert np.array_equal(VAEEmbedder.load(old_path).transform(X[:5]), older.transform(X[:5]))
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "81", True])
+def test_a_bad_width_rows_entry_is_refused(saved_wide, tmp_path, value):
+    path = shutil.copytree(saved_wide[1], tmp_path / "model")
+    edit_config(path, set_key("fitted.width_rows", value))
+    with pytest.raises(ValueError, match="fitted.width_rows") as info:
+        VAEEmbedder.load(path)
+    assert str(path / "embedder.json") in str(info.value)
+
+
+def test_a_logdir_continuation_keeps_the_row_bound_sizes(tmp_path):
+    logdir = tmp_path / "run"
+    tiny(hidden_layers=None, max_epochs=1, logdir=logdir).fit(WIDE)
+    more = tiny(hidden_layers=None, max_epochs=2, logdir=logdir, warm_start=True).fit(WIDE)
+    assert more._width_rows == 81 and more.n_iter_ == 3
+    loaded = VAEEmbedder.load(more.save(tmp_path / "again"))
+    assert loaded.model_.encoder[0].out_features == 32

@@ -83,7 +83,7 @@ def _adopt_checkpoint(est: VAEEmbedder) -> None:
         raise ValueError(f"logdir={str(est.logdir)!r} holds a model with other architecture parameters ({detail}); "
                          "use the same values or another logdir")
     for name, value in vars(saved).items():
-        if name.endswith("_") and not name.startswith("__") or name in ("_optimizer_state", "_loop_lr", "_layout"):
+        if name.endswith("_") and not name.startswith("__") or name in ("_optimizer_state", "_loop_lr", "_layout", "_width_rows"):
             setattr(est, name, value)
 
 
@@ -178,8 +178,10 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
         torch.manual_seed(seed)
         if continuing:
             model, mean, scale = est.model_, est.mean_, est.scale_
+            width_rows = getattr(est, "_width_rows", None)
         else:
-            model = build_model(est, source.n_features).to(device)
+            width_rows = n - n_val  # the training rows, which bound the automatic hidden sizes
+            model = build_model(est, source.n_features, width_rows).to(device)
         perm = np.random.default_rng(seed).permutation(n)
         mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
         scale_t = torch.as_tensor(scale, dtype=torch.float32, device=device)
@@ -218,6 +220,7 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
 
         def finish(reason: str) -> None:
             est.model_, est.mean_, est.scale_ = model, np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+            est._width_rows = width_rows
             est.history_, est.n_iter_, est.stop_reason_ = list(state.history), len(state.history), reason
             est._optimizer_state, est._loop_lr = optimizer.state_dict(), schedule.lr(0, len(state.history))
             # the training layout of transform: at the end of the fit only (a logdir checkpoint written after an epoch
@@ -514,16 +517,22 @@ def resolve_max_epochs(max_epochs: int | None, n_train: int, batch_size: int, st
     return int(min(500, max(5, math.ceil(steps / per_epoch))))
 
 
-def hidden_layers_of(est: VAEEmbedder, n_features: int) -> tuple[int, ...]:
-    """The encoder hidden sizes ``est`` uses for ``n_features`` inputs."""
+def hidden_layers_of(est: VAEEmbedder, n_features: int, n_rows: int | None = None) -> tuple[int, ...]:
+    """The encoder hidden sizes ``est`` uses for ``n_features`` inputs.
+
+    With ``hidden_layers=None`` they depend on the training rows too (:func:`auto_hidden_layers`):
+    ``n_rows``, or else those the fitted model was built for (``est._width_rows``; None for
+    embedders fitted before the rule, whose sizes depend on the features alone).
+    """
     if est.hidden_layers is None:
-        return auto_hidden_layers(n_features, est.n_components)
+        rows = n_rows if n_rows is not None else getattr(est, "_width_rows", None)
+        return auto_hidden_layers(n_features, est.n_components, rows)
     return tuple(int(h) for h in est.hidden_layers)
 
 
-def build_model(est: VAEEmbedder, n_features: int) -> Any:
-    """A fresh VAE for ``est``'s parameters (initialised from torch's global generator)."""
-    return build_vae(n_features, est.n_components, hidden_layers_of(est, n_features), est.posterior, est.n_flows,
+def build_model(est: VAEEmbedder, n_features: int, n_rows: int | None = None) -> Any:
+    """A fresh VAE for ``est``'s parameters (initialised from torch's global generator); ``n_rows`` as for :func:`hidden_layers_of`."""
+    return build_vae(n_features, est.n_components, hidden_layers_of(est, n_features, n_rows), est.posterior, est.n_flows,
                      est.prior, est.n_prior_modes, est.likelihood, est.activation, est.dropout)
 
 

@@ -49,7 +49,9 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Dimension of the embedding.
     hidden_layers : sequence of int or None, default=None
         Encoder hidden sizes (the decoder mirrors them). None: chosen from the input and
-        latent sizes (:func:`vaekit.embedding._model.auto_hidden_layers`, (256, 128) for 784 features).
+        latent sizes and the number of training rows
+        (:func:`vaekit.embedding._model.auto_hidden_layers`: (256, 128) for 784 features; no
+        wider than half the training rows, so (128, 64) for 288 training rows of 2,679 pixels).
     posterior : {"iaf", "gaussian"}, default="iaf"
         Posterior family: inverse autoregressive flow on a diagonal Gaussian, or the Gaussian alone.
     n_flows : int, default=5

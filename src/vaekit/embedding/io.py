@@ -141,7 +141,7 @@ def save(est: VAEEmbedder, path: str | os.PathLike[str], overwrite: bool = False
     fitted = {"n_features_in_": int(est.n_features_in_), "n_iter_": int(est.n_iter_), "history_": est.history_,
               "stop_reason_": est.stop_reason_, "loop_lr": float(getattr(est, "_loop_lr", est.learning_rate)),
               "feature_names_in_": est.feature_names_in_.tolist() if hasattr(est, "feature_names_in_") else None,
-              "reference": None}
+              "reference": None, "width_rows": getattr(est, "_width_rows", None)}
     if est._has_layout():
         layout = est._layout
         fitted["reference"] = {"n_rows": int(est.embedding_.shape[0]), "n_coords": int(layout.projection.shape[1]),
@@ -216,6 +216,7 @@ def load(path: str | os.PathLike[str], device: str | None = None, *, max_paramet
     config = _read_config(config_file)
     est, fitted, hashes = _check_config(config, config_file, device)
     n_features = fitted["n_features_in_"]
+    est._width_rows = fitted.get("width_rows")  # the automatic hidden sizes the weights were built with
     _check_size(est, n_features, config_file, max_parameters, max_layers)
     reference = fitted["reference"]
     if reference is not None:  # the training layout shares the budget with the model
@@ -348,6 +349,8 @@ def _check_config(config: dict[str, Any], config_file: Path, device: str | None)
     fitted["stop_reason_"] = checked("stop_reason_", _check_str)
     fitted["history_"] = checked("history_", _check_history)
     fitted["reference"] = _check_reference(fitted.get("reference"), fitted["n_features_in_"], config_file)
+    if fitted.get("width_rows") is not None:  # absent or null: saved before the automatic sizes depended on the rows
+        fitted["width_rows"] = checked("width_rows", check_int)
     names = fitted.get("feature_names_in_")
     if names is not None and (not isinstance(names, list) or len(names) != fitted["n_features_in_"]
                               or not all(isinstance(n, str) for n in names)):
