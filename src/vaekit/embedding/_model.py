@@ -29,9 +29,10 @@ def auto_hidden_layers(n_features: int, n_components: int, n_rows: int | None = 
 
     The first layer is the power of two nearest ``8 * sqrt(n_features)`` within [32, 512],
     but with ``n_rows`` training rows at most the largest power of two up to ``n_rows / 2``
-    (and at least 32): on wide data with few rows (320 Olivetti faces of 2,679 pixels) a
-    512-wide layer only multiplies the cost of every step; in the embedding suite (128, 64)
-    embedded those faces as well as (512, 256). The second layer is half the first; both
+    (and at least 32): on wide data with few rows a 512-wide layer multiplies the cost of
+    every step (the embedding suite's 288 training faces of 2,679 pixels: (128, 64) fits in
+    30 s instead of 80 s, equally trustworthy, 10-NN accuracy 0.64 instead of 0.68, three
+    faces of 80). The second layer is half the first; both
     are at least ``4 * n_components``.
 
     >>> auto_hidden_layers(784, 2), auto_hidden_layers(64, 2), auto_hidden_layers(3, 2), auto_hidden_layers(784, 100)
