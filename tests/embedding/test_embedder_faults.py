@@ -515,3 +515,19 @@ def test_a_logdir_continuation_keeps_the_row_bound_sizes(tmp_path):
     assert more._width_rows == 81 and more.n_iter_ == 3
     loaded = VAEEmbedder.load(more.save(tmp_path / "again"))
     assert loaded.model_.encoder[0].out_features == 32
+
+
+def test_a_warm_start_on_more_rows_keeps_the_sizes_it_was_built_with(tmp_path):
+    est = tiny(hidden_layers=None, max_epochs=1).fit(WIDE)
+    est.set_params(warm_start=True).fit(np.tile(WIDE, (4, 1)))  # 324 rows would allow 128: the model stays 32 wide
+    assert est._width_rows == 81 and est.model_.encoder[0].out_features == 32
+    loaded = VAEEmbedder.load(est.save(tmp_path / "model"))
+    assert np.array_equal(loaded.transform(WIDE[:5]), est.transform(WIDE[:5]))
+
+
+def test_a_huge_width_rows_is_a_value_error_not_an_overflow(saved_wide, tmp_path):
+    path = shutil.copytree(saved_wide[1], tmp_path / "model")
+    text = (path / "embedder.json").read_text()
+    (path / "embedder.json").write_text(text.replace('"width_rows": 81', '"width_rows": 1' + "0" * 400))
+    with pytest.raises(ValueError, match="model.encoder.0.weight"):  # 10**400 rows allow 128: not these weights
+        VAEEmbedder.load(path)

@@ -299,6 +299,22 @@ def test_refine_moves_rows_to_their_partners_row_by_row():
     assert torch.equal(neighbors.refine_embedding(z0, partners, layout, 0, 0), z0)  # no step: the start
 
 
+def test_refine_rate_decays_linearly_from_lr_to_lr_over_steps():
+    """Two steps by hand: Adam's bias-corrected direction times the rate lr, then lr / 2."""
+    g = torch.Generator().manual_seed(3)
+    z0, partners = torch.randn(4, 2, dtype=torch.float64, generator=g), torch.randn(4, 3, 2, dtype=torch.float64, generator=g)
+    layout = torch.randn(80, 2, dtype=torch.float64, generator=g)
+    draws = torch.Generator().manual_seed(5)
+    z, m, v = neighbors.Q_SCALE * z0, torch.zeros_like(z0), torch.zeros_like(z0)
+    for t, rate in ((1, 0.3), (2, 0.15)):
+        neg = layout[torch.randint(len(layout), (neighbors.REFINE_NEGATIVES,), generator=draws)]
+        grad = neighbors._refine_grad(z, neighbors.Q_SCALE * partners, neighbors.Q_SCALE * neg, "tsne")
+        m, v = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad * grad
+        z = z - rate * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-8)
+    got = neighbors.refine_embedding(z0, partners, layout, 2, 5, "tsne", lr=0.3)
+    assert torch.allclose(got, z / neighbors.Q_SCALE, rtol=0, atol=1e-12)
+
+
 def test_nearest_reference_matches_brute_force_across_blocks(monkeypatch):
     monkeypatch.setattr(neighbors, "KNN_BLOCK", 7)
     g = torch.Generator().manual_seed(0)

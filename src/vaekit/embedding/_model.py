@@ -31,8 +31,8 @@ def auto_hidden_layers(n_features: int, n_components: int, n_rows: int | None = 
     but with ``n_rows`` training rows at most the largest power of two up to ``n_rows / 2``
     (and at least 32): on wide data with few rows a 512-wide layer multiplies the cost of
     every step (the embedding suite's 288 training faces of 2,679 pixels: (128, 64) fits in
-    30 s instead of 80 s, equally trustworthy, 10-NN accuracy 0.64 instead of 0.68, three
-    faces of 80). The second layer is half the first; both
+    30 s instead of 80 s, equally trustworthy, 10-NN accuracy 0.64 instead of 0.68: 51 of
+    80 new faces against 53-56). The second layer is half the first; both
     are at least ``4 * n_components``.
 
     >>> auto_hidden_layers(784, 2), auto_hidden_layers(64, 2), auto_hidden_layers(3, 2), auto_hidden_layers(784, 100)
@@ -42,7 +42,8 @@ def auto_hidden_layers(n_features: int, n_components: int, n_rows: int | None = 
     """
     first = int(min(512, max(32, 2 ** round(math.log2(8 * math.sqrt(n_features))))))
     if n_rows is not None:
-        first = min(first, max(32, 2 ** int(math.floor(math.log2(max(int(n_rows), 2) / 2)))))
+        half = max(int(n_rows), 2) // 2  # integers only: a row count of any size is exact
+        first = min(first, max(32, 1 << (half.bit_length() - 1)))
     floor = 4 * n_components
     return max(first, floor), max(first // 2, floor)
 

@@ -167,7 +167,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         training rows' embeddings (``embedding_``): the ``neighbor_loss`` the map was trained
         with, between the row and its ``n_neighbors`` nearest training rows (both as they
         were at fit; in the neighbour term's principal components), with 64 training
-        embeddings as negatives per step, at a rate that decays linearly to zero
+        embeddings as negatives per step, at a rate that decays linearly from 0.5 to 0.5 / steps
         (:func:`vaekit.embedding._neighbors.refine_embedding`).
         This closes much of the encoder's amortisation gap on new rows, as UMAP's
         ``transform`` optimises new points against its layout: in
