@@ -70,6 +70,8 @@ class EpochFit:
     best_state: dict[str, Tensor] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped: str = ""
+    #: Optimizer steps taken through this object (the ``step`` of a per-step schedule).
+    steps: int = 0
 
 
 def fit_epochs(step: TrainStep, module: nn.Module, batches: Callable[[int], Iterable[Any]], fit: EpochFit, *,
@@ -80,7 +82,9 @@ def fit_epochs(step: TrainStep, module: nn.Module, batches: Callable[[int], Iter
 
     Per epoch: the learning rate of ``fit.schedule`` is applied (it changes only through
     :meth:`LRSchedule.observe <vaekit.training.schedules.LRSchedule.observe>` for a
-    ``"plateau"`` schedule, at epoch granularity otherwise); every batch of
+    ``"plateau"`` schedule, at epoch granularity for ``"constant"`` and ``"iwae"``, and
+    before every step, counted by ``fit.steps``, for a schedule whose rate moves within
+    an epoch: :attr:`LRSchedule.per_step <vaekit.training.schedules.LRSchedule.per_step>`); every batch of
     ``batches(epoch)`` goes through ``step`` (no host synchronisation); then the step's
     meter is read once, ``validate()`` gives the monitored loss (the mean training loss
     when there is no ``validate``), ``fit.monitor`` and the schedule observe it, and an
@@ -97,12 +101,16 @@ def fit_epochs(step: TrainStep, module: nn.Module, batches: Callable[[int], Iter
     optimizer = step.optimizer
     for _ in range(n_epochs):
         epoch = len(fit.history)
-        lr = fit.schedule.apply(optimizer, step=0, epoch=epoch)
+        per_step = fit.schedule.per_step
+        lr = fit.schedule.apply(optimizer, step=fit.steps, epoch=epoch)
         module.train()
         n_steps = 0
         for batch in batches(epoch):
+            if per_step and n_steps:
+                fit.schedule.apply(optimizer, step=fit.steps, epoch=epoch)
             step(batch, n_steps)
             n_steps += 1
+            fit.steps += 1
         window = step.meter.read() if step.meter is not None and n_steps else None
         train_loss = window["metrics"].get("loss", math.nan) if window else math.nan
         val_loss = validate() if validate is not None else math.nan
@@ -122,7 +130,7 @@ def fit_epochs(step: TrainStep, module: nn.Module, batches: Callable[[int], Iter
         if patience is not None and fit.monitor.bad >= patience:
             fit.stopped = f"no improvement of the monitored loss for {patience} epochs"
             return fit
-        if min_lr is not None and fit.schedule.lr(0, len(fit.history)) < min_lr:
+        if min_lr is not None and fit.schedule.lr(fit.steps, len(fit.history)) < min_lr:
             fit.stopped = f"learning rate fell below {min_lr:g}"
             return fit
     fit.stopped = "max_epochs reached"

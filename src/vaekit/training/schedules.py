@@ -185,6 +185,11 @@ class LRSchedule:
         self.scale = 1.0
         self._written: dict[int, tuple[Tensor, float]] = {}  # id(lr tensor) -> (the tensor, the rate apply() wrote)
 
+    @property
+    def per_step(self) -> bool:
+        """Whether the rate moves within an epoch (cosine, exponential, noam, or any warm-up)."""
+        return self.kind in ("cosine", "exponential", "noam") or self.warmup_steps > 0
+
     def lr(self, step: int, epoch: int) -> float:
         """Learning rate for optimizer step ``step`` (0-based) taken during ``epoch`` (0-based),
         the warm-up included."""
