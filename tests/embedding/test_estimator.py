@@ -140,16 +140,13 @@ def test_history_plateau_and_early_stopping():
     assert [h["lr"] for h in est.history_] == pytest.approx([2e-3, 2e-3, 2e-3, 1e-3, 1e-3])
     assert "no improvement" in est.stop_reason_
     assert set(est.history_[0]) == {"epoch", "train_loss", "val_loss", "lr", "skipped_steps", "grad_norm"}
-    # learning_rate="auto" is 3e-3 with the neighbour term (the default)
     constant = tiny(tol=1.0, n_iter_no_change=4, lr_schedule="constant", early_stopping=False, max_epochs=6).fit(X)
-    assert constant.n_iter_ == 6 and {h["lr"] for h in constant.history_} == {3e-3}
-    # with the term the same settings run every epoch with the cosine schedule and keep the last weights; the
-    # validation ELBO is still recorded
+    assert constant.n_iter_ == 6 and {h["lr"] for h in constant.history_} == {2e-3}
+    # with the neighbour term (the default) the same settings run every epoch at a constant rate and keep the last
+    # weights; the validation ELBO is still recorded
     mapped = tiny(tol=1.0, n_iter_no_change=4, max_epochs=9).fit(X)
     assert mapped.n_iter_ == 9 and mapped.stop_reason_ == "max_epochs reached"
-    per_epoch = math.ceil(round(len(X) * 0.9) / 16)  # 144 training rows, 16 anchors per step
-    assert [h["lr"] for h in mapped.history_] == pytest.approx(
-        [cosine_lr(3e-3, e * per_epoch, 9 * per_epoch) for e in range(9)], rel=1e-12)
+    assert {h["lr"] for h in mapped.history_} == {2e-3}
     assert all(math.isfinite(h["val_loss"]) for h in mapped.history_)
     # tol=1: only epoch 1 improved, so keeping the "best" weights would give both fits epoch 1's map
     eight = tiny(tol=1.0, n_iter_no_change=4, max_epochs=8).fit(X)
@@ -157,18 +154,16 @@ def test_history_plateau_and_early_stopping():
     # explicit values are honoured with the term ("auto", the default, is what turns them off)
     stopped = tiny(tol=1.0, n_iter_no_change=4, max_epochs=50, early_stopping=True, lr_schedule="plateau").fit(X)
     assert stopped.n_iter_ == 5 and "no improvement" in stopped.stop_reason_
-    assert [h["lr"] for h in stopped.history_] == pytest.approx([3e-3, 3e-3, 3e-3, 1.5e-3, 1.5e-3])
-    # and it keeps the best (epoch 1's) weights: the same as a 1-epoch fit at the same (constant) rate
-    assert np.allclose(stopped.transform(X), tiny(max_epochs=1, lr_schedule="constant").fit(X).transform(X), atol=1e-6)
+    assert [h["lr"] for h in stopped.history_] == pytest.approx([2e-3, 2e-3, 2e-3, 1e-3, 1e-3])
+    # and it keeps the best (epoch 1's) weights: the same as a 1-epoch fit
+    assert np.allclose(stopped.transform(X), tiny(max_epochs=1).fit(X).transform(X), atol=1e-6)
     halved = tiny(tol=1.0, n_iter_no_change=4, max_epochs=5, lr_schedule="plateau").fit(X)
-    assert halved.n_iter_ == 5 and [h["lr"] for h in halved.history_] == pytest.approx([3e-3] * 3 + [1.5e-3] * 2)
-    explicit = tiny(tol=1.0, n_iter_no_change=4, max_epochs=5, lr_schedule="plateau", learning_rate=1e-3).fit(X)
-    assert [h["lr"] for h in explicit.history_] == pytest.approx([1e-3] * 3 + [5e-4] * 2)
+    assert halved.n_iter_ == 5 and [h["lr"] for h in halved.history_] == pytest.approx([2e-3] * 3 + [1e-3] * 2)
 
 
 def test_cosine_schedule_moves_the_rate_at_every_step(monkeypatch):
-    # the default schedule with the neighbour term: half a cosine from 3e-3 at the fit's first step to 0 after its
-    # last, the rate set before every step (not once per epoch); a warm start runs a cosine of its own
+    # lr_schedule="cosine": half a cosine from learning_rate at the fit's first step to 0 after its last, the rate set
+    # before every step (not once per epoch); a warm start runs a cosine of its own; no early stop on the low rate
     rates = []
     real_call = TrainStep.__call__
 
@@ -177,15 +172,20 @@ def test_cosine_schedule_moves_the_rate_at_every_step(monkeypatch):
         return real_call(self, *args, **kwargs)
 
     monkeypatch.setattr(TrainStep, "__call__", call)
-    est = tiny(max_epochs=4).fit(X)
+    est = tiny(max_epochs=4, lr_schedule="cosine", learning_rate=3e-3).fit(X)
     total = len(rates)
-    assert total == 4 * math.ceil(round(len(X) * 0.9) / 16)
+    per_epoch = math.ceil(round(len(X) * 0.9) / 16)  # 144 training rows, 16 anchors per step
+    assert total == 4 * per_epoch and est.stop_reason_ == "max_epochs reached"
     assert rates == pytest.approx([cosine_lr(3e-3, s, total) for s in range(total)], rel=1e-12)
     assert len(set(rates)) == total and rates[-1] < 3e-3 * 2e-3  # a new rate every step, near 0 at the end
+    assert [h["lr"] for h in est.history_] == pytest.approx([rates[e * per_epoch] for e in range(4)], rel=1e-12)
     rates.clear()
     est.set_params(warm_start=True, max_epochs=2).fit(X)
     assert rates == pytest.approx([cosine_lr(3e-3, s, len(rates)) for s in range(len(rates))], rel=1e-12)
     assert est.n_iter_ == 6
+    # without the term, with early stopping: the plateau's "rate below 1e-3 x learning_rate" does not apply to it
+    plain = tiny(neighbor_weight=0.0, max_epochs=40, lr_schedule="cosine", tol=0.0, n_iter_no_change=100).fit(X)
+    assert plain.n_iter_ == 40 and plain.stop_reason_ == "max_epochs reached"
 
 
 def counting_steps(monkeypatch, interrupt_at: int | None = None) -> dict[str, int]:

@@ -346,7 +346,7 @@ def refined_and_encoder_scores(max_epochs: int) -> tuple[dict[str, float], dict[
 
 def test_transform_places_new_rows_better_than_the_encoder_alone():
     """An undertrained map (5 epochs): the local optimisation raises both scores of the new rows (measured: trust.
-    0.858 -> 0.942, 10-NN accuracy 0.87 -> 0.99; after 80 epochs 0.984 -> 0.989, both 1.0)."""
+    0.907 -> 0.970, 10-NN accuracy 0.91 -> 1.0; after 80 epochs 0.986 -> 0.988, both 1.0)."""
     refined, encoder, est = refined_and_encoder_scores(5)
     assert refined["trust"] > encoder["trust"] + 0.03 and refined["acc"] > encoder["acc"], (refined, encoder)
     X, _ = hidden_classes()

@@ -117,8 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-components", type=int, default=None, help="dimension of the embedding (default 2)")
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None, help="default 512")
-    p.add_argument("--learning-rate", type=float, default=None,
-                   help="initial Adam rate (default: 3e-3 with the neighbour term, decayed to 0 over the fit; 2e-3 without)")
+    p.add_argument("--learning-rate", type=float, default=None, help="default 2e-3")
     p.add_argument("--posterior", default=None, choices=["iaf", "gaussian"], help="default iaf")
     p.add_argument("--prior", default=None, choices=["mixture", "standard"], help="default mixture")
     p.add_argument("--likelihood", default=None, choices=["gaussian", "gaussian_predicted", "bernoulli"],
@@ -154,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
 
 #: Fitting settings outside the architecture group, refused with --model too: flag -> (attribute, default when fitting).
 SETTINGS = {"--n-components": ("n_components", 2), "--max-epochs": ("max_epochs", None),
-            "--batch-size": ("batch_size", 512), "--learning-rate": ("learning_rate", "auto"),
+            "--batch-size": ("batch_size", 512), "--learning-rate": ("learning_rate", 2e-3),
             "--posterior": ("posterior", "iaf"), "--prior": ("prior", "mixture"), "--likelihood": ("likelihood", "gaussian"),
             "--neighbor-weight": ("neighbor_weight", 0.4), "--n-neighbors": ("n_neighbors", 15),
             "--no-normalization": ("no_normalization", False), "--seed": ("seed", 0)}

@@ -39,8 +39,8 @@ from .inputs import (ArraySource, ConcatSource, Source, as_source, batches, chec
 if TYPE_CHECKING:
     from .estimator import VAEEmbedder
 
-__all__ = ["fit", "build_model", "model_size", "resolve_max_epochs", "resolve_learning_rate", "TrainData", "mean_loss",
-           "ARCHITECTURE_PARAMS", "SCALE_FLOOR", "CLIP_NORM", "MAX_BAD_STEPS"]
+__all__ = ["fit", "build_model", "model_size", "resolve_max_epochs", "TrainData", "mean_loss", "ARCHITECTURE_PARAMS",
+           "SCALE_FLOOR", "CLIP_NORM", "MAX_BAD_STEPS"]
 
 #: Gradient-norm clip of every step (the norm itself is logged per epoch).
 CLIP_NORM = 100.0
@@ -195,18 +195,18 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             flat = np.concatenate([np.ascontiguousarray(p.array.reshape(len(p), -1), dtype=np.float32) for p in parts])
             data.cache = data.normalise(torch.from_numpy(flat).to(device))
         term, projection = neighbor_term(est, data, seed)
-        base_lr = resolve_learning_rate(est.learning_rate, term is not None)
-        optimizer = adam(model.parameters(), lr=base_lr)
+        optimizer = adam(model.parameters(), lr=est.learning_rate)
         history = list(est.history_) if continuing else []
         if continuing and getattr(est, "_optimizer_state", None) is not None:
             optimizer.load_state_dict(est._optimizer_state)
         # a warm start continues at the rate the plateau schedule had reached (its counters start anew; a cosine
         # schedule starts again from its base rate)
-        lr = getattr(est, "_loop_lr", base_lr) if continuing else base_lr
+        lr = getattr(est, "_loop_lr", est.learning_rate) if continuing else est.learning_rate
         # with the neighbour term the map forms over the whole step budget, as UMAP's and t-SNE's layouts do over
-        # their fixed epochs: by default ("auto") a rate that decays to zero over the fit's steps (UMAP decays its
-        # rate linearly), no early stopping, the last weights kept (the validation ELBO, which the term does not
-        # enter, stopped training or halved the rate before the map had formed); explicit values are honoured
+        # their fixed epochs: by default ("auto") a constant rate, no early stopping, the last weights kept (the
+        # validation ELBO, which the term does not enter, stopped training or halved the rate before the map had
+        # formed); explicit values are honoured. (A cosine decay from 3e-3 to 0, the suite's run 3 in
+        # benchmarks/results/embedding_suite_cpu_cosine.md, was no better over the suite.)
         kind, stop_early = auto_policy(est.lr_schedule, est.early_stopping, term is not None)
         keep_best = term is None or stop_early
         # with the neighbour term a batch holds batch_size // 2 anchors (an epoch has twice the steps), and the
@@ -256,7 +256,7 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             run_epochs(step, model, epoch_batches(data, est.batch_size, term, generator, len(history)), state,
                        n_epochs=n_epochs, validate=validate, early_stopping=stop_early,
                        n_iter_no_change=est.n_iter_no_change,
-                       min_lr=1e-3 * base_lr if kind == "plateau" else None, on_epoch=on_epoch)
+                       min_lr=1e-3 * est.learning_rate if kind == "plateau" else None, on_epoch=on_epoch)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -420,32 +420,19 @@ def run_epochs(step: TrainStep, model: VAE, batches_of: Callable[[int], Iterator
 def auto_policy(lr_schedule: str, early_stopping: bool | str, with_term: bool) -> tuple[str, bool]:
     """(schedule kind, early stopping?) for ``lr_schedule`` and ``early_stopping``.
 
-    "auto" is the cosine schedule and no early stopping with the neighbour term, the plateau
+    "auto" is the constant schedule and no early stopping with the neighbour term, the plateau
     schedule and early stopping without it.
 
     >>> auto_policy("auto", "auto", False), auto_policy("auto", "auto", True), auto_policy("plateau", True, True)
-    (('plateau', True), ('cosine', False), ('plateau', True))
+    (('plateau', True), ('constant', False), ('plateau', True))
+    >>> auto_policy("cosine", "auto", True)
+    ('cosine', False)
     >>> auto_policy("constant", False, False)
     ('constant', False)
     """
-    kind = lr_schedule if lr_schedule != "auto" else ("cosine" if with_term else "plateau")
+    kind = lr_schedule if lr_schedule != "auto" else ("constant" if with_term else "plateau")
     stop = (not with_term) if isinstance(early_stopping, str) else bool(early_stopping)
     return kind, stop
-
-
-#: ``learning_rate="auto"``: the initial Adam rate with the neighbour term (its cosine schedule decays it to 0) and without.
-AUTO_LR_TERM, AUTO_LR = 3e-3, 2e-3
-
-
-def resolve_learning_rate(learning_rate: float | str, with_term: bool) -> float:
-    """The initial rate: ``learning_rate``, or for "auto" :data:`AUTO_LR_TERM` with the neighbour term, :data:`AUTO_LR` without.
-
-    >>> resolve_learning_rate("auto", True), resolve_learning_rate("auto", False), resolve_learning_rate(1e-3, True)
-    (0.003, 0.002, 0.001)
-    """
-    if isinstance(learning_rate, str):
-        return AUTO_LR_TERM if with_term else AUTO_LR
-    return float(learning_rate)
 
 
 class _LastWeights(Monitor):

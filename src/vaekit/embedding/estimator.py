@@ -79,9 +79,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         statistics. Checked like ``X`` (same feature count and names). Not saved by
         :meth:`save` (it is data, not configuration).
     batch_size : int, default=512
-    learning_rate : float or "auto", default="auto"
-        Initial Adam learning rate. "auto": 3e-3 with the neighbour term (``neighbor_weight >
-        0``, the default; the "auto" schedule then decays it to 0 over the fit), 2e-3 without.
+    learning_rate : float, default=2e-3
+        Initial Adam learning rate.
     max_epochs : int or None, default=None
         Epochs per ``fit`` call. None: enough for about 2,000 gradient steps (1,500 with the
         neighbour term), within [5, 500].
@@ -89,11 +88,11 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "plateau": halve the rate when the monitored loss stalls for ``n_iter_no_change // 2``
         epochs. "cosine": from the initial rate at the first step of a ``fit`` call to 0 at
         its last (half a cosine over its ``max_epochs``, updated at every step; a warm start
-        runs its own). "auto": "cosine" with the neighbour term (``neighbor_weight > 0``, the
+        runs its own). "auto": "constant" with the neighbour term (``neighbor_weight > 0``, the
         default), "plateau" without it.
     early_stopping : bool or "auto", default="auto"
         True: stop after ``n_iter_no_change`` epochs without improvement, or (plateau
-        schedule) when the rate falls below 1e-3 times the initial rate, and keep the best
+        schedule) when the rate falls below 1e-3 times ``learning_rate``, and keep the best
         weights seen. "auto":
         False with the neighbour term (``neighbor_weight > 0``, the default), True without
         it. Without early stopping and with the term, training runs all its epochs and keeps
@@ -150,7 +149,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         it. The ELBO of such
         a batch is taken over its anchors, so every row enters it once per epoch. With the
         term and the "auto" ``lr_schedule`` and ``early_stopping``, training runs all its
-        epochs with the cosine schedule and keeps the last weights; the validation ELBO is still
+        epochs at a constant rate and keeps the last weights; the validation ELBO is still
         recorded in ``history_``. The term
         makes the map keep neighbourhoods (the
         suite of ``benchmarks/embedding_suite.py`` and docs/embedding.md give the numbers);
@@ -231,7 +230,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "feature_normalization": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "lr_schedule": [StrOptions({"auto", "plateau", "constant", "cosine"})],
         "early_stopping": ["boolean", StrOptions({"auto"})],
@@ -255,7 +254,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def __init__(self, n_components: int = 2, *, hidden_layers: tuple[int, ...] | None = None, posterior: str = "iaf",
                  n_flows: int = 5, prior: str = "mixture", n_prior_modes: int = 16, likelihood: str = "gaussian",
                  feature_normalization: bool = True, validation_fraction: float = 0.1, batch_size: int = 512,
-                 learning_rate: float | str = "auto", max_epochs: int | None = None, lr_schedule: str = "auto",
+                 learning_rate: float = 2e-3, max_epochs: int | None = None, lr_schedule: str = "auto",
                  early_stopping: bool | str = "auto", n_iter_no_change: int = 6, tol: float = 1e-4, dropout: float = 0.0,
                  activation: str = "elu", device: str = "auto", random_state: int | np.random.RandomState | None = None,
                  verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None,
