@@ -1,0 +1,130 @@
+"""Exploratory (issue 16): does optimising the *training layout* after the fit close the gap to UMAP?
+
+``VAEEmbedder()`` is fitted with its defaults; its training layout (``embedding_``, the
+encoder's embedding of the training rows) is then moved by the same per-row neighbour loss
+that ``transform`` optimises new rows with (:func:`vaekit.embedding._neighbors.refine_embedding`),
+each training row attracted to the layout positions of its nearest training rows (its
+``n_neighbors`` nearest in the neighbour term's principal coordinates) and repelled by shared
+negatives drawn from the layout. The new rows are then placed by ``transform`` against the
+moved layout, and both are scored as the suite scores them (``embedding_suite.metrics``).
+Nothing here changes vaekit's defaults; the script measures a candidate.
+
+A configuration (one JSON object per ``--configs`` entry) is either
+
+- ``{"rounds": R, "steps": S}``: R rounds; in each every row takes S Adam steps against the
+  layout as it was at the start of the round (its partners and negatives stay put: the rows
+  move independently, as ``transform``'s do), or
+- ``{"joint": S}``: S Adam steps of all rows together, each step's partners and negatives read
+  from the layout as it is at that step (UMAP's ``optimize_layout`` in this loss),
+
+both with ``transform``'s rate (0.5, decaying linearly) unless ``"lr"`` is given; ``{"rounds": 0}``
+is the defaults' layout. ``refine_s`` is the time of the layout optimisation alone, ``knn_s``
+that of the training rows' neighbour search (exact below 20,000 rows, as the fit's graph).
+
+Usage::
+
+    python benchmarks/embedding_layout_refine.py --datasets mnist20k --seeds 0 1 \
+        --configs '{"rounds": 0}' '{"rounds": 3, "steps": 200}' '{"joint": 200}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import embedding_suite as es  # noqa: E402
+
+from vaekit.embedding import VAEEmbedder  # noqa: E402
+from vaekit.embedding import _neighbors as N  # noqa: E402
+
+
+def joint_layout(z0: torch.Tensor, neighbors: torch.Tensor, steps: int, seed: int, lr: float) -> torch.Tensor:
+    """All rows optimised together: ``refine_embedding``'s loss and Adam, partners and negatives read every step."""
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    z = N.Q_SCALE * z0
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    draws = torch.Generator().manual_seed(seed)
+    for t in range(1, steps + 1):
+        negatives = z[torch.randint(len(z), (N.REFINE_NEGATIVES,), generator=draws)]
+        g = N._refine_grad(z, z[neighbors], negatives, "tsne")
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        rate = lr * (steps - t + 1) / steps
+        z = z - rate * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+    return z / N.Q_SCALE
+
+
+def refined(base: np.ndarray, neighbors: torch.Tensor, config: dict) -> np.ndarray:
+    z = torch.from_numpy(base)
+    lr = float(config.get("lr", N.REFINE_LR))
+    if "joint" in config:
+        z = joint_layout(z, neighbors, int(config["joint"]), 1000, lr)
+    for r in range(int(config.get("rounds", 0))):
+        z = N.refine_embedding(z, z[neighbors], z, steps=int(config["steps"]), seed=1000 + r, lr=lr)
+    return np.ascontiguousarray(z.numpy().astype(np.float32))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", nargs="+", choices=list(es.ORDER), default=["mnist20k"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--configs", nargs="+", default=['{"rounds": 0}', '{"rounds": 3, "steps": 200}'])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data-root", default=None, help="folder holding mnist/ and olivetti_faces/ (else $VAEKIT_DATA)")
+    p.add_argument("--out", default=None, help="write the rows as JSON here (and a table beside it, .md)")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    configs = [json.loads(c) for c in a.configs]
+    root = Path(a.data_root or os.environ.get("VAEKIT_DATA", "data"))
+    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "threads": a.threads, "load_before": os.getloadavg()[0], "torch": torch.__version__,
+            "command": "python benchmarks/embedding_layout_refine.py " + " ".join(sys.argv[1:])}
+    rows = []
+    for name in a.datasets:
+        d = es.DATASETS[name](root)
+        for seed in a.seeds:
+            est = VAEEmbedder(random_state=seed)
+            _, fit_s = es._timed(lambda: est.fit(d.x_train))
+            base = est.embedding_.copy()
+            coords = torch.from_numpy(est._layout.coords)
+            neighbors, knn_s = es._timed(lambda: N.knn_graph(coords, est._layout.n_neighbors, seed=seed))
+            for config in configs:
+                est.embedding_, refine_s = es._timed(lambda: refined(base, neighbors, config))
+                m = es.metrics(d, est.transform(d.x_train), est.transform(d.x_test), 10, 5000)
+                row = {"dataset": name, "seed": seed, "config": config, "knn_acc": m["knn_acc"], "trust": m["trust"],
+                       "fit_s": fit_s, "knn_s": knn_s, "refine_s": refine_s}
+                rows.append(row)
+                print(f"{name:10s} seed {seed} {json.dumps(config):34s} 10-NN {row['knn_acc']:.4f}  trust. "
+                      f"{row['trust']:.4f}  fit {fit_s:5.1f} s  knn {knn_s:4.1f} s  refine {refine_s:5.1f} s", flush=True)
+    info["load_after"] = os.getloadavg()[0]
+    if a.out:
+        Path(a.out).write_text(json.dumps({**info, "rows": rows}, indent=1) + "\n")
+        lines = [f"# Training-layout optimisation after the fit (exploratory, issue 16)", "",
+                 f"{info['date']}, commit {commit}, {info['machine']}, torch {info['torch']}, {a.threads} thread(s), "
+                 f"1-minute load {info['load_before']:.2f} before / {info['load_after']:.2f} after; "
+                 f"`{info['command']}`", "",
+                 "| dataset | seed | config | 10-NN acc | trust. | fit (s) | knn (s) | refine (s) |",
+                 "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['dataset']} | {r['seed']} | `{json.dumps(r['config'])}` | {r['knn_acc']:.4f} | {r['trust']:.4f} | "
+                  f"{r['fit_s']:.1f} | {r['knn_s']:.1f} | {r['refine_s']:.1f} |" for r in rows]
+        Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
