@@ -15,7 +15,9 @@ A configuration (one JSON object per ``--configs`` entry) is either
   layout as it was at the start of the round (its partners and negatives stay put: the rows
   move independently, as ``transform``'s do), or
 - ``{"joint": S}``: S Adam steps of all rows together, each step's partners and negatives read
-  from the layout as it is at that step (UMAP's ``optimize_layout`` in this loss),
+  from the layout as it is at that step (:func:`vaekit.embedding._neighbors.optimize_layout`,
+  what ``VAEEmbedder(layout_steps=S)`` runs after its fit; ``joint_layout`` of this script's
+  first version was the same loop),
 
 both with ``transform``'s rate (0.5, decaying linearly) unless ``"lr"`` is given; ``{"rounds": 0}``
 is the defaults' layout. ``refine_s`` is the time of the layout optimisation alone, ``knn_s``
@@ -33,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -51,27 +54,11 @@ from vaekit.embedding import VAEEmbedder  # noqa: E402
 from vaekit.embedding import _neighbors as N  # noqa: E402
 
 
-def joint_layout(z0: torch.Tensor, neighbors: torch.Tensor, steps: int, seed: int, lr: float) -> torch.Tensor:
-    """All rows optimised together: ``refine_embedding``'s loss and Adam, partners and negatives read every step."""
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    z = N.Q_SCALE * z0
-    m, v = torch.zeros_like(z), torch.zeros_like(z)
-    draws = torch.Generator().manual_seed(seed)
-    for t in range(1, steps + 1):
-        negatives = z[torch.randint(len(z), (N.REFINE_NEGATIVES,), generator=draws)]
-        g = N._refine_grad(z, z[neighbors], negatives, "tsne")
-        m.mul_(b1).add_(g, alpha=1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        rate = lr * (steps - t + 1) / steps
-        z = z - rate * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
-    return z / N.Q_SCALE
-
-
 def refined(base: np.ndarray, neighbors: torch.Tensor, config: dict) -> np.ndarray:
     z = torch.from_numpy(base)
     lr = float(config.get("lr", N.REFINE_LR))
     if "joint" in config:
-        z = joint_layout(z, neighbors, int(config["joint"]), 1000, lr)
+        z = N.optimize_layout(z, neighbors, int(config["joint"]), 1000, "tsne", lr)
     for r in range(int(config.get("rounds", 0))):
         z = N.refine_embedding(z, z[neighbors], z, steps=int(config["steps"]), seed=1000 + r, lr=lr)
     return np.ascontiguousarray(z.numpy().astype(np.float32))
@@ -94,7 +81,7 @@ def main() -> None:
     info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "threads": a.threads, "load_before": os.getloadavg()[0], "torch": torch.__version__,
-            "command": "python benchmarks/embedding_layout_refine.py " + " ".join(sys.argv[1:])}
+            "command": "python benchmarks/embedding_layout_refine.py " + shlex.join(sys.argv[1:])}
     rows = []
     for name in a.datasets:
         d = es.DATASETS[name](root)

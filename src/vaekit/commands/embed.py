@@ -144,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="rows of DATA held out for validation without --validation (default 0.1)")
     arch.add_argument("--logdir", default=None,
                       help="checkpoint after every epoch and TensorBoard curves here (a new or empty directory)")
+    arch.add_argument("--layout-steps", type=int, default=None, metavar="N",
+                      help="after training, steps that move the whole training layout by the neighbour loss (default 0: "
+                           "the encoder's embedding; see VAEEmbedder)")
     arch.add_argument("--no-early-stopping", action="store_true", help="train all --max-epochs")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=None, help="seeds the fit (default 0)")
@@ -165,7 +168,7 @@ IMAGE_TYPES = ("avif", "eps", "gif", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "
 FIT_FLAGS = {"--hidden-layers": ("hidden_layers", "hidden_layers"), "--n-flows": ("n_flows", "n_flows"),
              "--n-prior-modes": ("n_prior_modes", "n_prior_modes"), "--activation": ("activation", "activation"),
              "--dropout": ("dropout", "dropout"), "--validation-fraction": ("validation_fraction", "validation_fraction"),
-             "--logdir": ("logdir", "logdir")}
+             "--logdir": ("logdir", "logdir"), "--layout-steps": ("layout_steps", "layout_steps")}
 
 
 def _settings_given(a: argparse.Namespace) -> list[str]:

@@ -31,8 +31,8 @@ from ..training.schedules import LRSchedule
 from ..training.step import TrainStep, adam
 from . import io
 from ._model import anchor_elbo_and_embedding, auto_hidden_layers, build_vae, state_size
-from ._neighbors import (EARLY_FRACTION, N_PCA_ROWS, Layout, NeighborTerm, early_exaggeration, knn_graph, pca_projection,
-                         term_weight)
+from ._neighbors import (EARLY_FRACTION, N_PCA_ROWS, Layout, NeighborTerm, early_exaggeration, knn_graph, optimize_layout,
+                         pca_projection, term_weight)
 from .inputs import (ArraySource, ConcatSource, Source, as_source, batches, check_array_input, feature_statistics,
                      validate_source)
 
@@ -480,7 +480,8 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
     """Record what ``transform``'s local optimisation places rows against: every row of ``X``, embedded and projected.
 
     ``embedding_`` is the encoder's embedding of ``X``'s rows (validation rows split off
-    ``X`` included; ``validation_data`` not), and ``_layout``
+    ``X`` included; ``validation_data`` not), moved by ``est.layout_steps`` steps of
+    :func:`~vaekit.embedding._neighbors.optimize_layout` when those are > 0, and ``_layout``
     (:class:`~vaekit.embedding._neighbors.Layout`) their coordinates on the neighbour term's
     principal components (``projection``), computed in the same float64 pass as
     ``transform`` computes a new row's, with the seed of the negatives and the loss and
@@ -496,6 +497,11 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
     est.embedding_ = np.ascontiguousarray(both[:, :est.n_components])
     est._layout = Layout(projection, np.ascontiguousarray(both[:, est.n_components:]), int(seed), est.neighbor_loss,
                          min(int(est.n_neighbors), len(both)))
+    steps = int(getattr(est, "layout_steps", 0))
+    if steps and len(both) > 1:  # the whole layout moved by the neighbour loss (each row's neighbours: other rows)
+        neighbors = knn_graph(torch.from_numpy(est._layout.coords), min(int(est.n_neighbors), len(both) - 1), seed=seed)
+        moved = optimize_layout(torch.from_numpy(est.embedding_), neighbors, steps, seed, est.neighbor_loss)
+        est.embedding_ = np.ascontiguousarray(moved.numpy(), dtype=np.float32)
 
 
 def _check_unit_interval(source: ArraySource | Any) -> None:

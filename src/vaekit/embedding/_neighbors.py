@@ -29,8 +29,8 @@ from .._checks import check_choice
 __all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "NeighborTerm", "N_PCA", "N_PCA_ROWS",
            "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives",
            "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration", "term_weight",
-           "nearest_reference", "refine_embedding", "REFINE_LR", "REFINE_NEGATIVES", "MAX_TRANSFORM_STEPS", "Layout",
-           "KNN_MEMORY"]
+           "nearest_reference", "refine_embedding", "optimize_layout", "REFINE_LR", "REFINE_NEGATIVES",
+           "MAX_TRANSFORM_STEPS", "Layout", "KNN_MEMORY"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50
@@ -545,6 +545,59 @@ def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, s
     for t in range(1, steps + 1):
         neg = layout[torch.randint(len(layout), (REFINE_NEGATIVES,), generator=draws).to(layout.device)]
         g = _refine_grad(z, pos, Q_SCALE * neg, loss)
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        rate = lr * (steps - t + 1) / steps
+        z = z - rate * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+    return z / Q_SCALE
+
+
+def optimize_layout(z0: Tensor, neighbors: Tensor, steps: int, seed: int, loss: str = "tsne",
+                    lr: float = REFINE_LR) -> Tensor:
+    """Move all rows of a layout together by :func:`refine_embedding`'s loss, each towards its ``neighbors``' rows.
+
+    Unlike :func:`refine_embedding`, whose rows move against a fixed layout, here every step
+    reads each row's partners (``z[neighbors[i]]``) and the step's :data:`REFINE_NEGATIVES`
+    shared negatives from the layout as it is at that step, so the rows settle among each
+    other, as UMAP's layout optimisation moves its points (here from the encoder's embedding:
+    ``VAEEmbedder(layout_steps=...)``). Adam, the rate decaying linearly from ``lr`` to
+    ``lr / steps``, the gradient in closed form (:func:`_refine_grad`), the negatives drawn
+    from a CPU generator seeded with ``seed``: deterministic for the same rows.
+
+    Parameters
+    ----------
+    z0 : Tensor of shape (n, d)
+        The layout to start from.
+    neighbors : Tensor of shape (n, k), int64
+        Row ``i``'s partners: rows of the layout other than ``i``.
+    steps : int
+        0 returns ``z0`` unchanged.
+    seed : int
+    loss : {"tsne", "umap"}
+    lr : float
+
+    Returns
+    -------
+    Tensor of shape (n, d), the dtype of ``z0``
+
+    Examples
+    --------
+    >>> z0 = torch.tensor([[0.0, 0.0], [4.0, 0.0], [30.0, 0.0], [34.0, 0.0]], dtype=torch.float64)
+    >>> z = optimize_layout(z0, torch.tensor([[1], [0], [3], [2]]), steps=50, seed=0)
+    >>> bool((z[1] - z[0]).norm() < 4.0 and (z[3] - z[2]).norm() < 4.0)  # each pair drawn together
+    True
+    """
+    check_choice("loss", loss, LOSSES)
+    steps = int(steps)
+    if steps == 0:
+        return z0
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    z = Q_SCALE * z0
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    draws = torch.Generator().manual_seed(int(seed))
+    for t in range(1, steps + 1):
+        negatives = z[torch.randint(len(z), (REFINE_NEGATIVES,), generator=draws).to(z.device)]
+        g = _refine_grad(z, z[neighbors], negatives, loss)
         m.mul_(b1).add_(g, alpha=1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         rate = lr * (steps - t + 1) / steps
