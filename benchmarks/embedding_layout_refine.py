@@ -16,8 +16,9 @@ A configuration (one JSON object per ``--configs`` entry) is either
   move independently, as ``transform``'s do), or
 - ``{"joint": S}``: S Adam steps of all rows together, each step's partners and negatives read
   from the layout as it is at that step (:func:`vaekit.embedding._neighbors.optimize_layout`,
-  what ``VAEEmbedder(layout_steps=S)`` runs after its fit; ``joint_layout`` of this script's
-  first version was the same loop),
+  the loop ``VAEEmbedder(layout_steps=S)`` runs after its fit, here with other draws: negatives
+  seeded 1000, the graph by the fit's seed; ``joint_layout`` of this script's first version was
+  the same loop),
 
 both with ``transform``'s rate (0.5, decaying linearly) unless ``"lr"`` is given; ``{"rounds": 0}``
 is the defaults' layout. ``refine_s`` is the time of the layout optimisation alone, ``knn_s``

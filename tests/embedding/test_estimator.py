@@ -233,6 +233,15 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_usable_embedder(monkeypatch):
     assert est.n_iter_ == 3
 
 
+def test_an_interrupted_fit_does_not_move_its_layout(monkeypatch):
+    # layout_steps would delay the return after Ctrl-C: the interrupted fit keeps the encoder's layout
+    counting_steps(monkeypatch, interrupt_at=20)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        est = tiny(max_epochs=10, layout_steps=50).fit(X)
+    assert est.stop_reason_ == "interrupted"
+    assert np.array_equal(est.embedding_, est.set_params(transform_steps=0).transform(X))
+
+
 def poison_elbo(monkeypatch, neighbor_weight: float, bad) -> dict[str, int]:
     """Make the ELBO of the training forward calls for which ``bad(call number)`` holds NaN."""
     from vaekit.models.vae import VAE

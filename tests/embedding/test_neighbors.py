@@ -511,3 +511,14 @@ def test_layout_steps_without_the_term_do_nothing():
 def test_bad_layout_steps(steps):
     with pytest.raises(ValueError, match="layout_steps"):
         VAEEmbedder(layout_steps=steps).fit(np.zeros((10, 3)))
+
+
+def test_layout_steps_are_skipped_with_a_warning_on_too_few_rows_per_neighbour():
+    # 20 rows, 15 neighbours: the neighbours cover most rows and the loss would draw the layout onto one point
+    X, _ = hidden_classes(20)
+    kw = dict(neighbor_weight=1.0, hidden_layers=(8,), n_flows=1, n_prior_modes=2, max_epochs=2, batch_size=10,
+              validation_fraction=0.0, random_state=0, device="cpu")
+    with pytest.warns(RuntimeWarning, match=r"layout_steps=50 ignored: 20 rows for n_neighbors=15"):
+        est = VAEEmbedder(layout_steps=50, **kw).fit(X)
+    assert np.array_equal(est.embedding_, VAEEmbedder(**kw).fit(X).embedding_)
+    assert np.ptp(est.embedding_, axis=0).min() > 0.01

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 __all__ = ["fit", "build_model", "model_size", "resolve_max_epochs", "TrainData", "mean_loss", "ARCHITECTURE_PARAMS",
            "SCALE_FLOOR", "CLIP_NORM", "MAX_BAD_STEPS"]
 
+#: ``layout_steps`` needs at least this many rows per neighbour: with fewer (e.g. 16 rows and 15 neighbours) the
+#: neighbours cover most rows and the t-SNE form of the loss draws the whole layout onto one point.
+LAYOUT_MIN_ROWS_PER_NEIGHBOR = 4
+
 #: Gradient-norm clip of every step (the norm itself is logged per epoch).
 CLIP_NORM = 100.0
 #: An epoch of at least this many steps, all skipped (non-finite loss or gradient), ends the fit with an error
@@ -225,7 +229,9 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             est._optimizer_state, est._loop_lr = optimizer.state_dict(), schedule.lr(0, len(state.history))
             # the training layout of transform: at the end of the fit only (a logdir checkpoint written after an epoch
             # holds none, and transforms with the encoder alone until the fit ends)
-            set_reference(est, source, None if reason == "checkpoint" else projection, seed)
+            # (an interrupted fit keeps the encoder's layout: layout_steps would delay the return to the user)
+            set_reference(est, source, None if reason == "checkpoint" else projection, seed,
+                          move_layout=reason != "interrupted")
 
         curves = _Curves(est, len(history) + 1)
 
@@ -476,7 +482,8 @@ def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> tuple[Neighbo
     return term, projection
 
 
-def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, seed: int) -> None:
+def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, seed: int,
+                  move_layout: bool = True) -> None:
     """Record what ``transform``'s local optimisation places rows against: every row of ``X``, embedded and projected.
 
     ``embedding_`` is the encoder's embedding of ``X``'s rows (validation rows split off
@@ -497,11 +504,19 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
     est.embedding_ = np.ascontiguousarray(both[:, :est.n_components])
     est._layout = Layout(projection, np.ascontiguousarray(both[:, est.n_components:]), int(seed), est.neighbor_loss,
                          min(int(est.n_neighbors), len(both)))
-    steps = int(getattr(est, "layout_steps", 0))
-    if steps and len(both) > 1:  # the whole layout moved by the neighbour loss (each row's neighbours: other rows)
-        neighbors = knn_graph(torch.from_numpy(est._layout.coords), min(int(est.n_neighbors), len(both) - 1), seed=seed)
-        moved = optimize_layout(torch.from_numpy(est.embedding_), neighbors, steps, seed, est.neighbor_loss)
-        est.embedding_ = np.ascontiguousarray(moved.numpy(), dtype=np.float32)
+    steps = int(getattr(est, "layout_steps", 0)) if move_layout else 0
+    if not steps:
+        return
+    k = min(int(est.n_neighbors), len(both) - 1)
+    if len(both) < LAYOUT_MIN_ROWS_PER_NEIGHBOR * max(k, 1):
+        warnings.warn(f"layout_steps={steps} ignored: {len(both)} rows for n_neighbors={est.n_neighbors} (moving the "
+                      f"layout needs at least {LAYOUT_MIN_ROWS_PER_NEIGHBOR} rows per neighbour; with fewer the "
+                      "neighbours cover most rows and the loss draws them onto one point)", RuntimeWarning, stacklevel=4)
+        return
+    # the whole layout moved by the neighbour loss (each row's neighbours: other rows), on the CPU (2-D rows)
+    neighbors = knn_graph(torch.from_numpy(est._layout.coords), k, seed=seed)
+    moved = optimize_layout(torch.from_numpy(est.embedding_), neighbors, steps, seed, est.neighbor_loss)
+    est.embedding_ = np.ascontiguousarray(moved.numpy(), dtype=np.float32)
 
 
 def _check_unit_interval(source: ArraySource | Any) -> None:

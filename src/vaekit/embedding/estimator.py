@@ -185,17 +185,22 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         written during a fit, and for embedders saved before vaekit kept it.
     layout_steps : int in [0, 100000], default=0
         With the neighbour term, after training: steps that move the whole training layout
-        (``embedding_``) by the same loss, all rows together, each towards the layout positions
-        of its ``n_neighbors`` nearest rows in the term's principal components, as UMAP's
-        layout optimisation moves its points (here from the encoder's embedding;
-        :func:`vaekit.embedding._neighbors.optimize_layout`); ``transform`` then places new
-        rows against the moved layout. 0 (the default): the layout is the encoder's
-        embedding. An exploratory measurement (one seed, one thread;
-        ``benchmarks/results/embedding_layout_refine_cpu.md``) with 200 steps: on the 60,000
-        MNIST training images new-point 10-NN accuracy 0.952 -> 0.956 and trustworthiness
-        0.950 -> 0.963 for 18 s more (UMAP: 0.956 / 0.955); on 20,000 images 0.885 / 0.926
-        -> 0.915 / 0.930. Not yet the default: it is unmeasured on the other data sets of the
-        suite and adds to the fit time.
+        (``embedding_``, the rows ``fit`` was given, the validation rows split off ``X``
+        included) by the same loss, all rows together, each towards the current layout
+        positions of its ``n_neighbors`` nearest rows in the term's principal components, as
+        UMAP's layout optimisation moves its points (here from the encoder's embedding;
+        :func:`vaekit.embedding._neighbors.optimize_layout`, on the CPU). The moved layout
+        shows through ``embedding_`` and through ``transform``'s local optimisation, which
+        places rows against it (with ``transform_steps=0`` the outputs of ``transform`` and
+        ``fit_transform`` are the encoder's either way); the model is unchanged. Ignored,
+        with a warning, when the fit is interrupted or there are fewer than 4 rows per
+        neighbour. 0 (the default): the layout is the encoder's embedding. Exploratory
+        measurements (``benchmarks/results/embedding_layout_refine_cpu*.md``, one thread):
+        on MNIST subsets of 20,000 and 60,000 images 50-200 steps raised the new points'
+        10-NN accuracy and trustworthiness (60,000 images, seed 0, 100 steps: 0.952 / 0.950
+        to 0.956 / 0.963 for 3.3 s of neighbour search and 8.1 s of steps), but on the small
+        data sets of the suite they lowered the trustworthiness (the breast-cancer table
+        0.908 to 0.82-0.86 with 100 steps), so it is not the default.
 
     Attributes
     ----------
@@ -418,7 +423,9 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
         With a training layout it does not read ``X`` again: ``fit`` has already embedded
         and projected its rows (``embedding_``), and ``transform``'s local optimisation starts
-        from there, giving exactly ``fit(X).transform(X)``.
+        from there, giving exactly ``fit(X).transform(X)``. With ``layout_steps > 0``
+        ``embedding_`` is the moved layout, so it calls ``transform(X)``, which reads ``X``
+        again.
         """
         self.fit(X, y, **fit_params)
         steps = self._transform_steps()
