@@ -522,3 +522,19 @@ def test_layout_steps_are_skipped_with_a_warning_on_too_few_rows_per_neighbour()
         est = VAEEmbedder(layout_steps=50, **kw).fit(X)
     assert np.array_equal(est.embedding_, VAEEmbedder(**kw).fit(X).embedding_)
     assert np.ptp(est.embedding_, axis=0).min() > 0.01
+
+
+def test_layout_steps_auto_moves_the_layout_from_the_row_threshold_on(monkeypatch):
+    from vaekit.embedding import _fitting
+
+    X, _ = hidden_classes(300)
+    kw = dict(neighbor_weight=1.0, hidden_layers=(16,), n_flows=1, n_prior_modes=2, max_epochs=2, batch_size=100,
+              random_state=0, device="cpu")
+    assert VAEEmbedder().layout_steps == "auto"
+    below = VAEEmbedder(**kw).fit(X)  # 300 rows < 10,000: the encoder's layout
+    assert np.array_equal(below.embedding_, VAEEmbedder(layout_steps=0, **kw).fit(X).embedding_)
+    monkeypatch.setattr(_fitting, "AUTO_LAYOUT_ROWS", 300)
+    at = VAEEmbedder(**kw).fit(X)  # 300 rows >= the threshold: AUTO_LAYOUT_STEPS steps
+    assert np.array_equal(at.embedding_, VAEEmbedder(layout_steps=_fitting.AUTO_LAYOUT_STEPS, **kw).fit(X).embedding_)
+    assert not np.array_equal(at.embedding_, below.embedding_)
+    assert np.array_equal(VAEEmbedder(**kw).fit_transform(X), at.transform(X))  # starts at the encoder's, as transform

@@ -145,8 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     arch.add_argument("--logdir", default=None,
                       help="checkpoint after every epoch and TensorBoard curves here (a new or empty directory)")
     arch.add_argument("--layout-steps", type=int, default=None, metavar="N",
-                      help="after training, steps that move the whole training layout by the neighbour loss (default 0: "
-                           "the encoder's embedding; see VAEEmbedder)")
+                      help="after training, steps that move the whole training layout by the neighbour loss (default: "
+                           "100 from 10,000 rows on, 0 below; see VAEEmbedder)")
     arch.add_argument("--no-early-stopping", action="store_true", help="train all --max-epochs")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=None, help="seeds the fit (default 0)")

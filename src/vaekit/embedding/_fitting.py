@@ -495,7 +495,7 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
     neighbour count of this fit. Without ``projection`` (no neighbour term, or a checkpoint
     written during the fit) both are removed: ``transform`` is then the encoder alone.
     """
-    for name in ("embedding_", "_layout"):
+    for name in ("embedding_", "_layout", "_layout_moved"):
         est.__dict__.pop(name, None)
     if projection is None:
         return
@@ -504,7 +504,7 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
     est.embedding_ = np.ascontiguousarray(both[:, :est.n_components])
     est._layout = Layout(projection, np.ascontiguousarray(both[:, est.n_components:]), int(seed), est.neighbor_loss,
                          min(int(est.n_neighbors), len(both)))
-    steps = int(getattr(est, "layout_steps", 0)) if move_layout else 0
+    steps = resolve_layout_steps(getattr(est, "layout_steps", 0), len(both)) if move_layout else 0
     if not steps:
         return
     k = min(int(est.n_neighbors), len(both) - 1)
@@ -517,6 +517,23 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
     neighbors = knn_graph(torch.from_numpy(est._layout.coords), k, seed=seed)
     moved = optimize_layout(torch.from_numpy(est.embedding_), neighbors, steps, seed, est.neighbor_loss)
     est.embedding_ = np.ascontiguousarray(moved.numpy(), dtype=np.float32)
+    est._layout_moved = True
+
+
+#: ``layout_steps="auto"``: this many steps from :data:`AUTO_LAYOUT_ROWS` rows on, none below (measured on MNIST
+#: subsets and the suite's small sets: docs/embedding.md).
+AUTO_LAYOUT_STEPS, AUTO_LAYOUT_ROWS = 100, 10_000
+
+
+def resolve_layout_steps(layout_steps: int | str, n_rows: int) -> int:
+    """``layout_steps``, or for "auto" :data:`AUTO_LAYOUT_STEPS` from :data:`AUTO_LAYOUT_ROWS` rows of the layout on.
+
+    >>> resolve_layout_steps("auto", 9999), resolve_layout_steps("auto", 10000), resolve_layout_steps(7, 10)
+    (0, 100, 7)
+    """
+    if isinstance(layout_steps, str):
+        return AUTO_LAYOUT_STEPS if n_rows >= AUTO_LAYOUT_ROWS else 0
+    return int(layout_steps)
 
 
 def _check_unit_interval(source: ArraySource | Any) -> None:

@@ -183,7 +183,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         embedding alone (one forward pass). Ignored when ``fit`` kept no training layout:
         without the neighbour term (``neighbor_weight=0`` at fit), for a logdir checkpoint
         written during a fit, and for embedders saved before vaekit kept it.
-    layout_steps : int in [0, 100000], default=0
+    layout_steps : int in [0, 100000] or "auto", default="auto"
         With the neighbour term, after training: steps that move the whole training layout
         (``embedding_``, the rows ``fit`` was given, the validation rows split off ``X``
         included) by the same loss, all rows together, each towards the current layout
@@ -192,15 +192,16 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         :func:`vaekit.embedding._neighbors.optimize_layout`, on the CPU). The moved layout
         shows through ``embedding_`` and through ``transform``'s local optimisation, which
         places rows against it (with ``transform_steps=0`` the outputs of ``transform`` and
-        ``fit_transform`` are the encoder's either way); the model is unchanged. Ignored,
-        with a warning, when the fit is interrupted or there are fewer than 4 rows per
-        neighbour. 0 (the default): the layout is the encoder's embedding. Exploratory
-        measurements (``benchmarks/results/embedding_layout_refine_cpu*.md``, one thread):
-        on MNIST subsets of 20,000 and 60,000 images 50-200 steps raised the new points'
-        10-NN accuracy and trustworthiness (60,000 images, seed 0, 100 steps: 0.952 / 0.950
-        to 0.956 / 0.963 for 3.3 s of neighbour search and 8.1 s of steps), but on the small
-        data sets of the suite they lowered the trustworthiness (the breast-cancer table
-        0.908 to 0.82-0.86 with 100 steps), so it is not the default.
+        ``fit_transform`` are the encoder's either way); the model is unchanged. "auto": 100
+        steps when ``fit`` is given at least 10,000 rows, none below. Not run when the fit is
+        interrupted, nor (with a warning) with fewer than 4 rows per neighbour. 0: the layout
+        is the encoder's embedding. Measured (``benchmarks/results/embedding_layout_refine_cpu*.md``,
+        one thread, 2-3 seeds): 100 steps raised the new points' 10-NN accuracy /
+        trustworthiness on MNIST subsets of 10,000, 20,000 and 60,000 images from 0.884 /
+        0.932, 0.895 / 0.929 and 0.951 / 0.949 to 0.897 / 0.935, 0.916 / 0.938 and 0.956 /
+        0.962 (UMAP: 0.880 / 0.934, 0.912 / 0.937, 0.956 / 0.955), for 1.3, 4.2 and 12.4 s
+        more; on the small data sets of the suite they lowered the trustworthiness (the
+        breast-cancer table 0.908 to 0.835), hence "auto".
 
     Attributes
     ----------
@@ -215,7 +216,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         With the neighbour term: the encoder's embedding of the rows ``fit`` was given (the
         layout ``transform`` places rows against; ``validation_data`` not included), moved by
         ``layout_steps`` steps of the neighbour loss if those are > 0. ``fit_transform(X)``
-        differs from it unless ``transform_steps=0`` and ``layout_steps=0``. Absent without
+        differs from it unless ``transform_steps=0`` and the layout was not moved. Absent without
         the neighbour term.
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss`` (the training objective: negative ELBO per example
@@ -268,7 +269,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "neighbor_loss": [StrOptions(set(LOSSES))],
         "transform_steps": [Interval(Integral, 0, MAX_TRANSFORM_STEPS, closed="both")],
-        "layout_steps": [Interval(Integral, 0, MAX_TRANSFORM_STEPS, closed="both")],
+        "layout_steps": [Interval(Integral, 0, MAX_TRANSFORM_STEPS, closed="both"), StrOptions({"auto"})],
     }
 
     def __init__(self, n_components: int = 2, *, hidden_layers: tuple[int, ...] | None = None, posterior: str = "iaf",
@@ -280,7 +281,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                  verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None,
                  neighbor_weight: float = 0.4, n_neighbors: int = 15, validation_data: Any = None,
                  tensorboard: bool = True, neighbor_loss: str = "tsne", transform_steps: int = TRANSFORM_STEPS,
-                 layout_steps: int = 0) -> None:
+                 layout_steps: int | str = "auto") -> None:
         self.n_components = n_components
         self.hidden_layers = hidden_layers
         self.posterior = posterior
@@ -348,7 +349,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _check_params(self) -> None:
         """Checks beyond ``_parameter_constraints`` (combinations, devices, layer sizes)."""
         for name in ("n_components", "n_flows", "n_prior_modes", "batch_size", "max_epochs", "n_iter_no_change",
-                     "n_neighbors", "transform_steps", "layout_steps"):  # scikit-learn's Interval(Integral) lets True and False through
+                     "n_neighbors", "transform_steps", "layout_steps"):  # sklearn's Interval(Integral) lets bools through
             if isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be an int, got {getattr(self, name)!r} (a bool)")
         h = self.hidden_layers
@@ -423,13 +424,13 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
         With a training layout it does not read ``X`` again: ``fit`` has already embedded
         and projected its rows (``embedding_``), and ``transform``'s local optimisation starts
-        from there, giving exactly ``fit(X).transform(X)``. With ``layout_steps > 0``
-        ``embedding_`` is the moved layout, so it calls ``transform(X)``, which reads ``X``
-        again.
+        from there, giving exactly ``fit(X).transform(X)``. When ``layout_steps`` moved the
+        layout, ``embedding_`` is the moved layout, so it calls ``transform(X)``, which reads
+        ``X`` again.
         """
         self.fit(X, y, **fit_params)
         steps = self._transform_steps()
-        if not self._has_layout() or getattr(self, "layout_steps", 0):  # a moved layout: start at the encoder's
+        if not self._has_layout() or getattr(self, "_layout_moved", False):  # a moved layout: start at the encoder's
             return self.transform(X)
         if steps == 0:
             return self.embedding_.copy()
