@@ -522,7 +522,10 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
 
 #: ``layout_steps="auto"``: this many steps from :data:`AUTO_LAYOUT_ROWS` rows on, none below (measured on MNIST
 #: subsets and the suite's small sets: docs/embedding.md).
-AUTO_LAYOUT_STEPS, AUTO_LAYOUT_ROWS = 100, 10_000
+AUTO_LAYOUT_STEPS = 100
+
+#: ``layout_steps="auto"`` moves the layout of at least this many rows.
+AUTO_LAYOUT_ROWS = 10_000
 
 
 def resolve_layout_steps(layout_steps: int | str, n_rows: int) -> int:
