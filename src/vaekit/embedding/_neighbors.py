@@ -17,6 +17,7 @@ neighbours in the whole data set.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -537,19 +538,29 @@ def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, s
     True
     """
     check_choice("loss", loss, LOSSES)
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    z, pos = Q_SCALE * z0, Q_SCALE * partners
-    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    pos = Q_SCALE * partners
     draws = torch.Generator().manual_seed(int(seed))
-    steps = int(steps)
-    for t in range(1, steps + 1):
+
+    def grad(z: Tensor) -> Tensor:  # against the fixed layout: its partners and negatives stay put
         neg = layout[torch.randint(len(layout), (REFINE_NEGATIVES,), generator=draws).to(layout.device)]
-        g = _refine_grad(z, pos, Q_SCALE * neg, loss)
+        return _refine_grad(z, pos, Q_SCALE * neg, loss)
+
+    return _decaying_adam(Q_SCALE * z0, grad, int(steps), lr) / Q_SCALE
+
+
+def _decaying_adam(z: Tensor, grad: Callable[[Tensor], Tensor], steps: int, lr: float) -> Tensor:
+    """``steps`` elementwise Adam steps (betas 0.9, 0.999) on ``z`` with gradients ``grad(z)``, the rate decaying
+    linearly from ``lr`` (first step) to ``lr / steps`` (last): the loop of :func:`refine_embedding` and
+    :func:`optimize_layout`."""
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    for t in range(1, steps + 1):
+        g = grad(z)
         m.mul_(b1).add_(g, alpha=1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         rate = lr * (steps - t + 1) / steps
         z = z - rate * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
-    return z / Q_SCALE
+    return z
 
 
 def optimize_layout(z0: Tensor, neighbors: Tensor, steps: int, seed: int, loss: str = "tsne",
@@ -588,21 +599,15 @@ def optimize_layout(z0: Tensor, neighbors: Tensor, steps: int, seed: int, loss: 
     True
     """
     check_choice("loss", loss, LOSSES)
-    steps = int(steps)
-    if steps == 0:
+    if int(steps) == 0:
         return z0
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    z = Q_SCALE * z0
-    m, v = torch.zeros_like(z), torch.zeros_like(z)
     draws = torch.Generator().manual_seed(int(seed))
-    for t in range(1, steps + 1):
+
+    def grad(z: Tensor) -> Tensor:  # partners and negatives read from the layout as it is now
         negatives = z[torch.randint(len(z), (REFINE_NEGATIVES,), generator=draws).to(z.device)]
-        g = _refine_grad(z, z[neighbors], negatives, loss)
-        m.mul_(b1).add_(g, alpha=1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        rate = lr * (steps - t + 1) / steps
-        z = z - rate * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
-    return z / Q_SCALE
+        return _refine_grad(z, z[neighbors], negatives, loss)
+
+    return _decaying_adam(Q_SCALE * z0, grad, int(steps), lr) / Q_SCALE
 
 
 @dataclass
