@@ -393,7 +393,7 @@ def test_the_reference_of_transform_is_saved_and_loaded(saved_with_term):
     est, path = saved_with_term
     config = json.loads((path / "embedder.json").read_text())
     assert config["fitted"]["reference"] == {"n_rows": 200, "n_coords": 6, "seed": est._layout.seed, "loss": "tsne",
-                                             "n_neighbors": 15}
+                                             "n_neighbors": 15, "moved": False}
     loaded = VAEEmbedder.load(path)
     assert np.array_equal(loaded.embedding_, est.embedding_)
     assert np.array_equal(loaded.transform(X), est.transform(X))
@@ -421,6 +421,8 @@ GOOD = {"n_rows": 200, "n_coords": 6, "seed": 1, "loss": "tsne", "n_neighbors": 
     ({"n_rows": 200}, "fitted.reference must be null or an object with the keys loss, n_coords, n_neighbors, n_rows, "
                       "seed"),
     (dict(GOOD, n_rows=0), "fitted.reference.n_rows must be an int >= 1"),
+    (dict(GOOD, moved=1), "fitted.reference.moved must be true or false, got 1 \\(int\\)"),
+    (dict(GOOD, moved=False, extra=0), "fitted.reference must be null or an object with the keys"),
     (dict(GOOD, seed=-1), "fitted.reference.seed must be an int >= 0"),
     (dict(GOOD, seed=2**64), r"fitted.reference.seed = 18446744073709551616 is above 2\*\*31 - 1"),
     (dict(GOOD, loss="tsen"), "fitted.reference.loss must be one of"),

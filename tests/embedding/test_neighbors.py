@@ -500,6 +500,44 @@ def test_layout_steps_move_the_training_layout_and_transform_places_rows_against
     assert np.array_equal(loaded.transform(X[300:]), moved.transform(X[300:]))
 
 
+def test_against_a_moved_layout_transform_starts_at_the_neighbours_median(tmp_path):
+    """A moved layout is no longer the encoder's frame: transform starts each row at the coordinate-wise median of its
+    neighbours' moved embeddings, so it does not read the encoder (changing the encoder's weights changes nothing) where
+    against an unmoved layout it does; the flag is saved, and a save without it (before it existed) starts at the
+    encoder's embedding as it did then."""
+    import json
+
+    X, _ = hidden_classes()
+    kw = dict(neighbor_weight=1.0, hidden_layers=(32,), n_flows=1, n_prior_modes=4, max_epochs=3, batch_size=100,
+              random_state=0, device="cpu")
+    plain, moved = VAEEmbedder(**kw).fit(X[:300]), VAEEmbedder(layout_steps=50, **kw).fit(X[:300])
+    assert moved._layout.moved and not plain._layout.moved
+    before = {id(est): est.transform(X[300:]) for est in (plain, moved)}
+    lay = moved._layout
+    emb = torch.as_tensor(moved.embedding_, dtype=torch.float64)
+    coords = torch.as_tensor((X[300:] - moved.mean_) / moved.scale_, dtype=torch.float64) @ torch.as_tensor(lay.projection)
+    near = neighbors.nearest_reference(coords.float(), torch.as_tensor(lay.coords), lay.n_neighbors)
+    expected = neighbors.refine_embedding(neighbors.neighbor_median(emb[near]), emb[near], emb, moved.transform_steps,
+                                          lay.seed, lay.loss)
+    np.testing.assert_allclose(before[id(moved)], expected.numpy(), rtol=0, atol=1e-5)
+    moved.save(tmp_path / "m")
+    for est in (plain, moved):
+        with torch.no_grad():
+            est.model_.encoder[0].weight.mul_(3.0)
+    assert np.array_equal(moved.transform(X[300:]), before[id(moved)])
+    assert not np.allclose(plain.transform(X[300:]), before[id(plain)], atol=1e-3)
+    loaded = VAEEmbedder.load(tmp_path / "m")
+    assert loaded._layout.moved and np.array_equal(loaded.transform(X[300:]), before[id(moved)])
+    config = json.loads((tmp_path / "m" / "embedder.json").read_text())
+    assert config["fitted"]["reference"]["moved"] is True
+    del config["fitted"]["reference"]["moved"]
+    (tmp_path / "m" / "embedder.json").write_text(json.dumps(config))
+    old = VAEEmbedder.load(tmp_path / "m")
+    assert not old._layout.moved
+    encoder_start = old.transform(X[300:])  # from the (saved, unscaled) encoder's embedding
+    assert not np.allclose(encoder_start, before[id(moved)], atol=1e-3)
+
+
 def test_layout_steps_without_the_term_do_nothing():
     X, _ = hidden_classes(120)
     est = VAEEmbedder(neighbor_weight=0.0, layout_steps=50, hidden_layers=(8,), n_flows=1, max_epochs=2, random_state=0,
@@ -537,4 +575,4 @@ def test_layout_steps_auto_moves_the_layout_from_the_row_threshold_on(monkeypatc
     at = VAEEmbedder(**kw).fit(X)  # 300 rows >= the threshold: AUTO_LAYOUT_STEPS steps
     assert np.array_equal(at.embedding_, VAEEmbedder(layout_steps=_fitting.AUTO_LAYOUT_STEPS, **kw).fit(X).embedding_)
     assert not np.array_equal(at.embedding_, below.embedding_)
-    assert np.array_equal(VAEEmbedder(**kw).fit_transform(X), at.transform(X))  # starts at the encoder's, as transform
+    assert np.array_equal(VAEEmbedder(**kw).fit_transform(X), at.transform(X))  # fit_transform = fit + transform

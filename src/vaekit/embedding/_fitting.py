@@ -495,7 +495,7 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
     neighbour count of this fit. Without ``projection`` (no neighbour term, or a checkpoint
     written during the fit) both are removed: ``transform`` is then the encoder alone.
     """
-    for name in ("embedding_", "_layout", "_layout_moved"):
+    for name in ("embedding_", "_layout"):
         est.__dict__.pop(name, None)
     if projection is None:
         return
@@ -517,7 +517,7 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
     neighbors = knn_graph(torch.from_numpy(est._layout.coords), k, seed=seed)
     moved = optimize_layout(torch.from_numpy(est.embedding_), neighbors, steps, seed, est.neighbor_loss)
     est.embedding_ = np.ascontiguousarray(moved.numpy(), dtype=np.float32)
-    est._layout_moved = True
+    est._layout.moved = True  # transform starts rows at their neighbours' median (the encoder's frame is the old one)
 
 
 #: ``layout_steps="auto"``: this many steps from :data:`AUTO_LAYOUT_ROWS` rows on, none below (measured on MNIST

@@ -145,7 +145,8 @@ def save(est: VAEEmbedder, path: str | os.PathLike[str], overwrite: bool = False
     if est._has_layout():
         layout = est._layout
         fitted["reference"] = {"n_rows": int(est.embedding_.shape[0]), "n_coords": int(layout.projection.shape[1]),
-                               "seed": int(layout.seed), "loss": layout.loss, "n_neighbors": int(layout.n_neighbors)}
+                               "seed": int(layout.seed), "loss": layout.loss, "n_neighbors": int(layout.n_neighbors),
+                               "moved": bool(layout.moved)}
     import vaekit
 
     config = {"format": FORMAT, "version": VERSION, "params": _json_safe(params), "fitted": _json_safe(fitted),
@@ -264,7 +265,7 @@ def load(path: str | os.PathLike[str], device: str | None = None, *, max_paramet
     if reference is not None:
         est.embedding_ = tensors[REFERENCE[2]].numpy()
         est._layout = Layout(tensors[REFERENCE[0]].numpy(), tensors[REFERENCE[1]].numpy(), reference["seed"],
-                             reference["loss"], reference["n_neighbors"])
+                             reference["loss"], reference["n_neighbors"], reference["moved"])
     est._optimizer_state = None
     optimizer_file = path / OPTIMIZER
     if optimizer_file.is_file() and (hashes is None or OPTIMIZER in hashes):  # else left over, not of this save
@@ -364,22 +365,26 @@ def _check_config(config: dict[str, Any], config_file: Path, device: str | None)
 
 
 def _check_reference(value: Any, n_features: int, config_file: Path) -> dict[str, Any] | None:
-    """``fitted.reference``: null (no training layout, or a save from before it was kept) or its sizes, seed, loss, k."""
+    """``fitted.reference``: null (no training layout, or a save from before it was kept) or its sizes, seed, loss, k,
+    and whether the layout was moved (``moved``, absent in saves from before ``layout_steps``: False)."""
     from .._checks import check_choice, check_int
     from ._neighbors import LOSSES
 
     keys = ["loss", "n_coords", "n_neighbors", "n_rows", "seed"]
     if value is None:
         return None
-    if not isinstance(value, dict) or sorted(value) != keys:
+    if not isinstance(value, dict) or sorted(k for k in value if k != "moved") != keys:
         raise ValueError(f"{config_file}: fitted.reference must be null or an object with the keys "
-                         f"{', '.join(keys)}, got {_kind(value)}")
+                         f"{', '.join(keys)} (and optionally moved), got {_kind(value)}")
+    if not isinstance(value.get("moved", False), bool):
+        raise ValueError(f"{config_file}: fitted.reference.moved must be true or false, got {_kind(value['moved'])}")
     try:
         out = {"n_rows": check_int("fitted.reference.n_rows", value["n_rows"]),
                "n_coords": check_int("fitted.reference.n_coords", value["n_coords"]),
                "seed": check_int("fitted.reference.seed", value["seed"], 0),
                "loss": check_choice("fitted.reference.loss", value["loss"], LOSSES),
-               "n_neighbors": check_int("fitted.reference.n_neighbors", value["n_neighbors"])}
+               "n_neighbors": check_int("fitted.reference.n_neighbors", value["n_neighbors"]),
+               "moved": value.get("moved", False)}
     except (ValueError, TypeError) as e:
         raise ValueError(f"{config_file}: {e}") from None
     if out["seed"] > 2**31 - 1:
