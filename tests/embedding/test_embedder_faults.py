@@ -422,7 +422,9 @@ GOOD = {"n_rows": 200, "n_coords": 6, "seed": 1, "loss": "tsne", "n_neighbors": 
                       "seed"),
     (dict(GOOD, n_rows=0), "fitted.reference.n_rows must be an int >= 1"),
     (dict(GOOD, moved=1), "fitted.reference.moved must be true or false, got 1 \\(int\\)"),
-    (dict(GOOD, moved=False, extra=0), "fitted.reference must be null or an object with the keys"),
+    (dict(GOOD, moved=False, extra=0), r"fitted.reference must be null or an object with the keys .*; missing: none, "
+                                       r"unexpected: \['extra'\]"),
+    ({k: v for k, v in GOOD.items() if k != "seed"}, r"missing: \['seed'\], unexpected: none"),
     (dict(GOOD, seed=-1), "fitted.reference.seed must be an int >= 0"),
     (dict(GOOD, seed=2**64), r"fitted.reference.seed = 18446744073709551616 is above 2\*\*31 - 1"),
     (dict(GOOD, loss="tsen"), "fitted.reference.loss must be one of"),

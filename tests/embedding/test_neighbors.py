@@ -536,6 +536,9 @@ def test_against_a_moved_layout_transform_starts_at_the_neighbours_median(tmp_pa
     assert not old._layout.moved
     encoder_start = old.transform(X[300:])  # from the (saved, unscaled) encoder's embedding
     assert not np.allclose(encoder_start, before[id(moved)], atol=1e-3)
+    encoder = torch.as_tensor(old.set_params(transform_steps=0).transform(X[300:]), dtype=torch.float64)
+    by_hand = neighbors.refine_embedding(encoder, emb[near], emb, moved.transform_steps, lay.seed, lay.loss)
+    np.testing.assert_allclose(encoder_start, by_hand.numpy(), rtol=0, atol=1e-5)
 
 
 def test_layout_steps_without_the_term_do_nothing():

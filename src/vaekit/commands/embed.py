@@ -128,8 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="neighbours per example in the term's k-NN graph (default 15)")
     p.add_argument("--no-normalization", action="store_true", help="do not standardise features (needed for bernoulli)")
     p.add_argument("--transform-steps", type=int, default=None, metavar="N",
-                   help="steps of the local optimisation that places each example among the training layout after the "
-                        "encoder (default 200, or the saved embedder's; 0: the encoder's embedding alone); also with "
+                   help="steps of the local optimisation that places each example among the training layout, from the "
+                        "encoder's embedding (or, against a moved layout, its neighbours' median) (default 200, or the saved embedder's; 0: the encoder's embedding alone); also with "
                         "--model")
     arch = p.add_argument_group("architecture and training (VAEEmbedder parameters; not with --model)")
     arch.add_argument("--hidden-layers", type=int, nargs="+", default=None, metavar="N",
@@ -292,7 +292,7 @@ def main(argv: Sequence[str]) -> None:
         return
     Z = None
     if X is not None:
-        Z = est.transform(X) if a.model is not None else est.fit(X).transform(X)
+        Z = est.transform(X) if a.model is not None else est.fit_transform(X)  # (= fit(X).transform(X))
         _write_embedding(a, est, Z, labels)
     if a.latent_grid is not None:
         _latent_grid(est, Z, shape, a)

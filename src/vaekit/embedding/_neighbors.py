@@ -627,9 +627,10 @@ class Layout:
     n_neighbors : int
         Training rows each row is attracted to (``n_neighbors`` at fit, at most ``n_rows``).
     moved : bool
-        Whether ``fit`` moved the layout (``layout_steps``): ``transform`` then starts each row
-        at :func:`neighbor_median` instead of the encoder's embedding, which lies in the frame
-        of the layout before the move.
+        Whether ``fit`` moved the layout (``layout_steps``) and ``transform`` therefore starts
+        each row at :func:`neighbor_median` instead of the encoder's embedding, which lies in
+        the frame of the layout before the move. False for embedders saved before the flag was
+        written, moved or not: they keep the encoder's start they had.
     """
 
     projection: np.ndarray

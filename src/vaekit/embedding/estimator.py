@@ -177,7 +177,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ``transform`` optimises new points against its layout: in
         ``benchmarks/results/embedding_suite_cpu.md`` it raised the new rows' 10-NN accuracy
         / trustworthiness on scikit-learn's digits from 0.913 / 0.947 to 0.956 / 0.971 and on
-        MNIST subsets of 5,000 to 60,000 images by 0.03-0.05 / 0.01-0.04, and cost a little
+        MNIST subsets of 5,000 to 60,000 images by 0.04-0.07 / 0.03-0.04, and cost a little
         where the encoder was already as good as UMAP (docs/embedding.md). Deterministic, and
         each row's result does not depend on the other rows. It costs a search among the
         training rows (a few seconds for 10,000 new rows against 60,000). 0: the encoder's
@@ -201,7 +201,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         steps when ``fit`` is given at least 10,000 rows, none below. Not run when the fit is
         interrupted, nor (with a warning) with fewer than 4 rows per neighbour. 0: the layout
         is the encoder's embedding. Measured (``benchmarks/results/embedding_layout_refine_cpu*.md``,
-        one thread, 2-3 seeds): 100 steps raised the new points' 10-NN accuracy /
+        one thread, 2-3 seeds, new rows started at the encoder's embedding as before the median
+        start; with it the suite scores higher, docs/embedding.md): 100 steps raised the new points' 10-NN accuracy /
         trustworthiness on MNIST subsets of 10,000, 20,000 and 60,000 images from 0.884 /
         0.932, 0.895 / 0.929 and 0.951 / 0.949 to 0.897 / 0.935, 0.916 / 0.938 and 0.956 /
         0.962 (UMAP: 0.880 / 0.934, 0.912 / 0.937, 0.956 / 0.955), for 1.3, 4.2 and 12.4 s
@@ -428,10 +429,11 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """``fit(X)`` then ``transform(X)``; an array of shape (n_samples, n_components).
 
         With a training layout it does not read ``X`` again: ``fit`` has already embedded
-        and projected its rows (``embedding_``), and ``transform``'s local optimisation starts
-        from there, giving exactly ``fit(X).transform(X)``. When ``layout_steps`` moved the
-        layout, ``embedding_`` is the moved layout, so it calls ``transform(X)``, which reads
-        ``X`` again.
+        and projected its rows (``embedding_`` and their principal coordinates), and
+        ``transform``'s local optimisation starts from there (from ``embedding_``, or when
+        ``layout_steps`` moved the layout from each row's neighbours' median), giving exactly
+        ``fit(X).transform(X)``. Only with a moved layout and ``transform_steps=0`` does it call
+        ``transform(X)``, which reads ``X`` again (the encoder's embedding is not kept).
         """
         self.fit(X, y, **fit_params)
         steps = self._transform_steps()

@@ -366,16 +366,22 @@ def _check_config(config: dict[str, Any], config_file: Path, device: str | None)
 
 def _check_reference(value: Any, n_features: int, config_file: Path) -> dict[str, Any] | None:
     """``fitted.reference``: null (no training layout, or a save from before it was kept) or its sizes, seed, loss, k,
-    and whether the layout was moved (``moved``, absent in saves from before ``layout_steps``: False)."""
+    and whether ``transform`` starts rows at their neighbours' median (``moved``; absent in saves from before it was
+    written, whose layouts, moved or not, keep the encoder's start: False)."""
     from .._checks import check_choice, check_int
     from ._neighbors import LOSSES
 
     keys = ["loss", "n_coords", "n_neighbors", "n_rows", "seed"]
     if value is None:
         return None
-    if not isinstance(value, dict) or sorted(k for k in value if k != "moved") != keys:
+    if not isinstance(value, dict):
         raise ValueError(f"{config_file}: fitted.reference must be null or an object with the keys "
                          f"{', '.join(keys)} (and optionally moved), got {_kind(value)}")
+    missing, extra = sorted(set(keys) - set(value)), sorted(set(value) - set(keys) - {"moved"})
+    if missing or extra:
+        raise ValueError(f"{config_file}: fitted.reference must be null or an object with the keys "
+                         f"{', '.join(keys)} (and optionally moved); missing: {missing or 'none'}, unexpected: "
+                         f"{extra or 'none'}")
     if not isinstance(value.get("moved", False), bool):
         raise ValueError(f"{config_file}: fitted.reference.moved must be true or false, got {_kind(value['moved'])}")
     try:
