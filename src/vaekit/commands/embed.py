@@ -129,8 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-normalization", action="store_true", help="do not standardise features (needed for bernoulli)")
     p.add_argument("--transform-steps", type=int, default=None, metavar="N",
                    help="steps of the local optimisation that places each example among the training layout, from the "
-                        "encoder's embedding (or, against a moved layout, its neighbours' median) (default 200, or the saved embedder's; 0: the encoder's embedding alone); also with "
-                        "--model")
+                        "encoder's embedding (or, against a moved layout, its neighbours' median) (default 200, or "
+                        "the saved embedder's; 0: the encoder's embedding alone); also with --model")
     arch = p.add_argument_group("architecture and training (VAEEmbedder parameters; not with --model)")
     arch.add_argument("--hidden-layers", type=int, nargs="+", default=None, metavar="N",
                       help="encoder hidden sizes, the decoder mirrors them (default: from the data's size)")

@@ -167,9 +167,9 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     transform_steps : int in [0, 100000], default=200
         With the neighbour term, ``transform`` starts each row at the encoder's embedding
         (against a layout moved by ``layout_steps``: at the coordinate-wise median of its
-        ``n_neighbors`` nearest training rows' embeddings, see there) and then takes this many steps of a local optimisation that places it among the
-        training rows' embeddings (``embedding_``): the ``neighbor_loss`` the map was trained
-        with, between the row and its ``n_neighbors`` nearest training rows (both as they
+        ``n_neighbors`` nearest training rows' embeddings, see there) and then takes this
+        many steps of a local optimisation that places it among the training rows'
+        embeddings (``embedding_``): the ``neighbor_loss`` the map was trained with, between the row and its ``n_neighbors`` nearest training rows (both as they
         were at fit; in the neighbour term's principal components), with 64 training
         embeddings as negatives per step, at a rate that decays linearly from 0.5 to 0.5 / steps
         (:func:`vaekit.embedding._neighbors.refine_embedding`).
