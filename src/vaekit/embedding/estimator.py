@@ -169,8 +169,9 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         (against a layout moved by ``layout_steps``: at the coordinate-wise median of its
         ``n_neighbors`` nearest training rows' embeddings, see there) and then takes this
         many steps of a local optimisation that places it among the training rows'
-        embeddings (``embedding_``): the ``neighbor_loss`` the map was trained with, between the row and its ``n_neighbors`` nearest training rows (both as they
-        were at fit; in the neighbour term's principal components), with 64 training
+        embeddings (``embedding_``): the ``neighbor_loss`` the map was trained with, between
+        the row and its ``n_neighbors`` nearest training rows (both as they were at fit; in
+        the neighbour term's principal components), with 64 training
         embeddings as negatives per step, at a rate that decays linearly from 0.5 to 0.5 / steps
         (:func:`vaekit.embedding._neighbors.refine_embedding`).
         This closes much of the encoder's amortisation gap on new rows, as UMAP's
