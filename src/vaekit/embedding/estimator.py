@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from numbers import Integral, Real
@@ -450,19 +451,20 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """A float64 copy of ``model_``: rows then agree to float32 precision whatever their position in a batch."""
         return copy.deepcopy(self.model_).double()
 
-    def _chunks(self, source: Source, fn: Any, width: int) -> np.ndarray:
+    def _chunks(self, source: Source, fn: Any, width: int, with_model: bool = True) -> np.ndarray:
         """``fn(model, normalised rows)`` over ``source`` in float64, in padded chunks of :data:`CHUNK` rows.
 
         Eval mode, no gradients. Matrix kernels may round a row differently depending on
         its position in a batch (1 ulp); computing in float64 and returning float32 makes
-        every row's result independent of the batching.
+        every row's result independent of the batching. ``with_model=False``: ``fn`` does not
+        read the model (it gets None; no float64 copy is made).
         """
         n = len(source)
         out = np.empty((n, width), dtype=np.float32)
-        dev, model = self._torch_device(), self._inference_model()
+        dev, model = self._torch_device(), self._inference_model() if with_model else None
         mean = torch.as_tensor(self.mean_, dtype=torch.float64, device=dev)
         scale = torch.as_tensor(self.scale_, dtype=torch.float64, device=dev)
-        with torch.no_grad(), eval_mode(model):
+        with torch.no_grad(), eval_mode(model) if model is not None else contextlib.nullcontext():
             for start in range(0, n, CHUNK):
                 idx = np.arange(start, min(start + CHUNK, n))
                 x = torch.zeros(CHUNK, source.n_features, dtype=torch.float64, device=dev)
@@ -498,8 +500,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         if steps == 0 or not self._has_layout():
             return self._chunks(source, posterior_mean, self.n_components)
         if self._layout.moved:  # rows start at their neighbours' median: only their coordinates are needed
-            proj = torch.as_tensor(self._layout.projection, dtype=torch.float64, device=self._torch_device())
-            return self._refine(None, self._chunks(source, lambda model, x: x @ proj, proj.shape[1]), steps)
+            return self._refine(None, self._encode_and_project(source, self._layout.projection, encode=False), steps)
         both = self._encode_and_project(source, self._layout.projection)
         return self._refine(both[:, :self.n_components], both[:, self.n_components:], steps)
 
@@ -514,9 +515,12 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Whether ``fit`` kept a training layout for ``transform`` (with the neighbour term; not in older saves)."""
         return hasattr(self, "embedding_") and hasattr(self, "_layout")
 
-    def _encode_and_project(self, source: Source, projection: np.ndarray) -> np.ndarray:
-        """Per row: the encoder's embedding, then the coordinates on the principal components ``projection``."""
+    def _encode_and_project(self, source: Source, projection: np.ndarray, encode: bool = True) -> np.ndarray:
+        """Per row: the encoder's embedding (unless ``encode=False``), then the coordinates on the principal
+        components ``projection`` (the same float64 values either way)."""
         proj = torch.as_tensor(projection, dtype=torch.float64, device=self._torch_device())
+        if not encode:
+            return self._chunks(source, lambda _, x: x @ proj, proj.shape[1], with_model=False)
         return self._chunks(source, lambda model, x: torch.cat([posterior_mean(model, x), x @ proj], 1),
                             self.n_components + proj.shape[1])
 
