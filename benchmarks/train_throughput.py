@@ -27,6 +27,10 @@ Methods, on the same data (each in its own process by default on a CPU, see ``--
     The same with ``Trainer(compile=True)`` (``torch.compile`` of the whole step: the
     objective with its backward, and the update; ``torch._dynamo.reset()`` before each fit,
     so every repeat compiles afresh).
+``vaekit-compile-nocpp`` (only when named in ``--methods``)
+    ``vaekit-compile`` with ``VAEKIT_CPP_WRAPPER=0`` while it runs: the compiled step without
+    inductor's C++ wrapper (the default before it was turned on for CPUs), to measure what the
+    wrapper gives.
 ``vaekit-graph``
     The same with ``Trainer(compile="reduce-overhead")``: the compiled step captured in CUDA
     graphs (CUDA only; skipped on a CPU).
@@ -112,7 +116,9 @@ from torch.utils.data import DataLoader, TensorDataset
 import iwae_speed  # a sibling script (benchmarks/ is on sys.path when a script in it runs): device name, commit
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("plain", "plain-ondevice", "vaekit", "vaekit-compile", "vaekit-graph")
+METHODS = ("plain", "plain-ondevice", "vaekit", "vaekit-compile", "vaekit-graph", "vaekit-compile-nocpp")
+#: the methods run when ``--methods`` is not given
+DEFAULT_METHODS = METHODS[:5]
 FIELDS = ["date", "commit", "device", "device_name", "torch", "threads", "load_avg_start", "load_avg_end", "data",
           "n_train", "batch_size", "warmup_steps", "steps", "block", "repeats", "method", "samples_per_s",
           "ms_per_step", "ratio_to_plain", "samples_per_s_runs", "samples_per_s_best", "aten_ops_per_step",
@@ -258,8 +264,22 @@ def run_plain(x: Tensor, device: torch.device, batch_size: int, n_steps: int, on
         opt.step()
 
 
-def run_vaekit(x: Tensor, device: torch.device, batch_size: int, n_steps: int, compile: bool | str) -> None:
-    """``Trainer.fit`` of ``mlp_vae([784])`` for ``n_steps`` steps in a temporary run directory."""
+def run_vaekit(x: Tensor, device: torch.device, batch_size: int, n_steps: int, compile: bool | str,
+               cpp_wrapper: bool = True) -> None:
+    """``Trainer.fit`` of ``mlp_vae([784])`` for ``n_steps`` steps in a temporary run directory
+    (``cpp_wrapper=False``: with ``VAEKIT_CPP_WRAPPER=0`` set while it runs)."""
+    if not cpp_wrapper:
+        from vaekit.training.step import CPP_WRAPPER_ENV
+
+        before = os.environ.get(CPP_WRAPPER_ENV)
+        os.environ[CPP_WRAPPER_ENV] = "0"
+        try:
+            return run_vaekit(x, device, batch_size, n_steps, compile)
+        finally:
+            if before is None:
+                del os.environ[CPP_WRAPPER_ENV]
+            else:
+                os.environ[CPP_WRAPPER_ENV] = before
     from vaekit.data import ArrayData
     from vaekit.models import mlp_vae
     from vaekit.training import Trainer
@@ -363,7 +383,7 @@ class LockstepClock(StepClock):
 
 
 #: Methods whose failure (no working compiler, a compilation that never ends) is a note, not the end of the run.
-OPTIONAL = ("vaekit-compile", "vaekit-graph")
+OPTIONAL = ("vaekit-compile", "vaekit-graph", "vaekit-compile-nocpp")
 
 
 def runners_for(x: Tensor, device: torch.device, batch_size: int) -> dict[str, Callable[[int], None]]:
@@ -374,6 +394,7 @@ def runners_for(x: Tensor, device: torch.device, batch_size: int) -> dict[str, C
         "vaekit": lambda n: run_vaekit(x, device, batch_size, n, compile=False),
         "vaekit-compile": lambda n: run_vaekit(x, device, batch_size, n, compile=True),
         "vaekit-graph": lambda n: run_vaekit(x, device, batch_size, n, compile="reduce-overhead"),
+        "vaekit-compile-nocpp": lambda n: run_vaekit(x, device, batch_size, n, compile=True, cpp_wrapper=False),
     }
 
 
@@ -549,7 +570,7 @@ def paired_ratios(blocks: dict[str, list[float]], base: str = "plain-ondevice") 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     p.add_argument("--steps", type=int, default=500, help="timed steps per run (default 500: one epoch of 50k)")
     p.add_argument("--epochs", type=float, default=None, help="timed epochs per run (overrides --steps)")
     p.add_argument("--warmup-steps", type=int, default=50, help="untimed steps before the window")
@@ -707,6 +728,8 @@ def write_results(out_dir: Path, device: torch.device, rows: list[dict[str, Any]
     cols.append(("note", "note"))
     r0 = rows[0]
     cmd = " ".join(["python benchmarks/train_throughput.py", *(argv if argv is not None else sys.argv[1:])])
+    if "VAEKIT_CPP_WRAPPER" in os.environ:  # it changes every compiled method: part of the command
+        cmd = f"VAEKIT_CPP_WRAPPER={os.environ['VAEKIT_CPP_WRAPPER']} {cmd}"
     head = (f"Training throughput, Cremer et al. MNIST VAE (784-200-200-(50) ELU, Bernoulli, Adam), batch "
             f"{r0['batch_size']}, {r0['n_train']} examples ({r0['data']}).\n\n"
             f"- date {r0['date']}, commit {r0['commit'] or '?'}, `{cmd}`\n"

@@ -11,6 +11,7 @@ import torch
 
 from training_helpers import HostReads
 
+from vaekit._checks import InvalidArgumentError
 from vaekit.data import ArrayData
 from vaekit.models import mlp_vae
 from vaekit.training import Trainer, read_metrics
@@ -339,29 +340,46 @@ def test_the_meter_folds_where_the_straight_run_does_after_a_resume(tmp_path: Pa
     assert resumed == straight
 
 
-def test_the_cpp_wrapper_is_opt_in_on_a_cpu_in_the_default_mode_with_a_tested_torch(
+def test_the_cpp_wrapper_is_on_by_default_on_a_cpu_in_the_default_mode_with_a_tested_torch(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from vaekit.training.step import CPP_WRAPPER_ENV, _compile_options
 
     monkeypatch.setattr(torch, "__version__", "2.13.0+cpu")
-    monkeypatch.delenv(CPP_WRAPPER_ENV, raising=False)
-    assert _compile_options("default", "cpu", True) == {}  # off unless asked for
-    monkeypatch.setenv(CPP_WRAPPER_ENV, "1")
-    assert _compile_options("default", "cpu", True) == {"options": {"cpp_wrapper": True}}
+    for default in (None, "", "1", " 1 "):
+        if default is None:
+            monkeypatch.delenv(CPP_WRAPPER_ENV, raising=False)
+        else:
+            monkeypatch.setenv(CPP_WRAPPER_ENV, default)
+        assert _compile_options("default", "cpu", True) == {"options": {"cpp_wrapper": True}}, default
     assert _compile_options("default", "cpu", True, size_asserts=False) == {
         "options": {"cpp_wrapper": True, "size_asserts": False}}
+    # only the forward and its backward (cpp=True) get it, only on a CPU, only in the default mode
     assert _compile_options("default", "cpu", False, size_asserts=False) == {"options": {"size_asserts": False}}
+    assert _compile_options("default", "cpu", False) == {}
     assert _compile_options("default", "cuda", True) == {}
     for mode in ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
         assert _compile_options(mode, "cpu", True) == {"mode": mode}
-    monkeypatch.setenv(CPP_WRAPPER_ENV, "0")
+    monkeypatch.setenv(CPP_WRAPPER_ENV, "0")  # turned off
     assert _compile_options("default", "cpu", True) == {}
+    assert _compile_options("default", "cpu", True, size_asserts=False) == {"options": {"size_asserts": False}}
     monkeypatch.setenv(CPP_WRAPPER_ENV, "1")
     for older in ("2.12.1", "2.4.0", "1.13.1"):
         monkeypatch.setattr(torch, "__version__", older)
         assert _compile_options("default", "cpu", True) == {}, older
     monkeypatch.setattr(torch, "__version__", "2.14.0")
     assert _compile_options("default", "cpu", True) == {"options": {"cpp_wrapper": True}}
+
+
+@pytest.mark.parametrize("value", ["yes", "true", "2", "off"])
+def test_a_bad_cpp_wrapper_setting_is_refused_before_a_compiled_fit_writes_anything(
+        value: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from vaekit.training.step import CPP_WRAPPER_ENV
+
+    monkeypatch.setenv(CPP_WRAPPER_ENV, value)
+    with pytest.raises(InvalidArgumentError, match=rf"{CPP_WRAPPER_ENV} must be 0 .* or 1 .*, got '{value}'"):
+        Trainer(compile=True, root_dir=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+    Trainer(compile=False, root_dir=str(tmp_path))  # not read by an eager trainer
 
 
 def test_a_meter_state_saved_before_the_buffer_loads_with_an_empty_one() -> None:

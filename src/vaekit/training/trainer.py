@@ -23,7 +23,7 @@ from .checkpoint import CorruptFileError, load_checkpoint, shape_mismatches, to_
 from .rundir import RunDir, check_run_name
 from .schedules import SCHEDULES, frozen_parameters
 from .state import FitResult, TrainingStoppedWarning
-from .step import COMPILE_MODES, OPTIMIZERS
+from .step import COMPILE_MODES, OPTIMIZERS, cpp_wrapper_wanted
 
 __all__ = ["Trainer"]
 
@@ -153,7 +153,9 @@ class Trainer(Configurable):
         (``"reduce-overhead"``: CUDA graphs on a GPU, ``"max-autotune"``, ...) is passed on.
         The trajectory is the eager one up to floating-point rounding (random draws inside
         compiled code come from inductor's generator unless
-        ``torch._inductor.config.fallback_random`` is set).
+        ``torch._inductor.config.fallback_random`` is set). On a CPU, in the default mode,
+        the forward and backward get inductor's C++ wrapper (``VAEKIT_CPP_WRAPPER=0`` in the
+        environment turns it off; any value but 0 or 1 is refused here).
     progress_bar : bool
         Show a tqdm bar with the loss and throughput.
     root_dir : str (or a path-like, recorded as its str)
@@ -304,6 +306,8 @@ class Trainer(Configurable):
         self.accelerator, self.devices, self.strategy, self.num_nodes = accelerator, devices, strategy, num_nodes
         if not isinstance(compile, bool) and compile not in COMPILE_MODES:
             raise InvalidArgumentError(f"compile must be True, False or one of {list(COMPILE_MODES)}, got {compile!r}")
+        if compile:
+            cpp_wrapper_wanted()  # a bad VAEKIT_CPP_WRAPPER fails here, before any run directory exists
         self.precision, self.seed, self.compile = precision, seed, compile
         if run_name is not None:
             check_run_name(run_name, "run_name")  # one folder inside root_dir: not '.', '..' or 'a/b'
