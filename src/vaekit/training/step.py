@@ -936,9 +936,9 @@ def _compile_options(mode: str | None, device_type: str, cpp: bool, **options: A
     defaults. ``cpp`` (the forward and its backward) adds inductor's ``cpp_wrapper`` (their matrix
     products and buffer allocations called from C++, not one Python call each) in the default
     mode, on a CPU, with torch >= 2.13 (the version it was tested with), unless
-    ``VAEKIT_CPP_WRAPPER=0`` is set: on the 2-core CPU it trains the Cremer MNIST VAE about 4%
-    faster than without, for a cold compile a few seconds longer (a C++ build;
-    benchmarks/results/train_throughput_cpu_2threads.md).
+    ``VAEKIT_CPP_WRAPPER=0`` is set: on the 2-core CPU it trains the Cremer MNIST VAE 2-5% faster
+    than without (benchmarks/results/train_throughput_cpu_2threads.md), for a longer cold compile
+    (it builds the C++ wrapper).
 
     >>> _compile_options("default", "cpu", False, size_asserts=False)
     {'options': {'size_asserts': False}}
