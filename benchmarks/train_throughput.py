@@ -268,25 +268,17 @@ def run_vaekit(x: Tensor, device: torch.device, batch_size: int, n_steps: int, c
                cpp_wrapper: bool = True) -> None:
     """``Trainer.fit`` of ``mlp_vae([784])`` for ``n_steps`` steps in a temporary run directory
     (``cpp_wrapper=False``: with ``VAEKIT_CPP_WRAPPER=0`` set while it runs)."""
-    if not cpp_wrapper:
-        from vaekit.training.step import CPP_WRAPPER_ENV
+    from unittest import mock
 
-        before = os.environ.get(CPP_WRAPPER_ENV)
-        os.environ[CPP_WRAPPER_ENV] = "0"
-        try:
-            return run_vaekit(x, device, batch_size, n_steps, compile)
-        finally:
-            if before is None:
-                del os.environ[CPP_WRAPPER_ENV]
-            else:
-                os.environ[CPP_WRAPPER_ENV] = before
     from vaekit.data import ArrayData
     from vaekit.models import mlp_vae
     from vaekit.training import Trainer
+    from vaekit.training.step import CPP_WRAPPER_ENV
 
     if compile:
         torch._dynamo.reset()
-    with tempfile.TemporaryDirectory() as root:
+    env = {} if cpp_wrapper else {CPP_WRAPPER_ENV: "0"}  # (restored as it was when the fit ends)
+    with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, env):
         trainer = Trainer(max_epochs=10**6, max_steps=n_steps, batch_size=batch_size, lr=1e-3, adam_eps=1e-4,
                           val_every_epochs=None, val_every_steps=None, checkpoint_every_steps=None,
                           progress_bar=False, accelerator=device.type, devices=1, compile=compile, root_dir=root)
@@ -728,8 +720,10 @@ def write_results(out_dir: Path, device: torch.device, rows: list[dict[str, Any]
     cols.append(("note", "note"))
     r0 = rows[0]
     cmd = " ".join(["python benchmarks/train_throughput.py", *(argv if argv is not None else sys.argv[1:])])
-    if "VAEKIT_CPP_WRAPPER" in os.environ:  # it changes every compiled method: part of the command
-        cmd = f"VAEKIT_CPP_WRAPPER={os.environ['VAEKIT_CPP_WRAPPER']} {cmd}"
+    from vaekit.training.step import CPP_WRAPPER_ENV
+
+    if CPP_WRAPPER_ENV in os.environ:  # it changes every compiled method: part of the command
+        cmd = f"{CPP_WRAPPER_ENV}={os.environ[CPP_WRAPPER_ENV]} {cmd}"
     head = (f"Training throughput, Cremer et al. MNIST VAE (784-200-200-(50) ELU, Bernoulli, Adam), batch "
             f"{r0['batch_size']}, {r0['n_train']} examples ({r0['data']}).\n\n"
             f"- date {r0['date']}, commit {r0['commit'] or '?'}, `{cmd}`\n"

@@ -165,3 +165,25 @@ def test_the_worker_clock_waits_at_every_block_edge_and_ends_only_after_the_last
 def test_the_isolation_defaults_to_lockstep_on_a_cpu(script):
     assert script.parse_args(["--methods", "vaekit"]).isolation == "lockstep"
     assert script.parse_args(["--methods", "vaekit", "--isolation", "in-process"]).isolation == "in-process"
+
+
+def test_the_nocpp_method_fits_with_the_wrapper_off_and_leaves_the_environment_as_it_was(script, monkeypatch):
+    import os
+
+    import torch
+
+    from vaekit.training import Trainer
+    from vaekit.training.step import CPP_WRAPPER_ENV
+
+    seen = []
+    monkeypatch.setattr(Trainer, "fit", lambda self, *a, **k: seen.append(os.environ.get(CPP_WRAPPER_ENV)))
+    x = torch.zeros(8, 784)
+    for before in (None, "1"):
+        if before is None:
+            monkeypatch.delenv(CPP_WRAPPER_ENV, raising=False)
+        else:
+            monkeypatch.setenv(CPP_WRAPPER_ENV, before)
+        script.runners_for(x, torch.device("cpu"), 4)["vaekit-compile-nocpp"](2)
+        script.runners_for(x, torch.device("cpu"), 4)["vaekit-compile"](2)
+        assert os.environ.get(CPP_WRAPPER_ENV) == before
+    assert seen == ["0", None, "0", "1"]
