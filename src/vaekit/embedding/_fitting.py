@@ -31,8 +31,8 @@ from ..training.schedules import LRSchedule
 from ..training.step import TrainStep, adam
 from . import io
 from ._model import anchor_elbo_and_embedding, auto_hidden_layers, build_vae, state_size
-from ._neighbors import (EARLY_FRACTION, N_PCA_ROWS, Layout, NeighborTerm, early_exaggeration, knn_graph, optimize_layout,
-                         pca_projection, term_weight)
+from ._neighbors import (EARLY_FRACTION, N_PCA_ROWS, Layout, NeighborTerm, early_exaggeration, graph_weights, knn_graph,
+                         optimize_layout, pca_projection, term_weight)
 from .inputs import (ArraySource, ConcatSource, Source, as_source, batches, check_array_input, feature_statistics,
                      validate_source)
 
@@ -477,8 +477,10 @@ def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> tuple[Neighbo
     y = torch.cat([data.rows(data.train[i:i + 4096]) @ projection for i in range(0, n_train, 4096)])
     graph = knn_graph(y, min(int(est.n_neighbors), n_train - 1), seed=seed).cpu()
     features = data.source.n_features
+    weights = graph_weights(est.neighbor_graph, y.cpu(), y.cpu(), graph)
     term = NeighborTerm(term_weight(est.neighbor_weight, features), graph, est.neighbor_loss,
-                        early_exaggeration=early_exaggeration(features))
+                        early_exaggeration=early_exaggeration(features),
+                        probs=None if weights is None else weights.float())
     return term, projection
 
 
@@ -503,7 +505,7 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
     both = est._encode_and_project(source, projection)
     est.embedding_ = np.ascontiguousarray(both[:, :est.n_components])
     est._layout = Layout(projection, np.ascontiguousarray(both[:, est.n_components:]), int(seed), est.neighbor_loss,
-                         min(int(est.n_neighbors), len(both)))
+                         min(int(est.n_neighbors), len(both)), graph=est.neighbor_graph)
     steps = resolve_layout_steps(getattr(est, "layout_steps", 0), len(both)) if move_layout else 0
     if not steps:
         return
@@ -514,8 +516,10 @@ def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, s
                       "neighbours cover most rows and the loss draws them onto one point)", RuntimeWarning, stacklevel=4)
         return
     # the whole layout moved by the neighbour loss (each row's neighbours: other rows), on the CPU (2-D rows)
-    neighbors = knn_graph(torch.from_numpy(est._layout.coords), k, seed=seed)
-    moved = optimize_layout(torch.from_numpy(est.embedding_), neighbors, steps, seed, est.neighbor_loss)
+    coords = torch.from_numpy(est._layout.coords)
+    neighbors = knn_graph(coords, k, seed=seed)
+    moved = optimize_layout(torch.from_numpy(est.embedding_), neighbors, steps, seed, est.neighbor_loss,
+                            weights=graph_weights(est.neighbor_graph, coords, coords, neighbors))
     est.embedding_ = np.ascontiguousarray(moved.numpy(), dtype=np.float32)
     est._layout.moved = True  # transform starts rows at their neighbours' median (the encoder's frame is the old one)
 

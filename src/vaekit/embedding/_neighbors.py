@@ -31,7 +31,7 @@ __all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "Nei
            "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives",
            "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration", "term_weight",
            "nearest_reference", "neighbor_median", "refine_embedding", "optimize_layout", "REFINE_LR", "REFINE_NEGATIVES",
-           "MAX_TRANSFORM_STEPS", "Layout", "KNN_MEMORY"]
+           "MAX_TRANSFORM_STEPS", "Layout", "KNN_MEMORY", "GRAPHS", "membership_weights", "graph_weights"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50
@@ -62,6 +62,11 @@ EARLY_ATTRACTION_FEATURES = 600
 EARLY_FRACTION = 0.25
 #: The neighbour losses ``neighbor_loss`` accepts.
 LOSSES = ("tsne", "umap")
+#: The neighbour graphs ``neighbor_graph`` accepts: uniform k-NN lists, or UMAP's fuzzy memberships
+#: (:func:`membership_weights`).
+GRAPHS = ("knn", "fuzzy")
+#: Bisection steps of :func:`membership_weights`' search for each row's bandwidth.
+MEMBERSHIP_ITERS = 64
 #: Query rows per block of the exact neighbour search (a block's distances take KNN_BLOCK * n floats).
 KNN_BLOCK = 1024
 
@@ -364,6 +369,9 @@ class NeighborTerm:
         The factor :meth:`start_epoch` sets during the first ``early_epochs`` epochs.
     early_epochs : int
         Epochs of a fit (counted from its first) with ``early_exaggeration``.
+    probs : Tensor of shape (n_train, n_neighbors), or None
+        The probability of drawing each neighbour as a row's partner (rows summing to 1:
+        :func:`membership_weights` for ``neighbor_graph="fuzzy"``); None draws uniformly.
     """
 
     weight: float
@@ -372,6 +380,7 @@ class NeighborTerm:
     exaggeration: float = 1.0
     early_exaggeration: float = 1.0
     early_epochs: int = 0
+    probs: Tensor | None = None
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, LOSSES)
@@ -386,9 +395,14 @@ class NeighborTerm:
         self.exaggeration = self.early_exaggeration if epoch < self.early_epochs else 1.0
 
     def expand(self, anchors: np.ndarray, generator: torch.Generator) -> np.ndarray:
-        """Positions ``anchors`` followed by one uniformly drawn neighbour of each (shape (2 * len(anchors),))."""
-        pick = torch.randint(self.neighbors.shape[1], (len(anchors),), generator=generator)
-        partners = self.neighbors[torch.from_numpy(np.asarray(anchors)), pick].numpy()
+        """Positions ``anchors`` followed by one neighbour of each, drawn uniformly or by :attr:`probs`
+        (shape (2 * len(anchors),))."""
+        rows = torch.from_numpy(np.asarray(anchors))
+        if self.probs is None:
+            pick = torch.randint(self.neighbors.shape[1], (len(anchors),), generator=generator)
+        else:
+            pick = torch.multinomial(self.probs[rows], 1, generator=generator)[:, 0]
+        partners = self.neighbors[rows, pick].numpy()
         return np.concatenate([anchors, partners])
 
     def __call__(self, z: Tensor) -> Tensor:
@@ -398,6 +412,69 @@ class NeighborTerm:
             negatives = draw_negatives(z.shape[0], m, N_NEGATIVES, device=z.device)
             return self.weight * fuzzy_cross_entropy(Q_SCALE * z, m, negatives, self.exaggeration)
         return self.weight * pair_kl(Q_SCALE * z, m, self.exaggeration)
+
+
+@torch.no_grad()
+def membership_weights(sq_dist: Tensor) -> Tensor:
+    r"""UMAP's fuzzy membership of each row's nearest rows, normalised to sum to 1 per row.
+
+    For row ``i`` with distances :math:`d_{i1} \le \dots \le d_{ik}` to its ``k`` nearest
+    rows, the membership of neighbour ``j`` is :math:`\exp(-\max(0, d_{ij} - \rho_i) /
+    \sigma_i)`: :math:`\rho_i = d_{i1}` (UMAP's local connectivity of one, so every row is
+    fully connected to its nearest neighbour however far it is) and :math:`\sigma_i` found
+    by bisection (:data:`MEMBERSHIP_ITERS` steps) so that the memberships sum to
+    :math:`\log_2(k + 1)`, UMAP's target for ``n_neighbors = k + 1`` counting the row
+    itself (McInnes et al. 2018, ``smooth_knn_dist``). The nearer neighbours weigh more, the
+    more so the farther the others lie beyond the nearest. Returned divided by their row sum:
+    the probability with which :class:`NeighborTerm` draws each neighbour as a partner, and the
+    weight of each neighbour's attraction in :func:`refine_embedding`. Rows whose
+    neighbours are all at the same distance (``k = 1`` included) get uniform weights. Each row's
+    weights depend on its own distances only, computed in float64.
+
+    Parameters
+    ----------
+    sq_dist : Tensor of shape (n, k)
+        Squared distances to each row's ``k`` nearest rows, nearest first.
+
+    Returns
+    -------
+    Tensor of shape (n, k), float64, rows summing to 1
+
+    Examples
+    --------
+    >>> w = membership_weights(torch.tensor([[1.0, 1.0, 1.0], [1.0, 4.0, 9.0]]))
+    >>> [round(v, 3) for v in w[0].tolist()], bool(w[1, 0] > w[1, 1] > w[1, 2]), round(float(w[1].sum()), 6)
+    ([0.333, 0.333, 0.333], True, 1.0)
+    """
+    d = sq_dist.double().clamp_min(0.0).sqrt()
+    excess = (d - d[:, :1]).clamp_min(0.0)  # beyond the nearest neighbour's distance
+    target = math.log2(d.shape[1] + 1)
+    lo, hi = torch.zeros_like(d[:, :1]), torch.full_like(d[:, :1], math.inf)
+    sigma = torch.ones_like(lo)
+    for _ in range(MEMBERSHIP_ITERS):  # the sum rises with sigma, from 1 (the nearest) towards k
+        above = torch.exp(-excess / sigma).sum(1, keepdim=True) > target
+        hi, lo = torch.where(above, sigma, hi), torch.where(above, lo, sigma)
+        sigma = torch.where(torch.isinf(hi), 2.0 * sigma, 0.5 * (lo + hi))
+    w = torch.exp(-excess / sigma)
+    return w / w.sum(1, keepdim=True)
+
+
+def graph_weights(graph: str, points: Tensor, reference: Tensor, neighbors: Tensor) -> Tensor | None:
+    """The weights ``neighbor_graph=graph`` gives each row of ``points`` (n, d) for its neighbours, the rows
+    ``neighbors`` (n, k) of ``reference``: None (uniform) for "knn", :func:`membership_weights` of their distances
+    (float64, in blocks of :data:`KNN_BLOCK` rows) for "fuzzy".
+
+    >>> graph_weights("knn", torch.zeros(2, 1), torch.ones(3, 1), torch.zeros(2, 3, dtype=torch.long)) is None
+    True
+    >>> graph_weights("fuzzy", torch.zeros(1, 1), torch.tensor([[1.0], [2.0]]), torch.tensor([[0, 1]])).shape
+    torch.Size([1, 2])
+    """
+    check_choice("neighbor_graph", graph, GRAPHS)
+    if graph == "knn":
+        return None
+    ref = reference.double()
+    return torch.cat([membership_weights((points[i:i + KNN_BLOCK].double()[:, None, :] - ref[neighbors[i:i + KNN_BLOCK]])
+                                         .square().sum(-1)) for i in range(0, len(points), KNN_BLOCK)])
 
 
 @torch.no_grad()
@@ -447,18 +524,23 @@ def nearest_reference(queries: Tensor, reference: Tensor, k: int) -> Tensor:
     return out
 
 
-def _refine_loss(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> Tensor:
-    """Per-row loss of :func:`refine_embedding`: rows ``z`` (n, d), fixed ``partners`` (n, k, d), shared ``negatives`` (m, d)."""
+def _refine_loss(z: Tensor, partners: Tensor, negatives: Tensor, loss: str, weights: Tensor | None = None) -> Tensor:
+    """Per-row loss of :func:`refine_embedding`: rows ``z`` (n, d), fixed ``partners`` (n, k, d), shared ``negatives``
+    (m, d); the partners' attractions averaged with ``weights`` (n, k; rows summing to 1), or uniformly."""
     d_pos = (z[:, None, :] - partners).square().sum(-1)
     d_neg = (z[:, None, :] - negatives[None, :, :]).square().sum(-1)
+
+    def average(v: Tensor) -> Tensor:
+        return v.mean(1) if weights is None else (v * weights).sum(1)
+
     if loss == "umap":
-        attract = torch.log1p(UMAP_A * d_pos.clamp_min(1e-12).pow(UMAP_B)).mean(1)
+        attract = average(torch.log1p(UMAP_A * d_pos.clamp_min(1e-12).pow(UMAP_B)))
         repel = torch.log1p((d_neg + MIN_SQ_DISTANCE).pow(-UMAP_B) / UMAP_A).sum(1)
         return attract + (N_NEGATIVES / negatives.shape[0]) * repel
-    return torch.log1p(d_pos).mean(1) + torch.logsumexp(-torch.log1p(d_neg), 1)
+    return average(torch.log1p(d_pos)) + torch.logsumexp(-torch.log1p(d_neg), 1)
 
 
-def _refine_grad(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> Tensor:
+def _refine_grad(z: Tensor, partners: Tensor, negatives: Tensor, loss: str, weights: Tensor | None = None) -> Tensor:
     """The gradient of :func:`_refine_loss` with respect to ``z``, in closed form (row ``i`` only moves ``z[i]``).
 
     The shared negatives are handled one embedding dimension at a time, with elementwise
@@ -478,6 +560,8 @@ def _refine_grad(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> T
         c_pos = 1.0 / ((1 + d_pos) * d_pos.shape[1])
         w = (1 + d_neg).reciprocal_()
         c_neg = -w.square() / w.sum(1, keepdim=True)
+    if weights is not None:  # the weighted average instead of the mean over the k partners
+        c_pos = c_pos * (weights * d_pos.shape[1])
     pull = (c_pos[..., None] * diff_pos).sum(1)
     c_sum = c_neg.sum(1)
     push = torch.stack([z[:, j] * c_sum - (c_neg * negatives[None, :, j]).sum(1) for j in range(z.shape[1])], 1)
@@ -485,7 +569,7 @@ def _refine_grad(z: Tensor, partners: Tensor, negatives: Tensor, loss: str) -> T
 
 
 def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, seed: int, loss: str = "tsne",
-                     lr: float = REFINE_LR) -> Tensor:
+                     lr: float = REFINE_LR, weights: Tensor | None = None) -> Tensor:
     r"""Place rows among a fixed embedding by a few steps of the neighbour loss, starting from ``z0``.
 
     This is the local optimisation with which :meth:`VAEEmbedder.transform` closes the
@@ -500,6 +584,10 @@ def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, s
       negatives, t-SNE's conditional form);
     - ``"umap"``: UMAP's fuzzy cross-entropy, attraction averaged over the neighbours plus
       :data:`N_NEGATIVES` times the mean repulsion from the negatives.
+
+    With ``weights`` (``neighbor_graph="fuzzy"``: :func:`membership_weights` of the row's
+    distances to its neighbours) the attractions are averaged with those weights instead of
+    uniformly.
 
     ``steps`` Adam steps (betas 0.9, 0.999), elementwise, at a rate that decays linearly from
     ``lr`` at the first step to ``lr / steps`` at the last (as UMAP's epochs do), so the
@@ -525,6 +613,8 @@ def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, s
     loss : {"tsne", "umap"}
     lr : float
         The rate of the first step.
+    weights : Tensor of shape (n, k), optional
+        Each row's weights of its partners (rows summing to 1); None: uniform.
 
     Returns
     -------
@@ -543,7 +633,7 @@ def refine_embedding(z0: Tensor, partners: Tensor, layout: Tensor, steps: int, s
 
     def grad(z: Tensor) -> Tensor:  # against the fixed layout: its partners and negatives stay put
         neg = layout[torch.randint(len(layout), (REFINE_NEGATIVES,), generator=draws).to(layout.device)]
-        return _refine_grad(z, pos, Q_SCALE * neg, loss)
+        return _refine_grad(z, pos, Q_SCALE * neg, loss, weights)
 
     return _decaying_adam(Q_SCALE * z0, grad, int(steps), lr) / Q_SCALE
 
@@ -564,7 +654,7 @@ def _decaying_adam(z: Tensor, grad: Callable[[Tensor], Tensor], steps: int, lr: 
 
 
 def optimize_layout(z0: Tensor, neighbors: Tensor, steps: int, seed: int, loss: str = "tsne",
-                    lr: float = REFINE_LR) -> Tensor:
+                    lr: float = REFINE_LR, weights: Tensor | None = None) -> Tensor:
     """Move all rows of a layout together by :func:`refine_embedding`'s loss, each towards its ``neighbors``' rows.
 
     Unlike :func:`refine_embedding`, whose rows move against a fixed layout, here every step
@@ -586,6 +676,8 @@ def optimize_layout(z0: Tensor, neighbors: Tensor, steps: int, seed: int, loss: 
     seed : int
     loss : {"tsne", "umap"}
     lr : float
+    weights : Tensor of shape (n, k), optional
+        Each row's weights of its neighbours' attractions (rows summing to 1); None: uniform.
 
     Returns
     -------
@@ -605,7 +697,7 @@ def optimize_layout(z0: Tensor, neighbors: Tensor, steps: int, seed: int, loss: 
 
     def grad(z: Tensor) -> Tensor:  # partners and negatives read from the layout as it is now
         negatives = z[torch.randint(len(z), (REFINE_NEGATIVES,), generator=draws).to(z.device)]
-        return _refine_grad(z, z[neighbors], negatives, loss)
+        return _refine_grad(z, z[neighbors], negatives, loss, weights)
 
     return _decaying_adam(Q_SCALE * z0, grad, int(steps), lr) / Q_SCALE
 
@@ -631,6 +723,9 @@ class Layout:
         each row at :func:`neighbor_median` instead of the encoder's embedding, which lies in
         the frame of the layout before the move. False for embedders saved before the flag was
         written, moved or not: they keep the encoder's start they had.
+    graph : {"knn", "fuzzy"}
+        The ``neighbor_graph`` of the fit: how ``transform`` weighs each row's neighbours
+        (:func:`graph_weights`). "knn" for embedders saved before it was written.
     """
 
     projection: np.ndarray
@@ -639,6 +734,7 @@ class Layout:
     loss: str
     n_neighbors: int
     moved: bool = False
+    graph: str = "knn"
 
 
 def neighbor_median(partners: Tensor) -> Tensor:

@@ -21,7 +21,8 @@ from .._numeric import logmeanexp
 from ..nn import eval_mode
 from ..nn.mlp import ACTIVATIONS
 from ._model import LIKELIHOODS, POSTERIOR_NAMES, PRIORS, log_weights_given_noise, posterior_mean, row_noise
-from ._neighbors import LOSSES, MAX_TRANSFORM_STEPS, REFINE_BLOCK, nearest_reference, neighbor_median, refine_embedding
+from ._neighbors import (GRAPHS, LOSSES, MAX_TRANSFORM_STEPS, REFINE_BLOCK, graph_weights, nearest_reference,
+                         neighbor_median, refine_embedding)
 from .inputs import ArraySource, Source, as_source, check_array_input, validate_source
 
 __all__ = ["VAEEmbedder"]
@@ -210,6 +211,18 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         0.962 (UMAP: 0.880 / 0.934, 0.912 / 0.937, 0.956 / 0.955), for 1.3, 4.2 and 12.4 s
         more; on the small data sets of the suite they lowered the trustworthiness (the
         breast-cancer table 0.908 to 0.835), hence "auto".
+    neighbor_graph : {"knn", "fuzzy"}, default="knn"
+        How the term weighs each row's ``n_neighbors`` nearest rows. "knn": equally (a
+        partner is drawn uniformly from the list). "fuzzy": by UMAP's fuzzy membership
+        (:func:`vaekit.embedding._neighbors.membership_weights`: 1 for the nearest row, decaying
+        with the distance beyond it at a rate set per row so that the memberships sum to
+        log2(n_neighbors + 1)): partners are drawn in proportion to it, and ``transform``'s
+        local optimisation and ``layout_steps`` weigh the neighbours' attractions by it. The
+        map then keeps the few nearest neighbours of each row tighter and the farther ones
+        looser, which helps where a row's true neighbours are fewer than ``n_neighbors``
+        (classes of a handful of rows, as the suite's Olivetti faces: 8 training images per
+        person) and costs trustworthiness where the whole list is near (docs/embedding.md has
+        the suite's numbers).
 
     Attributes
     ----------
@@ -276,6 +289,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "neighbor_weight": [Interval(Real, 0, None, closed="left")],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "neighbor_loss": [StrOptions(set(LOSSES))],
+        "neighbor_graph": [StrOptions(set(GRAPHS))],
         "transform_steps": [Interval(Integral, 0, MAX_TRANSFORM_STEPS, closed="both")],
         "layout_steps": [Interval(Integral, 0, MAX_TRANSFORM_STEPS, closed="both"), StrOptions({"auto"})],
     }
@@ -289,7 +303,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                  verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None,
                  neighbor_weight: float = 0.4, n_neighbors: int = 15, validation_data: Any = None,
                  tensorboard: bool = True, neighbor_loss: str = "tsne", transform_steps: int = TRANSFORM_STEPS,
-                 layout_steps: int | str = "auto") -> None:
+                 layout_steps: int | str = "auto", neighbor_graph: str = "knn") -> None:
         self.n_components = n_components
         self.hidden_layers = hidden_layers
         self.posterior = posterior
@@ -320,6 +334,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.neighbor_loss = neighbor_loss
         self.transform_steps = transform_steps
         self.layout_steps = layout_steps
+        self.neighbor_graph = neighbor_graph
 
     # ------------------------------------------------------------------ checks
     def check_params(self) -> VAEEmbedder:
@@ -536,7 +551,9 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             near = nearest_reference(torch.as_tensor(coords[rows], device=dev), reference, layout.n_neighbors)
             partners = embedding[near]
             first = neighbor_median(partners) if z0 is None else torch.as_tensor(z0[rows], dtype=torch.float64, device=dev)
-            z = refine_embedding(first, partners, embedding, steps, layout.seed, layout.loss)
+            weights = graph_weights(getattr(layout, "graph", "knn"), torch.as_tensor(coords[rows], device=dev), reference,
+                                    near)
+            z = refine_embedding(first, partners, embedding, steps, layout.seed, layout.loss, weights=weights)
             out[rows] = z.cpu().numpy()
         return out
 

@@ -146,7 +146,7 @@ def save(est: VAEEmbedder, path: str | os.PathLike[str], overwrite: bool = False
         layout = est._layout
         fitted["reference"] = {"n_rows": int(est.embedding_.shape[0]), "n_coords": int(layout.projection.shape[1]),
                                "seed": int(layout.seed), "loss": layout.loss, "n_neighbors": int(layout.n_neighbors),
-                               "moved": bool(layout.moved)}
+                               "moved": bool(layout.moved), "graph": getattr(layout, "graph", "knn")}
     import vaekit
 
     config = {"format": FORMAT, "version": VERSION, "params": _json_safe(params), "fitted": _json_safe(fitted),
@@ -265,7 +265,7 @@ def load(path: str | os.PathLike[str], device: str | None = None, *, max_paramet
     if reference is not None:
         est.embedding_ = tensors[REFERENCE[2]].numpy()
         est._layout = Layout(tensors[REFERENCE[0]].numpy(), tensors[REFERENCE[1]].numpy(), reference["seed"],
-                             reference["loss"], reference["n_neighbors"], reference["moved"])
+                             reference["loss"], reference["n_neighbors"], reference["moved"], reference["graph"])
     est._optimizer_state = None
     optimizer_file = path / OPTIMIZER
     if optimizer_file.is_file() and (hashes is None or OPTIMIZER in hashes):  # else left over, not of this save
@@ -366,21 +366,22 @@ def _check_config(config: dict[str, Any], config_file: Path, device: str | None)
 
 def _check_reference(value: Any, n_features: int, config_file: Path) -> dict[str, Any] | None:
     """``fitted.reference``: null (no training layout, or a save from before it was kept) or its sizes, seed, loss, k,
-    and whether ``transform`` starts rows at their neighbours' median (``moved``; absent in saves from before it was
-    written, whose layouts, moved or not, keep the encoder's start: False)."""
+    whether ``transform`` starts rows at their neighbours' median (``moved``; absent in saves from before it was
+    written, whose layouts, moved or not, keep the encoder's start: False) and how it weighs the neighbours
+    (``graph``; absent in saves from before ``neighbor_graph``: "knn")."""
     from .._checks import check_choice, check_int
-    from ._neighbors import LOSSES
+    from ._neighbors import GRAPHS, LOSSES
 
     keys = ["loss", "n_coords", "n_neighbors", "n_rows", "seed"]
     if value is None:
         return None
     if not isinstance(value, dict):
         raise ValueError(f"{config_file}: fitted.reference must be null or an object with the keys "
-                         f"{', '.join(keys)} (and optionally moved), got {_kind(value)}")
-    missing, extra = sorted(set(keys) - set(value)), sorted(set(value) - set(keys) - {"moved"})
+                         f"{', '.join(keys)} (and optionally moved, graph), got {_kind(value)}")
+    missing, extra = sorted(set(keys) - set(value)), sorted(set(value) - set(keys) - {"moved", "graph"})
     if missing or extra:
         raise ValueError(f"{config_file}: fitted.reference must be null or an object with the keys "
-                         f"{', '.join(keys)} (and optionally moved); missing: {missing or 'none'}, unexpected: "
+                         f"{', '.join(keys)} (and optionally moved, graph); missing: {missing or 'none'}, unexpected: "
                          f"{extra or 'none'}")
     if not isinstance(value.get("moved", False), bool):
         raise ValueError(f"{config_file}: fitted.reference.moved must be true or false, got {_kind(value['moved'])}")
@@ -390,7 +391,8 @@ def _check_reference(value: Any, n_features: int, config_file: Path) -> dict[str
                "seed": check_int("fitted.reference.seed", value["seed"], 0),
                "loss": check_choice("fitted.reference.loss", value["loss"], LOSSES),
                "n_neighbors": check_int("fitted.reference.n_neighbors", value["n_neighbors"]),
-               "moved": value.get("moved", False)}
+               "moved": value.get("moved", False),
+               "graph": check_choice("fitted.reference.graph", value.get("graph", "knn"), GRAPHS)}
     except (ValueError, TypeError) as e:
         raise ValueError(f"{config_file}: {e}") from None
     if out["seed"] > 2**31 - 1:
