@@ -58,6 +58,11 @@ def test_neighbour_options_reach_the_estimator(tmp_path):
     assert moved.layout_steps == 20 and np.array_equal(np.load(tmp_path / "z.npy"), moved.transform(X))
     assert np.array_equal(VAEEmbedder(max_epochs=2, random_state=3, layout_steps=20).fit(X).embedding_,
                           moved.embedding_)
+    assert main([*argv, "--save", str(tmp_path / "m3"), "--neighbor-graph", "fuzzy"]) == 0
+    fuzzy = VAEEmbedder.load(tmp_path / "m3")
+    assert fuzzy.neighbor_graph == "fuzzy" and fuzzy._layout.graph == "fuzzy"
+    assert np.array_equal(np.load(tmp_path / "z.npy"),
+                          VAEEmbedder(max_epochs=2, random_state=3, neighbor_graph="fuzzy").fit_transform(X))
 
 
 def test_npz_csv_and_directory_inputs_agree(tmp_path):
@@ -99,7 +104,8 @@ def test_errors_are_one_line_and_nothing_is_written(tmp_path, capsys, args, matc
 
 @pytest.mark.parametrize("flag", [["--n-components", "3"], ["--neighbor-weight", "0"], ["--no-normalization"],
                                   ["--likelihood", "bernoulli"], ["--batch-size", "7"], ["--seed", "5"],
-                                  ["--n-neighbors", "3"], ["--learning-rate", "0.1"], ["--layout-steps", "5"]])
+                                  ["--n-neighbors", "3"], ["--learning-rate", "0.1"], ["--layout-steps", "5"],
+                                  ["--neighbor-graph", "fuzzy"]])
 def test_fitting_settings_are_refused_with_a_saved_model(tmp_path, capsys, flag):
     np.save(tmp_path / "x.npy", X)
     assert main(["embed", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy"), "--save", str(tmp_path / "m"),

@@ -579,3 +579,95 @@ def test_layout_steps_auto_moves_the_layout_from_the_row_threshold_on(monkeypatc
     assert np.array_equal(at.embedding_, VAEEmbedder(layout_steps=_fitting.AUTO_LAYOUT_STEPS, **kw).fit(X).embedding_)
     assert not np.array_equal(at.embedding_, below.embedding_)
     assert np.array_equal(VAEEmbedder(**kw).fit_transform(X), at.transform(X))  # fit_transform = fit + transform
+
+
+# ------------------------------------------------------------------ neighbor_graph="fuzzy"
+def test_membership_weights_are_umaps_fuzzy_set_normalised():
+    """Each row: weight 1 (before normalising) for the nearest, exp(-(d - rho) / sigma) beyond it, with sigma such that
+    the memberships sum to log2(k + 1); checked against a by-hand bisection of UMAP's equation in float64."""
+    g = torch.Generator().manual_seed(0)
+    d = torch.rand(6, 15, generator=g, dtype=torch.float64).mul(4).add(0.5).sort(1).values
+    w = neighbors.membership_weights(d.square())
+    assert w.dtype == torch.float64 and torch.allclose(w.sum(1), torch.ones(6, dtype=torch.float64), atol=1e-12)
+    for i in range(6):
+        lo, hi = 1e-9, 1e3
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if torch.exp(-(d[i] - d[i, 0]) / mid).sum() > math.log2(16) else (mid, hi)
+        memb = torch.exp(-(d[i] - d[i, 0]) / lo)
+        assert abs(float(memb.sum()) - math.log2(16)) < 1e-9
+        assert torch.allclose(w[i], memb / memb.sum(), rtol=0, atol=1e-12)
+    assert (w[:, :-1] >= w[:, 1:]).all()  # nearer neighbours weigh more
+    flat = neighbors.membership_weights(torch.full((2, 4), 3.0))  # all at one distance: uniform
+    assert torch.allclose(flat, torch.full((2, 4), 0.25, dtype=torch.float64))
+
+
+def test_fuzzy_graph_draws_partners_in_proportion_to_membership():
+    graph = torch.tensor([[1, 2, 3]] * 4)
+    probs = torch.tensor([[0.7, 0.2, 0.1]] * 4)
+    term = NeighborTerm(1.0, graph, probs=probs)
+    out = term.expand(np.zeros(30000, dtype=np.int64), torch.Generator().manual_seed(0))[30000:]
+    freq = np.bincount(out, minlength=4)[1:] / 30000
+    np.testing.assert_allclose(freq, [0.7, 0.2, 0.1], atol=0.01)  # binomial sd <= 0.003
+
+
+@pytest.mark.parametrize("loss", ["tsne", "umap"])
+def test_weighted_refine_gradient_is_the_weighted_losss_gradient(loss):
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(5, 2, dtype=torch.float64, generator=g).requires_grad_(True)
+    partners = torch.randn(5, 4, 2, dtype=torch.float64, generator=g)
+    negatives = torch.randn(9, 2, dtype=torch.float64, generator=g)
+    weights = torch.softmax(torch.randn(5, 4, dtype=torch.float64, generator=g), 1)
+    (expected,) = torch.autograd.grad(neighbors._refine_loss(z, partners, negatives, loss, weights).sum(), z)
+    got = neighbors._refine_grad(z.detach(), partners, negatives, loss, weights)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12), (got - expected).abs().max()
+    uniform = torch.full((5, 4), 0.25, dtype=torch.float64)  # uniform weights are the unweighted mean
+    assert torch.allclose(neighbors._refine_grad(z.detach(), partners, negatives, loss, uniform),
+                          neighbors._refine_grad(z.detach(), partners, negatives, loss), rtol=0, atol=1e-14)
+
+
+def test_fuzzy_graph_through_the_estimator(tmp_path):
+    """neighbor_graph="fuzzy": the term draws partners by membership, transform weighs its neighbours by it (checked by
+    hand), the choice is saved with the layout and survives load; a save without it (before it existed) is "knn"."""
+    import json
+
+    X, y = hidden_classes()
+    kw = dict(neighbor_weight=1.0, hidden_layers=(32,), n_flows=1, n_prior_modes=4, max_epochs=40, batch_size=100,
+              random_state=0, device="cpu")
+    fuzzy = VAEEmbedder(neighbor_graph="fuzzy", **kw).fit(X[:300])
+    knn = VAEEmbedder(**kw).fit(X[:300])
+    assert fuzzy._layout.graph == "fuzzy" and knn._layout.graph == "knn"
+    new = fuzzy.transform(X[300:])
+    acc = KNeighborsClassifier(5).fit(fuzzy.transform(X[:300]), y[:300]).score(new, y[300:])
+    assert acc >= 0.9, acc
+    assert not np.allclose(new, knn.transform(X[300:]), atol=1e-3)
+    lay = fuzzy._layout
+    emb = torch.as_tensor(fuzzy.embedding_, dtype=torch.float64)
+    coords = torch.as_tensor((X[300:] - fuzzy.mean_) / fuzzy.scale_, dtype=torch.float64) @ torch.as_tensor(lay.projection)
+    ref = torch.as_tensor(lay.coords)
+    near = neighbors.nearest_reference(coords.float(), ref, lay.n_neighbors)
+    weights = neighbors.membership_weights((coords[:, None, :] - ref.double()[near]).square().sum(-1))
+    z0 = torch.as_tensor(fuzzy.set_params(transform_steps=0).transform(X[300:]), dtype=torch.float64)
+    fuzzy.set_params(transform_steps=200)
+    expected = neighbors.refine_embedding(z0, emb[near], emb, 200, lay.seed, lay.loss, weights=weights)
+    np.testing.assert_allclose(new, expected.numpy(), rtol=0, atol=1e-5)
+    unweighted = neighbors.refine_embedding(z0, emb[near], emb, 200, lay.seed, lay.loss)
+    assert not np.allclose(new, unweighted.numpy(), atol=1e-3)
+    fuzzy.save(tmp_path / "f")
+    loaded = VAEEmbedder.load(tmp_path / "f")
+    assert loaded.neighbor_graph == "fuzzy" and loaded._layout.graph == "fuzzy"
+    assert np.array_equal(loaded.transform(X[300:]), new)
+    config = json.loads((tmp_path / "f" / "embedder.json").read_text())
+    assert config["fitted"]["reference"]["graph"] == "fuzzy"
+    del config["fitted"]["reference"]["graph"]
+    (tmp_path / "f" / "embedder.json").write_text(json.dumps(config))
+    assert VAEEmbedder.load(tmp_path / "f")._layout.graph == "knn"
+    config["fitted"]["reference"]["graph"] = "fuzzzy"
+    (tmp_path / "f" / "embedder.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"fitted.reference.graph must be one of \['knn', 'fuzzy'\], got 'fuzzzy'"):
+        VAEEmbedder.load(tmp_path / "f")
+
+
+def test_bad_neighbor_graph():
+    with pytest.raises(ValueError, match="neighbor_graph"):
+        VAEEmbedder(neighbor_graph="umap").fit(np.zeros((10, 3)))

@@ -147,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     arch.add_argument("--layout-steps", type=int, default=None, metavar="N",
                       help="after training, steps that move the whole training layout by the neighbour loss (default: "
                            "100 from 10,000 rows on, 0 below; see VAEEmbedder)")
+    arch.add_argument("--neighbor-graph", default=None, choices=["knn", "fuzzy"],
+                      help="how the term weighs each example's neighbours: knn (equally, the default) or fuzzy (UMAP's "
+                           "memberships: the nearest more; for classes of a handful of examples; see VAEEmbedder)")
     arch.add_argument("--no-early-stopping", action="store_true", help="train all --max-epochs")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=None, help="seeds the fit (default 0)")
@@ -168,7 +171,8 @@ IMAGE_TYPES = ("avif", "eps", "gif", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "
 FIT_FLAGS = {"--hidden-layers": ("hidden_layers", "hidden_layers"), "--n-flows": ("n_flows", "n_flows"),
              "--n-prior-modes": ("n_prior_modes", "n_prior_modes"), "--activation": ("activation", "activation"),
              "--dropout": ("dropout", "dropout"), "--validation-fraction": ("validation_fraction", "validation_fraction"),
-             "--logdir": ("logdir", "logdir"), "--layout-steps": ("layout_steps", "layout_steps")}
+             "--logdir": ("logdir", "logdir"), "--layout-steps": ("layout_steps", "layout_steps"),
+             "--neighbor-graph": ("neighbor_graph", "neighbor_graph")}
 
 
 def _settings_given(a: argparse.Namespace) -> list[str]:
