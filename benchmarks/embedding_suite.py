@@ -329,6 +329,26 @@ def verdict(rows: list[dict[str, Any]], dataset: str, runs: list[dict[str, Any]]
     return {"within_one_sd": within, "at_least_umap": at_least, "enough_seeds": not short, "seeds_note": "; ".join(short)}
 
 
+def _vaekit_setting(rows: list[dict[str, Any]]) -> str:
+    """Who the overall verdict is about: "vaekit's defaults", or vaekit with the ``--vaekit-args`` its rows ran with.
+
+    >>> _vaekit_setting([{"method": "vaekit", "settings": {"vaekit_args": {}}}, {"method": "umap", "settings": {}}])
+    "vaekit's defaults"
+    >>> _vaekit_setting([{"method": "vaekit", "settings": {"vaekit_args": {"neighbor_graph": "fuzzy"}}}])
+    'vaekit with {"neighbor_graph": "fuzzy"} (not its defaults)'
+    >>> _vaekit_setting([{"method": "vaekit", "settings": {"vaekit_args": {"layout_steps": 50}}},
+    ...                  {"method": "vaekit", "settings": {"vaekit_args": {}}}])
+    'vaekit with {"layout_steps": 50} (its defaults on the datasets whose run sets nothing)'
+    """
+    given = {json.dumps(r.get("settings", {}).get("vaekit_args", {}), sort_keys=True) for r in rows
+             if r["method"] == "vaekit"}
+    args = " / ".join(sorted(given - {"{}"}))
+    if not args:
+        return "vaekit's defaults"
+    return f"vaekit with {args} " + ("(its defaults on the datasets whose run sets nothing)" if "{}" in given
+                                     else "(not its defaults)")
+
+
 def _yes(v: dict[str, Any], key: str) -> str:
     return ("yes" if v[key] else "no") if v["enough_seeds"] else f"insufficient seeds ({'yes' if v[key] else 'no'} as measured)"
 
@@ -437,7 +457,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], about: dict[str, 
         n_within = sum(v["within_one_sd"] for v in enough)
         n_at_least = sum(v["at_least_umap"] for v in enough)
         short = len(verdicts) - len(enough)
-        out.append(f"## Overall\n\nvaekit's defaults within one UMAP sd on {n_within} of {len(enough)} datasets "
+        out.append(f"## Overall\n\n{_vaekit_setting(rows)} within one UMAP sd on {n_within} of {len(enough)} datasets "
                    f"with enough seeds and at least UMAP's mean on {n_at_least} of {len(enough)} (the issue asks for "
                    "all, and at least half)" + (f"; {short} of {len(verdicts)} datasets have insufficient seeds for a "
                                                 "verdict" if short else "") + ".\n")

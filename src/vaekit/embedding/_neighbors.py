@@ -3,8 +3,9 @@
 Before training, every training row gets its ``n_neighbors`` nearest neighbours among
 the training rows (exact up to 20,000 rows, an inverted-file search above), found in the space of the inputs' first 50 principal components
 (:func:`knn_graph`). Each training batch is then half *anchors* (the epoch's random order)
-and half *partners*, one neighbour of each anchor drawn uniformly from its list
-(:meth:`NeighborTerm.expand`). The term added to the batch's loss is t-SNE's
+and half *partners*, one neighbour of each anchor drawn from its list, uniformly or, with
+``neighbor_graph="fuzzy"``, by UMAP's fuzzy membership (:meth:`NeighborTerm.expand`,
+:func:`membership_weights`). The term added to the batch's loss is t-SNE's
 ``KL(P || Q)`` (van der Maaten & Hinton 2008) where ``P`` is uniform over the batch's
 anchor-partner pairs (both orders) and ``Q`` are the Student-t affinities of the
 embeddings, normalised over all ordered pairs of the batch (:func:`pair_kl`). Sampling
