@@ -671,3 +671,44 @@ def test_fuzzy_graph_through_the_estimator(tmp_path):
 def test_bad_neighbor_graph():
     with pytest.raises(ValueError, match="neighbor_graph"):
         VAEEmbedder(neighbor_graph="umap").fit(np.zeros((10, 3)))
+
+
+def test_a_fuzzy_fit_draws_its_partners_by_membership(monkeypatch):
+    """The fit's term carries the memberships (rows summing to 1, not uniform) and draws with them; "knn" draws
+    uniformly (no probabilities)."""
+    seen = []
+    original = NeighborTerm.expand
+
+    def spy(self, anchors, generator):
+        seen.append(self.probs)
+        return original(self, anchors, generator)
+
+    monkeypatch.setattr(NeighborTerm, "expand", spy)
+    X, _ = hidden_classes(120)
+    kw = dict(neighbor_weight=1.0, hidden_layers=(8,), n_flows=1, n_prior_modes=2, max_epochs=1, batch_size=40,
+              random_state=0, device="cpu")
+    VAEEmbedder(**kw).fit(X)
+    assert seen and all(p is None for p in seen)
+    seen.clear()
+    VAEEmbedder(neighbor_graph="fuzzy", **kw).fit(X)
+    probs = seen[0]
+    assert probs is not None and probs.shape == (108, 15)  # 120 rows less the tenth held out, 15 neighbours
+    assert torch.allclose(probs.sum(1), torch.ones(108), atol=1e-5) and probs.std(1).min() > 1e-3
+
+
+def test_fuzzy_layout_steps_weigh_the_layouts_attractions():
+    """With layout_steps the moved layout is optimize_layout's with the memberships of each row's neighbours among the
+    layout's principal coordinates (checked by hand), not the unweighted one."""
+    X, _ = hidden_classes(120)
+    est = VAEEmbedder(neighbor_graph="fuzzy", layout_steps=5, neighbor_weight=1.0, hidden_layers=(8,), n_flows=1,
+                      n_prior_modes=2, max_epochs=2, batch_size=40, random_state=0, device="cpu").fit(X)
+    lay = est._layout
+    assert lay.moved and lay.graph == "fuzzy"
+    coords = torch.from_numpy(lay.coords)
+    near = knn_graph(coords, 15, seed=lay.seed)
+    start = torch.from_numpy(est.set_params(transform_steps=0).transform(X))  # the encoder's layout before the move
+    weights = neighbors.graph_weights("fuzzy", coords, coords, near)
+    expected = neighbors.optimize_layout(start, near, 5, lay.seed, lay.loss, weights=weights)
+    np.testing.assert_allclose(est.embedding_, expected.numpy(), rtol=0, atol=1e-5)
+    unweighted = neighbors.optimize_layout(start, near, 5, lay.seed, lay.loss)
+    assert not np.allclose(est.embedding_, unweighted.numpy(), atol=1e-3)

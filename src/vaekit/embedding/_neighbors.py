@@ -425,7 +425,13 @@ def membership_weights(sq_dist: Tensor) -> Tensor:
     fully connected to its nearest neighbour however far it is) and :math:`\sigma_i` found
     by bisection (:data:`MEMBERSHIP_ITERS` steps) so that the memberships sum to
     :math:`\log_2(k + 1)`, UMAP's target for ``n_neighbors = k + 1`` counting the row
-    itself (McInnes et al. 2018, ``smooth_knn_dist``). The nearer neighbours weigh more, the
+    itself (McInnes et al. 2018, ``smooth_knn_dist``; on ordinary rows the weights agree
+    with ``umap.umap_.smooth_knn_dist`` to 1e-6). Two differences from UMAP: :math:`\rho_i`
+    is the nearest distance even when it is 0 (a duplicate, or a training row placed by
+    ``transform`` finding itself), where UMAP takes the nearest non-zero one; and
+    :math:`\sigma_i` has no lower bound (UMAP's is 1e-3 times the row's mean distance), so
+    when all neighbours but the nearest lie at almost the same distance the weights jump
+    from uniform towards the nearest. The nearer neighbours weigh more, the
     more so the farther the others lie beyond the nearest. Returned divided by their row sum:
     the probability with which :class:`NeighborTerm` draws each neighbour as a partner, and the
     weight of each neighbour's attraction in :func:`refine_embedding`. Rows whose
