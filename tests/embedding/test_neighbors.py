@@ -602,6 +602,30 @@ def test_membership_weights_are_umaps_fuzzy_set_normalised():
     assert torch.allclose(flat, torch.full((2, 4), 0.25, dtype=torch.float64))
 
 
+def test_membership_weights_take_the_nearest_nonzero_distance_and_floor_sigma_as_umap():
+    """UMAP's smooth_knn_dist: rho is the nearest non-zero distance (duplicates weigh 1 like the nearest distinct row),
+    and sigma is at least 1e-3 times the row's mean distance counting the row's own 0 (16 distances for k = 15)."""
+    def by_hand(d: torch.Tensor, rho: float) -> torch.Tensor:  # bisection on the sum, then UMAP's floor
+        lo, hi = 1e-15, 1e3
+        for _ in range(300):
+            mid = 0.5 * (lo + hi)
+            big = torch.exp(-(d - rho).clamp_min(0) / mid).sum() > math.log2(16)
+            lo, hi = (lo, mid) if big else (mid, hi)
+        sigma = max(lo, 1e-3 * float(d.sum()) / 16)
+        memb = torch.exp(-(d - rho).clamp_min(0) / sigma)
+        return memb / memb.sum()
+
+    spread = torch.linspace(1.0, 3.0, 13, dtype=torch.float64)
+    dup = torch.cat([torch.zeros(2, dtype=torch.float64), spread])  # two duplicates of the row, then distinct rows
+    ties = 1.0 + 1e-6 * torch.arange(15, dtype=torch.float64)        # all within 1e-5 of the nearest: the floor
+    w = neighbors.membership_weights(torch.stack([dup, ties, torch.zeros(15, dtype=torch.float64)]).square())
+    assert torch.allclose(w[0], by_hand(dup, 1.0), rtol=0, atol=1e-10)
+    assert w[0, 0] == w[0, 1] == w[0, 2]  # the duplicates weigh as much as the nearest distinct row
+    assert torch.allclose(w[1], by_hand(ties, 1.0), rtol=0, atol=1e-10)
+    assert float(w[1].max() / w[1].min()) < 1.02  # without the floor: sigma ~ 1e-6, the farthest weighs ~1e-6 as much
+    assert torch.allclose(w[2], torch.full((15,), 1 / 15, dtype=torch.float64))  # only duplicates: uniform
+
+
 def test_fuzzy_graph_draws_partners_in_proportion_to_membership():
     graph = torch.tensor([[1, 2, 3]] * 4)
     probs = torch.tensor([[0.7, 0.2, 0.1]] * 4)

@@ -68,6 +68,8 @@ LOSSES = ("tsne", "umap")
 GRAPHS = ("knn", "fuzzy")
 #: Bisection steps of :func:`membership_weights`' search for each row's bandwidth.
 MEMBERSHIP_ITERS = 64
+#: :func:`membership_weights`' floor under ``sigma``, times the row's mean distance (UMAP's ``MIN_K_DIST_SCALE``).
+MIN_SIGMA_SCALE = 1e-3
 #: Query rows per block of the exact neighbour search (a block's distances take KNN_BLOCK * n floats).
 KNN_BLOCK = 1024
 
@@ -421,22 +423,22 @@ def membership_weights(sq_dist: Tensor) -> Tensor:
 
     For row ``i`` with distances :math:`d_{i1} \le \dots \le d_{ik}` to its ``k`` nearest
     rows, the membership of neighbour ``j`` is :math:`\exp(-\max(0, d_{ij} - \rho_i) /
-    \sigma_i)`: :math:`\rho_i = d_{i1}` (UMAP's local connectivity of one, so every row is
-    fully connected to its nearest neighbour however far it is) and :math:`\sigma_i` found
-    by bisection (:data:`MEMBERSHIP_ITERS` steps) so that the memberships sum to
-    :math:`\log_2(k + 1)`, UMAP's target for ``n_neighbors = k + 1`` counting the row
-    itself (McInnes et al. 2018, ``smooth_knn_dist``; on ordinary rows the weights agree
-    with ``umap.umap_.smooth_knn_dist`` to 1e-6). Two differences from UMAP: :math:`\rho_i`
-    is the nearest distance even when it is 0 (a duplicate, or a training row placed by
-    ``transform`` finding itself), where UMAP takes the nearest non-zero one; and
-    :math:`\sigma_i` has no lower bound (UMAP's is 1e-3 times the row's mean distance), so
-    when all neighbours but the nearest lie at almost the same distance the weights jump
-    from uniform towards the nearest. The nearer neighbours weigh more, the
-    more so the farther the others lie beyond the nearest. Returned divided by their row sum:
-    the probability with which :class:`NeighborTerm` draws each neighbour as a partner, and the
-    weight of each neighbour's attraction in :func:`refine_embedding`. Rows whose
-    neighbours are all at the same distance (``k = 1`` included) get uniform weights. Each row's
-    weights depend on its own distances only, computed in float64.
+    \sigma_i)`: :math:`\rho_i` is the nearest non-zero distance (UMAP's local connectivity of
+    one, so every row is fully connected to its nearest distinct neighbour however far it is,
+    and duplicates of the row weigh 1 too; 0 when every neighbour is a duplicate) and
+    :math:`\sigma_i` is found by bisection (:data:`MEMBERSHIP_ITERS` steps) so that the
+    memberships sum to :math:`\log_2(k + 1)`, UMAP's target for ``n_neighbors = k + 1``
+    counting the row itself, but is at least :data:`MIN_SIGMA_SCALE` times the row's mean
+    distance counting the row's own 0 as UMAP does (so that when all neighbours but the
+    nearest lie at almost the same distance the weights do not jump from uniform towards the
+    nearest). This is ``umap.umap_.smooth_knn_dist`` with its defaults (McInnes et al. 2018);
+    the weights agree with it to 1e-6 (``tests/embedding/test_neighbors.py``). The nearer
+    neighbours weigh more, the more so the farther the others lie beyond the nearest. Returned
+    divided by their row sum: the probability with which :class:`NeighborTerm` draws each
+    neighbour as a partner, and the weight of each neighbour's attraction in
+    :func:`refine_embedding`. Rows whose neighbours are all at the same distance (``k = 1``
+    included) get uniform weights. Each row's weights depend on its own distances only,
+    computed in float64.
 
     Parameters
     ----------
@@ -454,7 +456,9 @@ def membership_weights(sq_dist: Tensor) -> Tensor:
     ([0.333, 0.333, 0.333], True, 1.0)
     """
     d = sq_dist.double().clamp_min(0.0).sqrt()
-    excess = (d - d[:, :1]).clamp_min(0.0)  # beyond the nearest neighbour's distance
+    nearest = d.masked_fill(d <= 0, math.inf).amin(1, keepdim=True)  # the nearest non-zero distance
+    rho = torch.where(torch.isinf(nearest), torch.zeros_like(nearest), nearest)
+    excess = (d - rho).clamp_min(0.0)  # beyond it
     target = math.log2(d.shape[1] + 1)
     lo, hi = torch.zeros_like(d[:, :1]), torch.full_like(d[:, :1], math.inf)
     sigma = torch.ones_like(lo)
@@ -462,6 +466,7 @@ def membership_weights(sq_dist: Tensor) -> Tensor:
         above = torch.exp(-excess / sigma).sum(1, keepdim=True) > target
         hi, lo = torch.where(above, sigma, hi), torch.where(above, lo, sigma)
         sigma = torch.where(torch.isinf(hi), 2.0 * sigma, 0.5 * (lo + hi))
+    sigma = torch.maximum(sigma, MIN_SIGMA_SCALE * d.sum(1, keepdim=True) / (d.shape[1] + 1))
     w = torch.exp(-excess / sigma)
     return w / w.sum(1, keepdim=True)
 
