@@ -477,7 +477,8 @@ def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> tuple[Neighbo
     y = torch.cat([data.rows(data.train[i:i + 4096]) @ projection for i in range(0, n_train, 4096)])
     graph = knn_graph(y, min(int(est.n_neighbors), n_train - 1), seed=seed).cpu()
     features = data.source.n_features
-    weights = graph_weights(est.neighbor_graph, y.cpu(), y.cpu(), graph)
+    y = y.cpu()
+    weights = graph_weights(est.neighbor_graph, y, y, graph)
     term = NeighborTerm(term_weight(est.neighbor_weight, features), graph, est.neighbor_loss,
                         early_exaggeration=early_exaggeration(features),
                         probs=None if weights is None else weights.float())

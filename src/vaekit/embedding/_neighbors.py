@@ -484,9 +484,9 @@ def graph_weights(graph: str, points: Tensor, reference: Tensor, neighbors: Tens
     check_choice("neighbor_graph", graph, GRAPHS)
     if graph == "knn":
         return None
-    ref = reference.double()
-    return torch.cat([membership_weights((points[i:i + KNN_BLOCK].double()[:, None, :] - ref[neighbors[i:i + KNN_BLOCK]])
-                                         .square().sum(-1)) for i in range(0, len(points), KNN_BLOCK)])
+    return torch.cat([membership_weights((points[i:i + KNN_BLOCK].double()[:, None, :]  # only the neighbours' rows in float64
+                                          - reference[neighbors[i:i + KNN_BLOCK]].double()).square().sum(-1))
+                      for i in range(0, len(points), KNN_BLOCK)])
 
 
 @torch.no_grad()
