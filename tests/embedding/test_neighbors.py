@@ -588,6 +588,7 @@ def test_membership_weights_are_umaps_fuzzy_set_normalised():
     g = torch.Generator().manual_seed(0)
     d = torch.rand(6, 15, generator=g, dtype=torch.float64).mul(4).add(0.5).sort(1).values
     w = neighbors.membership_weights(d.square())
+    raw = neighbors.membership_weights(d.square(), normalize=False)
     assert w.dtype == torch.float64 and torch.allclose(w.sum(1), torch.ones(6, dtype=torch.float64), atol=1e-12)
     for i in range(6):
         lo, hi = 1e-9, 1e3
@@ -597,6 +598,7 @@ def test_membership_weights_are_umaps_fuzzy_set_normalised():
         memb = torch.exp(-(d[i] - d[i, 0]) / lo)
         assert abs(float(memb.sum()) - math.log2(16)) < 1e-9
         assert torch.allclose(w[i], memb / memb.sum(), rtol=0, atol=1e-12)
+        assert torch.allclose(raw[i], memb, rtol=0, atol=1e-9)  # the memberships themselves, nearest at 1
     assert (w[:, :-1] >= w[:, 1:]).all()  # nearer neighbours weigh more
     flat = neighbors.membership_weights(torch.full((2, 4), 3.0))  # all at one distance: uniform
     assert torch.allclose(flat, torch.full((2, 4), 0.25, dtype=torch.float64))
@@ -736,3 +738,77 @@ def test_fuzzy_layout_steps_weigh_the_layouts_attractions():
     np.testing.assert_allclose(est.embedding_, expected.numpy(), rtol=0, atol=1e-5)
     unweighted = neighbors.optimize_layout(start, near, 5, lay.seed, lay.loss)
     assert not np.allclose(est.embedding_, unweighted.numpy(), atol=1e-3)
+
+
+# ------------------------------------------------------------------ UMAP's edge-sampled layout (benchmarks/embedding_layout_refine.py)
+def test_fuzzy_union_is_a_plus_at_minus_their_product_in_both_directions():
+    g = torch.Generator().manual_seed(3)
+    pts = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    nb = knn_graph(pts, 5)
+    head, tail, w = neighbors.fuzzy_union(pts, nb)
+    a = torch.zeros(40, 40, dtype=torch.float64)
+    a[torch.arange(40)[:, None], nb] = neighbors.membership_weights(
+        (pts[:, None, :] - pts[nb]).square().sum(-1), normalize=False)
+    dense = a + a.T - a * a.T
+    got = torch.zeros(40, 40, dtype=torch.float64)
+    got[head, tail] = w
+    assert len(head) == int((dense > 0).sum())  # each undirected edge once per direction, no zero weights
+    assert torch.allclose(got, dense, rtol=0, atol=1e-12) and torch.equal(got, got.T)
+    assert float(w.max()) <= 1.0
+
+
+def test_edge_layout_pulls_along_the_gradient_of_umaps_attraction_and_clips_the_push():
+    """One directed edge, no negatives, one epoch (rate 1): head moves by minus the gradient of
+    log(1 + a d^(2b)), tail by plus it; a close negative's push is clipped to 4 per coordinate."""
+    y0 = torch.tensor([[0.0, 0.0], [0.7, -0.4]], dtype=torch.float64)
+    y = neighbors.edge_layout(y0, torch.tensor([0]), torch.tensor([1]), torch.ones(1), 1, seed=0, n_negatives=0)
+    z = y0.clone().requires_grad_(True)
+    torch.log1p(neighbors.UMAP_A * (z[0] - z[1]).square().sum().pow(neighbors.UMAP_B)).backward()
+    assert torch.allclose(y, y0 - z.grad, rtol=0, atol=1e-12)
+    # two rows 0.03 apart: each negative draw of the other row pushes the head by the clip, 4 (uncapped: about 28),
+    # a draw of the head itself is skipped
+    near = torch.tensor([[0.0, 0.0], [0.03, 0.0]], dtype=torch.float64)
+    y = neighbors.edge_layout(near, torch.tensor([0]), torch.tensor([1]), torch.ones(1), 1, seed=0, n_negatives=50)
+    pulled = neighbors.edge_layout(near, torch.tensor([0]), torch.tensor([1]), torch.ones(1), 1, seed=0, n_negatives=0)
+    pushes = float(pulled[0, 0] - y[0, 0]) / 4.0
+    assert 10 < pushes < 40 and abs(pushes - round(pushes)) < 1e-9
+    assert torch.equal(y[1], pulled[1]) and float(y[0, 1]) == 0.0  # only the head is pushed, along the difference
+
+
+def test_edge_layout_samples_edges_by_weight_drops_light_ones_and_is_seeded():
+    y0 = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0], [12.0, 0.0]], dtype=torch.float64)
+    head, tail = torch.tensor([0, 2]), torch.tensor([1, 3])
+    # weight 0.5 of the largest: sampled every other epoch (epochs 2 and 4 of 4), so it moves less than the heavy edge
+    y = neighbors.edge_layout(y0, head, tail, torch.tensor([1.0, 0.5]), 4, seed=0, n_negatives=0)
+    assert float((y[1] - y[0]).norm()) < float((y[3] - y[2]).norm()) < 2.0
+    light = neighbors.edge_layout(y0, head, tail, torch.tensor([1.0, 0.2]), 4, seed=0, n_negatives=0)
+    assert torch.equal(light[2:], y0[2:])  # below max / n_epochs: never sampled
+    g = torch.Generator().manual_seed(0)
+    pts = torch.randn(60, 2, generator=g, dtype=torch.float64)
+    h, t, w = neighbors.fuzzy_union(pts, knn_graph(pts, 5))
+    one = neighbors.edge_layout(pts, h, t, w, 30, seed=4)
+    assert torch.equal(one, neighbors.edge_layout(pts, h, t, w, 30, seed=4))
+    assert not torch.equal(one, neighbors.edge_layout(pts, h, t, w, 30, seed=5))
+
+
+def test_edge_layout_separates_two_clusters_that_start_mixed():
+    g = torch.Generator().manual_seed(1)
+    x = torch.cat([torch.randn(50, 5, generator=g), torch.randn(50, 5, generator=g) + 8.0]).double()
+    h, t, w = neighbors.fuzzy_union(x, knn_graph(x, 8))
+    start = torch.rand(100, 2, generator=g, dtype=torch.float64) * 10  # random: the clusters overlap
+    y = neighbors.edge_layout(start, h, t, w, 200, seed=0)
+    centre = y[:50].mean(0), y[50:].mean(0)
+    spread = max(float((y[:50] - centre[0]).norm(dim=1).max()), float((y[50:] - centre[1]).norm(dim=1).max()))
+    assert float((centre[0] - centre[1]).norm()) > 2 * spread  # apart, each cluster tight
+
+
+def test_similarity_align_undoes_a_rotation_reflection_scale_and_shift():
+    g = torch.Generator().manual_seed(2)
+    target = torch.randn(30, 2, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(2, 2, generator=g, dtype=torch.float64))
+    moved = 0.3 * target @ (q @ torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)) + torch.tensor([5.0, -2.0])
+    assert torch.allclose(neighbors.similarity_align(moved, target), target, atol=1e-10)
+    noisy = moved + 0.01 * torch.randn(30, 2, generator=g, dtype=torch.float64)
+    out = neighbors.similarity_align(noisy, target)
+    ratio = torch.pdist(out) / torch.pdist(noisy)
+    assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-10)  # one scale: neighbourhoods kept

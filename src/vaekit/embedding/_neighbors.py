@@ -32,7 +32,8 @@ __all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "Nei
            "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives",
            "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration", "term_weight",
            "nearest_reference", "neighbor_median", "refine_embedding", "optimize_layout", "REFINE_LR", "REFINE_NEGATIVES",
-           "MAX_TRANSFORM_STEPS", "Layout", "KNN_MEMORY", "GRAPHS", "membership_weights", "graph_weights"]
+           "MAX_TRANSFORM_STEPS", "Layout", "KNN_MEMORY", "GRAPHS", "membership_weights", "graph_weights",
+           "fuzzy_union", "edge_layout", "similarity_align", "EDGE_CHUNKS"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50
@@ -87,6 +88,9 @@ MAX_TRANSFORM_STEPS = 100_000
 #: reference grows.
 KNN_MEMORY = 2**24
 
+
+#: Groups of simultaneous updates per epoch of :func:`edge_layout`.
+EDGE_CHUNKS = 8
 
 #: Up to this many rows the neighbour search is exact; above it, an inverted-file search (:func:`knn_graph`).
 EXACT_BELOW = 20000
@@ -418,8 +422,8 @@ class NeighborTerm:
 
 
 @torch.no_grad()
-def membership_weights(sq_dist: Tensor) -> Tensor:
-    r"""UMAP's fuzzy membership of each row's nearest rows, normalised to sum to 1 per row.
+def membership_weights(sq_dist: Tensor, normalize: bool = True) -> Tensor:
+    r"""UMAP's fuzzy membership of each row's nearest rows, normalised to sum to 1 per row (or as they are).
 
     For row ``i`` with distances :math:`d_{i1} \le \dots \le d_{ik}` to its ``k`` nearest
     rows, the membership of neighbour ``j`` is :math:`\exp(-\max(0, d_{ij} - \rho_i) /
@@ -438,16 +442,20 @@ def membership_weights(sq_dist: Tensor) -> Tensor:
     neighbour as a partner, and the weight of each neighbour's attraction in
     :func:`refine_embedding`. Rows whose neighbours are all at the same distance (``k = 1``
     included) get uniform weights. Each row's weights depend on its own distances only,
-    computed in float64.
+    computed in float64. With ``normalize=False`` the memberships themselves are returned, in
+    (0, 1], each row summing to :math:`\log_2(k + 1)` unless the floor under :math:`\sigma` holds
+    (then to less), the edge weights of UMAP's graph before it is symmetrised.
 
     Parameters
     ----------
     sq_dist : Tensor of shape (n, k)
         Squared distances to each row's ``k`` nearest rows, nearest first.
+    normalize : bool, default=True
+        Divide each row by its sum.
 
     Returns
     -------
-    Tensor of shape (n, k), float64, rows summing to 1
+    Tensor of shape (n, k), float64, rows summing to 1 (``normalize=True``)
 
     Examples
     --------
@@ -468,7 +476,7 @@ def membership_weights(sq_dist: Tensor) -> Tensor:
         sigma = torch.where(torch.isinf(hi), 2.0 * sigma, 0.5 * (lo + hi))
     sigma = torch.maximum(sigma, MIN_SIGMA_SCALE * d.sum(1, keepdim=True) / (d.shape[1] + 1))
     w = torch.exp(-excess / sigma)
-    return w / w.sum(1, keepdim=True)
+    return w / w.sum(1, keepdim=True) if normalize else w
 
 
 def graph_weights(graph: str, points: Tensor, reference: Tensor, neighbors: Tensor) -> Tensor | None:
@@ -712,6 +720,132 @@ def optimize_layout(z0: Tensor, neighbors: Tensor, steps: int, seed: int, loss: 
         return _refine_grad(z, z[neighbors], negatives, loss, weights)
 
     return _decaying_adam(Q_SCALE * z0, grad, int(steps), lr) / Q_SCALE
+
+
+def fuzzy_union(points: Tensor, neighbors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    r"""UMAP's symmetrised fuzzy graph of ``points`` over their k-NN lists, as (head, tail, weight) edges.
+
+    With :math:`A_{ij}` the membership of row ``j`` among row ``i``'s ``neighbors``
+    (:func:`membership_weights` with ``normalize=False``; 0 off the lists), the graph is the
+    fuzzy union :math:`P = A + A^\top - A \circ A^\top` (McInnes et al. 2018), each
+    undirected pair listed in both directions, as :func:`edge_layout` takes it.
+
+    Parameters
+    ----------
+    points : Tensor of shape (n, d)
+    neighbors : Tensor of shape (n, k), int64
+        Each row's nearest other rows, nearest first (:func:`knn_graph`).
+
+    Returns
+    -------
+    head, tail : Tensor of shape (n_edges,), int64
+    weight : Tensor of shape (n_edges,), float64, in (0, 1]
+
+    Examples
+    --------
+    >>> head, tail, w = fuzzy_union(torch.tensor([[0.0], [1.0], [3.0]]), torch.tensor([[1], [0], [1]]))
+    >>> sorted(zip(head.tolist(), tail.tolist(), w.tolist()))
+    [(0, 1, 1.0), (1, 0, 1.0), (1, 2, 1.0), (2, 1, 1.0)]
+    """
+    n, k = neighbors.shape
+    sq = (points.double()[:, None, :] - points.double()[neighbors]).square().sum(-1)
+    rows = torch.arange(n, device=neighbors.device).repeat_interleave(k)
+    a = torch.sparse_coo_tensor(torch.stack([rows, neighbors.reshape(-1)]),
+                                membership_weights(sq, normalize=False).reshape(-1), (n, n), check_invariants=True).coalesce()
+    at = a.t().coalesce()
+    p = (a + at - a * at).coalesce()
+    keep = p.values() > 0
+    return p.indices()[0][keep], p.indices()[1][keep], p.values()[keep]
+
+
+def edge_layout(y0: Tensor, head: Tensor, tail: Tensor, weight: Tensor, n_epochs: int, seed: int, *,
+                chunks: int = EDGE_CHUNKS, n_negatives: int = N_NEGATIVES) -> Tensor:
+    r"""UMAP's layout optimisation over the edges of a fuzzy graph, from ``y0``, with vectorised updates.
+
+    As ``umap.layouts.optimize_layout_euclidean`` (McInnes et al. 2018): epoch ``e`` of
+    ``n_epochs`` samples each edge whose weight is at least ``max(weight) / n_epochs``
+    ``weight / max(weight)`` times per epoch (an edge of the largest weight every epoch), pulls
+    its two ends together along the gradient of :math:`\log(1 + a\,d^{2b})` and pushes its
+    head away from :data:`N_NEGATIVES` rows drawn uniformly, along that of
+    :math:`\log(1 + 1 / (a\,d^{2b}))` with :data:`MIN_SQ_DISTANCE` added to :math:`d^2`
+    (:data:`UMAP_A`, :data:`UMAP_B`), every coordinate of every update clipped to [-4, 4],
+    at a rate falling linearly from 1 to ``1 / n_epochs``. UMAP applies the updates one edge
+    after another; here an epoch's sampled edges are split at random into ``chunks`` groups and
+    each group's updates are summed and applied together, a few vectorised operations per
+    group. The coordinates are UMAP's: its defaults (``min_dist=0.1``, ``spread=1``) place
+    neighbours about 0.1-1 apart and UMAP starts from a layout scaled into [0, 10].
+
+    Parameters
+    ----------
+    y0 : Tensor of shape (n, d)
+        The starting layout (float64 is used throughout).
+    head, tail, weight : Tensor of shape (n_edges,)
+        The graph (:func:`fuzzy_union`): each undirected edge in both directions.
+    n_epochs : int
+    seed : int
+        Seeds the groups and the negatives (a CPU generator): deterministic for the same inputs.
+    chunks : int
+        Groups per epoch (1: all of an epoch's updates at once).
+    n_negatives : int
+
+    Returns
+    -------
+    Tensor of shape (n, d), float64
+
+    Examples
+    --------
+    >>> y0 = torch.tensor([[0.0, 0.0], [4.0, 0.0], [30.0, 0.0], [34.0, 0.0]])
+    >>> y = edge_layout(y0, torch.tensor([0, 1, 2, 3]), torch.tensor([1, 0, 3, 2]), torch.ones(4), 50, seed=0)
+    >>> bool((y[1] - y[0]).norm() < 2.0 and (y[3] - y[2]).norm() < 2.0 and (y[2] - y[1]).norm() > 10.0)
+    True
+    """
+    a, b = UMAP_A, UMAP_B
+    weight = weight.double()
+    keep = weight >= weight.max() / n_epochs
+    head, tail, rate = head[keep], tail[keep], (weight[keep] / weight.max()).cpu()
+    draws = torch.Generator().manual_seed(int(seed))
+    y = y0.double().clone()
+    n = y.shape[0]
+    for e in range(1, int(n_epochs) + 1):
+        alpha = 1.0 - (e - 1) / n_epochs
+        due = (torch.floor(e * rate) > torch.floor((e - 1) * rate)).nonzero()[:, 0]
+        due = due[torch.randperm(len(due), generator=draws)].to(y.device)
+        for group in due.chunk(chunks):
+            h, t = head[group], tail[group]
+            diff = y[h] - y[t]
+            d2 = diff.square().sum(1)
+            pull = -2 * a * b * d2.clamp_min(1e-12).pow(b - 1) / (1 + a * d2.pow(b))
+            move = (pull.masked_fill(d2 <= 0, 0.0)[:, None] * diff).clamp(-4.0, 4.0)
+            delta = torch.zeros_like(y).index_add_(0, h, move).index_add_(0, t, -move)
+            hn = h.repeat_interleave(n_negatives)
+            other = torch.randint(n, (len(hn),), generator=draws).to(y.device)
+            diff = y[hn] - y[other]
+            d2 = diff.square().sum(1)
+            push = (2 * b / ((MIN_SQ_DISTANCE + d2) * (1 + a * d2.pow(b))))[:, None] * diff
+            push = torch.where((d2 > 0)[:, None], push.clamp(-4.0, 4.0), torch.full_like(push, 4.0))
+            delta.index_add_(0, hn, push.masked_fill((hn == other)[:, None], 0.0))
+            y += alpha * delta
+    return y
+
+
+def similarity_align(y: Tensor, target: Tensor) -> Tensor:
+    """``y`` rotated (or reflected), scaled and shifted as a whole to lie closest to ``target`` in least squares.
+
+    Orthogonal Procrustes with one scale: every distance ratio of ``y`` is kept, so are its
+    neighbourhoods. Used to bring a layout moved by :func:`edge_layout` back into the frame
+    of the layout it started from (the frame the decoder was trained on).
+
+    Examples
+    --------
+    >>> target = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    >>> y = 3 * target @ torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64) + 5
+    >>> bool(torch.allclose(similarity_align(y, target), target))
+    True
+    """
+    y, target = y.double(), target.double()
+    ya, ta = y - y.mean(0), target - target.mean(0)
+    u, sv, vt = torch.linalg.svd(ya.T @ ta)
+    return (sv.sum() / ya.square().sum()) * ya @ (u @ vt) + target.mean(0)
 
 
 @dataclass
