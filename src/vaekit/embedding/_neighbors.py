@@ -465,12 +465,12 @@ def membership_weights(sq_dist: Tensor, normalize: bool = True) -> Tensor:
     """
     d = sq_dist.double().clamp_min(0.0).sqrt()
     nearest = d.masked_fill(d <= 0, math.inf).amin(1, keepdim=True)  # the nearest non-zero distance
-    rho = torch.where(torch.isinf(nearest), torch.zeros_like(nearest), nearest)
+    rho = nearest.nan_to_num(posinf=0.0)  # 0 when every neighbour is a duplicate
     excess = (d - rho).clamp_min(0.0)  # beyond it
     target = math.log2(d.shape[1] + 1)
     lo, hi = torch.zeros_like(d[:, :1]), torch.full_like(d[:, :1], math.inf)
     sigma = torch.ones_like(lo)
-    for _ in range(MEMBERSHIP_ITERS):  # the sum rises with sigma, from 1 (the nearest) towards k
+    for _ in range(MEMBERSHIP_ITERS):  # the sum rises with sigma, from 1 plus the duplicates towards k
         above = torch.exp(-excess / sigma).sum(1, keepdim=True) > target
         hi, lo = torch.where(above, sigma, hi), torch.where(above, lo, sigma)
         sigma = torch.where(torch.isinf(hi), 2.0 * sigma, 0.5 * (lo + hi))
