@@ -24,13 +24,15 @@ A configuration (one JSON object per ``--configs`` entry) is either
   graph of the training rows (:func:`vaekit.embedding._neighbors.fuzzy_union` of their
   ``n_neighbors`` nearest rows in the term's principal coordinates;
   :func:`vaekit.embedding._neighbors.edge_layout`, seeded 1000 + the fit's seed), started
-  from the encoder's layout scaled into [0, 10] as UMAP scales its start (``"frame": "fit"``
+  from the encoder's layout scaled into [0, 10] as UMAP scales its start (one scale for both
+  axes, so that the layout keeps its shape; UMAP scales each axis) (``"frame": "fit"``
   starts from ``Q_SCALE`` times the layout instead, the units of the fit's term), then brought
   back into the encoder's frame by one rotation, scale and shift
   (:func:`vaekit.embedding._neighbors.similarity_align`; ``"align": false`` only undoes the
   starting scale). ``"chunks"`` sets ``edge_layout``'s groups per epoch. With
   ``"finetune": F`` the VAE is then trained F more steps (Adam, rate 1e-3, 256 random
-  training rows per step, gradient norm clipped at 100) on its negative single-sample ELBO
+  training rows per step, gradient norm clipped at 100; the ELBO's noise from torch's global
+  generator) on its negative single-sample ELBO
   plus ``"lam"`` (default 0.5) times the number of input features times the mean squared
   distance between each row's embedding (the posterior's point estimate) and its place in the
   moved layout, so that the decoder learns the moved layout's frame (per feature, as the
@@ -40,11 +42,14 @@ the first two with ``transform``'s rate (0.5, decaying linearly) unless ``"lr"``
 is the encoder's layout. Against a moved layout ``transform`` starts each new row at its
 neighbours' median, as ``VAEEmbedder`` does after ``layout_steps`` (since commit e398fd0; the
 results committed before it started at the encoder's embedding): ``"start": "encoder"`` in a
-configuration gives that older start. ``refine_s`` is the time of the layout optimisation alone, ``knn_s``
+configuration gives that older start. ``refine_s`` is the time of the layout optimisation alone (for
+``"edges"`` with the fuzzy graph and the alignment), ``knn_s``
 that of the training rows' neighbour search (exact below 20,000 rows, as the fit's graph),
 ``finetune_s`` that of the fine-tuning. Each row also has the reconstruction error of the new
 rows (``inverse_transform(transform(x))``, mean squared error per feature) and their held-out
-ELBO (``score``), as the suite reports them. ``--vaekit-args`` (JSON) passes other
+ELBO (``score``), as the suite reports them; against a moved layout ``transform`` does not use
+the network, so the fine-tuning changes those two and not the neighbour scores.
+``--vaekit-args`` (JSON) passes other
 parameters to the fit (e.g. a shorter ``max_epochs``).
 
 Usage::

@@ -757,32 +757,65 @@ def test_fuzzy_union_is_a_plus_at_minus_their_product_in_both_directions():
     assert float(w.max()) <= 1.0
 
 
+def test_fuzzy_union_matches_umaps_fuzzy_simplicial_set():
+    umap_ = pytest.importorskip("umap.umap_")
+    g = torch.Generator().manual_seed(4)
+    pts = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    nb = knn_graph(pts, 6)
+    head, tail, w = neighbors.fuzzy_union(pts, nb)
+    idx = torch.cat([torch.arange(50)[:, None], nb], 1).numpy()  # UMAP's lists start with the row itself
+    dist = torch.cat([torch.zeros(50, 1, dtype=torch.float64), (pts[:, None, :] - pts[nb]).square().sum(-1).sqrt()], 1)
+    theirs = umap_.fuzzy_simplicial_set(pts.numpy(), 7, np.random.RandomState(0), "euclidean", knn_indices=idx,
+                                        knn_dists=dist.numpy())[0].toarray()
+    ours = np.zeros((50, 50))
+    ours[head.numpy(), tail.numpy()] = w.numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-5)  # UMAP stops its bisection within 1e-5, in float32
+    assert np.array_equal(ours > 0, theirs > 0)
+
+
 def test_edge_layout_pulls_along_the_gradient_of_umaps_attraction_and_clips_the_push():
-    """One directed edge, no negatives, one epoch (rate 1): head moves by minus the gradient of
-    log(1 + a d^(2b)), tail by plus it; a close negative's push is clipped to 4 per coordinate."""
+    """One directed edge, no negatives, n_epochs=2 (one moving epoch, rate 1 - 1/2): head moves by minus half the
+    gradient of log(1 + a d^(2b)), tail by plus it (at UMAP's a, b that pull never reaches the clip); a close
+    negative's push is clipped to 4 per coordinate."""
     y0 = torch.tensor([[0.0, 0.0], [0.7, -0.4]], dtype=torch.float64)
-    y = neighbors.edge_layout(y0, torch.tensor([0]), torch.tensor([1]), torch.ones(1), 1, seed=0, n_negatives=0)
+    y = neighbors.edge_layout(y0, torch.tensor([0]), torch.tensor([1]), torch.ones(1), 2, seed=0, n_negatives=0)
     z = y0.clone().requires_grad_(True)
     torch.log1p(neighbors.UMAP_A * (z[0] - z[1]).square().sum().pow(neighbors.UMAP_B)).backward()
-    assert torch.allclose(y, y0 - z.grad, rtol=0, atol=1e-12)
+    assert torch.allclose(y, y0 - 0.5 * z.grad, rtol=0, atol=1e-12)
     # two rows 0.03 apart: each negative draw of the other row pushes the head by the clip, 4 (uncapped: about 28),
-    # a draw of the head itself is skipped
+    # times the rate 0.5; a draw of the head itself (distance 0) pushes nothing
     near = torch.tensor([[0.0, 0.0], [0.03, 0.0]], dtype=torch.float64)
-    y = neighbors.edge_layout(near, torch.tensor([0]), torch.tensor([1]), torch.ones(1), 1, seed=0, n_negatives=50)
-    pulled = neighbors.edge_layout(near, torch.tensor([0]), torch.tensor([1]), torch.ones(1), 1, seed=0, n_negatives=0)
-    pushes = float(pulled[0, 0] - y[0, 0]) / 4.0
+    y = neighbors.edge_layout(near, torch.tensor([0]), torch.tensor([1]), torch.ones(1), 2, seed=0, n_negatives=50)
+    pulled = neighbors.edge_layout(near, torch.tensor([0]), torch.tensor([1]), torch.ones(1), 2, seed=0, n_negatives=0)
+    pushes = float(pulled[0, 0] - y[0, 0]) / (0.5 * 4.0)
     assert 10 < pushes < 40 and abs(pushes - round(pushes)) < 1e-9
     assert torch.equal(y[1], pulled[1]) and float(y[0, 1]) == 0.0  # only the head is pushed, along the difference
 
 
-def test_edge_layout_samples_edges_by_weight_drops_light_ones_and_is_seeded():
+def test_edge_layout_rate_falls_as_umaps_and_rows_at_distance_zero_do_not_move():
+    """n_epochs=3: two moving epochs at rates 2/3 and 1/3, each step along the gradient at the current positions;
+    a row and its duplicate (distance 0) neither pull nor push each other, as in umap-learn 0.5."""
+    y0 = torch.tensor([[0.0, 0.0], [1.5, 0.5]], dtype=torch.float64)
+    y = neighbors.edge_layout(y0, torch.tensor([0]), torch.tensor([1]), torch.ones(1), 3, seed=0, n_negatives=0)
+    z = y0.clone()
+    for rate in (2 / 3, 1 / 3):
+        w = z.clone().requires_grad_(True)
+        torch.log1p(neighbors.UMAP_A * (w[0] - w[1]).square().sum().pow(neighbors.UMAP_B)).backward()
+        z = z - rate * w.grad
+    assert torch.allclose(y, z, rtol=0, atol=1e-12)
+    same = torch.tensor([[1.0, 2.0], [1.0, 2.0]], dtype=torch.float64)
+    out = neighbors.edge_layout(same, torch.tensor([0, 1]), torch.tensor([1, 0]), torch.ones(2), 5, seed=0)
+    assert torch.equal(out, same)
+
+
+def test_edge_layout_samples_edges_by_weight_and_is_seeded():
     y0 = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0], [12.0, 0.0]], dtype=torch.float64)
     head, tail = torch.tensor([0, 2]), torch.tensor([1, 3])
-    # weight 0.5 of the largest: sampled every other epoch (epochs 2 and 4 of 4), so it moves less than the heavy edge
-    y = neighbors.edge_layout(y0, head, tail, torch.tensor([1.0, 0.5]), 4, seed=0, n_negatives=0)
+    # weight 0.5 of the largest: sampled every other epoch (epochs 2 and 4 of 1-4), so it moves less than the heavy edge
+    y = neighbors.edge_layout(y0, head, tail, torch.tensor([1.0, 0.5]), 5, seed=0, n_negatives=0)
     assert float((y[1] - y[0]).norm()) < float((y[3] - y[2]).norm()) < 2.0
-    light = neighbors.edge_layout(y0, head, tail, torch.tensor([1.0, 0.2]), 4, seed=0, n_negatives=0)
-    assert torch.equal(light[2:], y0[2:])  # below max / n_epochs: never sampled
+    light = neighbors.edge_layout(y0, head, tail, torch.tensor([1.0, 0.2]), 5, seed=0, n_negatives=0)
+    assert torch.equal(light[2:], y0[2:])  # at most max / n_epochs: never sampled
     g = torch.Generator().manual_seed(0)
     pts = torch.randn(60, 2, generator=g, dtype=torch.float64)
     h, t, w = neighbors.fuzzy_union(pts, knn_graph(pts, 5))

@@ -443,8 +443,9 @@ def membership_weights(sq_dist: Tensor, normalize: bool = True) -> Tensor:
     :func:`refine_embedding`. Rows whose neighbours are all at the same distance (``k = 1``
     included) get uniform weights. Each row's weights depend on its own distances only,
     computed in float64. With ``normalize=False`` the memberships themselves are returned, in
-    (0, 1], each row summing to :math:`\log_2(k + 1)` unless the floor under :math:`\sigma` holds
-    (then to less), the edge weights of UMAP's graph before it is symmetrised.
+    (0, 1], each row summing to :math:`\log_2(k + 1)` unless the floor under :math:`\sigma` or
+    duplicates of the row hold it above, the edge weights of UMAP's graph before it is
+    symmetrised.
 
     Parameters
     ----------
@@ -762,18 +763,23 @@ def edge_layout(y0: Tensor, head: Tensor, tail: Tensor, weight: Tensor, n_epochs
                 chunks: int = EDGE_CHUNKS, n_negatives: int = N_NEGATIVES) -> Tensor:
     r"""UMAP's layout optimisation over the edges of a fuzzy graph, from ``y0``, with vectorised updates.
 
-    As ``umap.layouts.optimize_layout_euclidean`` (McInnes et al. 2018): epoch ``e`` of
-    ``n_epochs`` samples each edge whose weight is at least ``max(weight) / n_epochs``
-    ``weight / max(weight)`` times per epoch (an edge of the largest weight every epoch), pulls
-    its two ends together along the gradient of :math:`\log(1 + a\,d^{2b})` and pushes its
-    head away from :data:`N_NEGATIVES` rows drawn uniformly, along that of
+    As ``umap.layouts.optimize_layout_euclidean`` of umap-learn 0.5 (McInnes et al. 2018):
+    epochs ``e = 1 .. n_epochs - 1`` (UMAP's epoch 0 samples nothing) sample each edge
+    ``weight / max(weight)`` times per epoch (an edge of the largest weight every epoch, one of
+    weight ``max / n_epochs`` or less never; the first sample after ``max / weight`` epochs),
+    pull its two ends together along the gradient of :math:`\log(1 + a\,d^{2b})` and push its
+    head away from ``n_negatives`` rows drawn uniformly, along that of
     :math:`\log(1 + 1 / (a\,d^{2b}))` with :data:`MIN_SQ_DISTANCE` added to :math:`d^2`
-    (:data:`UMAP_A`, :data:`UMAP_B`), every coordinate of every update clipped to [-4, 4],
-    at a rate falling linearly from 1 to ``1 / n_epochs``. UMAP applies the updates one edge
-    after another; here an epoch's sampled edges are split at random into ``chunks`` groups and
-    each group's updates are summed and applied together, a few vectorised operations per
-    group. The coordinates are UMAP's: its defaults (``min_dist=0.1``, ``spread=1``) place
-    neighbours about 0.1-1 apart and UMAP starts from a layout scaled into [0, 10].
+    (:data:`UMAP_A`, :data:`UMAP_B`); a negative at distance 0 (the head itself or a
+    duplicate) pushes nothing. Every coordinate of every edge's update is clipped to [-4, 4]
+    (at UMAP's ``a``, ``b`` only the push reaches the clip), and the rate at epoch ``e`` is
+    ``1 - e / n_epochs``. Two differences from UMAP: it applies the updates one edge after
+    another, here an epoch's sampled edges are split at random into ``chunks`` groups and each
+    group's updates are summed and applied together (a few vectorised operations per group);
+    and every sample of an edge draws exactly ``n_negatives`` negatives, where UMAP's count
+    follows the epochs elapsed (the same number on average, one fewer in all). The
+    coordinates are UMAP's: its defaults (``min_dist=0.1``, ``spread=1``) place neighbours
+    about 0.1-1 apart and UMAP starts from a layout scaled into [0, 10] (each axis).
 
     Parameters
     ----------
@@ -782,6 +788,7 @@ def edge_layout(y0: Tensor, head: Tensor, tail: Tensor, weight: Tensor, n_epochs
     head, tail, weight : Tensor of shape (n_edges,)
         The graph (:func:`fuzzy_union`): each undirected edge in both directions.
     n_epochs : int
+        UMAP's ``n_epochs`` (``n_epochs - 1`` of them move the layout; 1 returns ``y0``).
     seed : int
         Seeds the groups and the negatives (a CPU generator): deterministic for the same inputs.
     chunks : int
@@ -806,8 +813,8 @@ def edge_layout(y0: Tensor, head: Tensor, tail: Tensor, weight: Tensor, n_epochs
     draws = torch.Generator().manual_seed(int(seed))
     y = y0.double().clone()
     n = y.shape[0]
-    for e in range(1, int(n_epochs) + 1):
-        alpha = 1.0 - (e - 1) / n_epochs
+    for e in range(1, int(n_epochs)):
+        alpha = 1.0 - e / n_epochs
         due = (torch.floor(e * rate) > torch.floor((e - 1) * rate)).nonzero()[:, 0]
         due = due[torch.randperm(len(due), generator=draws)].to(y.device)
         for group in due.chunk(chunks):
@@ -821,9 +828,9 @@ def edge_layout(y0: Tensor, head: Tensor, tail: Tensor, weight: Tensor, n_epochs
             other = torch.randint(n, (len(hn),), generator=draws).to(y.device)
             diff = y[hn] - y[other]
             d2 = diff.square().sum(1)
-            push = (2 * b / ((MIN_SQ_DISTANCE + d2) * (1 + a * d2.pow(b))))[:, None] * diff
-            push = torch.where((d2 > 0)[:, None], push.clamp(-4.0, 4.0), torch.full_like(push, 4.0))
-            delta.index_add_(0, hn, push.masked_fill((hn == other)[:, None], 0.0))
+            # at distance 0 (the head itself, or a duplicate) diff is 0: no push, as in umap-learn 0.5
+            push = ((2 * b / ((MIN_SQ_DISTANCE + d2) * (1 + a * d2.pow(b))))[:, None] * diff).clamp(-4.0, 4.0)
+            delta.index_add_(0, hn, push)
             y += alpha * delta
     return y
 
