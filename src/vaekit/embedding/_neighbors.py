@@ -480,10 +480,10 @@ def membership_weights(sq_dist: Tensor, normalize: bool = True) -> Tensor:
     return w / w.sum(1, keepdim=True) if normalize else w
 
 
-def graph_weights(graph: str, points: Tensor, reference: Tensor, neighbors: Tensor) -> Tensor | None:
+def graph_weights(graph: str, points: Tensor, reference: Tensor, neighbors: Tensor, normalize: bool = True) -> Tensor | None:
     """The weights ``neighbor_graph=graph`` gives each row of ``points`` (n, d) for its neighbours, the rows
     ``neighbors`` (n, k) of ``reference``: None (uniform) for "knn", :func:`membership_weights` of their distances
-    (float64, in blocks of :data:`KNN_BLOCK` rows) for "fuzzy".
+    (float64, in blocks of :data:`KNN_BLOCK` rows; with ``normalize=False`` the raw memberships) for "fuzzy".
 
     >>> graph_weights("knn", torch.zeros(2, 1), torch.ones(3, 1), torch.zeros(2, 3, dtype=torch.long)) is None
     True
@@ -494,7 +494,7 @@ def graph_weights(graph: str, points: Tensor, reference: Tensor, neighbors: Tens
     if graph == "knn":
         return None
     return torch.cat([membership_weights((points[i:i + KNN_BLOCK].double()[:, None, :]  # only the neighbours' rows in float64
-                                          - reference[neighbors[i:i + KNN_BLOCK]].double()).square().sum(-1))
+                                          - reference[neighbors[i:i + KNN_BLOCK]].double()).square().sum(-1), normalize)
                       for i in range(0, len(points), KNN_BLOCK)])
 
 
@@ -749,10 +749,10 @@ def fuzzy_union(points: Tensor, neighbors: Tensor) -> tuple[Tensor, Tensor, Tens
     [(0, 1, 1.0), (1, 0, 1.0), (1, 2, 1.0), (2, 1, 1.0)]
     """
     n, k = neighbors.shape
-    sq = (points.double()[:, None, :] - points.double()[neighbors]).square().sum(-1)
+    memberships = graph_weights("fuzzy", points, points, neighbors, normalize=False)
     rows = torch.arange(n, device=neighbors.device).repeat_interleave(k)
     a = torch.sparse_coo_tensor(torch.stack([rows, neighbors.reshape(-1)]),
-                                membership_weights(sq, normalize=False).reshape(-1), (n, n), check_invariants=True).coalesce()
+                                memberships.reshape(-1), (n, n), check_invariants=True).coalesce()
     at = a.t().coalesce()
     p = (a + at - a * at).coalesce()
     keep = p.values() > 0
@@ -808,6 +808,7 @@ def edge_layout(y0: Tensor, head: Tensor, tail: Tensor, weight: Tensor, n_epochs
     """
     a, b = UMAP_A, UMAP_B
     weight = weight.double()
+    # edges below max / n_epochs are never due (as umap-learn, which zeroes them before its loop): dropped up front
     keep = weight >= weight.max() / n_epochs
     head, tail, rate = head[keep], tail[keep], (weight[keep] / weight.max()).cpu()
     draws = torch.Generator().manual_seed(int(seed))
