@@ -741,10 +741,11 @@ def test_fuzzy_layout_steps_weigh_the_layouts_attractions():
 
 
 # ------------------------------------------------------------------ UMAP's edge-sampled layout (benchmarks/embedding_layout_refine.py)
-def test_fuzzy_union_is_a_plus_at_minus_their_product_in_both_directions():
+def test_fuzzy_union_is_a_plus_at_minus_their_product_in_both_directions(monkeypatch):
     g = torch.Generator().manual_seed(3)
     pts = torch.randn(40, 3, generator=g, dtype=torch.float64)
     nb = knn_graph(pts, 5)
+    monkeypatch.setattr(neighbors, "KNN_BLOCK", 16)  # the memberships in three blocks of rows (16, 16, 8)
     head, tail, w = neighbors.fuzzy_union(pts, nb)
     a = torch.zeros(40, 40, dtype=torch.float64)
     a[torch.arange(40)[:, None], nb] = neighbors.membership_weights(
