@@ -29,7 +29,10 @@ A configuration (one JSON object per ``--configs`` entry) is either
   starts from ``Q_SCALE`` times the layout instead, the units of the fit's term), then brought
   back into the encoder's frame by one rotation, scale and shift
   (:func:`vaekit.embedding._neighbors.similarity_align`; ``"align": false`` only undoes the
-  starting scale). ``"chunks"`` sets ``edge_layout``'s groups per epoch. With
+  starting scale). ``"chunks"`` sets ``edge_layout``'s groups per epoch.
+  ``"transform_graph": "fuzzy"`` (or ``"knn"``) sets how ``transform``'s local optimisation
+  weighs each new row's neighbours (``neighbor_graph``'s meaning), whatever graph the fit
+  used (by default the fit's). With
   ``"finetune": F`` the VAE is then trained F more steps (Adam, rate 1e-3, 256 random
   training rows per step, gradient norm clipped at 100; the ELBO's noise from torch's global
   generator) on its negative single-sample ELBO
@@ -160,6 +163,7 @@ def main() -> None:
             neighbors, knn_s = es._timed(lambda: N.knn_graph(coords, est._layout.n_neighbors, seed=seed))
             for config in configs:
                 est = copy.deepcopy(fitted) if "finetune" in config else fitted
+                est._layout.graph = config.get("transform_graph", fitted.neighbor_graph)
                 if "edges" in config:
                     est.embedding_, refine_s = es._timed(lambda: edge_moved(base, coords, neighbors, config, seed))
                 else:
