@@ -481,13 +481,14 @@ def test_layout_steps_move_the_training_layout_and_transform_places_rows_against
     X, _ = hidden_classes()
     kw = dict(neighbor_weight=1.0, hidden_layers=(32,), n_flows=1, n_prior_modes=4, max_epochs=5, batch_size=100,
               random_state=0, device="cpu")
-    plain, moved = VAEEmbedder(**kw).fit(X[:300]), VAEEmbedder(layout_steps=100, **kw).fit(X[:300])
+    kw["layout_method"] = "neighbor_loss"
+    plain, moved = VAEEmbedder(layout_steps=0, **kw).fit(X[:300]), VAEEmbedder(layout_steps=100, **kw).fit(X[:300])
     assert trustworthiness(X[:300], moved.embedding_, n_neighbors=10) > \
         trustworthiness(X[:300], plain.embedding_, n_neighbors=10) + 0.05
     assert moved.embedding_.dtype == np.float32 and moved.embedding_.shape == (300, 2)
     plain.set_params(transform_steps=0)
     moved.set_params(transform_steps=0)
-    assert np.array_equal(moved.transform(X), plain.transform(X))  # the same encoder: only the layout moved
+    assert not np.array_equal(moved.transform(X), plain.transform(X))  # the encoder was trained towards the layout
     assert np.array_equal(plain.transform(X[:300]), plain.embedding_)
     assert not np.allclose(moved.transform(X[:300]), moved.embedding_, atol=1e-3)
     moved.set_params(transform_steps=200)
@@ -510,7 +511,8 @@ def test_against_a_moved_layout_transform_starts_at_the_neighbours_median(tmp_pa
     X, _ = hidden_classes()
     kw = dict(neighbor_weight=1.0, hidden_layers=(32,), n_flows=1, n_prior_modes=4, max_epochs=3, batch_size=100,
               random_state=0, device="cpu")
-    plain, moved = VAEEmbedder(**kw).fit(X[:300]), VAEEmbedder(layout_steps=50, **kw).fit(X[:300])
+    plain = VAEEmbedder(layout_steps=0, **kw).fit(X[:300])
+    moved = VAEEmbedder(layout_steps=50, layout_method="neighbor_loss", **kw).fit(X[:300])
     assert moved._layout.moved and not plain._layout.moved
     before = {id(est): est.transform(X[300:]) for est in (plain, moved)}
     lay = moved._layout
@@ -559,26 +561,103 @@ def test_layout_steps_are_skipped_with_a_warning_on_too_few_rows_per_neighbour()
     X, _ = hidden_classes(20)
     kw = dict(neighbor_weight=1.0, hidden_layers=(8,), n_flows=1, n_prior_modes=2, max_epochs=2, batch_size=10,
               validation_fraction=0.0, random_state=0, device="cpu")
-    with pytest.warns(RuntimeWarning, match=r"layout_steps=50 ignored: 20 rows for n_neighbors=15"):
-        est = VAEEmbedder(layout_steps=50, **kw).fit(X)
-    assert np.array_equal(est.embedding_, VAEEmbedder(**kw).fit(X).embedding_)
+    with pytest.warns(RuntimeWarning, match=r"layout_steps=50 ignored: 20 rows for n_neighbors=15 .*'neighbor_loss'"):
+        est = VAEEmbedder(layout_steps=50, layout_method="neighbor_loss", **kw).fit(X)
+    assert np.array_equal(est.embedding_, VAEEmbedder(layout_steps=0, **kw).fit(X).embedding_)
     assert np.ptp(est.embedding_, axis=0).min() > 0.01
 
 
-def test_layout_steps_auto_moves_the_layout_from_the_row_threshold_on(monkeypatch):
+def test_layout_method_auto_is_umaps_layout_below_the_row_threshold_and_the_neighbour_loss_from_it_on(monkeypatch):
     from vaekit.embedding import _fitting
 
     X, _ = hidden_classes(300)
     kw = dict(neighbor_weight=1.0, hidden_layers=(16,), n_flows=1, n_prior_modes=2, max_epochs=2, batch_size=100,
               random_state=0, device="cpu")
-    assert VAEEmbedder().layout_steps == "auto"
-    below = VAEEmbedder(**kw).fit(X)  # 300 rows < 10,000: the encoder's layout
-    assert np.array_equal(below.embedding_, VAEEmbedder(layout_steps=0, **kw).fit(X).embedding_)
+    assert VAEEmbedder().layout_steps == "auto" and VAEEmbedder().layout_method == "auto"
+    below = VAEEmbedder(**kw).fit(X)  # 300 rows < 10,000: UMAP's layout, 500 epochs
+    umap = VAEEmbedder(layout_method="umap", layout_steps=_fitting.AUTO_UMAP_EPOCHS[0], **kw).fit(X)
+    assert np.array_equal(below.embedding_, umap.embedding_) and below._layout.graph == "fuzzy"
+    unmoved = VAEEmbedder(layout_steps=0, **kw).fit(X)
+    assert not unmoved._layout.moved and unmoved._layout.graph == "knn"
+    assert not np.array_equal(below.embedding_, unmoved.embedding_)
     monkeypatch.setattr(_fitting, "AUTO_LAYOUT_ROWS", 300)
-    at = VAEEmbedder(**kw).fit(X)  # 300 rows >= the threshold: AUTO_LAYOUT_STEPS steps
-    assert np.array_equal(at.embedding_, VAEEmbedder(layout_steps=_fitting.AUTO_LAYOUT_STEPS, **kw).fit(X).embedding_)
+    at = VAEEmbedder(**kw).fit(X)  # 300 rows >= the threshold: AUTO_LAYOUT_STEPS steps of the neighbour loss
+    loss = VAEEmbedder(layout_method="neighbor_loss", layout_steps=_fitting.AUTO_LAYOUT_STEPS, **kw).fit(X)
+    assert np.array_equal(at.embedding_, loss.embedding_) and at._layout.graph == "knn"
     assert not np.array_equal(at.embedding_, below.embedding_)
     assert np.array_equal(VAEEmbedder(**kw).fit_transform(X), at.transform(X))  # fit_transform = fit + transform
+
+
+def test_umap_layout_keeps_the_encoders_frame_and_tightens_what_the_graph_joins():
+    """Two clusters of 40 rows each, 8 apart in the input, spread wide in the starting layout: UMAP's layout draws
+    each together and keeps them apart, and the result lies where the start lay (same centre, similar extent)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(40, 5, generator=g), torch.randn(40, 5, generator=g) + 8.0]).double()
+    z0 = torch.cat([torch.randn(40, 2, generator=g) * 3 + 10.0, torch.randn(40, 2, generator=g) * 3 - 10.0]).double()
+    y = neighbors.umap_layout(z0, x, knn_graph(x, 8), 200, seed=0)
+    assert y.dtype == torch.float64 and y.shape == z0.shape
+    assert torch.allclose(y.mean(0), z0.mean(0), atol=1e-9)  # similarity_align: the centre kept exactly
+    spread = lambda p: float((p - p.mean(0)).norm(dim=1).mean())  # noqa: E731
+    assert spread(y[:40]) < 0.5 * spread(z0[:40]) and spread(y[40:]) < 0.5 * spread(z0[40:])
+    assert float((y[:40].mean(0) - y[40:].mean(0)).norm()) > 0.5 * float((z0[:40].mean(0) - z0[40:].mean(0)).norm())
+    assert torch.equal(y, neighbors.umap_layout(z0, x, knn_graph(x, 8), 200, seed=0))  # seeded
+    same = torch.ones(5, 2, dtype=torch.float64)  # no extent: nothing to scale, returned as it is
+    assert torch.equal(neighbors.umap_layout(same, x[:5], knn_graph(x[:5], 2), 50, seed=0), same)
+
+
+def test_after_umaps_layout_the_model_is_trained_towards_it_and_transform_weighs_by_membership(tmp_path):
+    """The same fit with the layout left (layout_steps=0) is the model before the fine-tuning: after it, the encoder's
+    embedding of the training rows lies nearer the moved layout and the decoder reconstructs them better from their
+    places in it; transform weighs each new row's neighbours by fuzzy membership (checked by hand), saved and loaded."""
+    import copy as _copy
+
+    X, _ = hidden_classes(400)
+    kw = dict(neighbor_weight=1.0, hidden_layers=(32,), n_flows=1, n_prior_modes=4, max_epochs=5, batch_size=100,
+              validation_fraction=0.0, random_state=0, device="cpu")
+    moved = VAEEmbedder(**kw).fit(X[:300])
+    before = VAEEmbedder(layout_steps=0, **kw).fit(X[:300])
+    assert moved._layout.moved and moved._layout.graph == "fuzzy" and moved.neighbor_graph == "knn"
+    as_before = _copy.deepcopy(moved)
+    as_before.model_ = before.model_  # the moved layout with the model as it was before the fine-tuning
+    for est in (moved, as_before):
+        est.set_params(transform_steps=0)
+    gap = {id(e): float(np.mean((e.transform(X[:300]) - moved.embedding_) ** 2)) for e in (moved, as_before)}
+    recon = {id(e): float(np.mean((e.inverse_transform(moved.embedding_) - X[:300]) ** 2)) for e in (moved, as_before)}
+    assert gap[id(moved)] < 0.5 * gap[id(as_before)], gap
+    assert recon[id(moved)] < 0.8 * recon[id(as_before)], recon
+    moved.set_params(transform_steps=200)
+    lay = moved._layout
+    emb = torch.as_tensor(moved.embedding_, dtype=torch.float64)
+    coords = torch.as_tensor((X[300:] - moved.mean_) / moved.scale_, dtype=torch.float64) @ torch.as_tensor(lay.projection)
+    near = neighbors.nearest_reference(coords.float(), torch.as_tensor(lay.coords), lay.n_neighbors)
+    w = neighbors.graph_weights("fuzzy", coords.float(), torch.as_tensor(lay.coords), near)
+    expected = neighbors.refine_embedding(neighbors.neighbor_median(emb[near]), emb[near], emb, moved.transform_steps,
+                                          lay.seed, lay.loss, weights=w)
+    got = moved.transform(X[300:])
+    np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-5)
+    moved.save(tmp_path / "m")
+    loaded = VAEEmbedder.load(tmp_path / "m")
+    assert loaded.layout_method == "auto" and loaded._layout.graph == "fuzzy"
+    assert np.array_equal(loaded.transform(X[300:]), got)
+    assert np.array_equal(loaded.inverse_transform(got), moved.inverse_transform(got))
+
+
+@pytest.mark.parametrize("method", ["tsne", "", None, 3])
+def test_bad_layout_method(method):
+    with pytest.raises(ValueError, match="layout_method"):
+        VAEEmbedder(layout_method=method).fit(np.zeros((10, 3)))
+
+
+def test_umaps_layout_runs_on_a_handful_of_rows():
+    """4 rows, 15 neighbours asked: 3 each, the fuzzy graph joins them all; the layout moves without a warning."""
+    import warnings as _warnings
+
+    X, _ = hidden_classes(4)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        est = VAEEmbedder(hidden_layers=(8,), n_flows=1, n_prior_modes=2, max_epochs=2, validation_fraction=0.0,
+                          random_state=0, device="cpu").fit(X)
+    assert est._layout.moved and np.isfinite(est.embedding_).all() and np.isfinite(est.transform(X)).all()
 
 
 # ------------------------------------------------------------------ neighbor_graph="fuzzy"
@@ -726,13 +805,14 @@ def test_fuzzy_layout_steps_weigh_the_layouts_attractions():
     """With layout_steps the moved layout is optimize_layout's with the memberships of each row's neighbours among the
     layout's principal coordinates (checked by hand), not the unweighted one."""
     X, _ = hidden_classes(120)
-    est = VAEEmbedder(neighbor_graph="fuzzy", layout_steps=5, neighbor_weight=1.0, hidden_layers=(8,), n_flows=1,
-                      n_prior_modes=2, max_epochs=2, batch_size=40, random_state=0, device="cpu").fit(X)
+    kw = dict(neighbor_graph="fuzzy", neighbor_weight=1.0, hidden_layers=(8,), n_flows=1, n_prior_modes=2,
+              max_epochs=2, batch_size=40, random_state=0, device="cpu")
+    est = VAEEmbedder(layout_steps=5, layout_method="neighbor_loss", **kw).fit(X)
     lay = est._layout
     assert lay.moved and lay.graph == "fuzzy"
     coords = torch.from_numpy(lay.coords)
     near = knn_graph(coords, 15, seed=lay.seed)
-    start = torch.from_numpy(est.set_params(transform_steps=0).transform(X))  # the encoder's layout before the move
+    start = torch.from_numpy(VAEEmbedder(layout_steps=0, **kw).fit(X).embedding_)  # the encoder's layout, unmoved
     weights = neighbors.graph_weights("fuzzy", coords, coords, near)
     expected = neighbors.optimize_layout(start, near, 5, lay.seed, lay.loss, weights=weights)
     np.testing.assert_allclose(est.embedding_, expected.numpy(), rtol=0, atol=1e-5)

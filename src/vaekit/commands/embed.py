@@ -145,8 +145,13 @@ def _parser() -> argparse.ArgumentParser:
     arch.add_argument("--logdir", default=None,
                       help="checkpoint after every epoch and TensorBoard curves here (a new or empty directory)")
     arch.add_argument("--layout-steps", type=int, default=None, metavar="N",
-                      help="after training, steps that move the whole training layout by the neighbour loss (default: "
-                           "100 from 10,000 rows on, 0 below; see VAEEmbedder)")
+                      help="after training, steps (epochs for --layout-method umap) that move the whole training "
+                           "layout (default: 500 below 10,000 rows, 100 from 10,000 on; 0: the encoder's layout; "
+                           "see VAEEmbedder)")
+    arch.add_argument("--layout-method", default=None, choices=["auto", "umap", "neighbor_loss"],
+                      help="how --layout-steps move the layout: umap (UMAP's layout optimisation of its fuzzy graph), "
+                           "neighbor_loss (the fit's neighbour loss), auto (umap below 10,000 rows, neighbor_loss from "
+                           "them on; the default)")
     arch.add_argument("--neighbor-graph", default=None, choices=["knn", "fuzzy"],
                       help="how the term weighs each example's neighbours: knn (equally, the default) or fuzzy (UMAP's "
                            "memberships: the nearest more; for classes of a handful of examples; see VAEEmbedder)")
@@ -172,7 +177,8 @@ FIT_FLAGS = {"--hidden-layers": ("hidden_layers", "hidden_layers"), "--n-flows":
              "--n-prior-modes": ("n_prior_modes", "n_prior_modes"), "--activation": ("activation", "activation"),
              "--dropout": ("dropout", "dropout"), "--validation-fraction": ("validation_fraction", "validation_fraction"),
              "--logdir": ("logdir", "logdir"), "--layout-steps": ("layout_steps", "layout_steps"),
-             "--neighbor-graph": ("neighbor_graph", "neighbor_graph")}
+             "--neighbor-graph": ("neighbor_graph", "neighbor_graph"),
+             "--layout-method": ("layout_method", "layout_method")}
 
 
 def _settings_given(a: argparse.Namespace) -> list[str]:

@@ -32,7 +32,7 @@ from ..training.step import TrainStep, adam
 from . import io
 from ._model import anchor_elbo_and_embedding, auto_hidden_layers, build_vae, state_size
 from ._neighbors import (EARLY_FRACTION, N_PCA_ROWS, Layout, NeighborTerm, early_exaggeration, graph_weights, knn_graph,
-                         optimize_layout, pca_projection, term_weight)
+                         optimize_layout, pca_projection, term_weight, umap_layout)
 from .inputs import (ArraySource, ConcatSource, Source, as_source, batches, check_array_input, feature_statistics,
                      validate_source)
 
@@ -230,8 +230,9 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             # the training layout of transform: at the end of the fit only (a logdir checkpoint written after an epoch
             # holds none, and transforms with the encoder alone until the fit ends)
             # (an interrupted fit keeps the encoder's layout: layout_steps would delay the return to the user)
-            set_reference(est, source, None if reason == "checkpoint" else projection, seed,
-                          move_layout=reason != "interrupted")
+            if set_reference(est, source, None if reason == "checkpoint" else projection, seed,
+                             move_layout=reason != "interrupted"):
+                finetune_to_layout(model, data, est.embedding_, seed, max(1, est.batch_size // 2))
 
         curves = _Curves(est, len(history) + 1)
 
@@ -486,61 +487,148 @@ def neighbor_term(est: VAEEmbedder, data: TrainData, seed: int) -> tuple[Neighbo
 
 
 def set_reference(est: VAEEmbedder, source: Source, projection: Tensor | None, seed: int,
-                  move_layout: bool = True) -> None:
+                  move_layout: bool = True) -> bool:
     """Record what ``transform``'s local optimisation places rows against: every row of ``X``, embedded and projected.
 
     ``embedding_`` is the encoder's embedding of ``X``'s rows (validation rows split off
-    ``X`` included; ``validation_data`` not), moved by ``est.layout_steps`` steps of
-    :func:`~vaekit.embedding._neighbors.optimize_layout` when those are > 0, and ``_layout``
+    ``X`` included; ``validation_data`` not), moved by ``est.layout_method`` for
+    ``est.layout_steps`` steps when those are > 0 (:func:`move_layout_of`), and ``_layout``
     (:class:`~vaekit.embedding._neighbors.Layout`) their coordinates on the neighbour term's
     principal components (``projection``), computed in the same float64 pass as
     ``transform`` computes a new row's, with the seed of the negatives and the loss and
     neighbour count of this fit. Without ``projection`` (no neighbour term, or a checkpoint
     written during the fit) both are removed: ``transform`` is then the encoder alone.
+    Returns whether the layout moved (the caller then fits the model to it:
+    :func:`finetune_to_layout`).
     """
     for name in ("embedding_", "_layout"):
         est.__dict__.pop(name, None)
     if projection is None:
-        return
+        return False
     projection = projection.detach().cpu().double().numpy()
     both = est._encode_and_project(source, projection)
     est.embedding_ = np.ascontiguousarray(both[:, :est.n_components])
     est._layout = Layout(projection, np.ascontiguousarray(both[:, est.n_components:]), int(seed), est.neighbor_loss,
                          min(int(est.n_neighbors), len(both)), graph=est.neighbor_graph)
-    steps = resolve_layout_steps(getattr(est, "layout_steps", 0), len(both)) if move_layout else 0
-    if not steps:
-        return
-    k = min(int(est.n_neighbors), len(both) - 1)
-    if len(both) < LAYOUT_MIN_ROWS_PER_NEIGHBOR * max(k, 1):
-        warnings.warn(f"layout_steps={steps} ignored: {len(both)} rows for n_neighbors={est.n_neighbors} (moving the "
-                      f"layout needs at least {LAYOUT_MIN_ROWS_PER_NEIGHBOR} rows per neighbour; with fewer the "
-                      "neighbours cover most rows and the loss draws them onto one point)", RuntimeWarning, stacklevel=4)
-        return
-    # the whole layout moved by the neighbour loss (each row's neighbours: other rows), on the CPU (2-D rows)
+    return move_layout and move_layout_of(est, seed)
+
+
+def move_layout_of(est: VAEEmbedder, seed: int) -> bool:
+    """Move ``est.embedding_`` (the encoder's layout) as ``layout_method`` and ``layout_steps`` say; whether it moved.
+
+    "umap": :func:`~vaekit.embedding._neighbors.umap_layout` (UMAP's edge-sampled layout
+    optimisation over its fuzzy graph of the rows, back in the encoder's frame), and
+    ``transform`` then weighs each new row's neighbours by their fuzzy memberships, the graph
+    the layout was laid out on. "neighbor_loss": the fit's own neighbour loss, all rows
+    together (:func:`~vaekit.embedding._neighbors.optimize_layout`), skipped with a warning
+    below :data:`LAYOUT_MIN_ROWS_PER_NEIGHBOR` rows per neighbour. Each row's neighbours are
+    its nearest other rows in the term's principal coordinates. On the CPU (2-D rows).
+    """
+    n = len(est.embedding_)
+    method = resolve_layout_method(getattr(est, "layout_method", "neighbor_loss"), n)
+    steps = resolve_layout_steps(getattr(est, "layout_steps", 0), n, method)
+    k = min(int(est.n_neighbors), n - 1)
+    if not steps or k < 1:
+        return False
+    if method == "neighbor_loss" and n < LAYOUT_MIN_ROWS_PER_NEIGHBOR * k:
+        warnings.warn(f"layout_steps={steps} ignored: {n} rows for n_neighbors={est.n_neighbors} (moving the "
+                      f"layout with layout_method='neighbor_loss' needs at least {LAYOUT_MIN_ROWS_PER_NEIGHBOR} rows "
+                      "per neighbour; with fewer the neighbours cover most rows and the loss draws them onto one "
+                      "point)", RuntimeWarning, stacklevel=5)
+        return False
     coords = torch.from_numpy(est._layout.coords)
     neighbors = knn_graph(coords, k, seed=seed)
-    moved = optimize_layout(torch.from_numpy(est.embedding_), neighbors, steps, seed, est.neighbor_loss,
-                            weights=graph_weights(est.neighbor_graph, coords, coords, neighbors))
+    z = torch.from_numpy(est.embedding_)
+    if method == "umap":
+        moved = umap_layout(z, coords, neighbors, steps, seed)
+        est._layout.graph = "fuzzy"
+    else:
+        moved = optimize_layout(z, neighbors, steps, seed, est.neighbor_loss,
+                                weights=graph_weights(est.neighbor_graph, coords, coords, neighbors))
     est.embedding_ = np.ascontiguousarray(moved.numpy(), dtype=np.float32)
     est._layout.moved = True  # transform starts rows at their neighbours' median (the encoder's frame is the old one)
+    return True
 
 
-#: ``layout_steps="auto"``: this many steps from :data:`AUTO_LAYOUT_ROWS` rows on, none below (measured on MNIST
-#: subsets and the suite's small sets: docs/embedding.md).
+#: After the layout moved, the model trains this many steps towards it (:func:`finetune_to_layout`).
+FINETUNE_STEPS = 300
+#: The rate of those steps (Adam).
+FINETUNE_LR = 1e-3
+#: Their pull of each row's embedding to its place in the moved layout, per input feature.
+FINETUNE_PULL = 0.5
+
+
+def finetune_to_layout(model: VAE, data: TrainData, layout: np.ndarray, seed: int, batch_size: int,
+                       steps: int = FINETUNE_STEPS) -> None:
+    r"""Train ``model`` ``steps`` steps so that its latent space is the moved ``layout``, on the training core.
+
+    Each step (:class:`~vaekit.training.step.TrainStep`, Adam at :data:`FINETUNE_LR`, the
+    gradient norm clipped as the fit's) draws ``batch_size`` training rows at random (seeded)
+    and minimises their negative single-sample ELBO plus
+    :math:`\lambda D \, \overline{\lVert z_i - y_i \rVert^2}`, with :math:`z_i` the
+    posterior's point estimate of row :math:`i` (its embedding), :math:`y_i` its place in
+    ``layout``, :math:`D` the number of input features and :math:`\lambda` =
+    :data:`FINETUNE_PULL` (per feature, as the ELBO it balances grows with the features). The
+    decoder thus learns the moved layout's frame: ``inverse_transform`` of a point of the map
+    decodes what lies there, where the unchanged model would decode what lay there before the
+    move (measured: docs/embedding.md). ``layout`` has a row for every row of the source.
+    """
+    pull = FINETUNE_PULL * data.source.n_features
+    target = torch.as_tensor(layout, dtype=torch.float32, device=data.device)
+    train = torch.from_numpy(data.train)
+    draws = torch.Generator().manual_seed(int(seed))
+
+    def forward(index: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        elbo, z = anchor_elbo_and_embedding(model, data.rows(index.numpy()), len(index))
+        loss = -elbo.mean() + pull * (z - target[index.to(data.device)]).square().sum(1).mean()
+        return loss, {"loss": loss.detach()}
+
+    step = TrainStep(forward, list(model.parameters()), adam(model.parameters(), lr=FINETUNE_LR), grad_clip=CLIP_NORM)
+    model.train()
+    try:
+        for i in range(int(steps)):
+            step(train[torch.randint(len(train), (min(batch_size, len(train)),), generator=draws)], i)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+
+
+#: ``layout_steps="auto"`` with ``layout_method="neighbor_loss"``: this many steps (measured on MNIST subsets and the
+#: suite's small sets: docs/embedding.md).
 AUTO_LAYOUT_STEPS = 100
 
-#: ``layout_steps="auto"`` moves the layout of at least this many rows.
+#: ``layout_steps="auto"`` with ``layout_method="umap"``: UMAP's default ``n_epochs``, 500 epochs below 10,000 rows
+#: and 200 from 10,000 on.
+AUTO_UMAP_EPOCHS = (500, 200)
+
+#: ``layout_method="auto"`` is "umap" below this many rows of the layout and "neighbor_loss" from it on.
 AUTO_LAYOUT_ROWS = 10_000
 
+def resolve_layout_method(layout_method: str, n_rows: int) -> str:
+    """``layout_method``, or for "auto" "umap" below :data:`AUTO_LAYOUT_ROWS` rows and "neighbor_loss" from them on.
 
-def resolve_layout_steps(layout_steps: int | str, n_rows: int) -> int:
-    """``layout_steps``, or for "auto" :data:`AUTO_LAYOUT_STEPS` from :data:`AUTO_LAYOUT_ROWS` rows of the layout on.
+    >>> resolve_layout_method("auto", 9999), resolve_layout_method("auto", 10000), resolve_layout_method("umap", 10**6)
+    ('umap', 'neighbor_loss', 'umap')
+    """
+    if layout_method == "auto":
+        return "umap" if n_rows < AUTO_LAYOUT_ROWS else "neighbor_loss"
+    return layout_method
 
-    >>> resolve_layout_steps("auto", 9999), resolve_layout_steps("auto", 10000), resolve_layout_steps(7, 10)
-    (0, 100, 7)
+
+def resolve_layout_steps(layout_steps: int | str, n_rows: int, method: str = "neighbor_loss") -> int:
+    """``layout_steps``, or for "auto" the default of the (resolved) ``method`` for a layout of ``n_rows`` rows.
+
+    "umap": :data:`AUTO_UMAP_EPOCHS` (UMAP's ``n_epochs``); "neighbor_loss": :data:`AUTO_LAYOUT_STEPS`.
+
+    >>> resolve_layout_steps("auto", 9999, "umap"), resolve_layout_steps("auto", 10000, "umap")
+    (500, 200)
+    >>> resolve_layout_steps("auto", 10000), resolve_layout_steps(7, 10, "umap")
+    (100, 7)
     """
     if isinstance(layout_steps, str):
-        return AUTO_LAYOUT_STEPS if n_rows >= AUTO_LAYOUT_ROWS else 0
+        if method == "umap":
+            return AUTO_UMAP_EPOCHS[0] if n_rows <= AUTO_LAYOUT_ROWS else AUTO_UMAP_EPOCHS[1]
+        return AUTO_LAYOUT_STEPS
     return int(layout_steps)
 
 

@@ -32,7 +32,7 @@ __all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "Nei
            "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives",
            "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration", "term_weight",
            "nearest_reference", "neighbor_median", "refine_embedding", "optimize_layout", "REFINE_LR", "REFINE_NEGATIVES",
-           "MAX_TRANSFORM_STEPS", "Layout", "KNN_MEMORY", "GRAPHS", "membership_weights", "graph_weights",
+           "MAX_TRANSFORM_STEPS", "Layout", "umap_layout", "KNN_MEMORY", "GRAPHS", "LAYOUT_METHODS", "membership_weights", "graph_weights",
            "fuzzy_union", "edge_layout", "similarity_align", "EDGE_CHUNKS"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
@@ -67,6 +67,9 @@ LOSSES = ("tsne", "umap")
 #: The neighbour graphs ``neighbor_graph`` accepts: uniform k-NN lists, or UMAP's fuzzy memberships
 #: (:func:`membership_weights`).
 GRAPHS = ("knn", "fuzzy")
+#: How ``fit`` moves the training layout after training (``layout_method``): "umap" (:func:`umap_layout`),
+#: "neighbor_loss" (:func:`optimize_layout`), or "auto" (the first below 10,000 rows, the second from them on).
+LAYOUT_METHODS = ("auto", "umap", "neighbor_loss")
 #: Bisection steps of :func:`membership_weights`' search for each row's bandwidth.
 MEMBERSHIP_ITERS = 64
 #: :func:`membership_weights`' floor under ``sigma``, times the row's mean distance (UMAP's ``MIN_K_DIST_SCALE``).
@@ -854,6 +857,50 @@ def similarity_align(y: Tensor, target: Tensor) -> Tensor:
     ya, ta = y - y.mean(0), target - target.mean(0)
     u, sv, vt = torch.linalg.svd(ya.T @ ta)
     return (sv.sum() / ya.square().sum()) * ya @ (u @ vt) + target.mean(0)
+
+
+def umap_layout(z: Tensor, coords: Tensor, neighbors: Tensor, n_epochs: int, seed: int) -> Tensor:
+    """The layout ``z`` moved by UMAP's layout optimisation, in ``z``'s frame.
+
+    ``z`` is scaled into [0, 10] (one scale for every axis, so that the layout keeps its
+    shape; UMAP scales each axis of its start), moved by ``n_epochs`` of
+    :func:`edge_layout` over UMAP's fuzzy graph of the rows (:func:`fuzzy_union` of their
+    ``neighbors`` in ``coords``), and brought back into ``z``'s frame by one rotation, scale
+    and shift (:func:`similarity_align`), the frame the decoder was trained on. A layout of
+    one point (no extent) is returned as it is.
+
+    Parameters
+    ----------
+    z : Tensor of shape (n, d)
+        The starting layout (the encoder's embedding of the rows).
+    coords : Tensor of shape (n, c)
+        The rows in the space their neighbours were found in.
+    neighbors : Tensor of shape (n, k), int64
+        Each row's nearest other rows in ``coords``, nearest first (:func:`knn_graph`).
+    n_epochs : int
+    seed : int
+
+    Returns
+    -------
+    Tensor of shape (n, d), float64
+
+    Examples
+    --------
+    >>> z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0], [6.0, 0.0]])
+    >>> nbr = torch.tensor([[1], [0], [3], [2]])
+    >>> y = umap_layout(z, z, nbr, 100, seed=0)
+    >>> y.shape, bool((y[1] - y[0]).norm() < (y[2] - y[1]).norm())
+    (torch.Size([4, 2]), True)
+    """
+    z = z.double()
+    low = z.amin(0)
+    span = float((z.amax(0) - low).max())
+    if not span > 0:
+        return z.clone()
+    scale = 10.0 / span
+    head, tail, weight = fuzzy_union(coords, neighbors)
+    y = edge_layout((z - low) * scale, head, tail, weight, int(n_epochs), seed) / scale + low
+    return similarity_align(y, z)
 
 
 @dataclass

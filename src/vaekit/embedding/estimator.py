@@ -21,8 +21,8 @@ from .._numeric import logmeanexp
 from ..nn import eval_mode
 from ..nn.mlp import ACTIVATIONS
 from ._model import LIKELIHOODS, POSTERIOR_NAMES, PRIORS, log_weights_given_noise, posterior_mean, row_noise
-from ._neighbors import (GRAPHS, LOSSES, MAX_TRANSFORM_STEPS, REFINE_BLOCK, graph_weights, nearest_reference,
-                         neighbor_median, refine_embedding)
+from ._neighbors import (GRAPHS, LAYOUT_METHODS, LOSSES, MAX_TRANSFORM_STEPS, REFINE_BLOCK, graph_weights,
+                         nearest_reference, neighbor_median, refine_embedding)
 from .inputs import ArraySource, Source, as_source, check_array_input, validate_source
 
 __all__ = ["VAEEmbedder"]
@@ -188,36 +188,46 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         without the neighbour term (``neighbor_weight=0`` at fit), for a logdir checkpoint
         written during a fit, and for embedders saved before vaekit kept it.
     layout_steps : int in [0, 100000] or "auto", default="auto"
-        With the neighbour term, after training: steps that move the whole training layout
-        (``embedding_``, the rows ``fit`` was given, the validation rows split off ``X``
-        included) by the same loss, all rows together, each towards the current layout
-        positions of its ``n_neighbors`` nearest rows in the term's principal components, as
-        UMAP's layout optimisation moves its points (here from the encoder's embedding;
-        :func:`vaekit.embedding._neighbors.optimize_layout`, on the CPU). The moved layout
-        shows through ``embedding_`` and through ``transform``'s local optimisation, which
-        places rows against it, starting each row at the coordinate-wise median of its
-        ``n_neighbors`` nearest training rows' moved embeddings (the encoder's embedding lies
-        in the frame of the layout before the move; on MNIST the median start gave the new
-        points higher 10-NN accuracy and trustworthiness than the encoder's, docs/embedding.md);
-        with ``transform_steps=0`` the outputs of ``transform`` and ``fit_transform`` are the
-        encoder's either way. The model is unchanged. "auto": 100
-        steps when ``fit`` is given at least 10,000 rows, none below. Not run when the fit is
-        interrupted, nor (with a warning) with fewer than 4 rows per neighbour. 0: the layout
-        is the encoder's embedding. Measured (``benchmarks/results/embedding_layout_refine_cpu*.md``,
-        one thread, 2-3 seeds, new rows started at the encoder's embedding as before the median
-        start; with it the suite scores higher, docs/embedding.md): 100 steps raised the new points' 10-NN accuracy /
-        trustworthiness on MNIST subsets of 10,000, 20,000 and 60,000 images from 0.884 /
-        0.932, 0.895 / 0.929 and 0.951 / 0.949 to 0.897 / 0.935, 0.916 / 0.938 and 0.956 /
-        0.962 (UMAP: 0.880 / 0.934, 0.912 / 0.937, 0.956 / 0.955), for 1.3, 4.2 and 12.4 s
-        more; on the small data sets of the suite they lowered the trustworthiness (the
-        breast-cancer table 0.908 to 0.835), hence "auto".
+        With the neighbour term, after training: steps (epochs for ``layout_method="umap"``)
+        that move the whole training layout (``embedding_``, the rows ``fit`` was given, the
+        validation rows split off ``X`` included), each row towards its ``n_neighbors``
+        nearest rows in the term's principal components, as ``layout_method`` says, starting
+        from the encoder's embedding. The moved layout shows through ``embedding_`` and
+        through ``transform``'s local optimisation, which places rows against it, starting
+        each row at the coordinate-wise median of its ``n_neighbors`` nearest training rows'
+        moved embeddings (the encoder's embedding lies in the frame of the layout before the
+        move; on MNIST the median start gave the new points higher 10-NN accuracy and
+        trustworthiness than the encoder's, docs/embedding.md); with ``transform_steps=0``
+        the outputs of ``transform`` and ``fit_transform`` are the encoder's either way. Once
+        the layout moved, the model trains 300 more steps on its ELBO plus a pull of each
+        training row's embedding towards its place in the moved layout, so that the decoder
+        decodes the moved map (``inverse_transform``; the held-out ELBO changes by a percent
+        or two, docs/embedding.md). "auto": UMAP's ``n_epochs`` for "umap" (500 up to 10,000
+        rows, 200 above), 100 steps for "neighbor_loss". Not run when the fit is interrupted,
+        nor (with a warning, for "neighbor_loss") with fewer than 4 rows per neighbour. 0: the
+        layout is the encoder's embedding and the model is left as trained.
+    layout_method : {"auto", "umap", "neighbor_loss"}, default="auto"
+        How ``layout_steps`` move the training layout. "umap": UMAP's own layout optimisation
+        (edge-sampled, over UMAP's fuzzy graph of the rows; McInnes et al. 2018) from the
+        encoder's layout scaled into UMAP's frame, then rotated, scaled and shifted back into
+        the encoder's (:func:`vaekit.embedding._neighbors.umap_layout`); ``transform`` then
+        weighs each new row's neighbours by their fuzzy memberships, whatever
+        ``neighbor_graph``. "neighbor_loss": the fit's neighbour loss, all rows together
+        (:func:`vaekit.embedding._neighbors.optimize_layout`). "auto": "umap" below 10,000
+        rows, "neighbor_loss" from 10,000 on. Measured over the suite's data sets
+        (docs/embedding.md, "The suite"): on the small ones the "umap" layout raised the new
+        points' 10-NN accuracy (scikit-learn's digits 0.956 to 0.975, the Olivetti faces 0.64
+        to 0.80) and trustworthiness where the encoder's layout was below UMAP's (the swiss
+        roll), where 100 steps of the neighbour loss lowered trustworthiness (the
+        breast-cancer table 0.908 to 0.835); from 10,000 rows on the neighbour loss matched
+        UMAP's layout at a ninth of its time.
     neighbor_graph : {"knn", "fuzzy"}, default="knn"
         How the term weighs each row's ``n_neighbors`` nearest rows. "knn": equally (a
         partner is drawn uniformly from the list). "fuzzy": by UMAP's fuzzy membership
         (:func:`vaekit.embedding._neighbors.membership_weights`: 1 for the nearest row, decaying
         with the distance beyond it at a rate set per row so that the memberships sum to
         log2(n_neighbors + 1)): partners are drawn in proportion to it, and ``transform``'s
-        local optimisation and ``layout_steps`` weigh the neighbours' attractions by it. The
+        local optimisation and ``layout_method="neighbor_loss"`` weigh the neighbours' attractions by it. The
         map then keeps the few nearest neighbours of each row tighter and the farther ones
         looser, which helps where a row's true neighbours are fewer than ``n_neighbors``
         (classes of a handful of rows, as the suite's Olivetti faces: 8 training images per
@@ -236,7 +246,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     embedding_ : ndarray of shape (n_samples, n_components)
         With the neighbour term: the encoder's embedding of the rows ``fit`` was given (the
         layout ``transform`` places rows against; ``validation_data`` not included), moved by
-        ``layout_steps`` steps of the neighbour loss if those are > 0. ``fit_transform(X)``
+        ``layout_steps`` steps of ``layout_method`` if those are > 0. ``fit_transform(X)``
         differs from it unless ``transform_steps=0`` and the layout was not moved. Absent without
         the neighbour term.
     history_ : list of dict
@@ -292,6 +302,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "neighbor_graph": [StrOptions(set(GRAPHS))],
         "transform_steps": [Interval(Integral, 0, MAX_TRANSFORM_STEPS, closed="both")],
         "layout_steps": [Interval(Integral, 0, MAX_TRANSFORM_STEPS, closed="both"), StrOptions({"auto"})],
+        "layout_method": [StrOptions(set(LAYOUT_METHODS))],
     }
 
     def __init__(self, n_components: int = 2, *, hidden_layers: tuple[int, ...] | None = None, posterior: str = "iaf",
@@ -303,7 +314,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                  verbose: int = 0, warm_start: bool = False, logdir: str | os.PathLike[str] | None = None,
                  neighbor_weight: float = 0.4, n_neighbors: int = 15, validation_data: Any = None,
                  tensorboard: bool = True, neighbor_loss: str = "tsne", transform_steps: int = TRANSFORM_STEPS,
-                 layout_steps: int | str = "auto", neighbor_graph: str = "knn") -> None:
+                 layout_steps: int | str = "auto", neighbor_graph: str = "knn", layout_method: str = "auto") -> None:
         self.n_components = n_components
         self.hidden_layers = hidden_layers
         self.posterior = posterior
@@ -335,6 +346,7 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.transform_steps = transform_steps
         self.layout_steps = layout_steps
         self.neighbor_graph = neighbor_graph
+        self.layout_method = layout_method
 
     # ------------------------------------------------------------------ checks
     def check_params(self) -> VAEEmbedder:
