@@ -620,7 +620,7 @@ def resolve_layout_steps(layout_steps: int | str, n_rows: int, method: str = "ne
 
     "umap": :data:`AUTO_UMAP_EPOCHS` (UMAP's ``n_epochs``); "neighbor_loss": :data:`AUTO_LAYOUT_STEPS`.
 
-    >>> resolve_layout_steps("auto", 9999, "umap"), resolve_layout_steps("auto", 10000, "umap")
+    >>> resolve_layout_steps("auto", 10000, "umap"), resolve_layout_steps("auto", 10001, "umap")
     (500, 200)
     >>> resolve_layout_steps("auto", 10000), resolve_layout_steps(7, 10, "umap")
     (100, 7)
