@@ -393,7 +393,7 @@ def test_the_reference_of_transform_is_saved_and_loaded(saved_with_term):
     est, path = saved_with_term
     config = json.loads((path / "embedder.json").read_text())
     assert config["fitted"]["reference"] == {"n_rows": 200, "n_coords": 6, "seed": est._layout.seed, "loss": "tsne",
-                                             "n_neighbors": 15, "moved": False, "graph": "knn"}
+                                             "n_neighbors": 15, "moved": True, "graph": "fuzzy"}
     loaded = VAEEmbedder.load(path)
     assert np.array_equal(loaded.embedding_, est.embedding_)
     assert np.array_equal(loaded.transform(X), est.transform(X))

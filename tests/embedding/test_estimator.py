@@ -172,7 +172,7 @@ def test_cosine_schedule_moves_the_rate_at_every_step(monkeypatch):
         return real_call(self, *args, **kwargs)
 
     monkeypatch.setattr(TrainStep, "__call__", call)
-    est = tiny(max_epochs=4, lr_schedule="cosine", learning_rate=3e-3).fit(X)
+    est = tiny(max_epochs=4, lr_schedule="cosine", learning_rate=3e-3, layout_steps=0).fit(X)  # no fine-tuning steps
     total = len(rates)
     per_epoch = math.ceil(round(len(X) * 0.9) / 16)  # 144 training rows, 16 anchors per step
     assert total == 4 * per_epoch and est.stop_reason_ == "max_epochs reached"
@@ -203,12 +203,17 @@ def counting_steps(monkeypatch, interrupt_at: int | None = None) -> dict[str, in
     return calls
 
 
-@pytest.mark.parametrize("neighbor_weight, per_epoch", [(0.0, 5), (0.4, 9)])
-def test_fit_trains_through_the_training_core(monkeypatch, neighbor_weight, per_epoch):
-    # 144 training rows: batches of 32 rows, or of 16 anchors and their partners with the neighbour term
+@pytest.mark.parametrize("neighbor_weight, per_epoch, layout_steps", [(0.0, 5, "auto"), (0.4, 9, 0), (0.4, 9, "auto")])
+def test_fit_trains_through_the_training_core(monkeypatch, neighbor_weight, per_epoch, layout_steps):
+    # 144 training rows: batches of 32 rows, or of 16 anchors and their partners with the neighbour term; with the term
+    # a moved layout (the default) adds the fine-tuning's steps, through the same core
+    from vaekit.embedding._fitting import FINETUNE_STEPS
+
     calls = counting_steps(monkeypatch)
-    est = tiny(max_epochs=3, early_stopping=False, neighbor_weight=neighbor_weight).fit(X)
-    assert est.n_iter_ == 3 and calls["n"] == 3 * per_epoch
+    est = tiny(max_epochs=3, early_stopping=False, neighbor_weight=neighbor_weight, layout_steps=layout_steps).fit(X)
+    moved = neighbor_weight > 0 and layout_steps != 0
+    assert est.n_iter_ == 3 and calls["n"] == 3 * per_epoch + (FINETUNE_STEPS if moved else 0)
+    assert (neighbor_weight == 0) or est._layout.moved == moved
 
 
 def test_no_training_loop_of_its_own():
@@ -239,6 +244,15 @@ def test_an_interrupted_fit_does_not_move_its_layout(monkeypatch):
     with pytest.warns(RuntimeWarning, match="interrupted"):
         est = tiny(max_epochs=10, layout_steps=50).fit(X)
     assert est.stop_reason_ == "interrupted"
+    assert np.array_equal(est.embedding_, est.set_params(transform_steps=0).transform(X))
+
+
+def test_a_fit_interrupted_while_fine_tuning_towards_its_layout_keeps_the_encoders_layout(monkeypatch):
+    # 3 epochs of 9 steps, then the fine-tuning towards the moved layout: Ctrl-C at its 5th step
+    counting_steps(monkeypatch, interrupt_at=3 * 9 + 5)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        est = tiny(max_epochs=3, early_stopping=False).fit(X)
+    assert est.stop_reason_ == "interrupted" and not est._layout.moved and est.model_.training is False
     assert np.array_equal(est.embedding_, est.set_params(transform_steps=0).transform(X))
 
 

@@ -329,11 +329,12 @@ def test_nearest_reference_matches_brute_force_across_blocks(monkeypatch):
 
 
 def refined_and_encoder_scores(max_epochs: int) -> tuple[dict[str, float], dict[str, float], VAEEmbedder]:
+    """The new rows' scores placed by transform against the encoder's (unmoved) layout, and by the encoder alone."""
     from sklearn.manifold import trustworthiness
 
     X, y = hidden_classes()
     est = VAEEmbedder(neighbor_weight=1.0, hidden_layers=(32,), n_flows=1, n_prior_modes=4, max_epochs=max_epochs,
-                      batch_size=100, random_state=0, device="cpu").fit(X[:300])
+                      batch_size=100, random_state=0, device="cpu", layout_steps=0).fit(X[:300])
     scores = []
     for steps in (200, 0):
         est.set_params(transform_steps=steps)
@@ -379,11 +380,15 @@ def test_fit_transform_is_fit_then_transform_without_reading_x_again(monkeypatch
     X, _ = hidden_classes(150)
     calls = []
     original = VAEEmbedder._encode_and_project
-    monkeypatch.setattr(VAEEmbedder, "_encode_and_project", lambda self, *a: calls.append(1) or original(self, *a))
+    monkeypatch.setattr(VAEEmbedder, "_encode_and_project", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     Z = fitted_with_term().fit_transform(X)
     assert len(calls) == 1  # fit's pass over X; the local optimisation starts from it
     assert np.array_equal(Z, fitted_with_term().fit(X).transform(X))
-    assert np.array_equal(fitted_with_term(transform_steps=0).fit_transform(X), fitted_with_term().fit(X).embedding_)
+    unmoved = fitted_with_term(layout_steps=0)
+    assert np.array_equal(fitted_with_term(transform_steps=0, layout_steps=0).fit_transform(X), unmoved.fit(X).embedding_)
+    moved = fitted_with_term(transform_steps=0)  # the default moves the layout: transform_steps=0 is the encoder's
+    z = moved.fit_transform(X)
+    assert moved._layout.moved and np.array_equal(z, moved.transform(X)) and not np.array_equal(z, moved.embedding_)
 
 
 def test_transform_uses_the_loss_and_neighbours_of_the_fit():
@@ -738,7 +743,7 @@ def test_fuzzy_graph_through_the_estimator(tmp_path):
 
     X, y = hidden_classes()
     kw = dict(neighbor_weight=1.0, hidden_layers=(32,), n_flows=1, n_prior_modes=4, max_epochs=40, batch_size=100,
-              random_state=0, device="cpu")
+              random_state=0, device="cpu", layout_steps=0)  # the encoder's layout (a moved one is weighed by membership)
     fuzzy = VAEEmbedder(neighbor_graph="fuzzy", **kw).fit(X[:300])
     knn = VAEEmbedder(**kw).fit(X[:300])
     assert fuzzy._layout.graph == "fuzzy" and knn._layout.graph == "knn"

@@ -271,7 +271,12 @@ def fit(est: VAEEmbedder, X: Any) -> VAEEmbedder:
             model.zero_grad(set_to_none=True)  # a step interrupted after its backward leaves no gradient behind
         if state.best_state is not None and keep_best:
             model.load_state_dict(state.best_state)
-        finish("interrupted" if interrupted else state.stopped)
+        try:
+            finish("interrupted" if interrupted else state.stopped)
+        except KeyboardInterrupt:  # while the layout moved or the model was fine-tuned towards it: the encoder's layout
+            interrupted = True  # (of the model as it is), as for a fit interrupted during its epochs
+            model.zero_grad(set_to_none=True)
+            finish("interrupted")
         if bad_run[0]:  # the fit ended in epochs without one good step (too few steps for the error above)
             warnings.warn(f"the last {bad_run[0]} training steps were all skipped (non-finite loss or gradient): the "
                           "fit stopped learning; lower learning_rate or check the data's scale", RuntimeWarning,
