@@ -530,7 +530,7 @@ def move_layout_of(est: VAEEmbedder, seed: int) -> bool:
     its nearest other rows in the term's principal coordinates. On the CPU (2-D rows).
     """
     n = len(est.embedding_)
-    method = resolve_layout_method(getattr(est, "layout_method", "neighbor_loss"), n)
+    method = resolve_layout_method(getattr(est, "layout_method", "auto"), n)
     steps = resolve_layout_steps(getattr(est, "layout_steps", 0), n, method)
     k = min(int(est.n_neighbors), n - 1)
     if not steps or k < 1:
@@ -608,6 +608,7 @@ AUTO_UMAP_EPOCHS = (500, 200)
 
 #: ``layout_method="auto"`` is "umap" below this many rows of the layout and "neighbor_loss" from it on.
 AUTO_LAYOUT_ROWS = 10_000
+
 
 def resolve_layout_method(layout_method: str, n_rows: int) -> str:
     """``layout_method``, or for "auto" "umap" below :data:`AUTO_LAYOUT_ROWS` rows and "neighbor_loss" from them on.

@@ -32,8 +32,8 @@ __all__ = ["knn_graph", "pair_kl", "fuzzy_cross_entropy", "pca_projection", "Nei
            "Q_SCALE", "EXACT_BELOW", "UMAP_A", "UMAP_B", "N_NEGATIVES", "LOSSES", "draw_negatives",
            "MIN_TERM_FEATURES", "EARLY_ATTRACTION_FEATURES", "EARLY_FRACTION", "early_exaggeration", "term_weight",
            "nearest_reference", "neighbor_median", "refine_embedding", "optimize_layout", "REFINE_LR", "REFINE_NEGATIVES",
-           "MAX_TRANSFORM_STEPS", "Layout", "umap_layout", "KNN_MEMORY", "GRAPHS", "LAYOUT_METHODS", "membership_weights", "graph_weights",
-           "fuzzy_union", "edge_layout", "similarity_align", "EDGE_CHUNKS"]
+           "MAX_TRANSFORM_STEPS", "Layout", "umap_layout", "KNN_MEMORY", "GRAPHS", "LAYOUT_METHODS", "membership_weights",
+           "graph_weights", "fuzzy_union", "edge_layout", "similarity_align", "EDGE_CHUNKS"]
 
 #: Inputs are projected on at most this many principal components before neighbours are searched.
 N_PCA = 50

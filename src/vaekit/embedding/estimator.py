@@ -227,7 +227,8 @@ class VAEEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         (:func:`vaekit.embedding._neighbors.membership_weights`: 1 for the nearest row, decaying
         with the distance beyond it at a rate set per row so that the memberships sum to
         log2(n_neighbors + 1)): partners are drawn in proportion to it, and ``transform``'s
-        local optimisation and ``layout_method="neighbor_loss"`` weigh the neighbours' attractions by it. The
+        local optimisation and ``layout_method="neighbor_loss"`` weigh the neighbours'
+        attractions by it. The
         map then keeps the few nearest neighbours of each row tighter and the farther ones
         looser, which helps where a row's true neighbours are fewer than ``n_neighbors``
         (classes of a handful of rows, as the suite's Olivetti faces: 8 training images per
